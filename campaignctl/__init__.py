@@ -1,0 +1,3 @@
+"""campaignctl: a local-first outreach sequencer."""
+
+__version__ = "0.1.0"

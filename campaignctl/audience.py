@@ -1,0 +1,86 @@
+"""Audience filters and `--where`: sandboxed Jinja2 expressions over a lead's fields.
+
+`status == 'new' and 'buyer' in tags`, `lead.city == 'Makati' and lead.budget_max|int > 5000000`.
+Fixed fields and attributes are reachable bare and as `lead.<name>`; a lead without a field
+simply does not match a comparison on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+from campaignctl.errors import CampaignctlError
+
+FIXED_FIELDS = ("email", "phone", "first_name", "last_name", "timezone", "status", "tags")
+
+
+class AudienceError(CampaignctlError):
+    """An audience or --where expression that does not compile."""
+
+
+@lru_cache(maxsize=1)
+def _env() -> Any:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment()
+
+
+def compile_audience(
+    expr: str | None, where: str = "audience"
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate over a lead context (see `lead_context`). None or blank matches every lead."""
+    if expr is None or not expr.strip():
+        return lambda _lead: True
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        compiled = _env().compile_expression(expr, undefined_to_none=False)
+    except TemplateSyntaxError as exc:
+        raise AudienceError(
+            f"{where}: invalid expression {expr!r}: {exc.message}",
+            "expressions look like: status == 'new' and 'buyer' in tags",
+        ) from None
+
+    def matches(lead: Mapping[str, Any]) -> bool:
+        try:
+            return bool(compiled(**lead, lead=lead))
+        except Exception as exc:  # a type error on one lead's data must not stop the pass
+            raise AudienceError(f"{where}: cannot evaluate {expr!r}: {exc}") from None
+
+    return matches
+
+
+def lead_context(
+    *,
+    email: str | None,
+    phone: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    timezone: str | None,
+    status: str,
+    tags: list[str],
+    attrs: Mapping[str, Any],
+    id: int | None = None,
+) -> dict[str, Any]:
+    """What templates and audience expressions see as `lead`: set values only, attributes included.
+
+    Missing values are left out rather than set to None, so
+    `{{ lead.first_name | default('there') }}` falls back, and a bare `{{ lead.first_name }}`
+    is reported as undefined instead of printing None.
+    """
+    ctx: dict[str, Any] = {k: v for k, v in attrs.items() if v not in (None, "")}
+    fixed = {
+        "email": email,
+        "phone": phone,
+        "first_name": first_name,
+        "last_name": last_name,
+        "timezone": timezone,
+        "status": status,
+    }
+    ctx.update({k: v for k, v in fixed.items() if v not in (None, "")})
+    ctx["tags"] = list(tags)
+    if id is not None:
+        ctx["id"] = id
+    return ctx

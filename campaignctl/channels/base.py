@@ -1,0 +1,105 @@
+"""The seam between the engine and the providers.
+
+The engine hands a channel an `Outgoing` and gets back `Sent`, or a `ChannelError` whose `kind`
+says what to do next. Nothing above this seam imports a provider SDK; each adapter turns its
+vendor's exceptions into ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from campaignctl.errors import CampaignctlError, ExitCode
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send, exactly as rendered and recorded before the provider is called."""
+
+    id: int  # message row id; outbox names its files by it
+    campaign: str
+    step: str
+    channel: str  # channel name in the campaign file
+    kind: str  # email | sms | whatsapp
+    to: str  # email address, or E.164 phone (the channel adds any `whatsapp:` prefix)
+    text: str
+    claimed_at: datetime
+    subject: str | None = None
+    html: str | None = None
+    rfc_message_id: str | None = None  # '<...@domain>' for email, generated and stored before send
+    in_reply_to: str | None = None  # Message-ID of the thread's first email
+    thread_id: str | None = None  # provider's thread id (Gmail) of that first email
+    content_sid: str | None = None
+    content_variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The provider accepted the message."""
+
+    provider_id: str
+    thread_id: str | None = None
+
+
+class Reconciled(StrEnum):
+    SENT = "sent"  # the provider has it: record as sent
+    NOT_SENT = "not_sent"  # the provider never got it: safe to send again
+    UNKNOWN = "unknown"  # the channel cannot tell: stays uncertain
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    outcome: Reconciled
+    provider_id: str | None = None
+    thread_id: str | None = None
+
+
+class ErrorKind(StrEnum):
+    TRANSIENT = "transient"  # 429, 5xx, timeouts: back to pending with backoff
+    PERMANENT = "permanent"  # this message fails; the others go on
+    AUTH = "auth"  # credentials refused: stop the channel for this pass (exit 75)
+    OPTED_OUT = "opted_out"  # recipient unsubscribed at the provider: fail and mark opted out
+
+
+class ChannelError(CampaignctlError):
+    """A provider refused or failed a message, classified for the engine."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.kind = kind
+        self.code = code
+        self.retry_after = retry_after
+        self.exit_code = (
+            ExitCode.TEMPFAIL if kind in (ErrorKind.AUTH, ErrorKind.TRANSIENT) else ExitCode.FAILED
+        )
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """What every provider adapter offers the engine."""
+
+    name: str
+    kind: str
+
+    def send(self, msg: Outgoing) -> Sent:
+        """Hand the message to the provider; raise ChannelError when it is refused."""
+        ...
+
+    def reconcile(self, msg: Outgoing) -> Reconciliation:
+        """Ask the provider whether a message whose outcome we lost went out."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

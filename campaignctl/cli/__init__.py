@@ -1,0 +1,111 @@
+"""The command line: Typer commands that parse, call one core function, and render with Rich.
+
+Start-up must stay fast (`campaignctl --help` is run by people and by cron wrappers), so this
+package imports only typer/click at module level; each command imports the core it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from campaignctl import __version__
+from campaignctl.cli.context import State, report_error
+from campaignctl.errors import CampaignctlError, ExitCode
+
+
+class _Root(TyperGroup):
+    """Turns our errors into one line on stderr and the right exit code; never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        cwd = os.getcwd()
+        try:
+            return super().invoke(ctx)
+        except CampaignctlError as exc:
+            report_error(exc.message, exc.hint)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            report_error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("CAMPAIGNCTL_DEBUG"):
+                raise
+            report_error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "this is a bug: run again with CAMPAIGNCTL_DEBUG=1 and report the traceback",
+            )
+            raise typer.Exit(int(ExitCode.FAILED)) from None
+        finally:
+            os.chdir(cwd)
+
+
+app = typer.Typer(
+    name="campaignctl",
+    cls=_Root,
+    help="Outreach campaigns from a TOML file: email (Gmail, SMTP) and SMS/WhatsApp (Twilio), "
+    "within every provider's limits, never twice, never after a stop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"campaignctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    directory: Path | None = typer.Option(
+        None,
+        "-C",
+        help="Run as if started in DIR (like git -C and make -C).",
+        metavar="DIR",
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        envvar="CAMPAIGNCTL_CONFIG",
+        metavar="FILE",
+        help="Campaign file [default: campaigns.toml].",
+    ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Show the version and exit.",
+    ),
+) -> None:
+    if directory is not None:
+        try:
+            os.chdir(directory)
+        except OSError as exc:
+            raise CampaignctlError(f"-C {directory}: {exc.strerror}") from None
+    ctx.obj = State(config_path=config)
+
+
+def _register() -> None:
+    from campaignctl.cli import check as check_cmds
+
+    check_cmds.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app(prog_name="campaignctl"))

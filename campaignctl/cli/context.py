@@ -1,0 +1,83 @@
+"""What every command shares: the loaded campaign file, the store, output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from campaignctl.config import Config
+    from campaignctl.store import Store
+
+
+class TableOrJson(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class TableCsvJson(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@dataclass
+class State:
+    """Global options, and the campaign file and store loaded at most once per command."""
+
+    config_path: Path | None = None
+    _config: Config | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            from campaignctl.config import load
+
+            self._config = load(self.config_path)
+        return self._config
+
+    def store(self) -> Store:
+        if self._store is None:
+            from campaignctl.store import Store
+
+            self._store = Store.for_config(self.config())
+        return self._store
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):  # a command invoked without the root callback (tests)
+        obj = ctx.find_root().obj = State()
+    return obj
+
+
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def report_error(message: str, hint: str | None = None) -> None:
+    """One line on stderr, optionally a hint line; plain text so logs stay greppable."""
+    print(f"campaignctl: error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def print_json(data: Any) -> None:
+    """JSON alone on stdout, so scripts and tests can parse it."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,575 @@
+"""The campaign file: read with tomllib, validated with pydantic, every problem reported at once.
+
+`load()` is what commands call; `validate_text()` is what `check` and the editor call, because
+they want the list of problems rather than an exception. Key paths look like
+`campaigns.welcome.steps[1].channel` (array indexes count from 0), and carry the line where the
+key is written when it can be found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+)
+
+from campaignctl.errors import CampaignctlError, ConfigError, Problem
+from campaignctl.timespec import Window, parse_days, parse_duration, parse_window
+
+DEFAULT_CONFIG = "campaigns.toml"
+CONFIG_ENV = "CAMPAIGNCTL_CONFIG"
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+ChannelKind = Literal["email", "sms", "whatsapp"]
+StopReason = Literal["reply", "optout", "bounce"]
+STOP_REASONS: tuple[StopReason, ...] = ("reply", "optout", "bounce")
+CHANNEL_KINDS: tuple[str, ...] = ("email", "sms", "whatsapp")
+PROVIDER_KINDS: dict[str, tuple[str, ...]] = {
+    "gmail": ("email",),
+    "smtp": ("email",),
+    "twilio": ("sms", "whatsapp"),
+    "outbox": CHANNEL_KINDS,
+}
+
+
+def _to_duration(v: Any) -> Any:
+    if isinstance(v, timedelta):
+        return v
+    if isinstance(v, str):
+        return parse_duration(v)
+    raise ValueError("expected a duration string such as '20s', '3d' or '1h30m'")
+
+
+def _to_window(v: Any) -> Any:
+    if isinstance(v, Window):
+        return v
+    if isinstance(v, str):
+        return parse_window(v)
+    raise ValueError("expected a window string such as '08:00-18:00'")
+
+
+def _to_days(v: Any) -> Any:
+    if isinstance(v, frozenset):
+        return v
+    if isinstance(v, str):
+        return parse_days(v)
+    raise ValueError("expected days such as 'mon-fri', 'sat,sun' or '*'")
+
+
+def _to_timezone(v: Any) -> Any:
+    if not isinstance(v, str):
+        raise ValueError("expected an IANA time zone name such as 'Asia/Manila'")
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {v!r}: use an IANA name such as 'Asia/Manila'"
+        ) from None
+    return v
+
+
+Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
+WindowSpec = Annotated[Window, BeforeValidator(_to_window)]
+DaysSpec = Annotated[frozenset[int], BeforeValidator(_to_days)]
+TimeZoneName = Annotated[str, BeforeValidator(_to_timezone)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+
+
+class Settings(_Model):
+    database: str = "campaignctl.db"
+    timezone: TimeZoneName = "UTC"
+    default_region: str | None = None
+
+
+class Sender(_Model):
+    name: str = ""
+    email: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+    unsubscribe_url: str | None = None
+
+
+class ChannelBase(_Model):
+    """Pacing and hours shared by every provider."""
+
+    kind: ChannelKind | None = None
+    daily_limit: PositiveInt | None = None
+    hourly_limit: PositiveInt | None = None
+    per_second: PositiveFloat | None = None
+    min_interval: Duration | None = None
+    jitter: Duration | None = None
+    window: WindowSpec | None = None
+    days: DaysSpec | None = None
+    max_attempts: PositiveInt = 5
+    retry_backoff: Duration = timedelta(minutes=1)
+
+
+class OutboxChannel(ChannelBase):
+    provider: Literal["outbox"]
+    path: str = "outbox"
+
+
+class GmailChannel(ChannelBase):
+    provider: Literal["gmail"]
+    credentials: str = "~/.config/campaignctl/gmail-token.json"
+    service_account: str | None = None
+    delegate: str | None = None
+    api_endpoint: str | None = None
+
+
+class SmtpChannel(ChannelBase):
+    provider: Literal["smtp"]
+    host: str
+    port: PositiveInt | None = None
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    timeout: Duration = timedelta(seconds=30)
+
+
+class TwilioChannel(ChannelBase):
+    provider: Literal["twilio"]
+    from_: str | None = Field(default=None, alias="from")
+    messaging_service_sid: str | None = None
+    status_callback: str | None = None
+    api_base: str | None = None
+
+
+ChannelConfig = Annotated[
+    OutboxChannel | GmailChannel | SmtpChannel | TwilioChannel, Field(discriminator="provider")
+]
+
+
+class Variant(_Model):
+    name: str
+    weight: PositiveFloat = 1.0
+    subject: str | None = None
+    body: str | None = None
+    template: str | None = None
+
+
+class Step(_Model):
+    name: str = ""
+    channel: str
+    delay: Duration = timedelta(0)
+    subject: str | None = None
+    body: str | None = None
+    template: str | None = None
+    thread: bool = False
+    content_sid: str | None = None
+    content_variables: dict[str, str] = Field(default_factory=dict)
+    variants: list[Variant] = Field(default_factory=list)
+
+
+class Campaign(_Model):
+    kind: Literal["blast", "sequence"] = "sequence"
+    status: Literal["draft", "active", "paused", "completed", "archived"] = "draft"
+    description: str | None = None
+    audience: str | None = None
+    stop_on: list[StopReason] = Field(default_factory=lambda: list(STOP_REASONS))
+    priority: int = 10
+    start_at: datetime | None = None
+    steps: list[Step] = Field(default_factory=list)
+
+
+class Config(_Model):
+    settings: Settings = Field(default_factory=Settings)
+    sender: Sender = Field(default_factory=Sender)
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    campaigns: dict[str, Campaign] = Field(default_factory=dict)
+
+    _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._path.parent
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the file (template, outbox, database), relative to the campaign file."""
+        p = Path(os.path.expanduser(relative))
+        return p if p.is_absolute() else self.base_dir / p
+
+    def database_url(self) -> str:
+        db = self.settings.database
+        if "://" in db:
+            return db
+        return f"sqlite:///{self.resolve(db)}"
+
+    def channel_kind(self, name: str) -> str:
+        """email, sms or whatsapp: explicit `kind`, else what the provider or name implies."""
+        ch = self.channels[name]
+        return _infer_kind(name, ch) or "email"
+
+    def campaign(self, name: str) -> Campaign:
+        from campaignctl.errors import NotFoundError
+
+        try:
+            return self.campaigns[name]
+        except KeyError:
+            raise NotFoundError(
+                f"{self.path}: no campaign named {name!r}{did_you_mean(name, self.campaigns)}",
+                "run `campaignctl campaign list` to see the campaigns",
+            ) from None
+
+
+def _infer_kind(
+    name: str, ch: OutboxChannel | GmailChannel | SmtpChannel | TwilioChannel
+) -> str | None:
+    if ch.kind:
+        return ch.kind
+    kinds = PROVIDER_KINDS[ch.provider]
+    if len(kinds) == 1:
+        return kinds[0]
+    if isinstance(ch, TwilioChannel) and (ch.from_ or "").startswith("whatsapp:"):
+        return "whatsapp"
+    if name in CHANNEL_KINDS:
+        return name
+    if isinstance(ch, TwilioChannel):
+        return "sms"
+    return None
+
+
+def did_you_mean(name: str, choices: Any) -> str:
+    """`; did you mean 'welcome'?` when a close name exists, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# ---------------------------------------------------------------- locating keys in the text
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*(\]\]?)\s*(?:#.*)?$")
+_KEYLINE = re.compile(
+    r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+)
+
+
+def _split_key(raw: str) -> list[str]:
+    parts = re.findall(r"""\s*("[^"]*"|'[^']*'|[^.]+)\s*(?:\.|$)""", raw)
+    return [p.strip().strip("\"'") for p in parts if p.strip()]
+
+
+def locate_keys(text: str) -> dict[str, int]:
+    """Map key paths (`campaigns.welcome.steps[1].channel`) to the 1-based line defining them.
+
+    tomllib gives no positions, so this follows table headers and key lines; multi-line strings
+    are skipped. Inline tables map to the line of their key.
+    """
+    lines: dict[str, int] = {}
+    aot: dict[str, int] = {}  # raw dotted path of an array of tables -> current index
+    current = ""
+    in_ml: str | None = None
+    for no, line in enumerate(text.splitlines(), start=1):
+        if in_ml:
+            if line.count(in_ml) % 2 == 1:
+                in_ml = None
+            continue
+        m = _HEADER.match(line)
+        if m:
+            is_array = m.group(1) == "[["
+            keys = _split_key(m.group(2))
+            resolved, raw = [], []
+            for i, k in enumerate(keys):
+                raw.append(k)
+                raw_key = ".".join(raw)
+                resolved.append(k)
+                last = i == len(keys) - 1
+                if last and is_array:
+                    aot[raw_key] = aot.get(raw_key, -1) + 1
+                    for stale in [s for s in aot if s.startswith(raw_key + ".")]:
+                        del aot[stale]
+                if raw_key in aot:
+                    resolved[-1] = f"{k}[{aot[raw_key]}]"
+            current = ".".join(resolved)
+            lines.setdefault(current, no)
+            continue
+        km = _KEYLINE.match(line)
+        if km:
+            key = ".".join(_split_key(km.group(1)))
+            path = f"{current}.{key}" if current else key
+            lines.setdefault(path, no)
+            rest = line[km.end() :]
+            for q in ('"""', "'''"):
+                if rest.count(q) % 2 == 1:
+                    in_ml = q
+    return lines
+
+
+def line_of(path: str, lines: dict[str, int]) -> int | None:
+    """The line of `path`, else of its nearest written ancestor."""
+    p = path
+    while p:
+        if p in lines:
+            return lines[p]
+        cut = max(p.rfind("."), p.rfind("["))
+        p = p[:cut] if cut > 0 else ""
+    return None
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_data(
+    data: dict[str, Any], path: Path, text: str = ""
+) -> tuple[Config | None, list[Problem]]:
+    """Validate parsed TOML. Returns the config (None if unusable) and every problem found."""
+    lines = locate_keys(text) if text else {}
+    problems: list[Problem] = []
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = list(err["loc"])
+            # pydantic puts the union tag in the location: channels.sms.twilio.from
+            if len(loc) > 2 and loc[0] == "channels" and loc[2] in PROVIDER_KINDS:
+                del loc[2]
+            key = format_loc(tuple(loc))
+            problems.append(Problem(key, _message(err), line=line_of(key, lines), file=path))
+        return None, problems
+    cfg._path = path
+    problems.extend(semantic_problems(cfg, lines))
+    return cfg, problems
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (a typo here would silently change behaviour)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown provider {err['input'].get('provider')!r}: use one of " + ", ".join(
+            PROVIDER_KINDS
+        )
+    if kind == "union_tag_not_found":
+        return "required key 'provider' is missing (gmail, smtp, twilio or outbox)"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[Problem]:
+    """Rules that span keys: names, references, limits, step contents, template files."""
+    lines = lines or {}
+    out: list[Problem] = []
+
+    def add(path: str, msg: str, severity: str = "error") -> None:
+        out.append(Problem(path, msg, severity, line_of(path, lines), cfg.path))
+
+    if cfg.settings.default_region is not None:
+        import phonenumbers
+
+        if cfg.settings.default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            add(
+                "settings.default_region",
+                f"unknown region {cfg.settings.default_region!r}: "
+                "use an ISO 3166 two-letter code such as 'PH' or 'US'",
+            )
+    for name, ch in cfg.channels.items():
+        base = f"channels.{name}"
+        if not NAME_RE.fullmatch(name):
+            add(base, "channel names use letters, digits, '-' and '_'")
+        kind = _infer_kind(name, ch)
+        if kind is None:
+            add(
+                f"{base}.kind",
+                "cannot tell whether this is an email, sms or whatsapp channel: "
+                'set kind = "email" | "sms" | "whatsapp"',
+            )
+        elif kind not in PROVIDER_KINDS[ch.provider]:
+            add(f"{base}.kind", f"provider {ch.provider!r} cannot send {kind}")
+        if ch.daily_limit and ch.hourly_limit and ch.hourly_limit > ch.daily_limit:
+            add(
+                f"{base}.hourly_limit",
+                f"hourly_limit ({ch.hourly_limit}) exceeds daily_limit ({ch.daily_limit})",
+            )
+        if isinstance(ch, TwilioChannel) and not (ch.from_ or ch.messaging_service_sid):
+            add(f"{base}.from", "set 'from' (a number) or 'messaging_service_sid'")
+        if isinstance(ch, GmailChannel) and ch.delegate and not ch.service_account:
+            add(f"{base}.delegate", "'delegate' needs 'service_account'")
+        if isinstance(ch, SmtpChannel) and ch.username and not ch.password_env:
+            add(
+                f"{base}.password_env",
+                "'username' needs 'password_env' (the name of the variable holding the password)",
+            )
+
+    for cname, camp in cfg.campaigns.items():
+        base = f"campaigns.{cname}"
+        if not NAME_RE.fullmatch(cname):
+            add(base, "campaign names use letters, digits, '-' and '_'")
+        if camp.status == "active" and not camp.steps:
+            add(f"{base}.steps", "an active campaign needs at least one step")
+        seen: dict[str, int] = {}
+        for i, step in enumerate(camp.steps):
+            sp = f"{base}.steps[{i}]"
+            if not step.name:
+                step.name = f"step{i + 1}"
+            if step.name in seen:
+                add(
+                    f"{sp}.name",
+                    f"step name {step.name!r} is already used by steps[{seen[step.name]}]",
+                )
+            seen.setdefault(step.name, i)
+            if step.channel not in cfg.channels:
+                add(
+                    f"{sp}.channel",
+                    f"no channel named {step.channel!r} in [channels]"
+                    f"{did_you_mean(step.channel, cfg.channels)}",
+                )
+                continue
+            kind = _infer_kind(step.channel, cfg.channels[step.channel])
+            _step_content_problems(cfg, step, sp, kind, add)
+    return out
+
+
+def _step_content_problems(cfg: Config, step: Step, sp: str, kind: str | None, add: Any) -> None:
+    sources = [k for k in ("body", "template") if getattr(step, k)]
+    if len(sources) > 1:
+        add(f"{sp}.template", "give either 'body' or 'template', not both")
+    has_content = bool(sources) or bool(step.content_sid)
+    if step.variants:
+        for j, var in enumerate(step.variants):
+            vp = f"{sp}.variants[{j}]"
+            if var.body and var.template:
+                add(f"{vp}.template", "give either 'body' or 'template', not both")
+            if not (var.body or var.template or has_content):
+                add(vp, "this variant has no 'body' or 'template', and neither has its step")
+            if var.template and not cfg.resolve(var.template).is_file():
+                add(
+                    f"{vp}.template",
+                    f"template file {var.template!r} not found "
+                    f"(looked in {cfg.resolve(var.template)})",
+                )
+        names = [v.name for v in step.variants]
+        if len(set(names)) != len(names):
+            add(f"{sp}.variants", "variant names must be unique within a step")
+    elif not has_content:
+        add(sp, "a step needs 'body' or 'template'")
+    if step.template and not cfg.resolve(step.template).is_file():
+        add(
+            f"{sp}.template",
+            f"template file {step.template!r} not found (looked in {cfg.resolve(step.template)})",
+        )
+    if kind == "email":
+        variant_subjects = bool(step.variants) and all(v.subject for v in step.variants)
+        if not (step.subject or step.thread or variant_subjects):
+            add(
+                f"{sp}.subject",
+                "an email step needs a 'subject' (or thread = true to reply in the thread)",
+            )
+        if step.content_sid:
+            add(f"{sp}.content_sid", "content_sid is for WhatsApp steps")
+    else:
+        if step.subject:
+            add(f"{sp}.subject", f"{kind} messages have no subject; it would be ignored", "warning")
+        if step.thread:
+            add(f"{sp}.thread", "thread is for email steps")
+        if step.content_sid and kind != "whatsapp":
+            add(f"{sp}.content_sid", "content_sid is for WhatsApp steps")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_config(path: Path | None) -> Path:
+    """The campaign file to use: --config, else $CAMPAIGNCTL_CONFIG, else ./campaigns.toml."""
+    if path is not None:
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else Path(DEFAULT_CONFIG)
+
+
+def read_text(path: Path) -> str:
+    """The campaign file's text, or a one-line error that says how to get one."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CampaignctlError(
+            f"{path}: no campaign file here",
+            "run `campaignctl init` to create one, or point to it with --config FILE or -C DIR",
+        ) from None
+    except IsADirectoryError:
+        raise CampaignctlError(
+            f"{path}: is a directory, not a campaign file",
+            "pass the file itself with --config FILE",
+        ) from None
+    except OSError as exc:
+        raise CampaignctlError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CampaignctlError(
+            f"{path}: not UTF-8 text (byte {exc.start})", "save the campaign file as UTF-8"
+        ) from None
+
+
+def parse_toml(text: str, path: Path) -> dict[str, Any]:
+    """tomllib with its syntax errors turned into a `file:line:col` one-liner."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg).rstrip(".")
+        raise ConfigError(
+            [
+                Problem(
+                    "",
+                    f"TOML syntax error: {reason}" + (f" (column {m.group(2)})" if m else ""),
+                    line=int(m.group(1)) if m else None,
+                    file=path,
+                )
+            ],
+            hint=f"fix the syntax at {where}",
+        ) from None
+
+
+def validate_text(text: str, path: Path) -> tuple[Config | None, list[Problem]]:
+    """Parse and validate; a syntax error comes back as a single problem."""
+    try:
+        data = parse_toml(text, path)
+    except ConfigError as exc:
+        return None, exc.problems
+    return validate_data(data, path, text)
+
+
+def load(path: Path | None = None) -> Config:
+    """The validated campaign file; raises ConfigError listing every error (warnings pass)."""
+    path = find_config(path)
+    cfg, problems = validate_text(read_text(path), path)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or cfg is None:
+        raise ConfigError(errors)
+    return cfg

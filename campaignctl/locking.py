@@ -1,0 +1,57 @@
+"""OS file locks (flock): a killed process never leaves a lock behind."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from campaignctl.errors import LockHeldError
+
+
+class FileLock:
+    """An exclusive, non-blocking flock on `path`; the holder's pid is written into the file."""
+
+    def __init__(self, path: Path, what: str = "lock") -> None:
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+
+    def holder(self) -> str | None:
+        """The pid written by whoever holds (or last held) the lock."""
+        try:
+            return self.path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def acquire(self, hint: str | None = None) -> FileLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = self.holder()
+            who = f" (pid {pid})" if pid else ""
+            raise LockHeldError(
+                f"{self.path}: another process holds the {self.what}{who}",
+                hint or "it will be free when that run ends; cron can simply try again later",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        return self.acquire()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()

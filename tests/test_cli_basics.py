@@ -1,0 +1,50 @@
+import json
+
+from campaignctl import __version__
+
+
+def test_version(cli):
+    r = cli("--version")
+    assert r.exit_code == 0
+    assert r.stdout.strip() == f"campaignctl {__version__}"
+
+
+def test_check_example(cli, example_project):
+    r = cli("-C", example_project, "check")
+    assert r.exit_code == 0, r.output
+    assert "0 error(s)" in r.stdout
+
+
+def test_check_reports_key_path_and_exits_1(cli, project):
+    toml = project / "campaigns.toml"
+    toml.write_text(toml.read_text().replace("daily_limit = 50", "daily_limit = -5"))
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 1
+    data = json.loads(r.stdout)
+    assert data["ok"] is False
+    assert [(p["path"], p["line"]) for p in data["problems"]] == [("channels.sms.daily_limit", 17)]
+
+
+def test_check_github_annotations(cli, project):
+    toml = project / "campaigns.toml"
+    toml.write_text(toml.read_text().replace("daily_limit = 50", "daily_limitt = 50"))
+    r = cli("-C", project, "check", "--format", "github")
+    assert r.exit_code == 1
+    assert r.stdout.startswith(
+        "::error file=campaigns.toml,line=17::channels.sms.daily_limitt: unknown key"
+    )
+
+
+def test_missing_campaign_file_is_one_line(cli, tmp_path):
+    r = cli("-C", tmp_path, "check")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == "campaignctl: error: campaigns.toml: no campaign file here"
+    assert lines[1].startswith("hint: run `campaignctl init`")
+    assert "Traceback" not in r.output
+
+
+def test_bad_directory(cli, tmp_path):
+    r = cli("-C", tmp_path / "missing", "check")
+    assert r.exit_code == 2
+    assert "No such file or directory" in r.stderr

@@ -1,0 +1,72 @@
+import sqlite3
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect
+from sqlmodel import SQLModel, select
+
+from campaignctl.store import MIGRATIONS, Lead, Store
+
+
+def test_migrations_are_recorded_and_not_rerun(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Store(url).close()
+    con = sqlite3.connect(tmp_path / "c.db")
+    names = [r[0] for r in con.execute("SELECT name FROM schema_migration ORDER BY name")]
+    assert names == [name for name, _ in MIGRATIONS]
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    Store(url).close()  # a second open applies nothing and does not fail
+
+
+def test_schema_matches_models(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    insp = inspect(store.engine)
+    for table in SQLModel.metadata.sorted_tables:
+        cols = {c["name"] for c in insp.get_columns(table.name)}
+        assert cols == {c.name for c in table.columns}, table.name
+
+
+def test_newer_database_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Store(url).close()
+    con = sqlite3.connect(tmp_path / "c.db")
+    con.execute("INSERT INTO schema_migration VALUES ('m999_future', '2030-01-01')")
+    con.commit()
+    con.close()
+    with pytest.raises(Exception, match="newer campaignctl"):
+        Store(url)
+
+
+def test_write_uses_begin_immediate(tmp_path):
+    """A second writer waits for the first: BEGIN IMMEDIATE takes the write lock at once."""
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    order: list[str] = []
+    started = threading.Event()
+
+    def other() -> None:
+        started.wait()
+        with store.write() as s:
+            order.append("second")
+            s.add(Lead(email="b@example.com"))
+
+    t = threading.Thread(target=other)
+    with store.write() as s:
+        t.start()
+        started.set()
+        t.join(0.3)  # the other writer cannot begin while we hold the lock
+        order.append("first")
+        s.add(Lead(email="a@example.com"))
+    t.join()
+    assert order == ["first", "second"]
+    with store.read() as s:
+        leads = s.exec(select(Lead)).all()
+    assert sorted(x.email or "" for x in leads) == ["a@example.com", "b@example.com"]
+    assert leads[0].created_at.tzinfo is UTC
+    assert leads[0].created_at <= datetime.now(UTC)
+
+
+def test_missing_database_folder(tmp_path):
+    with pytest.raises(Exception, match="folder does not exist"):
+        Store(f"sqlite:///{tmp_path / 'nope' / 'c.db'}")
