@@ -283,6 +283,11 @@ def parse_email(raw: bytes) -> ParsedEmail:
     )
 
 
+def our_addresses(cfg: Config) -> tuple[str, ...]:
+    """The addresses our own emails come from, for `classify_email(ours=...)`."""
+    return tuple(a.lower() for a in (cfg.sender.email, cfg.sender.reply_to) if a)
+
+
 def is_unsubscribe(subject: str, first_line: str) -> bool:
     """'unsubscribe' (or 'unsubscribe me') as the subject, ignoring Re:, or as the first line."""
     clean_subject = _EDGES.sub("", _REPLY_PREFIX.sub("", subject))

@@ -22,6 +22,7 @@ from campaignctl.inbound import (
     find_lead,
     get_cursor,
     load_known,
+    our_addresses,
     record,
     set_cursor,
 )
@@ -300,6 +301,13 @@ def test_a_gmail_thread_id_finds_the_thread_without_headers(world):
     )
     assert item is not None
     assert item.kind is Kind.REPLY
+
+
+def test_our_addresses_come_from_the_sender(example_project):
+    from campaignctl.config import load
+
+    cfg = load(example_project / "campaigns.toml")
+    assert our_addresses(cfg) == OURS
 
 
 def test_mail_that_is_not_a_reply_to_us_is_ignored(world):
