@@ -325,6 +325,18 @@ def classify_email(
     if thread_ref is None and thread_id is not None:
         thread_ref = known.by_thread.get(thread_id)
 
+    def about(kind: Kind, ref: SentRef | None, **kw: Any) -> Inbound:
+        """An Inbound about our message `ref` (or, without one, found by address later)."""
+        return Inbound(
+            kind=kind,
+            channel=ref.channel if ref else channel,
+            source_id=_source_id(kind, key),
+            occurred_at=when,
+            lead_id=ref.lead_id if ref else None,
+            message_id=ref.message_id if ref else None,
+            **kw,
+        )
+
     if p.is_bounce:
         if p.dsn_actions and "failed" not in p.dsn_actions:
             return None  # a "delayed" or "delivered" report: the server is still trying
@@ -332,13 +344,9 @@ def classify_email(
         ref = known.by_rfc_id[carried[0]] if carried else None
         if ref is None and not p.failed_recipients:
             return None  # a bounce of something we did not send
-        return Inbound(
-            kind=Kind.BOUNCE,
-            channel=ref.channel if ref else channel,
-            source_id=_source_id(Kind.BOUNCE, key),
-            occurred_at=when,
-            lead_id=ref.lead_id if ref else None,
-            message_id=ref.message_id if ref else None,
+        return about(
+            Kind.BOUNCE,
+            ref,
             address=None if ref else p.failed_recipients[0],
             source="bounce",
             error_code=p.dsn_status,
@@ -347,34 +355,17 @@ def classify_email(
             detail={"from": p.from_addr, "failed_recipients": list(p.failed_recipients)},
         )
 
+    detail = {"from": p.from_addr, "subject": p.subject}
     if is_unsubscribe(p.subject, p.first_line):
-        return Inbound(
-            kind=Kind.OPTOUT,
-            channel=thread_ref.channel if thread_ref else channel,
-            source_id=_source_id(Kind.OPTOUT, key),
-            occurred_at=when,
-            lead_id=thread_ref.lead_id if thread_ref else None,
-            message_id=thread_ref.message_id if thread_ref else None,
-            address=p.from_addr,
-            source="unsubscribe",
-            detail={"from": p.from_addr, "subject": p.subject},
+        return about(
+            Kind.OPTOUT, thread_ref, address=p.from_addr, source="unsubscribe", detail=detail
         )
-
     if thread_ref is None:
         return None  # mail that is not about a thread we started
     if thread_ref.sent_at is not None and when < thread_ref.sent_at:
         return None  # an earlier message in the thread, not an answer to ours
     kind = Kind.AUTOREPLY if p.is_auto else Kind.REPLY
-    return Inbound(
-        kind=kind,
-        channel=thread_ref.channel,
-        source_id=_source_id(kind, key),
-        occurred_at=when,
-        lead_id=thread_ref.lead_id,
-        message_id=thread_ref.message_id,
-        address=p.from_addr,
-        detail={"from": p.from_addr, "subject": p.subject},
-    )
+    return about(kind, thread_ref, address=p.from_addr, detail=detail)
 
 
 # ---------------------------------------------------------------- Twilio
