@@ -159,6 +159,7 @@ def _source_id(kind: Kind, provider_id: str) -> str:
 _MSGID = re.compile(r"<[^<>\s@]+@[^<>\s]+>")
 _BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
 _REPLY_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv|antw)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]*>")
 _UNSUBSCRIBE = re.compile(r"(please\s+)?unsubscribe(\s+me)?", re.IGNORECASE)
 
 
@@ -213,8 +214,8 @@ def parse_email(raw: bytes) -> ParsedEmail:
     msg = BytesParser(policy=policy.default).parsebytes(raw)
     own_id = (msg.get("Message-ID") or "").strip() or None
     thread_refs = tuple(_MSGID.findall(f"{msg.get('In-Reply-To', '')} {msg.get('References', '')}"))
-    carried: set[str] = set()
-    first_line = ""
+    carried: set[str] = set(_MSGID.findall(str(msg.get("X-Original-Message-ID", ""))))
+    first_line = first_html = ""
     dsn_actions: list[str] = []
     dsn_status = dsn_diagnostic = None
     # walk() descends into attached originals (message/rfc822) and DSN status blocks too.
@@ -234,8 +235,10 @@ def parse_email(raw: bytes) -> ParsedEmail:
             continue
         text = _text_of(part)
         carried.update(_MSGID.findall(text))
-        if not first_line and part.get_content_type() == "text/plain":
+        if part.get_content_type() == "text/plain" and not first_line:
             first_line = _first_line(text)
+        elif part.get_content_type() == "text/html" and not first_html:
+            first_html = _first_line(_TAGS.sub("\n", text))
     carried.discard(own_id or "")
     from_addr = _addr(msg.get("From"))
     content_type = msg.get_content_type()
@@ -273,7 +276,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
         date=date,
         thread_refs=thread_refs,
         carried_refs=frozenset(carried),
-        first_line=first_line,
+        first_line=first_line or first_html,  # an HTML-only mail has no text part
         is_bounce=is_bounce,
         is_auto=is_auto,
         failed_recipients=failed,

@@ -393,6 +393,19 @@ def test_an_unsubscribe_reply_opts_out_of_email(world):
     assert done.skipped == 3
 
 
+def test_an_html_only_unsubscribe_is_understood(world):
+    m = EmailMessage()
+    m["From"] = "ana@lead.example"
+    m["To"] = "ana@sunrise.example"
+    m["Subject"] = "=?utf-8?q?Re=3A_Welcome=2C_Ana!?="
+    m["In-Reply-To"] = HELLO_ID
+    m["Message-ID"] = "<html-unsub@lead.example>"
+    m.set_content("<div dir='ltr'><b>Unsubscribe</b></div><blockquote>...</blockquote>", "html")
+    item = classify_email(m.as_bytes(), channel="email", ours=OURS, known=_known(world), now=NOW)
+    assert item is not None
+    assert (item.kind, item.source) == (Kind.OPTOUT, "unsubscribe")
+
+
 def test_a_message_to_the_list_unsubscribe_mailto_opts_out(world):
     # What a mail client sends for `List-Unsubscribe: <mailto:ana@sunrise.example?subject=...>`.
     raw = _reply(

@@ -113,8 +113,12 @@ def test_input_that_is_neither_email_nor_phone(cli, seeded):
     assert "Traceback" not in r.output
 
 
-def test_optout_has_help(cli):
+def test_optout_has_help_and_a_readme_section(cli):
+    from tests.conftest import REPO
+
     r = cli("leads", "optout", "--help")
     assert r.exit_code == 0
     assert "--channel" in r.stdout
     assert "EMAIL_OR_PHONE" in r.stdout
+    readme = (REPO / "README.md").read_text()
+    assert "### `campaignctl leads optout EMAIL_OR_PHONE [--channel CHANNEL]`" in readme
