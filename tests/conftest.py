@@ -12,7 +12,8 @@ from typer.testing import CliRunner, Result
 from campaignctl.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
-PUBLIC_DATA = REPO.parent / "shared" / "data" / "public"
+# Copies of ../shared/data/public, so the tests run from any clone.
+PUBLIC_DATA = REPO / "tests" / "data" / "public"
 
 MINIMAL_TOML = """\
 [settings]
