@@ -99,8 +99,12 @@ def _root(
 
 def _register() -> None:
     from campaignctl.cli import check as check_cmds
+    from campaignctl.cli import init as init_cmds
+    from campaignctl.cli import preview as preview_cmds
 
+    init_cmds.register(app)
     check_cmds.register(app)
+    preview_cmds.register(app)
 
 
 _register()
