@@ -51,21 +51,22 @@ class CheckReport:
         return out
 
 
-def run_checks(path: Path, samples: list[dict[str, Any]] | None = None) -> CheckReport:
+def run_checks(
+    path: Path, samples: list[dict[str, Any]] | None = None, *, source: str = "given"
+) -> CheckReport:
     """Check the campaign file at `path` and render every step for every sample lead.
 
-    `samples` are lead contexts (the shape of `audience.lead_context`); when None, the first
-    `SAMPLE_LIMIT` leads of the database are used if it exists (it is never created), else
-    `samples.BUILTIN_SAMPLES`. Raises CampaignctlError only when the file cannot be read.
+    `samples` are lead contexts (the shape of `audience.lead_context`), named by `source` in the
+    summary (`--leads sample.csv`); when None, the first `SAMPLE_LIMIT` leads of the database
+    are used if it exists (it is never created), else `samples.BUILTIN_SAMPLES`. Raises
+    CampaignctlError only when the campaign file cannot be read.
     """
     text = read_text(path)
     cfg, problems = validate_text(text, path)
     report = CheckReport(path, problems)
     if cfg is None:
         return report
-    if samples is not None:
-        source = "given"
-    else:
+    if samples is None:
         samples = database_samples(cfg, SAMPLE_LIMIT)
         source = f"first {SAMPLE_LIMIT} from {cfg.settings.database}"
         if not samples:
@@ -86,12 +87,15 @@ def _audience_problems(
     out = []
     for name, camp in cfg.campaigns.items():
         key = f"campaigns.{name}.audience"
+        lead: dict[str, Any] | None = None
         try:
             matches = compile_audience(camp.audience, key)
             for lead in samples:
                 matches(lead)
         except AudienceError as exc:
             msg = exc.message.removeprefix(f"{key}: ")
+            if lead is not None:
+                msg += f" for lead {lead_label(lead)}"
             out.append(Problem(key, msg, "error", line_of(key, lines), cfg.path))
     return out
 

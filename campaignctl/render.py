@@ -139,6 +139,18 @@ class _Undefined(StrictUndefined):
         return super()._undefined_message
 
 
+class _Env(Environment):
+    """`lead.items` is the lead's `items` column, not dict.items: keys win over attributes."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, _Named):
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
 class _FileLoader(BaseLoader):
     """Template files by their path relative to the campaign file (`..` and `~` allowed)."""
 
@@ -200,7 +212,7 @@ class Renderer:
 
     @cached_property
     def env(self) -> Environment:
-        return Environment(
+        return _Env(
             loader=_FileLoader(self.cfg.resolve),
             undefined=_Undefined,
             keep_trailing_newline=True,

@@ -195,3 +195,12 @@ def test_example_project_checks_clean(cli, example_project):
     data = json.loads(r.stdout)
     assert data["ok"] is True
     assert data["rendered"] > 0
+
+
+def test_audience_that_fails_on_a_lead_names_the_lead(project):
+    edit(project, "audience = \"status == 'new'\"", 'audience = "status + 1 > 0"')
+    report = run_checks(project / "campaigns.toml")
+    [p] = report.errors
+    assert p.path == "campaigns.welcome.audience"
+    assert p.message.startswith("cannot evaluate 'status + 1 > 0'")
+    assert p.message.endswith(f"for lead {BUILTIN_SAMPLES[0]['email']}")

@@ -139,3 +139,30 @@ def test_whatsapp_preview_shows_the_template(cli, project):
     assert "From: whatsapp:+15005550006" in lines
     assert "Content-SID: HX1" in lines
     assert "Content-Variable 1: María" in lines
+
+
+def use_template(project, name):
+    """Point the first step of the `project` fixture at template file `name`."""
+    toml = project / "campaigns.toml"
+    old = "body = \"Hi {{ lead.first_name | default('there') }}!\""
+    assert old in toml.read_text()
+    toml.write_text(toml.read_text().replace(old, f'template = "{name}"'))
+
+
+def test_template_syntax_error_is_one_line_with_file_and_line(cli, project):
+    (project / "t.md").write_text("Hello\n{{ lead.first_name | }}\n")
+    use_template(project, "t.md")
+    r = cli("-C", project, "preview", "welcome")
+    assert r.exit_code == 2
+    assert r.stderr.startswith(
+        "campaignctl: error: t.md:2: campaigns.welcome.steps[0].template: template syntax error:"
+    )
+    assert "Traceback" not in r.output
+
+
+def test_missing_template_file_is_one_line(cli, project):
+    use_template(project, "gone.md")
+    r = cli("-C", project, "preview", "welcome")
+    assert r.exit_code == 2
+    assert r.stderr.splitlines()[0].startswith("campaignctl: error: campaigns.toml:")
+    assert "campaigns.welcome.steps[0].template: template file 'gone.md' not found" in r.stderr

@@ -5,46 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from campaignctl.audience import lead_context
 from campaignctl.config import Variant, load
 from campaignctl.render import Renderer, RenderError, choose_variant, html_to_text
+from campaignctl.samples import BUILTIN_SAMPLES
+from tests.conftest import MINIMAL_TOML
 
-HEAD = """\
-[sender]
-name = "Ana Cruz"
-email = "ana@sunrise.example"
-postal_address = "12 Ayala Ave, Makati City"
+HEAD = MINIMAL_TOML.split("[campaigns.welcome]")[0] + "[campaigns.c]\n"
 
-[channels.email]
-provider = "outbox"
-
-[channels.sms]
-provider = "outbox"
-kind = "sms"
-
-[campaigns.c]
-"""
-
-MARIA = lead_context(
-    email="maria@example.com",
-    phone="+639171234567",
-    first_name="María",
-    last_name="Santos",
-    timezone=None,
-    status="new",
-    tags=["buyer"],
-    attrs={"city": "Makati"},
-)
-NAMELESS = lead_context(
-    email="x@example.com",
-    phone=None,
-    first_name=None,
-    last_name=None,
-    timezone=None,
-    status="new",
-    tags=[],
-    attrs={},
-)
+MARIA = BUILTIN_SAMPLES[0]  # María Santos, Makati, buyer
+NAMELESS = BUILTIN_SAMPLES[1]  # jreyes@example.com: no first name, no city
 
 
 def project(tmp_path: Path, steps: str, files: dict[str, str] | None = None):
@@ -113,9 +82,9 @@ def test_undefined_is_an_error_naming_key_path_and_lead(tmp_path):
         render(r, cfg, NAMELESS)
     err = info.value
     assert err.path == "campaigns.c.steps[0].body"
-    assert err.lead == "x@example.com"
+    assert err.lead == "jreyes@example.com"
     assert str(err) == (
-        "campaigns.c.steps[0].body: lead.first_name is undefined for lead x@example.com"
+        "campaigns.c.steps[0].body: lead.first_name is undefined for lead jreyes@example.com"
     )
     assert "default(" in (err.hint or "")
 
@@ -157,6 +126,15 @@ def test_template_paths_are_relative_to_the_campaign_file_even_upwards(tmp_path)
     )
     cfg = load(sub / "campaigns.toml")
     assert render(Renderer(cfg), cfg, MARIA).text == "Hi María"
+
+
+def test_columns_named_like_dict_methods_are_the_leads_values(tmp_path):
+    cfg, r = project(
+        tmp_path,
+        '[[campaigns.c.steps]]\nchannel = "sms"\n'
+        "body = \"{{ lead.items }} {{ lead.label | default('none') }}\"\n",
+    )
+    assert render(r, cfg, dict(MARIA, items="2BR condo")).text == "2BR condo none"
 
 
 def test_context_has_sender_campaign_and_step(tmp_path):
@@ -206,9 +184,8 @@ def test_variant_bodies_render_for_the_chosen_variant(tmp_path):
 
 def test_whatsapp_content_variables_are_rendered(tmp_path):
     (tmp_path / "campaigns.toml").write_text(
-        HEAD.replace('[channels.sms]\nprovider = "outbox"\nkind = "sms"', "")
-        + '[channels.whatsapp]\nprovider = "outbox"\n'
-        '[[campaigns.c.steps]]\nchannel = "whatsapp"\ncontent_sid = "HX123"\nbody = "fallback"\n'
+        HEAD.replace("[campaigns.c]", '[channels.whatsapp]\nprovider = "outbox"\n[campaigns.c]')
+        + '[[campaigns.c.steps]]\nchannel = "whatsapp"\ncontent_sid = "HX123"\nbody = "fallback"\n'
         'content_variables = { 1 = "{{ lead.first_name }}", 2 = "{{ lead.city }}" }\n'
     )
     cfg = load(tmp_path / "campaigns.toml")
