@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from campaignctl.config import Config, line_of, locate_keys, read_text, validate_text
+from campaignctl.config import Config, Step, line_of, locate_keys, read_text, validate_text
 from campaignctl.errors import Problem
 from campaignctl.render import Renderer, RenderError, lead_label
 from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
@@ -123,60 +123,75 @@ def _render_all(
             sp = f"campaigns.{cname}.steps[{i}]"
             if step.channel not in cfg.channels or _step_has_config_error(config_problems, sp):
                 continue  # already reported; rendering would only repeat it
-            kind = cfg.channel_kind(step.channel)
-            if kind == "whatsapp" and not step.content_sid:
-                report.problems.append(
-                    Problem(
-                        f"{sp}.content_sid",
-                        "this WhatsApp step sends free text, which WhatsApp delivers only within "
-                        "24 h of the lead's last message; business-initiated messages need an "
-                        "approved template (content_sid)",
-                        "warning",
-                        line_of(sp, lines),
-                        cfg.path,
-                    )
+            _check_step(cfg, renderer, cname, i, step, samples, lines, report)
+
+
+def _check_step(
+    cfg: Config,
+    renderer: Renderer,
+    cname: str,
+    i: int,
+    step: Step,
+    samples: list[dict[str, Any]],
+    lines: dict[str, int],
+    report: CheckReport,
+) -> None:
+    """Compile one step, render it for every sample its channel reaches, add what is wrong."""
+    sp = f"campaigns.{cname}.steps[{i}]"
+    kind = cfg.channel_kind(step.channel)
+    if kind == "whatsapp" and not step.content_sid:
+        report.problems.append(
+            Problem(
+                f"{sp}.content_sid",
+                "this WhatsApp step sends free text, which WhatsApp delivers only within "
+                "24 h of the lead's last message; business-initiated messages need an "
+                "approved template (content_sid)",
+                "warning",
+                line_of(sp, lines),
+                cfg.path,
+            )
+        )
+    try:
+        renderer.compile_step(cname, i, step)
+    except RenderError as exc:
+        report.problems.append(_problem(cfg, exc, lines, exc.detail))
+        return
+    # One problem per template and cause, naming the first lead and counting the others.
+    failures: dict[tuple[str, str, int | None], tuple[RenderError, int]] = {}
+    longest: dict[str, tuple[int, str, str]] = {}
+    leads = [lead for lead in samples if reachable(lead, kind)] or samples
+    for lead in leads:
+        try:
+            out = renderer.render(cname, i, step, lead)
+        except RenderError as exc:
+            k = (exc.path, exc.reason, exc.line)
+            first, count = failures.get(k, (exc, 0))
+            failures[k] = (first, count + 1)
+            continue
+        report.rendered += 1
+        if kind == "sms":
+            info = analyze(out.text)
+            body_key = _body_key(step, sp, out.variant)
+            if info.segments > longest.get(body_key, (0, "", ""))[0]:
+                longest[body_key] = (info.segments, info.describe(), lead_label(lead))
+    for failed, count in failures.values():
+        more = f" (and {count - 1} more lead(s))" if count > 1 else ""
+        report.problems.append(_problem(cfg, failed, lines, failed.detail + more))
+    for body_key, (segments, described, who) in longest.items():
+        if segments > MAX_SMS_SEGMENTS:
+            report.problems.append(
+                Problem(
+                    body_key,
+                    f"renders into {segments} SMS segments for lead {who} ({described}); "
+                    f"each segment is billed, keep it to {MAX_SMS_SEGMENTS}",
+                    "warning",
+                    line_of(body_key, lines),
+                    cfg.path,
                 )
-            try:
-                renderer.compile_step(cname, i, step)
-            except RenderError as exc:
-                report.problems.append(_problem(cfg, exc, lines, exc.detail))
-                continue
-            # One problem per template and cause, naming the first lead and counting the others.
-            failures: dict[tuple[str, str, int | None], tuple[RenderError, int]] = {}
-            longest: dict[str, tuple[int, str, str]] = {}
-            leads = [lead for lead in samples if reachable(lead, kind)] or samples
-            for lead in leads:
-                try:
-                    out = renderer.render(cname, i, step, lead)
-                except RenderError as exc:
-                    k = (exc.path, exc.reason, exc.line)
-                    first, count = failures.get(k, (exc, 0))
-                    failures[k] = (first, count + 1)
-                    continue
-                report.rendered += 1
-                if kind == "sms":
-                    info = analyze(out.text)
-                    body_key = _body_key(step, sp, out.variant)
-                    if info.segments > longest.get(body_key, (0, "", ""))[0]:
-                        longest[body_key] = (info.segments, info.describe(), lead_label(lead))
-            for failed, count in failures.values():
-                more = f" (and {count - 1} more lead(s))" if count > 1 else ""
-                report.problems.append(_problem(cfg, failed, lines, failed.detail + more))
-            for body_key, (segments, described, who) in longest.items():
-                if segments > MAX_SMS_SEGMENTS:
-                    report.problems.append(
-                        Problem(
-                            body_key,
-                            f"renders into {segments} SMS segments for lead {who} ({described}); "
-                            f"each segment is billed, keep it to {MAX_SMS_SEGMENTS}",
-                            "warning",
-                            line_of(body_key, lines),
-                            cfg.path,
-                        )
-                    )
+            )
 
 
-def _body_key(step: Any, sp: str, variant: str | None) -> str:
+def _body_key(step: Step, sp: str, variant: str | None) -> str:
     if variant is not None:
         for j, v in enumerate(step.variants):
             if v.name == variant and (v.body or v.template):
