@@ -5,12 +5,16 @@ the campaign file). Markdown templates (`.md`, `.md.j2`) become an HTML part plu
 they were written in; `.html` templates get autoescaping and a text part derived from the HTML.
 Email bodies get the sender's postal address and an unsubscribe line as a footer, so `preview`
 shows exactly what is sent.
+
+Undefined values are errors (StrictUndefined), except through `default`, `is defined` and the
+like, so nobody receives "Hi ,". Every error names the key path of the template
+(`campaigns.welcome.steps[0].template`), its file and line where known, and the lead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from html.parser import HTMLParser
@@ -18,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    BaseLoader,
     Environment,
-    FileSystemLoader,
     StrictUndefined,
     Template,
     TemplateError,
@@ -33,7 +37,13 @@ from campaignctl.errors import CampaignctlError
 
 
 class RenderError(CampaignctlError):
-    """A template that does not compile, or does not render for a lead."""
+    """A template that does not compile, or does not render for a lead.
+
+    `detail` is the message without its location, `path` the key path of the template in the
+    campaign file, `file` and `line` where the problem is (a template file, or None for an
+    inline template), `lead` who it failed for, and `reason` the cause without the lead (to
+    group the same failure across leads).
+    """
 
     def __init__(
         self,
@@ -42,9 +52,12 @@ class RenderError(CampaignctlError):
         path: str = "",
         file: Path | None = None,
         line: int | None = None,
+        lead: str | None = None,
+        reason: str | None = None,
         hint: str | None = None,
     ) -> None:
-        self.path, self.file, self.line = path, file, line
+        self.detail, self.path, self.file, self.line, self.lead = message, path, file, line, lead
+        self.reason = reason or message
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
         super().__init__(f"{where}{path + ': ' if path else ''}{message}", hint)
 
@@ -92,6 +105,7 @@ class _TextFromHtml(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
+    """A readable text part for an HTML body: tags dropped, one line per block."""
     p = _TextFromHtml()
     p.feed(html)
     lines = [" ".join(line.split()) for line in "".join(p.parts).splitlines()]
@@ -99,16 +113,94 @@ def html_to_text(html: str) -> str:
 
 
 def markdown_to_html(text: str) -> str:
+    """CommonMark to HTML; raw HTML in the source is escaped, not passed through."""
     from markdown_it import MarkdownIt
 
     html: str = MarkdownIt("commonmark", {"html": False, "linkify": False}).render(text)
     return html
 
 
+class _Named(dict[str, Any]):
+    """A context mapping that knows its name, so an undefined key reads `lead.city`."""
+
+    def __init__(self, label: str, data: Mapping[str, Any]) -> None:
+        super().__init__(data)
+        self.label = label
+
+
+class _Undefined(StrictUndefined):
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, self._undefined_name
+        if isinstance(obj, _Named) and isinstance(name, str):
+            return f"{obj.label}.{name} is undefined"
+        return super()._undefined_message
+
+
+class _Env(Environment):
+    """`lead.items` is the lead's `items` column, not dict.items: keys win over attributes."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, _Named):
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+
+class _FileLoader(BaseLoader):
+    """Template files by their path relative to the campaign file (`..` and `~` allowed)."""
+
+    def __init__(self, resolve: Callable[[str], Path]) -> None:
+        self.resolve = resolve
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        path = self.resolve(template)
+        try:
+            source = path.read_text(encoding="utf-8-sig")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise TemplateNotFound(template) from None
+        mtime = path.stat().st_mtime
+        return source, str(path), lambda: path.stat().st_mtime == mtime
+
+
 @dataclass
 class _Body:
     template: Template
     fmt: str  # "text" | "markdown" | "html"
+    key: str  # key path in the campaign file
+    file: Path | None = None  # the template file; None when inline
+
+
+@dataclass
+class _StepTemplates:
+    variants: dict[str | None, tuple[_Body | None, _Body | None]]  # subject, body per variant
+    content_variables: dict[str, _Body]
+
+
+def _template_line(exc: BaseException, filename: str | None) -> int | None:
+    """The line in `filename` where rendering failed (Jinja rewrites tracebacks to it)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if filename and tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def lead_label(lead: Mapping[str, Any]) -> str:
+    """How a lead is named in messages: email, else phone, else name."""
+    for key in ("email", "phone"):
+        if lead.get(key):
+            return str(lead[key])
+    name = " ".join(str(lead[k]) for k in ("first_name", "last_name") if lead.get(k))
+    return name or "a lead without contact"
 
 
 class Renderer:
@@ -116,41 +208,45 @@ class Renderer:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self._steps: dict[
-            tuple[str, str],
-            tuple[Template | None, dict[str | None, tuple[Template | None, _Body | None]]],
-        ] = {}
+        self._steps: dict[tuple[str, str], _StepTemplates] = {}
 
     @cached_property
     def env(self) -> Environment:
-        return Environment(
-            loader=FileSystemLoader(str(self.cfg.base_dir)),
-            undefined=StrictUndefined,
+        return _Env(
+            loader=_FileLoader(self.cfg.resolve),
+            undefined=_Undefined,
             keep_trailing_newline=True,
             autoescape=lambda name: bool(name) and str(name).endswith((".html", ".html.j2")),
         )
 
-    def _compile_inline(self, source: str, key: str) -> Template:
+    def _compile_inline(self, source: str, key: str) -> _Body:
         try:
-            return self.env.from_string(source)
+            return _Body(self.env.from_string(source), "text", key)
         except TemplateSyntaxError as exc:
-            raise RenderError(
-                f"template syntax error: {exc.message}", path=key, file=self.cfg.path, line=None
-            ) from None
+            raise RenderError(f"template syntax error: {exc.message}", path=key) from None
 
     def _compile_file(self, name: str, key: str) -> _Body:
+        path = self.cfg.resolve(name)
         try:
             tpl = self.env.get_template(name)
-        except TemplateNotFound:
+        except TemplateNotFound as exc:
+            missing = exc.name if isinstance(exc.name, str) and exc.name else name
             raise RenderError(
-                f"template file {name!r} not found", path=key, file=self.cfg.resolve(name)
+                f"template file {missing!r} not found (looked in {self.cfg.resolve(missing)})",
+                path=key,
+                file=self.cfg.path,
+                hint="fix the path; it is relative to the campaign file",
             ) from None
         except TemplateSyntaxError as exc:
             raise RenderError(
                 f"template syntax error: {exc.message}",
                 path=key,
-                file=self.cfg.resolve(exc.filename or name),
+                file=Path(exc.filename) if exc.filename else path,
                 line=exc.lineno,
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise RenderError(
+                f"not UTF-8 text (byte {exc.start})", path=key, file=path, hint="save it as UTF-8"
             ) from None
         base = name.removesuffix(".j2").removesuffix(".jinja")
         fmt = (
@@ -158,22 +254,23 @@ class Renderer:
             if base.endswith((".md", ".markdown"))
             else ("html" if base.endswith((".html", ".htm")) else "text")
         )
-        return _Body(tpl, fmt)
+        return _Body(tpl, fmt, key, path)
 
     def compile_step(self, campaign: str, index: int, step: Step) -> None:
-        """Compile a step's subject and bodies (per variant); RenderError on the first problem."""
+        """Compile a step's subject, bodies (per variant) and content variables.
+
+        Raises RenderError on the first problem.
+        """
         self._compiled(campaign, index, step)
 
-    def _compiled(
-        self, campaign: str, index: int, step: Step
-    ) -> tuple[Template | None, dict[str | None, tuple[Template | None, _Body | None]]]:
-        key = (campaign, step.name)
-        if key in self._steps:
-            return self._steps[key]
+    def _compiled(self, campaign: str, index: int, step: Step) -> _StepTemplates:
+        cache_key = (campaign, step.name)
+        if cache_key in self._steps:
+            return self._steps[cache_key]
         sp = f"campaigns.{campaign}.steps[{index}]"
         subject = self._compile_inline(step.subject, f"{sp}.subject") if step.subject else None
         default_body = self._body(step.body, step.template, sp)
-        per_variant: dict[str | None, tuple[Template | None, _Body | None]] = {
+        per_variant: dict[str | None, tuple[_Body | None, _Body | None]] = {
             None: (subject, default_body)
         }
         for j, v in enumerate(step.variants):
@@ -181,27 +278,54 @@ class Renderer:
             vsub = self._compile_inline(v.subject, f"{vp}.subject") if v.subject else subject
             vbody = self._body(v.body, v.template, vp) or default_body
             per_variant[v.name] = (vsub, vbody)
-        self._steps[key] = (subject, per_variant)
-        return self._steps[key]
+        content_vars = {
+            k: self._compile_inline(v, f"{sp}.content_variables.{k}")
+            for k, v in step.content_variables.items()
+        }
+        compiled = _StepTemplates(per_variant, content_vars)
+        self._steps[cache_key] = compiled
+        return compiled
 
     def _body(self, body: str | None, template: str | None, path: str) -> _Body | None:
         if template:
             return self._compile_file(template, f"{path}.template")
         if body is not None:
-            return _Body(self._compile_inline(body, f"{path}.body"), "text")
+            return self._compile_inline(body, f"{path}.body")
         return None
 
     def context(
         self, campaign: str, step: Step, index: int, lead: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """What templates see: `lead`, `sender`, `campaign` and `step`."""
         camp: Campaign = self.cfg.campaigns[campaign]
         sender = self.cfg.sender.model_dump(exclude_none=True)
         return {
-            "lead": lead,
-            "sender": sender,
-            "campaign": {"name": campaign, "kind": camp.kind, "description": camp.description},
-            "step": {"name": step.name, "index": index + 1, "channel": step.channel},
+            "lead": _Named("lead", lead),
+            "sender": _Named("sender", sender),
+            "campaign": _Named(
+                "campaign",
+                {"name": campaign, "kind": camp.kind, "description": camp.description or ""},
+            ),
+            "step": _Named(
+                "step", {"name": step.name, "index": index + 1, "channel": step.channel}
+            ),
         }
+
+    def _run(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> str:
+        try:
+            return body.template.render(ctx)
+        except TemplateError as exc:
+            undefined = isinstance(exc, UndefinedError)
+            reason = str(exc.message) if undefined else f"cannot render: {exc}"
+            raise RenderError(
+                f"{reason} for lead {lead_label(lead)}",
+                path=body.key,
+                file=body.file,
+                line=_template_line(exc, body.template.filename) if body.file else None,
+                lead=lead_label(lead),
+                reason=reason,
+                hint="give it a fallback: {{ lead.x | default('...') }}" if undefined else None,
+            ) from None
 
     def render(
         self,
@@ -212,50 +336,35 @@ class Renderer:
         *,
         lead_key: int | str | None = None,
     ) -> Rendered:
-        """Render one step for one lead (a `lead_context` mapping)."""
+        """Render one step for one lead (a `lead_context` mapping); RenderError names both."""
         kind = self.cfg.channel_kind(step.channel)
-        _, variants = self._compiled(campaign, index, step)
+        compiled = self._compiled(campaign, index, step)
         variant = choose_variant(
             step.variants,
             campaign,
             step.name,
             lead_key if lead_key is not None else lead.get("id", lead.get("email", "")),
         )
-        subject_t, body = variants[variant.name if variant else None]
+        subject_t, body = compiled.variants[variant.name if variant else None]
         ctx = self.context(campaign, step, index, lead)
-        sp = f"campaigns.{campaign}.steps[{index}]"
-        try:
-            subject = " ".join(subject_t.render(ctx).split()) if subject_t else None
-            text = html = None
-            if body is not None:
-                out = body.template.render(ctx)
-                if body.fmt == "markdown":
-                    text, html = out, markdown_to_html(out)
-                elif body.fmt == "html":
-                    text, html = html_to_text(out), out
-                else:
-                    text = out
-            content_vars = {
-                k: self.env.from_string(v).render(ctx) for k, v in step.content_variables.items()
-            }
-        except UndefinedError as exc:
-            who = lead.get("email") or lead.get("phone") or "lead"
-            raise RenderError(
-                f"{exc.message} for {who}",
-                path=sp,
-                hint="give it a fallback: {{ lead.x | default('...') }}",
-            ) from None
-        except TemplateError as exc:
-            raise RenderError(f"cannot render: {exc}", path=sp) from None
+        subject = " ".join(self._run(subject_t, ctx, lead).split()) if subject_t else None
+        text = html = None
+        if body is not None:
+            out = self._run(body, ctx, lead)
+            if body.fmt == "markdown":
+                text, html = out, markdown_to_html(out)
+            elif body.fmt == "html":
+                text, html = html_to_text(out), out
+            else:
+                text = out
+        content_vars = {k: self._run(t, ctx, lead) for k, t in compiled.content_variables.items()}
         text = (text or "").strip("\n")
         if kind == "email":
-            if step.thread and not subject:
-                subject = None  # the channel reuses the thread's subject with "Re: "
             text, html = self._email_footer(text, html)
         return Rendered(
             kind=kind,
             text=text,
-            subject=subject,
+            subject=subject,  # None on a thread step: the channel reuses the thread's, with Re:
             html=html,
             variant=variant.name if variant else None,
             content_sid=step.content_sid,

@@ -99,9 +99,13 @@ def _root(
 
 def _register() -> None:
     from campaignctl.cli import check as check_cmds
+    from campaignctl.cli import init as init_cmds
     from campaignctl.cli import optout as optout_cmds
+    from campaignctl.cli import preview as preview_cmds
 
+    init_cmds.register(app)
     check_cmds.register(app)
+    preview_cmds.register(app)
     # Placeholder group: the real `leads` group (campaignctl/cli/leads.py) replaces it at merge.
     leads_app = typer.Typer(help="Manage leads.", no_args_is_help=True)
     optout_cmds.register(leads_app)

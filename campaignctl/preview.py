@@ -1,0 +1,141 @@
+"""`preview`: one step rendered for one lead, exactly as the channel would send it.
+
+Email goes through `channels.mime.build_email`, the same builder every email provider uses, so
+the headers shown are the headers sent; only the Message-ID (and In-Reply-To on thread steps)
+are placeholders, because real ones are generated and stored when the message is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+from campaignctl.config import Config, Step, TwilioChannel, did_you_mean
+from campaignctl.errors import NotFoundError, UsageError
+from campaignctl.render import Rendered, Renderer
+from campaignctl.sms import SmsInfo, analyze
+
+
+@dataclass
+class Preview:
+    """A rendered message and how it travels."""
+
+    campaign: str
+    index: int
+    step: Step
+    steps: int
+    kind: str
+    lead: dict[str, Any]
+    lead_source: str
+    to: str
+    rendered: Rendered
+    email: EmailMessage | None = None
+    sms: SmsInfo | None = None
+    sender: str | None = None  # SMS/WhatsApp `from`, when the channel has one
+
+
+def _find_step(cfg: Config, campaign: str, step: str | None) -> tuple[int, Step]:
+    camp = cfg.campaign(campaign)
+    if not camp.steps:
+        raise UsageError(
+            f"{cfg.path}: campaign {campaign!r} has no steps",
+            f"add one with `campaignctl step add {campaign} --channel CH --delay 0d --body ...`",
+        )
+    if step is None:
+        return 0, camp.steps[0]
+    for i, s in enumerate(camp.steps):
+        if s.name == step:
+            return i, s
+    if step.isdigit() and 1 <= int(step) <= len(camp.steps):
+        return int(step) - 1, camp.steps[int(step) - 1]
+    raise NotFoundError(
+        f"{cfg.path}: campaign {campaign!r} has no step {step!r}"
+        f"{did_you_mean(step, [s.name for s in camp.steps])}",
+        f"its steps are: {', '.join(s.name for s in camp.steps)}",
+    )
+
+
+def _domain(cfg: Config) -> str:
+    email = cfg.sender.email or ""
+    return email.rsplit("@", 1)[-1] if "@" in email else "campaignctl.local"
+
+
+def build_preview(
+    cfg: Config, campaign: str, step: str | None, lead: str | None, *, now: datetime
+) -> Preview:
+    """Render `step` (name or 1-based number; default the first) of `campaign` for a lead.
+
+    The lead is found by email or phone (database, else built-in samples); without `lead`, it
+    is the first lead in the campaign's audience that the step's channel can reach.
+    """
+    from campaignctl.samples import find_lead, first_matching, reachable
+
+    index, st = _find_step(cfg, campaign, step)
+    kind = cfg.channel_kind(st.channel)
+    camp = cfg.campaigns[campaign]
+    if lead is not None:
+        ctx, source = find_lead(cfg, lead)
+        if not reachable(ctx, kind):
+            contact = "email address" if kind == "email" else "phone number"
+            raise UsageError(
+                f"lead {lead} has no {contact}: step {st.name!r} ({kind}) cannot reach them"
+            )
+    else:
+        ctx, source = first_matching(cfg, camp.audience, kind, f"campaigns.{campaign}.audience")
+    renderer = Renderer(cfg)
+    rendered = renderer.render(campaign, index, st, ctx)
+    to = str(ctx["email"] if kind == "email" else ctx["phone"])
+    out = Preview(campaign, index, st, len(camp.steps), kind, ctx, source, to, rendered)
+    if kind == "email":
+        out.email = _email(cfg, renderer, campaign, index, st, ctx, rendered, now)
+        return out
+    ch = cfg.channels[st.channel]
+    if isinstance(ch, TwilioChannel):
+        out.sender = ch.from_ or f"messaging service {ch.messaging_service_sid}"
+    if kind == "whatsapp":
+        out.to = f"whatsapp:{to}"
+    else:
+        out.sms = analyze(rendered.text)
+    return out
+
+
+def _email(
+    cfg: Config,
+    renderer: Renderer,
+    campaign: str,
+    index: int,
+    step: Step,
+    lead: dict[str, Any],
+    rendered: Rendered,
+    now: datetime,
+) -> EmailMessage:
+    from campaignctl.channels.base import Outgoing
+    from campaignctl.channels.mime import build_email, reply_subject
+
+    subject, in_reply_to = rendered.subject, None
+    if step.thread:
+        steps = cfg.campaigns[campaign].steps
+        first = next(
+            (i for i, s in enumerate(steps) if cfg.channel_kind(s.channel) == "email"), index
+        )
+        if first != index:
+            head = renderer.render(campaign, first, steps[first], lead)
+            in_reply_to = f"<message-id-of-{steps[first].name}@{_domain(cfg)}>"
+            subject = subject or reply_subject(head.subject)
+    msg = Outgoing(
+        id=0,
+        campaign=campaign,
+        step=step.name,
+        channel=step.channel,
+        kind="email",
+        to=str(lead["email"]),
+        text=rendered.text,
+        claimed_at=now,
+        subject=subject,
+        html=rendered.html,
+        rfc_message_id=f"<generated-when-sent@{_domain(cfg)}>",
+        in_reply_to=in_reply_to,
+    )
+    return build_email(msg, cfg.sender)

@@ -1,0 +1,218 @@
+"""The leads that `check` and `preview` render for: the database's, or a built-in sample.
+
+Neither command creates a database: when the campaign file's database does not exist yet,
+they use `BUILTIN_SAMPLES`, which covers the shapes that break templates (no first name, PH and
+US phones, email only, phone only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from campaignctl.audience import lead_context
+from campaignctl.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from campaignctl.config import Config
+    from campaignctl.store import Store
+
+#: `check` renders for at most this many database leads (the first by id): enough to meet the
+#: columns and blanks real data has, few enough that CI stays fast (a render is ~50 µs).
+SAMPLE_LIMIT = 200
+
+BUILTIN_SAMPLES: list[dict[str, Any]] = [
+    lead_context(
+        email="maria.santos@example.com",
+        phone="+639171234567",
+        first_name="María",
+        last_name="Santos",
+        timezone="Asia/Manila",
+        status="new",
+        tags=["buyer", "first-time"],
+        attrs={"city": "Makati"},
+    ),
+    lead_context(
+        email="jreyes@example.com",
+        phone="+639189876543",
+        first_name=None,
+        last_name="Reyes",
+        timezone=None,
+        status="new",
+        tags=["buyer"],
+        attrs={},
+    ),
+    lead_context(
+        email="john.miller@example.com",
+        phone="+14155550134",
+        first_name="John",
+        last_name="Miller",
+        timezone="America/Los_Angeles",
+        status="new",
+        tags=["investor"],
+        attrs={"city": "San Francisco"},
+    ),
+    lead_context(
+        email="ligaya.cruz@example.com",
+        phone=None,
+        first_name="Ligaya",
+        last_name="Cruz",
+        timezone=None,
+        status="new",
+        tags=["seller"],
+        attrs={"city": "Quezon City"},
+    ),
+    lead_context(
+        email=None,
+        phone="+639285550188",
+        first_name="Paolo",
+        last_name=None,
+        timezone=None,
+        status="new",
+        tags=["buyer"],
+        attrs={},
+    ),
+    lead_context(
+        email=None,
+        phone="+12125550199",
+        first_name=None,
+        last_name=None,
+        timezone=None,
+        status="contacted",
+        tags=[],
+        attrs={},
+    ),
+]
+
+
+def builtin_samples() -> list[dict[str, Any]]:
+    """A fresh copy of the built-in sample leads (callers may not change the originals)."""
+    return [dict(lead, tags=list(lead["tags"])) for lead in BUILTIN_SAMPLES]
+
+
+def reachable(lead: dict[str, Any], kind: str) -> bool:
+    """Whether a lead has the contact a channel of this kind sends to."""
+    return bool(lead.get("email") if kind == "email" else lead.get("phone"))
+
+
+def existing_store(cfg: Config) -> Store | None:
+    """The campaign file's database when it already exists; never creates one."""
+    url = cfg.database_url()
+    if url.startswith("sqlite"):
+        db = url.split(":///", 1)[-1]
+        if not db or db == ":memory:" or not Path(db).is_file():
+            return None
+    from campaignctl.store import Store
+
+    return Store(url)
+
+
+def _iter_leads(store: Store, batch: int = 500) -> Iterator[dict[str, Any]]:
+    from sqlmodel import select
+
+    from campaignctl.store import Lead, lead_context
+
+    last = 0
+    with store.read() as session:
+        while True:
+            rows = session.exec(
+                select(Lead).where(Lead.id > last).order_by(Lead.id).limit(batch)  # type: ignore[arg-type,operator]
+            ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield lead_context(row)
+            last = rows[-1].id or last
+
+
+def database_samples(cfg: Config, limit: int = SAMPLE_LIMIT) -> list[dict[str, Any]] | None:
+    """The first `limit` leads of the database (by id); None when there is no database yet."""
+    store = existing_store(cfg)
+    if store is None:
+        return None
+    try:
+        out = []
+        for lead in _iter_leads(store, batch=min(limit, 500)):
+            out.append(lead)
+            if len(out) >= limit:
+                break
+        return out
+    finally:
+        store.close()
+
+
+def normalise_contact(arg: str, default_region: str | None) -> tuple[str, str]:
+    """("email", address) or ("phone", E.164) for a lead given on the command line."""
+    arg = arg.strip()
+    if "@" in arg:
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            return "email", validate_email(arg, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise UsageError(f"--lead {arg!r}: not a valid email address: {exc}") from None
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(arg, (default_region or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        raise UsageError(
+            f"--lead {arg!r}: not an email address or a phone number",
+            "give the lead's email, or its phone with a country code (+63 917 123 4567)",
+        )
+    return "phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def find_lead(cfg: Config, arg: str) -> tuple[dict[str, Any], str]:
+    """A lead by email or phone: from the database, else from the built-in samples."""
+    field, value = normalise_contact(arg, cfg.settings.default_region)
+    store = existing_store(cfg)
+    if store is not None:
+        from sqlalchemy import func
+        from sqlmodel import select
+
+        from campaignctl.store import Lead, lead_context
+
+        column = Lead.email if field == "email" else Lead.phone
+        try:
+            with store.read() as session:
+                row = session.exec(
+                    select(Lead).where(func.lower(column) == value.lower()).limit(1)
+                ).first()
+                if row is not None:
+                    return lead_context(row), "from the database"
+        finally:
+            store.close()
+    for lead in BUILTIN_SAMPLES:
+        if str(lead.get(field, "")).lower() == value.lower():
+            return dict(lead), "built-in sample lead"
+    where = "in the database or the built-in samples" if store else "(there is no database yet)"
+    raise NotFoundError(
+        f"no lead with {field} {value} {where}",
+        "import leads with `campaignctl leads import FILE`, or leave out --lead",
+    )
+
+
+def first_matching(
+    cfg: Config, audience: str | None, kind: str, where: str
+) -> tuple[dict[str, Any], str]:
+    """The first lead (database, else built-in sample) in the audience and reachable on `kind`."""
+    from campaignctl.audience import compile_audience
+
+    matches = compile_audience(audience, where)
+    store = existing_store(cfg)
+    if store is not None:
+        try:
+            for lead in _iter_leads(store):
+                if reachable(lead, kind) and matches(lead):
+                    return lead, "first lead in the audience, from the database"
+        finally:
+            store.close()
+    for lead in BUILTIN_SAMPLES:
+        if reachable(lead, kind) and matches(lead):
+            return dict(lead), "first built-in sample lead in the audience"
+    lead = next(x for x in BUILTIN_SAMPLES if reachable(x, kind))
+    return dict(lead), "built-in sample lead (none in the audience)"
