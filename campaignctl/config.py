@@ -131,6 +131,7 @@ class GmailChannel(ChannelBase):
     service_account: str | None = None
     delegate: str | None = None
     api_endpoint: str | None = None
+    timeout: Duration = timedelta(seconds=30)
 
 
 class SmtpChannel(ChannelBase):
@@ -140,6 +141,7 @@ class SmtpChannel(ChannelBase):
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password_env: str | None = None
+    ca_file: str | None = None  # extra CA bundle to trust (a private relay's certificate)
     timeout: Duration = timedelta(seconds=30)
 
 
@@ -149,6 +151,12 @@ class TwilioChannel(ChannelBase):
     messaging_service_sid: str | None = None
     status_callback: str | None = None
     api_base: str | None = None
+    # names of the environment variables holding the credentials (never the values)
+    account_sid_env: str = "TWILIO_ACCOUNT_SID"
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    api_key_env: str = "TWILIO_API_KEY"
+    api_secret_env: str = "TWILIO_API_SECRET"
+    timeout: Duration = timedelta(seconds=30)
 
 
 ChannelConfig = Annotated[
