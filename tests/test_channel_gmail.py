@@ -227,3 +227,67 @@ def test_service_account_with_domain_wide_delegation(tmp_path, fake_gmail: FakeG
     assert fake_gmail.delegated_subjects == ["ana@sunrise.example"]
     assert fake_gmail.token_requests[0]["grant_type"].endswith("jwt-bearer")
     assert sent.provider_id in fake_gmail.messages
+
+
+@pytest.mark.parametrize("reason", ["insufficientPermissions", "forbidden"])
+def test_403_that_is_not_a_rate_limit_stops_the_channel(gmail_project, fake_gmail, reason):
+    fake_gmail.fail_next(403, reason=reason, path="/send")
+    with pytest.raises(ChannelError) as caught:
+        _open(gmail_project).send(outgoing())
+    assert caught.value.kind is ErrorKind.AUTH
+
+
+def test_gmail_defaults_and_quota_warnings(tmp_path):
+    from campaignctl.config import validate_text
+
+    text = '[channels.email]\nprovider = "gmail"\n'
+    cfg, problems = validate_text(text, tmp_path / "campaigns.toml")
+    assert cfg is not None
+    assert problems == []
+    assert (cfg.channels["email"].daily_limit, cfg.channels["email"].per_second) == (500, 2.0)
+
+    text += "daily_limit = 5000\nper_second = 10\n"
+    _cfg, problems = validate_text(text, tmp_path / "campaigns.toml")
+    assert [(p.path, p.severity, p.line) for p in problems] == [
+        ("channels.email.daily_limit", "warning", 3),
+        ("channels.email.per_second", "warning", 4),
+    ]
+
+
+def test_the_fake_serves_what_inbound_sync_needs(gmail_project, fake_gmail):
+    """A reply and a bounce injected into the fake, read back through googleapiclient."""
+    from email.message import EmailMessage
+
+    ch = _open(gmail_project)
+    first = outgoing()
+    sent = ch.send(first)
+    start = fake_gmail.history_id
+
+    reply = EmailMessage()
+    reply["From"] = "Juan <juan@example.com>"
+    reply["To"] = "ana@sunrise.example"
+    reply["Subject"] = "Re: Welcome, Juan!"
+    reply["Message-ID"] = "<reply-1@example.com>"
+    reply["In-Reply-To"] = first.rfc_message_id
+    reply["References"] = first.rfc_message_id
+    reply.set_content("Yes, call me tomorrow.\nUNSUBSCRIBE me from the rest though")
+    got = fake_gmail.deliver(reply)
+    assert got.thread_id == sent.thread_id
+
+    users = ch._service.users()
+    listed = users.messages().list(userId="me", q="in:inbox from:juan@example.com").execute()
+    assert [m["id"] for m in listed["messages"]] == [got.id]
+    full = users.messages().get(userId="me", id=got.id, format="full").execute()
+    headers = {h["name"]: h["value"] for h in full["payload"]["headers"]}
+    assert headers["In-Reply-To"] == first.rfc_message_id
+    body = base64.urlsafe_b64decode(full["payload"]["body"]["data"])
+    assert body.startswith(b"Yes, call me tomorrow.")
+    history = (
+        users.history()
+        .list(userId="me", startHistoryId=str(start), historyTypes=["messageAdded"])
+        .execute()
+    )
+    assert [h["messagesAdded"][0]["message"]["id"] for h in history["history"]] == [got.id]
+    users.messages().modify(userId="me", id=got.id, body={"removeLabelIds": ["UNREAD"]}).execute()
+    assert fake_gmail.messages[got.id].labels == ["INBOX"]
+    assert users.getProfile(userId="me").execute()["historyId"] == str(fake_gmail.history_id)
