@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import stat
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from campaignctl.channels import ChannelError, ErrorKind, Reconciled, open_chann
 from campaignctl.config import load
 from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.gmail import CLIENT_SECRET, REFRESH_TOKEN, FakeGmail
+from tests.fakes.http import free_port
 
 
 def _open(project: Path):
@@ -174,9 +174,7 @@ def test_missing_token_file_says_how_to_get_one(tmp_path):
 
 
 def test_unreachable_endpoint_is_transient(tmp_path, fake_gmail):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
+    closed_port = free_port()
     fake_gmail.write_token_file(tmp_path / "t.json", expired=False)
     write_project(
         tmp_path,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from campaignctl.channels import ChannelError, ErrorKind, Reconciled, open_channel
 from campaignctl.config import load
 from tests.fakes.fixtures import outgoing, write_project
+from tests.fakes.http import free_port
 from tests.fakes.smtp import FakeSmtp
 
 PASSWORD = "s3cret-smtp-password"
@@ -141,9 +140,7 @@ def test_untrusted_certificate_stops_the_channel(tmp_path, fake_smtp):
 
 
 def test_connection_refused_is_transient(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     write_project(
         tmp_path,
         f'[channels.email]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = {port}\n'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from campaignctl.channels import ChannelError, ErrorKind, Reconciled, open_channel
 from campaignctl.config import load
 from tests.fakes.fixtures import outgoing, write_project
+from tests.fakes.http import free_port
 from tests.fakes.twilio import API_KEY_SECRET, AUTH_TOKEN, FakeTwilio
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -198,9 +198,7 @@ def test_messaging_service_sid(tmp_path, clocked):
 
 
 def test_unreachable_api_is_transient(tmp_path, clocked):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     write_project(
         tmp_path,
         f'[channels.sms]\nprovider = "twilio"\nfrom = "+15005550006"\n'

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.conftest import REPO
 from tests.fakes.fixtures import write_project
 from tests.fakes.gmail import AUTH_CODE, CLIENT_SECRET, REFRESH_TOKEN
+from tests.fakes.http import free_port
 from tests.fakes.twilio import AUTH_TOKEN
 
 
@@ -65,13 +65,6 @@ def test_auth_gmail_missing_client_secrets(cli, gmail_project):
     assert "Desktop app" in r.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_auth_gmail_installed_app_flow_writes_the_token_0600(tmp_path, fake_gmail):
     """The test is the browser: it follows the consent URL's redirect back to the local server."""
     write_project(
@@ -80,7 +73,7 @@ def test_auth_gmail_installed_app_flow_writes_the_token_0600(tmp_path, fake_gmai
         f'api_endpoint = "{fake_gmail.url}"\n',
     )
     secrets = fake_gmail.client_secrets(tmp_path / "client.json")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),

@@ -9,21 +9,16 @@ from pathlib import Path
 import pytest
 
 from campaignctl.channels.base import Outgoing
+from tests.conftest import MINIMAL_TOML
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio import FakeTwilio
 
-SENDER_TOML = """\
-[settings]
-timezone = "Asia/Manila"
-default_region = "PH"
-
-[sender]
-name = "Ana Cruz"
-email = "ana@sunrise.example"
-postal_address = "12 Ayala Ave, Makati City"
-unsubscribe_url = "https://sunrise.example/unsubscribe"
-"""
+# the shared project's [settings] and [sender], plus an unsubscribe URL for List-Unsubscribe
+SENDER_TOML = (
+    MINIMAL_TOML.split("\n[channels.")[0]
+    + '\nunsubscribe_url = "https://sunrise.example/unsubscribe"\n'
+)
 
 
 @pytest.fixture

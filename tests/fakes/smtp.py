@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import ssl
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -20,6 +19,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tests.fakes.http import free_port
 
 
 @dataclass
@@ -70,13 +71,6 @@ def self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]
     return cert_path, key_path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class FakeSmtp:
     """aiosmtpd on 127.0.0.1 with recording and failure injection."""
 
@@ -106,7 +100,7 @@ class FakeSmtp:
         if self.users:
             # aiosmtpd only counts STARTTLS as TLS; on implicit TLS the socket already is
             kwargs.update(authenticator=self._authenticate, auth_require_tls=security == "starttls")
-        self.port = _free_port()
+        self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def fail_next(self, stage: str, reply: str) -> None:
