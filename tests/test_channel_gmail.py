@@ -289,3 +289,16 @@ def test_the_fake_serves_what_inbound_sync_needs(gmail_project, fake_gmail):
     users.messages().modify(userId="me", id=got.id, body={"removeLabelIds": ["UNREAD"]}).execute()
     assert fake_gmail.messages[got.id].labels == ["INBOX"]
     assert users.getProfile(userId="me").execute()["historyId"] == str(fake_gmail.history_id)
+
+
+def test_a_token_file_that_cannot_be_rewritten_does_not_fail_the_send(
+    gmail_project, fake_gmail, caplog
+):
+    ch = _open(gmail_project)
+    folder = gmail_project / "gmail-token.json"
+    folder.unlink()
+    folder.mkdir()  # os.replace onto a directory fails
+    sent = ch.send(outgoing())
+    assert sent.provider_id in fake_gmail.messages
+    assert "cannot save the refreshed token" in caplog.text
+    assert sorted(p.name for p in gmail_project.iterdir()) == ["campaigns.toml", "gmail-token.json"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,8 @@ from campaignctl.channels.mime import build_email
 from campaignctl.config import Config, GmailChannel
 from campaignctl.errors import CampaignctlError
 
+_log = logging.getLogger(__name__)
+
 #: gmail.send to send; gmail.modify so `sync` can read replies and bounces and label them.
 SCOPES = (
     "https://www.googleapis.com/auth/gmail.send",
@@ -57,10 +60,10 @@ def write_secret(path: Path, text: str) -> None:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, path)
 
 
 def auth_hint(name: str) -> str:
@@ -242,7 +245,17 @@ class GmailApiChannel:
     def _keep_refreshed_token(self) -> None:
         token = getattr(self._creds, "token", None)
         if self._token_path is not None and token and token != self._saved_token:
-            write_secret(self._token_path, self._creds.to_json())
+            try:
+                write_secret(self._token_path, self._creds.to_json())
+            except OSError as exc:
+                # not fatal: the token in memory works, and the next run refreshes again
+                _log.warning(
+                    "gmail channel %r: cannot save the refreshed token to %s: %s",
+                    self.name,
+                    self._token_path,
+                    exc.strerror or exc,
+                )
+                return
             self._saved_token = token
 
 

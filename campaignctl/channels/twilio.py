@@ -174,7 +174,7 @@ class TwilioMessagesChannel:
         `DateSent >= claimed date` finds what Twilio sent; a message still queued has no
         date_sent yet, so the newest few messages to the lead are looked at as well.
         """
-        since = datetime.combine(msg.claimed_at.astimezone(UTC).date(), datetime.min.time(), UTC)
+        since = datetime.combine(_utc(msg.claimed_at).date(), datetime.min.time(), UTC)
         filters: dict[str, Any] = {"to": self._address(msg.to)}
         if self._from:
             filters["from_"] = self._from
@@ -201,7 +201,7 @@ class TwilioMessagesChannel:
 
     def _match(self, msg: Outgoing, candidates: Iterable[Any]) -> Any:
         # clocks differ: accept a message created shortly before our claim time
-        not_before = msg.claimed_at - timedelta(minutes=5)
+        not_before = _utc(msg.claimed_at) - timedelta(minutes=5)
         for m in candidates:
             if not str(m.direction or "").startswith("outbound"):
                 continue
@@ -224,6 +224,11 @@ class TwilioMessagesChannel:
         session = getattr(self._client.http_client, "session", None)
         if session is not None:
             session.close()
+
+
+def _utc(when: datetime) -> datetime:
+    """`when` in UTC; a naive time is taken as UTC already (the store keeps UTC)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def open(cfg: Config, name: str) -> TwilioMessagesChannel:
