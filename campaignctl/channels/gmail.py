@@ -187,9 +187,8 @@ class GmailApiChannel:
         body: dict[str, str] = {"raw": raw}
         if msg.thread_id:
             body["threadId"] = msg.thread_id
-        resp = self._call(
-            lambda: self._service.users().messages().send(userId="me", body=body).execute()
-        )
+        request = self._service.users().messages().send(userId="me", body=body)
+        resp = self._call(lambda: request.execute(num_retries=0))
         return Sent(provider_id=str(resp["id"]), thread_id=resp.get("threadId"))
 
     def reconcile(self, msg: Outgoing) -> Reconciliation:
@@ -202,7 +201,7 @@ class GmailApiChannel:
                 self._service.users()
                 .messages()
                 .list(userId="me", q=query, includeSpamTrash=True, maxResults=10)
-                .execute()
+                .execute(num_retries=0)
             )
         )
         found = resp.get("messages") or []
