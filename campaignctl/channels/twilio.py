@@ -124,7 +124,8 @@ def call(name: str, ch: TwilioChannel, fn: Callable[[], T]) -> T:
         refused = "refused" in str(exc).lower()
         raise ChannelError(
             ErrorKind.TRANSIENT,
-            f"twilio channel {name!r}: cannot reach Twilio ({type(exc).__name__})",
+            f"twilio channel {name!r}: cannot reach {ch.api_base or 'https://api.twilio.com'} "
+            f"({type(exc).__name__})",
             maybe_sent=not refused,
         ) from None
     except requests.RequestException as exc:
