@@ -125,12 +125,22 @@ class OutboxChannel(ChannelBase):
     path: str = "outbox"
 
 
+#: Gmail's sending limits: ~500 a day on a consumer account (2,000 on Workspace, 500 on trial);
+#: messages.send costs 100 of the 15,000 quota units a user may spend per minute (2.5/s).
+GMAIL_DEFAULT_DAILY = 500
+GMAIL_WORKSPACE_DAILY = 2000
+GMAIL_MAX_PER_SECOND = 2.5
+
+
 class GmailChannel(ChannelBase):
     provider: Literal["gmail"]
+    daily_limit: PositiveInt | None = GMAIL_DEFAULT_DAILY
+    per_second: PositiveFloat | None = 2.0
     credentials: str = "~/.config/campaignctl/gmail-token.json"
     service_account: str | None = None
     delegate: str | None = None
     api_endpoint: str | None = None
+    timeout: Duration = timedelta(seconds=30)
 
 
 class SmtpChannel(ChannelBase):
@@ -140,6 +150,7 @@ class SmtpChannel(ChannelBase):
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password_env: str | None = None
+    ca_file: str | None = None  # extra CA bundle to trust (a private relay's certificate)
     timeout: Duration = timedelta(seconds=30)
 
 
@@ -149,6 +160,12 @@ class TwilioChannel(ChannelBase):
     messaging_service_sid: str | None = None
     status_callback: str | None = None
     api_base: str | None = None
+    # names of the environment variables holding the credentials (never the values)
+    account_sid_env: str = "TWILIO_ACCOUNT_SID"
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    api_key_env: str = "TWILIO_API_KEY"
+    api_secret_env: str = "TWILIO_API_SECRET"
+    timeout: Duration = timedelta(seconds=30)
 
 
 ChannelConfig = Annotated[
@@ -418,6 +435,20 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
             add(f"{base}.from", "set 'from' (a number) or 'messaging_service_sid'")
         if isinstance(ch, GmailChannel) and ch.delegate and not ch.service_account:
             add(f"{base}.delegate", "'delegate' needs 'service_account'")
+        if isinstance(ch, GmailChannel) and (ch.daily_limit or 0) > GMAIL_WORKSPACE_DAILY:
+            add(
+                f"{base}.daily_limit",
+                f"Gmail sends at most {GMAIL_WORKSPACE_DAILY:,} a day per Workspace user "
+                "(about 500 on a consumer account): the rest would bounce",
+                "warning",
+            )
+        if isinstance(ch, GmailChannel) and (ch.per_second or 0) > GMAIL_MAX_PER_SECOND:
+            add(
+                f"{base}.per_second",
+                f"Gmail allows about {GMAIL_MAX_PER_SECOND} messages.send a second per user "
+                "(15,000 quota units a minute, 100 each): expect 429s",
+                "warning",
+            )
         if isinstance(ch, SmtpChannel) and ch.username and not ch.password_env:
             add(
                 f"{base}.password_env",

@@ -76,3 +76,7 @@ def cli() -> Callable[..., Result]:
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return run
+
+
+# the loopback provider fakes (fake_gmail, fake_twilio, fake_smtp, gmail_project, ...)
+pytest_plugins = ["tests.fakes.fixtures"]

@@ -26,6 +26,7 @@ __all__ = [
     "Reconciled",
     "Reconciliation",
     "Sent",
+    "find_channel",
     "open_channel",
 ]
 
@@ -38,3 +39,31 @@ def open_channel(cfg: Config, name: str) -> Channel:
     module = importlib.import_module(f"campaignctl.channels.{_MODULES[ch.provider]}")
     channel: Channel = module.open(cfg, name)
     return channel
+
+
+def find_channel(cfg: Config, provider: str, name: str | None = None) -> str:
+    """The channel `name` (checked to use `provider`), else the first channel using `provider`."""
+    from campaignctl.config import did_you_mean
+    from campaignctl.errors import NotFoundError, UsageError
+
+    if name is not None:
+        if name not in cfg.channels:
+            raise NotFoundError(
+                f"{cfg.path}: no channel named {name!r}{did_you_mean(name, cfg.channels)}",
+                "see [channels] in the campaign file",
+            )
+        if cfg.channels[name].provider != provider:
+            raise UsageError(
+                f"{cfg.path}: channel {name!r} uses provider "
+                f"{cfg.channels[name].provider!r}, not {provider!r}",
+                f"pass --channel with a {provider} channel",
+            )
+        return name
+    for cname, ch in cfg.channels.items():
+        if ch.provider == provider:
+            return cname
+    raise NotFoundError(
+        f"{cfg.path}: no channel with provider = {provider!r}",
+        f"add one, e.g. [channels.{'email' if provider == 'gmail' else 'sms'}] "
+        f'with provider = "{provider}"',
+    )

@@ -75,11 +75,15 @@ class ChannelError(CampaignctlError):
         code: str | None = None,
         retry_after: float | None = None,
         hint: str | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(message, hint)
         self.kind = kind
         self.code = code
         self.retry_after = retry_after
+        # True when the request may have reached the provider before it failed (a timeout or a
+        # dropped connection after the message was written): reconcile before any retry.
+        self.maybe_sent = maybe_sent
         self.exit_code = (
             ExitCode.TEMPFAIL if kind in (ErrorKind.AUTH, ErrorKind.TRANSIENT) else ExitCode.FAILED
         )

@@ -21,6 +21,7 @@ def new_message_id(sender_email: str | None) -> str:
 
 
 def reply_subject(subject: str | None) -> str:
+    """`Re: subject`, without stacking a second `Re:` on a subject that has one."""
     s = subject or ""
     return s if s.lower().startswith("re:") else f"Re: {s}".rstrip()
 
@@ -32,7 +33,9 @@ def build_email(msg: Outgoing, sender: Sender) -> EmailMessage:
         Address(display_name=sender.name, addr_spec=sender.email) if sender.email else sender.name
     )
     em["To"] = msg.to
-    em["Subject"] = msg.subject or ""
+    # A thread step keeps the first email's subject with `Re: `: Gmail only threads a message
+    # whose subject matches, and mail clients expect it.
+    em["Subject"] = reply_subject(msg.subject) if msg.in_reply_to else msg.subject or ""
     em["Date"] = format_datetime(msg.claimed_at)
     em["Message-ID"] = msg.rfc_message_id or new_message_id(sender.email)
     if sender.reply_to:

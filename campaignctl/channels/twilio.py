@@ -1,0 +1,272 @@
+"""Twilio channel: SMS and WhatsApp through the Messages API, reconciled by listing messages.
+
+Credentials come from the environment (`TWILIO_ACCOUNT_SID` with `TWILIO_AUTH_TOKEN`, or an API
+key `TWILIO_API_KEY` + `TWILIO_API_SECRET`; the variable names are channel keys). The client has
+no base-URL option (`region`/`edge` only rewrite twilio.com host names), so `api_base` is applied
+by an HTTP client that rewrites the scheme and host of every request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from campaignctl.channels.base import (
+    ChannelError,
+    ErrorKind,
+    Outgoing,
+    Reconciled,
+    Reconciliation,
+    Sent,
+)
+from campaignctl.config import Config, TwilioChannel
+from campaignctl.errors import ExitCode
+
+T = TypeVar("T")
+
+#: Bad or unreachable numbers: this message fails, the others go on.
+BAD_NUMBER_CODES = frozenset({21211, 21214, 21217, 21408, 21612, 21614, 30005, 30006})
+OPTED_OUT_CODE = 21610
+OUTSIDE_WINDOW_CODE = 63016
+WINDOW_HINT = "outside the 24 h window: use a template (content_sid)"
+#: How far back reconcile looks at still-queued messages (they have no date_sent yet).
+QUEUED_LOOKBACK = 20
+
+
+class ApiBaseHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """Sends every request to `api_base` (scheme, host and optional path prefix) instead."""
+
+    def __init__(self, api_base: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        base = urlsplit(api_base)
+        self._scheme, self._netloc, self._prefix = base.scheme, base.netloc, base.path.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        u = urlsplit(url)
+        url = urlunsplit((self._scheme, self._netloc, self._prefix + u.path, u.query, u.fragment))
+        return super().request(method, url, *args, **kwargs)
+
+
+def auth_hint(ch: TwilioChannel) -> str:
+    return (
+        f"check ${ch.account_sid_env} and ${ch.auth_token_env} (or ${ch.api_key_env} + "
+        f"${ch.api_secret_env}), then run `campaignctl auth twilio`"
+    )
+
+
+def make_client(name: str, ch: TwilioChannel) -> Client:
+    """A Twilio REST client from the environment, pointed at `api_base` when configured."""
+    sid = os.environ.get(ch.account_sid_env, "").strip()
+    key = os.environ.get(ch.api_key_env, "").strip()
+    secret = os.environ.get(ch.api_secret_env, "").strip()
+    token = os.environ.get(ch.auth_token_env, "").strip()
+    missing = None
+    if not sid:
+        missing = ch.account_sid_env
+    elif not (token or (key and secret)):
+        missing = ch.auth_token_env
+    if missing:
+        raise ChannelError(
+            ErrorKind.AUTH,
+            f"twilio channel {name!r}: environment variable {missing} is not set",
+            hint=auth_hint(ch),
+        )
+    username, password = (key, secret) if key and secret else (sid, token)
+    timeout = ch.timeout.total_seconds()
+    http = (
+        ApiBaseHttpClient(ch.api_base, timeout=timeout)
+        if ch.api_base
+        else TwilioHttpClient(timeout=timeout)
+    )
+    return Client(username, password, account_sid=sid, http_client=http)
+
+
+def classify(name: str, ch: TwilioChannel, exc: TwilioRestException) -> ChannelError:
+    """Twilio's error codes as our kinds (see docs/channels.md for the table)."""
+    code = int(exc.code) if exc.code else None
+    status = int(exc.status or 0)
+    text = f"twilio channel {name!r}: {code or status}: {exc.msg}"
+    tag = str(code or status)
+    if code == OPTED_OUT_CODE:
+        return ChannelError(ErrorKind.OPTED_OUT, text, code=tag)
+    if code == OUTSIDE_WINDOW_CODE:
+        return ChannelError(ErrorKind.PERMANENT, text, code=tag, hint=WINDOW_HINT)
+    if code == 20003 or status in (401, 403):
+        return ChannelError(ErrorKind.AUTH, text, code=tag, hint=auth_hint(ch))
+    if code == 20429 or status == 429:
+        return ChannelError(ErrorKind.TRANSIENT, text, code=tag)
+    if status >= 500:
+        return ChannelError(ErrorKind.TRANSIENT, text, code=tag, maybe_sent=True)
+    if code in BAD_NUMBER_CODES or 400 <= status < 500:
+        return ChannelError(ErrorKind.PERMANENT, text, code=tag)
+    return ChannelError(ErrorKind.TRANSIENT, text, code=tag)
+
+
+def call(name: str, ch: TwilioChannel, fn: Callable[[], T]) -> T:
+    """Run one Twilio request; every failure comes out as a classified `ChannelError`."""
+    try:
+        return fn()
+    except TwilioRestException as exc:
+        raise classify(name, ch, exc) from None
+    except requests.ConnectionError as exc:
+        # refused before anything was written: certainly not sent; a reset mid-way: maybe sent
+        refused = "refused" in str(exc).lower()
+        raise ChannelError(
+            ErrorKind.TRANSIENT,
+            f"twilio channel {name!r}: cannot reach {ch.api_base or 'https://api.twilio.com'} "
+            f"({type(exc).__name__})",
+            maybe_sent=not refused,
+        ) from None
+    except requests.RequestException as exc:
+        raise ChannelError(
+            ErrorKind.TRANSIENT,
+            f"twilio channel {name!r}: request failed ({type(exc).__name__})",
+            maybe_sent=True,
+        ) from None
+
+
+class TwilioMessagesChannel:
+    """One Twilio sender: a number, a WhatsApp sender, or a messaging service."""
+
+    def __init__(self, cfg: Config, name: str, ch: TwilioChannel) -> None:
+        self.name = name
+        self.kind = cfg.channel_kind(name)
+        self._ch = ch
+        self._client = make_client(name, ch)
+        self._from = self._address(ch.from_) if ch.from_ else None
+
+    def _address(self, number: str) -> str:
+        if self.kind == "whatsapp" and not number.startswith("whatsapp:"):
+            return f"whatsapp:{number}"
+        return number
+
+    def send(self, msg: Outgoing) -> Sent:
+        """Messages.create: a body, or a WhatsApp template (`content_sid` + variables)."""
+        params: dict[str, Any] = {"to": self._address(msg.to)}
+        if self._from:
+            params["from_"] = self._from
+        if self._ch.messaging_service_sid:
+            params["messaging_service_sid"] = self._ch.messaging_service_sid
+        if msg.content_sid:
+            params["content_sid"] = msg.content_sid
+            if msg.content_variables:
+                params["content_variables"] = json.dumps(msg.content_variables)
+        else:
+            params["body"] = msg.text
+        if self._ch.status_callback:
+            params["status_callback"] = self._ch.status_callback
+        created = call(self.name, self._ch, lambda: self._client.messages.create(**params))
+        return Sent(provider_id=str(created.sid))
+
+    def reconcile(self, msg: Outgoing) -> Reconciliation:
+        """List messages To/From the lead since the claim's date and look for ours.
+
+        `DateSent >= claimed date` finds what Twilio sent; a message still queued has no
+        date_sent yet, so the newest few messages to the lead are looked at as well.
+        """
+        since = datetime.combine(_utc(msg.claimed_at).date(), datetime.min.time(), UTC)
+        filters: dict[str, Any] = {"to": self._address(msg.to)}
+        if self._from:
+            filters["from_"] = self._from
+        sent = call(
+            self.name,
+            self._ch,
+            lambda: self._client.messages.list(
+                **filters, date_sent_after=since, limit=200, page_size=200
+            ),
+        )
+        match = self._match(msg, sent)
+        if match is None:
+            recent = call(
+                self.name,
+                self._ch,
+                lambda: self._client.messages.list(
+                    **filters, limit=QUEUED_LOOKBACK, page_size=QUEUED_LOOKBACK
+                ),
+            )
+            match = self._match(msg, (m for m in recent if m.date_sent is None))
+        if match is None:
+            return Reconciliation(Reconciled.NOT_SENT)
+        return Reconciliation(Reconciled.SENT, provider_id=str(match.sid))
+
+    def _match(self, msg: Outgoing, candidates: Iterable[Any]) -> Any:
+        # clocks differ: accept a message created shortly before our claim time
+        not_before = _utc(msg.claimed_at) - timedelta(minutes=5)
+        for m in candidates:
+            if not str(m.direction or "").startswith("outbound"):
+                continue
+            if (
+                self._ch.messaging_service_sid
+                and m.messaging_service_sid
+                and m.messaging_service_sid != self._ch.messaging_service_sid
+            ):
+                continue
+            if m.date_created is not None and m.date_created < not_before:
+                continue
+            body = m.body or ""
+            # a template's text is Twilio's, not ours: the time and the recipient decide;
+            # trial accounts prefix every body with "Sent from your Twilio trial account - "
+            if msg.content_sid or body == msg.text or body.endswith(msg.text):
+                return m
+        return None
+
+    def close(self) -> None:
+        session = getattr(self._client.http_client, "session", None)
+        if session is not None:
+            session.close()
+
+
+def _utc(when: datetime) -> datetime:
+    """`when` in UTC; a naive time is taken as UTC already (the store keeps UTC)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def open(cfg: Config, name: str) -> TwilioMessagesChannel:
+    """The Twilio adapter for channel `name` (called by `open_channel`)."""
+    ch = cfg.channels[name]
+    assert isinstance(ch, TwilioChannel)
+    return TwilioMessagesChannel(cfg, name, ch)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """What `auth twilio` shows: never the token."""
+
+    sid: str
+    friendly_name: str
+    status: str
+    type: str
+
+    @property
+    def masked_sid(self) -> str:
+        return f"{self.sid[:2]}…{self.sid[-4:]}" if len(self.sid) > 6 else "…"
+
+
+def verify(cfg: Config, name: str) -> AccountInfo:
+    """Fetch the account with the channel's credentials (through `api_base` when set)."""
+    ch = cfg.channels[name]
+    assert isinstance(ch, TwilioChannel)
+    try:
+        client = make_client(name, ch)
+        account = call(name, ch, lambda: client.api.v2010.accounts(client.account_sid).fetch())
+    except ChannelError as exc:
+        if exc.kind is not ErrorKind.TRANSIENT:
+            exc.exit_code = ExitCode.FAILED  # refused credentials: retrying will not help
+        raise
+    return AccountInfo(
+        sid=str(account.sid),
+        friendly_name=str(account.friendly_name or ""),
+        status=str(account.status or ""),
+        type=str(account.type or ""),
+    )
