@@ -98,9 +98,11 @@ def _root(
 
 
 def _register() -> None:
+    from campaignctl.cli import campaign as campaign_cmds
     from campaignctl.cli import check as check_cmds
 
     check_cmds.register(app)
+    campaign_cmds.register(app)
 
 
 _register()
