@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomlkit
-from tomlkit.container import Container, OutOfOrderTableProxy
+from tomlkit.container import Container
 from tomlkit.items import AoT, Array, InlineTable, Item, Null, Table, Whitespace
 
 from campaignctl.config import (
@@ -143,31 +143,35 @@ def _edit(
 def _edit_locked(
     path: Path, change: Change, before_write: Callable[[Config], None] | None
 ) -> Outcome:
-    if True:
-        raw = path.read_bytes()
-        text = read_text(path)
-        parse_toml(text, path)  # tomllib's syntax errors carry line and column
-        doc = tomlkit.parse(text)
-        summary = change(doc)
-        new = doc.as_string()
-        if text.endswith("\n") and not text.endswith("\n\n"):
-            new = new.rstrip("\n") + "\n"  # a removal at the end must not leave blank lines
-        if new == text:
-            return Outcome(path, summary, changed=False)
-        _same_data(doc, new, path)
-        cfg, problems = validate_text(new, path)
-        errors = [p for p in problems if p.severity == "error"]
-        if errors or cfg is None:
-            # Lines would point into a file that was never written: the key path says where.
-            raise ConfigError(
-                [replace(p, line=None) for p in errors],
-                hint=f"the edit was refused; {path} is unchanged",
-            )
-        if before_write is not None:
-            before_write(cfg)
-        bom = codecs.BOM_UTF8.decode() if raw.startswith(codecs.BOM_UTF8) else ""
-        write_atomic(path, bom + new)
-        return Outcome(path, summary, warnings=[p for p in problems if p.severity != "error"])
+    raw = path.read_bytes()
+    text = read_text(path)
+    parse_toml(text, path)  # tomllib's syntax errors carry line and column
+    doc = tomlkit.parse(text)
+    summary = change(doc)
+    # Lines we add are written with "\n"; a file written with "\r\n" throughout stays that way.
+    crlf = "\r\n" in text and text.count("\n") == text.count("\r\n")
+    new = doc.as_string().replace("\r\n", "\n") if crlf else doc.as_string()
+    lf_text = text.replace("\r\n", "\n") if crlf else text
+    if lf_text.endswith("\n") and not lf_text.endswith("\n\n"):
+        new = new.rstrip("\n") + "\n"  # a removal at the end must not leave blank lines
+    if new == lf_text:
+        return Outcome(path, summary, changed=False)
+    _same_data(doc, new, path)
+    if crlf:
+        new = new.replace("\n", "\r\n")
+    cfg, problems = validate_text(new, path)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or cfg is None:
+        # Lines would point into a file that was never written: the key path says where.
+        raise ConfigError(
+            [replace(p, line=None) for p in errors],
+            hint=f"the edit was refused; {path} is unchanged",
+        )
+    if before_write is not None:
+        before_write(cfg)
+    bom = codecs.BOM_UTF8.decode() if raw.startswith(codecs.BOM_UTF8) else ""
+    write_atomic(path, bom + new)
+    return Outcome(path, summary, warnings=[p for p in problems if p.severity != "error"])
 
 
 def _same_data(doc: tomlkit.TOMLDocument, new: str, path: Path) -> None:
@@ -306,9 +310,9 @@ def _assign(
         _assign(sub, sub_model, rest[1:], raw, f"{where}.{key}[{i}]", hint)
     else:
         shape = (
-            f"{key}.NAME.KEY" if sub_model is not None else f"{key}.KEY" if _is_dict(ann) else key
+            f"{key}.NAME.KEY" if sub_model else f"{key}.KEY" if _is_dict(ann) else f"{key}=VALUE"
         )
-        raise UsageError(f"{where}: {'.'.join(parts)!r} does not fit; write it as {shape}")
+        raise UsageError(f"{where}: {'.'.join(parts)!r} does not fit {key!r}: write {shape}")
 
 
 def _put(table: Any, key: str, raw: Any) -> None:
@@ -426,6 +430,8 @@ def _leading_blank(trivia: list[_Node]) -> int:
 def _append_after(nodes: list[_Node], text: str) -> None:
     """Render `text` right after the last non-trivia node (a key line or a header)."""
     last = next(n for n in reversed(nodes) if n.kind != "trivia")
+    if not last.item.trivia.trail.endswith("\n"):
+        text = "\n" + text  # the file ended without a newline
     last.item.trivia.trail += text
 
 
@@ -457,8 +463,16 @@ def _make_room(before: list[_Node], new: Table, more_follows: bool) -> None:
         new.add(Whitespace(moved or "\n"))
 
 
-def _after_insert(new: Table) -> None:
-    new.trivia.indent = ""  # tomlkit adds its own blank line before a new table; ours is placed
+def _settle(doc: tomlkit.TOMLDocument, new: Table) -> None:
+    """Lay out a table just inserted, wherever tomlkit put it: a blank line before it, and the
+    comments that introduced what now follows it moved below it."""
+    new.trivia.indent = ""  # tomlkit's own blank line; ours is placed by _make_room
+    everything = list(_nodes(doc))
+    at = next(i for i, n in enumerate(everything) if n.kind == "header" and n.item is new)
+    before = everything[:at]
+    if any(n.kind != "trivia" for n in before):
+        after = everything[at + len(list(_table_nodes(new, None))) :]
+        _make_room(before, new, more_follows=bool(after))
 
 
 def _remove_trivia(doc: tomlkit.TOMLDocument, target: Table) -> None:
@@ -541,42 +555,16 @@ def add_campaign(
         if priority is not None:
             new["priority"] = priority
         if campaigns is None:
-            everything = list(_nodes(doc))
-            if any(n.kind != "trivia" for n in everything):
-                _make_room(everything, new, more_follows=False)
             campaigns = tomlkit.table(is_super_table=True)
             campaigns[name] = new
             doc["campaigns"] = campaigns
+            campaigns.trivia.indent = ""
         else:
-            last = [n for n in _nodes(doc) if n.kind == "header" and n.item is _last_table(doc)]
-            before = _through_subtree(doc, last[0].item) if last else list(_nodes(doc))
-            _make_room(before, new, more_follows=_follows(doc, before))
             campaigns[name] = new
-        _after_insert(new)
+        _settle(doc, new)
         return f"added campaign {name!r} ({kind}, {status})"
 
     return _edit(path, change)
-
-
-def _last_table(doc: tomlkit.TOMLDocument) -> Any:
-    # The campaign rendered last: a new one goes after it and its steps.
-    campaigns = doc["campaigns"]
-    tables = [v for v in campaigns.values() if isinstance(v, Table)]
-    if isinstance(campaigns, OutOfOrderTableProxy):
-        order = {id(n.item): i for i, n in enumerate(_nodes(doc))}
-        tables.sort(key=lambda t: order.get(id(t), -1))
-    return tables[-1] if tables else None
-
-
-def _through_subtree(doc: tomlkit.TOMLDocument, table: Table) -> list[_Node]:
-    everything = list(_nodes(doc))
-    own = list(_table_nodes(table, None))
-    at = next(i for i, n in enumerate(everything) if n.kind == "header" and n.item is table)
-    return everything[: at + len(own)]
-
-
-def _follows(doc: tomlkit.TOMLDocument, before: list[_Node]) -> bool:
-    return len(list(_nodes(doc))) > len(before)
 
 
 def set_campaign(path: Path, name: str, assignments: list[str]) -> Outcome:
@@ -689,19 +677,15 @@ def add_step(
         if isinstance(steps, Array):
             steps.insert(at, _inline_like(steps, new))
         elif isinstance(steps, AoT):
-            before = _through_subtree(doc, steps.body[at - 1])
-            _make_room(before, new, more_follows=_follows(doc, before))
             steps.insert(at, new)
-            _after_insert(new)
+            _settle(doc, new)
         elif steps is None and isinstance(camp, Table):
-            before = _through_subtree(doc, camp)
-            _make_room(before, new, more_follows=_follows(doc, before))
             aot = tomlkit.aot()
             aot.append(new)
             camp.append("steps", aot)
-            _after_insert(new)
-        else:
-            camp["steps"] = [new.unwrap()]
+            _settle(doc, new)
+        else:  # a campaign written as an inline table keeps its steps inline
+            _put(camp, "steps", [new.unwrap()])
         where = f"after {after!r}" if after is not None else "at the end"
         return f"added step {step_name!r} to campaign {campaign!r} {where}"
 

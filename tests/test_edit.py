@@ -293,3 +293,51 @@ def test_removing_a_key_the_new_provider_does_not_take(example_project):
     assert 'provider = "smtp"                # gmail | smtp | outbox' in text
     assert 'host = "smtp.example"' in text
     assert "\npath =" not in text.split("[channels.sms]")[0]
+
+
+CHANNELS = '[channels.email]\nprovider = "outbox"\n'
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("", '[campaigns.new]\nkind = "sequence"\nstatus = "draft"\n'),
+        (CHANNELS, CHANNELS + '\n[campaigns.new]\nkind = "sequence"\nstatus = "draft"\n'),
+        (
+            CHANNELS + '\n[campaigns.x]\nstatus = "draft"',  # no newline at the end
+            CHANNELS + '\n[campaigns.x]\nstatus = "draft"\n\n'
+            '[campaigns.new]\nkind = "sequence"\nstatus = "draft"\n',
+        ),
+        (
+            CHANNELS + '\n[campaigns]\nx = { status = "draft" }\n',
+            CHANNELS + '\n[campaigns]\nx = { status = "draft" }\n\n'
+            '[campaigns.new]\nkind = "sequence"\nstatus = "draft"\n',
+        ),
+    ],
+)
+def test_campaign_add_layout(tmp_path, before, after):
+    path = tmp_path / "campaigns.toml"
+    path.write_text(before)
+    edit.add_campaign(path, "new")
+    assert path.read_text() == after
+
+
+def test_crlf_file_stays_crlf(tmp_path):
+    path = tmp_path / "campaigns.toml"
+    text = CHANNELS + '\n[campaigns.x]\nstatus = "draft"\n'
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    edit.add_step(path, "x", channel="email", delay="0s", subject="Hi", body="one\ntwo")
+    raw = path.read_bytes()
+    assert raw.count(b"\n") == raw.count(b"\r\n")
+    assert raw.endswith(b'body = """one\r\ntwo"""\r\n')
+    assert raw.startswith(text.replace("\n", "\r\n").encode() + b"\r\n[[campaigns.x.steps]]\r\n")
+
+
+def test_inline_campaign_gets_inline_steps(tmp_path):
+    path = tmp_path / "campaigns.toml"
+    path.write_text(CHANNELS + '\n[campaigns]\nx = { status = "draft" }   # short\n')
+    edit.add_step(path, "x", channel="email", delay="1d", name="a", subject="Hi", body="b")
+    assert path.read_text().endswith(
+        '\nx = { status = "draft", steps = [{name = "a", channel = "email", delay = "1d", '
+        'subject = "Hi", body = "b"}] }   # short\n'
+    )
