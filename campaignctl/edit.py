@@ -8,7 +8,8 @@ rename, original permission bits). A refused edit leaves the file byte-for-byte 
 tomlkit keeps what we do not touch, but it files the comments and blank lines *between* two
 tables under the first one. Left alone, a new step would land under the comment that describes
 the next one, and removing a step would take its successor's comment with it. So structural
-edits also move that "trivia" the way a person editing the file would (see `_Trivia`).
+edits also move that "trivia" the way a person editing the file would (`_settle`,
+`_remove_trivia`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 #: How long an edit waits for another edit of the same file to finish.
 LOCK_WAIT_SECONDS = 10.0
-CAMPAIGN_KINDS = ("blast", "sequence")
 
 
 @dataclass
@@ -124,28 +124,31 @@ def write_atomic(path: Path, text: str) -> None:
 Change = Callable[[tomlkit.TOMLDocument], str]
 
 
-def _edit(
-    path: Path, change: Change, *, before_write: Callable[[Config], None] | None = None
-) -> Outcome:
-    """Lock, re-read, change, validate the result like `check`, write atomically."""
+def _edit(path: Path, change: Change, *, force: bool = False) -> Outcome:
+    """Lock, re-read, change, validate the result like `check`, refuse to orphan sent messages
+    (unless `force`), write atomically."""
     path = _real(path)
     _ensure_writable(path)
-    lock = FileLock(lock_path(path), "campaign file's edit lock").acquire(
-        timeout=LOCK_WAIT_SECONDS,
-        hint="another campaignctl edit of this file is running; try again when it ends",
-    )
     try:
-        return _edit_locked(path, change, before_write)
+        lock = FileLock(lock_path(path), "campaign file's edit lock").acquire(
+            timeout=LOCK_WAIT_SECONDS,
+            hint="another campaignctl edit of this file is running; try again when it ends",
+        )
+    except OSError as exc:
+        raise CampaignctlError(
+            f"{lock_path(path)}: cannot create the edit lock: {exc.strerror}",
+            "edits need a writable folder beside the campaign file",
+        ) from None
+    try:
+        return _edit_locked(path, change, force)
     finally:
         lock.release()
 
 
-def _edit_locked(
-    path: Path, change: Change, before_write: Callable[[Config], None] | None
-) -> Outcome:
+def _edit_locked(path: Path, change: Change, force: bool) -> Outcome:
     raw = path.read_bytes()
     text = read_text(path)
-    parse_toml(text, path)  # tomllib's syntax errors carry line and column
+    steps_before = _step_names(parse_toml(text, path))  # tomllib's errors carry line and column
     doc = tomlkit.parse(text)
     summary = change(doc)
     # Lines we add are written with "\n"; a file written with "\r\n" throughout stays that way.
@@ -167,8 +170,8 @@ def _edit_locked(
             [replace(p, line=None) for p in errors],
             hint=f"the edit was refused; {path} is unchanged",
         )
-    if before_write is not None:
-        before_write(cfg)
+    if not force:
+        _refuse_to_orphan_sent(cfg, steps_before)
     bom = codecs.BOM_UTF8.decode() if raw.startswith(codecs.BOM_UTF8) else ""
     write_atomic(path, bom + new)
     return Outcome(path, summary, warnings=[p for p in problems if p.severity != "error"])
@@ -567,7 +570,7 @@ def add_campaign(
     return _edit(path, change)
 
 
-def set_campaign(path: Path, name: str, assignments: list[str]) -> Outcome:
+def set_campaign(path: Path, name: str, assignments: list[str], *, force: bool = False) -> Outcome:
     """`KEY=VALUE` pairs on `[campaigns.NAME]`; dotted keys reach steps by name."""
 
     def change(doc: tomlkit.TOMLDocument) -> str:
@@ -584,7 +587,7 @@ def set_campaign(path: Path, name: str, assignments: list[str]) -> Outcome:
             )
         return f"updated campaign {name!r}: {', '.join(assignments)}"
 
-    return _edit(path, change)
+    return _edit(path, change, force=force)
 
 
 def set_status(path: Path, name: str, status: str) -> Outcome:
@@ -625,11 +628,7 @@ def remove_campaign(path: Path, name: str, *, force: bool = False) -> Outcome:
             del doc["campaigns"]
         return f"removed campaign {name!r}"
 
-    def guard(cfg: Config) -> None:
-        if not force:
-            _refuse_if_sent(cfg, name, None)
-
-    return _edit(path, change, before_write=guard)
+    return _edit(path, change, force=force)
 
 
 # ---------------------------------------------------------------- step edits
@@ -646,24 +645,30 @@ def add_step(
     body: str | None = None,
     template: str | None = None,
     after: str | None = None,
+    force: bool = False,
 ) -> Outcome:
-    """Insert a `[[campaigns.C.steps]]` table at the end, or after the step named `after`."""
+    """Insert a `[[campaigns.C.steps]]` table at the end, or after the step named `after`.
+    (`force` matters only when that renumbers unnamed steps that have sent messages.)"""
     if (body is None) == (template is None):
         raise UsageError("give exactly one of --body or --template")
 
     def change(doc: tomlkit.TOMLDocument) -> str:
         camp = _campaign(doc, campaign, path)
         steps = camp.get("steps")
-        existing = [_named(t, i) for i, t in enumerate(_tables(steps))] if steps else []
-        step_name = name or _free_name(existing)
-        if step_name in existing:
-            raise UsageError(
-                f"{path}: campaigns.{campaign}: a step named {step_name!r} already exists",
-                "choose another --name",
-            )
+        tables = _tables(steps) if steps else []
+        existing = [_named(t, i) for i, t in enumerate(tables)]
         at = len(existing)
         if after is not None:
             at = _step(camp, campaign, after, path)[0] + 1
+        if name is not None and name in existing:
+            raise UsageError(
+                f"{path}: campaigns.{campaign}: a step named {name!r} already exists",
+                "choose another --name",
+            )
+        # Unnamed steps after `at` shift to a new stepN; the default name must not take
+        # either their old name or their new one.
+        shifted = [_named(t, i if i < at else i + 1) for i, t in enumerate(tables)]
+        step_name = name or _free_name(set(existing) | set(shifted), at + 1)
         new = tomlkit.table()
         new["name"] = step_name
         new["channel"] = channel
@@ -689,7 +694,7 @@ def add_step(
         where = f"after {after!r}" if after is not None else "at the end"
         return f"added step {step_name!r} to campaign {campaign!r} {where}"
 
-    return _edit(path, change)
+    return _edit(path, change, force=force)
 
 
 def _inline_like(steps: Array, new: Table) -> Any:
@@ -699,9 +704,8 @@ def _inline_like(steps: Array, new: Table) -> Any:
     return tomlkit.parse(f"v = {{{pad}{inner}{pad}}}\n")["v"]
 
 
-def _free_name(existing: list[str]) -> str:
-    n = len(existing) + 1
-    while f"step{n}" in existing:
+def _free_name(taken: set[str], n: int) -> str:
+    while f"step{n}" in taken:
         n += 1
     return f"step{n}"
 
@@ -717,12 +721,10 @@ def _template_path(template: str, path: Path) -> str:
 
 def remove_step(path: Path, campaign: str, step: str, *, force: bool = False) -> Outcome:
     """Delete one step; refused when the store has sent messages for it, unless forced."""
-    resolved: dict[str, str] = {}
 
     def change(doc: tomlkit.TOMLDocument) -> str:
         camp = _campaign(doc, campaign, path)
         i, table = _step(camp, campaign, step, path)
-        resolved["name"] = _named(table, i)
         steps = camp["steps"]
         if isinstance(steps, AoT):
             _remove_trivia(doc, table)
@@ -731,14 +733,12 @@ def remove_step(path: Path, campaign: str, step: str, *, force: bool = False) ->
             del camp["steps"]
         return f"removed step {step!r} from campaign {campaign!r}"
 
-    def guard(cfg: Config) -> None:
-        if not force:
-            _refuse_if_sent(cfg, campaign, resolved["name"])
-
-    return _edit(path, change, before_write=guard)
+    return _edit(path, change, force=force)
 
 
-def set_step(path: Path, campaign: str, step: str, assignments: list[str]) -> Outcome:
+def set_step(
+    path: Path, campaign: str, step: str, assignments: list[str], *, force: bool = False
+) -> Outcome:
     """`KEY=VALUE` pairs on one step; `content_variables.1=...` and `variants.A.subject=...`."""
 
     def change(doc: tomlkit.TOMLDocument) -> str:
@@ -756,7 +756,7 @@ def set_step(path: Path, campaign: str, step: str, assignments: list[str]) -> Ou
             )
         return f"updated step {step!r} of campaign {campaign!r}: {', '.join(assignments)}"
 
-    return _edit(path, change)
+    return _edit(path, change, force=force)
 
 
 # ---------------------------------------------------------------- channel edits
@@ -830,16 +830,44 @@ def sent_messages(cfg: Config, campaign: str, step: str | None = None) -> int:
         store.close()
 
 
-def _refuse_if_sent(cfg: Config, campaign: str, step: str | None) -> None:
-    count = sent_messages(cfg, campaign, step)
-    if not count:
-        return
-    what = f"step {step!r} of campaign {campaign!r}" if step else f"campaign {campaign!r}"
-    raise UsageError(
-        f"{cfg.path}: {what} already has {count} sent message(s) in the store; nothing was changed",
-        "add --force to remove it anyway: the sent history stays in the database, and leads "
-        "in flight follow the new shape of the campaign",
-    )
+def _step_names(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Campaign -> step names (`stepN` where unnamed) from parsed TOML, however malformed."""
+    out: dict[str, list[str]] = {}
+    campaigns = data.get("campaigns")
+    for cname, camp in campaigns.items() if isinstance(campaigns, dict) else []:
+        steps = camp.get("steps") if isinstance(camp, dict) else None
+        out[cname] = [
+            str(s.get("name") or f"step{i + 1}") if isinstance(s, dict) else f"step{i + 1}"
+            for i, s in enumerate(steps if isinstance(steps, list) else [])
+        ]
+    return out
+
+
+def _refuse_to_orphan_sent(cfg: Config, before: dict[str, list[str]]) -> None:
+    """Sent messages are recorded by campaign and step name. An edit that removes or renames
+    (or, by moving an unnamed step, renumbers) one that has sends needs --force."""
+    for campaign, steps in before.items():
+        if campaign not in cfg.campaigns:
+            gone: list[str | None] = [None]
+        else:
+            after = {s.name for s in cfg.campaigns[campaign].steps}
+            gone = [s for s in steps if s not in after]
+        for step in gone:
+            count = sent_messages(cfg, campaign, step)
+            if not count:
+                continue
+            what = (
+                f"campaign {campaign!r}"
+                if step is None
+                else f"step {step!r} of campaign {campaign!r}"
+            )
+            how = "removes" if step is None else "removes or renames"
+            raise UsageError(
+                f"{cfg.path}: {what} already has {count} sent message(s) in the store, and this "
+                f"edit {how} it; nothing was changed",
+                "add --force to go ahead: the sent messages stay recorded under the old name "
+                "(a renamed step counts as new, so its leads would get it again)",
+            )
 
 
 # ---------------------------------------------------------------- views for list and show

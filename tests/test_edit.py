@@ -246,8 +246,11 @@ def test_step_with_sent_messages_needs_force(project):
     before = toml.read_bytes()
     with pytest.raises(UsageError) as info:
         edit.remove_step(toml, "welcome", "hello")
-    assert "step 'hello' of campaign 'welcome' already has 1 sent message(s)" in str(info.value)
-    assert str(info.value.hint).startswith("add --force")
+    assert str(info.value).endswith(
+        "step 'hello' of campaign 'welcome' already has 1 sent message(s) in the store, and "
+        "this edit removes or renames it; nothing was changed"
+    )
+    assert str(info.value.hint).startswith("add --force to go ahead")
     assert toml.read_bytes() == before
     # A pending message is not a sent one.
     edit.remove_step(toml, "welcome", "nudge")
@@ -282,7 +285,7 @@ def test_step_remove_in_cli_names_force(cli, project):
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2
-    assert lines[1].startswith("hint: add --force to remove it anyway")
+    assert lines[1].startswith("hint: add --force to go ahead")
     assert cli("-C", project, "step", "remove", "welcome", "hello", "--force").exit_code == 0
 
 
@@ -341,3 +344,26 @@ def test_inline_campaign_gets_inline_steps(tmp_path):
         '\nx = { status = "draft", steps = [{name = "a", channel = "email", delay = "1d", '
         'subject = "Hi", body = "b"}] }   # short\n'
     )
+
+
+def test_renaming_a_step_with_sent_messages_needs_force(project):
+    toml = project / "campaigns.toml"
+    _record_sent(project, "welcome", "hello")
+    before = toml.read_bytes()
+    with pytest.raises(UsageError, match="removes or renames it"):
+        edit.set_step(toml, "welcome", "hello", ["name=hi"])
+    with pytest.raises(UsageError, match="removes or renames it"):
+        edit.set_campaign(toml, "welcome", ["steps.hello.name=hi"])
+    assert toml.read_bytes() == before
+    edit.set_step(toml, "welcome", "nudge", ["name=poke"])  # no sends: fine
+    edit.set_step(toml, "welcome", "hello", ["name=hi"], force=True)
+    assert [s.name for s in load(toml).campaigns["welcome"].steps] == ["hi", "poke"]
+
+
+def test_inserting_before_an_unnamed_sent_step_would_renumber_it(project):
+    toml = project / "campaigns.toml"
+    toml.write_text(toml.read_text().replace('name = "nudge"\n', ""))  # nudge is now step2
+    _record_sent(project, "welcome", "step2")
+    with pytest.raises(UsageError, match="step 'step2' of campaign 'welcome' already has 1"):
+        edit.add_step(toml, "welcome", channel="sms", delay="1d", body="x", after="hello")
+    edit.add_step(toml, "welcome", channel="sms", delay="1d", body="x")  # at the end: fine

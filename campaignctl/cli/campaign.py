@@ -40,6 +40,7 @@ class Status(StrEnum):
     archived = "archived"
 
 
+FORCE_HELP = "Go ahead even though the edit removes or renames a step that has sent messages."
 ASSIGNMENTS_HELP = (
     'KEY=VALUE pairs. VALUE is a TOML literal when it parses as one (2, true, ["reply"]), '
     "else a string; an empty VALUE removes the key. Dotted keys reach nested tables."
@@ -148,11 +149,12 @@ def campaign_set(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Campaign name."),
     assignments: list[str] = typer.Argument(..., help=ASSIGNMENTS_HELP, metavar="KEY=VALUE..."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Change keys of a campaign, e.g. priority=2 audience=city == 'Manila'."""
     from campaignctl.edit import set_campaign
 
-    _report(set_campaign(_config_path(ctx), name, assignments))
+    _report(set_campaign(_config_path(ctx), name, assignments, force=force))
 
 
 @campaign_app.command("pause")
@@ -220,6 +222,7 @@ def step_add(
     after: str | None = typer.Option(
         None, "--after", help="Insert after this step [default: at the end]."
     ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Add a step to a campaign (give --body or --template)."""
     from campaignctl.edit import add_step
@@ -240,6 +243,7 @@ def step_add(
             body=body,
             template=template,
             after=after,
+            force=force,
         )
     )
 
@@ -249,9 +253,7 @@ def step_remove(
     ctx: typer.Context,
     campaign: str = typer.Argument(..., help="Campaign name."),
     step: str = typer.Argument(..., help="Step name."),
-    force: bool = typer.Option(
-        False, "--force", help="Remove it even though the store has messages sent for it."
-    ),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Remove a step from a campaign."""
     from campaignctl.edit import remove_step
@@ -265,11 +267,12 @@ def step_set(
     campaign: str = typer.Argument(..., help="Campaign name."),
     step: str = typer.Argument(..., help="Step name."),
     assignments: list[str] = typer.Argument(..., help=ASSIGNMENTS_HELP, metavar="KEY=VALUE..."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Change keys of a step, e.g. delay=3d content_variables.1=x variants.A.subject=Hi."""
     from campaignctl.edit import set_step
 
-    _report(set_step(_config_path(ctx), campaign, step, assignments))
+    _report(set_step(_config_path(ctx), campaign, step, assignments, force=force))
 
 
 # ---------------------------------------------------------------- channel
