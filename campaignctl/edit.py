@@ -272,7 +272,7 @@ def _named(table: Any, index: int) -> str:
     return str(name) if name else f"step{index + 1}"
 
 
-def _find_named(items: Any, name: str, where: str, what: str, hint: str) -> tuple[int, Any]:
+def _find_named(items: Any, name: str, where: str, what: str, hint: str | None) -> tuple[int, Any]:
     tables = _tables(items) if items is not None else []
     names = [_named(t, i) for i, t in enumerate(tables)]
     if name not in names:
@@ -281,8 +281,17 @@ def _find_named(items: Any, name: str, where: str, what: str, hint: str) -> tupl
     return i, tables[i]
 
 
+def _assign_all(
+    table: Any, model: type[BaseModel], assignments: list[str], where: str, hint: str | None
+) -> None:
+    """Apply `KEY=VALUE` pairs to one table in order."""
+    for a in assignments:
+        parts, raw = split_assignment(a)
+        _assign(table, model, parts, raw, where, hint)
+
+
 def _assign(
-    table: Any, model: type[BaseModel], parts: list[str], raw: str, where: str, hint: str
+    table: Any, model: type[BaseModel], parts: list[str], raw: str, where: str, hint: str | None
 ) -> None:
     """Set (or, with an empty value, remove) `parts` in `table`, checking keys against `model`."""
     key, rest = parts[0], parts[1:]
@@ -575,16 +584,8 @@ def set_campaign(path: Path, name: str, assignments: list[str], *, force: bool =
 
     def change(doc: tomlkit.TOMLDocument) -> str:
         camp = _campaign(doc, name, path)
-        for a in assignments:
-            parts, raw = split_assignment(a)
-            _assign(
-                camp,
-                Campaign,
-                parts,
-                raw,
-                f"{path}: campaigns.{name}",
-                f"run `campaignctl campaign show {name}` to see its steps",
-            )
+        hint = f"run `campaignctl campaign show {name}` to see its steps"
+        _assign_all(camp, Campaign, assignments, f"{path}: campaigns.{name}", hint)
         return f"updated campaign {name!r}: {', '.join(assignments)}"
 
     return _edit(path, change, force=force)
@@ -744,16 +745,8 @@ def set_step(
     def change(doc: tomlkit.TOMLDocument) -> str:
         camp = _campaign(doc, campaign, path)
         i, table = _step(camp, campaign, step, path)
-        for a in assignments:
-            parts, raw = split_assignment(a)
-            _assign(
-                table,
-                Step,
-                parts,
-                raw,
-                f"{path}: campaigns.{campaign}.steps[{i}]",
-                f"run `campaignctl campaign show {campaign}` to see its steps",
-            )
+        hint = f"run `campaignctl campaign show {campaign}` to see its steps"
+        _assign_all(table, Step, assignments, f"{path}: campaigns.{campaign}.steps[{i}]", hint)
         return f"updated step {step!r} of campaign {campaign!r}: {', '.join(assignments)}"
 
     return _edit(path, change, force=force)
@@ -773,21 +766,12 @@ def set_channel(path: Path, name: str, assignments: list[str]) -> Outcome:
                 "channels are the [channels.NAME] tables of the campaign file",
             )
         table = channels[name]
-        pairs = [split_assignment(a) for a in assignments]
         provider = str(table.get("provider", ""))
-        for parts, raw in pairs:
+        for parts, raw in map(split_assignment, assignments):
             if parts == ["provider"]:
                 provider = str(parse_value(raw))
         model = _channel_models().get(provider, ChannelBase)
-        for parts, raw in pairs:
-            _assign(
-                table,
-                model,
-                parts,
-                raw,
-                f"{path}: channels.{name}",
-                "channels have no sub-tables",
-            )
+        _assign_all(table, model, assignments, f"{path}: channels.{name}", None)
         return f"updated channel {name!r}: {', '.join(assignments)}"
 
     return _edit(path, change)

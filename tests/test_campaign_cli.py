@@ -229,6 +229,12 @@ def test_every_editing_command_refuses_a_read_only_file(cli, commented, args):
             None,
         ),
         (
+            ["campaign", "add", "promo", "--kind", "drip"],
+            "campaignctl: error: campaigns.toml: campaigns.promo.kind: Input should be 'blast' "
+            "or 'sequence'",
+            "hint: the edit was refused; campaigns.toml is unchanged",
+        ),
+        (
             ["campaign", "add", "welcome"],
             "campaignctl: error: campaigns.toml: campaign 'welcome' already exists",
             "hint: change it with `campaignctl campaign set welcome KEY=VALUE`",
