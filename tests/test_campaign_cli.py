@@ -408,3 +408,15 @@ def test_every_command_has_help(cli):
             assert r.exit_code == 0
             assert "Usage:" in r.stdout
             assert "[OPTIONS]" in r.stdout
+
+
+def test_warnings_are_printed_but_do_not_block(cli, commented):
+    r = cli("-C", commented, "step", "set", "welcome", "nudge", "subject=Hi")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith(
+        "warning: campaigns.toml:60: campaigns.welcome.steps[1].subject: sms messages have no "
+        "subject; it would be ignored"
+    )
+    assert 'delay = "2d"   # after hello\nbody = ' in (commented / "campaigns.toml").read_text()
+    assert 'subject = "Hi"\n\n# The last word.' in (commented / "campaigns.toml").read_text()
+    assert (commented / "campaigns.toml").read_text().splitlines()[59] == 'subject = "Hi"'
