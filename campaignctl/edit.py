@@ -496,14 +496,21 @@ def _remove_trivia(doc: tomlkit.TOMLDocument, target: Table) -> None:
     gap = max((i for i, n in enumerate(above) if isinstance(n.item, Whitespace)), default=-1)
     for n in above[gap + 1 :]:
         n.set_text("")
-    _own, rest = _split_trailer(_trailing_trivia(list(_table_nodes(target, None))))
+    own_nodes = list(_table_nodes(target, None))
+    _own, rest = _split_trailer(_trailing_trivia(own_nodes))
     keep = "".join(n.text for n in rest[_leading_blank(rest) :])
     if not keep:
         return
-    if gap >= 0:
-        above[gap].set_text(above[gap].text + keep)
-    else:
+    if above:
+        slot = above[max(gap, 0)]
+        slot.set_text((slot.text if gap >= 0 else "") + keep)
+    elif any(n.kind != "trivia" for n in everything[:at]):
         _append_after(everything[:at], keep)
+    else:  # the first table of the file: the comments go above the next header
+        following = everything[at + len(own_nodes) :]
+        nxt = next((n for n in following if n.kind == "header"), None)
+        if nxt is not None:
+            nxt.item.trivia.indent = keep + nxt.item.trivia.indent
 
 
 # ---------------------------------------------------------------- locating things in the doc

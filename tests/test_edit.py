@@ -367,3 +367,30 @@ def test_inserting_before_an_unnamed_sent_step_would_renumber_it(project):
     with pytest.raises(UsageError, match="step 'step2' of campaign 'welcome' already has 1"):
         edit.add_step(toml, "welcome", channel="sms", delay="1d", body="x", after="hello")
     edit.add_step(toml, "welcome", channel="sms", delay="1d", body="x")  # at the end: fine
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (  # the first table of the file, nothing above it
+            '[campaigns.a]\nstatus = "draft"\n# a note on a\n\n# about b\n[campaigns.b]\n'
+            'status = "draft"\n',
+            '# about b\n[campaigns.b]\nstatus = "draft"\n',
+        ),
+        (  # a comment attached above the first table goes with it
+            '# about a\n[campaigns.a]\nstatus = "draft"\n\n# about b\n[campaigns.b]\n'
+            'status = "draft"\n',
+            '# about b\n[campaigns.b]\nstatus = "draft"\n',
+        ),
+        (  # no blank lines anywhere: a comment between tables introduces the next one
+            '[campaigns.b]\nstatus = "draft"\n# about a\n[campaigns.a]\nstatus = "draft"\n'
+            "# about c\n[campaigns.c]\n",
+            '[campaigns.b]\nstatus = "draft"\n# about c\n[campaigns.c]\n',
+        ),
+    ],
+)
+def test_campaign_remove_layout(tmp_path, before, after):
+    path = tmp_path / "campaigns.toml"
+    path.write_text(before)
+    edit.remove_campaign(path, "a")
+    assert path.read_text() == after
