@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -25,11 +26,19 @@ class FileLock:
         except OSError:
             return None
 
-    def acquire(self, hint: str | None = None) -> FileLock:
+    def acquire(self, hint: str | None = None, timeout: float = 0.0) -> FileLock:
+        """Take the lock, or raise LockHeldError; with `timeout`, wait up to that many seconds
+        for the holder to finish (short critical sections such as a campaign file edit)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
             os.close(fd)
             pid = self.holder()
             who = f" (pid {pid})" if pid else ""

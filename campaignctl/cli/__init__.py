@@ -99,6 +99,7 @@ def _root(
 
 def _register() -> None:
     from campaignctl.cli import auth as auth_cmds
+    from campaignctl.cli import campaign as campaign_cmds
     from campaignctl.cli import check as check_cmds
     from campaignctl.cli import init as init_cmds
     from campaignctl.cli import optout as optout_cmds
@@ -107,6 +108,7 @@ def _register() -> None:
     init_cmds.register(app)
     check_cmds.register(app)
     preview_cmds.register(app)
+    campaign_cmds.register(app)
     auth_cmds.register(app)
     # Placeholder group: the real `leads` group (campaignctl/cli/leads.py) replaces it at merge.
     leads_app = typer.Typer(help="Manage leads.", no_args_is_help=True)
