@@ -83,6 +83,7 @@ CACHE_KIB = 8192  # SQLite page cache of the importing connection
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 NOTES_KEPT = 1000
+WORKERS_ENV = "CAMPAIGNCTL_IMPORT_WORKERS"
 
 
 class LeadsInputError(CampaignctlError):
@@ -850,8 +851,6 @@ def import_leads(
     touches nothing. `workers` defaults to one process per CPU for files big enough to gain.
     `progress(bytes_done, bytes_total)` is called after each chunk.
     """
-    import os
-
     src = _open_source(path, mapping, cfg.settings.default_region, tags)
     columns = src.normaliser.columns
     report = ImportReport(path, dry_run=dry_run, rejects_path=rejects)
@@ -859,7 +858,7 @@ def import_leads(
     report.columns = {f: columns.header[i] for f, i in columns.fields.items()}
     report.attributes = [name for _, name in columns.attrs]
     if workers is None:
-        workers = min(os.cpu_count() or 1, 4) if src.fmt.size >= PARALLEL_BYTES else 0
+        workers = _workers_for(src.fmt.size)
     sink = None
     store = None
     try:
@@ -890,6 +889,19 @@ def import_leads(
         if dry_run and store is not None:
             store.close()
     return report
+
+
+def _workers_for(size: int) -> int:
+    """Worker processes for a file: `CAMPAIGNCTL_IMPORT_WORKERS`, else one per CPU (at most 4)
+    when the file is big enough to repay their start, else none."""
+    import os
+
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        if not env.isdigit():
+            raise LeadsInputError(f"{WORKERS_ENV}={env!r}: expected a number of processes")
+        return int(env)
+    return min(os.cpu_count() or 1, 4) if size >= PARALLEL_BYTES else 0
 
 
 def _dry_run_store(cfg: Config) -> Store:

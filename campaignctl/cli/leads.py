@@ -182,8 +182,14 @@ def _print_table(leads: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(caption=f"{len(leads)} lead(s)")
+    # Fold rather than cut: a table piped to a file is 80 columns wide, and an address cut
+    # with an ellipsis is useless. Addresses and phones keep their full width when they can.
     for column in (*LIST_COLUMNS, "optouts"):
-        table.add_column(column)
+        widest = max((len(_cell(lead.get(column))) for lead in leads), default=0)
+        if column in ("email", "phone"):
+            table.add_column(column, overflow="fold", min_width=min(widest, 32))
+        else:
+            table.add_column(column)
     for lead in leads:
         table.add_row(*(_cell(lead.get(c)) for c in (*LIST_COLUMNS, "optouts")))
     stdout().print(table)
