@@ -1,10 +1,11 @@
 """Leads from CSV files: reading, column mapping, normalisation, deduplication, listing.
 
-An import streams the file: records are read in batches, normalised (in worker processes for
-big files, because email-validator and phonenumbers cost tens of microseconds a row), then
-deduplicated against the database and inserted, one `BEGIN IMMEDIATE` transaction per batch.
-Memory stays flat whatever the file size; a killed import leaves whole batches behind, and
-importing the file again completes it (duplicates are counted, never inserted twice).
+An import streams the file: this process cuts it into chunks of whole records, workers parse
+and normalise them (email-validator and phonenumbers cost tens of microseconds a row), and
+this process deduplicates them against the database with indexed lookups and inserts them
+through the raw sqlite3 connection, one `BEGIN IMMEDIATE` transaction per `COMMIT_ROWS` rows.
+Memory stays flat whatever the file size; a killed import leaves whole transactions behind,
+and importing the file again completes it (duplicates are counted, never inserted twice).
 
 This module is also what the import workers load, so it imports no SQL or CLI code at the top.
 """
