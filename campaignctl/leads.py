@@ -78,7 +78,7 @@ RESERVED = (
 
 SAMPLE_BYTES = 64 * 1024
 SCAN_BYTES = 1024 * 1024
-BATCH_ROWS = 1000  # lines per chunk handed to a worker
+BATCH_ROWS = 2500  # lines per chunk handed to a worker
 COMMIT_ROWS = 20000  # rows per write transaction
 # Settings of the importing connection, restored afterwards: an 8 MiB page cache, and a WAL
 # checkpointed every 20,000 pages (80 MiB) instead of 1,000.
