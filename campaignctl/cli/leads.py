@@ -1,0 +1,199 @@
+"""`leads import` and `leads list` (and, later, other `leads` subcommands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from campaignctl.cli.context import TableCsvJson, print_json, state, stderr, stdout
+
+if TYPE_CHECKING:
+    from campaignctl.leads import ImportReport
+
+leads_app = typer.Typer(
+    name="leads",
+    help="Import, list and manage leads.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,  # plain help, like the root app (start-up time)
+)
+
+#: Notes printed after an import; `--rejects FILE` has every one.
+NOTES_SHOWN = 20
+LIST_COLUMNS = ("email", "phone", "first_name", "last_name", "timezone", "status", "tags")
+
+
+@leads_app.command("import")
+def import_(
+    ctx: typer.Context,
+    csv_path: Path = typer.Argument(..., metavar="CSV", help="The CSV file of leads."),
+    mapping: list[str] = typer.Option(
+        [],
+        "--map",
+        metavar="FIELD=COLUMN",
+        help="Fill FIELD (email, phone, first_name, last_name, timezone, tags, country) from "
+        "COLUMN when its header does not map by itself. Repeatable.",
+    ),
+    tags: list[str] = typer.Option(
+        [], "--tag", metavar="TAG", help="Add TAG to every imported lead. Repeatable."
+    ),
+    rejects: Path | None = typer.Option(
+        None,
+        "--rejects",
+        metavar="FILE",
+        help="Write every rejected row, and every row imported with a field dropped, to FILE "
+        "(original columns, then line and reason).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Read, check and count, but write nothing to the database."
+    ),
+) -> None:
+    """Import leads from a CSV file; duplicates are counted, never inserted twice."""
+    from campaignctl.leads import import_leads
+
+    st = state(ctx)
+    cfg = st.config()
+    err = stderr()
+    if err.is_terminal:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"importing {csv_path.name}", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = import_leads(
+                csv_path,
+                cfg,
+                st.store,
+                mapping=mapping,
+                tags=tags,
+                rejects=rejects,
+                dry_run=dry_run,
+                progress=progress,
+            )
+    else:
+        report = import_leads(
+            csv_path, cfg, st.store, mapping=mapping, tags=tags, rejects=rejects, dry_run=dry_run
+        )
+    _render_import(report)
+
+
+def _render_import(report: ImportReport) -> None:
+    from rich.table import Table
+
+    for warning in report.warnings:
+        typer.echo(f"campaignctl: warning: {warning}", err=True)
+    out = stdout()
+    title = f"{report.path}" + (" (dry run: nothing written)" if report.dry_run else "")
+    table = Table(title=title, title_justify="left")
+    table.add_column("read", justify="right")
+    table.add_column("inserted", justify="right")
+    table.add_column("duplicates", justify="right")
+    table.add_column("fields dropped", justify="right")
+    table.add_column("rejected", justify="right")
+    table.add_row(
+        *(
+            f"{n:,}"
+            for n in (
+                report.read,
+                report.inserted,
+                report.duplicates,
+                report.fields_dropped,
+                report.rejected,
+            )
+        )
+    )
+    out.print(table)
+    mapped = ", ".join(f"{f} <- {c!r}" for f, c in report.columns.items())
+    out.print(f"columns: {mapped}", markup=False, highlight=False)
+    for note in report.notes[:NOTES_SHOWN]:
+        out.print(str(note), markup=False, highlight=False)
+    more = report.notes_total - min(len(report.notes), NOTES_SHOWN)
+    if more > 0:
+        where = (
+            f"all are in {report.rejects_path}"
+            if report.rejects_path
+            else "--rejects FILE writes them all"
+        )
+        out.print(f"... and {more:,} more notes ({where})", markup=False, highlight=False)
+
+
+@leads_app.command("list")
+def list_(
+    ctx: typer.Context,
+    where: str | None = typer.Option(
+        None,
+        "--where",
+        metavar="EXPR",
+        help="Only leads matching an audience expression, e.g. \"status == 'new' and "
+        "'buyer' in tags\".",
+    ),
+    fmt: TableCsvJson = typer.Option(TableCsvJson.table, "--format", help="table, csv or json."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, metavar="N", help="Show at most N leads."
+    ),
+) -> None:
+    """List leads (with their attributes in csv and json)."""
+    from campaignctl.leads import list_leads
+
+    st = state(ctx)
+    leads = list_leads(st.store(), where=where, limit=limit)
+    if fmt is TableCsvJson.json:
+        print_json(leads)
+    elif fmt is TableCsvJson.csv:
+        _print_csv(leads)
+    else:
+        _print_table(leads)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def _print_csv(leads: list[dict[str, Any]]) -> None:
+    import csv
+    import sys
+
+    columns = [*LIST_COLUMNS, "optouts"]
+    for lead in leads:
+        columns.extend(k for k in lead if k not in columns and k != "id")
+    writer = csv.writer(sys.stdout)
+    writer.writerow(columns)
+    for lead in leads:
+        writer.writerow([_cell(lead.get(c)) for c in columns])
+
+
+def _print_table(leads: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(caption=f"{len(leads)} lead(s)")
+    # Fold rather than cut: a table piped to a file is 80 columns wide, and an address cut
+    # with an ellipsis is useless. Addresses and phones keep their full width when they can.
+    for column in (*LIST_COLUMNS, "optouts"):
+        widest = max((len(_cell(lead.get(column))) for lead in leads), default=0)
+        if column in ("email", "phone"):
+            table.add_column(column, overflow="fold", min_width=min(widest, 32))
+        else:
+            table.add_column(column)
+    for lead in leads:
+        table.add_row(*(_cell(lead.get(c)) for c in (*LIST_COLUMNS, "optouts")))
+    stdout().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(leads_app, name="leads")
