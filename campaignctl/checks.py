@@ -52,20 +52,29 @@ class CheckReport:
 
 
 def run_checks(
-    path: Path, samples: list[dict[str, Any]] | None = None, *, source: str = "given"
+    path: Path,
+    samples: list[dict[str, Any]] | None = None,
+    *,
+    source: str = "given",
+    leads_csv: Path | None = None,
 ) -> CheckReport:
     """Check the campaign file at `path` and render every step for every sample lead.
 
     `samples` are lead contexts (the shape of `audience.lead_context`), named by `source` in the
     summary (`--leads sample.csv`); when None, the first `SAMPLE_LIMIT` leads of the database
     are used if it exists (it is never created), else `samples.BUILTIN_SAMPLES`. Raises
-    CampaignctlError only when the campaign file cannot be read.
+    CampaignctlError only when the campaign file (or `leads_csv`) cannot be read.
+    `leads_csv` reads sample leads from a CSV file as `leads import` would, without a database.
     """
     text = read_text(path)
     cfg, problems = validate_text(text, path)
     report = CheckReport(path, problems)
     if cfg is None:
         return report
+    if samples is None and leads_csv is not None:
+        from campaignctl.leads import sample_leads_from_csv
+
+        samples, source = sample_leads_from_csv(leads_csv, cfg), str(leads_csv)
     if samples is None:
         samples = database_samples(cfg, SAMPLE_LIMIT)
         source = f"first {SAMPLE_LIMIT} from {cfg.settings.database}"

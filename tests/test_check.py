@@ -204,3 +204,42 @@ def test_audience_that_fails_on_a_lead_names_the_lead(project):
     assert p.path == "campaigns.welcome.audience"
     assert p.message.startswith("cannot evaluate 'status + 1 > 0'")
     assert p.message.endswith(f"for lead {BUILTIN_SAMPLES[0]['email']}")
+
+
+def test_check_leads_csv_renders_for_every_row(cli, example_project):
+    """CI's use: `check --leads sample.csv` renders every step for the CSV's valid rows."""
+    csv = example_project / "sample.csv"
+    csv.write_text(
+        "First Name,Email,Phone,tags\n"
+        "Ana,ana@example.com,0917 123 4567,buyer\n"
+        ",nofirst@example.com,,buyer\n"
+        "Bad,not-an-email,,buyer\n"
+    )
+    r = cli("-C", example_project, "check", "--leads", csv, "--format", "json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["samples"] == 2  # the row with no valid contact is not a sample
+    assert data["sample_source"] == str(csv)
+
+
+def test_check_leads_csv_undefined_field_fails(cli, example_project):
+    toml = example_project / "campaigns.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            "Just checking you saw my note, {{ lead.first_name | default('there') }}.",
+            "Just checking you saw my note, {{ lead.first_name }}.",
+        )
+    )
+    csv = example_project / "sample.csv"
+    csv.write_text("Email,tags\nnoname@example.com,buyer\n")
+    r = cli("-C", example_project, "check", "--leads", csv)
+    assert r.exit_code == 1
+    assert "campaigns.welcome.steps[1].body" in r.stdout
+    assert "noname@example.com" in r.stdout
+
+
+def test_check_leads_missing_file_is_usage_error(cli, example_project):
+    r = cli("-C", example_project, "check", "--leads", example_project / "nope.csv")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("campaignctl: error: ")
+    assert "nope.csv" in r.stderr.splitlines()[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -43,16 +44,23 @@ def check(
         "--format",
         help="text (one problem per line, then a summary), json, or github annotations.",
     ),
+    leads: Path | None = typer.Option(
+        None,
+        "--leads",
+        metavar="CSV",
+        help="Render every step for every lead of this CSV (read as `leads import` would).",
+    ),
 ) -> None:
     """Validate the campaign file and its templates, and render every step for sample leads.
 
-    Sample leads are the first 200 of the database when it exists, else a built-in set.
+    Sample leads come from --leads CSV, else the first 200 of the database when it exists,
+    else a built-in set.
     Exits 1 when any problem is an error; warnings alone exit 0.
     """
     from campaignctl.checks import run_checks
     from campaignctl.config import find_config
 
-    report = run_checks(find_config(state(ctx).config_path))
+    report = run_checks(find_config(state(ctx).config_path), leads_csv=leads)
     if fmt is CheckFormat.json:
         print_json(
             {
