@@ -99,8 +99,10 @@ def _root(
 
 def _register() -> None:
     from campaignctl.cli import check as check_cmds
+    from campaignctl.cli import send as send_cmds
 
     check_cmds.register(app)
+    send_cmds.register(app)
 
 
 _register()
