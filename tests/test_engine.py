@@ -454,3 +454,17 @@ def test_claim_from_another_host_is_trusted_for_an_hour(tmp_path: Path) -> None:
     eng.run_pass(T0 + timedelta(hours=2), random.Random(1))
     assert [m.state for m in messages(store)] == ["sent"]
     assert ch.attempts == []
+
+
+def test_dst_gap_in_the_leads_zone_sends_at_the_transition(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    cfg = project(tmp_path, WINDOW.replace("09:00-20:00", "02:30-05:00").replace("mon-fri", "*"))
+    store = Store.for_config(cfg)
+    add_leads(store, 1, timezone="America/New_York")
+    eng = Engine(cfg, store)
+    midnight = datetime(2026, 3, 8, 5, 0, tzinfo=UTC)  # 00:00 EST; 02:00-03:00 will not exist
+    assert eng.run_pass(midnight, random.Random(1)).total("sent") == 0
+    (m,) = messages(store)
+    assert m.due_at == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)  # 03:00 EDT, the first open instant
+    assert eng.run_pass(m.due_at, random.Random(1)).total("sent") == 1
