@@ -122,6 +122,54 @@ def worker_alive(worker: str) -> bool | None:
     return not ticks or _start_ticks(pid) in ("", ticks)
 
 
+# ---------------------------------------------------------------- audiences
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    hash(value)  # TypeError for anything else unhashable: the caller evaluates instead
+    return value
+
+
+class AudienceMatcher:
+    """`compile_audience`, remembered per distinct value of the fields the expression reads.
+
+    `status == 'new' and 'buyer' in tags` reads only `status` and `tags`, so 100,000 leads need
+    a handful of evaluations. An expression that reads `lead` (the whole mapping) is evaluated
+    for every lead; `fields` is then None.
+    """
+
+    _MISSING = object()
+
+    def __init__(self, expr: str | None, where: str) -> None:
+        self._matches = compile_audience(expr, where)
+        self.fields: frozenset[str] | None = frozenset()
+        if expr is not None and expr.strip():
+            from jinja2 import meta
+            from jinja2.sandbox import SandboxedEnvironment
+
+            names = meta.find_undeclared_variables(
+                SandboxedEnvironment().parse(f"{{{{ {expr} }}}}")
+            )
+            self.fields = None if "lead" in names else frozenset(names)
+        self._names = sorted(self.fields or ())
+        self._seen: dict[tuple[Any, ...], bool] = {}
+
+    def __call__(self, lead: Mapping[str, Any]) -> bool:
+        if self.fields is None:
+            return self._matches(lead)
+        try:
+            key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
+        except TypeError:
+            return self._matches(lead)
+        if key not in self._seen:
+            self._seen[key] = self._matches(lead)
+        return self._seen[key]
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -545,7 +593,7 @@ class Engine:
     def _enrol_campaign(
         self, name: str, camp: Campaign, now: datetime, start: datetime | None
     ) -> int:
-        matches = compile_audience(camp.audience, f"campaigns.{name}.audience")
+        matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         first = camp.steps[0]
         with self.store.write() as s:
             conn = s.connection()

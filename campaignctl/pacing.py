@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from campaignctl.timespec import ALL_DAYS, Window
+
+if TYPE_CHECKING:
+    from phonenumbers import PhoneNumber
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -35,18 +39,43 @@ def zone(name: str) -> ZoneInfo | None:
 
 @lru_cache(maxsize=65536)
 def phone_zone(phone: str, preferred: str) -> str | None:
-    """The time zone a phone number implies: the only one, or `preferred` among several."""
+    """The time zone a phone number implies: the only one, or `preferred` among several.
+
+    Leads' phones are stored in E.164, so the country code is read off the digits and the
+    number's prefix is looked up in phonenumbers' geographic time-zone table directly: a
+    fraction of the cost of parsing and classifying the number first, which matters when a
+    plan reads 100,000 leads.
+    """
     import phonenumbers
     from phonenumbers import timezone as pn_timezone
 
-    try:
-        num = phonenumbers.parse(phone, None)
-    except phonenumbers.NumberParseException:
-        return None
-    zones = [z for z in pn_timezone.time_zones_for_number(num) if z != "Etc/Unknown"]
+    num = _e164(phone)
+    if num is None:
+        try:
+            num = phonenumbers.parse(phone, None)
+        except phonenumbers.NumberParseException:
+            return None
+    zones = [z for z in pn_timezone.time_zones_for_geographical_number(num) if z != "Etc/Unknown"]
     if not zones:
         return None
     return preferred if preferred in zones else zones[0]
+
+
+def _e164(phone: str) -> PhoneNumber | None:
+    import phonenumbers
+
+    if not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
+        return None
+    for size in (1, 2, 3):
+        cc = int(phone[1 : 1 + size])
+        if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            rest = phone[1 + size :]
+            return phonenumbers.PhoneNumber(
+                country_code=cc,
+                national_number=int(rest),
+                italian_leading_zero=rest.startswith("0") or None,
+            )
+    return None
 
 
 def lead_zone(timezone: str | None, phone: str | None, default: str) -> ZoneInfo:
@@ -117,11 +146,13 @@ def wall_to_utc(wall: datetime, tz: tzinfo, fold: int = 0) -> datetime:
     return datetime.fromtimestamp(hi, UTC)
 
 
+@lru_cache(maxsize=65536)
 def next_open(t: datetime, hours: Hours, tz: tzinfo) -> datetime:
     """The first instant >= `t` at which `hours` are open in `tz` (`t` itself when open).
 
     The window opens only at a local window start, a local midnight (a new allowed day), or a
     DST transition that jumps over either; each is tried, both occurrences in an overlap.
+    Cached: a pass asks the same question for every lead of a zone at the same `now`.
     """
     if is_open(t, hours, tz):
         return t

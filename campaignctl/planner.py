@@ -11,18 +11,26 @@ sends each message at the first instant the engine's rules allow: `pacing.next_s
 from __future__ import annotations
 
 import heapq
+import json
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from campaignctl.audience import compile_audience, lead_context
+from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
-from campaignctl.engine import ENROLMENT, LEAD, MESSAGE, META, OPTOUT
+from campaignctl.engine import (
+    ENROLMENT,
+    MESSAGE,
+    META,
+    OPTOUT,
+    AudienceMatcher,
+)
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -37,8 +45,8 @@ from campaignctl.pacing import (
 )
 from campaignctl.store import PENDING, SENDING, SENT, UNCERTAIN, Store
 
-#: How far `plan` looks for finish dates, whatever `--days` shows.
-FINISH_HORIZON_DAYS = 400
+#: Days at the end of the simulation whose sends per channel estimate the pace after it.
+RATE_WINDOW_DAYS = 7
 
 
 @dataclass
@@ -48,8 +56,9 @@ class CampaignPlan:
     name: str
     sends: int = 0
     remaining: int = 0  # messages still to send at the end of the simulation
-    finish: datetime | None = None  # the last send, when everything is sent within the horizon
+    finish: datetime | None = None  # the last send (estimated when it lies beyond the days shown)
     finish_day: int | None = None  # 1 is today
+    estimated: bool = False  # finish extrapolated from the simulated pace per channel
     waits: dict[str, int] = field(default_factory=lambda: {"limit": 0, "window": 0, "delay": 0})
 
 
@@ -86,6 +95,12 @@ class _Lead:
 
 
 class _Simulation:
+    """The engine's decisions replayed in memory, event by event.
+
+    Ready messages wait per channel in one heap per time zone, so a window that closes for a
+    zone parks that zone's heap as a whole instead of touching each message.
+    """
+
     def __init__(self, cfg: Config, now: datetime, horizon: datetime, rng: random.Random):
         self.cfg = cfg
         self.now = now
@@ -97,9 +112,10 @@ class _Simulation:
         self.history: dict[str, list[datetime]] = {n: [] for n in cfg.channels}
         self.jitter: dict[str, timedelta] = {n: timedelta(0) for n in cfg.channels}
         self.due: list[tuple[datetime, int, str, int, int]] = []  # due, seq, campaign, step, lead
-        self.ready: dict[str, list[tuple[tuple[int, datetime, int], str, int, int]]] = defaultdict(
-            list
-        )
+        self.ready: dict[str, dict[str, list[tuple[tuple[int, datetime, int], str, int, int]]]] = {
+            n: {} for n in cfg.channels
+        }
+        self.zones: dict[str, ZoneInfo] = {}
         self.seq = 0
         self.tz = ZoneInfo(cfg.settings.timezone)
         self.per_day: dict[date, dict[str, int]] = defaultdict(
@@ -135,48 +151,71 @@ class _Simulation:
         t = self.now
         while True:
             self._release(t)
-            for ch, queue in self.ready.items():
-                if queue:
-                    self._send_at(ch, queue, t)
+            for ch in self.ready:
+                self._send_at(ch, t)
             if self.due and self.due[0][0] <= t:
                 continue  # a zero-delay next step became due at this very instant
-            nxt = self.due[0][0] if self.due else None
-            for ch, queue in self.ready.items():
-                if queue:
-                    slot = next_slot(self.limits[ch], self.history[ch], t, self.jitter[ch])
-                    slot = max(slot, t + timedelta(microseconds=1))
-                    nxt = slot if nxt is None else min(nxt, slot)
+            nxt = self._next_event(t)
             if nxt is None or nxt >= self.horizon:
                 return
             t = nxt
+
+    def _zone_key(self, ch: str, lead: _Lead) -> str:
+        if self.hours[ch].always:
+            return ""
+        z = lead.tz
+        self.zones.setdefault(z.key, z)
+        return z.key
+
+    def _open(self, ch: str, key: str, t: datetime) -> bool:
+        return key == "" or is_open(t, self.hours[ch], self.zones[key])
 
     def _release(self, t: datetime) -> None:
         while self.due and self.due[0][0] <= t:
             due, seq, campaign, step, lead = heapq.heappop(self.due)
             ch = self.camps[campaign].steps[step].channel
             key = priority_key(self.camps[campaign].priority, due, seq)
-            heapq.heappush(self.ready[ch], (key, campaign, step, lead))
+            group = self.ready[ch].setdefault(self._zone_key(ch, self.leads[lead]), [])
+            heapq.heappush(group, (key, campaign, step, lead))
 
-    def _send_at(self, ch: str, queue: list[Any], t: datetime) -> None:
+    def _next_event(self, t: datetime) -> datetime | None:
+        nxt = self.due[0][0] if self.due else None
+        for ch, groups in self.ready.items():
+            waiting_for_limit = False
+            for zkey, queue in groups.items():
+                if not queue:
+                    continue
+                if self._open(ch, zkey, t):
+                    waiting_for_limit = True
+                else:
+                    opens = next_open(t, self.hours[ch], self.zones[zkey])
+                    nxt = opens if nxt is None else min(nxt, opens)
+            if waiting_for_limit:
+                slot = next_slot(self.limits[ch], self.history[ch], t, self.jitter[ch])
+                slot = max(slot, t + timedelta(microseconds=1))
+                nxt = slot if nxt is None else min(nxt, slot)
+        return nxt
+
+    def _send_at(self, ch: str, t: datetime) -> None:
         lim = self.limits[ch]
         hist = self.history[ch]
-        hours = self.hours[ch]
-        while queue:
+        groups = self.ready[ch]
+        open_keys = [k for k, q in groups.items() if q and self._open(ch, k, t)]
+        while open_keys:
             if capacity(lim, hist, t) <= 0:
                 return
             if hist and lim.paced and next_slot(lim, hist, t, self.jitter[ch]) > t:
                 return
-            key, campaign, step, lead_id = heapq.heappop(queue)
+            best = min(open_keys, key=lambda k: groups[k][0][0])
+            key, campaign, step, lead_id = heapq.heappop(groups[best])
+            if not groups[best]:
+                open_keys.remove(best)
             lead = self.leads[lead_id]
             camp = self.camps[campaign]
             plan = self.plans[campaign]
             if lead.optouts & {ch, "*"}:
                 if "optout" not in camp.stop_on:
                     self.schedule(campaign, step + 1, lead, t)
-                continue
-            if not hours.always and not is_open(t, hours, lead.tz):
-                plan.waits["window"] += 1
-                self.push(next_open(t, hours, lead.tz), campaign, step, lead_id)
                 continue
             if not (lead.email if self.kinds[ch] == "email" else lead.phone):
                 self.schedule(campaign, step + 1, lead, t)
@@ -193,6 +232,16 @@ class _Simulation:
             if lim.paced:
                 return
 
+    def left(self) -> dict[str, dict[str, int]]:
+        """Messages still to send per campaign and channel, later steps included."""
+        out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        items = [(c, s) for _d, _q, c, s, _l in self.due]
+        items += [(c, s) for g in self.ready.values() for q in g.values() for _k, c, s, _l in q]
+        for campaign, step in items:
+            for st in self.camps[campaign].steps[step:]:
+                out[campaign][st.channel] += 1
+        return out
+
 
 def plan(
     cfg: Config,
@@ -203,11 +252,19 @@ def plan(
     campaigns: list[str] | None = None,
     rng: random.Random | None = None,
 ) -> Plan:
-    """Forecast `days` days of sending from `now` (finish dates look up to 400 days ahead)."""
+    """Forecast `days` days of sending from `now`, day 1 being today in settings.timezone.
+
+    The days shown are simulated send by send. A campaign not finished by then gets an
+    estimated finish: what it has left on each channel (behind campaigns of higher priority)
+    at the pace that channel kept over the last simulated week.
+    """
     for name in campaigns or ():
         cfg.campaign(name)
-    horizon_days = max(days, FINISH_HORIZON_DAYS)
-    sim = _Simulation(cfg, now, now + timedelta(days=horizon_days), rng or random.Random(0))
+    tz = ZoneInfo(cfg.settings.timezone)
+    first_day = now.astimezone(tz).date()
+    end_day = first_day + timedelta(days=days)
+    horizon = datetime(end_day.year, end_day.month, end_day.day, tzinfo=tz)
+    sim = _Simulation(cfg, now, horizon, rng or random.Random(0))
     active = {
         n: c
         for n, c in cfg.campaigns.items()
@@ -226,9 +283,6 @@ def plan(
         optouts: dict[int, set[str]] = defaultdict(set)
         for lead_id, ch in conn.execute(select(OPTOUT.c.lead_id, OPTOUT.c.channel)):
             optouts[lead_id].add(ch)
-        enrolled: dict[str, set[int]] = defaultdict(set)
-        for camp, lead_id in conn.execute(select(ENROLMENT.c.campaign, ENROLMENT.c.lead_id)):
-            enrolled[camp].add(lead_id)
         blasts_done = {
             k.removeprefix("blast.").removesuffix(".enrolled")
             for (k,) in conn.execute(select(META.c.key).where(META.c.key.like("blast.%.enrolled")))
@@ -236,14 +290,25 @@ def plan(
         need_audience = [
             n for n, c in active.items() if not (c.kind == "blast" and n in blasts_done)
         ]
-        cols = [LEAD.c.id, LEAD.c.email, LEAD.c.phone, LEAD.c.timezone]
-        if need_audience:
-            cols += [LEAD.c.first_name, LEAD.c.last_name, LEAD.c.status, LEAD.c.tags, LEAD.c.attrs]
-        rows = list(conn.execute(select(*cols)))
-        for r in rows:
-            sim.leads[r.id] = _Lead(
-                r.id, r.email, r.phone, r.timezone, default_tz, optouts.get(r.id, set())
+        # plain sqlite3 rows: 100,000 of them through SQLAlchemy's row machinery cost a second
+        no_optouts: set[str] = set()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        for lead_id, email, phone, timezone in raw.execute(
+            "SELECT id, email, phone, timezone FROM lead"
+        ).fetchall():
+            sim.leads[lead_id] = _Lead(
+                lead_id, email, phone, timezone, default_tz, optouts.get(lead_id, no_optouts)
             )
+        # Only leads the next pass could enrol need their fields and an audience check.
+        newcomers: dict[str, list[Any]] = {
+            name: raw.execute(
+                "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
+                "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
+                (name,),
+            ).fetchall()
+            for name in need_audience
+        }
         since = now - timedelta(days=1, seconds=1)
         for ch, at in conn.execute(
             select(MESSAGE.c.channel, MESSAGE.c.sent_at).where(
@@ -259,13 +324,13 @@ def plan(
         ):
             if ch in sim.history:
                 sim.history[ch].append(at)
-        pending = list(
-            conn.execute(
-                select(
-                    MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.lead_id, MESSAGE.c.due_at
-                ).where(MESSAGE.c.state == PENDING, MESSAGE.c.campaign.in_(list(active)))
-            )
-        )
+        # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
+        marks = ",".join("?" * len(active))
+        pending = raw.execute(
+            "SELECT campaign, step, lead_id, due_at FROM message "
+            f"WHERE state = ? AND campaign IN ({marks})",
+            (PENDING, *active),
+        ).fetchall()
         stopped = {
             (c, lid)
             for c, lid in conn.execute(
@@ -276,61 +341,87 @@ def plan(
         }
     for h in sim.history.values():
         h.sort()
-    for camp_name, step_name, lead_id, due in pending:
-        names = [st.name for st in active[camp_name].steps]
-        if step_name not in names or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
+    index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
+    for camp_name, step_name, lead_id, due_text in pending:
+        step_index = index[camp_name].get(step_name)
+        if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
             continue
+        due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
         if due > now:
             sim.plans[camp_name].waits["delay"] += 1
-        sim.push(max(due, now), camp_name, names.index(step_name), lead_id)
+        sim.push(max(due, now), camp_name, step_index, lead_id)
     # Enrol as the next pass would.
-    by_id = {r.id: r for r in rows} if need_audience else {}
     for name in need_audience:
         camp = active[name]
         start = sim.start_at[name]
         at = now if camp.kind == "sequence" or start is None else max(now, start)
-        matches = compile_audience(camp.audience, f"campaigns.{name}.audience")
-        first = camp.steps[0].channel
-        for lead_id, r in by_id.items():
-            if lead_id in enrolled[name] or sim.leads[lead_id].optouts & {first, "*"}:
+        matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
+        first_channel = camp.steps[0].channel
+        # attributes are JSON to decode: skip it when the expression reads only fixed fields
+        fixed = {"id", *FIXED_FIELDS}
+        needs_attrs = matches.fields is None or not matches.fields <= fixed
+        for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers[name]:
+            if sim.leads[lead_id].optouts & {first_channel, "*"}:
                 continue
             ctx = lead_context(
-                id=r.id,
-                email=r.email,
-                phone=r.phone,
-                first_name=r.first_name,
-                last_name=r.last_name,
-                timezone=r.timezone,
-                status=r.status,
-                tags=r.tags or [],
-                attrs=r.attrs or {},
+                id=lead_id,
+                email=email,
+                phone=phone,
+                first_name=first,
+                last_name=last,
+                timezone=timezone,
+                status=status,
+                tags=json.loads(tags) if tags else [],
+                attrs=json.loads(attrs) if attrs and needs_attrs else {},
             )
             if matches(ctx):
                 sim.schedule(name, 0, sim.leads[lead_id], at)
     sim.run()
-    # What is left: every queued message and the steps after it.
-    for _due, _seq, campaign, step, _lead in sim.due:
-        sim.plans[campaign].remaining += len(active[campaign].steps) - step
-    for queue in sim.ready.values():
-        for _key, campaign, step, _lead in queue:
-            sim.plans[campaign].remaining += len(active[campaign].steps) - step
     out = Plan(
         start=now,
         days=days,
         timezone=cfg.settings.timezone,
         channels=list(cfg.channels),
-        per_day={},
+        per_day={
+            first_day + timedelta(days=i): dict(sim.per_day[first_day + timedelta(days=i)])
+            for i in range(days)
+        },
         campaigns=sim.plans,
     )
-    first_day = now.astimezone(sim.tz).date()
-    out.per_day = {
-        first_day + timedelta(days=i): dict(sim.per_day.get(first_day + timedelta(days=i), {}))
-        or dict.fromkeys(cfg.channels, 0)
-        for i in range(days)
-    }
-    for p in sim.plans.values():
-        if p.remaining:
-            p.finish = None
-        elif p.finish is not None:
-            p.finish_day = out.day_number(p.finish.astimezone(sim.tz).date())
+    _finish_dates(out, sim, active)
     return out
+
+
+def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign]) -> None:
+    left = sim.left()
+    span = min(RATE_WINDOW_DAYS, out.days)
+    recent = list(out.per_day.values())[-span:]
+    rate = {
+        ch: sum(day[ch] for day in recent) / span or float(sim.limits[ch].daily or 0)
+        for ch in out.channels
+    }
+    first_day = out.start.astimezone(ZoneInfo(out.timezone)).date()
+    for name, p in sim.plans.items():
+        p.remaining = sum(left[name].values())
+        if not p.remaining:
+            if p.finish is not None:
+                p.finish_day = out.day_number(p.finish.astimezone(ZoneInfo(out.timezone)).date())
+            continue
+        extra = 0
+        for ch in left[name]:
+            ahead = sum(
+                left[other].get(ch, 0)
+                for other in left
+                if active[other].priority <= active[name].priority
+            )
+            if not rate[ch]:
+                p.finish = None  # nothing moves on this channel: no honest estimate
+                break
+            extra = max(extra, math.ceil(ahead / rate[ch]))
+        else:
+            p.finish_day = out.days + extra
+            d = first_day + timedelta(days=p.finish_day - 1)
+            p.finish = datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(out.timezone))
+            p.estimated = True
+            continue
+        p.finish_day = None

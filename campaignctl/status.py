@@ -56,7 +56,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 select(META.c.key).where(META.c.key.like("campaign.%.completed"))
             )
         }
-    forecast = plan(cfg, store, now, days=1, campaigns=[n for n in names if _sends(cfg, n)])
+    forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
     out = []
     for name in names:
         camp = cfg.campaigns[name]
@@ -84,6 +84,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "steps": steps,
                 "finish": fc.finish.isoformat() if fc and fc.finish else None,
                 "finish_day": fc.finish_day if fc else None,
+                "finish_estimated": fc.estimated if fc else False,
                 "remaining": fc.remaining if fc else 0,
             }
         )

@@ -468,3 +468,36 @@ def test_dst_gap_in_the_leads_zone_sends_at_the_transition(tmp_path: Path) -> No
     (m,) = messages(store)
     assert m.due_at == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)  # 03:00 EDT, the first open instant
     assert eng.run_pass(m.due_at, random.Random(1)).total("sent") == 1
+
+
+def test_audience_matcher_agrees_with_the_expression_and_remembers() -> None:
+    from campaignctl.audience import compile_audience, lead_context
+    from campaignctl.engine import AudienceMatcher
+
+    leads = [
+        lead_context(
+            email=f"{i}@x.com",
+            phone=None,
+            first_name=None,
+            last_name=None,
+            timezone=None,
+            status=["new", "won"][i % 2],
+            tags=[["buyer"], []][i % 3 % 2],
+            attrs={"city": ["Makati", "Taguig"][i % 2], "budget": str(i * 1000)},
+        )
+        for i in range(30)
+    ]
+    for expr, fields in [
+        ("status == 'new' and 'buyer' in tags", frozenset({"status", "tags"})),
+        ("city == 'Makati'", frozenset({"city"})),
+        ("lead.budget|int > 12000", None),
+        (None, frozenset()),
+    ]:
+        m = AudienceMatcher(expr, "audience")
+        assert m.fields == fields
+        plain = compile_audience(expr)
+        assert [m(lead) for lead in leads] == [plain(lead) for lead in leads]
+    m = AudienceMatcher("status == 'new' and 'buyer' in tags", "audience")
+    for lead in leads:
+        m(lead)
+    assert len(m._seen) == 4  # four distinct (status, tags) pairs among 30 leads

@@ -43,9 +43,13 @@ def test_whatsapp_10000_leads_at_250_a_day_finish_on_day_40(tmp_path: Path) -> N
     promo = forecast.campaigns["promo"]
     assert promo.finish_day == 40
     assert promo.remaining == 0
+    assert not promo.estimated
     per_day = [c["whatsapp"] for c in forecast.per_day.values()]
     assert per_day[:40] == [250] * 40
     assert per_day[40:] == [0] * 5
+    # showing the default 30 days, the last 2,500 are extrapolated at the simulated pace
+    short = plan(cfg, store, T0).campaigns["promo"]
+    assert (short.finish_day, short.estimated, short.remaining) == (40, True, 2500)
 
     # 40 simulated days of passes, four a day: every lead exactly once, 250 a day.
     channel = MemoryChannel("whatsapp", "whatsapp")

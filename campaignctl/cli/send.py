@@ -289,6 +289,7 @@ def plan_json(p: Plan) -> dict[str, Any]:
                 "remaining": c.remaining,
                 "finish": c.finish.isoformat() if c.finish else None,
                 "finish_day": c.finish_day,
+                "estimated": c.estimated,
                 "waits": c.waits,
             }
             for c in p.campaigns.values()
@@ -318,9 +319,10 @@ def _render_plan(p: Plan) -> None:
     for cp in p.campaigns.values():
         if cp.finish is not None and cp.finish_day is not None:
             local = cp.finish.astimezone(ZoneInfo(p.timezone))
-            when = f"{local.strftime('%Y-%m-%d')} (day {cp.finish_day})"
+            approx = "~" if cp.estimated else ""
+            when = f"{approx}{local.strftime('%Y-%m-%d')} (day {cp.finish_day})"
         elif cp.remaining:
-            when = f"not within 400 days ({cp.remaining} left)"
+            when = f"unknown ({cp.remaining} left, nothing moving on their channel)"
         else:
             when = "nothing to send"
         c.add_row(
@@ -354,10 +356,11 @@ def status(
 
     con = stdout()
     for camp in doc["campaigns"]:
+        approx = "~" if camp["finish_estimated"] else ""
         finish = (
-            f"finishes {camp['finish'][:10]} (day {camp['finish_day']})"
+            f"finishes {approx}{camp['finish'][:10]} (day {camp['finish_day']})"
             if camp["finish"]
-            else ("nothing left to send" if not camp["remaining"] else "finish beyond 400 days")
+            else ("nothing left to send" if not camp["remaining"] else "finish unknown")
         )
         t = Table(
             title=f"{camp['name']} ({camp['kind']}, {camp['status']}): "
