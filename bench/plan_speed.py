@@ -83,7 +83,7 @@ def main() -> None:
         cfg, store = fresh_project("plan", toml + STEPS)
         bulk_leads(store, leads)
         print(f"{leads} leads x 3 steps, {name}:")
-        timed(cfg, store, "fresh leads (audience evaluated for each)")
+        timed(cfg, store, "fresh leads (each checked against the audience)")
         Engine(cfg, store, channels={}).enrol(now())
         timed(cfg, store, "after enrolment (pending messages loaded)")
         store.close()
