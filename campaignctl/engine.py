@@ -122,6 +122,38 @@ def worker_alive(worker: str) -> bool | None:
     return not ticks or _start_ticks(pid) in ("", ticks)
 
 
+# ---------------------------------------------------------------- shared with the planner
+
+
+def campaign_start(camp: Campaign, default_tz: str) -> datetime | None:
+    """The campaign's `start_at` as an instant (a TOML local time is in settings.timezone)."""
+    if camp.start_at is None:
+        return None
+    if camp.start_at.tzinfo is None:
+        return camp.start_at.replace(tzinfo=ZoneInfo(default_tz))
+    return camp.start_at
+
+
+def send_history(conn: Connection, channel: str, since: datetime) -> list[datetime]:
+    """Send instants after `since` on `channel` that limits count, from every process, sorted.
+
+    `sending` and `uncertain` messages count as sent: they may well have gone out.
+    """
+    sent = conn.execute(
+        select(MESSAGE.c.sent_at).where(
+            MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
+        )
+    )
+    inflight = conn.execute(
+        select(MESSAGE.c.claimed_at).where(
+            MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
+            MESSAGE.c.channel == channel,
+            MESSAGE.c.claimed_at > since,
+        )
+    )
+    return sorted([r[0] for r in sent] + [r[0] for r in inflight])
+
+
 # ---------------------------------------------------------------- audiences
 
 
@@ -379,12 +411,7 @@ class Engine:
             ch.close()
 
     def start_at(self, camp: Campaign) -> datetime | None:
-        """The campaign's `start_at` as an instant (a TOML local time is in settings.timezone)."""
-        if camp.start_at is None:
-            return None
-        if camp.start_at.tzinfo is None:
-            return camp.start_at.replace(tzinfo=ZoneInfo(self.default_tz))
-        return camp.start_at
+        return campaign_start(camp, self.default_tz)
 
     def _lead(self, row: Any) -> _LeadInfo:
         ctx = lead_context(
@@ -543,16 +570,9 @@ class Engine:
             w = _Writes()
             if answer.outcome is Reconciled.SENT:
                 at = r.claimed_at or now
-                w.set(
-                    r.id,
-                    now,
-                    state=SENT,
-                    sent_at=at,
-                    provider_id=answer.provider_id,
-                    thread_id=answer.thread_id or r.thread_id,
-                    reason="reconciled: the provider has it",
-                )
-                self._advance(w, r.campaign, r.step, leads[r.lead_id], at)
+                sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
+                self._mark_sent(w, r.id, r.campaign, r.step, leads[r.lead_id], at, now, sent)
+                w.set(r.id, now, reason="reconciled: the provider has it")
                 res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
             elif answer.outcome is Reconciled.NOT_SENT:
                 w.set(
@@ -691,28 +711,11 @@ class Engine:
     # -------------------------------------------------------------- limits
 
     def history(self, conn: Connection, channel: str, now: datetime) -> list[datetime]:
-        """Send instants on `channel` that limits count, from every process, oldest first.
-
-        `sending` and `uncertain` messages count as sent: they may well have gone out. A
-        channel without limits needs no history.
-        """
+        """The sends the channel's limits look at, at `now` (none for an unlimited channel)."""
         lim = self.limits[channel]
         if not (lim.daily or lim.hourly or lim.paced):
             return []
-        since = now - self.limits[channel].lookback - timedelta(seconds=1)
-        sent = conn.execute(
-            select(MESSAGE.c.sent_at).where(
-                MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
-            )
-        )
-        inflight = conn.execute(
-            select(MESSAGE.c.claimed_at).where(
-                MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
-                MESSAGE.c.channel == channel,
-                MESSAGE.c.claimed_at > since,
-            )
-        )
-        return sorted([r[0] for r in sent] + [r[0] for r in inflight])
+        return send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
 
     def _jitter(self, channel: str, last: datetime, rng: random.Random) -> timedelta:
         """The random extra gap after the send at `last`, drawn once so re-checks agree."""
@@ -991,17 +994,8 @@ class Engine:
                 if o is None or (isinstance(o, ChannelError) and o.kind is ErrorKind.AUTH):
                     w.set(c.row_id, now, state=PENDING, claimed_by=None, attempts=c.attempts - 1)
                 elif isinstance(o, Sent):
-                    w.set(
-                        c.row_id,
-                        now,
-                        state=SENT,
-                        sent_at=now,
-                        provider_id=o.provider_id,
-                        thread_id=o.thread_id or c.out.thread_id,
-                        error=None,
-                        error_code=None,
-                    )
-                    self._advance(w, c.campaign, c.step.name, c.lead, now)
+                    sent = Sent(o.provider_id, o.thread_id or c.out.thread_id)
+                    self._mark_sent(w, c.row_id, c.campaign, c.step.name, c.lead, now, now, sent)
                     res.add(*key, "sent")
                     res.events.append({"event": "sent", **ev})
                 elif isinstance(o, ChannelError):
@@ -1018,6 +1012,30 @@ class Engine:
                     res.add(*key, "uncertain")
                     res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
+
+    def _mark_sent(
+        self,
+        w: _Writes,
+        row_id: int,
+        campaign: str,
+        step: str,
+        lead: _LeadInfo,
+        at: datetime,
+        now: datetime,
+        sent: Sent,
+    ) -> None:
+        """Record a send at `at` and schedule what follows it."""
+        w.set(
+            row_id,
+            now,
+            state=SENT,
+            sent_at=at,
+            provider_id=sent.provider_id,
+            thread_id=sent.thread_id,
+            error=None,
+            error_code=None,
+        )
+        self._advance(w, campaign, step, lead, at)
 
     def _record_error(
         self,

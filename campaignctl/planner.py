@@ -26,10 +26,11 @@ from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
 from campaignctl.engine import (
     ENROLMENT,
-    MESSAGE,
     META,
     OPTOUT,
     AudienceMatcher,
+    campaign_start,
+    send_history,
 )
 from campaignctl.pacing import (
     Hours,
@@ -43,7 +44,7 @@ from campaignctl.pacing import (
     next_slot,
     priority_key,
 )
-from campaignctl.store import PENDING, SENDING, SENT, UNCERTAIN, Store
+from campaignctl.store import PENDING, Store
 
 #: Days at the end of the simulation whose sends per channel estimate the pace after it.
 RATE_WINDOW_DAYS = 7
@@ -273,11 +274,7 @@ def plan(
     sim.camps = active
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
-    for n, c in active.items():
-        start = c.start_at
-        if start is not None and start.tzinfo is None:
-            start = start.replace(tzinfo=ZoneInfo(default_tz))
-        sim.start_at[n] = start
+    sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}
     with store.read() as s:
         conn = s.connection()
         optouts: dict[int, set[str]] = defaultdict(set)
@@ -310,20 +307,7 @@ def plan(
             for name in need_audience
         }
         since = now - timedelta(days=1, seconds=1)
-        for ch, at in conn.execute(
-            select(MESSAGE.c.channel, MESSAGE.c.sent_at).where(
-                MESSAGE.c.state == SENT, MESSAGE.c.sent_at > since
-            )
-        ):
-            if ch in sim.history:
-                sim.history[ch].append(at)
-        for ch, at in conn.execute(
-            select(MESSAGE.c.channel, MESSAGE.c.claimed_at).where(
-                MESSAGE.c.state.in_([SENDING, UNCERTAIN]), MESSAGE.c.claimed_at > since
-            )
-        ):
-            if ch in sim.history:
-                sim.history[ch].append(at)
+        sim.history = {ch: send_history(conn, ch, since) for ch in cfg.channels}
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
         marks = ",".join("?" * len(active))
         pending = raw.execute(
@@ -339,8 +323,6 @@ def plan(
                 )
             )
         }
-    for h in sim.history.values():
-        h.sort()
     index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
     for camp_name, step_name, lead_id, due_text in pending:
         step_index = index[camp_name].get(step_name)

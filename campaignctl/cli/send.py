@@ -338,6 +338,16 @@ def _render_plan(p: Plan) -> None:
 
 # ---------------------------------------------------------------- status
 
+_STEP_COUNTS = (
+    ("pending", "pending"),
+    ("sending", "sending"),
+    ("sent", "sent"),
+    ("failed", "failed"),
+    ("skipped", "skipped"),
+    ("uncertain", "uncertain"),
+    ("opted_out", "opted out"),
+)
+
 
 def status(
     ctx: typer.Context,
@@ -366,35 +376,10 @@ def status(
             title=f"{camp['name']} ({camp['kind']}, {camp['status']}): "
             f"{camp['enrolled']} enrolled, {camp['active']} active; {finish}"
         )
-        for h in (
-            "step",
-            "channel",
-            "pending",
-            "sending",
-            "sent",
-            "failed",
-            "skipped",
-            "uncertain",
-            "opted out",
-        ):
+        for h in ("step", "channel", *(header for _, header in _STEP_COUNTS)):
             t.add_column(h, justify="left" if h in ("step", "channel") else "right")
         for s in camp["steps"]:
-            t.add_row(
-                s["name"],
-                s["channel"],
-                *(
-                    str(s[k])
-                    for k in (
-                        "pending",
-                        "sending",
-                        "sent",
-                        "failed",
-                        "skipped",
-                        "uncertain",
-                        "opted_out",
-                    )
-                ),
-            )
+            t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
         con.print(t)
     uncertain = sum(s["uncertain"] for c in doc["campaigns"] for s in c["steps"])
     if uncertain:
