@@ -567,6 +567,9 @@ class Engine:
                     res.auth_errors[r.channel] = exc
                     self._stopped.add(r.channel)
                 continue
+            except Exception:  # a channel that cannot answer leaves the message uncertain
+                res.add(r.campaign, r.step, r.channel, "uncertain")
+                continue
             w = _Writes()
             if answer.outcome is Reconciled.SENT:
                 at = r.claimed_at or now
@@ -809,6 +812,12 @@ class Engine:
             w.flush(conn)
             rows = self._candidates(conn, ch, now, active, cap - len(out) + 20)
             if not rows:
+                break
+            try:
+                self.channel(ch)  # opened (credentials read) before anything is claimed for it
+            except ChannelError as exc:
+                res.auth_errors[ch] = exc
+                self._stopped.add(ch)
                 break
             ids = [r.lead_id for r in rows]
             leads = self._leads(conn, ids)
