@@ -46,6 +46,9 @@ from campaignctl.pacing import (
 )
 from campaignctl.store import PENDING, Store
 
+#: A message held longer than this by a limit counts as having waited for it (pacing gaps of
+#: a second or two do not).
+LIMIT_WAIT = timedelta(minutes=1)
 #: Days at the end of the simulation whose sends per channel estimate the pace after it.
 RATE_WINDOW_DAYS = 7
 
@@ -60,6 +63,7 @@ class CampaignPlan:
     finish: datetime | None = None  # the last send (estimated when it lies beyond the days shown)
     finish_day: int | None = None  # 1 is today
     estimated: bool = False  # finish extrapolated from the simulated pace per channel
+    #: messages that waited for a limit (over a minute), a window, a delay
     waits: dict[str, int] = field(default_factory=lambda: {"limit": 0, "window": 0, "delay": 0})
 
 
@@ -221,7 +225,7 @@ class _Simulation:
             if not (lead.email if self.kinds[ch] == "email" else lead.phone):
                 self.schedule(campaign, step + 1, lead, t)
                 continue
-            if key[1] < t:
+            if t - key[1] > LIMIT_WAIT:
                 plan.waits["limit"] += 1
             hist.append(t)
             if lim.jitter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -57,6 +58,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
             )
         }
     forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
+    tz = ZoneInfo(cfg.settings.timezone)
     out = []
     for name in names:
         camp = cfg.campaigns[name]
@@ -82,7 +84,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "completed": enrolled[name].get("completed", 0),
                 "stopped": enrolled[name].get("stopped", 0),
                 "steps": steps,
-                "finish": fc.finish.isoformat() if fc and fc.finish else None,
+                "finish": fc.finish.astimezone(tz).isoformat() if fc and fc.finish else None,
                 "finish_day": fc.finish_day if fc else None,
                 "finish_estimated": fc.estimated if fc else False,
                 "remaining": fc.remaining if fc else 0,

@@ -274,7 +274,9 @@ def plan(
 
 
 def plan_json(p: Plan) -> dict[str, Any]:
-    """The `plan --format json` document."""
+    """The `plan --format json` document; times in settings.timezone."""
+    from zoneinfo import ZoneInfo
+
     return {
         "start": p.start.isoformat(),
         "timezone": p.timezone,
@@ -287,7 +289,9 @@ def plan_json(p: Plan) -> dict[str, Any]:
                 "name": c.name,
                 "sends": c.sends,
                 "remaining": c.remaining,
-                "finish": c.finish.isoformat() if c.finish else None,
+                "finish": c.finish.astimezone(ZoneInfo(p.timezone)).isoformat()
+                if c.finish
+                else None,
                 "finish_day": c.finish_day,
                 "estimated": c.estimated,
                 "waits": c.waits,
