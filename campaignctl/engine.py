@@ -448,8 +448,8 @@ class Engine:
         """One pass at instant `now`: archive, recover, reconcile, enrol, then send what may go.
 
         Sends at most `limit` messages; checks `should_stop` between sends. Every send in the
-        pass is stamped `now`, so a caller keeps passes short by calling again (the result says
-        when there is more to do).
+        pass is stamped `now`: a pass sends only what may go at that instant (one message on a
+        paced channel), and its result says when the next pass has work.
         """
         res = PassResult()
         self._skip_archived(now, res)
@@ -458,7 +458,7 @@ class Engine:
         if (
             self._last_enrol is None
             or now - self._last_enrol >= self.enrol_every
-            or now < (self._last_enrol)
+            or now < self._last_enrol
         ):
             self.enrol(now)
             self._last_enrol = now
