@@ -139,3 +139,12 @@ def test_plan_table(tmp_path: Path, cli: Cli) -> None:
     assert res.exit_code == 0, res.stderr
     assert "sends per day (UTC)" in res.stdout
     assert "(day 3)" in res.stdout  # 3 + 3 + 1
+
+
+def test_send_max_time_stops_a_paced_run(tmp_path: Path, cli: Cli) -> None:
+    store = _setup(tmp_path, leads=50, body=BASIC.replace("daily_limit = 3", "per_second = 5"))
+    res = cli("-C", tmp_path, "send", "--quiet", "--max-time", "1s")
+    assert res.exit_code == 0, res.stderr
+    sent = sum(1 for m in messages(store) if m.state == "sent")
+    assert 1 <= sent <= 6  # one every 200 ms for a second
+    assert f"summary: sent {sent}," in res.stdout
