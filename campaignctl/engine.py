@@ -578,14 +578,24 @@ class Engine:
                 w.set(r.id, now, reason="reconciled: the provider has it")
                 res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
             elif answer.outcome is Reconciled.NOT_SENT:
-                w.set(
-                    r.id,
-                    now,
-                    state=PENDING,
-                    due_at=now,
-                    claimed_by=None,
-                    reason="reconciled: the provider never got it",
-                )
+                max_attempts = self.cfg.channels[r.channel].max_attempts
+                if r.attempts >= max_attempts:
+                    w.set(
+                        r.id,
+                        now,
+                        state=FAILED,
+                        reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
+                    )
+                    w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
+                else:
+                    w.set(
+                        r.id,
+                        now,
+                        state=PENDING,
+                        due_at=max(r.due_at, now),  # a transient error's backoff still holds
+                        claimed_by=None,
+                        reason="reconciled: the provider never got it",
+                    )
                 res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
             else:
                 res.add(r.campaign, r.step, r.channel, "uncertain")
@@ -1057,6 +1067,22 @@ class Engine:
     ) -> None:
         key = (c.campaign, c.step.name, c.out.channel)
         ch_cfg = self.cfg.channels[c.out.channel]
+        if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
+            # A timeout or dropped connection after the request left: the provider may have the
+            # message, so the next pass asks it (reconcile) before any retry.
+            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            w.set(
+                c.row_id,
+                now,
+                state=UNCERTAIN,
+                due_at=now + delay,
+                error_code=err.code,
+                error=err.message,
+                reason="the provider may have it: reconciled before any retry",
+            )
+            res.add(*key, "uncertain")
+            res.transient_errors += 1
+            return
         if err.kind is ErrorKind.TRANSIENT and c.attempts < ch_cfg.max_attempts:
             delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
             w.set(

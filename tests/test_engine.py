@@ -501,3 +501,43 @@ def test_audience_matcher_agrees_with_the_expression_and_remembers() -> None:
     for lead in leads:
         m(lead)
     assert len(m._seen) == 4  # four distinct (status, tags) pairs among 30 leads
+
+
+def test_transient_error_that_may_have_sent_is_reconciled_before_a_retry(tmp_path: Path) -> None:
+    cfg = project(tmp_path, ONE_STEP)
+    store = Store.for_config(cfg)
+    add_leads(store, 1)
+    timeout = transient("timeout")
+    setattr(timeout, "maybe_sent", True)  # noqa: B010 - set by the real channels (Gmail, SMTP, Twilio)
+    ch = ScriptedChannel("sms", errors={"+12125550000": [timeout]})
+    eng = Engine(cfg, store, channels={"sms": ch})
+    res = eng.run_pass(T0, random.Random(1))
+    assert res.total("uncertain") == 1
+    (m,) = messages(store)
+    assert (m.state, m.error_code) == ("uncertain", "timeout")
+    # the provider says it never got it: back to pending, the backoff still holds
+    ch.reconcile_answer = Reconciled.NOT_SENT
+    eng.run_pass(T0 + timedelta(seconds=5), random.Random(1))
+    (m,) = messages(store)
+    assert m.state == "pending"
+    assert m.due_at > T0 + timedelta(seconds=5)
+    eng.run_pass(m.due_at, random.Random(1))
+    assert [x.state for x in messages(store)] == ["sent"]
+    assert len(ch.attempts) == 2
+
+
+def test_transient_error_that_did_send_is_recorded_sent_without_a_retry(tmp_path: Path) -> None:
+    cfg = project(tmp_path, ONE_STEP)
+    store = Store.for_config(cfg)
+    add_leads(store, 1)
+    timeout = transient("timeout")
+    setattr(timeout, "maybe_sent", True)  # noqa: B010
+    ch = ScriptedChannel(
+        "sms", errors={"+12125550000": [timeout]}, reconcile_answer=Reconciled.SENT
+    )
+    eng = Engine(cfg, store, channels={"sms": ch})
+    eng.run_pass(T0, random.Random(1))
+    eng.run_pass(T0 + timedelta(hours=1), random.Random(1))
+    (m,) = messages(store)
+    assert (m.state, m.provider_id) == ("sent", "SM1")
+    assert len(ch.attempts) == 1
