@@ -107,6 +107,7 @@ def _register() -> None:
     from campaignctl.cli import leads as leads_cmds
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
+    from campaignctl.cli import send as send_cmds
 
     init_cmds.register(app)
     check_cmds.register(app)
@@ -114,6 +115,7 @@ def _register() -> None:
     leads_cmds.register(app)
     optout_cmds.register(leads_cmds.leads_app)
     campaign_cmds.register(app)
+    send_cmds.register(app)
     auth_cmds.register(app)
 
 

@@ -1,0 +1,399 @@
+"""`send`, `plan` and `status`: run the engine, forecast it, and report what it did."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from campaignctl.cli.context import TableOrJson, print_json, report_error, state, stderr, stdout
+from campaignctl.errors import ExitCode
+
+if TYPE_CHECKING:
+    from campaignctl.engine import PassResult
+    from campaignctl.planner import Plan
+    from campaignctl.runner import DryRun, RunResult
+
+
+def _now() -> datetime:
+    from campaignctl.runner import wall_clock
+
+    return wall_clock()
+
+
+# ---------------------------------------------------------------- send
+
+
+def send(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would go now; write nothing, send nothing."
+    ),
+    campaign: list[str] = typer.Option(
+        [], "--campaign", metavar="NAME", help="Only this campaign (repeatable)."
+    ),
+    channel: list[str] = typer.Option(
+        [], "--channel", metavar="CH", help="Only this channel (repeatable)."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, metavar="N", help="Send at most N messages in this run."
+    ),
+    max_time: str | None = typer.Option(
+        None, "--max-time", metavar="DURATION", help="Stop after this long, e.g. 10m."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only errors and one summary line (for cron)."
+    ),
+    no_lock: bool = typer.Option(
+        False,
+        "--no-lock",
+        help="Run beside another send on the same database (several workers); the database "
+        "claims still send each message at most once and hold the limits together.",
+    ),
+) -> None:
+    """Send what is due now, within every limit and window; exit when nothing more is due."""
+    from campaignctl.errors import UsageError
+    from campaignctl.timespec import parse_duration
+
+    st = state(ctx)
+    cfg, store = st.config(), st.store()
+    try:
+        budget = parse_duration(max_time) if max_time else None
+    except ValueError as exc:
+        raise UsageError(f"--max-time: {exc}") from None
+    campaigns = campaign or None
+    channels = channel or None
+    if dry_run:
+        from campaignctl.runner import dry_run as run_dry
+
+        _render_dry(
+            run_dry(cfg, store, _now(), campaigns=campaigns, channels=channels, limit=limit), quiet
+        )
+        return
+    from campaignctl.runner import RunOptions
+    from campaignctl.runner import send as run_send
+
+    stops = _Stops()
+    view = _Progress(quiet)
+    options = RunOptions(
+        stop_when_idle=True,
+        limit=limit,
+        max_time=budget,
+        should_stop=stops,
+        on_pass=view.update,
+    )
+    with stops.installed(), view:
+        result = run_send(
+            cfg, store, options, campaigns=campaigns, channels=channels, lock=not no_lock
+        )
+    _finish(result, quiet)
+
+
+class _Stops:
+    """First SIGINT/SIGTERM: finish the send in flight, then stop. Second: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "campaignctl: stopping after the message in flight (again to stop at once)",
+            file=sys.stderr,
+        )
+
+    def installed(self) -> Any:
+        from contextlib import contextmanager
+
+        @contextmanager
+        def scope() -> Any:
+            old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                for s in old:
+                    signal.signal(s, self._handle)
+            except ValueError:  # not the main thread (in-process tests): no handlers
+                old = {}
+            try:
+                yield
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+
+        return scope()
+
+
+_COLUMNS = ("sent", "deferred_limit", "deferred_window", "failed", "skipped", "retry", "uncertain")
+_HEADERS = (
+    "sent",
+    "deferred (limit)",
+    "deferred (window)",
+    "failed",
+    "skipped",
+    "retrying",
+    "uncertain",
+)
+
+
+class _Progress:
+    """A Rich live table on a terminal; plain greppable lines otherwise; nothing when quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.console = stdout()
+        self.live: Any = None
+        self.rows: dict[tuple[str, str, str], dict[str, int]] = {}
+
+    def __enter__(self) -> _Progress:
+        if not self.quiet and self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, auto_refresh=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.update(self._table(), refresh=True)
+            self.live.__exit__(*exc)
+
+    def update(self, res: PassResult) -> None:
+        for key, c in res.counts.items():
+            row = self.rows.setdefault(key, dict.fromkeys(_COLUMNS, 0))
+            for k in _COLUMNS:
+                # waiting counts describe the latest pass; the others add up
+                row[k] = c[k] if k == "deferred_limit" else row[k] + c[k]
+        for key, row in self.rows.items():
+            if key not in res.counts:
+                row["deferred_limit"] = 0
+        for ev in res.events:
+            kind = ev["event"]
+            if kind in ("failed", "permanent", "opted_out", "auth", "uncertain"):
+                report_error(
+                    f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
+                    f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}"
+                )
+            elif self.live is None and not self.quiet:
+                where = f"{ev.get('campaign', '')}/{ev.get('step', '')}"
+                line = f"{kind} {where} via {ev.get('channel', '')} to {ev.get('to', '')}"
+                if kind == "reconciled":
+                    line = f"reconciled message {ev['id']}: {ev['outcome']}"
+                print(f"{line} (message {ev['id']})", flush=True)
+        if self.live is not None:
+            self.live.update(self._table(), refresh=True)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        t = Table(title="campaignctl send")
+        for h in ("campaign", "step", "channel", *_HEADERS):
+            t.add_column(h, justify="left" if h in ("campaign", "step", "channel") else "right")
+        for (camp, step, ch), row in sorted(self.rows.items()):
+            t.add_row(camp, step, ch, *(str(row[k]) for k in _COLUMNS))
+        return t
+
+
+def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> str:
+    parts = [
+        f"sent {res.total('sent')}",
+        f"failed {res.total('failed')}",
+        f"skipped {res.total('skipped')}",
+        f"retrying {res.total('retry')}",
+        f"uncertain {last.total('uncertain') + res.total('uncertain')}",
+        f"deferred {last.total('deferred_limit')} by limit, "
+        f"{res.total('deferred_window')} by window",
+    ]
+    line = "summary: " + ", ".join(parts)
+    if next_due is not None:
+        line += f"; next due {next_due.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+    return line
+
+
+def _finish(result: RunResult, quiet: bool) -> None:
+    print(_summary(result.total, result.last, result.next_due), flush=True)
+    if result.total.auth_errors:
+        for err in result.total.auth_errors.values():
+            report_error(err.message, err.hint)
+        raise typer.Exit(int(ExitCode.TEMPFAIL))
+    if result.total.total("failed"):
+        raise typer.Exit(int(ExitCode.FAILED))
+    if result.total.transient_errors and not result.total.total("sent"):
+        report_error("every attempt met a temporary provider error; the messages will be retried")
+        raise typer.Exit(int(ExitCode.TEMPFAIL))
+
+
+def _render_dry(dry: DryRun, quiet: bool) -> None:
+    res = dry.result
+    if not quiet:
+        from rich.table import Table
+
+        t = Table(title="would send now (dry run: nothing written)")
+        for h in ("campaign", "step", "channel", "to", "subject / text"):
+            t.add_column(h)
+        for m in dry.messages:
+            preview = m.subject or m.text.splitlines()[0] if m.text else (m.subject or "")
+            t.add_row(m.campaign, m.step, m.channel, m.to, preview[:60])
+        stdout().print(t)
+    print(
+        f"dry run: would send {len(dry.messages)}, fail {res.total('failed')}, "
+        f"skip {res.total('skipped')}; deferred {res.total('deferred_limit')} by limit, "
+        f"{res.total('deferred_window')} by window",
+        flush=True,
+    )
+    if res.total("failed"):
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+# ---------------------------------------------------------------- plan
+
+
+def plan(
+    ctx: typer.Context,
+    campaign: list[str] = typer.Option(
+        [], "--campaign", metavar="NAME", help="Only this campaign (repeatable)."
+    ),
+    days: int = typer.Option(30, "--days", min=1, max=400, metavar="N", help="Days to show."),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
+) -> None:
+    """Forecast sends per day per channel and when each campaign finishes."""
+    from campaignctl.planner import plan as make_plan
+
+    st = state(ctx)
+    p = make_plan(st.config(), st.store(), _now(), days=days, campaigns=campaign or None)
+    if fmt is TableOrJson.json:
+        print_json(plan_json(p))
+        return
+    _render_plan(p)
+
+
+def plan_json(p: Plan) -> dict[str, Any]:
+    """The `plan --format json` document; times in settings.timezone."""
+    from zoneinfo import ZoneInfo
+
+    return {
+        "start": p.start.isoformat(),
+        "timezone": p.timezone,
+        "days": [
+            {"date": d.isoformat(), "day": p.day_number(d), "channels": counts}
+            for d, counts in p.per_day.items()
+        ],
+        "campaigns": [
+            {
+                "name": c.name,
+                "sends": c.sends,
+                "remaining": c.remaining,
+                "finish": c.finish.astimezone(ZoneInfo(p.timezone)).isoformat()
+                if c.finish
+                else None,
+                "finish_day": c.finish_day,
+                "estimated": c.estimated,
+                "waits": c.waits,
+            }
+            for c in p.campaigns.values()
+        ],
+    }
+
+
+def _render_plan(p: Plan) -> None:
+    from zoneinfo import ZoneInfo
+
+    from rich.table import Table
+
+    con = stdout()
+    t = Table(title=f"sends per day ({p.timezone})")
+    t.add_column("date")
+    t.add_column("day", justify="right")
+    for ch in p.channels:
+        t.add_column(ch, justify="right")
+    for d, counts in p.per_day.items():
+        t.add_row(
+            d.isoformat(), str(p.day_number(d)), *(str(counts.get(ch, 0)) for ch in p.channels)
+        )
+    con.print(t)
+    c = Table(title="campaigns")
+    for h in ("campaign", "sends", "finish", "waited for limit", "for window", "for delay"):
+        c.add_column(h, justify="left" if h in ("campaign", "finish") else "right")
+    for cp in p.campaigns.values():
+        if cp.finish is not None and cp.finish_day is not None:
+            local = cp.finish.astimezone(ZoneInfo(p.timezone))
+            approx = "~" if cp.estimated else ""
+            when = f"{approx}{local.strftime('%Y-%m-%d')} (day {cp.finish_day})"
+        elif cp.remaining:
+            when = f"unknown ({cp.remaining} left, nothing moving on their channel)"
+        else:
+            when = "nothing to send"
+        c.add_row(
+            cp.name,
+            str(cp.sends),
+            when,
+            str(cp.waits["limit"]),
+            str(cp.waits["window"]),
+            str(cp.waits["delay"]),
+        )
+    con.print(c)
+
+
+# ---------------------------------------------------------------- status
+
+_STEP_COUNTS = (
+    ("pending", "pending"),
+    ("sending", "sending"),
+    ("sent", "sent"),
+    ("failed", "failed"),
+    ("skipped", "skipped"),
+    ("uncertain", "uncertain"),
+    ("opted_out", "opted out"),
+)
+
+
+def status(
+    ctx: typer.Context,
+    campaign: str | None = typer.Argument(None, help="Only this campaign."),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
+) -> None:
+    """Per campaign and step: enrolled, pending, sent, failed, skipped, uncertain, opted out."""
+    from campaignctl.status import status as compute
+
+    st = state(ctx)
+    doc = compute(st.config(), st.store(), _now(), campaign)
+    if fmt is TableOrJson.json:
+        print_json(doc)
+        return
+    from rich.table import Table
+
+    con = stdout()
+    for camp in doc["campaigns"]:
+        approx = "~" if camp["finish_estimated"] else ""
+        finish = (
+            f"finishes {approx}{camp['finish'][:10]} (day {camp['finish_day']})"
+            if camp["finish"]
+            else ("nothing left to send" if not camp["remaining"] else "finish unknown")
+        )
+        t = Table(
+            title=f"{camp['name']} ({camp['kind']}, {camp['status']}): "
+            f"{camp['enrolled']} enrolled, {camp['active']} active; {finish}"
+        )
+        for h in ("step", "channel", *(header for _, header in _STEP_COUNTS)):
+            t.add_column(h, justify="left" if h in ("step", "channel") else "right")
+        for s in camp["steps"]:
+            t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
+        con.print(t)
+    uncertain = sum(s["uncertain"] for c in doc["campaigns"] for s in c["steps"])
+    if uncertain:
+        stderr().print(
+            f"{uncertain} message(s) uncertain: their channel cannot tell whether they went out; "
+            "they will not be resent"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(send)
+    app.command()(plan)
+    app.command()(status)

@@ -1,0 +1,1165 @@
+"""The sending engine: one pass enrols, reconciles, claims, sends and records.
+
+`send` (one run from cron or a terminal) and `daemon` drive the same `Engine.run_pass(now, rng)`;
+`campaignctl.runner` wraps it in an APScheduler loop. The database is the only source of truth:
+a message is claimed (`sending`, with who and when) in a short BEGIN IMMEDIATE transaction before
+its provider is called and recorded right after, so whatever the engine forgets when it crashes,
+the next pass finds in the database. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
+
+from campaignctl.audience import compile_audience, lead_context
+from campaignctl.channels.base import (
+    Channel,
+    ChannelError,
+    ErrorKind,
+    Outgoing,
+    Reconciled,
+    Sent,
+)
+from campaignctl.config import Campaign, Config, Step
+from campaignctl.pacing import (
+    Hours,
+    Limits,
+    capacity,
+    draw_jitter,
+    due_after,
+    is_open,
+    lead_zone,
+    next_open,
+    next_slot,
+    retry_delay,
+)
+from campaignctl.store import (
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Enrolment,
+    Lead,
+    Message,
+    Meta,
+    OptOut,
+    Store,
+)
+
+MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
+LEAD: Table = SQLModel.metadata.tables[Lead.__tablename__]
+OPTOUT: Table = SQLModel.metadata.tables[OptOut.__tablename__]
+ENROLMENT: Table = SQLModel.metadata.tables[Enrolment.__tablename__]
+META: Table = SQLModel.metadata.tables[Meta.__tablename__]
+LEAD_FIELDS = [
+    LEAD.c[k]
+    for k in (
+        "id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "timezone",
+        "status",
+        "tags",
+        "attrs",
+    )
+]
+
+#: A `sending` row claimed on another host is judged abandoned after this long.
+FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
+#: Claim at most this many messages per transaction (one commit covers them all).
+BATCH = 100
+#: What a pass counts, per (campaign, step, channel).
+COUNTERS = ("sent", "deferred_limit", "deferred_window", "failed", "skipped", "retry", "uncertain")
+
+
+# ---------------------------------------------------------------- who is sending
+
+
+def _start_ticks(pid: int) -> str:
+    """The process start time from /proc (guards against pid reuse); '' where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def worker_id() -> str:
+    """This process, as written in `claimed_by`: host, pid and start time."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def worker_alive(worker: str) -> bool | None:
+    """Whether the process that wrote `claimed_by` still runs; None when it is on another host."""
+    host, _, rest = worker.partition(":")
+    pid_s, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid_s.isdigit():
+        return None
+    pid = int(pid_s)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return not ticks or _start_ticks(pid) in ("", ticks)
+
+
+# ---------------------------------------------------------------- shared with the planner
+
+
+def campaign_start(camp: Campaign, default_tz: str) -> datetime | None:
+    """The campaign's `start_at` as an instant (a TOML local time is in settings.timezone)."""
+    if camp.start_at is None:
+        return None
+    if camp.start_at.tzinfo is None:
+        return camp.start_at.replace(tzinfo=ZoneInfo(default_tz))
+    return camp.start_at
+
+
+def send_history(conn: Connection, channel: str, since: datetime) -> list[datetime]:
+    """Send instants after `since` on `channel` that limits count, from every process, sorted.
+
+    `sending` and `uncertain` messages count as sent: they may well have gone out.
+    """
+    sent = conn.execute(
+        select(MESSAGE.c.sent_at).where(
+            MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
+        )
+    )
+    inflight = conn.execute(
+        select(MESSAGE.c.claimed_at).where(
+            MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
+            MESSAGE.c.channel == channel,
+            MESSAGE.c.claimed_at > since,
+        )
+    )
+    return sorted([r[0] for r in sent] + [r[0] for r in inflight])
+
+
+# ---------------------------------------------------------------- audiences
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    hash(value)  # TypeError for anything else unhashable: the caller evaluates instead
+    return value
+
+
+class AudienceMatcher:
+    """`compile_audience`, remembered per distinct value of the fields the expression reads.
+
+    `status == 'new' and 'buyer' in tags` reads only `status` and `tags`, so 100,000 leads need
+    a handful of evaluations. An expression that reads `lead` (the whole mapping) is evaluated
+    for every lead; `fields` is then None.
+    """
+
+    _MISSING = object()
+
+    def __init__(self, expr: str | None, where: str) -> None:
+        self._matches = compile_audience(expr, where)
+        self.fields: frozenset[str] | None = frozenset()
+        if expr is not None and expr.strip():
+            from jinja2 import meta
+            from jinja2.sandbox import SandboxedEnvironment
+
+            names = meta.find_undeclared_variables(
+                SandboxedEnvironment().parse(f"{{{{ {expr} }}}}")
+            )
+            self.fields = None if "lead" in names else frozenset(names)
+        self._names = sorted(self.fields or ())
+        self._seen: dict[tuple[Any, ...], bool] = {}
+
+    def __call__(self, lead: Mapping[str, Any]) -> bool:
+        if self.fields is None:
+            return self._matches(lead)
+        try:
+            key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
+        except TypeError:
+            return self._matches(lead)
+        if key not in self._seen:
+            self._seen[key] = self._matches(lead)
+        return self._seen[key]
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class PassResult:
+    """What one pass did, and when the next one has something to do."""
+
+    counts: dict[tuple[str, str, str], dict[str, int]] = field(
+        default_factory=lambda: defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    )
+    #: Earliest instant a due message may go, when only pacing (per_second, min_interval,
+    #: jitter) holds it: `send` waits for these.
+    pace_until: datetime | None = None
+    #: Earliest instant anything may go (limits, windows, delays included): the daemon waits.
+    next_due: datetime | None = None
+    #: Channels stopped by refused credentials, with the error.
+    auth_errors: dict[str, ChannelError] = field(default_factory=dict)
+    transient_errors: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
+        self.counts[(campaign, step, channel)][counter] += n
+
+    def total(self, counter: str) -> int:
+        return sum(c[counter] for c in self.counts.values())
+
+    def merge(self, other: PassResult) -> None:
+        """Add another pass's counts into this one (a run is many passes)."""
+        for key, c in other.counts.items():
+            for k, v in c.items():
+                self.counts[key][k] += v
+        self.auth_errors.update(other.auth_errors)
+        self.transient_errors += other.transient_errors
+
+
+@dataclass
+class _LeadInfo:
+    id: int
+    email: str | None
+    phone: str | None
+    timezone: str | None
+    default_tz: str
+    context: dict[str, Any]
+    _tz: ZoneInfo | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """Looked up on first use: a phone number's zone costs tens of microseconds."""
+        if self._tz is None:
+            self._tz = lead_zone(self.timezone, self.phone, self.default_tz)
+        return self._tz
+
+
+@dataclass
+class _Claimed:
+    row_id: int
+    campaign: str
+    step: Step
+    index: int
+    lead: _LeadInfo
+    out: Outgoing
+    attempts: int
+
+
+class _Writes:
+    """Row updates and inserts gathered during a transaction and run as executemany batches."""
+
+    def __init__(self) -> None:
+        self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        self.messages: list[dict[str, Any]] = []
+        self.optouts: list[dict[str, Any]] = []
+        self.enrolments: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
+
+    def set(self, row_id: int, now: datetime, **values: Any) -> None:
+        values["updated_at"] = now
+        self.updates[tuple(sorted(values))].append({"_id": row_id, **values})
+
+    def flush(self, conn: Connection) -> None:
+        for keys, rows in self.updates.items():
+            stmt = (
+                update(MESSAGE)
+                .where(MESSAGE.c.id == bindparam("_id"))
+                .values({k: bindparam(k) for k in keys})
+            )
+            conn.execute(stmt, rows)
+        if self.messages:
+            conn.execute(insert(MESSAGE).prefix_with("OR IGNORE"), self.messages)
+        if self.optouts:
+            conn.execute(insert(OPTOUT).prefix_with("OR IGNORE"), self.optouts)
+        for (state, reason), rows in self.enrolments.items():
+            conn.execute(
+                update(ENROLMENT)
+                .where(
+                    ENROLMENT.c.campaign == bindparam("_campaign"),
+                    ENROLMENT.c.lead_id == bindparam("_lead"),
+                    ENROLMENT.c.state == "active",
+                )
+                .values(state=state, reason=reason, updated_at=bindparam("_now")),
+                rows,
+            )
+        self.updates.clear()
+        self.messages.clear()
+        self.optouts.clear()
+        self.enrolments.clear()
+
+    def end_enrolment(
+        self, campaign: str, lead_id: int, state: str, reason: str | None, now: datetime
+    ) -> None:
+        self.enrolments[(state, reason)].append(
+            {"_campaign": campaign, "_lead": lead_id, "_now": now}
+        )
+
+
+def _soonest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class Engine:
+    """Sends a campaign file's messages through its channels, recording everything in `store`.
+
+    `channels` replaces providers by name (the planner and `--dry-run` pass recording ones);
+    `campaigns` and `channel_names` restrict a run (`send --campaign`, `--channel`).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        *,
+        channels: Mapping[str, Channel] | None = None,
+        campaigns: Iterable[str] | None = None,
+        channel_names: Iterable[str] | None = None,
+        worker: str | None = None,
+        batch: int = BATCH,
+        enrol_every: timedelta = timedelta(seconds=60),
+    ) -> None:
+        from campaignctl.render import Renderer
+
+        self.cfg = cfg
+        self.store = store
+        self.worker = worker or worker_id()
+        self.batch = batch
+        self.enrol_every = enrol_every
+        self.renderer = Renderer(cfg)
+        self.campaign_filter = set(campaigns) if campaigns is not None else None
+        self.channel_filter = set(channel_names) if channel_names is not None else None
+        for name in self.campaign_filter or ():
+            cfg.campaign(name)  # a NotFoundError naming the typo
+        for name in self.channel_filter or ():
+            if name not in cfg.channels:
+                from campaignctl.config import did_you_mean
+                from campaignctl.errors import NotFoundError
+
+                raise NotFoundError(
+                    f"{cfg.path}: no channel named {name!r}{did_you_mean(name, cfg.channels)}",
+                    "the channels are the [channels.NAME] tables of the campaign file",
+                )
+        self._channels: dict[str, Channel] = dict(channels or {})
+        self.limits = {name: Limits.of(ch) for name, ch in cfg.channels.items()}
+        self.hours = {name: Hours(ch.window, ch.days) for name, ch in cfg.channels.items()}
+        self.default_tz = cfg.settings.timezone
+        self._jitters: dict[tuple[str, datetime], timedelta] = {}
+        self._last_enrol: datetime | None = None
+        self._stopped: set[str] = set()
+
+    # -------------------------------------------------------------- configuration views
+
+    def active_campaigns(self) -> dict[str, Campaign]:
+        """The campaigns this engine sends for: active, with steps, within the filter."""
+        return {
+            name: c
+            for name, c in self.cfg.campaigns.items()
+            if c.status == "active"
+            and c.steps
+            and (self.campaign_filter is None or name in self.campaign_filter)
+        }
+
+    def channel_names(self) -> list[str]:
+        return [
+            n
+            for n in self.cfg.channels
+            if (self.channel_filter is None or n in self.channel_filter) and n not in self._stopped
+        ]
+
+    def channel(self, name: str) -> Channel:
+        """The adapter for `name`, opened on first use."""
+        if name not in self._channels:
+            from campaignctl.channels import open_channel
+
+            self._channels[name] = open_channel(self.cfg, name)
+        return self._channels[name]
+
+    def retry_channels(self) -> None:
+        """Give channels stopped by refused credentials another chance (a daemon does, later)."""
+        self._stopped.clear()
+
+    def close(self) -> None:
+        """Close every channel this engine opened."""
+        for ch in self._channels.values():
+            ch.close()
+
+    def start_at(self, camp: Campaign) -> datetime | None:
+        return campaign_start(camp, self.default_tz)
+
+    def _lead(self, row: Any) -> _LeadInfo:
+        ctx = lead_context(
+            id=row.id,
+            email=row.email,
+            phone=row.phone,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            timezone=row.timezone,
+            status=row.status,
+            tags=row.tags or [],
+            attrs=row.attrs or {},
+        )
+        return _LeadInfo(row.id, row.email, row.phone, row.timezone, self.default_tz, ctx)
+
+    def _leads(self, conn: Connection, ids: Iterable[int]) -> dict[int, _LeadInfo]:
+        ids = list(set(ids))
+        out: dict[int, _LeadInfo] = {}
+        for i in range(0, len(ids), 500):
+            for row in conn.execute(select(*LEAD_FIELDS).where(LEAD.c.id.in_(ids[i : i + 500]))):
+                out[row.id] = self._lead(row)
+        return out
+
+    # -------------------------------------------------------------- the pass
+
+    def run_pass(
+        self,
+        now: datetime,
+        rng: random.Random,
+        *,
+        limit: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> PassResult:
+        """One pass at instant `now`: archive, recover, reconcile, enrol, then send what may go.
+
+        Sends at most `limit` messages; checks `should_stop` between sends. Every send in the
+        pass is stamped `now`: a pass sends only what may go at that instant (one message on a
+        paced channel), and its result says when the next pass has work.
+        """
+        res = PassResult()
+        self._skip_archived(now, res)
+        self._recover(now)
+        self._reconcile(now, res)
+        if (
+            self._last_enrol is None
+            or now - self._last_enrol >= self.enrol_every
+            or now < self._last_enrol
+        ):
+            self.enrol(now)
+            self._last_enrol = now
+        sent = 0
+        while limit is None or sent < limit:
+            if should_stop is not None and should_stop():
+                break
+            want = self.batch if limit is None else min(self.batch, limit - sent)
+            claimed = self._claim(now, rng, want, res)
+            if not claimed:
+                break
+            outcomes = self._send(claimed, res, should_stop)
+            self._record(outcomes, now, rng, res)
+            sent += sum(1 for _, o in outcomes if isinstance(o, Sent))
+        self._complete_blasts(now)
+        self._look_ahead(now, rng, res)
+        return res
+
+    # -------------------------------------------------------------- housekeeping
+
+    def _skip_archived(self, now: datetime, res: PassResult) -> None:
+        """Pending messages of archived (or removed) campaigns will never go: say so."""
+        archived = [
+            n
+            for n, c in self.cfg.campaigns.items()
+            if c.status == "archived"
+            and (self.campaign_filter is None or n in self.campaign_filter)
+        ]
+        if not archived:
+            return
+        with self.store.write() as s:
+            s.connection().execute(
+                update(MESSAGE)
+                .where(MESSAGE.c.state == PENDING, MESSAGE.c.campaign.in_(archived))
+                .values(state=SKIPPED, reason="campaign archived", updated_at=now)
+            )
+
+    def _recover(self, now: datetime) -> None:
+        """A `sending` row whose process is gone becomes `uncertain` (no blind resend)."""
+        with self.store.read() as s:
+            rows = s.connection().execute(
+                select(MESSAGE.c.id, MESSAGE.c.claimed_by, MESSAGE.c.claimed_at).where(
+                    MESSAGE.c.state == SENDING
+                )
+            )
+            stale = []
+            for r in rows:
+                if r.claimed_by == self.worker:
+                    stale.append(r.id)  # ours from a pass that died half way
+                    continue
+                alive = worker_alive(r.claimed_by or "")
+                if alive is False or (
+                    alive is None
+                    and r.claimed_at is not None
+                    and now - r.claimed_at > FOREIGN_CLAIM_TIMEOUT
+                ):
+                    stale.append(r.id)
+        if not stale:
+            return
+        with self.store.write() as s:
+            s.connection().execute(
+                update(MESSAGE)
+                .where(MESSAGE.c.id.in_(stale), MESSAGE.c.state == SENDING)
+                .values(
+                    state=UNCERTAIN,
+                    reason="the sending process stopped before recording the outcome",
+                    updated_at=now,
+                )
+            )
+
+    def _reconcile(self, now: datetime, res: PassResult) -> None:
+        """Ask each channel about its `uncertain` messages before sending anything new."""
+        names = self.channel_names()
+        with self.store.read() as s:
+            conn = s.connection()
+            rows = list(
+                conn.execute(
+                    select(MESSAGE).where(
+                        MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(names)
+                    )
+                )
+            )
+            if not rows:
+                return
+            leads = self._leads(conn, (r.lead_id for r in rows))
+        for r in rows:
+            if r.lead_id not in leads:
+                continue
+            out = Outgoing(
+                id=r.id,
+                campaign=r.campaign,
+                step=r.step,
+                channel=r.channel,
+                kind=self.cfg.channel_kind(r.channel),
+                to=r.recipient or "",
+                text="",
+                claimed_at=r.claimed_at or now,
+                rfc_message_id=r.message_id,
+                thread_id=r.thread_id,
+            )
+            try:
+                answer = self.channel(r.channel).reconcile(out)
+            except ChannelError as exc:
+                res.add(r.campaign, r.step, r.channel, "uncertain")
+                if exc.kind is ErrorKind.AUTH:
+                    res.auth_errors[r.channel] = exc
+                    self._stopped.add(r.channel)
+                continue
+            except Exception:  # a channel that cannot answer leaves the message uncertain
+                res.add(r.campaign, r.step, r.channel, "uncertain")
+                continue
+            w = _Writes()
+            if answer.outcome is Reconciled.SENT:
+                at = r.claimed_at or now
+                sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
+                self._mark_sent(w, r.id, r.campaign, r.step, leads[r.lead_id], at, now, sent)
+                w.set(r.id, now, reason="reconciled: the provider has it")
+                res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
+            elif answer.outcome is Reconciled.NOT_SENT:
+                max_attempts = self.cfg.channels[r.channel].max_attempts
+                if r.attempts >= max_attempts:
+                    w.set(
+                        r.id,
+                        now,
+                        state=FAILED,
+                        reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
+                    )
+                    w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
+                else:
+                    w.set(
+                        r.id,
+                        now,
+                        state=PENDING,
+                        due_at=max(r.due_at, now),  # a transient error's backoff still holds
+                        claimed_by=None,
+                        reason="reconciled: the provider never got it",
+                    )
+                res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
+            else:
+                res.add(r.campaign, r.step, r.channel, "uncertain")
+                continue
+            with self.store.write() as s:
+                w.flush(s.connection())
+
+    # -------------------------------------------------------------- enrolment
+
+    def enrol(self, now: datetime) -> int:
+        """Enrol matching leads: sequences on every pass, a blast once (at `start_at`)."""
+        total = 0
+        for name, camp in self.active_campaigns().items():
+            start = self.start_at(camp)
+            if camp.kind == "blast":
+                if start is not None and now < start:
+                    continue
+                if self._meta(f"blast.{name}.enrolled") is not None:
+                    continue
+            total += self._enrol_campaign(name, camp, now, start)
+        return total
+
+    def _meta(self, key: str) -> str | None:
+        with self.store.read() as s:
+            row = s.connection().execute(select(META.c.value).where(META.c.key == key)).first()
+        return None if row is None else str(row.value)
+
+    def _enrol_campaign(
+        self, name: str, camp: Campaign, now: datetime, start: datetime | None
+    ) -> int:
+        matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
+        first = camp.steps[0]
+        with self.store.write() as s:
+            conn = s.connection()
+            enrolled = select(ENROLMENT.c.lead_id).where(ENROLMENT.c.campaign == name)
+            opted = select(OPTOUT.c.lead_id).where(OPTOUT.c.channel.in_([first.channel, "*"]))
+            rows = conn.execute(
+                select(*LEAD_FIELDS).where(LEAD.c.id.not_in(enrolled), LEAD.c.id.not_in(opted))
+            )
+            enrolments: list[dict[str, Any]] = []
+            messages: list[dict[str, Any]] = []
+            for row in rows:
+                lead = self._lead(row)
+                if not matches(lead.context):
+                    continue
+                enrolments.append(
+                    {
+                        "campaign": name,
+                        "lead_id": lead.id,
+                        "state": "active",
+                        "enrolled_at": now,
+                        "updated_at": now,
+                    }
+                )
+                due = self._due(now, first, lead, start)
+                messages.append(self._new_message(name, first, 0, lead.id, due, now))
+            if enrolments:
+                conn.execute(insert(ENROLMENT), enrolments)
+                conn.execute(insert(MESSAGE).prefix_with("OR IGNORE"), messages)
+            if camp.kind == "blast":
+                conn.execute(
+                    insert(META).prefix_with("OR REPLACE"),
+                    {"key": f"blast.{name}.enrolled", "value": now.isoformat(), "updated_at": now},
+                )
+        return len(enrolments)
+
+    @staticmethod
+    def _new_message(
+        campaign: str, step: Step, index: int, lead_id: int, due: datetime, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "campaign": campaign,
+            "step": step.name,
+            "step_index": index,
+            "lead_id": lead_id,
+            "channel": step.channel,
+            "state": PENDING,
+            "due_at": due,
+            "attempts": 0,
+            "updated_at": now,
+        }
+
+    def _due(self, base: datetime, step: Step, lead: _LeadInfo, start: datetime | None) -> datetime:
+        hours = self.hours[step.channel]
+        # an always-open channel needs no time zone (and no phone-number lookup)
+        return due_after(base, step.delay, hours, UTC if hours.always else lead.tz, start)
+
+    def _advance(
+        self, w: _Writes, campaign: str, step_name: str, lead: _LeadInfo, base: datetime
+    ) -> None:
+        """After a step is done for a lead: create the next one, or complete the enrolment."""
+        camp = self.cfg.campaigns.get(campaign)
+        names = [s.name for s in camp.steps] if camp else []
+        if camp is None or step_name not in names or names.index(step_name) + 1 >= len(names):
+            w.end_enrolment(campaign, lead.id, "completed", None, base)
+            return
+        index = names.index(step_name) + 1
+        step = camp.steps[index]
+        due = self._due(base, step, lead, self.start_at(camp))
+        w.messages.append(self._new_message(campaign, step, index, lead.id, due, base))
+
+    def _complete_blasts(self, now: datetime) -> None:
+        """A blast whose every enrolment is done is completed (recorded in meta)."""
+        for name, camp in self.active_campaigns().items():
+            if camp.kind != "blast" or self._meta(f"blast.{name}.enrolled") is None:
+                continue
+            if self._meta(f"campaign.{name}.completed") is not None:
+                continue
+            with self.store.write() as s:
+                conn = s.connection()
+                active = conn.execute(
+                    select(func.count())
+                    .select_from(ENROLMENT)
+                    .where(ENROLMENT.c.campaign == name, ENROLMENT.c.state == "active")
+                ).scalar_one()
+                if active == 0:
+                    conn.execute(
+                        insert(META).prefix_with("OR REPLACE"),
+                        {
+                            "key": f"campaign.{name}.completed",
+                            "value": now.isoformat(),
+                            "updated_at": now,
+                        },
+                    )
+
+    # -------------------------------------------------------------- limits
+
+    def history(self, conn: Connection, channel: str, now: datetime) -> list[datetime]:
+        """The sends the channel's limits look at, at `now` (none for an unlimited channel)."""
+        lim = self.limits[channel]
+        if not (lim.daily or lim.hourly or lim.paced):
+            return []
+        return send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
+
+    def _jitter(self, channel: str, last: datetime, rng: random.Random) -> timedelta:
+        """The random extra gap after the send at `last`, drawn once so re-checks agree."""
+        key = (channel, last)
+        if key not in self._jitters:
+            if len(self._jitters) > 1024:
+                self._jitters.clear()
+            self._jitters[key] = draw_jitter(self.limits[channel], rng)
+        return self._jitters[key]
+
+    def _slot(
+        self, channel: str, hist: list[datetime], now: datetime, rng: random.Random
+    ) -> datetime:
+        lim = self.limits[channel]
+        jitter = self._jitter(channel, hist[-1], rng) if hist else timedelta(0)
+        return next_slot(lim, hist, now, jitter)
+
+    # -------------------------------------------------------------- claim, send, record
+
+    def _candidates(
+        self, conn: Connection, ch: str, now: datetime, active: dict[str, Campaign], n: int
+    ) -> list[Any]:
+        """Due pending messages on `ch`, best first: by campaign priority, then due time and id.
+
+        One query per priority level, each ordered as the (state, due_at) index is, so SQLite
+        reads only the rows it returns instead of sorting every due message.
+        """
+        rows: list[Any] = []
+        for prio in sorted({c.priority for c in active.values()}):
+            group = [name for name, c in active.items() if c.priority == prio]
+            rows += conn.execute(
+                select(
+                    MESSAGE.c.id,
+                    MESSAGE.c.campaign,
+                    MESSAGE.c.step,
+                    MESSAGE.c.lead_id,
+                    MESSAGE.c.attempts,
+                )
+                .where(
+                    MESSAGE.c.state == PENDING,
+                    MESSAGE.c.due_at <= now,
+                    MESSAGE.c.channel == ch,
+                    MESSAGE.c.campaign.in_(group),
+                )
+                .order_by(MESSAGE.c.due_at, MESSAGE.c.id)
+                .limit(n - len(rows))
+            ).all()
+            if len(rows) >= n:
+                break
+        return rows
+
+    def _claim(
+        self, now: datetime, rng: random.Random, want: int, res: PassResult
+    ) -> list[_Claimed]:
+        """Claim up to `want` due messages, within every channel's limits, in one transaction."""
+        active = self.active_campaigns()
+        if not active:
+            return []
+        claimed: list[_Claimed] = []
+        with self.store.write() as s:
+            conn = s.connection()
+            for ch in self.channel_names():
+                room = want - len(claimed)
+                if room <= 0:
+                    break
+                hist = self.history(conn, ch, now)
+                cap = capacity(self.limits[ch], hist, now)
+                if cap > 0 and hist and self._slot(ch, hist, now, rng) > now:
+                    cap = 0
+                cap = min(cap, room)
+                if cap <= 0:
+                    continue
+                claimed.extend(self._claim_channel(conn, ch, cap, now, active, res))
+        return claimed
+
+    def _claim_channel(
+        self,
+        conn: Connection,
+        ch: str,
+        cap: int,
+        now: datetime,
+        active: dict[str, Campaign],
+        res: PassResult,
+    ) -> list[_Claimed]:
+        from campaignctl.channels.mime import new_message_id
+        from campaignctl.render import RenderError
+
+        out: list[_Claimed] = []
+        w = _Writes()
+        while len(out) < cap:
+            w.flush(conn)
+            rows = self._candidates(conn, ch, now, active, cap - len(out) + 20)
+            if not rows:
+                break
+            try:
+                self.channel(ch)  # opened (credentials read) before anything is claimed for it
+            except ChannelError as exc:
+                res.auth_errors[ch] = exc
+                self._stopped.add(ch)
+                break
+            ids = [r.lead_id for r in rows]
+            leads = self._leads(conn, ids)
+            optouts: dict[int, set[str]] = defaultdict(set)
+            for o in conn.execute(
+                select(OPTOUT.c.lead_id, OPTOUT.c.channel).where(OPTOUT.c.lead_id.in_(ids))
+            ):
+                optouts[o.lead_id].add(o.channel)
+            states = {
+                (e.campaign, e.lead_id): (e.state, e.reason)
+                for e in conn.execute(
+                    select(
+                        ENROLMENT.c.campaign,
+                        ENROLMENT.c.lead_id,
+                        ENROLMENT.c.state,
+                        ENROLMENT.c.reason,
+                    ).where(ENROLMENT.c.lead_id.in_(ids))
+                )
+            }
+            kind = self.cfg.channel_kind(ch)
+            for r in rows:
+                if len(out) >= cap:
+                    break
+                camp = active[r.campaign]
+                lead = leads.get(r.lead_id)
+                steps = {st.name: i for i, st in enumerate(camp.steps)}
+                skip = None
+                state = states.get((r.campaign, r.lead_id), ("active", None))
+                if lead is None:
+                    skip = "lead deleted"
+                elif state[0] != "active":
+                    skip = f"enrolment {state[0]}" + (f": {state[1]}" if state[1] else "")
+                elif optouts[r.lead_id] & {ch, "*"}:
+                    skip = f"opted out of {ch}"
+                elif r.step not in steps:
+                    skip = "step removed from the campaign file"
+                if skip is not None:
+                    w.set(r.id, now, state=SKIPPED, reason=skip)
+                    res.add(r.campaign, r.step, ch, "skipped")
+                    if lead is not None and skip.startswith("opted out"):
+                        self._after_optout(w, r.campaign, r.step, lead, now)
+                    continue
+                assert lead is not None
+                index = steps[r.step]
+                step = camp.steps[index]
+                hours = self.hours[ch]
+                if not hours.always and not is_open(now, hours, lead.tz):
+                    later = next_open(now, hours, lead.tz)
+                    w.set(r.id, now, due_at=later, reason="outside the sending window")
+                    res.add(r.campaign, r.step, ch, "deferred_window")
+                    continue
+                to = lead.email if kind == "email" else lead.phone
+                if not to:
+                    what = "email address" if kind == "email" else "phone number"
+                    w.set(r.id, now, state=SKIPPED, reason=f"lead has no {what}")
+                    res.add(r.campaign, r.step, ch, "skipped")
+                    self._advance(w, r.campaign, r.step, lead, now)
+                    continue
+                try:
+                    rendered = self.renderer.render(
+                        r.campaign, index, step, lead.context, lead_key=lead.id
+                    )
+                    subject = rendered.subject
+                    in_reply_to = thread_id = None
+                    if kind == "email" and step.thread:
+                        in_reply_to, thread_id, first_subject = self._thread(conn, r.campaign, lead)
+                        if in_reply_to is not None:
+                            from campaignctl.channels.mime import reply_subject
+
+                            subject = reply_subject(first_subject)
+                except RenderError as exc:
+                    w.set(r.id, now, state=FAILED, error_code="render", error=exc.message)
+                    w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
+                    res.add(r.campaign, r.step, ch, "failed")
+                    res.events.append(
+                        {"event": "failed", "id": r.id, "to": to, "error": exc.message}
+                    )
+                    continue
+                mid = new_message_id(self.cfg.sender.email) if kind == "email" else None
+                w.set(
+                    r.id,
+                    now,
+                    state=SENDING,
+                    claimed_by=self.worker,
+                    claimed_at=now,
+                    attempts=r.attempts + 1,
+                    recipient=to,
+                    variant=rendered.variant,
+                    message_id=mid,
+                    thread_id=thread_id,
+                    reason=None,
+                )
+                msg = Outgoing(
+                    id=r.id,
+                    campaign=r.campaign,
+                    step=r.step,
+                    channel=ch,
+                    kind=kind,
+                    to=to,
+                    text=rendered.text,
+                    claimed_at=now,
+                    subject=subject,
+                    html=rendered.html,
+                    rfc_message_id=mid,
+                    in_reply_to=in_reply_to,
+                    thread_id=thread_id,
+                    content_sid=rendered.content_sid,
+                    content_variables=rendered.content_variables,
+                )
+                out.append(_Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1))
+        w.flush(conn)
+        return out
+
+    def _thread(
+        self, conn: Connection, campaign: str, lead: _LeadInfo
+    ) -> tuple[str | None, str | None, str | None]:
+        """The Message-ID, thread id and subject of the campaign's first email sent to `lead`."""
+        camp = self.cfg.campaigns[campaign]
+        for i, st in enumerate(camp.steps):
+            if self.cfg.channel_kind(st.channel) != "email":
+                continue
+            row = conn.execute(
+                select(MESSAGE.c.message_id, MESSAGE.c.thread_id).where(
+                    MESSAGE.c.campaign == campaign,
+                    MESSAGE.c.step == st.name,
+                    MESSAGE.c.lead_id == lead.id,
+                    MESSAGE.c.state == SENT,
+                )
+            ).first()
+            if row is None or not row.message_id:
+                continue
+            first = self.renderer.render(campaign, i, st, lead.context, lead_key=lead.id)
+            return row.message_id, row.thread_id, first.subject
+        return None, None, None
+
+    def _after_optout(
+        self, w: _Writes, campaign: str, step: str, lead: _LeadInfo, now: datetime
+    ) -> None:
+        camp = self.cfg.campaigns.get(campaign)
+        if camp is not None and "optout" in camp.stop_on:
+            w.end_enrolment(campaign, lead.id, "stopped", "optout", now)
+        else:
+            self._advance(w, campaign, step, lead, now)
+
+    def _send(
+        self,
+        claimed: list[_Claimed],
+        res: PassResult,
+        should_stop: Callable[[], bool] | None,
+    ) -> list[tuple[_Claimed, Sent | ChannelError | BaseException | None]]:
+        """Hand each claimed message to its channel. None means: released unsent."""
+        outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]] = []
+        for c in claimed:
+            ch = c.out.channel
+            if ch in self._stopped or (should_stop is not None and should_stop()):
+                outcomes.append((c, None))
+                continue
+            try:
+                outcomes.append((c, self.channel(ch).send(c.out)))
+            except ChannelError as exc:
+                if exc.kind is ErrorKind.AUTH:
+                    self._stopped.add(ch)
+                    res.auth_errors[ch] = exc
+                outcomes.append((c, exc))
+            except Exception as exc:  # the outcome is unknown: reconcile, never resend blindly
+                outcomes.append((c, exc))
+        return outcomes
+
+    def _record(
+        self,
+        outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]],
+        now: datetime,
+        rng: random.Random,
+        res: PassResult,
+    ) -> None:
+        """Write every outcome of a batch in one transaction."""
+        w = _Writes()
+        with self.store.write() as s:
+            for c, o in outcomes:
+                key = (c.campaign, c.step.name, c.out.channel)
+                ev = {"id": c.row_id, "campaign": c.campaign, "step": c.step.name}
+                ev |= {"channel": c.out.channel, "to": c.out.to}
+                if o is None or (isinstance(o, ChannelError) and o.kind is ErrorKind.AUTH):
+                    w.set(c.row_id, now, state=PENDING, claimed_by=None, attempts=c.attempts - 1)
+                elif isinstance(o, Sent):
+                    sent = Sent(o.provider_id, o.thread_id or c.out.thread_id)
+                    self._mark_sent(w, c.row_id, c.campaign, c.step.name, c.lead, now, now, sent)
+                    res.add(*key, "sent")
+                    res.events.append({"event": "sent", **ev})
+                elif isinstance(o, ChannelError):
+                    self._record_error(w, c, o, now, rng, res)
+                    res.events.append({"event": o.kind.value, **ev, "error": o.message})
+                else:
+                    w.set(
+                        c.row_id,
+                        now,
+                        state=UNCERTAIN,
+                        error=f"{type(o).__name__}: {o}",
+                        reason="the channel raised an unexpected error mid-send",
+                    )
+                    res.add(*key, "uncertain")
+                    res.events.append({"event": "uncertain", **ev, "error": str(o)})
+            w.flush(s.connection())
+
+    def _mark_sent(
+        self,
+        w: _Writes,
+        row_id: int,
+        campaign: str,
+        step: str,
+        lead: _LeadInfo,
+        at: datetime,
+        now: datetime,
+        sent: Sent,
+    ) -> None:
+        """Record a send at `at` and schedule what follows it."""
+        w.set(
+            row_id,
+            now,
+            state=SENT,
+            sent_at=at,
+            provider_id=sent.provider_id,
+            thread_id=sent.thread_id,
+            error=None,
+            error_code=None,
+        )
+        self._advance(w, campaign, step, lead, at)
+
+    def _record_error(
+        self,
+        w: _Writes,
+        c: _Claimed,
+        err: ChannelError,
+        now: datetime,
+        rng: random.Random,
+        res: PassResult,
+    ) -> None:
+        key = (c.campaign, c.step.name, c.out.channel)
+        ch_cfg = self.cfg.channels[c.out.channel]
+        if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
+            # A timeout or dropped connection after the request left: the provider may have the
+            # message, so the next pass asks it (reconcile) before any retry.
+            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            w.set(
+                c.row_id,
+                now,
+                state=UNCERTAIN,
+                due_at=now + delay,
+                error_code=err.code,
+                error=err.message,
+                reason="the provider may have it: reconciled before any retry",
+            )
+            res.add(*key, "uncertain")
+            res.transient_errors += 1
+            return
+        if err.kind is ErrorKind.TRANSIENT and c.attempts < ch_cfg.max_attempts:
+            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            w.set(
+                c.row_id,
+                now,
+                state=PENDING,
+                claimed_by=None,
+                due_at=now + delay,
+                error_code=err.code,
+                error=err.message,
+                reason=f"retry {c.attempts + 1} of {ch_cfg.max_attempts} after a transient error",
+            )
+            res.add(*key, "retry")
+            res.transient_errors += 1
+            return
+        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message)
+        res.add(*key, "failed")
+        if err.kind is ErrorKind.OPTED_OUT:
+            w.optouts.append(
+                {
+                    "lead_id": c.lead.id,
+                    "channel": c.out.channel,
+                    "source": "provider",
+                    "detail": err.message,
+                    "created_at": now,
+                }
+            )
+            self._after_optout(w, c.campaign, c.step.name, c.lead, now)
+        else:
+            w.end_enrolment(c.campaign, c.lead.id, "stopped", f"step {c.step.name} failed", now)
+
+    # -------------------------------------------------------------- what comes next
+
+    def _look_ahead(self, now: datetime, rng: random.Random, res: PassResult) -> None:
+        """Count what waits, and find when the next pass has work (for `send` and `daemon`)."""
+        active = self.active_campaigns()
+        if not active:
+            return
+        names = self.channel_names()
+        with self.store.read() as s:
+            conn = s.connection()
+            due = conn.execute(
+                select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel, func.count())
+                .where(
+                    MESSAGE.c.state == PENDING,
+                    MESSAGE.c.due_at <= now,
+                    MESSAGE.c.campaign.in_(list(active)),
+                    MESSAGE.c.channel.in_(names),
+                )
+                .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel)
+            )
+            waiting: set[str] = set()
+            for camp, step, ch, n in due:
+                res.add(camp, step, ch, "deferred_limit", n)
+                waiting.add(ch)
+            for ch in waiting:
+                hist = self.history(conn, ch, now)
+                slot = self._slot(ch, hist, now, rng)
+                res.next_due = _soonest(res.next_due, slot)
+                lim = self.limits[ch]
+                only_pace = (
+                    capacity(Limits(daily=lim.daily, hourly=lim.hourly), hist, now) > 0
+                    or slot <= now
+                )
+                if only_pace:
+                    res.pace_until = _soonest(res.pace_until, slot)
+            later = conn.execute(
+                select(func.min(MESSAGE.c.due_at)).where(
+                    MESSAGE.c.state == PENDING,
+                    MESSAGE.c.due_at > now,
+                    MESSAGE.c.campaign.in_(list(active)),
+                    MESSAGE.c.channel.in_(names),
+                )
+            ).scalar()
+            res.next_due = _soonest(res.next_due, later)
+
+
+def ensure_utc(t: datetime) -> datetime:
+    """An aware instant in UTC (naive input is taken as UTC)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

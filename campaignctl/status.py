@@ -1,0 +1,98 @@
+"""`status`: per campaign and step, how many messages are in each state, from the database."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from campaignctl.config import Config
+from campaignctl.engine import ENROLMENT, MESSAGE, META, OPTOUT
+from campaignctl.store import MESSAGE_STATES, Store
+
+
+def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
+    """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}]}.
+
+    Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
+    step's channel); each campaign has `finish` and `finish_day` from `plan`.
+    """
+    from campaignctl.planner import plan
+
+    if campaign is not None:
+        cfg.campaign(campaign)  # a NotFoundError naming the typo
+    names = [campaign] if campaign is not None else list(cfg.campaigns)
+    with store.read() as s:
+        conn = s.connection()
+        counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(MESSAGE_STATES, 0)
+        )
+        for camp, step, state, n in conn.execute(
+            select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state, func.count())
+            .where(MESSAGE.c.campaign.in_(names))
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state)
+        ):
+            counts[(camp, step)][state] = n
+        enrolled: dict[str, dict[str, int]] = defaultdict(dict)
+        for camp, state, n in conn.execute(
+            select(ENROLMENT.c.campaign, ENROLMENT.c.state, func.count())
+            .where(ENROLMENT.c.campaign.in_(names))
+            .group_by(ENROLMENT.c.campaign, ENROLMENT.c.state)
+        ):
+            enrolled[camp][state] = n
+        opted: dict[tuple[str, str], int] = {}
+        for camp, ch, n in conn.execute(
+            select(ENROLMENT.c.campaign, OPTOUT.c.channel, func.count())
+            .join(OPTOUT, OPTOUT.c.lead_id == ENROLMENT.c.lead_id)
+            .where(ENROLMENT.c.campaign.in_(names))
+            .group_by(ENROLMENT.c.campaign, OPTOUT.c.channel)
+        ):
+            opted[(camp, ch)] = n
+        completed = {
+            k.removeprefix("campaign.").removesuffix(".completed")
+            for (k,) in conn.execute(
+                select(META.c.key).where(META.c.key.like("campaign.%.completed"))
+            )
+        }
+    forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
+    tz = ZoneInfo(cfg.settings.timezone)
+    out = []
+    for name in names:
+        camp = cfg.campaigns[name]
+        steps = []
+        for st in camp.steps:
+            c = counts[(name, st.name)]
+            steps.append(
+                {
+                    "name": st.name,
+                    "channel": st.channel,
+                    **c,
+                    "opted_out": opted.get((name, st.channel), 0) + opted.get((name, "*"), 0),
+                }
+            )
+        fc = forecast.campaigns.get(name)
+        out.append(
+            {
+                "name": name,
+                "kind": camp.kind,
+                "status": "completed" if name in completed else camp.status,
+                "enrolled": sum(enrolled[name].values()),
+                "active": enrolled[name].get("active", 0),
+                "completed": enrolled[name].get("completed", 0),
+                "stopped": enrolled[name].get("stopped", 0),
+                "steps": steps,
+                "finish": fc.finish.astimezone(tz).isoformat() if fc and fc.finish else None,
+                "finish_day": fc.finish_day if fc else None,
+                "finish_estimated": fc.estimated if fc else False,
+                "remaining": fc.remaining if fc else 0,
+            }
+        )
+    return {"campaigns": out}
+
+
+def _sends(cfg: Config, name: str) -> bool:
+    c = cfg.campaigns[name]
+    return c.status == "active" and bool(c.steps)
