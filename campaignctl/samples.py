@@ -142,52 +142,31 @@ def database_samples(cfg: Config, limit: int = SAMPLE_LIMIT) -> list[dict[str, A
         store.close()
 
 
-def normalise_contact(arg: str, default_region: str | None) -> tuple[str, str]:
-    """("email", address) or ("phone", E.164) for a lead given on the command line."""
-    arg = arg.strip()
-    if "@" in arg:
-        from email_validator import EmailNotValidError, validate_email
+def find_lead(cfg: Config, arg: str) -> tuple[dict[str, Any], str]:
+    """A lead by email or phone: from the database, else from the built-in samples."""
+    from campaignctl.inbound import find_lead as find_stored
+    from campaignctl.inbound import normalise_address
 
-        try:
-            return "email", validate_email(arg, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            raise UsageError(f"--lead {arg!r}: not a valid email address: {exc}") from None
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(arg, (default_region or "").upper() or None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_possible_number(number):
+    value = normalise_address(arg.strip(), cfg.settings.default_region)
+    if value is None:
         raise UsageError(
             f"--lead {arg!r}: not an email address or a phone number",
             "give the lead's email, or its phone with a country code (+63 917 123 4567)",
         )
-    return "phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def find_lead(cfg: Config, arg: str) -> tuple[dict[str, Any], str]:
-    """A lead by email or phone: from the database, else from the built-in samples."""
-    field, value = normalise_contact(arg, cfg.settings.default_region)
+    field = "email" if "@" in value else "phone"
     store = existing_store(cfg)
     if store is not None:
-        from sqlalchemy import func
-        from sqlmodel import select
+        from campaignctl.store import lead_context
 
-        from campaignctl.store import Lead, lead_context
-
-        column = Lead.email if field == "email" else Lead.phone
         try:
             with store.read() as session:
-                row = session.exec(
-                    select(Lead).where(func.lower(column) == value.lower()).limit(1)
-                ).first()
+                row = find_stored(session, value)
                 if row is not None:
                     return lead_context(row), "from the database"
         finally:
             store.close()
     for lead in BUILTIN_SAMPLES:
-        if str(lead.get(field, "")).lower() == value.lower():
+        if str(lead.get(field, "")).lower() == value:
             return dict(lead), "built-in sample lead"
     where = "in the database or the built-in samples" if store else "(there is no database yet)"
     raise NotFoundError(
