@@ -97,6 +97,16 @@ def test_unknown_lead_is_exit_2(cli, project):
     )
 
 
+def test_lead_that_is_neither_email_nor_phone_is_exit_2(cli, project):
+    r = cli("-C", project, "preview", "welcome", "--lead", "Ana Cruz")
+    assert r.exit_code == 2
+    lines = r.stderr.splitlines()
+    assert (
+        lines[0] == "campaignctl: error: --lead 'Ana Cruz': not an email address or a phone number"
+    )
+    assert lines[1].startswith("hint: give the lead's email")
+
+
 def test_lead_without_the_channels_contact_is_exit_2(cli, project):
     r = cli(
         "-C", project, "preview", "welcome", "--step", "nudge", "--lead", "ligaya.cruz@example.com"
