@@ -48,3 +48,14 @@ def test_bad_directory(cli, tmp_path):
     r = cli("-C", tmp_path / "missing", "check")
     assert r.exit_code == 2
     assert "No such file or directory" in r.stderr
+
+
+def test_piped_tables_are_not_cut_to_80_columns(cli, project, monkeypatch):
+    """Cron mail and CI logs are not terminals; Rich would squeeze tables into 80 columns."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    r = cli("-C", project, "status")
+    assert r.exit_code == 0, r.output
+    header = next(line for line in r.stdout.splitlines() if "step" in line and "channel" in line)
+    assert "uncertain" in header
+    assert "opted out" in header
+    assert "…" not in r.stdout

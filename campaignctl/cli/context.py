@@ -59,16 +59,28 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
-def stdout() -> Console:
+# Rich assumes 80 columns when output is not a terminal; cron mail and CI logs have room for
+# more, and a truncated column header ("chann…") helps nobody. COLUMNS still wins when set.
+PIPE_WIDTH = 160
+
+
+def _console(stderr: bool) -> Console:
+    import os
+
     from rich.console import Console
 
-    return Console(soft_wrap=True)
+    console = Console(stderr=stderr, soft_wrap=True)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPE_WIDTH
+    return console
+
+
+def stdout() -> Console:
+    return _console(stderr=False)
 
 
 def stderr() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)
+    return _console(stderr=True)
 
 
 def report_error(message: str, hint: str | None = None) -> None:
