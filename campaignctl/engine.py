@@ -1019,7 +1019,8 @@ class Engine:
                     res.events.append({"event": "sent", **ev})
                 elif isinstance(o, ChannelError):
                     self._record_error(w, c, o, now, rng, res)
-                    res.events.append({"event": o.kind.value, **ev, "error": o.message})
+                    ev |= {"error": o.message, "hint": o.hint}
+                    res.events.append({"event": o.kind.value, **ev})
                 else:
                     w.set(
                         c.row_id,
@@ -1098,7 +1099,8 @@ class Engine:
             res.add(*key, "retry")
             res.transient_errors += 1
             return
-        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message)
+        # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
+        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=err.hint)
         res.add(*key, "failed")
         if err.kind is ErrorKind.OPTED_OUT:
             w.optouts.append(

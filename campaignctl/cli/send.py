@@ -178,7 +178,8 @@ class _Progress:
             if kind in ("failed", "permanent", "opted_out", "auth", "uncertain"):
                 report_error(
                     f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
-                    f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}"
+                    f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}",
+                    ev.get("hint"),
                 )
             elif self.live is None and not self.quiet:
                 where = f"{ev.get('campaign', '')}/{ev.get('step', '')}"
