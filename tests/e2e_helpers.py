@@ -17,6 +17,8 @@ from typer.testing import Result
 from campaignctl.config import load
 from campaignctl.store import Enrolment, Lead, Message, OptOut, Store
 from tests.conftest import REPO
+from tests.fakes.fixtures import write_project
+from tests.fakes.gmail import FakeGmail
 
 Cli = Callable[..., Result]
 
@@ -109,3 +111,80 @@ def send_process(folder: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# ---------------------------------------------------------------- projects
+
+GMAIL_CAMPAIGN = """\
+[campaigns.welcome]
+status = "active"
+
+[[campaigns.welcome.steps]]
+name = "hello"
+channel = "email"
+subject = "Welcome, {{ lead.first_name }}!"
+template = "hello.md.j2"
+
+[[campaigns.welcome.steps]]
+name = "follow-up"
+channel = "email"
+delay = "2d"
+thread = true
+body = "Just checking you saw my note, {{ lead.first_name }}."
+"""
+JUAN = {"email": "juan@example.com", "first_name": "Juan"}
+MARIA = {"email": "maria@example.com", "first_name": "Maria"}
+
+
+def gmail_folder(folder: Path, fake: FakeGmail, *, expired: bool = True) -> Path:
+    """A project on the Gmail fake (fast pacing: the tests do not wait for 2/s)."""
+    fake.write_token_file(folder / "gmail-token.json", expired=expired)
+    (folder / "hello.md.j2").write_text("Hi **{{ lead.first_name }}**, Ana from Sunrise here.\n")
+    return write_project(
+        folder,
+        f"""\
+[channels.email]
+provider = "gmail"
+credentials = "gmail-token.json"
+api_endpoint = "{fake.url}"
+per_second = 1000
+""",
+        GMAIL_CAMPAIGN,
+    )
+
+
+TEMPLATE_SID = "HX0123456789abcdef0123456789abcdef"
+TWILIO_CAMPAIGN = """
+[campaigns.texts]
+status = "active"
+STOP_ON
+
+[[campaigns.texts.steps]]
+name = "hello"
+channel = "sms"
+body = "Hi {{ lead.first_name }}, Ana from Sunrise here. Reply STOP to opt out."
+
+[[campaigns.texts.steps]]
+name = "nudge"
+channel = "sms"
+delay = "1d"
+body = "Still looking for a home, {{ lead.first_name }}?"
+
+[[campaigns.texts.steps]]
+name = "card"
+channel = "whatsapp"
+delay = "1d"
+content_sid = "TEMPLATE_SID"
+content_variables = { 1 = "{{ lead.first_name }}", 2 = "Makati" }
+""".replace("TEMPLATE_SID", TEMPLATE_SID)
+JUAN_PHONE = {"phone": "+639171234567", "first_name": "Juan"}
+MARIA_PHONE = {"phone": "+639171234568", "first_name": "Maria"}
+SMS_FROM = "+15005550006"
+WA_FROM = "whatsapp:+14155238886"
+
+
+def twilio_folder(folder: Path, stop_on: str = "") -> Path:
+    """The twilio_project folder plus a campaign: SMS, SMS a day later, a WhatsApp template."""
+    with (folder / "campaigns.toml").open("a") as f:
+        f.write(TWILIO_CAMPAIGN.replace("STOP_ON", stop_on))
+    return folder

@@ -16,54 +16,19 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import (
+    JUAN,
+    MARIA,
     Cli,
     add_leads,
     enrolments,
+    gmail_folder,
     row,
     rows,
     status_steps,
     travel,
     utc,
 )
-from tests.fakes.fixtures import write_project
 from tests.fakes.gmail import REFRESH_TOKEN, FakeGmail
-
-CAMPAIGN = """\
-[campaigns.welcome]
-status = "active"
-
-[[campaigns.welcome.steps]]
-name = "hello"
-channel = "email"
-subject = "Welcome, {{ lead.first_name }}!"
-template = "hello.md.j2"
-
-[[campaigns.welcome.steps]]
-name = "follow-up"
-channel = "email"
-delay = "2d"
-thread = true
-body = "Just checking you saw my note, {{ lead.first_name }}."
-"""
-JUAN = {"email": "juan@example.com", "first_name": "Juan"}
-MARIA = {"email": "maria@example.com", "first_name": "Maria"}
-
-
-def gmail_folder(folder: Path, fake: FakeGmail, *, expired: bool = True) -> Path:
-    """A project sending through the fake (fast pacing: the tests do not wait for 2/s)."""
-    fake.write_token_file(folder / "gmail-token.json", expired=expired)
-    (folder / "hello.md.j2").write_text("Hi **{{ lead.first_name }}**, Ana from Sunrise here.\n")
-    return write_project(
-        folder,
-        f"""\
-[channels.email]
-provider = "gmail"
-credentials = "gmail-token.json"
-api_endpoint = "{fake.url}"
-per_second = 1000
-""",
-        CAMPAIGN,
-    )
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import Cli, add_leads, row, status_steps, travel, utc
+from tests.e2e_helpers import JUAN, MARIA, Cli, add_leads, row, status_steps, travel, utc
 from tests.fakes.fixtures import write_project
 from tests.fakes.smtp import FakeSmtp
 
@@ -23,8 +23,6 @@ channel = "email"
 subject = "Welcome, {{ lead.first_name }}!"
 body = "Hi {{ lead.first_name }}, Ana from Sunrise here."
 """
-JUAN = {"email": "juan@example.com", "first_name": "Juan"}
-MARIA = {"email": "maria@example.com", "first_name": "Maria"}
 
 
 @pytest.fixture

@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import (
+    JUAN_PHONE,
+    MARIA_PHONE,
+    SMS_FROM,
+    TEMPLATE_SID,
+    WA_FROM,
     Cli,
     add_leads,
     enrolments,
@@ -17,49 +22,15 @@ from tests.e2e_helpers import (
     rows,
     status_steps,
     travel,
+    twilio_folder,
     utc,
 )
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio
 
-TEMPLATE_SID = "HX0123456789abcdef0123456789abcdef"
-CAMPAIGN = """
-[campaigns.texts]
-status = "active"
-STOP_ON
-
-[[campaigns.texts.steps]]
-name = "hello"
-channel = "sms"
-body = "Hi {{ lead.first_name }}, Ana from Sunrise here. Reply STOP to opt out."
-
-[[campaigns.texts.steps]]
-name = "nudge"
-channel = "sms"
-delay = "1d"
-body = "Still looking for a home, {{ lead.first_name }}?"
-
-[[campaigns.texts.steps]]
-name = "card"
-channel = "whatsapp"
-delay = "1d"
-content_sid = "TEMPLATE_SID"
-content_variables = { 1 = "{{ lead.first_name }}", 2 = "Makati" }
-""".replace("TEMPLATE_SID", TEMPLATE_SID)
-JUAN = {"phone": "+639171234567", "first_name": "Juan"}
-MARIA = {"phone": "+639171234568", "first_name": "Maria"}
-SMS_FROM = "+15005550006"
-WA_FROM = "whatsapp:+14155238886"
-
-
-def _project(folder: Path, stop_on: str = "") -> Path:
-    with (folder / "campaigns.toml").open("a") as f:
-        f.write(CAMPAIGN.replace("STOP_ON", stop_on))
-    return folder
-
 
 @pytest.fixture
 def folder(twilio_project: Path) -> Path:
-    return _project(twilio_project)
+    return twilio_folder(twilio_project)
 
 
 def _to(fake: FakeTwilio) -> list[str]:
@@ -67,7 +38,7 @@ def _to(fake: FakeTwilio) -> list[str]:
 
 
 def test_sms_steps_then_a_whatsapp_template(cli: Cli, folder: Path, fake_twilio: FakeTwilio):
-    juan, maria = add_leads(folder, JUAN, MARIA)
+    juan, maria = add_leads(folder, JUAN_PHONE, MARIA_PHONE)
     res = cli("-C", folder, "send")
     assert res.exit_code == 0, res.stderr
     assert "summary: sent 2, failed 0" in res.stdout
@@ -78,7 +49,7 @@ def test_sms_steps_then_a_whatsapp_template(cli: Cli, folder: Path, fake_twilio:
             "Body": f"Hi {lead['first_name']}, Ana from Sunrise here. Reply STOP to opt out.",
             "StatusCallback": "https://sunrise.example/twilio/status",
         }
-        for lead in (JUAN, MARIA)
+        for lead in (JUAN_PHONE, MARIA_PHONE)
     ]
     for lead_id, msg in zip((juan, maria), fake_twilio.messages, strict=True):
         rec = row(folder, "hello", lead_id)
@@ -116,7 +87,7 @@ def test_sms_steps_then_a_whatsapp_template(cli: Cli, folder: Path, fake_twilio:
 def test_invalid_number_21211_fails_while_others_go(
     cli: Cli, folder: Path, fake_twilio: FakeTwilio
 ) -> None:
-    bad, maria = add_leads(folder, {"phone": "+12", "first_name": "Juan"}, MARIA)
+    bad, maria = add_leads(folder, {"phone": "+12", "first_name": "Juan"}, MARIA_PHONE)
     res = cli("-C", folder, "send")
     assert res.exit_code == 1
     assert "summary: sent 1, failed 1" in res.stdout
@@ -125,15 +96,15 @@ def test_invalid_number_21211_fails_while_others_go(
     assert (failed.state, failed.error_code) == ("failed", "21211")
     assert enrolments(folder)[bad] == ("stopped", "step hello failed")
     assert row(folder, "hello", maria).state == "sent"
-    assert _to(fake_twilio) == [MARIA["phone"]]
+    assert _to(fake_twilio) == [MARIA_PHONE["phone"]]
 
 
 @pytest.mark.parametrize("stop_on", ["", "stop_on = []"])
 def test_21610_fails_and_opts_the_lead_out_of_sms(
     cli: Cli, twilio_project: Path, fake_twilio: FakeTwilio, stop_on: str
 ) -> None:
-    folder = _project(twilio_project, stop_on)
-    juan, maria = add_leads(folder, JUAN, MARIA)
+    folder = twilio_folder(twilio_project, stop_on)
+    juan, maria = add_leads(folder, JUAN_PHONE, MARIA_PHONE)
     fake_twilio.fail_next(400, 21610)  # Juan texted STOP to our SMS number
     res = cli("-C", folder, "send")
     assert res.exit_code == 1
@@ -147,8 +118,8 @@ def test_21610_fails_and_opts_the_lead_out_of_sms(
         cli("-C", folder, "send")
     # Juan's later SMS is never even attempted; Maria gets everything
     creates = [r.form()["To"][0] for r in fake_twilio.http.requests if r.method == "POST"]
-    assert creates.count(JUAN["phone"]) == 1
-    assert _to(fake_twilio).count(MARIA["phone"]) == 2
+    assert creates.count(JUAN_PHONE["phone"]) == 1
+    assert _to(fake_twilio).count(MARIA_PHONE["phone"]) == 2
     assert row(folder, "card", maria).state == "sent"
     juans = {m.step: m.state for m in rows(folder) if m.lead_id == juan}
     if stop_on:  # the enrolment goes on: skipped on SMS, still sent on WhatsApp
@@ -161,7 +132,7 @@ def test_21610_fails_and_opts_the_lead_out_of_sms(
 
 
 def test_20429_is_retried_with_backoff(cli: Cli, folder: Path, fake_twilio: FakeTwilio) -> None:
-    (juan,) = add_leads(folder, JUAN)
+    (juan,) = add_leads(folder, JUAN_PHONE)
     fake_twilio.fail_next(429, 20429)
     res = cli("-C", folder, "send")
     assert res.exit_code == 75  # nothing went and the provider said "later"
@@ -174,7 +145,7 @@ def test_20429_is_retried_with_backoff(cli: Cli, folder: Path, fake_twilio: Fake
     travel(folder, wait)
     res = cli("-C", folder, "send")
     assert res.exit_code == 0, res.stderr
-    assert _to(fake_twilio) == [JUAN["phone"]]
+    assert _to(fake_twilio) == [JUAN_PHONE["phone"]]
     done = row(folder, "hello", juan)
     assert (done.state, done.attempts) == ("sent", 2)
     assert done.provider_id == fake_twilio.messages[0]["sid"]
@@ -186,7 +157,7 @@ def test_63016_fails_with_the_content_sid_hint(cli: Cli, twilio_project: Path, f
             '\n[campaigns.chat]\nstatus = "active"\n[[campaigns.chat.steps]]\nname = "hi"\n'
             'channel = "whatsapp"\nbody = "Hi {{ lead.first_name }}!"\n'
         )
-    (juan,) = add_leads(twilio_project, JUAN)
+    (juan,) = add_leads(twilio_project, JUAN_PHONE)
     res = cli("-C", twilio_project, "send")
     assert res.exit_code == 1
     failed = row(twilio_project, "hi", juan)
@@ -200,7 +171,7 @@ def test_63016_fails_with_the_content_sid_hint(cli: Cli, twilio_project: Path, f
 def test_bad_credentials_exit_75_and_leave_messages_pending(
     cli: Cli, folder: Path, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    juan, maria = add_leads(folder, JUAN, MARIA)
+    juan, maria = add_leads(folder, JUAN_PHONE, MARIA_PHONE)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "wrong-token-value")
     res = cli("-C", folder, "send")
     assert res.exit_code == 75
@@ -214,4 +185,4 @@ def test_bad_credentials_exit_75_and_leave_messages_pending(
 
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     assert cli("-C", folder, "send").exit_code == 0
-    assert _to(fake_twilio) == [JUAN["phone"], MARIA["phone"]]
+    assert _to(fake_twilio) == [JUAN_PHONE["phone"], MARIA_PHONE["phone"]]
