@@ -132,9 +132,11 @@ def test_gmail_killed_before_the_provider_got_it_is_sent_once_on_the_rerun(
     assert sent.header("Message-ID") == rec.message_id != lost_id
 
 
+@pytest.mark.parametrize("queued", [False, True])
 def test_twilio_killed_after_acceptance_is_reconciled_as_sent(
-    twilio_project: Path, fake_twilio: FakeTwilio, holds: list[Hold]
+    twilio_project: Path, fake_twilio: FakeTwilio, holds: list[Hold], queued: bool
 ) -> None:
+    fake_twilio.hold_queue = queued  # still queued: no date_sent for the DateSent filter
     folder = twilio_folder(twilio_project)
     juan, maria = add_leads(folder, JUAN_PHONE, MARIA_PHONE)
     _kill_while_held(folder, fake_twilio.http, _is_twilio_create, "after", holds)

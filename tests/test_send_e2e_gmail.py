@@ -223,3 +223,31 @@ def test_raw_is_base64url_of_the_stored_message(cli: Cli, folder: Path, fake_gma
     raw = _raw(body)
     assert raw == fake_gmail.sent[0].raw
     assert f"Message-ID: {row(folder, 'hello', juan).message_id}".encode() in raw
+
+
+def test_5xx_may_have_sent_it_so_it_is_reconciled_before_the_retry(
+    cli: Cli, folder: Path, fake_gmail: FakeGmail
+) -> None:
+    (juan,) = add_leads(folder, JUAN)
+    fake_gmail.fail_next(503, path="/messages/send")
+    res = cli("-C", folder, "send")
+    assert res.exit_code == 75
+    unsure = row(folder, "hello", juan)
+    assert (unsure.state, unsure.error_code) == ("uncertain", "503")
+    first_id = unsure.message_id
+
+    res = cli("-C", folder, "send")  # asks Gmail first; the backoff still holds after that
+    assert res.exit_code == 0, res.stderr
+    assert f"reconciled message {unsure.id}: not_sent" in res.stdout
+    searches = [r.arg("q") for r in fake_gmail.api_requests if r.method == "GET"]
+    assert searches == [f"rfc822msgid:{str(first_id).strip('<>')}"]
+    waiting = row(folder, "hello", juan)
+    assert waiting.state == "pending"
+    assert utc(waiting.due_at) == utc(unsure.due_at)
+    assert fake_gmail.sent == []
+
+    travel(folder, utc(waiting.due_at) - utc(waiting.claimed_at))
+    assert cli("-C", folder, "send").exit_code == 0
+    (sent,) = fake_gmail.sent
+    done = row(folder, "hello", juan)
+    assert (done.state, done.provider_id, done.attempts) == ("sent", sent.id, 2)
