@@ -115,7 +115,7 @@ def send_process(folder: Path, *args: str) -> subprocess.Popen[str]:
 
 # ---------------------------------------------------------------- projects
 
-GMAIL_CAMPAIGN = """\
+EMAIL_CAMPAIGN = """\
 [campaigns.welcome]
 status = "active"
 
@@ -136,10 +136,15 @@ JUAN = {"email": "juan@example.com", "first_name": "Juan"}
 MARIA = {"email": "maria@example.com", "first_name": "Maria"}
 
 
+def write_email_template(folder: Path) -> None:
+    """The first step's Markdown template (so the email has an HTML part)."""
+    (folder / "hello.md.j2").write_text("Hi **{{ lead.first_name }}**, Ana from Sunrise here.\n")
+
+
 def gmail_folder(folder: Path, fake: FakeGmail, *, expired: bool = True) -> Path:
     """A project on the Gmail fake (fast pacing: the tests do not wait for 2/s)."""
     fake.write_token_file(folder / "gmail-token.json", expired=expired)
-    (folder / "hello.md.j2").write_text("Hi **{{ lead.first_name }}**, Ana from Sunrise here.\n")
+    write_email_template(folder)
     return write_project(
         folder,
         f"""\
@@ -149,7 +154,7 @@ credentials = "gmail-token.json"
 api_endpoint = "{fake.url}"
 per_second = 1000
 """,
-        GMAIL_CAMPAIGN,
+        EMAIL_CAMPAIGN,
     )
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from campaignctl.channels.base import Outgoing
 from campaignctl.channels.mime import build_email, email_bytes
 from campaignctl.config import Sender
+from tests.fakes.fixtures import outgoing
 
 BOUNDARY = re.compile(rb"={15}\d+==(?:\.\d+)?")
 
@@ -24,21 +25,7 @@ SENDER = Sender(
 
 
 def _msg(**fields: object) -> Outgoing:
-    base: dict[str, object] = {
-        "id": 7,
-        "campaign": "welcome",
-        "step": "hello",
-        "channel": "email",
-        "kind": "email",
-        "to": "juan@example.com",
-        "text": "Hi Juan!\n\n--\nAna Cruz, 12 Ayala Ave, Makati City",
-        "html": "<p>Hi <strong>Juan</strong>!</p>",
-        "subject": "Welcome, Juan!",
-        "claimed_at": datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
-        "rfc_message_id": "<176.42.1234@sunrise.example>",
-    }
-    base.update(fields)
-    return Outgoing(**base)  # type: ignore[arg-type]
+    return outgoing(rfc_message_id="<176.42.1234@sunrise.example>", **fields)
 
 
 def _same(msg: Outgoing, sender: Sender) -> None:

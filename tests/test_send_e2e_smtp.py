@@ -8,21 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import JUAN, MARIA, Cli, add_leads, row, status_steps, travel, utc
+from tests.e2e_helpers import (
+    EMAIL_CAMPAIGN,
+    JUAN,
+    MARIA,
+    Cli,
+    add_leads,
+    row,
+    status_steps,
+    travel,
+    utc,
+    write_email_template,
+)
 from tests.fakes.fixtures import write_project
 from tests.fakes.smtp import FakeSmtp
 
 PASSWORD = "relay-password-42"  # a test value
-CAMPAIGN = """\
-[campaigns.welcome]
-status = "active"
-
-[[campaigns.welcome.steps]]
-name = "hello"
-channel = "email"
-subject = "Welcome, {{ lead.first_name }}!"
-body = "Hi {{ lead.first_name }}, Ana from Sunrise here."
-"""
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def relay(
     fake = fake_smtp(security="starttls", users={"ana": PASSWORD})
     assert fake.cert_file is not None
     monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    write_email_template(tmp_path)
     write_project(
         tmp_path,
         f"""\
@@ -45,7 +47,7 @@ username = "ana"
 password_env = "SMTP_PASSWORD"
 ca_file = "{fake.cert_file}"
 """,
-        CAMPAIGN,
+        EMAIL_CAMPAIGN,
     )
     return fake
 
