@@ -124,3 +124,29 @@ def test_refused_login_exits_75_and_leaves_the_message_pending(
         m = row(tmp_path, "hello", lead_id)
         assert (m.state, m.attempts, m.claimed_by) == ("pending", 0, None)
     assert relay.received == []
+
+
+def test_a_connection_lost_after_data_leaves_the_message_uncertain_for_good(
+    cli: Cli, tmp_path: Path, relay: FakeSmtp
+) -> None:
+    """SMTP cannot be asked whether the relay took it: never resent, and status says so."""
+    juan, maria = add_leads(tmp_path, JUAN, MARIA)
+    relay.drop_next_data()
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr  # Maria's went
+    assert "summary: sent 1, failed 0, skipped 0, retrying 0, uncertain 1" in res.stdout
+    assert [r.rcpt_tos for r in relay.received] == [["juan@example.com"], ["maria@example.com"]]
+    assert row(tmp_path, "hello", juan).state == "uncertain"
+
+    travel(tmp_path, timedelta(days=2))
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    assert "summary: sent 1, failed 0, skipped 0, retrying 0, uncertain 1" in res.stdout
+    assert len(relay.received) == 3  # Maria's follow-up; Juan's hello not again
+    unsure = row(tmp_path, "hello", juan)
+    assert unsure.state == "uncertain"
+    assert unsure.reason == "the provider may have it: reconciled before any retry"
+    assert row(tmp_path, "follow-up", maria).state == "sent"
+    assert status_steps(cli, tmp_path)["hello"]["uncertain"] == 1
+    res = cli("-C", tmp_path, "status")
+    assert "1 message(s) uncertain" in res.stderr

@@ -207,7 +207,9 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
         f"failed {res.total('failed')}",
         f"skipped {res.total('skipped')}",
         f"retrying {res.total('retry')}",
-        f"uncertain {last.total('uncertain') + res.total('uncertain')}",
+        # the last pass counts every message still uncertain: those its reconcile could not
+        # settle (from earlier passes and runs) and those it made uncertain itself
+        f"uncertain {last.total('uncertain')}",
         f"deferred {last.total('deferred_limit')} by limit, "
         f"{res.total('deferred_window')} by window",
     ]
