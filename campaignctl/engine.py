@@ -547,18 +547,7 @@ class Engine:
         for r in rows:
             if r.lead_id not in leads:
                 continue
-            out = Outgoing(
-                id=r.id,
-                campaign=r.campaign,
-                step=r.step,
-                channel=r.channel,
-                kind=self.cfg.channel_kind(r.channel),
-                to=r.recipient or "",
-                text="",
-                claimed_at=r.claimed_at or now,
-                rfc_message_id=r.message_id,
-                thread_id=r.thread_id,
-            )
+            out = self._lost(r, leads[r.lead_id], now)
             try:
                 answer = self.channel(r.channel).reconcile(out)
             except ChannelError as exc:
@@ -602,6 +591,48 @@ class Engine:
                 continue
             with self.store.write() as s:
                 w.flush(s.connection())
+
+    def _lost(self, r: Any, lead: _LeadInfo, now: datetime) -> Outgoing:
+        """The uncertain message as it was handed to its channel, for `reconcile`.
+
+        The content is not stored, so it is rendered again (the variant is chosen by lead, so
+        it is the same): a channel that matches by body (Twilio) must not take another message
+        to the same number for this one. When it cannot be rendered the text stays empty and
+        the channel answers that it cannot tell.
+        """
+        from campaignctl.render import RenderError
+
+        content: dict[str, Any] = {"text": ""}
+        camp = self.cfg.campaigns.get(r.campaign)
+        names = [st.name for st in camp.steps] if camp is not None else []
+        if camp is not None and r.step in names:
+            index = names.index(r.step)
+            try:
+                rendered = self.renderer.render(
+                    r.campaign, index, camp.steps[index], lead.context, lead_key=lead.id
+                )
+            except RenderError:
+                pass
+            else:
+                content = {
+                    "text": rendered.text,
+                    "subject": rendered.subject,
+                    "html": rendered.html,
+                    "content_sid": rendered.content_sid,
+                    "content_variables": rendered.content_variables,
+                }
+        return Outgoing(
+            id=r.id,
+            campaign=r.campaign,
+            step=r.step,
+            channel=r.channel,
+            kind=self.cfg.channel_kind(r.channel),
+            to=r.recipient or "",
+            claimed_at=r.claimed_at or now,
+            rfc_message_id=r.message_id,
+            thread_id=r.thread_id,
+            **content,
+        )
 
     # -------------------------------------------------------------- enrolment
 
@@ -1019,7 +1050,8 @@ class Engine:
                     res.events.append({"event": "sent", **ev})
                 elif isinstance(o, ChannelError):
                     self._record_error(w, c, o, now, rng, res)
-                    res.events.append({"event": o.kind.value, **ev, "error": o.message})
+                    ev |= {"error": o.message, "hint": o.hint}
+                    res.events.append({"event": o.kind.value, **ev})
                 else:
                     w.set(
                         c.row_id,
@@ -1098,7 +1130,8 @@ class Engine:
             res.add(*key, "retry")
             res.transient_errors += 1
             return
-        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message)
+        # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
+        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=err.hint)
         res.add(*key, "failed")
         if err.kind is ErrorKind.OPTED_OUT:
             w.optouts.append(

@@ -225,3 +225,10 @@ def test_fake_lists_inbound_messages_for_sync(twilio_project, clocked):
         "+639171234567",
     )
     assert reply.date_sent == NOW
+
+
+def test_reconcile_without_a_body_cannot_tell(twilio_project, clocked):
+    """With no text to match, any message to the lead would look like ours: unknown."""
+    ch = _open(twilio_project)
+    ch.send(sms())
+    assert ch.reconcile(sms(id=2, text="")).outcome is Reconciled.UNKNOWN

@@ -175,6 +175,9 @@ class TwilioMessagesChannel:
         `DateSent >= claimed date` finds what Twilio sent; a message still queued has no
         date_sent yet, so the newest few messages to the lead are looked at as well.
         """
+        if not msg.content_sid and not msg.text:
+            # nothing to match: any message to the lead would look like ours
+            return Reconciliation(Reconciled.UNKNOWN)
         since = datetime.combine(_utc(msg.claimed_at).date(), datetime.min.time(), UTC)
         filters: dict[str, Any] = {"to": self._address(msg.to)}
         if self._from:

@@ -178,7 +178,8 @@ class _Progress:
             if kind in ("failed", "permanent", "opted_out", "auth", "uncertain"):
                 report_error(
                     f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
-                    f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}"
+                    f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}",
+                    ev.get("hint"),
                 )
             elif self.live is None and not self.quiet:
                 where = f"{ev.get('campaign', '')}/{ev.get('step', '')}"
@@ -206,7 +207,9 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
         f"failed {res.total('failed')}",
         f"skipped {res.total('skipped')}",
         f"retrying {res.total('retry')}",
-        f"uncertain {last.total('uncertain') + res.total('uncertain')}",
+        # the last pass counts every message still uncertain: those its reconcile could not
+        # settle (from earlier passes and runs) and those it made uncertain itself
+        f"uncertain {last.total('uncertain')}",
         f"deferred {last.total('deferred_limit')} by limit, "
         f"{res.total('deferred_window')} by window",
     ]

@@ -9,7 +9,9 @@ What it serves (under `url`, which is the channel's `api_endpoint`):
 - `POST /gmail/v1/users/{u}/messages/{id}/modify`, `GET .../history`, `GET .../profile`.
 
 Tests steer it: `fail_next(...)` queues errors, `reject_tokens` makes every access token invalid
-(401 even after a refresh), `token_error` makes the token endpoint refuse (`invalid_grant`),
+(401 even after a refresh), `token_uses` lets each access token answer only that many API
+requests before it expires (401, so the client refreshes in the middle of a run),
+`token_error` makes the token endpoint refuse (`invalid_grant`),
 `deliver(...)` injects an inbound message (a reply or a bounce) for sync.
 """
 
@@ -111,6 +113,8 @@ class FakeGmail:
         self.token_requests: list[dict[str, str]] = []
         self.delegated_subjects: list[str] = []
         self.reject_tokens = False
+        self.token_uses: int | None = None
+        self._uses: dict[str, int] = {}
         self.token_error: str | None = None
         self.clock = lambda: datetime.now(UTC)
         self._failures: list[_Failure] = []
@@ -272,6 +276,10 @@ class FakeGmail:
             )
         auth = req.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip()
+        if self.token_uses is not None and token in self.valid_tokens:
+            self._uses[token] = self._uses.get(token, 0) + 1
+            if self._uses[token] > self.token_uses:
+                self.valid_tokens.discard(token)  # expired early, as Google may revoke one
         if self.reject_tokens or token not in self.valid_tokens:
             return _error(
                 401,

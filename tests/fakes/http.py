@@ -56,11 +56,33 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+@dataclass
+class Hold:
+    """Stops one matching request at the server so a test can act (kill the client) meanwhile.
+
+    `stage="before"`: the request arrived but the provider never handles it; on release the
+    connection is closed without an answer (the provider did not get the message).
+    `stage="after"`: the provider handled (accepted) it, and the answer waits for release (the
+    client dies between the provider's acceptance and its own record).
+    """
+
+    match: Callable[[Request], bool]
+    stage: str = "after"
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def wait(self, timeout: float = 60) -> None:
+        """Block until a matching request is held; fail the test when none comes."""
+        if not self.reached.wait(timeout):
+            raise AssertionError(f"no request reached the hold ({self.stage}) in {timeout} s")
+
+
 class LoopbackHTTP:
     """Serves `handler` on an ephemeral port of 127.0.0.1 until `stop()`."""
 
     def __init__(self, handler: Handler) -> None:
         self.requests: list[Request] = []
+        self.holds: list[Hold] = []
         self._lock = threading.Lock()
         outer = self
 
@@ -80,10 +102,28 @@ class LoopbackHTTP:
                 )
                 with outer._lock:
                     outer.requests.append(req)
+                    hold = next((h for h in outer.holds if h.match(req)), None)
+                    if hold is not None:
+                        outer.holds.remove(hold)  # one request per hold
+                if hold is not None and hold.stage == "before":
+                    hold.reached.set()
+                    hold.release.wait(60)
+                    self.close_connection = True
+                    return
+                with outer._lock:
                     try:
                         resp = handler(req)
                     except Exception as exc:  # a bug in the fake must show in the test
                         resp = Response(500, {"fake_error": f"{type(exc).__name__}: {exc}"})
+                if hold is not None:
+                    hold.reached.set()
+                    hold.release.wait(60)
+                try:
+                    self._reply(resp)
+                except OSError:  # the client is gone (killed while held): nobody to answer
+                    self.close_connection = True
+
+            def _reply(self, resp: Response) -> None:
                 data, ctype = resp.encode()
                 self.send_response(resp.status)
                 self.send_header("Content-Type", ctype)
@@ -109,6 +149,14 @@ class LoopbackHTTP:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def hold(self, match: Callable[[Request], bool], stage: str = "after") -> Hold:
+        """Hold the next request `match` accepts (see `Hold`); `release.set()` lets it go."""
+        assert stage in ("before", "after")
+        hold = Hold(match, stage)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
 
     def start(self) -> LoopbackHTTP:
         self._thread.start()

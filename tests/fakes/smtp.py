@@ -22,6 +22,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.fakes.http import free_port
 
+DROP = "drop the connection"
+
 
 @dataclass
 class Received:
@@ -107,6 +109,10 @@ class FakeSmtp:
         """Answer the next MAIL, RCPT or DATA command with `reply` (e.g. "451 4.3.0 busy")."""
         self._fail[stage.upper()].append(reply)
 
+    def drop_next_data(self) -> None:
+        """Take the next message and hang up before answering DATA: the client cannot know."""
+        self._fail["DATA"].append(DROP)
+
     # aiosmtpd handler hooks
 
     def _authenticate(
@@ -139,8 +145,9 @@ class FakeSmtp:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self._fail["DATA"]:
-            return self._fail["DATA"].pop(0)
+        reply = self._fail["DATA"].pop(0) if self._fail["DATA"] else None
+        if reply is not None and reply != DROP:
+            return reply
         data = envelope.original_content or envelope.content
         self.received.append(
             Received(
@@ -151,6 +158,8 @@ class FakeSmtp:
                 login=session.auth_data if isinstance(session.auth_data, str) else None,
             )
         )
+        if reply == DROP:
+            server.transport.close()  # accepted, but the answer never leaves
         return "250 2.0.0 Message accepted for delivery"
 
     def start(self) -> FakeSmtp:

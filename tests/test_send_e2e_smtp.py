@@ -1,0 +1,152 @@
+"""`campaignctl send` end to end through SMTP: smtplib against real aiosmtpd on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_helpers import (
+    EMAIL_CAMPAIGN,
+    JUAN,
+    MARIA,
+    Cli,
+    add_leads,
+    row,
+    status_steps,
+    travel,
+    utc,
+    write_email_template,
+)
+from tests.fakes.fixtures import write_project
+from tests.fakes.smtp import FakeSmtp
+
+PASSWORD = "relay-password-42"  # a test value
+
+
+@pytest.fixture
+def relay(
+    tmp_path: Path, fake_smtp: Callable[..., FakeSmtp], monkeypatch: pytest.MonkeyPatch
+) -> FakeSmtp:
+    """A STARTTLS relay with a login, and a project sending through it."""
+    fake = fake_smtp(security="starttls", users={"ana": PASSWORD})
+    assert fake.cert_file is not None
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    write_email_template(tmp_path)
+    write_project(
+        tmp_path,
+        f"""\
+[channels.email]
+provider = "smtp"
+host = "127.0.0.1"
+port = {fake.port}
+security = "starttls"
+username = "ana"
+password_env = "SMTP_PASSWORD"
+ca_file = "{fake.cert_file}"
+""",
+        EMAIL_CAMPAIGN,
+    )
+    return fake
+
+
+def test_a_real_send(cli: Cli, tmp_path: Path, relay: FakeSmtp) -> None:
+    juan, maria = add_leads(tmp_path, JUAN, MARIA)
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    assert "summary: sent 2, failed 0" in res.stdout
+    assert [(r.mail_from, r.rcpt_tos, r.login) for r in relay.received] == [
+        ("ana@sunrise.example", ["juan@example.com"], "ana"),
+        ("ana@sunrise.example", ["maria@example.com"], "ana"),
+    ]
+    for got, lead_id, lead in zip(relay.received, (juan, maria), (JUAN, MARIA), strict=True):
+        rec = row(tmp_path, "hello", lead_id)
+        assert rec.state == "sent"
+        assert got.message["Message-ID"] == rec.message_id == rec.provider_id
+        assert got.message["From"] == "Ana Cruz <ana@sunrise.example>"
+        assert got.message["To"] == lead["email"]
+        assert got.message["Subject"] == f"Welcome, {lead['first_name']}!"
+        assert got.message["List-Unsubscribe"].startswith("<mailto:ana@sunrise.example?")
+        assert b"12 Ayala Ave, Makati City" in got.data
+    assert PASSWORD not in res.stdout + res.stderr
+    assert status_steps(cli, tmp_path)["hello"]["sent"] == 2
+
+
+def test_550_fails_that_message_while_others_go(cli: Cli, tmp_path: Path, relay: FakeSmtp):
+    juan, maria = add_leads(tmp_path, JUAN, MARIA)
+    relay.refused_recipients["juan@example.com"] = "550 5.1.1 <juan@example.com>: no such user"
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 1
+    assert "550 5.1.1" in res.stderr
+    failed = row(tmp_path, "hello", juan)
+    assert (failed.state, failed.error_code) == ("failed", "550")
+    assert "no such user" in (failed.error or "")
+    assert row(tmp_path, "hello", maria).state == "sent"
+    assert [r.rcpt_tos for r in relay.received] == [["maria@example.com"]]
+
+
+@pytest.mark.parametrize("stage", ["MAIL", "RCPT", "DATA"])
+def test_421_is_retried_later(cli: Cli, tmp_path: Path, relay: FakeSmtp, stage: str) -> None:
+    (juan,) = add_leads(tmp_path, JUAN)
+    relay.fail_next(stage, "421 4.3.2 service not available, try later")
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 75
+    held = row(tmp_path, "hello", juan)
+    assert (held.state, held.attempts, held.error_code) == ("pending", 1, "421")
+    wait = utc(held.due_at) - utc(held.claimed_at)
+    assert timedelta(minutes=1) <= wait <= timedelta(minutes=2)
+    assert relay.received == []
+
+    travel(tmp_path, wait)
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    assert len(relay.received) == 1
+    done = row(tmp_path, "hello", juan)
+    assert (done.state, done.attempts) == ("sent", 2)
+    assert relay.received[0].message["Message-ID"] == done.message_id
+
+
+def test_refused_login_exits_75_and_leaves_the_message_pending(
+    cli: Cli, tmp_path: Path, relay: FakeSmtp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    juan, maria = add_leads(tmp_path, JUAN, MARIA)
+    monkeypatch.setenv("SMTP_PASSWORD", "not-the-password")
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 75
+    assert "login refused: 535" in res.stderr
+    assert "hint: check username and the password in $SMTP_PASSWORD" in res.stderr
+    assert "not-the-password" not in res.stdout + res.stderr
+    # one login (smtplib tries PLAIN, then LOGIN), then the channel stops: not one per message
+    assert relay.auth_attempts == ["ana", "ana"]
+    for lead_id in (juan, maria):
+        m = row(tmp_path, "hello", lead_id)
+        assert (m.state, m.attempts, m.claimed_by) == ("pending", 0, None)
+    assert relay.received == []
+
+
+def test_a_connection_lost_after_data_leaves_the_message_uncertain_for_good(
+    cli: Cli, tmp_path: Path, relay: FakeSmtp
+) -> None:
+    """SMTP cannot be asked whether the relay took it: never resent, and status says so."""
+    juan, maria = add_leads(tmp_path, JUAN, MARIA)
+    relay.drop_next_data()
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr  # Maria's went
+    assert "summary: sent 1, failed 0, skipped 0, retrying 0, uncertain 1" in res.stdout
+    assert [r.rcpt_tos for r in relay.received] == [["juan@example.com"], ["maria@example.com"]]
+    assert row(tmp_path, "hello", juan).state == "uncertain"
+
+    travel(tmp_path, timedelta(days=2))
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    assert "summary: sent 1, failed 0, skipped 0, retrying 0, uncertain 1" in res.stdout
+    assert len(relay.received) == 3  # Maria's follow-up; Juan's hello not again
+    unsure = row(tmp_path, "hello", juan)
+    assert unsure.state == "uncertain"
+    assert unsure.reason == "the provider may have it: reconciled before any retry"
+    assert row(tmp_path, "follow-up", maria).state == "sent"
+    assert status_steps(cli, tmp_path)["hello"]["uncertain"] == 1
+    res = cli("-C", tmp_path, "status")
+    assert "1 message(s) uncertain" in res.stderr
