@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -138,4 +139,8 @@ def _email(
         rfc_message_id=f"<generated-when-sent@{_domain(cfg)}>",
         in_reply_to=in_reply_to,
     )
-    return build_email(msg, cfg.sender)
+    # Parsed back from the bytes a provider would get, so the preview shows exactly those.
+    parsed: EmailMessage = message_from_bytes(
+        build_email(msg, cfg.sender).as_bytes(), policy=policy.default
+    )
+    return parsed

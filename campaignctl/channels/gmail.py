@@ -33,7 +33,7 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.channels.mime import email_bytes
+from campaignctl.channels.mime import build_email
 from campaignctl.config import Config, GmailChannel
 from campaignctl.errors import CampaignctlError
 
@@ -183,7 +183,7 @@ class GmailApiChannel:
 
     def send(self, msg: Outgoing) -> Sent:
         """`users.messages.send` with the raw MIME, in the first email's thread for thread steps."""
-        raw = base64.urlsafe_b64encode(email_bytes(msg, self._sender)).decode("ascii")
+        raw = base64.urlsafe_b64encode(build_email(msg, self._sender).as_bytes()).decode("ascii")
         body: dict[str, str] = {"raw": raw}
         if msg.thread_id:
             body["threadId"] = msg.thread_id

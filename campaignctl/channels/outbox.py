@@ -43,11 +43,11 @@ class Outbox:
 
     def send(self, msg: Outgoing) -> Sent:
         """Write the message; an OSError (disk full, permissions) is transient."""
-        from campaignctl.channels.mime import email_bytes
+        from campaignctl.channels.mime import build_email
 
         target = self._file(msg)
         if msg.kind == "email":
-            data = email_bytes(msg, self.sender)
+            data = bytes(build_email(msg, self.sender))
         else:
             data = json.dumps(
                 {"to": msg.to, "from": self.sender_from, "body": msg.text}, ensure_ascii=False
