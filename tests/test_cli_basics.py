@@ -59,3 +59,24 @@ def test_piped_tables_are_not_cut_to_80_columns(cli, project, monkeypatch):
     assert "uncertain" in header
     assert "opted out" in header
     assert "…" not in r.stdout
+
+
+def test_closed_pipe_is_not_an_internal_error(example_project):
+    """`campaignctl preview ... | head -1`: the reader leaves early; no error, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaignctl", "-C", str(example_project), "preview", "welcome"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # like `head` exiting before the first line is written
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err == b""

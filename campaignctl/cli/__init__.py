@@ -31,6 +31,11 @@ class _Root(TyperGroup):
             raise typer.Exit(int(exc.exit_code)) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except BrokenPipeError:
+            # The reader went away (`campaignctl leads list | head`): stop quietly, as cat does.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(int(ExitCode.FAILED)) from None
         except KeyboardInterrupt:
             report_error("interrupted")
             raise typer.Exit(130) from None
