@@ -366,7 +366,6 @@ def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | N
     """(E.164, extension dropped, None) or (None, None, why it is not a valid number)."""
     import phonenumbers
 
-    where = f" for {region}" if region else " (no country code, and no default region)"
     if _PLAIN_PHONE.fullmatch(value):
         # phonenumbers drops these separators itself, but slowly: "(415) 555-0132" costs it
         # half again as much as "4155550132". Only digits and separators qualify, so
@@ -375,7 +374,7 @@ def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | N
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        return None, None, f"not a phone number{where}"
+        return None, None, f"not a phone number{_where(region)}"
     # Checking the expected region first is much cheaper than is_valid_number, which tries
     # every region of the country code (25 for +1) before it can say yes.
     valid = (
@@ -384,9 +383,13 @@ def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | N
         and phonenumbers.is_valid_number_for_region(number, region)
     ) or (phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number))
     if not valid:
-        return None, None, f"not a valid number{where}"
+        return None, None, f"not a valid number{_where(region)}"
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return e164, number.extension or None, None
+
+
+def _where(region: str | None) -> str:
+    return f" for {region}" if region else " (no country code, and no default region)"
 
 
 @lru_cache(maxsize=512)
@@ -714,9 +717,17 @@ class _Writer:
             self.uncommitted = 0
             self.conn.execute(sql)
 
-    def _known(self, column: str, values: list[str]) -> set[str]:
-        sql = f"SELECT {column} FROM lead WHERE {column} IN (SELECT value FROM json_each(?))"
-        return {r[0] for r in self.conn.execute(sql, (json.dumps(values),))}
+    def _conflict(self, p: Parsed) -> Parsed | None:
+        """`claim` for a row the unique indexes refused: None for a duplicate, else the row
+        without its phone (the email is new, so the phone was the taken value)."""
+        emails: set[str] = set()
+        if p.email is not None and p.phone is not None:
+            sql = "SELECT 1 FROM lead WHERE email = ?"
+            if self.conn.execute(sql, (p.email,)).fetchone() is not None:
+                emails.add(p.email)
+        else:  # a lone email or a lone phone can only conflict with itself
+            return None
+        return claim(p, emails, {p.phone})
 
     def _reject(self, chunk: Chunk, p: Parsed, reason: str) -> None:
         if self.rejects is None:
@@ -727,37 +738,44 @@ class _Writer:
         self.rejects.write(raw, p.line, reason)
 
     def write(self, chunk: Chunk, parsed: list[Parsed]) -> None:
-        """Insert a chunk's new leads; commits every `COMMIT_ROWS` rows (never in a dry run)."""
-        conn, report = self.conn, self.report
+        """Insert a chunk's new leads; commits every `COMMIT_ROWS` rows (never in a dry run).
+
+        Rows go in one by one, in file order, with `ON CONFLICT DO NOTHING`: the unique email
+        and phone indexes find duplicates while inserting, so no lookup precedes the insert
+        (a lookup per chunk cost about a third of this process's CPU on 1M rows). Only a
+        refused row is looked at again (`_conflict`), to apply `claim`'s rules.
+        """
+        report = self.report
         self._begin()
+        insert, cursor = self.insert, self.conn.cursor()
+        inserted = 0
         try:
-            emails = self._known("email", [p.email for p in parsed if p.email])
-            phones = self._known("phone", [p.phone for p in parsed if p.phone])
-            rows = []
             for row in parsed:
                 if row.reject is not None:
                     report.rejected += 1
                     report.note(Note(row.line, row.reject, rejected=True))
                     self._reject(chunk, row, row.reject)
                     continue
-                p = claim(row, emails, phones)
-                if p is None:
-                    report.duplicates += 1
-                    continue
-                rows.append(
-                    (p.email, p.phone, p.first_name, p.last_name, p.timezone, p.tags, p.attrs)
-                )
+                p = row
+                cursor.execute(insert, p[1:8])  # email ... attrs
+                if not cursor.rowcount:
+                    again = self._conflict(row)
+                    if again is None:
+                        report.duplicates += 1
+                        continue
+                    p = again
+                    cursor.execute(insert, p[1:8])
+                inserted += 1
                 report.fields_dropped += p.dropped
                 if p.notes:
                     reason = "; ".join(p.notes)
                     report.note(Note(p.line, reason))
                     self._reject(chunk, p, "imported; " + reason)
-            conn.executemany(self.insert, rows)
         except BaseException:
             self.abort()
             raise
         report.read += len(parsed)
-        report.inserted += len(rows)
+        report.inserted += inserted
         self.uncommitted += len(parsed)
         if self.uncommitted >= COMMIT_ROWS and not self.dry_run:
             self._end("COMMIT")
@@ -837,7 +855,8 @@ def _open_source(
 
 _INSERT = (
     "INSERT INTO lead (email, phone, first_name, last_name, timezone, tags, attrs, "
-    "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'new', :now, :now)"
+    "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'new', :now, :now) "
+    "ON CONFLICT DO NOTHING"
 )
 
 
