@@ -1,13 +1,16 @@
 """Leads from CSV files: reading, column mapping, normalisation, deduplication, listing.
 
-An import streams the file: this process cuts it into chunks of whole records, workers parse
-and normalise them (email-validator and phonenumbers cost tens of microseconds a row), and
-this process deduplicates them against the database with indexed lookups and inserts them
-through the raw sqlite3 connection, one `BEGIN IMMEDIATE` transaction per `COMMIT_ROWS` rows.
-Memory stays flat whatever the file size; a killed import leaves whole transactions behind,
-and importing the file again completes it (duplicates are counted, never inserted twice).
+An import streams the file: it is cut into chunks of whole records, workers parse and
+normalise them (email-validator and phonenumbers cost tens of microseconds a row), and the
+rows are inserted in file order with `ON CONFLICT DO NOTHING`, so the unique email and phone
+indexes find the duplicates; one `BEGIN IMMEDIATE` transaction per `COMMIT_ROWS` rows. With
+workers, all of that runs in an import process of its own, started from the forkserver,
+which has loaded only this module. Memory stays flat whatever the file size; a killed import
+leaves whole transactions behind, and importing the file again completes it (duplicates are
+counted, never inserted twice).
 
-This module is also what the import workers load, so it imports no SQL or CLI code at the top.
+This module is also what the import and worker processes load, so it imports no SQL or CLI
+code at the top.
 """
 
 from __future__ import annotations
