@@ -1029,13 +1029,26 @@ class _ImportJob:
                     raise RuntimeError(f"import process: {message}")
         finally:
             if proc.is_alive():
-                proc.terminate()  # an interrupted import: its open transaction is rolled back
+                # Interrupted here (Ctrl-C): SIGTERM makes the import process roll back its
+                # open transaction and shut its workers down (`_import_process`).
+                proc.terminate()
+                proc.join(timeout=60)
+                if proc.is_alive():
+                    proc.kill()
             proc.join()
             receive.close()
 
 
 def _import_process(job: _ImportJob, send: Any) -> None:
     """The body of the import process: run the job, send back progress and the outcome."""
+    import signal
+
+    # Ctrl-C reaches the whole process group. This process leaves it to the CLI process,
+    # which answers it with SIGTERM; raised here as KeyboardInterrupt, that rolls back and
+    # shuts the pool down, so no worker is left behind. Workers inherit the ignored SIGINT
+    # and are stopped by that shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         report = job.run(lambda done, total: send.send(("progress", done, total)))
     except CampaignctlError as exc:
@@ -1048,6 +1061,10 @@ def _import_process(job: _ImportJob, send: Any) -> None:
         send.send(("done", report))
     finally:
         send.close()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _workers_for(size: int) -> int:
