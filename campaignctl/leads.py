@@ -1,13 +1,16 @@
 """Leads from CSV files: reading, column mapping, normalisation, deduplication, listing.
 
-An import streams the file: this process cuts it into chunks of whole records, workers parse
-and normalise them (email-validator and phonenumbers cost tens of microseconds a row), and
-this process deduplicates them against the database with indexed lookups and inserts them
-through the raw sqlite3 connection, one `BEGIN IMMEDIATE` transaction per `COMMIT_ROWS` rows.
-Memory stays flat whatever the file size; a killed import leaves whole transactions behind,
-and importing the file again completes it (duplicates are counted, never inserted twice).
+An import streams the file: it is cut into chunks of whole records, workers parse and
+normalise them (email-validator and phonenumbers cost tens of microseconds a row), and the
+rows are inserted in file order with `ON CONFLICT DO NOTHING`, so the unique email and phone
+indexes find the duplicates; one `BEGIN IMMEDIATE` transaction per `COMMIT_ROWS` rows. With
+workers, all of that runs in an import process of its own, started from the forkserver,
+which has loaded only this module. Memory stays flat whatever the file size; a killed import
+leaves whole transactions behind, and importing the file again completes it (duplicates are
+counted, never inserted twice).
 
-This module is also what the import workers load, so it imports no SQL or CLI code at the top.
+This module is also what the import and worker processes load, so it imports no SQL or CLI
+code at the top.
 """
 
 from __future__ import annotations
@@ -80,9 +83,11 @@ SAMPLE_BYTES = 64 * 1024
 SCAN_BYTES = 1024 * 1024
 BATCH_ROWS = 2500  # lines per chunk handed to a worker
 COMMIT_ROWS = 20000  # rows per write transaction
-# Settings of the importing connection, restored afterwards: an 8 MiB page cache, and a WAL
-# checkpointed every 20,000 pages (80 MiB) instead of 1,000.
-IMPORT_PRAGMAS = {"cache_size": -8192, "wal_autocheckpoint": 20000}
+# Settings of the importing connection (its own, closed afterwards): an 8 MiB page cache, a WAL
+# checkpointed every 20,000 pages (80 MiB) instead of 1,000, and synchronous=NORMAL: with WAL
+# that loses no committed transaction when a process crashes, only (on power loss) the last
+# few, and importing the file again completes them without inserting anything twice.
+IMPORT_PRAGMAS = {"cache_size": -8192, "wal_autocheckpoint": 20000, "synchronous": "NORMAL"}
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 NOTES_KEPT = 1000
@@ -364,7 +369,6 @@ def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | N
     """(E.164, extension dropped, None) or (None, None, why it is not a valid number)."""
     import phonenumbers
 
-    where = f" for {region}" if region else " (no country code, and no default region)"
     if _PLAIN_PHONE.fullmatch(value):
         # phonenumbers drops these separators itself, but slowly: "(415) 555-0132" costs it
         # half again as much as "4155550132". Only digits and separators qualify, so
@@ -373,7 +377,7 @@ def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | N
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        return None, None, f"not a phone number{where}"
+        return None, None, f"not a phone number{_where(region)}"
     # Checking the expected region first is much cheaper than is_valid_number, which tries
     # every region of the country code (25 for +1) before it can say yes.
     valid = (
@@ -382,9 +386,13 @@ def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | N
         and phonenumbers.is_valid_number_for_region(number, region)
     ) or (phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number))
     if not valid:
-        return None, None, f"not a valid number{where}"
+        return None, None, f"not a valid number{_where(region)}"
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return e164, number.extension or None, None
+
+
+def _where(region: str | None) -> str:
+    return f" for {region}" if region else " (no country code, and no default region)"
 
 
 @lru_cache(maxsize=512)
@@ -427,6 +435,20 @@ class Parsed(NamedTuple):
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The string quoting `_to_json` itself uses (C). Lists and objects of strings are joined here
+# with it, to the same text: `JSONEncoder.encode` builds a new C encoder on every call, which
+# was a third of a row's cost outside email-validator and phonenumbers.
+_quote = json.encoder.encode_basestring
+
+
+def json_strings(values: Iterable[str]) -> str:
+    """`_to_json(list(values))` for strings, faster."""
+    return "[" + ",".join(map(_quote, values)) + "]"
+
+
+def json_string_object(pairs: Mapping[str, str]) -> str:
+    """`_to_json(dict(pairs))` for string keys and values, faster."""
+    return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in pairs.items()]) + "}"
 
 
 class Normaliser:
@@ -515,9 +537,11 @@ class Normaliser:
             tz = None
         tags = self.no_tags
         if self.tags is not None and (tag_text := raw[self.tags].strip()):
-            found = dict.fromkeys(t for t in (s.strip() for s in _TAG_SPLIT.split(tag_text)) if t)
-            found.update(dict.fromkeys(self.extra_tags))
-            tags = _to_json(list(found))
+            found = dict.fromkeys([t.strip() for t in _TAG_SPLIT.split(tag_text)])
+            found.pop("", None)
+            if self.extra_tags:
+                found.update(dict.fromkeys(self.extra_tags))
+            tags = json_strings(found)
         attrs = {name: value for i, name in self.attrs if (value := raw[i].strip())}
         return Parsed(
             line,
@@ -527,7 +551,7 @@ class Normaliser:
             raw[self.last].strip() or None if self.last is not None else None,
             tz,
             tags,
-            _to_json(attrs),
+            json_string_object(attrs),
             tuple(notes),
             dropped,
             None,
@@ -695,10 +719,9 @@ class _Writer:
         self.insert = _INSERT.replace(":now", f"'{stamp}'")
         self.uncommitted = 0
         self.in_transaction = False
-        # Every insert touches a random page of the email and phone indexes. A bigger cache,
-        # transactions of many chunks and rarer checkpoints write each page fewer times
-        # (measured on 1M rows: about a fifth less CPU in this process).
-        self.saved = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in IMPORT_PRAGMAS}
+        # Settings of this connection only (it is closed after the import). Every insert
+        # touches a random page of the email and phone indexes: a bigger cache, transactions
+        # of many chunks and rarer checkpoints write each page fewer times.
         for name, value in IMPORT_PRAGMAS.items():
             conn.execute(f"PRAGMA {name}={value}")
 
@@ -713,9 +736,17 @@ class _Writer:
             self.uncommitted = 0
             self.conn.execute(sql)
 
-    def _known(self, column: str, values: list[str]) -> set[str]:
-        sql = f"SELECT {column} FROM lead WHERE {column} IN (SELECT value FROM json_each(?))"
-        return {r[0] for r in self.conn.execute(sql, (json.dumps(values),))}
+    def _conflict(self, p: Parsed) -> Parsed | None:
+        """`claim` for a row the unique indexes refused: None for a duplicate, else the row
+        without its phone (the email is new, so the phone was the taken value)."""
+        emails: set[str] = set()
+        if p.email is not None and p.phone is not None:
+            sql = "SELECT 1 FROM lead WHERE email = ?"
+            if self.conn.execute(sql, (p.email,)).fetchone() is not None:
+                emails.add(p.email)
+        else:  # a lone email or a lone phone can only conflict with itself
+            return None
+        return claim(p, emails, {p.phone})
 
     def _reject(self, chunk: Chunk, p: Parsed, reason: str) -> None:
         if self.rejects is None:
@@ -726,37 +757,44 @@ class _Writer:
         self.rejects.write(raw, p.line, reason)
 
     def write(self, chunk: Chunk, parsed: list[Parsed]) -> None:
-        """Insert a chunk's new leads; commits every `COMMIT_ROWS` rows (never in a dry run)."""
-        conn, report = self.conn, self.report
+        """Insert a chunk's new leads; commits every `COMMIT_ROWS` rows (never in a dry run).
+
+        Rows go in one by one, in file order, with `ON CONFLICT DO NOTHING`: the unique email
+        and phone indexes find duplicates while inserting, so no lookup precedes the insert
+        (a lookup per chunk cost about a third of this process's CPU on 1M rows). Only a
+        refused row is looked at again (`_conflict`), to apply `claim`'s rules.
+        """
+        report = self.report
         self._begin()
+        insert, cursor = self.insert, self.conn.cursor()
+        inserted = 0
         try:
-            emails = self._known("email", [p.email for p in parsed if p.email])
-            phones = self._known("phone", [p.phone for p in parsed if p.phone])
-            rows = []
             for row in parsed:
                 if row.reject is not None:
                     report.rejected += 1
                     report.note(Note(row.line, row.reject, rejected=True))
                     self._reject(chunk, row, row.reject)
                     continue
-                p = claim(row, emails, phones)
-                if p is None:
-                    report.duplicates += 1
-                    continue
-                rows.append(
-                    (p.email, p.phone, p.first_name, p.last_name, p.timezone, p.tags, p.attrs)
-                )
+                p = row
+                cursor.execute(insert, p[1:8])  # email ... attrs
+                if not cursor.rowcount:
+                    again = self._conflict(row)
+                    if again is None:
+                        report.duplicates += 1
+                        continue
+                    p = again
+                    cursor.execute(insert, p[1:8])
+                inserted += 1
                 report.fields_dropped += p.dropped
                 if p.notes:
                     reason = "; ".join(p.notes)
                     report.note(Note(p.line, reason))
                     self._reject(chunk, p, "imported; " + reason)
-            conn.executemany(self.insert, rows)
         except BaseException:
             self.abort()
             raise
         report.read += len(parsed)
-        report.inserted += len(rows)
+        report.inserted += inserted
         self.uncommitted += len(parsed)
         if self.uncommitted >= COMMIT_ROWS and not self.dry_run:
             self._end("COMMIT")
@@ -764,16 +802,10 @@ class _Writer:
     def finish(self) -> None:
         """Commit what is left (a dry run rolls everything back)."""
         self._end("ROLLBACK" if self.dry_run else "COMMIT")
-        self._restore()
 
     def abort(self) -> None:
         """Roll back the open transaction; earlier commits stay (importing again completes)."""
         self._end("ROLLBACK")
-        self._restore()
-
-    def _restore(self) -> None:
-        for name, value in self.saved.items():
-            self.conn.execute(f"PRAGMA {name}={value}")
 
 
 class _Rejects:
@@ -797,17 +829,23 @@ class _Rejects:
         self.fh.close()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Source:
-    """An open CSV file past its header, with the normaliser for its columns."""
+    """A checked CSV file, where its records start, and the normaliser for its columns.
+
+    Holds no open file, so it can be sent to the import process; `chunks()` opens the file.
+    """
 
     fmt: CsvFormat
-    fh: TextIO
     first_line: int  # of the first record after the header
     normaliser: Normaliser
 
-    def chunks(self) -> Iterator[Chunk]:
-        return _chunks(self.fh, self.first_line)
+    def chunks(self) -> Generator[Chunk, None, None]:
+        with self.fmt.open() as fh:
+            # Skip the header as it was read: the file's lines, as `_chunks` counts them.
+            for _ in range(self.first_line - 1):
+                fh.readline()
+            yield from _chunks(fh, self.first_line)
 
 
 def _open_source(
@@ -816,31 +854,28 @@ def _open_source(
     """Check the file and map its columns; raises LeadsInputError before anything is written."""
     fmt = inspect_csv(path)
     overrides = parse_mapping(mapping)
-    fh = fmt.open()
-    try:
+    with fmt.open() as fh:
         reader = csv.reader(fh, delimiter=fmt.delimiter)
-        header = next((row for row in reader if any(row)), None)
-        if header is None:
-            raise LeadsInputError(
-                f"{path}: the file is empty", "export the leads with a header row first"
-            )
-        columns = map_columns([h.strip() for h in header], overrides, path)
-    except csv.Error as exc:
-        fh.close()
-        raise LeadsInputError(f"{path}:{reader.line_num}: unreadable CSV: {exc}") from None
-    except BaseException:
-        fh.close()
-        raise
+        try:
+            header = next((row for row in reader if any(row)), None)
+        except csv.Error as exc:
+            raise LeadsInputError(f"{path}:{reader.line_num}: unreadable CSV: {exc}") from None
+    if header is None:
+        raise LeadsInputError(
+            f"{path}: the file is empty", "export the leads with a header row first"
+        )
+    columns = map_columns([h.strip() for h in header], overrides, path)
     extra = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
     normaliser = Normaliser(
         columns, default_region, extra, source=str(path), delimiter=fmt.delimiter
     )
-    return _Source(fmt, fh, reader.line_num + 1, normaliser)
+    return _Source(fmt, reader.line_num + 1, normaliser)
 
 
 _INSERT = (
     "INSERT INTO lead (email, phone, first_name, last_name, timezone, tags, attrs, "
-    "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'new', :now, :now)"
+    "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'new', :now, :now) "
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -860,7 +895,8 @@ def import_leads(
     """Import a CSV file of leads; returns what was read, inserted, dropped and rejected.
 
     The file is checked (and the columns mapped) before the database is opened, so bad input
-    touches nothing. `workers` defaults to one process per CPU for files big enough to gain.
+    touches nothing. `workers` defaults to one process per CPU for files big enough to gain;
+    with workers, the import itself runs in a separate lean process (see `_ImportJob`).
     `progress(bytes_done, bytes_total)` is called after each chunk.
     """
     src = _open_source(path, mapping, cfg.settings.default_region, tags)
@@ -871,36 +907,164 @@ def import_leads(
     report.attributes = [name for _, name in columns.attrs]
     if workers is None:
         workers = _workers_for(src.fmt.size)
-    sink = None
-    store = None
-    try:
-        sink = _Rejects(rejects, columns.header, src.fmt.delimiter) if rejects else None
-        store = _dry_run_store(cfg) if dry_run else open_store()
-        raw = store.engine.raw_connection()
+    # The Store creates and migrates the database; the import writes through plain sqlite3.
+    if dry_run:
+        store = _dry_run_store(cfg)
+        database = _database_of(store)
+        store.close()
+    else:
+        database = _database_of(open_store())
+    job = _ImportJob(src, report, database, rejects, dry_run, now or datetime.now(UTC), workers)
+    return job.run_elsewhere(progress) if workers > 0 else job.run(progress)
+
+
+@dataclass(frozen=True)
+class _Database:
+    """Where an import writes: a SQLite file, or `:memory:` built from `schema` (a dry run
+    without a database file, so that it creates nothing)."""
+
+    path: str
+    schema: tuple[str, ...] = ()
+
+    def connect(self) -> sqlite3.Connection:
+        import sqlite3
+
+        # The Store's settings (store._sqlite_setup); BEGIN is issued by `_Writer`.
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys=ON")
+        for sql in self.schema:
+            conn.execute(sql)
+        return conn
+
+
+def _database_of(store: Store) -> _Database:
+    path = store.path
+    if path is not None:
+        return _Database(str(path))
+    if store.url.split(":///", 1)[-1] != ":memory:":
+        raise LeadsInputError(f"{store.url}: leads import writes only to SQLite databases")
+    # An in-memory store lives only in its own connection: copy the lead table's schema.
+    with closing(store.engine.raw_connection()) as raw:
+        schema = raw.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'lead' AND sql IS NOT NULL "
+            "ORDER BY type DESC"  # the table before its indexes
+        ).fetchall()
+    return _Database(":memory:", tuple(sql for (sql,) in schema))
+
+
+@dataclass
+class _ImportJob:
+    """Everything an import needs, picklable: run here, or in a process of its own.
+
+    With workers, the CLI process would otherwise carry both its own imports (Typer, Rich,
+    pydantic, SQLAlchemy: about 57 MiB before reading a byte) and the import's working set
+    (SQLite's cache, chunks in flight). The import process starts from the forkserver, which
+    has loaded only this module, so neither process carries both.
+    """
+
+    src: _Source
+    report: ImportReport
+    database: _Database
+    rejects: Path | None
+    dry_run: bool
+    now: datetime
+    workers: int
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """Read, normalise, deduplicate and insert; returns the filled report."""
+        src, report = self.src, self.report
+        columns = src.normaliser.columns
+        sink = _Rejects(self.rejects, columns.header, src.fmt.delimiter) if self.rejects else None
         try:
-            conn: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-            writer = _Writer(
-                conn, src.normaliser, report, sink, now=now or datetime.now(UTC), dry_run=dry_run
-            )
-            try:
-                with closing(_normalised(src.normaliser, src.chunks(), workers)) as results:
-                    for chunk, parsed in results:
-                        writer.write(chunk, parsed)
-                        if progress is not None:
-                            progress(chunk[2], src.fmt.size)
-            except BaseException:
-                writer.abort()
-                raise
-            writer.finish()
+            with closing(self.database.connect()) as conn:
+                writer = _Writer(
+                    conn, src.normaliser, report, sink, now=self.now, dry_run=self.dry_run
+                )
+                try:
+                    with closing(_normalised(src.normaliser, src.chunks(), self.workers)) as done:
+                        for chunk, parsed in done:
+                            writer.write(chunk, parsed)
+                            if progress is not None:
+                                progress(chunk[2], src.fmt.size)
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.finish()
         finally:
-            raw.close()
+            if sink is not None:
+                sink.close()
+        return report
+
+    def run_elsewhere(self, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """`run()` in a process of its own; progress, the report and errors come back here."""
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["campaignctl.leads"])
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_import_process, args=(self, send), name="campaignctl-import")
+        proc.start()
+        send.close()  # so that recv() sees EOF if the import process dies
+        try:
+            while True:
+                try:
+                    kind, *payload = receive.recv()
+                except EOFError:
+                    proc.join()
+                    raise CampaignctlError(
+                        f"{self.src.fmt.path}: the import process stopped "
+                        f"(exit code {proc.exitcode}); whole transactions are kept",
+                        "import the file again to complete it (duplicates are not inserted twice)",
+                    ) from None
+                if kind == "progress":
+                    if progress is not None:
+                        progress(*payload)
+                elif kind == "done":
+                    report: ImportReport = payload[0]
+                    return report
+                else:  # "error": rebuilt here, with its hint (exceptions pickle without it)
+                    error_type, message, hint = payload
+                    if isinstance(error_type, type) and issubclass(error_type, CampaignctlError):
+                        raise error_type(message, hint)
+                    raise RuntimeError(f"import process: {message}")
+        finally:
+            if proc.is_alive():
+                # Interrupted here (Ctrl-C): SIGTERM makes the import process roll back its
+                # open transaction and shut its workers down (`_import_process`).
+                proc.terminate()
+                proc.join(timeout=60)
+                if proc.is_alive():
+                    proc.kill()
+            proc.join()
+            receive.close()
+
+
+def _import_process(job: _ImportJob, send: Any) -> None:
+    """The body of the import process: run the job, send back progress and the outcome."""
+    import signal
+
+    # Ctrl-C reaches the whole process group. This process leaves it to the CLI process,
+    # which answers it with SIGTERM; raised here as KeyboardInterrupt, that rolls back and
+    # shuts the pool down, so no worker is left behind. Workers inherit the ignored SIGINT
+    # and are stopped by that shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        report = job.run(lambda done, total: send.send(("progress", done, total)))
+    except CampaignctlError as exc:
+        send.send(("error", type(exc), exc.message, exc.hint))
+    except BaseException as exc:  # a bug: sent back as text, with its type
+        import traceback
+
+        send.send(("error", None, "".join(traceback.format_exception(exc)).strip(), None))
+    else:
+        send.send(("done", report))
     finally:
-        src.fh.close()
-        if sink is not None:
-            sink.close()
-        if dry_run and store is not None:
-            store.close()
-    return report
+        send.close()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _workers_for(size: int) -> int:
@@ -940,8 +1104,8 @@ def sample_leads_from_csv(
     emails: set[str] = set()
     phones: set[str] = set()
     out: list[dict[str, Any]] = []
-    try:
-        for chunk in src.chunks():
+    with closing(src.chunks()) as chunks:
+        for chunk in chunks:
             for line, raw in src.normaliser.records(chunk):
                 if limit is not None and len(out) >= limit:
                     return out
@@ -960,8 +1124,6 @@ def sample_leads_from_csv(
                             attrs=json.loads(p.attrs),
                         )
                     )
-    finally:
-        src.fh.close()
     return out
 
 
