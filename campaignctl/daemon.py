@@ -64,6 +64,8 @@ class EventLog:
             )
         else:
             line = f"{ts} {event} {message}"
+            if fields.get("hint"):
+                line += f" (hint: {fields['hint']})"
         if self.printer is not None:
             self.printer(line)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,7 +251,14 @@ def test_sigterm_mid_run_loses_and_repeats_nothing(tmp_path, start):
     sent = _outbox_matches_database(tmp_path, store)
     assert len(sent) == 16
     assert len({m.lead_id for m in _messages(store, state="sent")}) == 16
-    assert "send promo/offer email lead=" in d2.log
+    # one greppable line per event, as docs/operations.md shows them
+    sends = [ln for ln in d2.log.splitlines() if " send " in ln]
+    assert sends
+    for line in sends:
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ send promo/offer email lead=\d+ message=\d+ sent",
+            line,
+        ), line
 
 
 def test_json_log_lines(tmp_path, start):
