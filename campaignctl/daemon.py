@@ -170,7 +170,6 @@ class Daemon:
         self.next_due: datetime | None = None
         self._scheduler: Any = None
         self._engine: Engine | None = None
-        self._signature = self._file_signature()
         self._digest = self._file_digest()
 
     # -------------------------------------------------------------- life
@@ -365,13 +364,6 @@ class Daemon:
 
     # -------------------------------------------------------------- the campaign file
 
-    def _file_signature(self) -> tuple[int, int] | None:
-        try:
-            st = self.cfg.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
     def _file_digest(self) -> str | None:
         try:
             return hashlib.sha256(self.cfg.path.read_bytes()).hexdigest()
@@ -387,10 +379,8 @@ class Daemon:
         from campaignctl.config import read_text, validate_text
         from campaignctl.engine import Engine
 
-        sig = self._file_signature()
-        if sig == self._signature:
-            return False
-        self._signature = sig
+        # The hash, not the mtime: an edit within the file system's mtime granularity that
+        # keeps the size (paused -> active) must not go unnoticed. The file is small.
         digest = self._file_digest()
         if digest is None or digest == self._digest:
             return False

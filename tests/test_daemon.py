@@ -6,6 +6,7 @@ time. The campaign file uses `tick = "1s"` and `sync_interval = "1s"`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,10 +22,12 @@ import pytest
 from sqlmodel import col, select
 
 from campaignctl.config import load
+from campaignctl.daemon import Daemon, EventLog
 from campaignctl.store import Event, Message, Meta, Store
 from tests.conftest import REPO
 from tests.engine_helpers import add_leads
 from tests.fakes.fixtures import write_project
+from tests.test_sync import SMS_CAMPAIGN
 
 OUR_SMS = "+15005550006"
 DAEMON = '[daemon]\ntick = "1s"\nsync_interval = "1s"\n'
@@ -37,21 +40,10 @@ subject = "An offer for {{ lead.first_name }}"
 body = "Hi {{ lead.first_name }}, here it is."
 """
 PROMO = '\n[campaigns.promo]\nstatus = "active"\n' + PROMO_STEPS
-CAMPAIGNS = """
-[campaigns.welcome]
-status = "active"
-
-[[campaigns.welcome.steps]]
-name = "hello"
-channel = "sms"
-body = "Hi {{ lead.first_name }}, reply STOP to opt out."
-
-[[campaigns.welcome.steps]]
-name = "nudge"
-channel = "sms"
-delay = "3s"
-body = "Still there, {{ lead.first_name }}?"
-""" + PROMO.replace('"active"', '"paused"')
+# the SMS sequence of the sync tests, its second step due 3 s after the first
+CAMPAIGNS = SMS_CAMPAIGN.replace('delay = "1d"', 'delay = "3s"') + PROMO.replace(
+    '"active"', '"paused"'
+)
 
 
 def _env() -> dict[str, str]:
@@ -302,3 +294,54 @@ def test_json_log_lines(tmp_path, start):
     assert (sent[0]["campaign"], sent[0]["step"], sent[0]["channel"]) == ("promo", "offer", "email")
     assert sent[0]["ts"].endswith("Z")
     assert lines[-1]["message"] == "stopped"
+
+
+# ---------------------------------------------------------------- in-process: the file reload
+
+
+def _daemon(folder: Path) -> tuple[Daemon, io.StringIO]:
+    out = io.StringIO()
+    cfg = load(folder / "campaigns.toml")
+    return Daemon(cfg, Store.for_config(cfg), EventLog(out=out)), out
+
+
+def test_reload_applies_a_valid_edit_and_keeps_the_old_config_on_an_invalid_one(project):
+    toml = project / "campaigns.toml"
+    d, out = _daemon(project)
+    assert d.reload_if_changed() is False  # unchanged
+    toml.write_text(toml.read_text().replace('status = "active"', 'status = "paused"'))
+    assert d.reload_if_changed() is True
+    assert d.cfg.campaigns["welcome"].status == "paused"
+    assert out.getvalue().split(" ", 1)[1] == "config reloaded " + str(toml) + "\n"
+
+    good = d.cfg
+    toml.write_text(toml.read_text().replace('status = "paused"', 'status = "bogus"'))
+    assert d.reload_if_changed() is False
+    assert d.cfg is good
+    line = out.getvalue().splitlines()[-1]
+    assert "config invalid: " in line
+    assert "campaigns.welcome.status" in line
+    assert line.endswith("(hint: run `campaignctl check` to list every problem)")
+    assert d.reload_if_changed() is False  # the same bad file is not reported again
+    assert len(out.getvalue().splitlines()) == 2
+
+    toml.write_text(toml.read_text().replace("[settings]", '[settings]\ndatabase = "other.db"'))
+    toml.write_text(toml.read_text().replace('status = "bogus"', 'status = "active"'))
+    assert d.reload_if_changed() is False
+    assert "settings.database changed" in out.getvalue().splitlines()[-1]
+    assert d.cfg is good
+
+
+def test_status_without_a_daemon(project, cli):
+    r = cli("-C", project, "status")
+    assert "daemon: not running" in r.stdout
+    assert "sms (outbox): the outbox writes files; nothing comes back" in r.stdout
+    d = json.loads(cli("-C", project, "status", "--format", "json").stdout)["daemon"]
+    assert d == {
+        "running": False,
+        "pid": None,
+        "started_at": None,
+        "last_pass_at": None,
+        "last_sync_at": None,
+        "stopped_at": None,
+    }

@@ -265,11 +265,16 @@ class GmailApiChannel:
                     break
         out = []
         for msg_id in ids:
-            got = self._call(
-                lambda i=msg_id: (  # type: ignore[misc]
-                    users.messages().get(userId="me", id=i, format="raw").execute(num_retries=0)
+            try:
+                got = self._call(
+                    lambda i=msg_id: (  # type: ignore[misc]
+                        users.messages().get(userId="me", id=i, format="raw").execute(num_retries=0)
+                    )
                 )
-            )
+            except ChannelError as exc:
+                if exc.code == "404":
+                    continue  # deleted since it was listed: nothing to read, and no reason to stall
+                raise
             raw = base64.urlsafe_b64decode(str(got["raw"]) + "=" * (-len(got["raw"]) % 4))
             when = None
             if str(got.get("internalDate") or "").isdigit():
