@@ -188,8 +188,9 @@ class Daemon:
             "one daemon per database: it already sends and syncs; "
             "`campaignctl status` shows it, stop it first to start another"
         )
-        # "job missed by 0.1 s" warnings are noise: coalescing is the point
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        # "job missed by 0.1 s" warnings are noise (coalescing is the point), and our jobs catch
+        # their own errors: what APScheduler could still report is a traceback, never wanted.
+        logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
         try:
             self._engine = Engine(self.cfg, self.store)
             started = self.clock()

@@ -82,6 +82,7 @@ class _LiveView:
         from rich.live import Live
 
         self.daemon: Daemon | None = None
+        self._drawn = float("-inf")
         self.live = Live(console=stdout(), auto_refresh=False)
 
     def attach(self, d: Daemon) -> None:
@@ -99,14 +100,18 @@ class _LiveView:
         self.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def refresh(self) -> None:
+        import time
+
         from rich.table import Table
 
         from campaignctl.daemon import channel_view
         from campaignctl.runner import wall_clock
 
         d = self.daemon
-        if d is None:
+        # a paced channel makes many passes a second: redraw (and query) at most once a second
+        if d is None or time.monotonic() - self._drawn < 1.0:
             return
+        self._drawn = time.monotonic()
         nxt = d.next_due.strftime("%H:%M:%S UTC") if d.next_due else "-"
         t = Table(title=f"campaignctl daemon ({d.cfg.path}); next due {nxt}")
         for h in ("channel", "sent 24 h", "queue", "next due", "last error"):
