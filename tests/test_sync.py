@@ -182,12 +182,24 @@ def test_unknown_channel(sms_world, cli):
 
 
 def test_outbox_and_smtp_say_they_cannot_read(project, cli):
+    toml = project / "campaigns.toml"
+    toml.write_text(
+        toml.read_text() + '\n[channels.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\n'
+    )
     r = cli("-C", project, "sync")
     assert r.exit_code == 0
     assert "email (outbox): the outbox writes files; nothing comes back" in r.stdout
+    assert "relay (smtp): SMTP cannot read replies (IMAP is not supported yet)" in r.stdout
+    r = cli("-C", project, "sync", "--quiet")
+    assert r.stdout.strip() == (
+        "sync: email cannot read replies; sms cannot read replies; relay cannot read replies"
+    )
+    r = cli("-C", project, "status")
+    assert "relay (smtp): SMTP cannot read replies" in r.stdout
     r = cli("-C", project, "status", "--format", "json")
     chans = {c["name"]: c for c in json.loads(r.stdout)["channels"]}
-    assert chans["sms"]["reads_replies"] is False
+    assert chans["relay"]["reads_replies"] is False
+    assert "leads optout" in chans["relay"]["note"]
 
 
 # ---------------------------------------------------------------- Gmail
@@ -297,3 +309,14 @@ def test_gmail_reply_bounce_unsubscribe_and_cursor(mail_world, cli):
     assert kinds == {"reply": 2, "bounce": 1, "optout": 1}
     followups = {m.lead_id: m.state for m in _messages(store, "followup")}
     assert all(followups.get(m.lead_id) in (None, "skipped") for m in hello)
+
+
+def test_gmail_refused_credentials_exit_75_with_the_auth_hint(mail_world, cli):
+    folder, store, fake = mail_world
+    fake.token_error = "invalid_grant"
+    fake.valid_tokens.clear()  # the stored token no longer works: a refresh is refused
+    r = cli("-C", folder, "sync")
+    assert r.exit_code == 75, r.stderr
+    assert "campaignctl auth gmail --channel email" in r.stderr
+    with store.read() as s:
+        assert s.exec(select(Event)).first() is None
