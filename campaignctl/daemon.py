@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from campaignctl.store import Store
     from campaignctl.sync import SyncResult
 
+#: How late a tick or sync may start and still run (see `Daemon._add_jobs`).
+MISFIRE_GRACE = timedelta(seconds=30)
 HEARTBEAT_KEYS = ("pid", "started_at", "last_pass_at", "last_sync_at", "stopped_at")
 #: Send events that are errors (logged with their error, shown as a channel's last error).
 ERROR_EVENTS = frozenset({"failed", "permanent", "opted_out", "auth", "uncertain", "transient"})
@@ -236,28 +238,21 @@ class Daemon:
 
     def _add_jobs(self, first: datetime) -> None:
         tick, every = self.cfg.daemon.tick, self.cfg.daemon.sync_interval
-        common = {"max_instances": 1, "coalesce": True}
-        self._scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=tick.total_seconds(),
-            id="tick",
-            name="engine pass",
-            next_run_time=first,
-            # a tick late by less than a tick still runs; later ones coalesce into it
-            misfire_grace_time=max(1, int(tick.total_seconds())),
-            **common,
-        )
-        self._scheduler.add_job(
-            self._sync,
-            "interval",
-            seconds=every.total_seconds(),
-            id="sync",
-            name="sync",
-            next_run_time=first,
-            misfire_grace_time=max(1, int(every.total_seconds())),
-            **common,
-        )
+        for func, job, interval in ((self._tick, "tick", tick), (self._sync, "sync", every)):
+            self._scheduler.add_job(
+                func,
+                "interval",
+                seconds=interval.total_seconds(),
+                id=job,
+                name=job,
+                next_run_time=first,
+                max_instances=1,
+                # The jobs share one thread, so one often starts late while the other runs: a
+                # late run still happens (once: coalesce) unless it is far behind (a suspended
+                # machine), when the next regular run time is taken instead.
+                coalesce=True,
+                misfire_grace_time=int(max(MISFIRE_GRACE, 2 * interval).total_seconds()),
+            )
 
     # -------------------------------------------------------------- jobs
 

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from campaignctl.config import load
 from campaignctl.daemon import Daemon, EventLog
-from campaignctl.store import Event, Message, Meta, Store
+from campaignctl.store import Event, Meta, Store
 from tests.conftest import REPO
 from tests.engine_helpers import add_leads
 from tests.fakes.fixtures import write_project
-from tests.test_sync import SMS_CAMPAIGN
+from tests.test_sync import SMS_CAMPAIGN, messages_where
 
 OUR_SMS = "+15005550006"
 DAEMON = '[daemon]\ntick = "1s"\nsync_interval = "1s"\n'
@@ -40,8 +40,8 @@ subject = "An offer for {{ lead.first_name }}"
 body = "Hi {{ lead.first_name }}, here it is."
 """
 PROMO = '\n[campaigns.promo]\nstatus = "active"\n' + PROMO_STEPS
-# the SMS sequence of the sync tests, its second step due 3 s after the first
-CAMPAIGNS = SMS_CAMPAIGN.replace('delay = "1d"', 'delay = "3s"') + PROMO.replace(
+# the SMS sequence of the sync tests, its second step due 4 s after the first
+CAMPAIGNS = SMS_CAMPAIGN.replace('delay = "1d"', 'delay = "4s"') + PROMO.replace(
     '"active"', '"paused"'
 )
 
@@ -111,20 +111,12 @@ def start() -> Iterator[Callable[..., Running]]:
         r.out.close()
 
 
-def _messages(store: Store, **where: str) -> list[Message]:
-    with store.read() as s:
-        q = select(Message).order_by(col(Message.id))
-        for k, v in where.items():
-            q = q.where(getattr(Message, k) == v)
-        return list(s.exec(q))
-
-
 def _outbox_matches_database(folder: Path, store: Store, channel: str = "email") -> list[int]:
     """Every sent outbox message has exactly its file, and no other message has one."""
-    sent = sorted(m.id for m in _messages(store, channel=channel, state="sent") if m.id)
+    sent = sorted(m.id for m in messages_where(store, channel=channel, state="sent") if m.id)
     files = sorted(int(p.stem) for p in (folder / "outbox").glob("*.eml"))
     assert files == sent
-    assert not [m for m in _messages(store) if m.state in ("sending", "uncertain")]
+    assert not [m for m in messages_where(store) if m.state in ("sending", "uncertain")]
     return sent
 
 
@@ -151,6 +143,9 @@ api_base = "{fake_twilio.url}"
     d.wait_for(lambda: len(fake_twilio.created) >= 3, "hello SMS to the three leads")
     assert sorted(c["To"] for c in fake_twilio.created) == phones
 
+    # a STOP that arrives in the fake is synced before the lead's next SMS is due
+    fake_twilio.receive(phones[0], OUR_SMS, "STOP")
+
     # one sender per database: a concurrent send and a second daemon exit 75 naming the pid
     r = campaignctl(tmp_path, "send", "--quiet")
     assert r.returncode == 75, r.stderr
@@ -160,9 +155,7 @@ api_base = "{fake_twilio.url}"
     assert f"(pid {d.proc.pid})" in r.stderr
     assert "one daemon per database" in r.stderr
 
-    # a STOP that arrives in the fake is synced before the lead's next SMS is due
-    fake_twilio.receive(phones[0], OUR_SMS, "STOP")
-    lead0 = _messages(store, step="hello")[0].lead_id
+    lead0 = messages_where(store, step="hello")[0].lead_id
 
     def optout_recorded() -> bool:
         with store.read() as s:
@@ -170,10 +163,10 @@ api_base = "{fake_twilio.url}"
 
     d.wait_for(optout_recorded, "the STOP recorded by the daemon's sync")
     d.wait_for(
-        lambda: len([m for m in _messages(store, step="nudge") if m.state == "sent"]) == 2,
+        lambda: len([m for m in messages_where(store, step="nudge") if m.state == "sent"]) == 2,
         "the nudge to the two other leads",
     )
-    nudges = {m.lead_id: m for m in _messages(store, step="nudge")}
+    nudges = {m.lead_id: m for m in messages_where(store, step="nudge")}
     assert nudges[lead0].state == "skipped"
     assert "opted out" in (nudges[lead0].reason or "")
     assert len(fake_twilio.created) == 5  # 3 hello + 2 nudges, none to the lead who said STOP
@@ -211,7 +204,7 @@ api_base = "{fake_twilio.url}"
     assert d.stop() == 0
     assert d.log.rstrip().endswith("daemon stopped")
     assert len(_outbox_matches_database(tmp_path, store)) == 3
-    sms_sent = _messages(store, channel="sms", state="sent")
+    sms_sent = messages_where(store, channel="sms", state="sent")
     assert len(sms_sent) == len(fake_twilio.created) == 5
     assert {m.provider_id for m in sms_sent} == {
         m["sid"] for m in fake_twilio.messages if m["direction"] == "outbound-api"
@@ -242,7 +235,7 @@ def test_sigterm_mid_run_loses_and_repeats_nothing(tmp_path, start):
     assert d2.stop() == 0
     sent = _outbox_matches_database(tmp_path, store)
     assert len(sent) == 16
-    assert len({m.lead_id for m in _messages(store, state="sent")}) == 16
+    assert len({m.lead_id for m in messages_where(store, state="sent")}) == 16
     # one greppable line per event, as docs/operations.md shows them
     sends = [ln for ln in d2.log.splitlines() if " send " in ln]
     assert sends

@@ -46,11 +46,12 @@ def _events(store: Store) -> list[Event]:
         return list(s.exec(select(Event).order_by(col(Event.id))))
 
 
-def _messages(store: Store, step: str | None = None) -> list[Message]:
+def messages_where(store: Store, **where: str) -> list[Message]:
+    """Messages in id order (the leads' order), filtered by column values."""
     with store.read() as s:
-        q = select(Message).order_by(col(Message.lead_id))
-        if step:
-            q = q.where(Message.step == step)
+        q = select(Message).order_by(col(Message.id))
+        for k, v in where.items():
+            q = q.where(getattr(Message, k) == v)
         return list(s.exec(q))
 
 
@@ -103,11 +104,11 @@ def test_every_keyword_path(sms_world, cli):
     with store.read() as s:
         opted = {o.lead_id: (o.channel, o.source) for o in s.exec(select(OptOut))}
         stopped = {e.lead_id: e.reason for e in s.exec(select(Enrolment)) if e.state == "stopped"}
-    ids = [m.lead_id for m in _messages(store, "hello")]
+    ids = [m.lead_id for m in messages_where(store, step="hello")]
     assert opted == {ids[i]: ("sms", "keyword") for i in range(8)}
     # opt-outs and the reply end the sequence (default stop_on); optin and help do not
     assert stopped == {**{ids[i]: "optout" for i in range(8)}, ids[13]: "reply"}
-    nudges = {m.lead_id: m for m in _messages(store, "nudge")}
+    nudges = {m.lead_id: m for m in messages_where(store, step="nudge")}
     for i in range(8):
         assert nudges.get(ids[i]) is None or nudges[ids[i]].state == "skipped"
     assert sum(1 for m in nudges.values() if m.state == "pending") == 5  # optin, help: go on
@@ -124,13 +125,13 @@ def test_start_after_stop_opts_back_in_and_whatsapp(sms_world, cli):
     assert r.stdout.strip() == ("sync: sms 2 new (optin 1, optout 1); whatsapp 1 new (optout 1)")
     with store.read() as s:
         opted = [(o.lead_id, o.channel) for o in s.exec(select(OptOut))]
-    ids = [m.lead_id for m in _messages(store, "hello")]
+    ids = [m.lead_id for m in messages_where(store, step="hello")]
     assert opted == [(ids[1], "whatsapp")]
 
 
 def test_delivery_statuses_and_the_cursor(sms_world, cli):
     folder, store, fake = sms_world
-    hello = _messages(store, "hello")
+    hello = messages_where(store, step="hello")
     fake.set_status(hello[0].provider_id, "delivered")
     fake.set_status(hello[1].provider_id, "undelivered", 30005)
     fake.set_status(hello[2].provider_id, "failed", 21610)  # opted out at the provider
@@ -141,7 +142,7 @@ def test_delivery_statuses_and_the_cursor(sms_world, cli):
         "undelivered": 1,
         "failed": 1,
     }
-    after = {m.id: m for m in _messages(store, "hello")}
+    after = {m.id: m for m in messages_where(store, step="hello")}
     assert after[hello[0].id].error_code is None
     assert after[hello[1].id].error_code == "30005"
     assert after[hello[1].id].state == "sent"  # the provider took it: the ledger stays
@@ -251,7 +252,7 @@ def mail_world(gmail_project, fake_gmail, cli):
 
 def test_gmail_reply_bounce_unsubscribe_and_cursor(mail_world, cli):
     folder, store, fake = mail_world
-    hello = _messages(store, "hello")
+    hello = messages_where(store, step="hello")
     fake.deliver(
         _mail(
             "N0 <l0@ex.com>",
@@ -307,7 +308,7 @@ def test_gmail_reply_bounce_unsubscribe_and_cursor(mail_world, cli):
     assert doc["duplicates"] == 3
     kinds = Counter(e.kind for e in _events(store))
     assert kinds == {"reply": 2, "bounce": 1, "optout": 1}
-    followups = {m.lead_id: m.state for m in _messages(store, "followup")}
+    followups = {m.lead_id: m.state for m in messages_where(store, step="followup")}
     assert all(followups.get(m.lead_id) in (None, "skipped") for m in hello)
 
 
