@@ -25,6 +25,7 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationError,
+    field_validator,
 )
 
 from campaignctl.errors import CampaignctlError, ConfigError, Problem
@@ -95,6 +96,20 @@ class Settings(_Model):
     database: str = "campaignctl.db"
     timezone: TimeZoneName = "UTC"
     default_region: str | None = None
+
+
+class Daemon(_Model):
+    """`campaignctl daemon`: how often it runs the engine's pass and a `sync`."""
+
+    tick: Duration = timedelta(seconds=10)
+    sync_interval: Duration = timedelta(minutes=5)
+
+    @field_validator("tick", "sync_interval")
+    @classmethod
+    def _at_least_a_second(cls, v: timedelta) -> timedelta:
+        if v < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return v
 
 
 class Sender(_Model):
@@ -208,6 +223,7 @@ class Campaign(_Model):
 class Config(_Model):
     settings: Settings = Field(default_factory=Settings)
     sender: Sender = Field(default_factory=Sender)
+    daemon: Daemon = Field(default_factory=Daemon)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     campaigns: dict[str, Campaign] = Field(default_factory=dict)
 

@@ -934,7 +934,16 @@ class Engine:
                     w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
                     res.add(r.campaign, r.step, ch, "failed")
                     res.events.append(
-                        {"event": "failed", "id": r.id, "to": to, "error": exc.message}
+                        {
+                            "event": "failed",
+                            "id": r.id,
+                            "campaign": r.campaign,
+                            "step": r.step,
+                            "channel": ch,
+                            "to": to,
+                            "lead": lead.id,
+                            "error": exc.message,
+                        }
                     )
                     continue
                 mid = new_message_id(self.cfg.sender.email) if kind == "email" else None
@@ -1040,7 +1049,7 @@ class Engine:
             for c, o in outcomes:
                 key = (c.campaign, c.step.name, c.out.channel)
                 ev = {"id": c.row_id, "campaign": c.campaign, "step": c.step.name}
-                ev |= {"channel": c.out.channel, "to": c.out.to}
+                ev |= {"channel": c.out.channel, "to": c.out.to, "lead": c.lead.id}
                 if o is None or (isinstance(o, ChannelError) and o.kind is ErrorKind.AUTH):
                     w.set(c.row_id, now, state=PENDING, claimed_by=None, attempts=c.attempts - 1)
                 elif isinstance(o, Sent):

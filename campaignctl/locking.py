@@ -26,6 +26,20 @@ class FileLock:
         except OSError:
             return None
 
+    def is_held(self) -> bool:
+        """Whether some process holds the lock now (a shared probe: it never takes it)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a shared lock we may have got
+        return False
+
     def acquire(self, hint: str | None = None, timeout: float = 0.0) -> FileLock:
         """Take the lock, or raise LockHeldError; with `timeout`, wait up to that many seconds
         for the holder to finish (short critical sections such as a campaign file edit)."""

@@ -20,6 +20,7 @@ from campaignctl.engine import Engine, PassResult
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
+    from campaignctl.locking import FileLock
     from campaignctl.store import Store
 
 #: A pass that starts within this long of its planned instant is stamped with that instant, so
@@ -154,11 +155,8 @@ def send(
     The lock (an flock beside the database) makes a second `send` or a daemon on the same
     database fail at once with exit 75; correctness never depends on it, the claims do that.
     """
-    from campaignctl.locking import FileLock
-
-    held: FileLock | None = None
-    if lock and store.path is not None:
-        held = FileLock(store.path.with_name(store.path.name + ".send.lock"), "send lock")
+    held = send_lock(store) if lock else None
+    if held is not None:
         held.acquire(
             "another `campaignctl send` or the daemon is sending from this database; "
             "this run has nothing to add (cron will try again)"
@@ -170,6 +168,16 @@ def send(
         engine.close()
         if held is not None:
             held.release()
+
+
+def send_lock(store: Store) -> FileLock | None:
+    """The database's send lock (beside a SQLite file; None for other databases): one `send`
+    or one daemon at a time."""
+    from campaignctl.locking import FileLock
+
+    if store.path is None:
+        return None
+    return FileLock(store.path.with_name(store.path.name + ".send.lock"), "send lock")
 
 
 @dataclass

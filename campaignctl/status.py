@@ -15,7 +15,9 @@ from campaignctl.store import MESSAGE_STATES, Store
 
 
 def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
-    """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}]}.
+    """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}],
+    "channels": [{name, provider, reads_replies, note, last_sync}], "daemon": {running, pid,
+    started_at, last_pass_at, last_sync_at, stopped_at}}.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
     step's channel); each campaign has `finish` and `finish_day` from `plan`.
@@ -90,7 +92,21 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "remaining": fc.remaining if fc else 0,
             }
         )
-    return {"campaigns": out}
+    from campaignctl.daemon import daemon_status
+    from campaignctl.sync import last_syncs, reads_replies
+
+    synced = last_syncs(store)
+    channels = [
+        {
+            "name": ch,
+            "provider": cfg.channels[ch].provider,
+            "reads_replies": reads_replies(cfg, ch) is None,
+            "note": reads_replies(cfg, ch),
+            "last_sync": synced.get(ch),
+        }
+        for ch in cfg.channels
+    ]
+    return {"campaigns": out, "channels": channels, "daemon": daemon_status(store)}
 
 
 def _sends(cfg: Config, name: str) -> bool:

@@ -1,8 +1,8 @@
 """docs/operations.md and examples/systemd/: the crontab lines and units must keep working.
 
-Command lines are checked against the real CLI when the command exists. `send`, `sync` and
-`daemon` are built on other branches; until they are merged, their options are checked against
-the command synopsis in DESIGN.md (beside the repository in the workspace) or the README.
+Command lines are checked against the real CLI: every command they use (`send`, `sync`,
+`daemon`) exists, so an unknown option fails. A command that does not exist yet would be
+checked against the synopsis in DESIGN.md or the README instead.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_crontab_lines_are_valid(line):
     fields = line.split()
     for f in fields[:5]:
         assert re.fullmatch(r"[\d*/,-]+", f), f"bad cron field {f!r} in {line!r}"
-    check_invocation(_command(shlex.split(" ".join(fields[5:]))))
+    assert check_invocation(_command(shlex.split(" ".join(fields[5:])))) == "cli"
 
 
 def test_every_exit_code_is_explained():
@@ -137,7 +137,7 @@ def test_daemon_unit():
     s = u["Service"]
     assert s["Type"] == "simple"
     assert _exec(u)[1:] == ["-C", "/srv/outreach", "daemon"]
-    check_invocation(_exec(u))
+    assert check_invocation(_exec(u)) == "cli"
     assert s["Restart"] == "on-failure"
     assert s["KillSignal"] == "SIGTERM"
     assert parse_duration(s["TimeoutStopSec"]) >= timedelta(seconds=60)
@@ -167,7 +167,7 @@ def test_timer_pairs(timer, args):
     argv = _exec(u)
     assert argv[1:3] == ["-C", "/srv/outreach"]
     assert argv[3 : 3 + len(args)] == args
-    check_invocation(argv)
+    assert check_invocation(argv) == "cli"
     assert "75" in s["SuccessExitStatus"].split()
     assert s["KillSignal"] == "SIGTERM"
     assert s["ProtectSystem"] == "strict"

@@ -107,3 +107,29 @@ class Channel(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@dataclass(frozen=True)
+class Received:
+    """One thing read back from a provider, not yet classified (see `inbound`)."""
+
+    provider_id: str  # Gmail message id, Twilio sid
+    raw: bytes | None = None  # an RFC 5322 email (Gmail `format=raw`)
+    resource: dict[str, object] | None = None  # a Twilio Message resource, REST JSON names
+    thread_id: str | None = None
+    received_at: datetime | None = None
+
+
+@runtime_checkable
+class Inbox(Protocol):
+    """A channel that can read what came back (replies, bounces, statuses); outbox and SMTP
+    cannot."""
+
+    name: str
+    kind: str
+
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
+        """Everything since `cursor` (the value this method returned last time, or None for a
+        first sync), and the cursor to store for the next call. Overlap is fine: recording is
+        idempotent."""
+        ...

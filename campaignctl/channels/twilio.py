@@ -8,6 +8,7 @@ by an HTTP client that rewrites the scheme and host of every request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -26,6 +27,7 @@ from campaignctl.channels.base import (
     ChannelError,
     ErrorKind,
     Outgoing,
+    Received,
     Reconciled,
     Reconciliation,
     Sent,
@@ -42,6 +44,12 @@ OUTSIDE_WINDOW_CODE = 63016
 WINDOW_HINT = "outside the 24 h window: use a template (content_sid)"
 #: How far back reconcile looks at still-queued messages (they have no date_sent yet).
 QUEUED_LOOKBACK = 20
+#: `sync`: how far back a first sync looks; how much each later one overlaps the previous
+#: (clocks differ, and a message can be dated before it is listed); how far back our own sends
+#: are listed for delivery statuses (a carrier may report hours after the send).
+FIRST_SYNC_LOOKBACK = timedelta(days=7)
+INBOUND_OVERLAP = timedelta(minutes=10)
+STATUS_LOOKBACK = timedelta(days=2)
 
 
 class ApiBaseHttpClient(TwilioHttpClient):  # type: ignore[misc]
@@ -119,6 +127,21 @@ def call(name: str, ch: TwilioChannel, fn: Callable[[], T]) -> T:
         return fn()
     except TwilioRestException as exc:
         raise classify(name, ch, exc) from None
+    except TwilioException as exc:
+        # a list's later pages fail as TwilioException('Unable to fetch page', response)
+        resp = next((a for a in exc.args if isinstance(a, Response)), None)
+        if resp is None:
+            raise ChannelError(
+                ErrorKind.TRANSIENT, f"twilio channel {name!r}: {exc.args[0] if exc.args else exc}"
+            ) from None
+        try:
+            body = json.loads(resp.text)
+        except ValueError:
+            body = {}
+        rest = TwilioRestException(
+            resp.status_code, "", msg=str(body.get("message") or exc.args[0]), code=body.get("code")
+        )
+        raise classify(name, ch, rest) from None
     except requests.ConnectionError as exc:
         # refused before anything was written: certainly not sent; a reset mid-way: maybe sent
         refused = "refused" in str(exc).lower()
@@ -223,6 +246,50 @@ class TwilioMessagesChannel:
             if msg.content_sid or body == msg.text or body.endswith(msg.text):
                 return m
         return None
+
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
+        """Messages to our number since the cursor (an ISO time), and our sends of the last
+        days with their delivery status; the new cursor is `now`.
+
+        Without a `from` (a messaging service only) the account's messages are listed.
+        """
+        since = _utc(now) - FIRST_SYNC_LOOKBACK
+        with contextlib.suppress(ValueError):  # a cursor we did not write: look back a week
+            if cursor:
+                since = _utc(datetime.fromisoformat(cursor)) - INBOUND_OVERLAP
+        status_since = min(since, _utc(now) - STATUS_LOOKBACK)
+        queries: list[tuple[dict[str, Any], datetime]] = (
+            [({"to": self._from}, since), ({"from_": self._from}, status_since)]
+            if self._from
+            else [({}, status_since)]
+        )
+        out: dict[str, Received] = {}
+        for filters, after in queries:
+            found = call(
+                self.name,
+                self._ch,
+                lambda f=filters, a=after: self._client.messages.list(  # type: ignore[misc]
+                    **f, date_sent_after=a, page_size=1000
+                ),
+            )
+            for m in found:
+                out[str(m.sid)] = Received(
+                    provider_id=str(m.sid),
+                    resource={
+                        "sid": m.sid,
+                        "direction": m.direction,
+                        "from": m.from_,
+                        "to": m.to,
+                        "body": m.body,
+                        "status": m.status,
+                        "error_code": m.error_code,
+                        "error_message": m.error_message,
+                        "date_sent": m.date_sent,
+                        "date_created": m.date_created,
+                    },
+                    received_at=m.date_sent,
+                )
+        return list(out.values()), _utc(now).isoformat()
 
     def close(self) -> None:
         session = getattr(self._client.http_client, "session", None)

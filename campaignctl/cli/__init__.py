@@ -108,11 +108,13 @@ def _register() -> None:
     from campaignctl.cli import auth as auth_cmds
     from campaignctl.cli import campaign as campaign_cmds
     from campaignctl.cli import check as check_cmds
+    from campaignctl.cli import daemon as daemon_cmds
     from campaignctl.cli import init as init_cmds
     from campaignctl.cli import leads as leads_cmds
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
     from campaignctl.cli import send as send_cmds
+    from campaignctl.cli import sync as sync_cmds
 
     init_cmds.register(app)
     check_cmds.register(app)
@@ -121,6 +123,8 @@ def _register() -> None:
     optout_cmds.register(leads_cmds.leads_app)
     campaign_cmds.register(app)
     send_cmds.register(app)
+    sync_cmds.register(app)
+    daemon_cmds.register(app)
     auth_cmds.register(app)
 
 

@@ -388,12 +388,25 @@ def status(
         for s in camp["steps"]:
             t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
         con.print(t)
+    con.print(_daemon_line(doc["daemon"]), markup=False, highlight=False)
+    for ch in doc["channels"]:
+        if not ch["reads_replies"]:
+            con.print(f"{ch['name']} ({ch['provider']}): {ch['note']}", markup=False)
     uncertain = sum(s["uncertain"] for c in doc["campaigns"] for s in c["steps"])
     if uncertain:
         stderr().print(
             f"{uncertain} message(s) uncertain: their channel cannot tell whether they went out; "
             "they will not be resent"
         )
+
+
+def _daemon_line(d: dict[str, Any]) -> str:
+    """`daemon: running (pid 812) since ...; last pass ...` or `daemon: not running`."""
+    last = f"; last pass {d['last_pass_at'][:19]}Z" if d["last_pass_at"] else ""
+    if d["running"]:
+        return f"daemon: running (pid {d['pid']}) since {d['started_at'][:19]}Z{last}"
+    stopped = f" (stopped {d['stopped_at'][:19]}Z)" if d["stopped_at"] else ""
+    return f"daemon: not running{stopped}{last}"
 
 
 def register(app: typer.Typer) -> None:

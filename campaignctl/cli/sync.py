@@ -1,0 +1,109 @@
+"""`sync`: replies, opt-outs, bounces and delivery statuses since the last sync."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from campaignctl.cli.context import TableOrJson, print_json, report_error, state, stdout
+
+if TYPE_CHECKING:
+    from campaignctl.sync import ChannelSync, SyncResult
+
+
+def sync(
+    ctx: typer.Context,
+    channel: list[str] = typer.Option(
+        [], "--channel", metavar="NAME", help="Only this channel (repeatable)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="One summary line and errors only (for cron)."
+    ),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
+) -> None:
+    """Read replies, opt-outs, bounces and delivery statuses since the last sync; record them."""
+    from campaignctl.runner import wall_clock
+    from campaignctl.sync import sync as run_sync
+
+    st = state(ctx)
+    result = run_sync(st.config(), st.store(), wall_clock(), channels=channel or None)
+    if fmt is TableOrJson.json:
+        print_json(sync_json(result))
+    elif quiet:
+        print(summary_line(result), flush=True)
+    else:
+        _render(result)
+    for c in result.channels:
+        if c.error is not None:
+            report_error(c.error.message, c.error.hint)
+    code = result.exit_code()
+    if code:
+        raise typer.Exit(int(code))
+
+
+def summary_line(result: SyncResult) -> str:
+    """`sync: sms 2 new (optout 1, reply 1); smtp cannot read replies`."""
+    parts = []
+    for c in result.channels:
+        if not c.reads:
+            parts.append(f"{c.channel} cannot read replies")
+        elif c.error is not None:
+            parts.append(f"{c.channel} error ({c.error.kind.value})")
+        else:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(c.events.items()))
+            parts.append(f"{c.channel} {c.new} new" + (f" ({kinds})" if kinds else ""))
+    return "sync: " + ("; ".join(parts) or "no channels")
+
+
+def sync_json(result: SyncResult) -> dict[str, Any]:
+    """The `sync --format json` document."""
+    return {"channels": [_channel_json(c) for c in result.channels]}
+
+
+def _channel_json(c: ChannelSync) -> dict[str, Any]:
+    return {
+        "channel": c.channel,
+        "provider": c.provider,
+        "reads_replies": c.reads,
+        "note": c.note,
+        "events": dict(c.events),
+        "new": c.new,
+        "duplicates": c.duplicates,
+        "unknown_leads": c.unknown_leads,
+        "stopped": c.stopped,
+        "skipped": c.skipped,
+        "error": None
+        if c.error is None
+        else {"kind": c.error.kind.value, "message": c.error.message, "hint": c.error.hint},
+    }
+
+
+def _render(result: SyncResult) -> None:
+    from rich.table import Table
+
+    con = stdout()
+    for c in result.channels:
+        if not c.reads:
+            con.print(f"{c.channel} ({c.provider}): {c.note}")
+            continue
+        if c.error is not None:
+            con.print(f"{c.channel} ({c.provider}): not synced ({c.error.kind.value} error)")
+            continue
+        t = Table(
+            title=f"{c.channel} ({c.provider}): {c.new} new; {c.stopped} sequence(s) stopped, "
+            f"{c.skipped} pending message(s) skipped"
+        )
+        t.add_column("event")
+        t.add_column("new", justify="right")
+        for kind, n in sorted(c.events.items()):
+            t.add_row(kind, str(n))
+        if c.duplicates:
+            t.add_row("(seen before)", str(c.duplicates))
+        if c.unknown_leads:
+            t.add_row("(no matching lead)", str(c.unknown_leads))
+        con.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sync)

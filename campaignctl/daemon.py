@@ -1,0 +1,426 @@
+"""`campaignctl daemon`: the engine's pass on every tick and a `sync` every sync_interval.
+
+One APScheduler 3.x `BlockingScheduler` with the in-memory job store and two interval jobs
+(`max_instances=1`, `coalesce=True`); jobs run in the main thread (the debug executor), so a
+signal reaches the send in flight and the two jobs never overlap. The database stays the source
+of truth: there is never a job per message, nothing is pickled. Each tick runs `runner.run`
+until nothing is due now apart from pacing gaps (at most one tick long), so a paced channel
+keeps its rate between ticks.
+
+The daemon holds the database's send lock for its whole life: a `send` started meanwhile, or a
+second daemon, exits 75 at once naming this pid. The campaign file is re-read when it changes;
+an invalid file is logged and the previous one kept. Its heartbeat (pid, started_at,
+last_pass_at, last_sync_at) lives in `Meta`, where `status` reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TextIO
+
+from campaignctl.errors import CampaignctlError, UsageError
+from campaignctl.runner import RunOptions, send_lock, wall_clock
+
+if TYPE_CHECKING:
+    from campaignctl.config import Config
+    from campaignctl.engine import Engine, PassResult
+    from campaignctl.store import Store
+    from campaignctl.sync import SyncResult
+
+#: How late a tick or sync may start and still run (see `Daemon._add_jobs`).
+MISFIRE_GRACE = timedelta(seconds=30)
+HEARTBEAT_KEYS = ("pid", "started_at", "last_pass_at", "last_sync_at", "stopped_at")
+#: Send events that are errors (logged with their error, shown as a channel's last error).
+ERROR_EVENTS = frozenset({"failed", "permanent", "opted_out", "auth", "uncertain", "transient"})
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class EventLog:
+    """One line per event: `2026-11-21T16:00:00Z send welcome/hello email lead=12 message=34
+    sent`, or one JSON object per line with `json=True` (journald, log shippers)."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    json: bool = False
+    clock: Callable[[], datetime] = wall_clock
+    printer: Callable[[str], None] | None = None  # the live view prints above itself
+
+    def emit(self, event: str, message: str, **fields: Any) -> None:
+        ts = _iso(self.clock())
+        if self.json:
+            line = json.dumps(
+                {"ts": ts, "event": event, "message": message, **fields},
+                ensure_ascii=False,
+                default=str,
+            )
+        else:
+            line = f"{ts} {event} {message}"
+            if fields.get("hint"):
+                line += f" (hint: {fields['hint']})"
+        if self.printer is not None:
+            self.printer(line)
+        else:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+
+def _meta_write(store: Store, values: dict[str, str], now: datetime) -> None:
+    from campaignctl.store import Meta
+
+    with store.write() as s:
+        for key, value in values.items():
+            row = s.get(Meta, f"daemon.{key}") or Meta(key=f"daemon.{key}", value=value)
+            row.value, row.updated_at = value, now
+            s.add(row)
+
+
+def daemon_status(store: Store) -> dict[str, Any]:
+    """`status`'s daemon part: running (the send lock is held by the pid of the heartbeat),
+    pid, started_at, last_pass_at, last_sync_at (ISO UTC, or None)."""
+    from sqlmodel import col, select
+
+    from campaignctl.store import Meta
+
+    with store.read() as s:
+        rows = s.exec(select(Meta).where(col(Meta.key).like("daemon.%"))).all()
+    beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
+    beat |= {r.key.removeprefix("daemon."): r.value for r in rows}
+    lock = send_lock(store)
+    running = bool(
+        lock is not None and lock.is_held() and beat["pid"] and lock.holder() == beat["pid"]
+    )
+    return {"running": running, **{k: beat[k] for k in HEARTBEAT_KEYS}}
+
+
+def channel_view(cfg: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
+    """Per channel: sent in the last 24 hours, its daily limit, queue, next due (live view)."""
+    from sqlalchemy import func, select
+
+    from campaignctl.engine import MESSAGE
+    from campaignctl.store import PENDING, SENT
+
+    with store.read() as s:
+        conn = s.connection()
+        queue = {
+            ch: (n, due)
+            for ch, n, due in conn.execute(
+                select(MESSAGE.c.channel, func.count(), func.min(MESSAGE.c.due_at))
+                .where(MESSAGE.c.state == PENDING)
+                .group_by(MESSAGE.c.channel)
+            )
+        }
+        sent: dict[str, int] = dict(
+            conn.execute(
+                select(MESSAGE.c.channel, func.count())
+                .where(MESSAGE.c.state == SENT, MESSAGE.c.sent_at >= now - timedelta(days=1))
+                .group_by(MESSAGE.c.channel)
+            ).all()
+        )
+    rows = []
+    for name, ch in cfg.channels.items():
+        n, due = queue.get(name, (0, None))
+        rows.append(
+            {
+                "channel": name,
+                "sent_24h": sent.get(name, 0),
+                "daily_limit": ch.daily_limit,
+                "queue": n,
+                "next_due": due,
+            }
+        )
+    return rows
+
+
+class Daemon:
+    """The scheduler, the engine and the campaign file it was built from; see the module doc."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        log: EventLog,
+        *,
+        clock: Callable[[], datetime] = wall_clock,
+        rng: random.Random | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        if store.path is None:
+            raise UsageError(
+                f"{store.url}: the daemon needs a SQLite database file (its lock lives beside it)",
+                "point settings.database at a SQLite file",
+            )
+        self.cfg = cfg
+        self.store = store
+        self.log = log
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.on_change = on_change  # the live view redraws
+        self.stop_requested = False
+        self.interrupted = False
+        self.last_errors: dict[str, str] = {}
+        self.next_due: datetime | None = None
+        self._scheduler: Any = None
+        self._engine: Engine | None = None
+        self._digest = self._file_digest()
+
+    # -------------------------------------------------------------- life
+
+    def run(self) -> None:
+        """Take the send lock and run until `request_stop` (or a second signal)."""
+        from apscheduler.executors.debug import DebugExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        from campaignctl.engine import Engine
+
+        lock = send_lock(self.store)
+        assert lock is not None
+        lock.acquire(
+            "one daemon per database: it already sends and syncs; "
+            "`campaignctl status` shows it, stop it first to start another"
+        )
+        # "job missed by 0.1 s" warnings are noise (coalescing is the point), and our jobs catch
+        # their own errors: what APScheduler could still report is a traceback, never wanted.
+        logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
+        try:
+            self._engine = Engine(self.cfg, self.store)
+            started = self.clock()
+            _meta_write(
+                self.store,
+                {"pid": str(lock.holder() or ""), "started_at": started.isoformat()},
+                started,
+            )
+            tick, every = self.cfg.daemon.tick, self.cfg.daemon.sync_interval
+            self.log.emit(
+                "daemon",
+                f"started pid={lock.holder()} tick={_dur(tick)} sync_interval={_dur(every)} "
+                f"config={self.cfg.path}",
+            )
+            self._scheduler = BlockingScheduler(
+                jobstores={"default": MemoryJobStore()},
+                executors={"default": DebugExecutor()},
+                timezone=UTC,
+            )
+            self._add_jobs(started)
+            if not self.stop_requested:
+                try:
+                    self._scheduler.start()
+                except KeyboardInterrupt:
+                    self.interrupted = True
+        finally:
+            if self._engine is not None:
+                self._engine.close()
+            now = self.clock()
+            _meta_write(self.store, {"stopped_at": now.isoformat()}, now)
+            lock.release()
+            self.log.emit("daemon", "stopped" + (" at once" if self.interrupted else ""))
+
+    def request_stop(self) -> None:
+        """First signal: let the message in flight finish, run nothing more, then exit."""
+        self.stop_requested = True
+        if self._scheduler is not None and self._scheduler.running:
+            # Not from the signal handler itself: shutdown takes locks the interrupted main
+            # thread may hold. This thread waits for the job in flight, then stops the loop.
+            threading.Thread(
+                target=self._scheduler.shutdown, kwargs={"wait": False}, daemon=True
+            ).start()
+
+    def _add_jobs(self, first: datetime) -> None:
+        tick, every = self.cfg.daemon.tick, self.cfg.daemon.sync_interval
+        for func, job, interval in ((self._tick, "tick", tick), (self._sync, "sync", every)):
+            self._scheduler.add_job(
+                func,
+                "interval",
+                seconds=interval.total_seconds(),
+                id=job,
+                name=job,
+                next_run_time=first,
+                max_instances=1,
+                # The jobs share one thread, so one often starts late while the other runs: a
+                # late run still happens (once: coalesce) unless it is far behind (a suspended
+                # machine), when the next regular run time is taken instead.
+                coalesce=True,
+                misfire_grace_time=int(max(MISFIRE_GRACE, 2 * interval).total_seconds()),
+            )
+
+    # -------------------------------------------------------------- jobs
+
+    def _tick(self) -> None:
+        from campaignctl.runner import run
+
+        if self.stop_requested:
+            return
+        try:
+            self.reload_if_changed()
+            assert self._engine is not None
+            options = RunOptions(
+                stop_when_idle=True,
+                max_time=self.cfg.daemon.tick,
+                should_stop=lambda: self.stop_requested,
+                on_pass=self._on_pass,
+            )
+            result = run(self._engine, self.rng, options, self.clock)
+            self.next_due = result.next_due
+            now = self.clock()
+            _meta_write(self.store, {"last_pass_at": now.isoformat()}, now)
+        except KeyboardInterrupt:
+            self._stop_at_once()
+        except CampaignctlError as exc:
+            self.log.emit("error", exc.message, hint=exc.hint)
+        except Exception as exc:  # one bad pass must not end months of running
+            self.log.emit(
+                "error", f"internal error in the engine pass: {type(exc).__name__}: {exc}"
+            )
+        self.on_change()
+
+    def _sync(self) -> None:
+        from campaignctl.sync import sync
+
+        if self.stop_requested:
+            return
+        try:
+            assert self._engine is not None
+            # refused credentials stop a channel for the pass; fixed ones work again now
+            self._engine.retry_channels()
+            now = self.clock()
+            result = sync(self.cfg, self.store, now)
+            self._log_sync(result)
+            _meta_write(self.store, {"last_sync_at": now.isoformat()}, now)
+        except KeyboardInterrupt:
+            self._stop_at_once()
+        except CampaignctlError as exc:
+            self.log.emit("error", f"sync: {exc.message}", hint=exc.hint)
+        except Exception as exc:
+            self.log.emit("error", f"internal error in sync: {type(exc).__name__}: {exc}")
+        self.on_change()
+
+    def _stop_at_once(self) -> None:
+        self.interrupted = self.stop_requested = True
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)  # in the job, on the main thread: no lock held
+
+    def _on_pass(self, res: PassResult) -> None:
+        for ev in res.events:
+            kind = ev["event"]
+            if kind == "reconciled":
+                self.log.emit(
+                    "reconcile", f"message={ev['id']} {ev['outcome']}", message_id=ev["id"]
+                )
+                continue
+            where = f"{ev.get('campaign', '')}/{ev.get('step', '')} {ev.get('channel', '')}"
+            text = f"{where} lead={ev.get('lead', '')} message={ev['id']} {kind}"
+            fields: dict[str, Any] = {
+                "campaign": ev.get("campaign"),
+                "step": ev.get("step"),
+                "channel": ev.get("channel"),
+                "lead": ev.get("lead"),
+                "message_id": ev["id"],
+                "outcome": kind,
+            }
+            if kind in ERROR_EVENTS:
+                error = str(ev.get("error", ""))
+                text += f": {error}"
+                fields["error"] = error
+                self.last_errors[str(ev.get("channel", ""))] = error
+            self.log.emit("send", text, **fields)
+        for ch, err in res.auth_errors.items():
+            self.last_errors[ch] = err.message
+            self.log.emit("error", err.message, channel=ch, hint=err.hint)
+        self.on_change()
+
+    def _log_sync(self, result: SyncResult) -> None:
+        for c in result.channels:
+            if not c.reads:
+                continue
+            if c.error is not None:
+                self.last_errors[c.channel] = c.error.message
+                self.log.emit("sync", f"{c.channel} error: {c.error.message}", channel=c.channel)
+                continue
+            if c.new:
+                kinds = " ".join(f"{k}={n}" for k, n in sorted(c.events.items()))
+                self.log.emit(
+                    "sync",
+                    f"{c.channel} {kinds} stopped={c.stopped} skipped={c.skipped}",
+                    channel=c.channel,
+                    events=dict(c.events),
+                    stopped=c.stopped,
+                    skipped=c.skipped,
+                )
+
+    # -------------------------------------------------------------- the campaign file
+
+    def _file_digest(self) -> str | None:
+        try:
+            return hashlib.sha256(self.cfg.path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the campaign file when it changed; True when a new config is in use.
+
+        An invalid file is logged with its first problem (file:line: key path: message) and
+        the previous config kept; the same bad file is reported once, not on every tick.
+        """
+        from campaignctl.config import read_text, validate_text
+        from campaignctl.engine import Engine
+
+        # The hash, not the mtime: an edit within the file system's mtime granularity that
+        # keeps the size (paused -> active) must not go unnoticed. The file is small.
+        digest = self._file_digest()
+        if digest is None or digest == self._digest:
+            return False
+        self._digest = digest
+        path = self.cfg.path
+        try:
+            cfg, problems = validate_text(read_text(path), path)
+        except CampaignctlError as exc:
+            cfg, problems = None, []
+            self.log.emit("config", f"{exc.message}; keeping the previous campaign file")
+            return False
+        errors = [p for p in problems if p.severity == "error"]
+        if errors or cfg is None:
+            first = str(errors[0]) if errors else f"{path}: invalid"
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            self.log.emit(
+                "config",
+                f"invalid: {first}{more}; keeping the previous campaign file",
+                problem=first,
+                hint="run `campaignctl check` to list every problem",
+            )
+            return False
+        if cfg.database_url() != self.cfg.database_url():
+            self.log.emit(
+                "config",
+                "settings.database changed: restart the daemon to use the new database; "
+                "keeping the previous campaign file",
+            )
+            return False
+        old_daemon = self.cfg.daemon
+        engine = Engine(cfg, self.store)
+        if self._engine is not None:
+            self._engine.close()
+        self._engine, self.cfg = engine, cfg
+        if cfg.daemon != old_daemon and self._scheduler is not None:
+            for job, every in (("tick", cfg.daemon.tick), ("sync", cfg.daemon.sync_interval)):
+                self._scheduler.reschedule_job(
+                    job, trigger="interval", seconds=every.total_seconds()
+                )
+        self.log.emit("config", f"reloaded {path}")
+        return True
+
+
+def _dur(td: timedelta) -> str:
+    from campaignctl.timespec import format_duration
+
+    return format_duration(td)

@@ -1,0 +1,182 @@
+"""`sync`: read what came back on each channel since its cursor and record it (see `inbound`).
+
+Per channel: the provider's reading side (`Inbox.fetch_inbound`) is called outside any database
+transaction; classification and recording, with the new cursor, are then written in one
+transaction, so a sync that fails half way records nothing and the next one starts from the
+old cursor. Recording is idempotent, so the overlap providers need is harmless.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from campaignctl.channels.base import ChannelError, ErrorKind, Inbox, Received
+from campaignctl.errors import ExitCode
+
+if TYPE_CHECKING:
+    from campaignctl.config import Config
+    from campaignctl.inbound import Inbound, Known
+    from campaignctl.store import Store
+
+#: Providers whose replies campaignctl cannot read, and why (said by `sync` and `status`).
+CANNOT_READ = {
+    "smtp": "SMTP cannot read replies (IMAP is not supported yet): "
+    "record opt-outs with `campaignctl leads optout`",
+    "outbox": "the outbox writes files; nothing comes back",
+}
+LAST_SYNC_KEY = "sync.{channel}.last_at"
+
+
+@dataclass
+class ChannelSync:
+    """What one channel's sync found."""
+
+    channel: str
+    provider: str
+    reads: bool  # False: the provider cannot read replies (see `note`)
+    events: Counter[str] = field(default_factory=Counter)  # kind -> newly recorded
+    duplicates: int = 0
+    unknown_leads: int = 0
+    stopped: int = 0
+    skipped: int = 0
+    error: ChannelError | None = None
+    note: str | None = None
+
+    @property
+    def new(self) -> int:
+        return sum(self.events.values())
+
+
+@dataclass
+class SyncResult:
+    channels: list[ChannelSync]
+
+    def exit_code(self) -> ExitCode:
+        """75 when a provider was unreachable or refused us; 1 for any other provider error."""
+        errors = [c.error for c in self.channels if c.error is not None]
+        if any(e.kind in (ErrorKind.TRANSIENT, ErrorKind.AUTH) for e in errors):
+            return ExitCode.TEMPFAIL
+        return ExitCode.FAILED if errors else ExitCode.OK
+
+
+def reads_replies(cfg: Config, channel: str) -> str | None:
+    """None when `sync` can read the channel's replies; else the sentence that says why not."""
+    return CANNOT_READ.get(cfg.channels[channel].provider)
+
+
+def sync(
+    cfg: Config,
+    store: Store,
+    now: datetime,
+    *,
+    channels: Iterable[str] | None = None,
+    open_inbox: Callable[[Config, str], object] | None = None,
+) -> SyncResult:
+    """One sync pass over `channels` (default: every channel); a channel's error is kept in its
+    result and the other channels go on. `open_inbox` replaces `open_channel` (tests)."""
+    from campaignctl.channels import open_channel
+    from campaignctl.config import did_you_mean
+    from campaignctl.errors import NotFoundError
+
+    names = list(channels) if channels is not None else list(cfg.channels)
+    for name in names:
+        if name not in cfg.channels:
+            raise NotFoundError(
+                f"{cfg.path}: no channel named {name!r}{did_you_mean(name, cfg.channels)}",
+                "the channels are the [channels.NAME] tables of the campaign file",
+            )
+    opener = open_inbox or open_channel
+    out = []
+    for name in names:
+        res = ChannelSync(name, cfg.channels[name].provider, reads=True)
+        out.append(res)
+        note = reads_replies(cfg, name)
+        if note is not None:
+            res.reads, res.note = False, note
+            continue
+        try:
+            channel = opener(cfg, name)
+        except ChannelError as exc:
+            res.error = exc
+            continue
+        try:
+            if not isinstance(channel, Inbox):
+                res.reads, res.note = False, "this channel cannot read replies"
+                continue
+            sync_channel(cfg, store, channel, now, res)
+        except ChannelError as exc:
+            res.error = exc
+        finally:
+            close = getattr(channel, "close", None)
+            if close is not None:
+                close()
+    return SyncResult(out)
+
+
+def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
+    """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
+    from campaignctl.inbound import get_cursor, load_known, record, set_cursor, stop_on_of
+    from campaignctl.store import Meta
+
+    name = inbox.name
+    with store.read() as s:
+        cursor = get_cursor(s, name)
+    items, new_cursor = inbox.fetch_inbound(cursor, now)
+    with store.write() as s:
+        known = load_known(s, name)
+        classified = [c for c in (_classify(cfg, name, r, known, now) for r in items) if c]
+        # in the order they happened: a START after a STOP leaves the lead opted in
+        classified.sort(key=lambda c: c.occurred_at)
+        done = record(
+            s,
+            classified,
+            stop_on=stop_on_of(cfg),
+            now=now,
+            default_region=cfg.settings.default_region,
+        )
+        set_cursor(s, name, new_cursor, now)
+        key = LAST_SYNC_KEY.format(channel=name)
+        row = s.get(Meta, key) or Meta(key=key, value="")
+        row.value, row.updated_at = now.isoformat(), now
+        s.add(row)
+    res.events.update(done.events)
+    res.duplicates += done.duplicates
+    res.unknown_leads += done.unknown_leads
+    res.stopped += done.stopped
+    res.skipped += done.skipped
+
+
+def _classify(
+    cfg: Config, channel: str, r: Received, known: Known, now: datetime
+) -> Inbound | None:
+    from campaignctl.inbound import classify_email, classify_twilio, our_addresses
+
+    if r.raw is not None:
+        return classify_email(
+            r.raw,
+            channel=channel,
+            ours=our_addresses(cfg),
+            known=known,
+            now=now,
+            provider_id=r.provider_id,  # Gmail's id: the same message is one event, always
+            thread_id=r.thread_id,
+            received_at=r.received_at,
+        )
+    if r.resource is not None:
+        return classify_twilio(r.resource, channel=channel, known=known, now=now)
+    return None
+
+
+def last_syncs(store: Store) -> dict[str, str]:
+    """channel -> ISO time of its last successful sync."""
+    from sqlmodel import col, select
+
+    from campaignctl.store import Meta
+
+    with store.read() as s:
+        rows = s.exec(select(Meta).where(col(Meta.key).like("sync.%.last_at"))).all()
+    return {r.key.removeprefix("sync.").removesuffix(".last_at"): r.value for r in rows}

@@ -1,0 +1,323 @@
+"""`campaignctl sync` through the real CLI against the loopback Twilio and Gmail fakes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import pytest
+from sqlmodel import col, select
+
+from campaignctl.config import load
+from campaignctl.inbound import HELP_WORDS, OPTIN_WORDS, OPTOUT_WORDS
+from campaignctl.store import Enrolment, Event, Message, OptOut, Store
+from tests.engine_helpers import add_leads
+from tests.fakes.fixtures import write_project
+
+OUR_SMS = "+15005550006"
+OUR_WA = "whatsapp:+14155238886"
+
+SMS_CAMPAIGN = """
+[campaigns.welcome]
+status = "active"
+
+[[campaigns.welcome.steps]]
+name = "hello"
+channel = "sms"
+body = "Hi {{ lead.first_name }}, reply STOP to opt out."
+
+[[campaigns.welcome.steps]]
+name = "nudge"
+channel = "sms"
+delay = "1d"
+body = "Still there, {{ lead.first_name }}?"
+"""
+
+
+def _store(folder) -> Store:
+    return Store.for_config(load(folder / "campaigns.toml"))
+
+
+def _events(store: Store) -> list[Event]:
+    with store.read() as s:
+        return list(s.exec(select(Event).order_by(col(Event.id))))
+
+
+def messages_where(store: Store, **where: str) -> list[Message]:
+    """Messages in id order (the leads' order), filtered by column values."""
+    with store.read() as s:
+        q = select(Message).order_by(col(Message.id))
+        for k, v in where.items():
+            q = q.where(getattr(Message, k) == v)
+        return list(s.exec(q))
+
+
+@pytest.fixture
+def sms_world(tmp_path, fake_twilio, cli):
+    """14 leads who each got the hello SMS through the fake Twilio."""
+    write_project(
+        tmp_path,
+        f"""\
+[channels.sms]
+provider = "twilio"
+from = "{OUR_SMS}"
+api_base = "{fake_twilio.url}"
+
+[channels.whatsapp]
+provider = "twilio"
+from = "{OUR_WA}"
+api_base = "{fake_twilio.url}"
+""",
+        SMS_CAMPAIGN,
+    )
+    store = _store(tmp_path)
+    add_leads(store, 14)
+    r = cli("-C", tmp_path, "send", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert len(fake_twilio.created) == 14
+    return tmp_path, store, fake_twilio
+
+
+def _phone(i: int) -> str:
+    return f"+1212555{i:04d}"
+
+
+def test_every_keyword_path(sms_world, cli):
+    folder, store, fake = sms_world
+    words = sorted(OPTOUT_WORDS) + sorted(OPTIN_WORDS) + sorted(HELP_WORDS)
+    assert len(words) == 13
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    for i, word in enumerate(words):
+        # surrounding spaces, punctuation and case are ignored
+        fake.receive(_phone(i), OUR_SMS, f"  {word.lower()}! ", when=t0)
+    fake.receive(_phone(13), OUR_SMS, "Stop by the office tomorrow?", when=t0)
+
+    r = cli("-C", folder, "sync", "--channel", "sms", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)["channels"][0]
+    assert doc["events"] == {"optout": 8, "optin": 3, "help": 2, "reply": 1}
+    assert doc["unknown_leads"] == 0
+
+    with store.read() as s:
+        opted = {o.lead_id: (o.channel, o.source) for o in s.exec(select(OptOut))}
+        stopped = {e.lead_id: e.reason for e in s.exec(select(Enrolment)) if e.state == "stopped"}
+    ids = [m.lead_id for m in messages_where(store, step="hello")]
+    assert opted == {ids[i]: ("sms", "keyword") for i in range(8)}
+    # opt-outs and the reply end the sequence (default stop_on); optin and help do not
+    assert stopped == {**{ids[i]: "optout" for i in range(8)}, ids[13]: "reply"}
+    nudges = {m.lead_id: m for m in messages_where(store, step="nudge")}
+    for i in range(8):
+        assert nudges.get(ids[i]) is None or nudges[ids[i]].state == "skipped"
+    assert sum(1 for m in nudges.values() if m.state == "pending") == 5  # optin, help: go on
+
+
+def test_start_after_stop_opts_back_in_and_whatsapp(sms_world, cli):
+    folder, store, fake = sms_world
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    fake.receive(_phone(0), OUR_SMS, "STOP", when=t0)
+    fake.receive(_phone(0), OUR_SMS, "START", when=t0 + timedelta(minutes=1))
+    fake.receive(f"whatsapp:{_phone(1)}", OUR_WA, "stop", when=t0)
+    r = cli("-C", folder, "sync", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == ("sync: sms 2 new (optin 1, optout 1); whatsapp 1 new (optout 1)")
+    with store.read() as s:
+        opted = [(o.lead_id, o.channel) for o in s.exec(select(OptOut))]
+    ids = [m.lead_id for m in messages_where(store, step="hello")]
+    assert opted == [(ids[1], "whatsapp")]
+
+
+def test_delivery_statuses_and_the_cursor(sms_world, cli):
+    folder, store, fake = sms_world
+    hello = messages_where(store, step="hello")
+    fake.set_status(hello[0].provider_id, "delivered")
+    fake.set_status(hello[1].provider_id, "undelivered", 30005)
+    fake.set_status(hello[2].provider_id, "failed", 21610)  # opted out at the provider
+    r = cli("-C", folder, "sync", "--channel", "sms", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["channels"][0]["events"] == {
+        "delivered": 1,
+        "undelivered": 1,
+        "failed": 1,
+    }
+    after = {m.id: m for m in messages_where(store, step="hello")}
+    assert after[hello[0].id].error_code is None
+    assert after[hello[1].id].error_code == "30005"
+    assert after[hello[1].id].state == "sent"  # the provider took it: the ledger stays
+    with store.read() as s:
+        assert [o.lead_id for o in s.exec(select(OptOut))] == [hello[2].lead_id]
+    before = _events(store)
+
+    fake.receive(_phone(5), OUR_SMS, "Who is this?")
+    r = cli("-C", folder, "sync", "--channel", "sms", "--format", "json")
+    doc = json.loads(r.stdout)["channels"][0]
+    assert doc["events"] == {"reply": 1}  # the statuses are listed again, recorded once
+    assert doc["duplicates"] >= 3
+    r = cli("-C", folder, "sync", "--channel", "sms", "--quiet")
+    assert r.stdout.strip() == "sync: sms 0 new"
+    events = _events(store)
+    assert len(events) == len(before) + 1
+    assert len({e.source_id for e in events}) == len(events)
+
+
+def test_provider_errors_exit_75(sms_world, cli, monkeypatch):
+    folder, _, fake = sms_world
+    fake.fail_next(503, method="GET", path="/Messages")
+    r = cli("-C", folder, "sync", "--channel", "sms")
+    assert r.exit_code == 75, r.stderr
+    assert "twilio channel 'sms'" in r.stderr
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "wrong")
+    r = cli("-C", folder, "sync", "--channel", "sms")
+    assert r.exit_code == 75
+    assert "campaignctl auth twilio" in r.stderr
+    assert "wrong" not in r.stderr
+
+
+def test_unknown_channel(sms_world, cli):
+    folder, _s, _f = sms_world
+    r = cli("-C", folder, "sync", "--channel", "smss")
+    assert r.exit_code == 2
+    assert "no channel named 'smss'" in r.stderr
+
+
+def test_outbox_and_smtp_say_they_cannot_read(project, cli):
+    toml = project / "campaigns.toml"
+    toml.write_text(
+        toml.read_text() + '\n[channels.relay]\nprovider = "smtp"\nhost = "127.0.0.1"\n'
+    )
+    r = cli("-C", project, "sync")
+    assert r.exit_code == 0
+    assert "email (outbox): the outbox writes files; nothing comes back" in r.stdout
+    assert "relay (smtp): SMTP cannot read replies (IMAP is not supported yet)" in r.stdout
+    r = cli("-C", project, "sync", "--quiet")
+    assert r.stdout.strip() == (
+        "sync: email cannot read replies; sms cannot read replies; relay cannot read replies"
+    )
+    r = cli("-C", project, "status")
+    assert "relay (smtp): SMTP cannot read replies" in r.stdout
+    r = cli("-C", project, "status", "--format", "json")
+    chans = {c["name"]: c for c in json.loads(r.stdout)["channels"]}
+    assert chans["relay"]["reads_replies"] is False
+    assert "leads optout" in chans["relay"]["note"]
+
+
+# ---------------------------------------------------------------- Gmail
+
+EMAIL_CAMPAIGN = """
+[campaigns.welcome]
+status = "active"
+
+[[campaigns.welcome.steps]]
+name = "hello"
+channel = "email"
+subject = "Welcome, {{ lead.first_name }}!"
+body = "Hi {{ lead.first_name }}!"
+
+[[campaigns.welcome.steps]]
+name = "followup"
+channel = "email"
+delay = "1d"
+thread = true
+body = "Any questions, {{ lead.first_name }}?"
+"""
+
+
+def _mail(frm: str, subject: str, body: str, **headers: str | None) -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = frm
+    m["To"] = "ana@sunrise.example"
+    m["Subject"] = subject
+    # Date has whole seconds: a reply dated in the second of our send would look older
+    m["Date"] = format_datetime(datetime.now(UTC) + timedelta(seconds=2))
+    for k, v in headers.items():
+        m[k.replace("_", "-")] = v
+    m.set_content(body)
+    return m
+
+
+@pytest.fixture
+def mail_world(gmail_project, fake_gmail, cli):
+    (gmail_project / "campaigns.toml").write_text(
+        (gmail_project / "campaigns.toml").read_text() + EMAIL_CAMPAIGN
+    )
+    store = _store(gmail_project)
+    add_leads(store, 4)
+    r = cli("-C", gmail_project, "send", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert len(fake_gmail.sent) == 4
+    return gmail_project, store, fake_gmail
+
+
+def test_gmail_reply_bounce_unsubscribe_and_cursor(mail_world, cli):
+    folder, store, fake = mail_world
+    hello = messages_where(store, step="hello")
+    fake.deliver(
+        _mail(
+            "N0 <l0@ex.com>",
+            "Re: Welcome, N0!",
+            "Sounds good, call me.",
+            In_Reply_To=hello[0].message_id,
+            References=hello[0].message_id,
+        )
+    )
+    fake.deliver(
+        _mail(
+            "Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+            "Delivery Status Notification (Failure)",
+            f"Your message to l1@ex.com was not delivered.\n\nMessage-ID: {hello[1].message_id}",
+            X_Failed_Recipients="l1@ex.com",
+        )
+    )
+    fake.deliver(_mail("l2@ex.com", "unsubscribe", "please remove me"))
+    r = cli("-C", folder, "sync", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)["channels"][0]
+    assert doc["events"] == {"reply": 1, "bounce": 1, "optout": 1}
+    events = {e.kind: e for e in _events(store)}
+    assert events["reply"].source_id is not None
+    # the Gmail id is the source: the same message is one event however it is found
+    assert events["reply"].source_id.startswith("reply:")
+    assert "@" not in events["reply"].source_id
+    assert events["bounce"].message_id == hello[1].id
+    with store.read() as s:
+        opted = {o.lead_id: o.source for o in s.exec(select(OptOut))}
+    assert opted == {hello[1].lead_id: "bounce", hello[2].lead_id: "unsubscribe"}
+
+    # the second sync reads the history from the stored history id: nothing twice
+    requests = len(fake.api_requests)
+    r = cli("-C", folder, "sync", "--quiet")
+    assert r.stdout.strip() == "sync: email 0 new"
+    assert any(q.path.endswith("/history") for q in fake.api_requests[requests:])
+
+    # a history id Gmail no longer serves (404): a dated search instead, still nothing twice
+    fake.oldest_history_id = fake.history_id + 100
+    fake.deliver(
+        _mail(
+            "l3@ex.com",
+            "Re: Welcome, N3!",
+            "Thanks!",
+            In_Reply_To=hello[3].message_id,
+        )
+    )
+    r = cli("-C", folder, "sync", "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)["channels"][0]
+    assert doc["events"] == {"reply": 1}
+    assert doc["duplicates"] == 3
+    kinds = Counter(e.kind for e in _events(store))
+    assert kinds == {"reply": 2, "bounce": 1, "optout": 1}
+    followups = {m.lead_id: m.state for m in messages_where(store, step="followup")}
+    assert all(followups.get(m.lead_id) in (None, "skipped") for m in hello)
+
+
+def test_gmail_refused_credentials_exit_75_with_the_auth_hint(mail_world, cli):
+    folder, store, fake = mail_world
+    fake.token_error = "invalid_grant"
+    fake.valid_tokens.clear()  # the stored token no longer works: a refresh is refused
+    r = cli("-C", folder, "sync")
+    assert r.exit_code == 75, r.stderr
+    assert "campaignctl auth gmail --channel email" in r.stderr
+    with store.read() as s:
+        assert s.exec(select(Event)).first() is None
