@@ -23,7 +23,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from campaignctl.audience import compile_audience, lead_context
+from campaignctl.audience import compile_audience
 from campaignctl.channels.base import (
     Channel,
     ChannelError,
@@ -58,6 +58,7 @@ from campaignctl.store import (
     Meta,
     OptOut,
     Store,
+    lead_context,
 )
 
 MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
@@ -414,17 +415,7 @@ class Engine:
         return campaign_start(camp, self.default_tz)
 
     def _lead(self, row: Any) -> _LeadInfo:
-        ctx = lead_context(
-            id=row.id,
-            email=row.email,
-            phone=row.phone,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            timezone=row.timezone,
-            status=row.status,
-            tags=row.tags or [],
-            attrs=row.attrs or {},
-        )
+        ctx = lead_context(row)
         return _LeadInfo(row.id, row.email, row.phone, row.timezone, self.default_tz, ctx)
 
     def _leads(self, conn: Connection, ids: Iterable[int]) -> dict[int, _LeadInfo]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, UniqueConstraint, create_engine, event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
@@ -372,8 +372,8 @@ class Store:
         self.engine.dispose()
 
 
-def lead_context(lead: Lead) -> dict[str, Any]:
-    """The lead as templates and audience expressions see it."""
+def lead_context(lead: Lead | Row[Any]) -> dict[str, Any]:
+    """The lead as templates and audience expressions see it (a Lead, or a row of its columns)."""
     from campaignctl.audience import lead_context as build
 
     return build(
