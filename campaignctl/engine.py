@@ -23,7 +23,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from campaignctl.audience import compile_audience
+from campaignctl.audience import FIXED_FIELDS, compile_audience
 from campaignctl.channels.base import (
     Channel,
     ChannelError,
@@ -66,20 +66,7 @@ LEAD: Table = SQLModel.metadata.tables[Lead.__tablename__]
 OPTOUT: Table = SQLModel.metadata.tables[OptOut.__tablename__]
 ENROLMENT: Table = SQLModel.metadata.tables[Enrolment.__tablename__]
 META: Table = SQLModel.metadata.tables[Meta.__tablename__]
-LEAD_FIELDS = [
-    LEAD.c[k]
-    for k in (
-        "id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "timezone",
-        "status",
-        "tags",
-        "attrs",
-    )
-]
+LEAD_FIELDS = [LEAD.c[k] for k in ("id", *FIXED_FIELDS, "attrs")]
 
 #: A `sending` row claimed on another host is judged abandoned after this long.
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)

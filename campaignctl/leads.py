@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
+from campaignctl.audience import FIXED_FIELDS
 from campaignctl.errors import CampaignctlError
 
 if TYPE_CHECKING:
@@ -65,19 +66,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 # Attribute names that would hide a lead field in templates, `--where` or `leads list`.
-RESERVED = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "timezone",
-    "status",
-    "tags",
-    "optouts",
-    "id",
-    "lead",
-    "attrs",
-)
+RESERVED = (*FIXED_FIELDS, "optouts", "id", "lead", "attrs")
 
 SAMPLE_BYTES = 64 * 1024
 SCAN_BYTES = 1024 * 1024
