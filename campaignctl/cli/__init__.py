@@ -38,7 +38,7 @@ class _Root(TyperGroup):
             raise typer.Exit(int(ExitCode.FAILED)) from None
         except KeyboardInterrupt:
             report_error("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
             if os.environ.get("CAMPAIGNCTL_DEBUG"):
                 raise
