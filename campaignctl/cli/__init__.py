@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,21 @@ def _report_click_error(exc: Any) -> None:
 class _Root(TyperGroup):
     """Turns our errors into one line on stderr and the right exit code; never a traceback."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         # Usage errors arise in make_context/parse_args, before `invoke`: run click in
         # non-standalone mode so they reach us, and print them as every other error.
+        run = super().main
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return run(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = run(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `campaignctl`: the help
                 exc.show()  # type: ignore[attr-defined]
