@@ -44,11 +44,13 @@ class _Root(TyperGroup):
         prog_name: str | None = None,
         complete_var: str | None = None,
         standalone_mode: bool = True,
+        windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
         # Usage errors arise in make_context/parse_args, before `invoke`: run click in
         # non-standalone mode so they reach us, and print them as every other error.
         run = super().main
+        extra["windows_expand_args"] = windows_expand_args
         if not standalone_mode:
             return run(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
