@@ -63,7 +63,7 @@ def send(
     from campaignctl.timespec import parse_duration
 
     st = state(ctx)
-    cfg, store = st.config(), st.store()
+    cfg, store = st.config(), st.store(read_only=dry_run)
     try:
         budget = parse_duration(max_time) if max_time else None
     except ValueError as exc:
@@ -289,7 +289,9 @@ def plan(
     from campaignctl.planner import plan as make_plan
 
     st = state(ctx)
-    p = make_plan(st.config(), st.store(), _now(), days=days, campaigns=campaign or None)
+    p = make_plan(
+        st.config(), st.store(read_only=True), _now(), days=days, campaigns=campaign or None
+    )
     if fmt is TableOrJson.json:
         print_json(plan_json(p))
         return
@@ -385,7 +387,7 @@ def status(
     from campaignctl.status import status as compute
 
     st = state(ctx)
-    doc = compute(st.config(), st.store(), _now(), campaign)
+    doc = compute(st.config(), st.store(read_only=True), _now(), campaign)
     if fmt is TableOrJson.json:
         print_json(doc)
         return
