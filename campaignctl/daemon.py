@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from campaignctl.errors import CampaignctlError, UsageError
+from campaignctl.errors import CampaignctlError, ExitCode, UsageError
 from campaignctl.runner import RunOptions, send_lock, wall_clock
 
 if TYPE_CHECKING:
@@ -168,6 +168,10 @@ class Daemon:
         self.on_change = on_change  # the live view redraws
         self.stop_requested = False
         self.interrupted = False
+        #: Set when a person must act (credentials missing or refused): the daemon stops and
+        #: exits with it, so systemd shows a failed unit instead of a running one that sends
+        #: nothing (`RestartPreventExitStatus=78` keeps it from restarting in a loop).
+        self.exit_code = ExitCode.OK
         self.last_errors: dict[str, str] = {}
         self.next_due: datetime | None = None
         self._scheduler: Any = None
@@ -278,11 +282,13 @@ class Daemon:
             self._stop_at_once()
         except CampaignctlError as exc:
             self.log.emit("error", exc.message, hint=exc.hint)
+            self._needs_a_person(exc)
         except Exception as exc:  # one bad pass must not end months of running
             self.log.emit(
                 "error", f"internal error in the engine pass: {type(exc).__name__}: {exc}"
             )
         self.on_change()
+        self._stop_if_a_person_must_act()
 
     def _sync(self) -> None:
         from campaignctl.sync import sync
@@ -301,9 +307,25 @@ class Daemon:
             self._stop_at_once()
         except CampaignctlError as exc:
             self.log.emit("error", f"sync: {exc.message}", hint=exc.hint)
+            self._needs_a_person(exc)
         except Exception as exc:
             self.log.emit("error", f"internal error in sync: {type(exc).__name__}: {exc}")
         self.on_change()
+        self._stop_if_a_person_must_act()
+
+    def _needs_a_person(self, err: CampaignctlError) -> None:
+        if err.exit_code is ExitCode.CONFIG and self.exit_code is ExitCode.OK:
+            self.exit_code = ExitCode.CONFIG
+            self.stop_requested = True  # the pass in progress ends after the message in flight
+            self.log.emit(
+                "daemon",
+                f"stopping with exit 78, a person must act: {err.message}",
+                hint=err.hint,
+            )
+
+    def _stop_if_a_person_must_act(self) -> None:
+        if self.exit_code:
+            self.request_stop()  # as a SIGTERM would: the job ends first, then the scheduler
 
     def _stop_at_once(self) -> None:
         self.interrupted = self.stop_requested = True
@@ -337,6 +359,7 @@ class Daemon:
         for ch, err in res.auth_errors.items():
             self.last_errors[ch] = err.message
             self.log.emit("error", err.message, channel=ch, hint=err.hint)
+            self._needs_a_person(err)
         self.on_change()
 
     def _log_sync(self, result: SyncResult) -> None:
@@ -346,6 +369,7 @@ class Daemon:
             if c.error is not None:
                 self.last_errors[c.channel] = c.error.message
                 self.log.emit("sync", f"{c.channel} error: {c.error.message}", channel=c.channel)
+                self._needs_a_person(c.error)
                 continue
             if c.new:
                 kinds = " ".join(f"{k}={n}" for k, n in sorted(c.events.items()))

@@ -17,6 +17,11 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: Temporary: another run holds the lock, or a provider is unreachable. Try again later.
     TEMPFAIL = 75
+    #: A person must act: credentials missing, refused or revoked (`campaignctl auth ...`).
+    #: EX_CONFIG of sysexits.h; cron wrappers and systemd must not treat it as success.
+    CONFIG = 78
+    #: Stopped at once by a second Ctrl-C or SIGTERM: 128 + SIGINT, the shell's convention.
+    INTERRUPTED = 130
 
 
 class CampaignctlError(Exception):
@@ -84,6 +89,7 @@ class LockHeldError(CampaignctlError):
 
 
 class ProviderUnavailableError(CampaignctlError):
-    """A provider could not be reached or refused our credentials for this pass."""
+    """A provider could not be reached for this pass (refused credentials are a
+    `channels.base.CredentialsError`, exit 78)."""
 
     exit_code = ExitCode.TEMPFAIL

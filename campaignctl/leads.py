@@ -898,7 +898,9 @@ def import_leads(
         workers = _workers_for(src.fmt.size)
     # The Store creates and migrates the database; the import writes through plain sqlite3.
     if dry_run:
-        store = _dry_run_store(cfg)
+        from campaignctl.store import Store
+
+        store = Store.for_reading(cfg)  # the real one counts duplicates; none creates no file
         database = _database_of(store)
         store.close()
     else:
@@ -1067,17 +1069,6 @@ def _workers_for(size: int) -> int:
             raise LeadsInputError(f"{WORKERS_ENV}={env!r}: expected a number of processes")
         return int(env)
     return min(os.cpu_count() or 1, 4) if size >= PARALLEL_BYTES else 0
-
-
-def _dry_run_store(cfg: Config) -> Store:
-    """The real database when it exists (to count duplicates), else an empty one in memory."""
-    from campaignctl.store import Store
-
-    url = cfg.database_url()
-    db = url.split(":///", 1)[-1] if url.startswith("sqlite") else None
-    if db is not None and db != ":memory:" and not Path(db).exists():
-        return Store("sqlite:///:memory:")
-    return Store(url)
 
 
 def sample_leads_from_csv(

@@ -211,20 +211,21 @@ def dry_run(
     from campaignctl.errors import UsageError
     from campaignctl.store import Store as StoreClass
 
-    if store.path is None:
+    if store.path is None and not store.in_memory:
         raise UsageError(
             f"{store.url}: --dry-run needs a SQLite database file",
             "run without --dry-run, or point settings.database at a SQLite file",
         )
     with tempfile.TemporaryDirectory(prefix="campaignctl-dry-") as tmp:
         copy = Path(tmp) / "dry.db"
-        src = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
-        dst = sqlite3.connect(copy)
-        try:
-            src.backup(dst)
-        finally:
-            src.close()
-            dst.close()
+        if store.path is not None:  # else no database yet (Store.for_reading): start empty
+            src = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
         shadow = StoreClass(f"sqlite:///{copy}")
         fakes = {n: MemoryChannel(n, cfg.channel_kind(n)) for n in cfg.channels}
         engine = Engine(

@@ -340,6 +340,23 @@ class Store:
         """The store named by a loaded campaign file's `settings.database`."""
         return cls(cfg.database_url())
 
+    @classmethod
+    def for_reading(cls, cfg: Any) -> Store:
+        """The store for a command that only reads (`status`, `plan`, `leads list`, a dry run):
+        when the SQLite file does not exist yet, an empty database in memory, so that reading
+        never creates the file; only commands that write do."""
+        url = cfg.database_url()
+        if url.startswith("sqlite"):
+            db = url.split(":///", 1)[-1]
+            if db and db != ":memory:" and not Path(db).exists():
+                return cls("sqlite:///:memory:")
+        return cls(url)
+
+    @property
+    def in_memory(self) -> bool:
+        """An SQLite database in memory: empty at start, gone at exit."""
+        return self.url.startswith("sqlite") and self.url.split(":///", 1)[-1] in ("", ":memory:")
+
     @property
     def path(self) -> Path | None:
         """The SQLite file, used to place lock files beside it; None for other databases."""

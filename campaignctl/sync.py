@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from campaignctl.channels.base import ChannelError, ErrorKind, Inbox, Received
+from campaignctl.channels.base import ChannelError, Inbox, Received
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -56,11 +56,13 @@ class SyncResult:
     channels: list[ChannelSync]
 
     def exit_code(self) -> ExitCode:
-        """75 when a provider was unreachable or refused us; 1 for any other provider error."""
-        errors = [c.error for c in self.channels if c.error is not None]
-        if any(e.kind in (ErrorKind.TRANSIENT, ErrorKind.AUTH) for e in errors):
-            return ExitCode.TEMPFAIL
-        return ExitCode.FAILED if errors else ExitCode.OK
+        """78 when credentials were missing or refused (a person must act), else 75 when a
+        provider was unreachable, else 1 for any other provider error."""
+        codes = {c.error.exit_code for c in self.channels if c.error is not None}
+        for code in (ExitCode.CONFIG, ExitCode.TEMPFAIL, ExitCode.FAILED):
+            if code in codes:
+                return code
+        return ExitCode.OK
 
 
 def reads_replies(cfg: Config, channel: str) -> str | None:

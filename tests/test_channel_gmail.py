@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from campaignctl.channels import ChannelError, ErrorKind, Reconciled, open_channel
+from campaignctl.channels import ChannelError, CredentialsError, ErrorKind, Reconciled, open_channel
 from campaignctl.config import load
 from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.gmail import CLIENT_SECRET, REFRESH_TOKEN, FakeGmail
@@ -143,8 +143,9 @@ def test_401_after_a_refresh_is_an_auth_error_with_the_fix(gmail_project, fake_g
     with pytest.raises(ChannelError) as caught:
         ch.send(outgoing())
     exc = caught.value
+    assert isinstance(exc, CredentialsError)
     assert exc.kind is ErrorKind.AUTH
-    assert exc.exit_code == 75
+    assert exc.exit_code == 78  # a person must act; 75 would read "try again later"
     assert "campaignctl auth gmail" in (exc.hint or "")
     # refreshed once for the expired token, then again after the 401
     assert len(fake_gmail.token_requests) >= 2
@@ -157,6 +158,7 @@ def test_refused_refresh_token_is_an_auth_error(gmail_project, fake_gmail):
     with pytest.raises(ChannelError) as caught:
         ch.send(outgoing())
     assert caught.value.kind is ErrorKind.AUTH
+    assert caught.value.exit_code == 78
     assert "invalid_grant" in caught.value.message
     _no_secrets(caught.value)
 
@@ -169,6 +171,7 @@ def test_missing_token_file_says_how_to_get_one(tmp_path):
     with pytest.raises(ChannelError) as caught:
         _open(tmp_path)
     assert caught.value.kind is ErrorKind.AUTH
+    assert caught.value.exit_code == 78
     assert "nowhere.json" in caught.value.message
     assert "campaignctl auth gmail --channel email" in (caught.value.hint or "")
 

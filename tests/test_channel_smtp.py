@@ -116,7 +116,7 @@ def test_login_refused_is_an_auth_error_without_the_password(tmp_path, fake_smtp
     with pytest.raises(ChannelError) as caught:
         ch.send(outgoing())
     exc = caught.value
-    assert (exc.kind, exc.code, exc.exit_code) == (ErrorKind.AUTH, "535", 75)
+    assert (exc.kind, exc.code, exc.exit_code) == (ErrorKind.AUTH, "535", 78)
     assert "$SMTP_PASSWORD" in (exc.hint or "")
     assert PASSWORD not in f"{exc.message} {exc.hint}"
 

@@ -139,7 +139,7 @@ def test_bad_credentials_are_an_auth_error_without_the_token(twilio_project, clo
     with pytest.raises(ChannelError) as caught:
         _open(twilio_project).send(sms())
     exc = caught.value
-    assert (exc.kind, exc.code, exc.exit_code) == (ErrorKind.AUTH, "20003", 75)
+    assert (exc.kind, exc.code, exc.exit_code) == (ErrorKind.AUTH, "20003", 78)
     assert "campaignctl auth twilio" in (exc.hint or "")
     for secret in ("wrong-token-value", AUTH_TOKEN, API_KEY_SECRET):
         assert secret not in f"{exc.message} {exc.hint}"

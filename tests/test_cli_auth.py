@@ -29,10 +29,10 @@ def test_auth_twilio_shows_the_account_never_the_token(cli, twilio_project, fake
     assert req.path == f"/2010-04-01/Accounts/{fake_twilio.account_sid}.json"
 
 
-def test_auth_twilio_bad_token_is_one_line_and_exit_1(cli, twilio_project, monkeypatch):
+def test_auth_twilio_bad_token_is_one_line_and_exit_78(cli, twilio_project, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "not-the-token")
     r = cli("-C", twilio_project, "auth", "twilio", "--channel", "whatsapp")
-    assert r.exit_code == 1
+    assert r.exit_code == 78
     lines = r.stderr.splitlines()
     assert lines[0].startswith("campaignctl: error: twilio channel 'whatsapp': 20003")
     assert lines[1].startswith("hint: check $TWILIO_ACCOUNT_SID")

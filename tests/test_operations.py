@@ -139,6 +139,8 @@ def test_daemon_unit():
     assert _exec(u)[1:] == ["-C", "/srv/outreach", "daemon"]
     assert check_invocation(_exec(u)) == "cli"
     assert s["Restart"] == "on-failure"
+    # a configuration error and refused credentials need a person: no restart loop
+    assert {"2", "78"} <= set(s["RestartPreventExitStatus"].split())
     assert s["KillSignal"] == "SIGTERM"
     assert parse_duration(s["TimeoutStopSec"]) >= timedelta(seconds=60)
     assert s["User"] not in ("", "root")
@@ -169,6 +171,7 @@ def test_timer_pairs(timer, args):
     assert argv[3 : 3 + len(args)] == args
     assert check_invocation(argv) == "cli"
     assert "75" in s["SuccessExitStatus"].split()
+    assert "78" not in s["SuccessExitStatus"].split()  # refused credentials must alert
     assert s["KillSignal"] == "SIGTERM"
     assert s["ProtectSystem"] == "strict"
     assert "/srv/outreach" in s["ReadWritePaths"].split()
@@ -198,3 +201,77 @@ def test_check_invocation_catches_a_wrong_option():
     assert check_invocation(["campaignctl", "leads", "optout", "x", "--channel", "sms"]) == "cli"
     with pytest.raises(AssertionError, match="--quite"):
         check_invocation(["campaignctl", "send", "--quite"])
+
+
+def _sh_lines(section: str) -> list[str]:
+    """The lines of the ```sh blocks under a `## section` of docs/operations.md."""
+    text = DOC.read_text()
+    m = re.search(rf"(?ms)^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text)
+    assert m, f"docs/operations.md has no section {section!r}"
+    blocks = re.findall(r"```sh\n(.*?)```", m.group(1), re.S)
+    assert blocks, f"no ```sh block under {section!r}"
+    return [ln.split("  #")[0].strip() for b in blocks for ln in b.splitlines() if ln.strip()]
+
+
+def _commands(lines: list[str]) -> list[list[str]]:
+    """Each shell command of the lines (split at && and ;), without `sudo` and env settings."""
+    out = []
+    for ln in lines:
+        for part in re.split(r"&&|;", ln):
+            words = shlex.split(part)
+            while words and (words[0] == "sudo" or re.fullmatch(r"[A-Z_]+=\S*", words[0])):
+                words.pop(0)
+            if words:
+                out.append(words)
+    return out
+
+
+def _services() -> list[str]:
+    return sorted(p.name for p in UNITS.glob("*.service"))
+
+
+@pytest.mark.parametrize("service", _services())
+def test_every_unit_runs_a_valid_campaignctl_command(service):
+    argv = _exec(_unit(service))
+    assert argv[0] == "/usr/local/bin/campaignctl"
+    assert check_invocation(argv) == "cli"
+
+
+def test_install_steps_put_campaignctl_where_the_units_call_it():
+    """The documented install creates the ExecStart path: a venv whose console script is
+    linked (or a pipx install whose PIPX_BIN_DIR is) /usr/local/bin."""
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "campaignctl" in scripts  # so the venv's bin/ gets a campaignctl command
+    cmds = _commands(_sh_lines("Installing on a server"))
+    venv = next(c[-1] for c in cmds if c[:3] == ["python3", "-m", "venv"])
+    assert [f"{venv}/bin/pip", "install", "."] in cmds
+    links = [c for c in cmds if c[:2] == ["ln", "-sf"]]
+    assert links == [["ln", "-sf", f"{venv}/bin/campaignctl", "/usr/local/bin/campaignctl"]]
+    for service in _services():
+        assert _exec(_unit(service))[0] == links[0][-1]
+    assert "PIPX_BIN_DIR=/usr/local/bin pipx install ." in DOC.read_text()
+
+
+def test_install_steps_copy_and_enable_every_unit():
+    cmds = _commands(_sh_lines("systemd"))
+    copied = {
+        Path(a).name
+        for c in cmds
+        if c[0] == "cp" and c[-1] == "/etc/systemd/system/"
+        for a in c[1:-1]
+    }
+    assert copied == {p.name for p in UNITS.iterdir()}
+    enabled = {u for c in cmds if c[:3] == ["systemctl", "enable", "--now"] for u in c[3:]}
+    named = {u if "." in u else f"{u}.service" for u in enabled}
+    assert named <= copied
+    for timer in (n for n in copied if n.endswith(".timer")):
+        assert timer in named, f"{timer} is copied but never enabled"
+        assert _unit(timer)["Timer"]["Unit"] in copied
+    created = {c[-1] for c in cmds if c[0] == "install"}
+    for service in _services():
+        env_file = _unit(service)["Service"]["EnvironmentFile"].lstrip("-")
+        assert env_file in created, f"{service}: {env_file} is not created by the steps"
+        work = _unit(service)["Service"]["WorkingDirectory"]
+        assert work in created, f"{service}: {work} is not created by the steps"

@@ -57,12 +57,24 @@ def test_send_prints_plain_lines_and_a_summary(tmp_path: Path, cli: Cli) -> None
     assert {m.campaign for m in messages(store)} == {"welcome"}  # drafts send nothing
 
 
-def test_send_quiet_prints_one_line(tmp_path: Path, cli: Cli) -> None:
-    _setup(tmp_path)
+def test_send_quiet_prints_nothing_when_all_went_well(tmp_path: Path, cli: Cli) -> None:
+    """cron mails whatever a job prints: a quiet run that sent (and deferred) prints nothing."""
+    store = _setup(tmp_path)
     res = cli("-C", tmp_path, "send", "--quiet")
     assert res.exit_code == 0
-    assert res.stdout.count("\n") == 1
-    assert res.stderr == ""
+    assert (res.stdout, res.stderr) == ("", "")
+    assert sum(1 for m in messages(store) if m.state == "sent") == 3
+
+
+def test_send_quiet_still_reports_a_permanent_failure_on_stderr(tmp_path: Path, cli: Cli) -> None:
+    body = BASIC.replace("Hi {{ lead.first_name }}", "Hi {{ lead.nickname }}")
+    _setup(tmp_path, leads=1, body=body)
+    res = cli("-C", tmp_path, "send", "--quiet")
+    assert res.exit_code == 1
+    assert res.stdout == ""
+    assert res.stderr.startswith("campaignctl: error: welcome/hello via sms to +12125550000")
+    assert "nickname" in res.stderr
+    assert "summary: sent 0, failed 1" in res.stderr
 
 
 def test_send_limit_and_campaign_filter(tmp_path: Path, cli: Cli) -> None:
@@ -143,7 +155,7 @@ def test_plan_table(tmp_path: Path, cli: Cli) -> None:
 
 def test_send_max_time_stops_a_paced_run(tmp_path: Path, cli: Cli) -> None:
     store = _setup(tmp_path, leads=50, body=BASIC.replace("daily_limit = 3", "per_second = 5"))
-    res = cli("-C", tmp_path, "send", "--quiet", "--max-time", "1s")
+    res = cli("-C", tmp_path, "send", "--max-time", "1s")
     assert res.exit_code == 0, res.stderr
     sent = sum(1 for m in messages(store) if m.state == "sent")
     assert 1 <= sent <= 6  # one every 200 ms for a second

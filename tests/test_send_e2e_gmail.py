@@ -193,13 +193,13 @@ def test_invalid_recipient_fails_with_the_code_while_others_go(
     assert (steps["hello"]["sent"], steps["hello"]["failed"]) == (1, 1)
 
 
-def test_401_exits_75_with_the_auth_hint_and_leaves_the_message_pending(
+def test_401_exits_78_with_the_auth_hint_and_leaves_the_message_pending(
     cli: Cli, folder: Path, fake_gmail: FakeGmail
 ) -> None:
     (juan,) = add_leads(folder, JUAN)
     fake_gmail.reject_tokens = True
     res = cli("-C", folder, "send")
-    assert res.exit_code == 75
+    assert res.exit_code == 78
     assert "campaignctl auth gmail --channel email" in res.stderr
     for secret in (REFRESH_TOKEN, "ya29."):
         assert secret not in res.stdout + res.stderr

@@ -108,13 +108,13 @@ def test_421_is_retried_later(cli: Cli, tmp_path: Path, relay: FakeSmtp, stage: 
     assert relay.received[0].message["Message-ID"] == done.message_id
 
 
-def test_refused_login_exits_75_and_leaves_the_message_pending(
+def test_refused_login_exits_78_and_leaves_the_message_pending(
     cli: Cli, tmp_path: Path, relay: FakeSmtp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     juan, maria = add_leads(tmp_path, JUAN, MARIA)
     monkeypatch.setenv("SMTP_PASSWORD", "not-the-password")
     res = cli("-C", tmp_path, "send")
-    assert res.exit_code == 75
+    assert res.exit_code == 78
     assert "login refused: 535" in res.stderr
     assert "hint: check username and the password in $SMTP_PASSWORD" in res.stderr
     assert "not-the-password" not in res.stdout + res.stderr

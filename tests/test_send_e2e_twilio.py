@@ -168,13 +168,13 @@ def test_63016_fails_with_the_content_sid_hint(cli: Cli, twilio_project: Path, f
     assert fake_twilio.created == []
 
 
-def test_bad_credentials_exit_75_and_leave_messages_pending(
+def test_bad_credentials_exit_78_and_leave_messages_pending(
     cli: Cli, folder: Path, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     juan, maria = add_leads(folder, JUAN_PHONE, MARIA_PHONE)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "wrong-token-value")
     res = cli("-C", folder, "send")
-    assert res.exit_code == 75
+    assert res.exit_code == 78
     assert "campaignctl auth twilio" in res.stderr
     for secret in ("wrong-token-value", AUTH_TOKEN):
         assert secret not in res.stdout + res.stderr

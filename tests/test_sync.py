@@ -120,9 +120,11 @@ def test_start_after_stop_opts_back_in_and_whatsapp(sms_world, cli):
     fake.receive(_phone(0), OUR_SMS, "STOP", when=t0)
     fake.receive(_phone(0), OUR_SMS, "START", when=t0 + timedelta(minutes=1))
     fake.receive(f"whatsapp:{_phone(1)}", OUR_WA, "stop", when=t0)
-    r = cli("-C", folder, "sync", "--quiet")
+    r = cli("-C", folder, "sync")
     assert r.exit_code == 0, r.stderr
-    assert r.stdout.strip() == ("sync: sms 2 new (optin 1, optout 1); whatsapp 1 new (optout 1)")
+    assert r.stdout.splitlines()[-1] == (
+        "sync: sms 2 new (optin 1, optout 1); whatsapp 1 new (optout 1)"
+    )
     with store.read() as s:
         opted = [(o.lead_id, o.channel) for o in s.exec(select(OptOut))]
     ids = [m.lead_id for m in messages_where(store, step="hello")]
@@ -155,14 +157,14 @@ def test_delivery_statuses_and_the_cursor(sms_world, cli):
     doc = json.loads(r.stdout)["channels"][0]
     assert doc["events"] == {"reply": 1}  # the statuses are listed again, recorded once
     assert doc["duplicates"] >= 3
-    r = cli("-C", folder, "sync", "--channel", "sms", "--quiet")
-    assert r.stdout.strip() == "sync: sms 0 new"
+    r = cli("-C", folder, "sync", "--channel", "sms")
+    assert r.stdout.splitlines()[-1] == "sync: sms 0 new"
     events = _events(store)
     assert len(events) == len(before) + 1
     assert len({e.source_id for e in events}) == len(events)
 
 
-def test_provider_errors_exit_75(sms_world, cli, monkeypatch):
+def test_unreachable_exits_75_refused_credentials_78(sms_world, cli, monkeypatch):
     folder, _, fake = sms_world
     fake.fail_next(503, method="GET", path="/Messages")
     r = cli("-C", folder, "sync", "--channel", "sms")
@@ -170,7 +172,7 @@ def test_provider_errors_exit_75(sms_world, cli, monkeypatch):
     assert "twilio channel 'sms'" in r.stderr
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "wrong")
     r = cli("-C", folder, "sync", "--channel", "sms")
-    assert r.exit_code == 75
+    assert r.exit_code == 78
     assert "campaignctl auth twilio" in r.stderr
     assert "wrong" not in r.stderr
 
@@ -191,8 +193,8 @@ def test_outbox_and_smtp_say_they_cannot_read(project, cli):
     assert r.exit_code == 0
     assert "email (outbox): the outbox writes files; nothing comes back" in r.stdout
     assert "relay (smtp): SMTP cannot read replies (IMAP is not supported yet)" in r.stdout
-    r = cli("-C", project, "sync", "--quiet")
-    assert r.stdout.strip() == (
+    r = cli("-C", project, "sync")
+    assert r.stdout.splitlines()[-1] == (
         "sync: email cannot read replies; sms cannot read replies; relay cannot read replies"
     )
     r = cli("-C", project, "status")
@@ -287,8 +289,8 @@ def test_gmail_reply_bounce_unsubscribe_and_cursor(mail_world, cli):
 
     # the second sync reads the history from the stored history id: nothing twice
     requests = len(fake.api_requests)
-    r = cli("-C", folder, "sync", "--quiet")
-    assert r.stdout.strip() == "sync: email 0 new"
+    r = cli("-C", folder, "sync")
+    assert r.stdout.splitlines()[-1] == "sync: email 0 new"
     assert any(q.path.endswith("/history") for q in fake.api_requests[requests:])
 
     # a history id Gmail no longer serves (404): a dated search instead, still nothing twice
@@ -312,12 +314,33 @@ def test_gmail_reply_bounce_unsubscribe_and_cursor(mail_world, cli):
     assert all(followups.get(m.lead_id) in (None, "skipped") for m in hello)
 
 
-def test_gmail_refused_credentials_exit_75_with_the_auth_hint(mail_world, cli):
+def test_gmail_refused_credentials_exit_78_with_the_auth_hint(mail_world, cli):
     folder, store, fake = mail_world
     fake.token_error = "invalid_grant"
     fake.valid_tokens.clear()  # the stored token no longer works: a refresh is refused
     r = cli("-C", folder, "sync")
-    assert r.exit_code == 75, r.stderr
+    assert r.exit_code == 78, r.stderr
     assert "campaignctl auth gmail --channel email" in r.stderr
     with store.read() as s:
         assert s.exec(select(Event)).first() is None
+
+
+def test_quiet_sync_prints_nothing_when_all_went_well(sms_world, cli):
+    """cron runs `sync --quiet` every 5 minutes and mails whatever it prints."""
+    folder, store, fake = sms_world
+    fake.receive(_phone(0), OUR_SMS, "STOP")
+    r = cli("-C", folder, "sync", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert (r.stdout, r.stderr) == ("", "")
+    with store.read() as s:
+        assert len(list(s.exec(select(OptOut)))) == 1  # it did its work all the same
+
+
+def test_quiet_sync_reports_a_failed_channel_on_stderr(sms_world, cli):
+    folder, _, fake = sms_world
+    fake.fail_next(503, method="GET", path="/Messages")
+    r = cli("-C", folder, "sync", "--channel", "sms", "--quiet")
+    assert r.exit_code == 75
+    assert r.stdout == ""
+    assert r.stderr.splitlines()[0] == "sync: sms error (transient)"
+    assert "campaignctl: error: twilio channel 'sms'" in r.stderr

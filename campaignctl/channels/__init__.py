@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from campaignctl.channels.base import (
     Channel,
     ChannelError,
+    CredentialsError,
     ErrorKind,
     Inbox,
     Outgoing,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Channel",
     "ChannelError",
+    "CredentialsError",
     "ErrorKind",
     "Inbox",
     "Outgoing",

@@ -60,7 +60,7 @@ class Reconciliation:
 class ErrorKind(StrEnum):
     TRANSIENT = "transient"  # 429, 5xx, timeouts: back to pending with backoff
     PERMANENT = "permanent"  # this message fails; the others go on
-    AUTH = "auth"  # credentials refused: stop the channel for this pass (exit 75)
+    AUTH = "auth"  # no message can go until a person acts (credentials): stop the channel (exit 78)
     OPTED_OUT = "opted_out"  # recipient unsubscribed at the provider: fail and mark opted out
 
 
@@ -84,9 +84,19 @@ class ChannelError(CampaignctlError):
         # True when the request may have reached the provider before it failed (a timeout or a
         # dropped connection after the message was written): reconcile before any retry.
         self.maybe_sent = maybe_sent
-        self.exit_code = (
-            ExitCode.TEMPFAIL if kind in (ErrorKind.AUTH, ErrorKind.TRANSIENT) else ExitCode.FAILED
-        )
+        self.exit_code = {
+            ErrorKind.AUTH: ExitCode.CONFIG,  # retrying will not help: a person must act
+            ErrorKind.TRANSIENT: ExitCode.TEMPFAIL,
+        }.get(kind, ExitCode.FAILED)
+
+
+class CredentialsError(ChannelError):
+    """Credentials missing, unreadable, refused or revoked: the channel stops and the command
+    exits 78 (a person must run `campaignctl auth ...` or fix the environment), never 75,
+    which cron and systemd treat as "try again later"."""
+
+    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+        super().__init__(ErrorKind.AUTH, message, code=code, hint=hint)
 
 
 @runtime_checkable

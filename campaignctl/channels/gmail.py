@@ -29,6 +29,7 @@ from googleapiclient.errors import HttpError
 
 from campaignctl.channels.base import (
     ChannelError,
+    CredentialsError,
     ErrorKind,
     Outgoing,
     Received,
@@ -88,14 +89,12 @@ def load_credentials(cfg: Config, name: str, ch: GmailChannel) -> Any:
                 str(sa_path), scopes=list(SCOPES)
             )
         except FileNotFoundError:
-            raise ChannelError(
-                ErrorKind.AUTH,
+            raise CredentialsError(
                 f"gmail channel {name!r}: service account key {sa_path} not found",
                 hint=f"download the key JSON and set channels.{name}.service_account to its path",
             ) from None
         except (ValueError, KeyError):
-            raise ChannelError(
-                ErrorKind.AUTH,
+            raise CredentialsError(
                 f"gmail channel {name!r}: {sa_path} is not a service account key file",
                 hint="download a JSON key of a service account from the Google Cloud console",
             ) from None
@@ -115,14 +114,17 @@ def load_credentials(cfg: Config, name: str, ch: GmailChannel) -> Any:
             creds = moved
         return creds
     except FileNotFoundError:
-        raise ChannelError(
-            ErrorKind.AUTH,
+        raise CredentialsError(
             f"gmail channel {name!r}: no token file at {token_path}",
             hint=auth_hint(name),
         ) from None
+    except OSError as exc:  # unreadable: wrong owner or mode for the user that runs us
+        raise CredentialsError(
+            f"gmail channel {name!r}: cannot read the token file {token_path}: {exc.strerror}",
+            hint=f"make it readable by this user (mode 0600), or {auth_hint(name)[4:]}",
+        ) from None
     except (ValueError, KeyError):
-        raise ChannelError(
-            ErrorKind.AUTH,
+        raise CredentialsError(
             f"gmail channel {name!r}: {token_path} is not a Gmail token file",
             hint=auth_hint(name),
         ) from None
@@ -158,7 +160,7 @@ def classify_http_error(name: str, exc: HttpError) -> ChannelError:
     if status in (401, 403):
         # 401 arrives after google-auth already refreshed once; 403 is a missing scope or a
         # refused delegation: either way no message on this channel can go until a person acts.
-        return ChannelError(ErrorKind.AUTH, text, code=str(status), hint=auth_hint(name))
+        return CredentialsError(text, code=str(status), hint=auth_hint(name))
     return ChannelError(ErrorKind.PERMANENT, text, code=str(status))
 
 
@@ -327,8 +329,13 @@ class GmailApiChannel:
         except HttpError as exc:
             raise classify_http_error(self.name, exc) from None
         except RefreshError as exc:
-            raise ChannelError(
-                ErrorKind.AUTH,
+            if getattr(exc, "retryable", False):  # the token endpoint failed, not our token
+                raise ChannelError(
+                    ErrorKind.TRANSIENT,
+                    f"gmail channel {self.name!r}: cannot refresh the token now "
+                    f"({_refresh_reason(exc)})",
+                ) from None
+            raise CredentialsError(
                 f"gmail channel {self.name!r}: the token was refused when refreshing it "
                 f"({_refresh_reason(exc)})",
                 hint=auth_hint(self.name),

@@ -16,6 +16,7 @@ import ssl
 
 from campaignctl.channels.base import (
     ChannelError,
+    CredentialsError,
     ErrorKind,
     Outgoing,
     Reconciled,
@@ -49,8 +50,7 @@ class SmtpRelayChannel:
         if ch.username:
             self._password = os.environ.get(ch.password_env or "")
             if not self._password:
-                raise ChannelError(
-                    ErrorKind.AUTH,
+                raise CredentialsError(
                     f"smtp channel {name!r}: environment variable {ch.password_env} is not set",
                     hint=f"export {ch.password_env}=... (the password of {ch.username}) and retry",
                 )
@@ -127,8 +127,7 @@ class SmtpRelayChannel:
             code, reply = next(iter(exc.recipients.values()))
             return self._by_code(code, f"{where}: recipient refused: {code} {_text(reply)}")
         if isinstance(exc, smtplib.SMTPAuthenticationError):
-            return ChannelError(
-                ErrorKind.AUTH,
+            return CredentialsError(
                 f"{where}: login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
                 code=str(exc.smtp_code),
                 hint=f"check username and the password in ${self._ch.password_env}",

@@ -25,6 +25,7 @@ from twilio.rest import Client
 
 from campaignctl.channels.base import (
     ChannelError,
+    CredentialsError,
     ErrorKind,
     Outgoing,
     Received,
@@ -33,7 +34,6 @@ from campaignctl.channels.base import (
     Sent,
 )
 from campaignctl.config import Config, TwilioChannel
-from campaignctl.errors import ExitCode
 
 T = TypeVar("T")
 
@@ -85,8 +85,7 @@ def make_client(name: str, ch: TwilioChannel) -> Client:
     elif not (token or (key and secret)):
         missing = ch.auth_token_env
     if missing:
-        raise ChannelError(
-            ErrorKind.AUTH,
+        raise CredentialsError(
             f"twilio channel {name!r}: environment variable {missing} is not set",
             hint=auth_hint(ch),
         )
@@ -111,7 +110,7 @@ def classify(name: str, ch: TwilioChannel, exc: TwilioRestException) -> ChannelE
     if code == OUTSIDE_WINDOW_CODE:
         return ChannelError(ErrorKind.PERMANENT, text, code=tag, hint=WINDOW_HINT)
     if code == 20003 or status in (401, 403):
-        return ChannelError(ErrorKind.AUTH, text, code=tag, hint=auth_hint(ch))
+        return CredentialsError(text, code=tag, hint=auth_hint(ch))
     if code == 20429 or status == 429:
         return ChannelError(ErrorKind.TRANSIENT, text, code=tag)
     if status >= 500:
@@ -327,13 +326,9 @@ def verify(cfg: Config, name: str) -> AccountInfo:
     """Fetch the account with the channel's credentials (through `api_base` when set)."""
     ch = cfg.channels[name]
     assert isinstance(ch, TwilioChannel)
-    try:
-        client = make_client(name, ch)
-        account = call(name, ch, lambda: client.api.v2010.accounts(client.account_sid).fetch())
-    except ChannelError as exc:
-        if exc.kind is not ErrorKind.TRANSIENT:
-            exc.exit_code = ExitCode.FAILED  # refused credentials: retrying will not help
-        raise
+    # refused credentials raise CredentialsError (exit 78), an unreachable Twilio exits 75
+    client = make_client(name, ch)
+    account = call(name, ch, lambda: client.api.v2010.accounts(client.account_sid).fetch())
     return AccountInfo(
         sid=str(account.sid),
         friendly_name=str(account.friendly_name or ""),

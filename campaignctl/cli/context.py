@@ -44,10 +44,14 @@ class State:
             self._config = load(self.config_path)
         return self._config
 
-    def store(self) -> Store:
+    def store(self, *, read_only: bool = False) -> Store:
+        """The campaign file's database. A `read_only` command creates no database file: a
+        missing one reads as empty (see `Store.for_reading`)."""
         if self._store is None:
             from campaignctl.store import Store
 
+            if read_only:  # not kept: a later writer in the same command gets the real file
+                return Store.for_reading(self.config())
             self._store = Store.for_config(self.config())
         return self._store
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from campaignctl.cli.context import state, stdout
+from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
     from campaignctl.daemon import Daemon
@@ -72,7 +73,9 @@ def daemon(
         for s, h in old.items():
             signal.signal(s, h)
     if d.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+    if d.exit_code:
+        raise typer.Exit(int(d.exit_code))
 
 
 class _LiveView:

@@ -148,7 +148,7 @@ def list_(
     from campaignctl.leads import list_leads
 
     st = state(ctx)
-    leads = list_leads(st.store(), where=where, limit=limit)
+    leads = list_leads(st.store(read_only=True), where=where, limit=limit)
     if fmt is TableCsvJson.json:
         print_json(leads)
     elif fmt is TableCsvJson.csv:

@@ -45,7 +45,11 @@ def send(
         None, "--max-time", metavar="DURATION", help="Stop after this long, e.g. 10m."
     ),
     quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="Print only errors and one summary line (for cron)."
+        False,
+        "--quiet",
+        "-q",
+        help="For cron: print nothing when all went well; errors and, when the run did not "
+        "succeed, the summary line go to stderr.",
     ),
     no_lock: bool = typer.Option(
         False,
@@ -59,7 +63,7 @@ def send(
     from campaignctl.timespec import parse_duration
 
     st = state(ctx)
-    cfg, store = st.config(), st.store()
+    cfg, store = st.config(), st.store(read_only=dry_run)
     try:
         budget = parse_duration(max_time) if max_time else None
     except ValueError as exc:
@@ -220,16 +224,32 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
 
 
 def _finish(result: RunResult, quiet: bool) -> None:
-    print(_summary(result.total, result.last, result.next_due), flush=True)
+    """The summary line, then the exit code. Quiet (cron) prints nothing when all went well,
+    so cron mails only when there is something to read: the summary then goes to stderr."""
+    summary = _summary(result.total, result.last, result.next_due)
+    code = _exit_code(result)
+    if not quiet:
+        print(summary, flush=True)
+    elif code is not ExitCode.OK:
+        print(summary, file=sys.stderr, flush=True)
     if result.total.auth_errors:
         for err in result.total.auth_errors.values():
             report_error(err.message, err.hint)
-        raise typer.Exit(int(ExitCode.TEMPFAIL))
-    if result.total.total("failed"):
-        raise typer.Exit(int(ExitCode.FAILED))
-    if result.total.transient_errors and not result.total.total("sent"):
+    elif code is ExitCode.TEMPFAIL:
         report_error("every attempt met a temporary provider error; the messages will be retried")
-        raise typer.Exit(int(ExitCode.TEMPFAIL))
+    if code:
+        raise typer.Exit(int(code))
+
+
+def _exit_code(result: RunResult) -> ExitCode:
+    """78 (a person must act) before 1 (some failed) before 75 (nothing went: try later)."""
+    if result.total.auth_errors:
+        return max(e.exit_code for e in result.total.auth_errors.values())
+    if result.total.total("failed"):
+        return ExitCode.FAILED
+    if result.total.transient_errors and not result.total.total("sent"):
+        return ExitCode.TEMPFAIL
+    return ExitCode.OK
 
 
 def _render_dry(dry: DryRun, quiet: bool) -> None:
@@ -269,7 +289,9 @@ def plan(
     from campaignctl.planner import plan as make_plan
 
     st = state(ctx)
-    p = make_plan(st.config(), st.store(), _now(), days=days, campaigns=campaign or None)
+    p = make_plan(
+        st.config(), st.store(read_only=True), _now(), days=days, campaigns=campaign or None
+    )
     if fmt is TableOrJson.json:
         print_json(plan_json(p))
         return
@@ -365,7 +387,7 @@ def status(
     from campaignctl.status import status as compute
 
     st = state(ctx)
-    doc = compute(st.config(), st.store(), _now(), campaign)
+    doc = compute(st.config(), st.store(read_only=True), _now(), campaign)
     if fmt is TableOrJson.json:
         print_json(doc)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -18,7 +19,11 @@ def sync(
         [], "--channel", metavar="NAME", help="Only this channel (repeatable)."
     ),
     quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="One summary line and errors only (for cron)."
+        False,
+        "--quiet",
+        "-q",
+        help="For cron: print nothing when all went well; errors and, when a channel failed, "
+        "the summary line go to stderr.",
     ),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
@@ -28,16 +33,17 @@ def sync(
 
     st = state(ctx)
     result = run_sync(st.config(), st.store(), wall_clock(), channels=channel or None)
+    code = result.exit_code()
     if fmt is TableOrJson.json:
         print_json(sync_json(result))
-    elif quiet:
-        print(summary_line(result), flush=True)
-    else:
+    elif not quiet:
         _render(result)
+        print(summary_line(result), flush=True)
+    elif code:  # quiet (cron): nothing when all went well, so cron mails only problems
+        print(summary_line(result), file=sys.stderr, flush=True)
     for c in result.channels:
         if c.error is not None:
             report_error(c.error.message, c.error.hint)
-    code = result.exit_code()
     if code:
         raise typer.Exit(int(code))
 

@@ -1,0 +1,93 @@
+"""Credentials missing, unreadable or refused exit 78 (a person must act), never 75.
+
+75 tells cron and systemd "try again later" (`SuccessExitStatus=75`), so a server whose
+credentials were revoked would never alert. The lock and an unreachable provider stay 75.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from campaignctl.config import load
+from campaignctl.store import Store
+from tests.conftest import REPO
+from tests.engine_helpers import add_leads
+from tests.fakes.fixtures import write_project
+from tests.test_sync import SMS_CAMPAIGN
+
+TWILIO_ENV = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET")
+# nothing listens on port 9 (discard) of loopback: no request may get that far anyway
+SMS_CHANNEL = '[channels.sms]\nprovider = "twilio"\nfrom = "+15005550006"\n'
+SMS_CHANNEL += 'api_base = "http://127.0.0.1:9"\n'
+
+
+def _sms_project(folder: Path) -> Path:
+    write_project(folder, SMS_CHANNEL, SMS_CAMPAIGN)
+    add_leads(Store.for_config(load(folder / "campaigns.toml")), 2)
+    return folder
+
+
+def test_missing_twilio_environment_exits_78_for_send_sync_and_auth(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in TWILIO_ENV:
+        monkeypatch.delenv(var, raising=False)
+    folder = _sms_project(tmp_path)
+    for args in (["send"], ["send", "--quiet"], ["sync"], ["auth", "twilio"]):
+        r = cli("-C", folder, *args)
+        assert r.exit_code == 78, (args, r.stdout, r.stderr)
+        assert "campaignctl: error: twilio channel 'sms': environment variable " in r.stderr
+        assert "campaignctl auth twilio" in r.stderr
+
+
+def test_unreadable_gmail_token_exits_78(tmp_path: Path, cli) -> None:
+    (tmp_path / "token").mkdir()  # unreadable as a file, for root too
+    write_project(
+        tmp_path,
+        '[channels.email]\nprovider = "gmail"\ncredentials = "token"\n',
+        SMS_CAMPAIGN.replace('channel = "sms"', 'channel = "email"\nsubject = "Hi"'),
+    )
+    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 1)
+    r = cli("-C", tmp_path, "send")
+    assert r.exit_code == 78, r.stderr
+    assert "cannot read the token file" in r.stderr
+    assert "internal error" not in r.stderr
+    assert "campaignctl auth gmail --channel email" in r.stderr
+
+
+def test_missing_smtp_password_exits_78(tmp_path: Path, cli, monkeypatch) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    write_project(
+        tmp_path,
+        '[channels.email]\nprovider = "smtp"\nhost = "127.0.0.1"\nport = 9\n'
+        'username = "ana"\npassword_env = "SMTP_PASSWORD"\n',
+        SMS_CAMPAIGN.replace('channel = "sms"', 'channel = "email"\nsubject = "Hi"'),
+    )
+    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 1)
+    r = cli("-C", tmp_path, "send", "--quiet")
+    assert r.exit_code == 78, r.stderr
+    assert "environment variable SMTP_PASSWORD is not set" in r.stderr
+
+
+def test_daemon_exits_78_when_credentials_are_missing(tmp_path: Path) -> None:
+    """The daemon stops instead of running forever with a channel that cannot send, and says
+    why; its unit's RestartPreventExitStatus=78 keeps systemd from restarting it in a loop."""
+    folder = _sms_project(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in TWILIO_ENV}
+    env |= {"PYTHONPATH": str(REPO), "CAMPAIGNCTL_DEBUG": ""}
+    r = subprocess.run(
+        [sys.executable, "-m", "campaignctl", "-C", str(folder), "daemon"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 78, r.stdout + r.stderr
+    assert "stopping with exit 78, a person must act: twilio channel 'sms'" in r.stdout
+    assert "campaignctl auth twilio" in r.stdout
+    assert "daemon stopped" in r.stdout
