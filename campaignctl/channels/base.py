@@ -34,6 +34,7 @@ class Outgoing:
     thread_id: str | None = None  # provider's thread id (Gmail) of that first email
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
+    to_name: str | None = None  # the lead's name, for email's `To: "First Last" <address>`
 
 
 @dataclass(frozen=True)

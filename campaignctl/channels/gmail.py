@@ -36,7 +36,7 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.channels.mime import build_email
+from campaignctl.channels.mime import email_bytes
 from campaignctl.config import Config, GmailChannel
 from campaignctl.errors import CampaignctlError
 
@@ -190,7 +190,8 @@ class GmailApiChannel:
 
     def send(self, msg: Outgoing) -> Sent:
         """`users.messages.send` with the raw MIME, in the first email's thread for thread steps."""
-        raw = base64.urlsafe_b64encode(build_email(msg, self._sender).as_bytes()).decode("ascii")
+        # UTF-8 headers when an address is not ASCII: Gmail takes them (RFC 6532)
+        raw = base64.urlsafe_b64encode(email_bytes(msg, self._sender)).decode("ascii")
         body: dict[str, str] = {"raw": raw}
         if msg.thread_id:
             body["threadId"] = msg.thread_id
