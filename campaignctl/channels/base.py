@@ -121,6 +121,15 @@ class Received:
     received_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What one `fetch_inbound` read, and the cursor to store for the next call."""
+
+    items: list[Received]
+    cursor: str
+    more: bool = False  # stopped at the page cap: the next sync goes on from `cursor`
+
+
 @runtime_checkable
 class Inbox(Protocol):
     """A channel that can read what came back (replies, bounces, statuses); outbox and SMTP
@@ -129,8 +138,8 @@ class Inbox(Protocol):
     name: str
     kind: str
 
-    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> Fetched:
         """Everything since `cursor` (the value this method returned last time, or None for a
-        first sync), and the cursor to store for the next call. Overlap is fine: recording is
-        idempotent."""
+        first sync), and the cursor to store for the next call; a bounded number of pages per
+        call (`more` when some are left). Overlap is fine: recording is idempotent."""
         ...

@@ -30,6 +30,7 @@ from googleapiclient.errors import HttpError
 from campaignctl.channels.base import (
     ChannelError,
     ErrorKind,
+    Fetched,
     Outgoing,
     Received,
     Reconciled,
@@ -219,7 +220,7 @@ class GmailApiChannel:
             Reconciled.SENT, provider_id=found[0]["id"], thread_id=found[0].get("threadId")
         )
 
-    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> Fetched:
         """Messages added to the mailbox since the cursor, each fetched with `format=raw`.
 
         The cursor is `{"history_id", "at"}`: `history.list` from that history id where Gmail
@@ -288,7 +289,7 @@ class GmailApiChannel:
                     received_at=when,
                 )
             )
-        return out, json.dumps({"history_id": new_history, "at": now.isoformat()})
+        return Fetched(out, json.dumps({"history_id": new_history, "at": now.isoformat()}))
 
     def _history_ids(self, start: str, ids: dict[str, str | None]) -> str:
         """Ids of messages added since history id `start` (our own sends left out)."""
