@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -343,11 +344,11 @@ def test_sync_reads_a_bounded_number_of_pages_and_the_next_goes_on(sms_world, cl
         fake.receive(_phone(i), OUR_SMS, f"Who is this? ({i})", when=t0)
     # 13 replies to our number (4 pages of 4) and 14 of our sends (4 pages): 8 pages in all
 
-    def sync() -> dict:
+    def sync() -> dict[str, Any]:
         before = _list_requests(fake)
         r = cli("-C", folder, "sync", "--channel", "sms", "--format", "json")
         assert r.exit_code == 0, r.stderr
-        doc = json.loads(r.stdout)["channels"][0]
+        doc: dict[str, Any] = json.loads(r.stdout)["channels"][0]
         doc["pages"] = _list_requests(fake) - before
         return doc
 
