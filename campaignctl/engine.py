@@ -243,6 +243,11 @@ class _LeadInfo:
         return self._tz
 
 
+def _full_name(context: dict[str, Any]) -> str:
+    """ "First Last" for an email's To header; empty when the lead has no name."""
+    return " ".join(str(context[k]) for k in ("first_name", "last_name") if context.get(k))
+
+
 @dataclass
 class _Claimed:
     row_id: int
@@ -954,6 +959,7 @@ class Engine:
                     thread_id=thread_id,
                     content_sid=rendered.content_sid,
                     content_variables=rendered.content_variables,
+                    to_name=_full_name(lead.context),
                 )
                 out.append(_Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1))
         w.flush(conn)

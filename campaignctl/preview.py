@@ -1,6 +1,6 @@
 """`preview`: one step rendered for one lead, exactly as the channel would send it.
 
-Email goes through `channels.mime.build_email`, the same builder every email provider uses, so
+Email goes through `channels.mime.email_bytes`, the same builder every email provider uses, so
 the headers shown are the headers sent; only the Message-ID (and In-Reply-To on thread steps)
 are placeholders, because real ones are generated and stored when the message is sent.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email import message_from_bytes, policy
+from email import message_from_string, policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -113,7 +113,7 @@ def _email(
     now: datetime,
 ) -> EmailMessage:
     from campaignctl.channels.base import Outgoing
-    from campaignctl.channels.mime import build_email, reply_subject
+    from campaignctl.channels.mime import email_bytes, reply_subject
 
     subject, in_reply_to = rendered.subject, None
     if step.thread:
@@ -132,6 +132,7 @@ def _email(
         channel=step.channel,
         kind="email",
         to=str(lead["email"]),
+        to_name=" ".join(str(lead[k]) for k in ("first_name", "last_name") if lead.get(k)),
         text=rendered.text,
         claimed_at=now,
         subject=subject,
@@ -140,7 +141,7 @@ def _email(
         in_reply_to=in_reply_to,
     )
     # Parsed back from the bytes a provider would get, so the preview shows exactly those.
-    parsed: EmailMessage = message_from_bytes(
-        build_email(msg, cfg.sender).as_bytes(), policy=policy.default
+    parsed: EmailMessage = message_from_string(
+        email_bytes(msg, cfg.sender).decode("utf-8"), policy=policy.default
     )
     return parsed

@@ -45,6 +45,7 @@ class ChannelSync:
     skipped: int = 0
     error: ChannelError | None = None
     note: str | None = None
+    more: bool = False  # the provider has more than one sync reads: the next one goes on
 
     @property
     def new(self) -> int:
@@ -127,7 +128,8 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
     name = inbox.name
     with store.read() as s:
         cursor = get_cursor(s, name)
-    items, new_cursor = inbox.fetch_inbound(cursor, now)
+    fetched = inbox.fetch_inbound(cursor, now)
+    items = fetched.items
     with store.write() as s:
         known = load_known(s, name)
         classified = [c for c in (_classify(cfg, name, r, known, now) for r in items) if c]
@@ -140,7 +142,7 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
             now=now,
             default_region=cfg.settings.default_region,
         )
-        set_cursor(s, name, new_cursor, now)
+        set_cursor(s, name, fetched.cursor, now)
         key = LAST_SYNC_KEY.format(channel=name)
         row = s.get(Meta, key) or Meta(key=key, value="")
         row.value, row.updated_at = now.isoformat(), now
@@ -150,6 +152,7 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
     res.unknown_leads += done.unknown_leads
     res.stopped += done.stopped
     res.skipped += done.skipped
+    res.more = fetched.more
 
 
 def _classify(

@@ -26,7 +26,8 @@ def test_email_preview_shows_headers_text_and_html_part(cli, example_project):
     assert r.exit_code == 0, r.output
     h = headers(r.stdout)
     assert h["From"] == '"Ana Cruz, Sunrise Realty" <ana@sunrise.example>'
-    assert h["To"] == "maria.santos@example.com"  # first built-in sample in the audience
+    # the first built-in sample in the audience, with her name
+    assert h["To"] == "María Santos <maria.santos@example.com>"
     assert h["Subject"] == "Welcome, María!"
     assert h["Message-ID"] == "<generated-when-sent@sunrise.example>"
     assert h["List-Unsubscribe"] == "<mailto:ana@sunrise.example?subject=unsubscribe>"
@@ -76,7 +77,7 @@ def test_first_database_lead_in_the_audience_is_the_default(cli, project):
     )
     r = cli("-C", project, "preview", "welcome")
     assert r.exit_code == 0, r.output
-    assert headers(r.stdout)["To"] == "new@example.com"
+    assert headers(r.stdout)["To"] == "Neu <new@example.com>"
     assert "Hi Neu!" in r.stdout
 
 
@@ -84,7 +85,7 @@ def test_lead_by_email_is_case_insensitive(cli, project):
     add_leads(project, Lead(email="ana.b@example.com", first_name="Ana"))
     r = cli("-C", project, "preview", "welcome", "--lead", "Ana.B@Example.COM")
     assert r.exit_code == 0, r.output
-    assert headers(r.stdout)["To"] == "ana.b@example.com"
+    assert headers(r.stdout)["To"] == "Ana <ana.b@example.com>"
 
 
 def test_unknown_lead_is_exit_2(cli, project):

@@ -51,7 +51,7 @@ def test_send_then_thread_step(cli: Cli, folder: Path, fake_gmail: FakeGmail) ->
     assert "summary: sent 2, failed 0" in res.stdout
 
     assert len(fake_gmail.sent) == 2
-    by_to = {str(m.mime["To"]): m for m in fake_gmail.sent}
+    by_to = {m.to: m for m in fake_gmail.sent}
     for lead_id, lead in ((juan, JUAN), (maria, MARIA)):
         stored = by_to[lead["email"]]
         rec = row(folder, "hello", lead_id)
@@ -140,7 +140,7 @@ def test_429_goes_back_to_pending_and_is_sent_on_a_later_pass(
     fake_gmail.fail_next(429, path="/messages/send", retry_after=150)
     res = cli("-C", folder, "send")
     assert res.exit_code == 0, res.stderr
-    assert [str(m.mime["To"]) for m in fake_gmail.sent] == ["maria@example.com"]
+    assert [m.to for m in fake_gmail.sent] == ["maria@example.com"]
     held = row(folder, "hello", juan)
     assert (held.state, held.attempts, held.error_code) == ("pending", 1, "429")
     assert held.claimed_by is None
@@ -155,7 +155,7 @@ def test_429_goes_back_to_pending_and_is_sent_on_a_later_pass(
     travel(folder, timedelta(seconds=151))
     res = cli("-C", folder, "send")
     assert res.exit_code == 0, res.stderr
-    assert [str(m.mime["To"]) for m in fake_gmail.sent] == [
+    assert [m.to for m in fake_gmail.sent] == [
         "maria@example.com",
         "juan@example.com",
     ]
@@ -188,7 +188,7 @@ def test_invalid_recipient_fails_with_the_code_while_others_go(
     assert "Invalid To header" in (failed.error or "")
     assert enrolments(folder)[bad] == ("stopped", "step hello failed")
     assert row(folder, "hello", maria).state == "sent"
-    assert [str(m.mime["To"]) for m in fake_gmail.sent] == ["maria@example.com"]
+    assert [m.to for m in fake_gmail.sent] == ["maria@example.com"]
     steps = status_steps(cli, folder)
     assert (steps["hello"]["sent"], steps["hello"]["failed"]) == (1, 1)
 

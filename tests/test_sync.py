@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
@@ -344,3 +345,65 @@ def test_quiet_sync_reports_a_failed_channel_on_stderr(sms_world, cli):
     assert r.stdout == ""
     assert r.stderr.splitlines()[0] == "sync: sms error (transient)"
     assert "campaignctl: error: twilio channel 'sms'" in r.stderr
+
+
+def _list_requests(fake) -> int:
+    return sum(
+        1 for r in fake.http.requests if r.method == "GET" and r.path.endswith("/Messages.json")
+    )
+
+
+def test_sync_reads_a_bounded_number_of_pages_and_the_next_goes_on(sms_world, cli, monkeypatch):
+    """issue 9 #22: `sync` followed next_page_uri without bound."""
+    import campaignctl.channels.twilio as twilio
+
+    monkeypatch.setattr(twilio, "SYNC_PAGE_SIZE", 4, raising=False)
+    monkeypatch.setattr(twilio, "SYNC_MAX_PAGES", 3, raising=False)
+    folder, store, fake = sms_world
+    for m in messages_where(store, step="hello"):
+        fake.set_status(m.provider_id, "delivered")
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    for i in range(13):
+        fake.receive(_phone(i), OUR_SMS, f"Who is this? ({i})", when=t0)
+    # 13 replies to our number (4 pages of 4) and 14 of our sends (4 pages): 8 pages in all
+
+    def sync() -> dict[str, Any]:
+        before = _list_requests(fake)
+        r = cli("-C", folder, "sync", "--channel", "sms", "--format", "json")
+        assert r.exit_code == 0, r.stderr
+        doc: dict[str, Any] = json.loads(r.stdout)["channels"][0]
+        doc["pages"] = _list_requests(fake) - before
+        return doc
+
+    first = sync()
+    assert (first["pages"], first["events"], first["more"]) == (3, {"reply": 12}, True)
+    fake.receive(_phone(13), OUR_SMS, "Late reply", when=datetime.now(UTC))  # mid-round
+    second = sync()
+    assert (second["pages"], second["more"]) == (3, True)
+    assert second["events"] == {"reply": 1, "delivered": 8}
+    r = cli("-C", folder, "sync", "--channel", "sms")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "sync: sms 6 new (delivered 6)"  # the round is done
+    # a new round, from the time the first one started: the late reply is on its first page;
+    # the rest is read again (the overlap, two days of our sends) and recorded once
+    rounds = [sync()]
+    assert rounds[0]["events"] == {"reply": 1}
+    while rounds[-1]["more"] and len(rounds) < 5:
+        rounds.append(sync())
+    assert [d["events"] for d in rounds] == [{"reply": 1}, {}, {}]
+    assert all(d["pages"] <= 3 for d in rounds)
+
+    events = _events(store)
+    assert Counter(e.kind for e in events) == {"reply": 14, "delivered": 14}
+    assert len({e.source_id for e in events}) == len(events)  # nothing recorded twice
+
+
+def test_sync_summary_says_when_more_remains(sms_world, cli, monkeypatch):
+    import campaignctl.channels.twilio as twilio
+
+    monkeypatch.setattr(twilio, "SYNC_PAGE_SIZE", 5, raising=False)
+    monkeypatch.setattr(twilio, "SYNC_MAX_PAGES", 1, raising=False)
+    folder = sms_world[0]
+    r = cli("-C", folder, "sync", "--channel", "sms")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "sync: sms 0 new, more to read: the next sync goes on"

@@ -34,6 +34,7 @@ class Outgoing:
     thread_id: str | None = None  # provider's thread id (Gmail) of that first email
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
+    to_name: str | None = None  # the lead's name, for email's `To: "First Last" <address>`
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,15 @@ class Received:
     received_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What one `fetch_inbound` read, and the cursor to store for the next call."""
+
+    items: list[Received]
+    cursor: str
+    more: bool = False  # stopped at the page cap: the next sync goes on from `cursor`
+
+
 @runtime_checkable
 class Inbox(Protocol):
     """A channel that can read what came back (replies, bounces, statuses); outbox and SMTP
@@ -138,8 +148,8 @@ class Inbox(Protocol):
     name: str
     kind: str
 
-    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> Fetched:
         """Everything since `cursor` (the value this method returned last time, or None for a
-        first sync), and the cursor to store for the next call. Overlap is fine: recording is
-        idempotent."""
+        first sync), and the cursor to store for the next call; a bounded number of pages per
+        call (`more` when some are left). Overlap is fine: recording is idempotent."""
         ...

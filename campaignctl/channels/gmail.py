@@ -31,13 +31,14 @@ from campaignctl.channels.base import (
     ChannelError,
     CredentialsError,
     ErrorKind,
+    Fetched,
     Outgoing,
     Received,
     Reconciled,
     Reconciliation,
     Sent,
 )
-from campaignctl.channels.mime import build_email
+from campaignctl.channels.mime import email_bytes
 from campaignctl.config import Config, GmailChannel
 from campaignctl.errors import CampaignctlError
 
@@ -192,7 +193,8 @@ class GmailApiChannel:
 
     def send(self, msg: Outgoing) -> Sent:
         """`users.messages.send` with the raw MIME, in the first email's thread for thread steps."""
-        raw = base64.urlsafe_b64encode(build_email(msg, self._sender).as_bytes()).decode("ascii")
+        # UTF-8 headers when an address is not ASCII: Gmail takes them (RFC 6532)
+        raw = base64.urlsafe_b64encode(email_bytes(msg, self._sender)).decode("ascii")
         body: dict[str, str] = {"raw": raw}
         if msg.thread_id:
             body["threadId"] = msg.thread_id
@@ -220,7 +222,7 @@ class GmailApiChannel:
             Reconciled.SENT, provider_id=found[0]["id"], thread_id=found[0].get("threadId")
         )
 
-    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> Fetched:
         """Messages added to the mailbox since the cursor, each fetched with `format=raw`.
 
         The cursor is `{"history_id", "at"}`: `history.list` from that history id where Gmail
@@ -289,7 +291,7 @@ class GmailApiChannel:
                     received_at=when,
                 )
             )
-        return out, json.dumps({"history_id": new_history, "at": now.isoformat()})
+        return Fetched(out, json.dumps({"history_id": new_history, "at": now.isoformat()}))
 
     def _history_ids(self, start: str, ids: dict[str, str | None]) -> str:
         """Ids of messages added since history id `start` (our own sends left out)."""

@@ -1,6 +1,6 @@
 """The `outbox` channel: one file per message instead of a provider, for demos, staging and tests.
 
-Email becomes `<message id>.eml` (RFC 5322, built by `mime.build_email`), SMS and WhatsApp become
+Email becomes `<message id>.eml` (RFC 5322, written by `mime.email_bytes`), SMS and WhatsApp become
 `<message id>.json` with `to`, `from` and `body`. Files are written to a temporary name and
 renamed, so a file either exists whole or not at all, and `reconcile()` is "does the file
 exist". Files are not fsynced (that would cost milliseconds per message): a killed process
@@ -43,11 +43,11 @@ class Outbox:
 
     def send(self, msg: Outgoing) -> Sent:
         """Write the message; an OSError (disk full, permissions) is transient."""
-        from campaignctl.channels.mime import build_email
+        from campaignctl.channels.mime import email_bytes
 
         target = self._file(msg)
         if msg.kind == "email":
-            data = bytes(build_email(msg, self.sender))
+            data = email_bytes(msg, self.sender)
         else:
             data = json.dumps(
                 {"to": msg.to, "from": self.sender_from, "body": msg.text}, ensure_ascii=False

@@ -4,6 +4,9 @@ The password comes from the environment variable named by `password_env`; it is 
 campaign file and never in a message. One connection is kept for the pass and probed with NOOP
 before reuse, so a server that dropped an idle connection costs a reconnect, not a failure.
 
+An address outside ASCII (`josé@example.org`) is sent with SMTPUTF8 (RFC 6531) when the relay
+offers it; when it does not, the message fails for good: no retry would change the answer.
+
 SMTP cannot reconcile: there is no way to ask a relay whether it accepted a message, so
 `reconcile()` answers UNKNOWN and an uncertain message stays uncertain.
 """
@@ -23,7 +26,7 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.channels.mime import build_email
+from campaignctl.channels.mime import build_email, needs_utf8, to_bytes
 from campaignctl.config import Config, SmtpChannel
 
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
@@ -73,6 +76,18 @@ class SmtpRelayChannel:
                 conn.starttls(context=ctx)
                 conn.ehlo()
             if self._ch.username and self._password:
+                conn.ehlo_or_helo_if_needed()
+                # a relay that offers AUTH only once TLS is on
+                if (
+                    self._ch.security == "none"
+                    and not conn.has_extn("auth")
+                    and conn.has_extn("starttls")
+                ):
+                    raise ChannelError(
+                        ErrorKind.AUTH,
+                        f"{self._where()}: the relay offers login only after STARTTLS",
+                        hint=self._starttls_hint(),
+                    )
                 conn.login(self._ch.username, self._password)
         except BaseException:
             conn.close()
@@ -100,7 +115,6 @@ class SmtpRelayChannel:
 
     def send(self, msg: Outgoing) -> Sent:
         """MAIL/RCPT/DATA on the kept connection; the Message-ID is the provider id."""
-        em = build_email(msg, self._sender)
         envelope_from = self._sender.email
         if not envelope_from:
             raise ChannelError(
@@ -108,21 +122,50 @@ class SmtpRelayChannel:
                 f"{self._where()}: [sender] email is not set",
                 hint="set email in [sender] of the campaign file",
             )
+        em = build_email(msg, self._sender)
+        utf8 = needs_utf8(msg, self._sender)
+        data = to_bytes(em, utf8=utf8, linesep="\r\n")
         try:
             conn = self._connection()
+            conn.ehlo_or_helo_if_needed()
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise self._classify(exc, connecting=True) from None
+        options: list[str] = []
+        if utf8:
+            if not conn.has_extn("smtputf8"):
+                needed = msg.to if not msg.to.isascii() else envelope_from
+                raise ChannelError(
+                    ErrorKind.PERMANENT,
+                    f"{self._where()}: server does not support SMTPUTF8, needed for {needed}",
+                    code="smtputf8",
+                    hint="send through a relay that offers SMTPUTF8 (Gmail's does), "
+                    "or give the lead an ASCII address",
+                )
+            options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
         try:
-            conn.send_message(em, from_addr=envelope_from, to_addrs=[msg.to])
+            conn.sendmail(envelope_from, [msg.to], data, mail_options=options)
         except (smtplib.SMTPException, OSError) as exc:
             if not isinstance(exc, smtplib.SMTPRecipientsRefused):
                 self._drop()  # smtplib leaves the session in an unknown state
             raise self._classify(exc, connecting=False) from None
         return Sent(provider_id=str(em["Message-ID"]))
 
+    def _starttls_hint(self) -> str:
+        return f'set channels.{self.name}.security = "starttls" in the campaign file'
+
     def _classify(self, exc: BaseException, *, connecting: bool) -> ChannelError:
         where = self._where()
+        code = getattr(exc, "smtp_code", None)
+        said = _text(getattr(exc, "smtp_error", b""))
+        if self._ch.security == "none" and code == 530 and "starttls" in said.lower():
+            # "530 Must issue a STARTTLS command first": a setting, not the sender or a password
+            return ChannelError(
+                ErrorKind.AUTH,
+                f"{where}: {code} {said}",
+                code=str(code),
+                hint=self._starttls_hint(),
+            )
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             code, reply = next(iter(exc.recipients.values()))
             return self._by_code(code, f"{where}: recipient refused: {code} {_text(reply)}")

@@ -27,6 +27,7 @@ from campaignctl.channels.base import (
     ChannelError,
     CredentialsError,
     ErrorKind,
+    Fetched,
     Outgoing,
     Received,
     Reconciled,
@@ -50,6 +51,11 @@ QUEUED_LOOKBACK = 20
 FIRST_SYNC_LOOKBACK = timedelta(days=7)
 INBOUND_OVERLAP = timedelta(minutes=10)
 STATUS_LOOKBACK = timedelta(days=2)
+#: `sync` reads at most SYNC_MAX_PAGES list pages of SYNC_PAGE_SIZE messages per channel and run;
+#: the cursor then holds the next page, the next `sync` goes on from there, and only when every
+#: page is read does the cursor move on to the time that round started.
+SYNC_MAX_PAGES = 20
+SYNC_PAGE_SIZE = 1000
 
 
 class ApiBaseHttpClient(TwilioHttpClient):  # type: ignore[misc]
@@ -246,12 +252,38 @@ class TwilioMessagesChannel:
                 return m
         return None
 
-    def fetch_inbound(self, cursor: str | None, now: datetime) -> tuple[list[Received], str]:
-        """Messages to our number since the cursor (an ISO time), and our sends of the last
-        days with their delivery status; the new cursor is `now`.
+    def fetch_inbound(self, cursor: str | None, now: datetime) -> Fetched:
+        """Messages to our number since the cursor, and our sends of the last days with their
+        delivery status, at most SYNC_MAX_PAGES pages.
 
+        A round lists from the cursor's time (an ISO time) and ends with the time it started as
+        the new cursor; a round cut short by the page cap stores `{"started", "pages"}` instead
+        (the page to read next of each list not finished), and the next call finishes it first.
         Without a `from` (a messaging service only) the account's messages are listed.
         """
+        started, pages = self._round(cursor, now)
+        out: dict[str, Received] = {}
+        for _ in range(SYNC_MAX_PAGES):
+            if not pages:
+                break
+            page = call(self.name, self._ch, lambda p=pages[0]: self._page(p))  # type: ignore[misc]
+            for m in page:
+                out[str(m.sid)] = _received(m)
+            if page.next_page_url:
+                pages[0] = {"next": str(page.next_page_url)}
+            else:
+                pages.pop(0)
+        items = list(out.values())
+        if pages:
+            return Fetched(items, json.dumps({"started": started, "pages": pages}), more=True)
+        return Fetched(items, started)
+
+    def _round(self, cursor: str | None, now: datetime) -> tuple[str, list[dict[str, Any]]]:
+        """The round's start time and the pages it still has to read (first pages: a new one)."""
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            if cursor and cursor.startswith("{"):
+                state = json.loads(cursor)
+                return str(state["started"]), [dict(p) for p in state["pages"]]
         since = _utc(now) - FIRST_SYNC_LOOKBACK
         with contextlib.suppress(ValueError):  # a cursor we did not write: look back a week
             if cursor:
@@ -262,38 +294,42 @@ class TwilioMessagesChannel:
             if self._from
             else [({}, status_since)]
         )
-        out: dict[str, Received] = {}
-        for filters, after in queries:
-            found = call(
-                self.name,
-                self._ch,
-                lambda f=filters, a=after: self._client.messages.list(  # type: ignore[misc]
-                    **f, date_sent_after=a, page_size=1000
-                ),
-            )
-            for m in found:
-                out[str(m.sid)] = Received(
-                    provider_id=str(m.sid),
-                    resource={
-                        "sid": m.sid,
-                        "direction": m.direction,
-                        "from": m.from_,
-                        "to": m.to,
-                        "body": m.body,
-                        "status": m.status,
-                        "error_code": m.error_code,
-                        "error_message": m.error_message,
-                        "date_sent": m.date_sent,
-                        "date_created": m.date_created,
-                    },
-                    received_at=m.date_sent,
-                )
-        return list(out.values()), _utc(now).isoformat()
+        return _utc(now).isoformat(), [{"filters": f, "after": a.isoformat()} for f, a in queries]
+
+    def _page(self, page: dict[str, Any]) -> Any:
+        """One page of the Messages list: a stored next-page URL, or a list's first page."""
+        if "next" in page:
+            return self._client.messages.get_page(page["next"])
+        return self._client.messages.page(
+            **page["filters"],
+            date_sent_after=datetime.fromisoformat(page["after"]),
+            page_size=SYNC_PAGE_SIZE,
+        )
 
     def close(self) -> None:
         session = getattr(self._client.http_client, "session", None)
         if session is not None:
             session.close()
+
+
+def _received(m: Any) -> Received:
+    """A Twilio Message resource, with the REST JSON names `inbound` classifies."""
+    return Received(
+        provider_id=str(m.sid),
+        resource={
+            "sid": m.sid,
+            "direction": m.direction,
+            "from": m.from_,
+            "to": m.to,
+            "body": m.body,
+            "status": m.status,
+            "error_code": m.error_code,
+            "error_message": m.error_message,
+            "date_sent": m.date_sent,
+            "date_created": m.date_created,
+        },
+        received_at=m.date_sent,
+    )
 
 
 def _utc(when: datetime) -> datetime:

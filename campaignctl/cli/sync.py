@@ -48,6 +48,9 @@ def sync(
         raise typer.Exit(int(code))
 
 
+MORE = "more to read: the next sync goes on"
+
+
 def summary_line(result: SyncResult) -> str:
     """`sync: sms 2 new (optout 1, reply 1); smtp cannot read replies`."""
     parts = []
@@ -58,7 +61,11 @@ def summary_line(result: SyncResult) -> str:
             parts.append(f"{c.channel} error ({c.error.kind.value})")
         else:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(c.events.items()))
-            parts.append(f"{c.channel} {c.new} new" + (f" ({kinds})" if kinds else ""))
+            parts.append(
+                f"{c.channel} {c.new} new"
+                + (f" ({kinds})" if kinds else "")
+                + (f", {MORE}" if c.more else "")
+            )
     return "sync: " + ("; ".join(parts) or "no channels")
 
 
@@ -79,6 +86,7 @@ def _channel_json(c: ChannelSync) -> dict[str, Any]:
         "unknown_leads": c.unknown_leads,
         "stopped": c.stopped,
         "skipped": c.skipped,
+        "more": c.more,
         "error": None
         if c.error is None
         else {"kind": c.error.kind.value, "message": c.error.message, "hint": c.error.hint},
@@ -98,7 +106,7 @@ def _render(result: SyncResult) -> None:
             continue
         t = Table(
             title=f"{c.channel} ({c.provider}): {c.new} new; {c.stopped} sequence(s) stopped, "
-            f"{c.skipped} pending message(s) skipped"
+            f"{c.skipped} pending message(s) skipped" + (f"; {MORE}" if c.more else "")
         )
         t.add_column("event")
         t.add_column("new", justify="right")

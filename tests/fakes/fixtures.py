@@ -43,13 +43,16 @@ def fake_twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
 
 @pytest.fixture
 def fake_smtp(tmp_path: Path) -> Iterator[Callable[..., FakeSmtp]]:
-    """Start an aiosmtpd fake: fake_smtp(security="starttls", users={"ana": "pw"})."""
+    """Start an aiosmtpd fake: fake_smtp(security="starttls", users={"ana": "pw"});
+    `smtputf8=False` for a relay without SMTPUTF8."""
     started: list[FakeSmtp] = []
 
-    def start(*, security: str = "none", users: dict[str, str] | None = None) -> FakeSmtp:
+    def start(
+        *, security: str = "none", users: dict[str, str] | None = None, smtputf8: bool = True
+    ) -> FakeSmtp:
         folder = tmp_path / f"smtp{len(started)}"
         folder.mkdir()
-        fake = FakeSmtp(folder, security=security, users=users).start()
+        fake = FakeSmtp(folder, security=security, users=users, smtputf8=smtputf8).start()
         started.append(fake)
         return fake
 

@@ -24,9 +24,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage, Message
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,14 @@ _HISTORY_TYPES = {
 }
 
 
+def _parse(raw: bytes) -> Message:
+    """Like Gmail, read headers as UTF-8 (RFC 6532); Python's bytes parser reads them as ASCII."""
+    try:
+        return message_from_string(raw.decode("utf-8"), policy=policy.default)
+    except UnicodeDecodeError:
+        return message_from_bytes(raw, policy=policy.default)
+
+
 @dataclass
 class StoredMessage:
     id: str
@@ -61,6 +69,11 @@ class StoredMessage:
 
     def header(self, name: str) -> str:
         return str(self.mime.get(name, ""))
+
+    @property
+    def to(self) -> str:
+        """The addr-spec of the To header (`"Juan" <juan@example.com>` -> juan@example.com)."""
+        return parseaddr(self.header("To"))[1]
 
 
 @dataclass
@@ -210,7 +223,7 @@ class FakeGmail:
     ) -> StoredMessage:
         """Inject an inbound message (a reply, a bounce); it joins the thread it refers to."""
         raw = message if isinstance(message, bytes) else message.as_bytes()
-        mime = message_from_bytes(raw, policy=policy.default)
+        mime = _parse(raw)
         return self._store(raw, mime, list(labels), thread_id or self._thread_for(mime, None))
 
     # ------------------------------------------------------------------ storage
@@ -372,7 +385,7 @@ class FakeGmail:
                 "invalidArgument",
                 "INVALID_ARGUMENT",
             )
-        mime = message_from_bytes(raw, policy=policy.default)
+        mime = _parse(raw)
         to = str(mime.get("To", ""))
         if not re.search(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", to):
             return _error(400, "Invalid To header", "invalidArgument", "INVALID_ARGUMENT")

@@ -3,7 +3,7 @@
 `security` is "none", "starttls" (STARTTLS required before MAIL) or "ssl" (implicit TLS); both
 TLS modes use a self-signed certificate for 127.0.0.1 made with `cryptography`, whose PEM the
 client trusts through the channel's `ca_file`. With `users`, AUTH (PLAIN/LOGIN) is required and a
-wrong password gets 535.
+wrong password gets 535. `smtputf8=False` makes a relay that does not offer SMTPUTF8 (RFC 6531).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import datetime as dt
 import ipaddress
 import ssl
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ class Received:
     data: bytes
     message: Message = field(repr=False)
     login: str | None
+    mail_options: list[str] = field(default_factory=list)
 
 
 def self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
@@ -73,6 +74,14 @@ def self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]
     return cert_path, key_path
 
 
+def _parse(data: bytes) -> Message:
+    """Headers read as UTF-8 (RFC 6532); Python's bytes parser reads them as ASCII."""
+    try:
+        return message_from_string(data.decode("utf-8"), policy=policy.default)
+    except UnicodeDecodeError:
+        return message_from_bytes(data, policy=policy.default)
+
+
 class FakeSmtp:
     """aiosmtpd on 127.0.0.1 with recording and failure injection."""
 
@@ -82,6 +91,7 @@ class FakeSmtp:
         *,
         security: str = "none",
         users: dict[str, str] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.security = security
         self.users = users or {}
@@ -103,7 +113,9 @@ class FakeSmtp:
             # aiosmtpd only counts STARTTLS as TLS; on implicit TLS the socket already is
             kwargs.update(authenticator=self._authenticate, auth_require_tls=security == "starttls")
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8, **kwargs
+        )
 
     def fail_next(self, stage: str, reply: str) -> None:
         """Answer the next MAIL, RCPT or DATA command with `reply` (e.g. "451 4.3.0 busy")."""
@@ -154,8 +166,9 @@ class FakeSmtp:
                 mail_from=envelope.mail_from,
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=data,
-                message=message_from_bytes(data, policy=policy.default),
+                message=_parse(data),
                 login=session.auth_data if isinstance(session.auth_data, str) else None,
+                mail_options=list(envelope.mail_options),
             )
         )
         if reply == DROP:
