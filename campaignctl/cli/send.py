@@ -89,7 +89,7 @@ def send(
         result = run_send(
             cfg, store, options, campaigns=campaigns, channels=channels, lock=not no_lock
         )
-    _finish(result, quiet)
+    _finish(result, quiet, view.transient)
 
 
 class _Stops:
@@ -150,6 +150,8 @@ class _Progress:
         self.console = stdout()
         self.live: Any = None
         self.rows: dict[tuple[str, str, str], dict[str, int]] = {}
+        #: the latest temporary error per channel, with its hint: named if nothing went out
+        self.transient: dict[str, tuple[str, str | None]] = {}
 
     def __enter__(self) -> _Progress:
         if not self.quiet and self.console.is_terminal:
@@ -175,6 +177,8 @@ class _Progress:
                 row["deferred_limit"] = 0
         for ev in res.events:
             kind = ev["event"]
+            if kind == "transient":
+                self.transient[ev.get("channel", "")] = (ev.get("error", ""), ev.get("hint"))
             if kind in ("failed", "permanent", "opted_out", "auth", "uncertain"):
                 report_error(
                     f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
@@ -219,7 +223,9 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
     return line
 
 
-def _finish(result: RunResult, quiet: bool) -> None:
+def _finish(
+    result: RunResult, quiet: bool, transient: dict[str, tuple[str, str | None]] | None = None
+) -> None:
     print(_summary(result.total, result.last, result.next_due), flush=True)
     if result.total.auth_errors:
         for err in result.total.auth_errors.values():
@@ -228,7 +234,13 @@ def _finish(result: RunResult, quiet: bool) -> None:
     if result.total.total("failed"):
         raise typer.Exit(int(ExitCode.FAILED))
     if result.total.transient_errors and not result.total.total("sent"):
-        report_error("every attempt met a temporary provider error; the messages will be retried")
+        # name each channel and what it said (`channel email: cannot write outbox/1.eml: ...`)
+        for message, hint in (transient or {}).values():
+            report_error(f"{message}; the messages will be retried", hint)
+        if not transient:
+            report_error(
+                "every attempt met a temporary provider error; the messages will be retried"
+            )
         raise typer.Exit(int(ExitCode.TEMPFAIL))
 
 
