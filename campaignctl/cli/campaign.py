@@ -1,7 +1,8 @@
 """`campaign`, `step` and `channel set`: read and edit the campaign file from the command line.
 
 Each editing command calls one function of `campaignctl.edit`, which keeps comments and layout,
-validates the result like `check` and writes atomically.
+runs every check of `check` on the result (exit 2, nothing written, on an error) and writes
+atomically.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ channel_app = typer.Typer(help="Change a channel's limits and hours.", no_args_i
 
 FORCE_HELP = "Go ahead even though the edit removes or renames a step that has sent messages."
 ASSIGNMENTS_HELP = (
-    'KEY=VALUE pairs. VALUE is a TOML literal when it parses as one (2, true, ["reply"]), '
-    "else a string; an empty VALUE removes the key. Dotted keys reach nested tables."
+    "KEY=VALUE pairs. VALUE takes the key's type: text keys (from, subject, body, delay) keep "
+    'it as a string, others read a TOML literal (2, true, ["reply"]); an empty VALUE removes '
+    "the key. Dotted keys reach nested tables."
 )
 
 
