@@ -645,12 +645,39 @@ def set_status(path: Path, name: str, status: str) -> Outcome:
                 if status == "paused"
                 else ("a paused campaign can be resumed")
             )
-            raise UsageError(
-                f"{path}: campaigns.{name}: is {current}; only {only}",
-                f"to change it anyway: `campaignctl campaign set {name} status={status}`",
-            )
+            hint = f"to change it anyway: `campaignctl campaign set {name} status={status}`"
+            if current == "draft" and status == "active":
+                hint = f"a draft starts with `campaignctl campaign start {name}`"
+            raise UsageError(f"{path}: campaigns.{name}: is {current}; only {only}", hint)
         _put(camp, "status", status)
         return f"campaign {name!r}: {current} -> {status}"
+
+    return _edit(path, change)
+
+
+def start_campaign(path: Path, name: str) -> Outcome:
+    """Draft or paused -> active, after every check of `check`: an error leaves it unchanged."""
+
+    def change(doc: tomlkit.TOMLDocument) -> str:
+        camp = _campaign(doc, name, path)
+        current = str(camp.get("status", "draft"))
+        if current == "active":
+            return f"campaign {name!r} is already active"
+        if current not in ("draft", "paused"):
+            raise UsageError(
+                f"{path}: campaigns.{name}: is {current}; only a draft or paused campaign "
+                "can be started",
+                f"to change it anyway: `campaignctl campaign set {name} status=active`",
+            )
+        steps = camp.get("steps")
+        if not (_tables(steps) if steps is not None else []):
+            raise UsageError(
+                f"{path}: campaigns.{name}: has no steps, so starting it would send nothing",
+                f"add one first: `campaignctl step add {name} --channel CH --delay 0d "
+                '--body "..."`',
+            )
+        _put(camp, "status", "active")
+        return f"campaign {name!r}: {current} -> active"
 
     return _edit(path, change)
 

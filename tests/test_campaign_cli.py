@@ -273,7 +273,7 @@ def test_every_editing_command_refuses_a_read_only_file(cli, commented, args):
             ["campaign", "resume", "later"],
             "campaignctl: error: campaigns.toml: campaigns.later: is draft; only a paused "
             "campaign can be resumed",
-            "hint: to change it anyway: `campaignctl campaign set later status=active`",
+            "hint: a draft starts with `campaignctl campaign start later`",
         ),
         (
             ["step", "add", "welcome", "--channel", "sms", "--delay", "1d"],
@@ -510,3 +510,46 @@ def test_values_take_the_type_of_their_key(cli, tmp_path):
     r = cli("-C", tmp_path, "campaign", "set", "welcome", "priority=3", 'description="true"')
     assert r.exit_code == 0, r.output
     assert 'priority = 3\ndescription = "true"\n' in toml.read_text()
+
+
+def test_campaign_start_checks_then_activates_a_draft(cli, commented):
+    """Issue 9 #26: draft -> active in one command, after the checks of `check`."""
+    toml = commented / "campaigns.toml"
+    r = cli("-C", commented, "step", "add", "later", "--channel", "sms", "--delay", "0d",
+            "--body", "Hi {{ lead.nickname }}, reply STOP to opt out")  # fmt: skip
+    assert r.exit_code == 2  # a render error is refused for a draft too
+    cli("-C", commented, "campaign", "set", "later", "audience=status == 'gone'")
+    r = cli("-C", commented, "step", "add", "later", "--channel", "sms", "--delay", "0d",
+            "--body", "Hi {{ lead.nickname }}, reply STOP to opt out")  # fmt: skip
+    assert r.exit_code == 0, r.output  # no sample lead is in the audience: nothing rendered
+    before = toml.read_bytes()
+    r = cli("-C", commented, "campaign", "set", "later", "audience=")
+    assert r.exit_code == 2
+    assert "lead.nickname is undefined" in r.stderr
+    r = cli("-C", commented, "campaign", "start", "later")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "campaigns.toml: campaign 'later': draft -> active\n"
+    assert toml.read_bytes() != before
+    assert 'status = "active"' in toml.read_text().split("[campaigns.later]")[1]
+    r = cli("-C", commented, "campaign", "start", "reactivate")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "campaigns.toml: campaign 'reactivate': paused -> active\n"
+
+
+def test_campaign_start_refuses_errors_and_empty_campaigns(cli, commented):
+    toml = commented / "campaigns.toml"
+    before = toml.read_bytes()
+    r = cli("-C", commented, "campaign", "start", "later")
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        "campaignctl: error: campaigns.toml: campaigns.later: has no steps, so starting it "
+        "would send nothing",
+        'hint: add one first: `campaignctl step add later --channel CH --delay 0d --body "..."`',
+    ]
+    assert toml.read_bytes() == before
+    # an error anywhere in the result (here: the outbox folder) leaves the campaign as it was
+    (commented / "outbox").write_text("a file")
+    r = cli("-C", commented, "campaign", "start", "reactivate")
+    assert r.exit_code == 2
+    assert "channels.email.path: the outbox folder outbox cannot take messages" in r.stderr
+    assert toml.read_bytes() == before

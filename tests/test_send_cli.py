@@ -161,3 +161,23 @@ def test_send_to_an_unwritable_outbox_names_the_channel_and_path(tmp_path: Path,
     assert str(Path("outbox") / "1.json") in first
     assert first.endswith("; the messages will be retried")
     assert res.stderr.splitlines()[1].startswith("hint: check that ")
+
+
+def test_plan_says_why_a_draft_sends_nothing(tmp_path: Path, cli: Cli) -> None:
+    """Issue 9 #26."""
+    _setup(tmp_path, leads=1)
+    res = cli("-C", tmp_path, "plan", "--days", "1")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[-1] == (
+        "draft: draft, sends nothing; start it with campaignctl campaign start draft"
+    )
+    res = cli("-C", tmp_path, "plan", "--days", "1", "--format", "json")
+    assert json.loads(res.stdout)["not_sending"] == [
+        {
+            "name": "draft",
+            "status": "draft",
+            "hint": "start it with campaignctl campaign start draft",
+        }
+    ]
+    res = cli("-C", tmp_path, "plan", "--days", "1", "--campaign", "welcome")
+    assert "sends nothing" not in res.stdout

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from campaignctl.edit import Outcome
 
 campaign_app = typer.Typer(
-    help="List, show, add, change, pause, resume and remove campaigns in the campaign file.",
+    help="List, show, add, change, start, pause, resume and remove campaigns in the campaign file.",
     no_args_is_help=True,
 )
 step_app = typer.Typer(help="Add, change and remove the steps of a campaign.", no_args_is_help=True)
@@ -146,6 +146,16 @@ def campaign_set(
     from campaignctl.edit import set_campaign
 
     _report(set_campaign(_config_path(ctx), name, assignments, force=force))
+
+
+@campaign_app.command("start")
+def campaign_start(
+    ctx: typer.Context, name: str = typer.Argument(..., help="Campaign name.")
+) -> None:
+    """Start a draft or paused campaign (status = "active"), after the checks of `check`."""
+    from campaignctl.edit import start_campaign
+
+    _report(start_campaign(_config_path(ctx), name))
 
 
 @campaign_app.command("pause")

@@ -13,6 +13,7 @@ from campaignctl.cli.context import TableOrJson, print_json, report_error, state
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
+    from campaignctl.config import Config
     from campaignctl.engine import PassResult
     from campaignctl.planner import Plan
     from campaignctl.runner import DryRun, RunResult
@@ -282,10 +283,30 @@ def plan(
 
     st = state(ctx)
     p = make_plan(st.config(), st.store(), _now(), days=days, campaigns=campaign or None)
+    idle = not_sending(st.config(), campaign or None)
     if fmt is TableOrJson.json:
-        print_json(plan_json(p))
+        print_json({**plan_json(p), "not_sending": idle})
         return
     _render_plan(p)
+    for c in idle:
+        print(f"{c['name']}: {c['status']}, sends nothing; {c['hint']}", flush=True)
+
+
+#: What starts a campaign that `plan` (and `send`) pass over, by its status.
+_STARTS = {
+    "draft": "start it with campaignctl campaign start {}",
+    "paused": "resume it with campaignctl campaign resume {}",
+}
+
+
+def not_sending(cfg: Config, only: list[str] | None = None) -> list[dict[str, str]]:
+    """Draft and paused campaigns (of `only`, when given), each with the command that starts it:
+    why `plan` shows nothing for them."""
+    return [
+        {"name": name, "status": camp.status, "hint": _STARTS[camp.status].format(name)}
+        for name, camp in cfg.campaigns.items()
+        if camp.status in _STARTS and (only is None or name in only)
+    ]
 
 
 def plan_json(p: Plan) -> dict[str, Any]:
