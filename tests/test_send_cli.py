@@ -159,7 +159,7 @@ def test_send_to_an_unwritable_outbox_names_the_channel_and_path(tmp_path: Path,
     first = res.stderr.splitlines()[0]
     assert first.startswith("campaignctl: error: channel sms: cannot write ")
     assert str(Path("outbox") / "1.json") in first
-    assert first.endswith("; the messages will be retried")
+    assert first.endswith(": a temporary provider error, the messages will be retried")
     assert res.stderr.splitlines()[1].startswith("hint: check that ")
 
 

@@ -237,7 +237,9 @@ def _finish(
     if result.total.transient_errors and not result.total.total("sent"):
         # name each channel and what it said (`channel email: cannot write outbox/1.eml: ...`)
         for message, hint in (transient or {}).values():
-            report_error(f"{message}; the messages will be retried", hint)
+            report_error(
+                f"{message}: a temporary provider error, the messages will be retried", hint
+            )
         if not transient:
             report_error(
                 "every attempt met a temporary provider error; the messages will be retried"
