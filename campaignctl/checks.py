@@ -1,18 +1,34 @@
 """`check`: every problem of the campaign file, its templates and its sample leads, at once.
 
-In order: the file itself (syntax, keys, references, limits), audience expressions, every
-template compiled, then every step of every campaign rendered in memory for every sample lead
-that the step's channel can reach. SMS bodies over two segments and WhatsApp steps sending free
-text are warnings; everything else is an error.
+In order: the file itself (syntax, keys, references, limits; a refused key does not stop the
+rest from being checked), outbox folders, audience expressions, every template compiled, then
+every step of every campaign rendered in memory for every sample lead in the campaign's audience
+that the step's channel can reach. Warnings: SMS bodies over two segments, WhatsApp steps
+sending free text, an audience no sample lead matches, and the compliance lint (email without
+the sender's postal address; a campaign's first SMS or WhatsApp message without opt-out
+wording, see `OPTOUT_WORDING`). Everything else is an error.
+
+Edits run the same checks (`check_text` on the edited text) and are refused on any error.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from campaignctl.config import Config, Step, line_of, locate_keys, read_text, validate_text
+from campaignctl.config import (
+    Config,
+    OutboxChannel,
+    Step,
+    is_unknown_key,
+    line_of,
+    locate_keys,
+    read_text,
+    validate_text,
+)
 from campaignctl.errors import Problem
 from campaignctl.render import Renderer, RenderError, lead_label
 from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
@@ -20,6 +36,15 @@ from campaignctl.sms import analyze
 
 #: An SMS step that renders into more segments than this gets a warning.
 MAX_SMS_SEGMENTS = 2
+
+#: Opt-out wording the first SMS/WhatsApp message of a campaign should carry: the carrier
+#: keywords Twilio honours (any case), plus words that are everyday words in some language and
+#: count only in capitals: END, CANCEL, QUIT, and Spanish ALTO, BAJA and French ARRET.
+OPTOUT_WORDING = re.compile(
+    r"\b(?:stop|stopall|unsubscribe|optout|opt[- ]out|revoke)\b"
+    r"|\b(?-i:END|CANCEL|QUIT|ALTO|BAJA|ARR[EÊ]T)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -31,6 +56,8 @@ class CheckReport:
     samples: int = 0
     sample_source: str = ""
     rendered: int = 0
+    #: The checked config (without refused keys when some were refused); None when unusable.
+    config: Config | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -66,11 +93,25 @@ def run_checks(
     CampaignctlError only when the campaign file (or `leads_csv`) cannot be read.
     `leads_csv` reads sample leads from a CSV file as `leads import` would, without a database.
     """
-    text = read_text(path)
-    cfg, problems = validate_text(text, path)
-    report = CheckReport(path, problems)
+    return check_text(read_text(path), path, samples, source=source, leads_csv=leads_csv)
+
+
+def check_text(
+    text: str,
+    path: Path,
+    samples: list[dict[str, Any]] | None = None,
+    *,
+    source: str = "given",
+    leads_csv: Path | None = None,
+) -> CheckReport:
+    """`run_checks` on a campaign file's text (an edit checks its result before writing it)."""
+    cfg, problems = validate_text(text, path, remainder=True)
+    report = CheckReport(path, problems, config=cfg)
     if cfg is None:
         return report
+    lines = locate_keys(text)
+    report.problems.extend(_outbox_problems(cfg, lines))
+    report.problems.extend(_postal_address_problems(cfg, lines))
     if samples is None and leads_csv is not None:
         from campaignctl.leads import sample_leads_from_csv
 
@@ -82,36 +123,111 @@ def run_checks(
             source = "built-in" + (" (the database has no leads)" if samples == [] else "")
             samples = builtin_samples()
     report.samples, report.sample_source = len(samples), source
-    lines = locate_keys(text)
-    report.problems.extend(_audience_problems(cfg, samples, lines))
-    _render_all(cfg, samples, lines, report)
+    problems, audiences = _audiences(cfg, samples, lines)
+    report.problems.extend(problems)
+    _render_all(cfg, audiences, lines, report)
     return report
 
 
-def _audience_problems(
-    cfg: Config, samples: list[dict[str, Any]], lines: dict[str, int]
-) -> list[Problem]:
-    from campaignctl.audience import AudienceError, compile_audience
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (created when missing), or None when they can.
 
+    Creates nothing: a missing folder is judged by its nearest existing ancestor.
+    """
+    if folder.exists():
+        if not folder.is_dir():
+            return "it is a file, not a folder"
+        return None if os.access(folder, os.W_OK | os.X_OK) else "the folder is not writable"
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"it cannot be created: {parent} is a file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"it cannot be created: {parent} is not writable"
+    return None
+
+
+def _outbox_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
     out = []
-    for name, camp in cfg.campaigns.items():
-        key = f"campaigns.{name}.audience"
-        lead: dict[str, Any] | None = None
-        try:
-            matches = compile_audience(camp.audience, key)
-            for lead in samples:
-                matches(lead)
-        except AudienceError as exc:
-            msg = exc.message.removeprefix(f"{key}: ")
-            if lead is not None:
-                msg += f" for lead {lead_label(lead)}"
-            out.append(Problem(key, msg, "error", line_of(key, lines), cfg.path))
+    for name, ch in cfg.channels.items():
+        if isinstance(ch, OutboxChannel):
+            folder = cfg.resolve(ch.path)
+            reason = unwritable(folder)
+            if reason:
+                key = f"channels.{name}.path"
+                msg = f"the outbox folder {folder} cannot take messages: {reason}"
+                out.append(Problem(key, msg, "error", line_of(key, lines), cfg.path))
     return out
 
 
+def _postal_address_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
+    if (cfg.sender.postal_address or "").strip():
+        return []
+    emailing = [
+        repr(name)
+        for name, camp in cfg.campaigns.items()
+        if any(
+            s.channel in cfg.channels and cfg.channel_kind(s.channel) == "email" for s in camp.steps
+        )
+    ]
+    if not emailing:
+        return []
+    key = "sender.postal_address"
+    msg = (
+        f"campaign(s) {', '.join(emailing)} send email without the sender's postal address: "
+        "CAN-SPAM requires a valid physical postal address in every commercial email "
+        "(campaignctl prints it in the footer)"
+    )
+    return [Problem(key, msg, "warning", line_of(key, lines), cfg.path)]
+
+
+def _audiences(
+    cfg: Config, samples: list[dict[str, Any]], lines: dict[str, int]
+) -> tuple[list[Problem], dict[str, list[dict[str, Any]]]]:
+    """Audience problems, and the sample leads each campaign's audience selects.
+
+    An audience that does not compile is an error, and its campaign is rendered for every
+    sample (its templates may have problems of their own). A lead for which the expression
+    fails is an error and is not selected.
+    """
+    from campaignctl.audience import AudienceError, compile_audience
+
+    out = []
+    selected: dict[str, list[dict[str, Any]]] = {}
+    for name, camp in cfg.campaigns.items():
+        key = f"campaigns.{name}.audience"
+
+        def add(msg: str, severity: str = "error", key: str = key) -> None:
+            out.append(Problem(key, msg, severity, line_of(key, lines), cfg.path))
+
+        try:
+            matches = compile_audience(camp.audience, key)
+        except AudienceError as exc:
+            add(exc.message.removeprefix(f"{key}: "))
+            selected[name] = samples
+            continue
+        chosen, failed = [], False
+        for lead in samples:
+            try:
+                if matches(lead):
+                    chosen.append(lead)
+            except AudienceError as exc:
+                if not failed:
+                    add(f"{exc.message.removeprefix(f'{key}: ')} for lead {lead_label(lead)}")
+                failed = True
+        selected[name] = chosen
+        if camp.steps and samples and not chosen and not failed:
+            add("no sample lead matches the audience; nothing rendered", "warning")
+    return out, selected
+
+
 def _step_has_config_error(problems: list[Problem], sp: str) -> bool:
+    # An unknown key was left out and the rest of the step validated: it still renders.
     return any(
-        p.severity == "error" and (p.path == sp or p.path.startswith((sp + ".", sp + "[")))
+        p.severity == "error"
+        and not is_unknown_key(p)
+        and (p.path == sp or p.path.startswith((sp + ".", sp + "[")))
         for p in problems
     )
 
@@ -123,16 +239,26 @@ def _problem(cfg: Config, exc: RenderError, lines: dict[str, int], message: str)
 
 
 def _render_all(
-    cfg: Config, samples: list[dict[str, Any]], lines: dict[str, int], report: CheckReport
+    cfg: Config,
+    audiences: dict[str, list[dict[str, Any]]],
+    lines: dict[str, int],
+    report: CheckReport,
 ) -> None:
     renderer = Renderer(cfg)
     config_problems = list(report.problems)
     for cname, camp in cfg.campaigns.items():
+        first_of_kind: set[str] = set()
         for i, step in enumerate(camp.steps):
             sp = f"campaigns.{cname}.steps[{i}]"
-            if step.channel not in cfg.channels or _step_has_config_error(config_problems, sp):
+            if step.channel not in cfg.channels:
+                continue
+            kind = cfg.channel_kind(step.channel)
+            first = kind in ("sms", "whatsapp") and kind not in first_of_kind
+            first_of_kind.add(kind)
+            if _step_has_config_error(config_problems, sp):
                 continue  # already reported; rendering would only repeat it
-            _check_step(cfg, renderer, cname, i, step, samples, lines, report)
+            samples = audiences[cname]
+            _check_step(cfg, renderer, cname, i, step, samples, lines, report, lint_optout=first)
 
 
 def _check_step(
@@ -144,8 +270,13 @@ def _check_step(
     samples: list[dict[str, Any]],
     lines: dict[str, int],
     report: CheckReport,
+    *,
+    lint_optout: bool = False,
 ) -> None:
-    """Compile one step, render it for every sample its channel reaches, add what is wrong."""
+    """Compile one step, render it for every sample its channel reaches, add what is wrong.
+
+    `lint_optout`: this is the campaign's first SMS or WhatsApp step, whose text should tell
+    the lead how to opt out."""
     sp = f"campaigns.{cname}.steps[{i}]"
     kind = cfg.channel_kind(step.channel)
     if kind == "whatsapp" and not step.content_sid:
@@ -168,6 +299,7 @@ def _check_step(
     # One problem per template and cause, naming the first lead and counting the others.
     failures: dict[tuple[str, str, int | None], tuple[RenderError, int]] = {}
     longest: dict[str, tuple[int, str, str]] = {}
+    no_optout: dict[str, str] = {}
     leads = [lead for lead in samples if reachable(lead, kind)] or samples
     for lead in leads:
         try:
@@ -178,11 +310,13 @@ def _check_step(
             failures[k] = (first, count + 1)
             continue
         report.rendered += 1
+        body_key = _body_key(step, sp, out.variant)
         if kind == "sms":
             info = analyze(out.text)
-            body_key = _body_key(step, sp, out.variant)
             if info.segments > longest.get(body_key, (0, "", ""))[0]:
                 longest[body_key] = (info.segments, info.describe(), lead_label(lead))
+        if lint_optout and out.text.strip() and not OPTOUT_WORDING.search(out.text):
+            no_optout.setdefault(body_key, lead_label(lead))
     for failed, count in failures.values():
         more = f" (and {count - 1} more lead(s))" if count > 1 else ""
         report.problems.append(_problem(cfg, failed, lines, failed.detail + more))
@@ -198,6 +332,17 @@ def _check_step(
                     cfg.path,
                 )
             )
+    for body_key, who in no_optout.items():
+        report.problems.append(
+            Problem(
+                body_key,
+                f"the campaign's first {kind} message has no opt-out wording (for lead {who}): "
+                'tell leads how to stop, e.g. "Reply STOP to opt out" (carrier rules, TCPA)',
+                "warning",
+                line_of(body_key, lines),
+                cfg.path,
+            )
+        )
 
 
 def _body_key(step: Step, sp: str, variant: str | None) -> str:

@@ -375,31 +375,59 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 
 
 def validate_data(
-    data: dict[str, Any], path: Path, text: str = ""
+    data: dict[str, Any], path: Path, text: str = "", *, remainder: bool = False
 ) -> tuple[Config | None, list[Problem]]:
-    """Validate parsed TOML. Returns the config (None if unusable) and every problem found."""
+    """Validate parsed TOML. Returns the config (None if unusable) and every problem found.
+
+    When some keys are refused (unknown, or a value of the wrong shape), the rest of the file
+    is still checked: the refused keys are left out and the cross-key rules run on what
+    remains, so a typo'd key and a bad reference show in one run. With `remainder`, that
+    remainder comes back as the config (for `check` to render); otherwise it is None.
+    """
     lines = locate_keys(text) if text else {}
     problems: list[Problem] = []
+    refused: set[str] = set()
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = list(err["loc"])
-            # pydantic puts the union tag in the location: channels.sms.twilio.from
-            if len(loc) > 2 and loc[0] == "channels" and loc[2] in PROVIDER_KINDS:
-                del loc[2]
-            key = format_loc(tuple(loc))
+            key = format_loc(_data_loc(err["loc"]))
             problems.append(Problem(key, _message(err), line=line_of(key, lines), file=path))
-        return None, problems
+        rest, refused = _remainder(data, exc.errors())
+        if rest is None:
+            return None, problems
+        rest._path = path
+        problems.extend(_unrelated(semantic_problems(rest, lines), refused))
+        return (rest if remainder else None), problems
     cfg._path = path
     problems.extend(semantic_problems(cfg, lines))
     return cfg, problems
 
 
+def _data_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # pydantic puts the union tag in the location: channels.sms.twilio.from
+    if len(loc) > 2 and loc[0] == "channels" and loc[2] in PROVIDER_KINDS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+#: How an unknown key's problem starts; `check` still renders a step that has one.
+UNKNOWN_KEY = "unknown key"
+
+
+def is_unknown_key(problem: Problem) -> bool:
+    """Whether a problem is only an unknown key (the rest of its table was still validated)."""
+    return problem.message.startswith(UNKNOWN_KEY)
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key (a typo here would silently change behaviour)"
+        loc = err["loc"]
+        known = _known_keys(loc[:-1])
+        return f"{UNKNOWN_KEY} (a typo here would silently change behaviour)" + did_you_mean(
+            str(loc[-1]), known
+        )
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
@@ -410,6 +438,108 @@ def _message(err: Any) -> str:
         return "required key 'provider' is missing (gmail, smtp, twilio or outbox)"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def _bare(ann: Any) -> Any:
+    """`X` from `Annotated[X, ...]` and `X | None`."""
+    import types
+    import typing
+
+    while True:
+        if typing.get_origin(ann) is Annotated:
+            ann = typing.get_args(ann)[0]
+        elif typing.get_origin(ann) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            if len(args) != 1:
+                return ann
+            ann = args[0]
+        else:
+            return ann
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at a pydantic error location accepts (union tags included)."""
+    import types
+    import typing
+
+    node: Any = Config
+    for part in loc:
+        node = _bare(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {(f.alias or n): f.annotation for n, f in node.model_fields.items()}
+            node = fields.get(str(part))
+        elif typing.get_origin(node) in (list, dict):
+            node = typing.get_args(node)[-1]
+        elif typing.get_origin(node) in (typing.Union, types.UnionType):
+            tagged = [
+                m
+                for m in typing.get_args(node)
+                if part in typing.get_args(m.model_fields["provider"].annotation)
+            ]
+            node = tagged[0] if tagged else None
+        if node is None:
+            return []
+    node = _bare(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items()]
+    return []
+
+
+def _remainder(data: dict[str, Any], errors: list[Any]) -> tuple[Config | None, set[str]]:
+    """The config without the keys pydantic refused, and the key paths of refused values.
+
+    An unknown key is simply left out. A bad value is left out too (its default applies), a
+    missing required key takes its table along, and a bad list element takes its list (the
+    indexes of the others must not shift). None when the document itself is unusable.
+    """
+    import copy
+
+    pruned = copy.deepcopy(data)
+    refused: set[str] = set()
+    for _ in range(5):  # each round can only remove more; a few rounds always settle
+        for err in errors:
+            loc = _data_loc(err["loc"])
+            if err["type"] == "missing":
+                loc = loc[:-1]
+            while loc and isinstance(loc[-1], int):
+                loc = loc[:-1]
+            if not loc:
+                return None, refused
+            _delete(pruned, loc)
+            if err["type"] != "extra_forbidden" or loc != _data_loc(err["loc"]):
+                refused.add(format_loc(loc))
+        try:
+            cfg = Config.model_validate(pruned)
+        except ValidationError as exc:
+            errors = exc.errors()
+            continue
+        # a step on a refused channel would only report that channel again
+        for cname, camp in cfg.campaigns.items():
+            for i, step in enumerate(camp.steps):
+                if refused & {"channels", f"channels.{step.channel}"}:
+                    refused.add(f"campaigns.{cname}.steps[{i}]")
+        return cfg, refused
+    return None, refused
+
+
+def _delete(data: Any, loc: tuple[int | str, ...]) -> None:
+    for part in loc[:-1]:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(data, dict):
+        data.pop(loc[-1], None)
+
+
+def _unrelated(problems: list[Problem], refused: set[str]) -> list[Problem]:
+    """Cross-key problems, without those about a refused value's place (its default stands in
+    there, so they would only repeat the refusal or report the default)."""
+
+    def near(p: str, q: str) -> bool:
+        return p == q or p.startswith((q + ".", q + "[")) or q.startswith((p + ".", p + "["))
+
+    return [p for p in problems if not any(near(p.path, q) for q in refused)]
 
 
 def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[Problem]:
@@ -603,13 +733,15 @@ def parse_toml(text: str, path: Path) -> dict[str, Any]:
         ) from None
 
 
-def validate_text(text: str, path: Path) -> tuple[Config | None, list[Problem]]:
+def validate_text(
+    text: str, path: Path, *, remainder: bool = False
+) -> tuple[Config | None, list[Problem]]:
     """Parse and validate; a syntax error comes back as a single problem."""
     try:
         data = parse_toml(text, path)
     except ConfigError as exc:
         return None, exc.problems
-    return validate_data(data, path, text)
+    return validate_data(data, path, text, remainder=remainder)
 
 
 def load(path: Path | None = None) -> Config:

@@ -30,6 +30,7 @@ import tomlkit
 from tomlkit.container import Container
 from tomlkit.items import AoT, Array, InlineTable, Item, Null, Table, Whitespace
 
+from campaignctl.checks import check_text
 from campaignctl.config import (
     Campaign,
     ChannelBase,
@@ -38,7 +39,6 @@ from campaignctl.config import (
     did_you_mean,
     parse_toml,
     read_text,
-    validate_text,
 )
 from campaignctl.errors import CampaignctlError, ConfigError, NotFoundError, Problem, UsageError
 from campaignctl.locking import FileLock
@@ -162,19 +162,20 @@ def _edit_locked(path: Path, change: Change, force: bool) -> Outcome:
     _same_data(doc, new, path)
     if crlf:
         new = new.replace("\n", "\r\n")
-    cfg, problems = validate_text(new, path)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors or cfg is None:
+    report = check_text(new, path)  # everything `check` does, rendering for samples included
+    cfg = report.config
+    if report.errors or cfg is None:
         # Lines would point into a file that was never written: the key path says where.
+        # (A template file's own line stays: that file is on disk as it was.)
         raise ConfigError(
-            [replace(p, line=None) for p in errors],
+            [p if p.file not in (None, path) else replace(p, line=None) for p in report.errors],
             hint=f"the edit was refused; {path} is unchanged",
         )
     if not force:
         _refuse_to_orphan_sent(cfg, steps_before)
     bom = codecs.BOM_UTF8.decode() if raw.startswith(codecs.BOM_UTF8) else ""
     write_atomic(path, bom + new)
-    return Outcome(path, summary, warnings=[p for p in problems if p.severity != "error"])
+    return Outcome(path, summary, warnings=report.warnings)
 
 
 def _same_data(doc: tomlkit.TOMLDocument, new: str, path: Path) -> None:
@@ -207,6 +208,36 @@ def parse_value(raw: str) -> Any:
     if list(doc.keys()) != ["v"]:
         return raw
     return doc["v"].unwrap() if isinstance(doc["v"], Item) else doc["v"]
+
+
+def parse_typed(raw: str, ann: Any) -> Any:
+    """`raw` as the model's type for its key wants it: a key that only takes text keeps the
+    text (`from=+15005550006` stays a string, not a number), others parse as `parse_value`.
+    A quoted TOML string is unquoted either way."""
+    value = parse_value(raw)
+    if isinstance(value, str) or not _takes_text(ann):
+        return value
+    return raw
+
+
+def _takes_text(ann: Any) -> bool:
+    """Whether every value a field accepts is text: str, a Literal of strings, or a string
+    spec (durations, windows, days are parsed from strings)."""
+    import types
+    from datetime import timedelta
+
+    from campaignctl.timespec import Window
+
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _takes_text(typing.get_args(ann)[0])
+    if origin in (typing.Union, types.UnionType):
+        return all(_takes_text(a) for a in typing.get_args(ann) if a is not type(None))
+    if origin is typing.Literal:
+        return all(isinstance(a, str) for a in typing.get_args(ann))
+    if origin is frozenset:  # `days`: mon-fri
+        return True
+    return ann in (str, timedelta, Window)
 
 
 def split_assignment(text: str) -> tuple[list[str], str]:
@@ -311,11 +342,11 @@ def _assign(
             raise UsageError(
                 f"{where}.{key}: holds tables; set one of their keys ({key}.NAME.KEY)", hint
             )
-        _put(table, key, raw)
+        _put(table, key, raw, ann)
     elif _is_dict(ann) and len(rest) == 1:
         if key not in table:
             _put(table, key, tomlkit.inline_table())
-        _put(table[key], rest[0], raw)
+        _put(table[key], rest[0], raw, typing.get_args(ann)[-1])
     elif sub_model is not None and len(rest) >= 2:
         what = "step" if sub_model is Step else key.rstrip("s")
         i, sub = _find_named(table.get(key), rest[0], f"{where}", what, hint)
@@ -327,10 +358,11 @@ def _assign(
         raise UsageError(f"{where}: {'.'.join(parts)!r} does not fit {key!r}: write {shape}")
 
 
-def _put(table: Any, key: str, raw: Any) -> None:
+def _put(table: Any, key: str, raw: Any, ann: Any = None) -> None:
     """Set one key, keeping its comment; a new key goes after the table's last key, not after
-    the comments that introduce the next table. An empty string value removes the key."""
-    value = parse_value(raw) if isinstance(raw, str) else raw
+    the comments that introduce the next table. An empty string value removes the key.
+    A string `raw` is parsed for the key's annotation `ann` (see `parse_typed`)."""
+    value = parse_typed(raw, ann) if isinstance(raw, str) else raw
     if value == "" and isinstance(raw, str):
         if key in table:
             del table[key]
@@ -613,12 +645,39 @@ def set_status(path: Path, name: str, status: str) -> Outcome:
                 if status == "paused"
                 else ("a paused campaign can be resumed")
             )
-            raise UsageError(
-                f"{path}: campaigns.{name}: is {current}; only {only}",
-                f"to change it anyway: `campaignctl campaign set {name} status={status}`",
-            )
+            hint = f"to change it anyway: `campaignctl campaign set {name} status={status}`"
+            if current == "draft" and status == "active":
+                hint = f"a draft starts with `campaignctl campaign start {name}`"
+            raise UsageError(f"{path}: campaigns.{name}: is {current}; only {only}", hint)
         _put(camp, "status", status)
         return f"campaign {name!r}: {current} -> {status}"
+
+    return _edit(path, change)
+
+
+def start_campaign(path: Path, name: str) -> Outcome:
+    """Draft or paused -> active, after every check of `check`: an error leaves it unchanged."""
+
+    def change(doc: tomlkit.TOMLDocument) -> str:
+        camp = _campaign(doc, name, path)
+        current = str(camp.get("status", "draft"))
+        if current == "active":
+            return f"campaign {name!r} is already active"
+        if current not in ("draft", "paused"):
+            raise UsageError(
+                f"{path}: campaigns.{name}: is {current}; only a draft or paused campaign "
+                "can be started",
+                f"to change it anyway: `campaignctl campaign set {name} status=active`",
+            )
+        steps = camp.get("steps")
+        if not (_tables(steps) if steps is not None else []):
+            raise UsageError(
+                f"{path}: campaigns.{name}: has no steps, so starting it would send nothing",
+                f"add one first: `campaignctl step add {name} --channel CH --delay 0d "
+                '--body "..."`',
+            )
+        _put(camp, "status", "active")
+        return f"campaign {name!r}: {current} -> active"
 
     return _edit(path, change)
 

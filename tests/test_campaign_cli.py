@@ -273,7 +273,7 @@ def test_every_editing_command_refuses_a_read_only_file(cli, commented, args):
             ["campaign", "resume", "later"],
             "campaignctl: error: campaigns.toml: campaigns.later: is draft; only a paused "
             "campaign can be resumed",
-            "hint: to change it anyway: `campaignctl campaign set later status=active`",
+            "hint: a draft starts with `campaignctl campaign start later`",
         ),
         (
             ["step", "add", "welcome", "--channel", "sms", "--delay", "1d"],
@@ -420,3 +420,136 @@ def test_warnings_are_printed_but_do_not_block(cli, commented):
     assert 'delay = "2d"   # after hello\nbody = ' in (commented / "campaigns.toml").read_text()
     assert 'subject = "Hi"\n\n# The last word.' in (commented / "campaigns.toml").read_text()
     assert (commented / "campaigns.toml").read_text().splitlines()[59] == 'subject = "Hi"'
+
+
+# ---------------------------------------------------------------- issue 9
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "message"),
+    [
+        (
+            ["step", "set", "welcome", "nudge", "body={{ lead.first_nme }}"],
+            "campaigns.welcome.steps[1].body",
+            "lead.first_nme is undefined for lead ",
+        ),
+        (
+            ["campaign", "set", "welcome", "audience=status == "],
+            "campaigns.welcome.audience",
+            "invalid expression 'status == '",
+        ),
+        (
+            ["step", "set", "welcome", "nudge", "body=Hi {% if %}"],
+            "campaigns.welcome.steps[1].body",
+            "template syntax error: ",
+        ),
+        (
+            ["step", "add", "welcome", "--channel", "sms", "--delay", "1d", "--body", "{{ x.y }}"],
+            "campaigns.welcome.steps[3].body",
+            "'x' is undefined for lead ",
+        ),
+    ],
+)
+def test_edits_run_every_check_of_check_and_write_nothing(cli, commented, args, path, message):
+    """Issue 9 #18: what `check` refuses, an edit refuses too (render included)."""
+    toml = commented / "campaigns.toml"
+    before = toml.read_bytes()
+    r = cli("-C", commented, *args)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith(f"campaignctl: error: campaigns.toml: {path}: {message}")
+    assert lines[1] == "hint: the edit was refused; campaigns.toml is unchanged"
+    assert toml.read_bytes() == before
+
+
+def test_edit_prints_checks_warnings_and_still_writes(cli, commented):
+    toml = commented / "campaigns.toml"
+    r = cli("-C", commented, "step", "set", "welcome", "nudge", "body=Hi, see you soon")
+    assert r.exit_code == 0, r.output
+    assert "campaigns.welcome.steps[1].body: the campaign's first sms message has no opt-out" in (
+        r.stderr
+    )
+    assert 'body = "Hi, see you soon"' in toml.read_text()
+
+
+TWILIO = """\
+[sender]
+name = "Ana"
+email = "ana@example.com"
+postal_address = "12 Ayala Ave"
+
+[channels.sms]
+provider = "twilio"
+from = "+15005550001"
+api_base = "http://127.0.0.1:9"
+
+[channels.email]
+provider = "outbox"
+
+[campaigns.welcome]
+[[campaigns.welcome.steps]]
+name = "hello"
+channel = "sms"
+body = "Hi, reply STOP to opt out"
+content_variables = { 1 = "a" }
+"""
+
+
+def test_values_take_the_type_of_their_key(cli, tmp_path):
+    """Issue 9 #19: `from` is a string in the model, so a phone number stays one."""
+    toml = tmp_path / "campaigns.toml"
+    toml.write_text(TWILIO)
+    r = cli("-C", tmp_path, "channel", "set", "sms", "from=+15005550006", "daily_limit=250")
+    assert r.exit_code == 0, r.output
+    text = toml.read_text()
+    assert 'from = "+15005550006"' in text
+    assert "daily_limit = 250\n" in text
+    r = cli("-C", tmp_path, "step", "set", "welcome", "hello", "content_variables.1=2026")
+    assert r.exit_code == 0, r.output
+    assert 'content_variables = { 1 = "2026" }' in toml.read_text()
+    r = cli("-C", tmp_path, "campaign", "set", "welcome", "priority=3", 'description="true"')
+    assert r.exit_code == 0, r.output
+    assert 'priority = 3\ndescription = "true"\n' in toml.read_text()
+
+
+def test_campaign_start_checks_then_activates_a_draft(cli, commented):
+    """Issue 9 #26: draft -> active in one command, after the checks of `check`."""
+    toml = commented / "campaigns.toml"
+    r = cli("-C", commented, "step", "add", "later", "--channel", "sms", "--delay", "0d",
+            "--body", "Hi {{ lead.nickname }}, reply STOP to opt out")  # fmt: skip
+    assert r.exit_code == 2  # a render error is refused for a draft too
+    cli("-C", commented, "campaign", "set", "later", "audience=status == 'gone'")
+    r = cli("-C", commented, "step", "add", "later", "--channel", "sms", "--delay", "0d",
+            "--body", "Hi {{ lead.nickname }}, reply STOP to opt out")  # fmt: skip
+    assert r.exit_code == 0, r.output  # no sample lead is in the audience: nothing rendered
+    before = toml.read_bytes()
+    r = cli("-C", commented, "campaign", "set", "later", "audience=")
+    assert r.exit_code == 2
+    assert "lead.nickname is undefined" in r.stderr
+    r = cli("-C", commented, "campaign", "start", "later")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "campaigns.toml: campaign 'later': draft -> active\n"
+    assert toml.read_bytes() != before
+    assert 'status = "active"' in toml.read_text().split("[campaigns.later]")[1]
+    r = cli("-C", commented, "campaign", "start", "reactivate")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "campaigns.toml: campaign 'reactivate': paused -> active\n"
+
+
+def test_campaign_start_refuses_errors_and_empty_campaigns(cli, commented):
+    toml = commented / "campaigns.toml"
+    before = toml.read_bytes()
+    r = cli("-C", commented, "campaign", "start", "later")
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        "campaignctl: error: campaigns.toml: campaigns.later: has no steps, so starting it "
+        "would send nothing",
+        'hint: add one first: `campaignctl step add later --channel CH --delay 0d --body "..."`',
+    ]
+    assert toml.read_bytes() == before
+    # an error anywhere in the result (here: the outbox folder) leaves the campaign as it was
+    (commented / "outbox").write_text("a file")
+    r = cli("-C", commented, "campaign", "start", "reactivate")
+    assert r.exit_code == 2
+    assert "channels.email.path: the outbox folder outbox cannot take messages" in r.stderr
+    assert toml.read_bytes() == before

@@ -20,11 +20,14 @@ def line_of(project, needle):
     return next(i for i, line in enumerate(lines, 1) if needle in line)
 
 
-def test_clean_file_renders_every_step_for_reachable_samples(cli, project):
+def test_clean_file_renders_every_step_for_reachable_samples_in_the_audience(cli, project):
     r = cli("-C", project, "check")
     assert r.exit_code == 0, r.output
-    emails = sum(1 for s in BUILTIN_SAMPLES if s.get("email"))
-    phones = sum(1 for s in BUILTIN_SAMPLES if s.get("phone"))
+    # the campaign's audience is status == 'new': the 'contacted' sample is not rendered
+    new = [s for s in BUILTIN_SAMPLES if s["status"] == "new"]
+    assert len(new) < len(BUILTIN_SAMPLES)
+    emails = sum(1 for s in new if s.get("email"))
+    phones = sum(1 for s in new if s.get("phone"))
     assert r.stdout.splitlines() == [
         f"campaigns.toml: 0 error(s), 0 warning(s); {emails + phones} message(s) rendered "
         f"for {len(BUILTIN_SAMPLES)} sample lead(s) (built-in)"
@@ -140,7 +143,7 @@ def test_whatsapp_without_content_sid_is_a_warning(cli, project):
     toml.write_text(
         toml.read_text()
         + '\n[channels.whatsapp]\nprovider = "outbox"\n\n'
-        + '[campaigns.wa]\n[[campaigns.wa.steps]]\nchannel = "whatsapp"\nbody = "Hi"\n'
+        + '[campaigns.wa]\n[[campaigns.wa.steps]]\nchannel = "whatsapp"\nbody = "Hi, STOP to end"\n'
         + '[[campaigns.wa.steps]]\nchannel = "whatsapp"\ncontent_sid = "HX1"\nbody = "Hi"\n'
     )
     r = cli("-C", project, "check", "--format", "json")
@@ -243,3 +246,149 @@ def test_check_leads_missing_file_is_usage_error(cli, example_project):
     assert r.exit_code == 2
     assert r.stderr.startswith("campaignctl: error: ")
     assert "nope.csv" in r.stderr.splitlines()[0]
+
+
+# ---------------------------------------------------------------- issue 9
+
+
+def problems(r):
+    return [(p["severity"], p["path"], p["message"]) for p in json.loads(r.stdout)["problems"]]
+
+
+def test_outbox_path_that_is_a_file_is_an_error(cli, project):
+    """Issue 9 #14: works as root too (a file is never a folder, whoever asks)."""
+    (project / "outbox").write_text("not a folder")
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 1
+    found = [p for p in problems(r) if p[0] == "error"]
+    assert [p[1] for p in found] == ["channels.email.path", "channels.sms.path"]
+    assert "outbox cannot take messages: it is a file, not a folder" in found[0][2]
+    assert not (project / "outbox").is_dir()
+
+
+def test_outbox_path_under_a_file_is_an_error_and_check_creates_nothing(cli, project):
+    edit(project, "daily_limit = 50", 'daily_limit = 50\npath = "plain/sub/outbox"')
+    (project / "plain").write_text("x")
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 1
+    [(_, path, message)] = [p for p in problems(r) if p[0] == "error"]
+    assert path == "channels.sms.path"
+    assert message.endswith("it cannot be created: plain is a file")
+    edit(project, 'path = "plain/sub/outbox"', 'path = "new/sub/outbox"')
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert not (project / "new").exists()
+
+
+def test_audience_selects_the_samples_a_step_is_rendered_for(cli, project):
+    """Issue 9 #16: a campaign for leads with a first name may print it bare."""
+    edit(project, "audience = \"status == 'new'\"", 'audience = "first_name is defined"')
+    edit(project, "Hi {{ lead.first_name | default('there') }}!", "Hi {{ lead.first_name }}!")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 0, r.output
+    named = [s for s in BUILTIN_SAMPLES if s.get("first_name")]
+    emails = sum(1 for s in named if s.get("email"))
+    phones = sum(1 for s in named if s.get("phone"))
+    assert r.stdout.splitlines() == [
+        f"campaigns.toml: 0 error(s), 0 warning(s); {emails + phones} message(s) rendered "
+        f"for {len(BUILTIN_SAMPLES)} sample lead(s) (built-in)"
+    ]
+
+
+def test_audience_that_no_sample_matches_is_a_warning(cli, project):
+    edit(project, "audience = \"status == 'new'\"", "audience = \"status == 'vip'\"")
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert problems(r) == [
+        (
+            "warning",
+            "campaigns.welcome.audience",
+            "no sample lead matches the audience; nothing rendered",
+        )
+    ]
+    assert json.loads(r.stdout)["rendered"] == 0
+    r = cli("-C", project, "check")
+    line = line_of(project, "audience = ")
+    assert r.stdout.startswith(f"warning: campaigns.toml:{line}: campaigns.welcome.audience: ")
+
+
+def test_unknown_key_and_render_error_in_one_run(cli, project):
+    """Issue 9 #17: the typo does not hide the undefined variable, and suggests the key."""
+    edit(project, 'delay = "2d"', 'dealy = "2d"')
+    edit(project, "Hi {{ lead.first_name | default('there') }}!", "Hi {{ lead.first_nme }}!")
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 1
+    found = problems(r)
+    assert [(s, p) for s, p, _ in found] == [
+        ("error", "campaigns.welcome.steps[1].dealy"),
+        ("error", "campaigns.welcome.steps[0].body"),
+    ]
+    assert found[0][2].endswith("; did you mean 'delay'?")
+    assert found[1][2].startswith("lead.first_nme is undefined")
+
+
+def test_unknown_key_in_the_step_itself_still_renders_that_step(cli, project):
+    edit(project, 'name = "hello"', 'name = "hello"\nsubjet = "x"')
+    edit(project, "Hi {{ lead.first_name | default('there') }}!", "Hi {{ lead.first_nme }}!")
+    r = cli("-C", project, "check", "--format", "json")
+    found = problems(r)
+    assert [p for _, p, _ in found] == [
+        "campaigns.welcome.steps[0].subjet",
+        "campaigns.welcome.steps[0].body",
+    ]
+    assert "did you mean 'subject'?" in found[0][2]
+
+
+def test_unknown_channel_key_suggests_the_provider_key(cli, project):
+    edit(project, "daily_limit = 50", "dayly_limit = 50")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1
+    assert "channels.sms.dayly_limit: unknown key" in r.stdout
+    assert "did you mean 'daily_limit'?" in r.stdout
+
+
+def test_email_without_postal_address_is_a_warning(cli, project):
+    """Issue 9 #21: CAN-SPAM."""
+    edit(project, 'postal_address = "12 Ayala Ave, Makati City"\n', "")
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 0, r.output
+    [(severity, path, message)] = problems(r)
+    assert (severity, path) == ("warning", "sender.postal_address")
+    assert "'welcome' send email without the sender's postal address" in message
+    assert "CAN-SPAM" in message
+
+
+def test_first_sms_without_opt_out_wording_is_a_warning(cli, project):
+    """Issue 9 #21: the first SMS must say how to stop; later ones need not."""
+    edit(
+        project,
+        "Hi {{ lead.first_name | default('there') }}, reply STOP to opt out.",
+        "Hi {{ lead.first_name | default('there') }}, see you at the end of the week.",
+    )
+    toml = project / "campaigns.toml"
+    toml.write_text(
+        toml.read_text()
+        + '\n[[campaigns.welcome.steps]]\nname = "again"\nchannel = "sms"\nbody = "Hi again"\n'
+    )
+    r = cli("-C", project, "check", "--format", "json")
+    assert r.exit_code == 0, r.output
+    [(severity, path, message)] = problems(r)
+    assert (severity, path) == ("warning", "campaigns.welcome.steps[1].body")
+    assert message.startswith("the campaign's first sms message has no opt-out wording")
+    r = cli("-C", project, "check")
+    line = line_of(project, "see you at the end")
+    assert f"campaigns.toml:{line}: campaigns.welcome.steps[1].body" in r.stdout
+
+
+def test_opt_out_wording_in_other_languages_passes(cli, project):
+    for wording in ("Responde BAJA para no recibir más", "Répondez ARRET", "Text END for no more"):
+        text = (project / "campaigns.toml").read_text()
+        start = text.index('body = "', text.index('name = "nudge"'))
+        end = text.index("\n", start)
+        (project / "campaigns.toml").write_text(text[:start] + f'body = "{wording}"' + text[end:])
+        r = cli("-C", project, "check", "--format", "json")
+        assert problems(r) == [], wording
+    text = (project / "campaigns.toml").read_text()
+    (project / "campaigns.toml").write_text(text.replace("END for", "end for"))
+    r = cli("-C", project, "check", "--format", "json")
+    assert [p for _, p, _ in problems(r)] == ["campaigns.welcome.steps[1].body"]

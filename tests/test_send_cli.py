@@ -160,3 +160,36 @@ def test_send_max_time_stops_a_paced_run(tmp_path: Path, cli: Cli) -> None:
     sent = sum(1 for m in messages(store) if m.state == "sent")
     assert 1 <= sent <= 6  # one every 200 ms for a second
     assert f"summary: sent {sent}," in res.stdout
+
+
+def test_send_to_an_unwritable_outbox_names_the_channel_and_path(tmp_path: Path, cli: Cli) -> None:
+    """Issue 9 #14: the temporary error says which channel and which path."""
+    _setup(tmp_path, leads=1)
+    (tmp_path / "outbox").write_text("a file where the folder should be")
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 75
+    first = res.stderr.splitlines()[0]
+    assert first.startswith("campaignctl: error: channel sms: cannot write ")
+    assert str(Path("outbox") / "1.json") in first
+    assert first.endswith(": a temporary provider error, the messages will be retried")
+    assert res.stderr.splitlines()[1].startswith("hint: check that ")
+
+
+def test_plan_says_why_a_draft_sends_nothing(tmp_path: Path, cli: Cli) -> None:
+    """Issue 9 #26."""
+    _setup(tmp_path, leads=1)
+    res = cli("-C", tmp_path, "plan", "--days", "1")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[-1] == (
+        "draft: draft, sends nothing; start it with campaignctl campaign start draft"
+    )
+    res = cli("-C", tmp_path, "plan", "--days", "1", "--format", "json")
+    assert json.loads(res.stdout)["not_sending"] == [
+        {
+            "name": "draft",
+            "status": "draft",
+            "hint": "start it with campaignctl campaign start draft",
+        }
+    ]
+    res = cli("-C", tmp_path, "plan", "--days", "1", "--campaign", "welcome")
+    assert "sends nothing" not in res.stdout

@@ -1,7 +1,8 @@
 """`campaign`, `step` and `channel set`: read and edit the campaign file from the command line.
 
 Each editing command calls one function of `campaignctl.edit`, which keeps comments and layout,
-validates the result like `check` and writes atomically.
+runs every check of `check` on the result (exit 2, nothing written, on an error) and writes
+atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from campaignctl.edit import Outcome
 
 campaign_app = typer.Typer(
-    help="List, show, add, change, pause, resume and remove campaigns in the campaign file.",
+    help="List, show, add, change, start, pause, resume and remove campaigns in the campaign file.",
     no_args_is_help=True,
 )
 step_app = typer.Typer(help="Add, change and remove the steps of a campaign.", no_args_is_help=True)
@@ -28,8 +29,9 @@ channel_app = typer.Typer(help="Change a channel's limits and hours.", no_args_i
 
 FORCE_HELP = "Go ahead even though the edit removes or renames a step that has sent messages."
 ASSIGNMENTS_HELP = (
-    'KEY=VALUE pairs. VALUE is a TOML literal when it parses as one (2, true, ["reply"]), '
-    "else a string; an empty VALUE removes the key. Dotted keys reach nested tables."
+    "KEY=VALUE pairs. VALUE takes the key's type: text keys (from, subject, body, delay) keep "
+    'it as a string, others read a TOML literal (2, true, ["reply"]); an empty VALUE removes '
+    "the key. Dotted keys reach nested tables."
 )
 
 
@@ -144,6 +146,16 @@ def campaign_set(
     from campaignctl.edit import set_campaign
 
     _report(set_campaign(_config_path(ctx), name, assignments, force=force))
+
+
+@campaign_app.command("start")
+def campaign_start(
+    ctx: typer.Context, name: str = typer.Argument(..., help="Campaign name.")
+) -> None:
+    """Start a draft or paused campaign (status = "active"), after the checks of `check`."""
+    from campaignctl.edit import start_campaign
+
+    _report(start_campaign(_config_path(ctx), name))
 
 
 @campaign_app.command("pause")

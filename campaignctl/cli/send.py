@@ -13,6 +13,7 @@ from campaignctl.cli.context import TableOrJson, print_json, report_error, state
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
+    from campaignctl.config import Config
     from campaignctl.engine import PassResult
     from campaignctl.planner import Plan
     from campaignctl.runner import DryRun, RunResult
@@ -93,7 +94,7 @@ def send(
         result = run_send(
             cfg, store, options, campaigns=campaigns, channels=channels, lock=not no_lock
         )
-    _finish(result, quiet)
+    _finish(result, quiet, view.transient)
 
 
 class _Stops:
@@ -154,6 +155,8 @@ class _Progress:
         self.console = stdout()
         self.live: Any = None
         self.rows: dict[tuple[str, str, str], dict[str, int]] = {}
+        #: the latest temporary error per channel, with its hint: named if nothing went out
+        self.transient: dict[str, tuple[str, str | None]] = {}
 
     def __enter__(self) -> _Progress:
         if not self.quiet and self.console.is_terminal:
@@ -179,6 +182,8 @@ class _Progress:
                 row["deferred_limit"] = 0
         for ev in res.events:
             kind = ev["event"]
+            if kind == "transient":
+                self.transient[ev.get("channel", "")] = (ev.get("error", ""), ev.get("hint"))
             if kind in ("failed", "permanent", "opted_out", "auth", "uncertain"):
                 report_error(
                     f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
@@ -223,7 +228,9 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
     return line
 
 
-def _finish(result: RunResult, quiet: bool) -> None:
+def _finish(
+    result: RunResult, quiet: bool, transient: dict[str, tuple[str, str | None]] | None = None
+) -> None:
     """The summary line, then the exit code. Quiet (cron) prints nothing when all went well,
     so cron mails only when there is something to read: the summary then goes to stderr."""
     summary = _summary(result.total, result.last, result.next_due)
@@ -236,7 +243,15 @@ def _finish(result: RunResult, quiet: bool) -> None:
         for err in result.total.auth_errors.values():
             report_error(err.message, err.hint)
     elif code is ExitCode.TEMPFAIL:
-        report_error("every attempt met a temporary provider error; the messages will be retried")
+        # name each channel and what it said (`channel email: cannot write outbox/1.eml: ...`)
+        for message, hint in (transient or {}).values():
+            report_error(
+                f"{message}: a temporary provider error, the messages will be retried", hint
+            )
+        if not transient:
+            report_error(
+                "every attempt met a temporary provider error; the messages will be retried"
+            )
     if code:
         raise typer.Exit(int(code))
 
@@ -292,10 +307,30 @@ def plan(
     p = make_plan(
         st.config(), st.store(read_only=True), _now(), days=days, campaigns=campaign or None
     )
+    idle = not_sending(st.config(), campaign or None)
     if fmt is TableOrJson.json:
-        print_json(plan_json(p))
+        print_json({**plan_json(p), "not_sending": idle})
         return
     _render_plan(p)
+    for c in idle:
+        print(f"{c['name']}: {c['status']}, sends nothing; {c['hint']}", flush=True)
+
+
+#: What starts a campaign that `plan` (and `send`) pass over, by its status.
+_STARTS = {
+    "draft": "start it with campaignctl campaign start {}",
+    "paused": "resume it with campaignctl campaign resume {}",
+}
+
+
+def not_sending(cfg: Config, only: list[str] | None = None) -> list[dict[str, str]]:
+    """Draft and paused campaigns (of `only`, when given), each with the command that starts it:
+    why `plan` shows nothing for them."""
+    return [
+        {"name": name, "status": camp.status, "hint": _STARTS[camp.status].format(name)}
+        for name, camp in cfg.campaigns.items()
+        if camp.status in _STARTS and (only is None or name in only)
+    ]
 
 
 def plan_json(p: Plan) -> dict[str, Any]:
