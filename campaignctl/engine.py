@@ -598,6 +598,7 @@ class Engine:
                     "html": rendered.html,
                     "content_sid": rendered.content_sid,
                     "content_variables": rendered.content_variables,
+                    "unsubscribe_url": rendered.unsubscribe_url,
                 }
         return Outgoing(
             id=r.id,
@@ -954,6 +955,7 @@ class Engine:
                     thread_id=thread_id,
                     content_sid=rendered.content_sid,
                     content_variables=rendered.content_variables,
+                    unsubscribe_url=rendered.unsubscribe_url,
                 )
                 out.append(_Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1))
         w.flush(conn)

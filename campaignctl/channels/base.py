@@ -34,6 +34,7 @@ class Outgoing:
     thread_id: str | None = None  # provider's thread id (Gmail) of that first email
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
+    unsubscribe_url: str | None = None  # rendered for this lead; None: the sender's as written
 
 
 @dataclass(frozen=True)
