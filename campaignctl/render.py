@@ -40,7 +40,7 @@ from jinja2 import (
     UndefinedError,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 from campaignctl.config import Campaign, Config, Step, Variant
 from campaignctl.errors import CampaignctlError
@@ -169,6 +169,23 @@ class _Env(ImmutableSandboxedEnvironment):
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
+
+    # `'a' * 10**9` and `9**9**9` would take gigabytes or minutes: a template from a pull request
+    # must not take `check` down with it. Results are capped like the sandbox's `range`.
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        numbers = isinstance(left, int | float) and isinstance(right, int | float)
+        if operator == "**" and numbers and abs(right) > 100 and abs(left) > 1:
+            raise SecurityError(f"{left!r} ** {right!r} is too large for a template")
+        seq, n = (left, right) if isinstance(right, int) else (right, left)
+        repeats = isinstance(seq, str | list | tuple) and isinstance(n, int)
+        if operator == "*" and repeats and len(seq) * n > MAX_RANGE:
+            raise SecurityError(
+                f"a sequence repeated to {len(seq) * n:,} items is too large for a template "
+                f"(at most {MAX_RANGE:,})"
+            )
+        return super().call_binop(context, operator, left, right)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         # At once, rather than an undefined that is merely false in an `if`: `check` must

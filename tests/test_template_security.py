@@ -97,6 +97,23 @@ def test_every_template_is_sandboxed(
     assert not (project / "PWNED").exists()
 
 
+@pytest.mark.parametrize(
+    "expr", ["{{ 'a' * 10**9 }}", "{{ (lead.email * 10**8) | length }}", "{{ 7 ** 10000000 }}"]
+)
+def test_templates_cannot_exhaust_memory_or_time(cli: Cli, project: Path, expr: str) -> None:
+    write(project, BODY, f'body = "{expr}"')
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "is too large for a template" in r.stdout
+
+
+def test_ordinary_arithmetic_and_repetition_still_work(cli: Cli, project: Path) -> None:
+    write(project, BODY, "body = \"{{ 2 ** 10 }} {{ '=' * 3 }} {{ 3 * [1] }} {{ 2.5 * 2 }}\"")
+    r = cli("-C", project, "preview", "welcome")
+    assert r.exit_code == 0, r.output
+    assert "1024 === [1, 1, 1] 5.0" in r.stdout
+
+
 def test_send_fails_the_message_and_runs_no_code(
     cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
