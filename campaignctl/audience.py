@@ -22,9 +22,9 @@ class AudienceError(CampaignctlError):
 
 @lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return SandboxedEnvironment()
+    return ImmutableSandboxedEnvironment()
 
 
 def compile_audience(

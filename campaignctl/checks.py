@@ -246,6 +246,10 @@ def _render_all(
 ) -> None:
     renderer = Renderer(cfg)
     config_problems = list(report.problems)
+    try:
+        renderer.compile_unsubscribe_url()
+    except RenderError as exc:
+        report.problems.append(_problem(cfg, exc, lines, exc.detail))
     for cname, camp in cfg.campaigns.items():
         first_of_kind: set[str] = set()
         for i, step in enumerate(camp.steps):
@@ -318,6 +322,10 @@ def _check_step(
         if lint_optout and out.text.strip() and not OPTOUT_WORDING.search(out.text):
             no_optout.setdefault(body_key, lead_label(lead))
     for failed, count in failures.values():
+        if not failed.path.startswith("campaigns.") and any(
+            p.path == failed.path for p in report.problems
+        ):
+            continue  # a setting (sender.unsubscribe_url) is reported once, not once per step
         more = f" (and {count - 1} more lead(s))" if count > 1 else ""
         report.problems.append(_problem(cfg, failed, lines, failed.detail + more))
     for body_key, (segments, described, who) in longest.items():

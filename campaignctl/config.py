@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -112,12 +113,26 @@ class Daemon(_Model):
         return v
 
 
+def _one_line(v: str) -> str:
+    """A value that reaches an email header: a CR or LF would let it write headers of its own."""
+    if "\r" in v or "\n" in v:
+        raise ValueError(
+            "contains a line break (CR or LF); it goes into an email header, which is one line"
+        )
+    return v
+
+
+#: A value that reaches an email header (sender name and addresses, subjects).
+OneLine = Annotated[str, AfterValidator(_one_line)]
+
+
 class Sender(_Model):
-    name: str = ""
-    email: str | None = None
-    reply_to: str | None = None
+    name: OneLine = ""
+    email: OneLine | None = None
+    reply_to: OneLine | None = None
     postal_address: str | None = None
-    unsubscribe_url: str | None = None
+    #: May use `{{ lead.x }}`: rendered per lead, values URL-encoded (see render.py).
+    unsubscribe_url: OneLine | None = None
 
 
 class ChannelBase(_Model):
@@ -191,7 +206,7 @@ ChannelConfig = Annotated[
 class Variant(_Model):
     name: str
     weight: PositiveFloat = 1.0
-    subject: str | None = None
+    subject: OneLine | None = None
     body: str | None = None
     template: str | None = None
 
@@ -200,7 +215,7 @@ class Step(_Model):
     name: str = ""
     channel: str
     delay: Duration = timedelta(0)
-    subject: str | None = None
+    subject: OneLine | None = None
     body: str | None = None
     template: str | None = None
     thread: bool = False
@@ -238,9 +253,36 @@ class Config(_Model):
         return self._path.parent
 
     def resolve(self, relative: str) -> Path:
-        """A path from the file (template, outbox, database), relative to the campaign file."""
+        """An operator's path (outbox, database, credentials), relative to the campaign file.
+
+        `~` is expanded and absolute paths are taken as they are; template paths are not
+        resolved here but by `template_path`, which keeps them inside the directory.
+        """
         p = Path(os.path.expanduser(relative))
         return p if p.is_absolute() else self.base_dir / p
+
+    def template_path(self, name: str) -> Path:
+        """A template file's path: relative to the campaign file and inside its directory.
+
+        A campaign file may come from a pull request, so an absolute path, a `~`, or a `..` or
+        symlink that leaves the directory is refused (else `template = "/proc/self/environ"`
+        would mail the process environment to every lead). Raises ValueError saying why.
+        """
+        if name.startswith("~") or Path(name).is_absolute():
+            raise ValueError(
+                f"template path {name!r} must be relative to the campaign file's directory"
+            )
+        try:
+            base = self.base_dir.resolve()
+            inside = (base / name).resolve().is_relative_to(base)
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise ValueError(f"template path {name!r} cannot be resolved: {exc}") from None
+        if not inside:
+            raise ValueError(
+                f"template path {name!r} leads out of the campaign file's directory "
+                f"{base} (through '..' or a symlink)"
+            )
+        return self.base_dir / name
 
     def database_url(self) -> str:
         db = self.settings.database
@@ -630,6 +672,16 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
     return out
 
 
+def _template_file_problem(cfg: Config, name: str, key: str, add: Any) -> None:
+    try:
+        path = cfg.template_path(name)
+    except ValueError as exc:
+        add(key, str(exc))
+        return
+    if not path.is_file():
+        add(key, f"template file {name!r} not found (looked in {path})")
+
+
 def _step_content_problems(cfg: Config, step: Step, sp: str, kind: str | None, add: Any) -> None:
     sources = [k for k in ("body", "template") if getattr(step, k)]
     if len(sources) > 1:
@@ -642,22 +694,15 @@ def _step_content_problems(cfg: Config, step: Step, sp: str, kind: str | None, a
                 add(f"{vp}.template", "give either 'body' or 'template', not both")
             if not (var.body or var.template or has_content):
                 add(vp, "this variant has no 'body' or 'template', and neither has its step")
-            if var.template and not cfg.resolve(var.template).is_file():
-                add(
-                    f"{vp}.template",
-                    f"template file {var.template!r} not found "
-                    f"(looked in {cfg.resolve(var.template)})",
-                )
+            if var.template:
+                _template_file_problem(cfg, var.template, f"{vp}.template", add)
         names = [v.name for v in step.variants]
         if len(set(names)) != len(names):
             add(f"{sp}.variants", "variant names must be unique within a step")
     elif not has_content:
         add(sp, "a step needs 'body' or 'template'")
-    if step.template and not cfg.resolve(step.template).is_file():
-        add(
-            f"{sp}.template",
-            f"template file {step.template!r} not found (looked in {cfg.resolve(step.template)})",
-        )
+    if step.template:
+        _template_file_problem(cfg, step.template, f"{sp}.template", add)
     if kind == "email":
         variant_subjects = bool(step.variants) and all(v.subject for v in step.variants)
         if not (step.subject or step.thread or variant_subjects):

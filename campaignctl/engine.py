@@ -603,6 +603,7 @@ class Engine:
                     "html": rendered.html,
                     "content_sid": rendered.content_sid,
                     "content_variables": rendered.content_variables,
+                    "unsubscribe_url": rendered.unsubscribe_url,
                 }
         return Outgoing(
             id=r.id,
@@ -960,6 +961,7 @@ class Engine:
                     content_sid=rendered.content_sid,
                     content_variables=rendered.content_variables,
                     to_name=_full_name(lead.context),
+                    unsubscribe_url=rendered.unsubscribe_url,
                 )
                 out.append(_Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1))
         w.flush(conn)

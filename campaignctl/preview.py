@@ -139,6 +139,7 @@ def _email(
         html=rendered.html,
         rfc_message_id=f"<generated-when-sent@{_domain(cfg)}>",
         in_reply_to=in_reply_to,
+        unsubscribe_url=rendered.unsubscribe_url,
     )
     # Parsed back from the bytes a provider would get, so the preview shows exactly those.
     parsed: EmailMessage = message_from_string(

@@ -6,9 +6,16 @@ they were written in; `.html` templates get autoescaping and a text part derived
 Email bodies get the sender's postal address and an unsubscribe line as a footer, so `preview`
 shows exactly what is sent.
 
-Undefined values are errors (StrictUndefined), except through `default`, `is defined` and the
-like, so nobody receives "Hi ,". Every error names the key path of the template
+Templates are untrusted input (a campaign file may come from a pull request), so they run in
+Jinja2's immutable sandbox: `{{ ''.__class__ }}` is a render error, never code that runs, and
+template files, includes and extends stay inside the campaign file's directory.
+
+Printing an undefined value is an error, so nobody receives "Hi ,"; testing one works
+(`{% if lead.beds %}`, `is defined`, `default`). Every error names the key path of the template
 (`campaigns.welcome.steps[0].template`), its file and line where known, and the lead.
+
+`sender.unsubscribe_url` is a template too, rendered per lead with every `{{ value }}`
+URL-encoded (`?e={{ lead.email }}` gives `?e=maria%40example.com`).
 """
 
 from __future__ import annotations
@@ -19,18 +26,21 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import quote
 
 from jinja2 import (
     BaseLoader,
     Environment,
-    StrictUndefined,
     Template,
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
+    Undefined,
     UndefinedError,
 )
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 from campaignctl.config import Campaign, Config, Step, Variant
 from campaignctl.errors import CampaignctlError
@@ -73,6 +83,7 @@ class Rendered:
     variant: str | None = None
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
+    unsubscribe_url: str | None = None  # `sender.unsubscribe_url` rendered for this lead
 
 
 def choose_variant(
@@ -128,19 +139,28 @@ class _Named(dict[str, Any]):
         self.label = label
 
 
-class _Undefined(StrictUndefined):
+class _Undefined(Undefined):
+    """Printing, iterating or computing with an undefined value is an error naming it
+    (`lead.city is undefined`); testing it is not: it is false, `is defined` and `default`
+    work, it equals nothing and contains nothing."""
+
     __slots__ = ()
+    __str__ = __iter__ = __len__ = Undefined._fail_with_undefined_error
+
+    def __contains__(self, item: object) -> bool:
+        return False
 
     @property
     def _undefined_message(self) -> str:
         obj, name = self._undefined_obj, self._undefined_name
-        if isinstance(obj, _Named) and isinstance(name, str):
+        if self._undefined_hint is None and isinstance(obj, _Named) and isinstance(name, str):
             return f"{obj.label}.{name} is undefined"
         return super()._undefined_message
 
 
-class _Env(Environment):
-    """`lead.items` is the lead's `items` column, not dict.items: keys win over attributes."""
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, where `lead.items` is the lead's `items` column, not dict.items: keys win
+    over attributes."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, _Named):
@@ -150,17 +170,44 @@ class _Env(Environment):
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
+    # `'a' * 10**9` and `9**9**9` would take gigabytes or minutes: a template from a pull request
+    # must not take `check` down with it. Results are capped like the sandbox's `range`.
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        numbers = isinstance(left, int | float) and isinstance(right, int | float)
+        if operator == "**" and numbers and abs(right) > 100 and abs(left) > 1:
+            raise SecurityError(f"{left!r} ** {right!r} is too large for a template")
+        seq, n = (left, right) if isinstance(right, int) else (right, left)
+        repeats = isinstance(seq, str | list | tuple) and isinstance(n, int)
+        if operator == "*" and repeats and len(seq) * n > MAX_RANGE:
+            raise SecurityError(
+                f"a sequence repeated to {len(seq) * n:,} items is too large for a template "
+                f"(at most {MAX_RANGE:,})"
+            )
+        return super().call_binop(context, operator, left, right)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
+        # At once, rather than an undefined that is merely false in an `if`: `check` must
+        # report a template that reaches for internals, whatever it does with them.
+        owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        raise SecurityError(f"access to attribute {attribute!r} of {owner!r}")
+
 
 class _FileLoader(BaseLoader):
-    """Template files by their path relative to the campaign file (`..` and `~` allowed)."""
+    """Template files (and their includes) by their path relative to the campaign file, never
+    outside its directory (see `Config.template_path`)."""
 
-    def __init__(self, resolve: Callable[[str], Path]) -> None:
-        self.resolve = resolve
+    def __init__(self, template_path: Callable[[str], Path]) -> None:
+        self.template_path = template_path
 
     def get_source(
         self, environment: Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
-        path = self.resolve(template)
+        try:
+            path = self.template_path(template)
+        except ValueError as exc:
+            raise SecurityError(str(exc)) from None
         try:
             source = path.read_text(encoding="utf-8-sig")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -213,30 +260,59 @@ class Renderer:
     @cached_property
     def env(self) -> Environment:
         return _Env(
-            loader=_FileLoader(self.cfg.resolve),
+            loader=_FileLoader(self.cfg.template_path),
             undefined=_Undefined,
             keep_trailing_newline=True,
             autoescape=lambda name: bool(name) and str(name).endswith((".html", ".html.j2")),
         )
 
-    def _compile_inline(self, source: str, key: str) -> _Body:
+    @cached_property
+    def _url_env(self) -> Environment:
+        """For `sender.unsubscribe_url`: what `{{ ... }}` prints is URL-encoded."""
+        return _Env(
+            loader=_FileLoader(self.cfg.template_path),
+            undefined=_Undefined,
+            finalize=lambda value: quote(str(value), safe=""),
+        )
+
+    @cached_property
+    def _unsubscribe(self) -> _Body | None:
+        url = self.cfg.sender.unsubscribe_url
+        if url is None:
+            return None
+        return self._compile_inline(url, "sender.unsubscribe_url", self._url_env)
+
+    def compile_unsubscribe_url(self) -> None:
+        """Compile `sender.unsubscribe_url`; raises RenderError when it does not compile."""
+        _ = self._unsubscribe
+
+    def _compile_inline(self, source: str, key: str, env: Environment | None = None) -> _Body:
         try:
-            return _Body(self.env.from_string(source), "text", key)
+            return _Body((env or self.env).from_string(source), "text", key)
         except TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}", path=key) from None
+        except RecursionError:
+            raise RenderError("template nested too deeply", path=key) from None
 
     def _compile_file(self, name: str, key: str) -> _Body:
-        path = self.cfg.resolve(name)
+        try:
+            path = self.cfg.template_path(name)
+        except ValueError as exc:  # also a configuration error: see config.semantic_problems
+            raise RenderError(str(exc), path=key, file=self.cfg.path) from None
         try:
             tpl = self.env.get_template(name)
         except TemplateNotFound as exc:
             missing = exc.name if isinstance(exc.name, str) and exc.name else name
             raise RenderError(
-                f"template file {missing!r} not found (looked in {self.cfg.resolve(missing)})",
+                f"template file {missing!r} not found (looked in {self.cfg.base_dir / missing})",
                 path=key,
                 file=self.cfg.path,
                 hint="fix the path; it is relative to the campaign file",
             ) from None
+        except SecurityError as exc:  # an {% extends %} or {% import %} leaving the directory
+            raise RenderError(f"not allowed in a template: {exc}", path=key, file=path) from None
+        except RecursionError:
+            raise RenderError("template nested too deeply", path=key, file=path) from None
         except TemplateSyntaxError as exc:
             raise RenderError(
                 f"template syntax error: {exc.message}",
@@ -314,9 +390,16 @@ class Renderer:
     def _run(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> str:
         try:
             return body.template.render(ctx)
-        except TemplateError as exc:
+        except Exception as exc:  # the template is untrusted input: any failure is its own
             undefined = isinstance(exc, UndefinedError)
-            reason = str(exc.message) if undefined else f"cannot render: {exc}"
+            if undefined:
+                reason = str(exc)
+            elif isinstance(exc, SecurityError):
+                reason = f"not allowed in a template: {exc}"
+            elif isinstance(exc, TemplateError):
+                reason = f"cannot render: {exc}"
+            else:
+                reason = f"cannot render: {type(exc).__name__}: {exc}"
             raise RenderError(
                 f"{reason} for lead {lead_label(lead)}",
                 path=body.key,
@@ -359,8 +442,11 @@ class Renderer:
                 text = out
         content_vars = {k: self._run(t, ctx, lead) for k, t in compiled.content_variables.items()}
         text = (text or "").strip("\n")
+        unsubscribe_url = None
         if kind == "email":
-            text, html = self._email_footer(text, html)
+            if self._unsubscribe is not None:
+                unsubscribe_url = self._run(self._unsubscribe, ctx, lead)
+            text, html = self._email_footer(text, html, unsubscribe_url)
         return Rendered(
             kind=kind,
             text=text,
@@ -369,18 +455,22 @@ class Renderer:
             variant=variant.name if variant else None,
             content_sid=step.content_sid,
             content_variables=content_vars,
+            unsubscribe_url=unsubscribe_url,
         )
 
-    def _email_footer(self, text: str, html: str | None) -> tuple[str, str | None]:
+    def _email_footer(
+        self, text: str, html: str | None, unsubscribe_url: str | None
+    ) -> tuple[str, str | None]:
         s = self.cfg.sender
         lines = []
         if s.postal_address:
             lines.append(f"{s.name}, {s.postal_address}" if s.name else s.postal_address)
-        if s.unsubscribe_url:
-            lines.append(f"Unsubscribe: {s.unsubscribe_url}")
+        if unsubscribe_url:
+            lines.append(f"Unsubscribe: {unsubscribe_url}")
         else:
             lines.append('To stop these emails, reply with "unsubscribe".')
-        text = f"{text}\n\n--\n" + "\n".join(lines) + "\n"
+        # "-- " (with the space) is the signature separator mail clients recognise (RFC 3676)
+        text = f"{text}\n\n-- \n" + "\n".join(lines) + "\n"
         if html is not None:
             from html import escape
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from campaignctl.config import Variant, load
+from campaignctl.errors import ConfigError
 from campaignctl.render import Renderer, RenderError, choose_variant, html_to_text
 from campaignctl.samples import BUILTIN_SAMPLES
 from tests.conftest import MINIMAL_TOML
@@ -40,7 +41,7 @@ def test_markdown_template_gives_html_and_text_with_footer(tmp_path):
     assert out.subject == "Hi María"
     assert "<strong>María</strong>" in (out.html or "")
     assert "<li>one</li>" in (out.html or "")
-    assert out.text.startswith("Hi **María**,\n\n- one\n- two\n\n--\n")
+    assert out.text.startswith("Hi **María**,\n\n- one\n- two\n\n-- \n")
     assert "Ana Cruz, 12 Ayala Ave, Makati City" in out.text
     assert "12 Ayala Ave" in (out.html or "")
 
@@ -116,16 +117,19 @@ def test_template_syntax_error_gives_file_and_line(tmp_path):
     assert info.value.path == "campaigns.c.steps[0].template"
 
 
-def test_template_paths_are_relative_to_the_campaign_file_even_upwards(tmp_path):
+def test_template_paths_are_relative_to_the_campaign_file_and_stay_inside_it(tmp_path):
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "body.txt").write_text("Hi {{ lead.first_name }}")
     sub = tmp_path / "project"
-    sub.mkdir()
-    (sub / "campaigns.toml").write_text(
-        HEAD + '[[campaigns.c.steps]]\nchannel = "sms"\ntemplate = "../shared/body.txt"\n'
-    )
-    cfg = load(sub / "campaigns.toml")
+    (sub / "t").mkdir(parents=True)
+    (sub / "t" / "body.txt").write_text("Hi {{ lead.first_name }}")
+    toml = sub / "campaigns.toml"
+    toml.write_text(HEAD + '[[campaigns.c.steps]]\nchannel = "sms"\ntemplate = "t/body.txt"\n')
+    cfg = load(toml)
     assert render(Renderer(cfg), cfg, MARIA).text == "Hi María"
+    toml.write_text(toml.read_text().replace("t/body.txt", "../shared/body.txt"))
+    with pytest.raises(ConfigError, match="leads out of the campaign file's directory"):
+        load(toml)
 
 
 def test_columns_named_like_dict_methods_are_the_leads_values(tmp_path):

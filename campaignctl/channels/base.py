@@ -35,6 +35,7 @@ class Outgoing:
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
     to_name: str | None = None  # the lead's name, for email's `To: "First Last" <address>`
+    unsubscribe_url: str | None = None  # rendered for this lead; None: the sender's as written
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from email.utils import format_datetime, formataddr, make_msgid, quote
 from io import BytesIO
 from typing import Any
 
-from campaignctl.channels.base import Outgoing
+from campaignctl.channels.base import ChannelError, ErrorKind, Outgoing
 from campaignctl.config import Sender
 
 _UTF8_QP = Charset("utf-8")
@@ -115,12 +115,15 @@ def build_email(msg: Outgoing, sender: Sender) -> Message:
     unsub = []
     if sender.email:
         unsub.append(f"<mailto:{sender.email}?subject=unsubscribe>")
-    if sender.unsubscribe_url:
-        unsub.append(f"<{sender.unsubscribe_url}>")
+    # rendered for the lead when the sender's URL is a template (see render.py)
+    url = msg.unsubscribe_url if msg.unsubscribe_url is not None else sender.unsubscribe_url
+    if url:
+        unsub.append(f"<{url}>")
         em["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if unsub:
         em["List-Unsubscribe"] = ", ".join(unsub)
     em["X-Campaignctl"] = f"{msg.campaign}/{msg.step}/{msg.id}"
+    _refuse_line_breaks(em)
     return em
 
 
@@ -140,3 +143,17 @@ def to_bytes(em: Message, *, utf8: bool, linesep: str = "\n") -> bytes:
     gen_policy = _UTF8_POLICY if utf8 else em.policy
     BytesGenerator(out, mangle_from_=False, policy=gen_policy).flatten(em, linesep=linesep)
     return out.getvalue()
+
+
+def _refuse_line_breaks(em: Message) -> None:
+    """No header value carries CR or LF, whatever got past `check`: one would add headers of
+    its own (`Bcc:`), and the generator refuses it only when the message is written, which
+    left it `uncertain` for good. It is this message's permanent failure instead."""
+    for name, value in em.items():
+        if "\r" in str(value) or "\n" in str(value):
+            raise ChannelError(
+                ErrorKind.PERMANENT,
+                f"the {name} header would contain a line break (CR or LF): {str(value)!r}",
+                code="header",
+                hint="remove the line break from the campaign file or the lead's data",
+            )

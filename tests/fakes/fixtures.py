@@ -114,7 +114,7 @@ def outgoing(**overrides: object) -> Outgoing:
         "channel": "email",
         "kind": "email",
         "to": "juan@example.com",
-        "text": "Hi Juan!\n\n--\nAna Cruz, 12 Ayala Ave, Makati City",
+        "text": "Hi Juan!\n\n-- \nAna Cruz, 12 Ayala Ave, Makati City",
         "html": "<p>Hi Juan!</p>",
         "subject": "Welcome, Juan!",
         "claimed_at": datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
