@@ -22,7 +22,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -926,6 +926,22 @@ class _Database:
         return conn
 
 
+@contextmanager
+def _database_errors_mapped(database: str) -> Iterator[None]:
+    """A read-only, full or locked database file as one line naming it (see `database_errors`)."""
+    import sqlite3
+
+    from campaignctl.database_errors import database_error
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        mapped = database_error(database, exc)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
 def _database_of(store: Store) -> _Database:
     path = store.path
     if path is not None:
@@ -965,7 +981,10 @@ class _ImportJob:
         columns = src.normaliser.columns
         sink = _Rejects(self.rejects, columns.header, src.fmt.delimiter) if self.rejects else None
         try:
-            with closing(self.database.connect()) as conn:
+            with (
+                _database_errors_mapped(self.database.path),
+                closing(self.database.connect()) as conn,
+            ):
                 writer = _Writer(
                     conn, src.normaliser, report, sink, now=self.now, dry_run=self.dry_run
                 )
@@ -1008,7 +1027,11 @@ class _ImportJob:
                 if kind == "progress":
                     if progress is not None:
                         progress(*payload)
-                elif kind == "done":
+                    continue
+                # The outcome is the import process's last word: let it exit by itself, or the
+                # SIGTERM below would interrupt it mid-exit and print a traceback.
+                proc.join(timeout=60)
+                if kind == "done":
                     report: ImportReport = payload[0]
                     return report
                 else:  # "error": rebuilt here, with its hint (exceptions pickle without it)
