@@ -14,6 +14,9 @@ from typing import Any
 from campaignctl.errors import CampaignctlError
 
 FIXED_FIELDS = ("email", "phone", "first_name", "last_name", "timezone", "status", "tags")
+#: Longer expressions are refused before parsing: an audience is a line, not a program, and
+#: Jinja's parser and code generator recurse once per nested operand.
+MAX_EXPRESSION_CHARS = 2000
 
 
 class AudienceError(CampaignctlError):
@@ -35,11 +38,25 @@ def compile_audience(
         return lambda _lead: True
     from jinja2 import TemplateSyntaxError
 
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise AudienceError(
+            f"{where}: expression too long ({len(expr):,} characters, at most "
+            f"{MAX_EXPRESSION_CHARS:,})",
+            "filter on a tag instead: `campaignctl leads import FILE --tag TAG`, then "
+            "audience = \"'TAG' in tags\"",
+        )
     try:
         compiled = _env().compile_expression(expr, undefined_to_none=False)
     except TemplateSyntaxError as exc:
         raise AudienceError(
-            f"{where}: invalid expression {expr!r}: {exc.message}",
+            f"{where}: invalid expression {_short(expr)}: {exc.message}",
+            "expressions look like: status == 'new' and 'buyer' in tags",
+        ) from None
+    except (RecursionError, MemoryError, SyntaxError):
+        # Parentheses or operators nested hundreds deep: Jinja's parser, or Python's compiler
+        # behind it, gives up.
+        raise AudienceError(
+            f"{where}: expression nested too deeply to evaluate: {_short(expr)}",
             "expressions look like: status == 'new' and 'buyer' in tags",
         ) from None
 
@@ -47,9 +64,14 @@ def compile_audience(
         try:
             return bool(compiled(**lead, lead=lead))
         except Exception as exc:  # a type error on one lead's data must not stop the pass
-            raise AudienceError(f"{where}: cannot evaluate {expr!r}: {exc}") from None
+            raise AudienceError(f"{where}: cannot evaluate {_short(expr)}: {exc}") from None
 
     return matches
+
+
+def _short(expr: str, limit: int = 80) -> str:
+    """The expression quoted for a one-line message, cut when long."""
+    return repr(expr) if len(expr) <= limit else repr(expr[: limit - 1] + "…")
 
 
 def lead_context(

@@ -8,6 +8,7 @@ key is written when it can be found.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -22,7 +23,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     PrivateAttr,
     ValidationError,
@@ -83,7 +83,31 @@ def _to_timezone(v: Any) -> Any:
     return v
 
 
+#: `per_second` bounds: slower than MIN the gap would outgrow a day's window (pace that with
+#: `min_interval`); faster than MAX no provider accepts, and the float stays a real number.
+MIN_PER_SECOND = 0.001
+MAX_PER_SECOND = 1000.0
+MAX_WEIGHT = 1_000_000.0
+
+
+def _per_second(v: float) -> float:
+    if not math.isfinite(v) or not MIN_PER_SECOND <= v <= MAX_PER_SECOND:
+        raise ValueError(
+            f"must be a number from {MIN_PER_SECOND} to {MAX_PER_SECOND:g} (messages a second); "
+            "for slower pacing set min_interval, e.g. min_interval = '1h'"
+        )
+    return v
+
+
+def _weight(v: float) -> float:
+    if not math.isfinite(v) or not 0 < v <= MAX_WEIGHT:
+        raise ValueError(f"must be a number above 0 and at most {MAX_WEIGHT:,.0f}")
+    return v
+
+
 Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
+PerSecond = Annotated[float, AfterValidator(_per_second)]
+Weight = Annotated[float, AfterValidator(_weight)]
 WindowSpec = Annotated[Window, BeforeValidator(_to_window)]
 DaysSpec = Annotated[frozenset[int], BeforeValidator(_to_days)]
 TimeZoneName = Annotated[str, BeforeValidator(_to_timezone)]
@@ -97,6 +121,20 @@ class Settings(_Model):
     database: str = "campaignctl.db"
     timezone: TimeZoneName = "UTC"
     default_region: str | None = None
+
+    @field_validator("database")
+    @classmethod
+    def _sqlite_only(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name the SQLite database file, e.g. 'campaignctl.db'")
+        scheme = v.split("://", 1)[0].lower() if "://" in v else "sqlite"
+        if scheme.split("+", 1)[0] != "sqlite":
+            # leads import, send --dry-run and the locks work on a SQLite file only
+            raise ValueError(
+                f"{scheme!r} databases are not supported: campaignctl keeps its data in SQLite; "
+                "give a file path such as 'campaignctl.db'"
+            )
+        return v
 
 
 class Daemon(_Model):
@@ -141,7 +179,7 @@ class ChannelBase(_Model):
     kind: ChannelKind | None = None
     daily_limit: PositiveInt | None = None
     hourly_limit: PositiveInt | None = None
-    per_second: PositiveFloat | None = None
+    per_second: PerSecond | None = None
     min_interval: Duration | None = None
     jitter: Duration | None = None
     window: WindowSpec | None = None
@@ -165,7 +203,7 @@ GMAIL_MAX_PER_SECOND = 2.5
 class GmailChannel(ChannelBase):
     provider: Literal["gmail"]
     daily_limit: PositiveInt | None = GMAIL_DEFAULT_DAILY
-    per_second: PositiveFloat | None = 2.0
+    per_second: PerSecond | None = 2.0
     credentials: str = "~/.config/campaignctl/gmail-token.json"
     service_account: str | None = None
     delegate: str | None = None
@@ -205,7 +243,7 @@ ChannelConfig = Annotated[
 
 class Variant(_Model):
     name: str
-    weight: PositiveFloat = 1.0
+    weight: Weight = 1.0
     subject: OneLine | None = None
     body: str | None = None
     template: str | None = None

@@ -83,6 +83,8 @@ def _ensure_writable(path: Path) -> None:
         raise
     except OSError as exc:
         raise CampaignctlError(f"{path}: cannot read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        read_text(path)  # raises the usual "is a directory, not a campaign file"
     # Mode bits as well as access(): root may write anything, but a file someone made
     # read-only says "do not edit me" to root too.
     if not stat.S_IMODE(st.st_mode) & 0o222 or not os.access(path, os.W_OK):

@@ -22,7 +22,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -107,8 +107,15 @@ class CsvFormat:
 _MAP_HINT = "campaignctl leads import {path} --map email=COLUMN"
 
 
-def inspect_csv(path: Path) -> CsvFormat:
-    """Check that `path` is a readable, non-empty text CSV; find its encoding and delimiter."""
+def inspect_csv(path: Path, encoding: str | None = None) -> CsvFormat:
+    """Check that `path` is a readable, non-empty text CSV; find its encoding and delimiter.
+
+    `encoding` (`--encoding`) is used as given; otherwise a BOM decides, then strict UTF-8,
+    then a guess (`_guess_encoding`) that comes with a warning showing the first value with
+    letters outside ASCII, as read.
+    """
+    if encoding is not None:
+        encoding = check_encoding(encoding)
     try:
         if path.is_dir():
             raise LeadsInputError(
@@ -129,8 +136,16 @@ def inspect_csv(path: Path) -> CsvFormat:
             f"{path}: the file is empty",
             "export the leads with a header row first, e.g. email,first_name,phone",
         )
-    warning = None
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    guessed = False
+    if encoding is not None:
+        if encoding == "utf-8" and head.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8-sig"
+        if not _decodes(path, encoding):
+            raise LeadsInputError(
+                f"{path}: not {encoding} text (--encoding {encoding})",
+                "give the encoding the file was saved in, or leave --encoding out to guess it",
+            )
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"  # Excel's "Unicode text"; the BOM says it, no guessing
     elif head.startswith(codecs.BOM_UTF8):
         encoding = "utf-8-sig"
@@ -143,18 +158,56 @@ def inspect_csv(path: Path) -> CsvFormat:
             )
         encoding = "utf-8"
         if not _decodes(path, "utf-8"):
-            encoding = _guess_encoding(path)
-            warning = f"{path}: not UTF-8; read as {encoding} (a guess: check names with accents)"
+            encoding, guessed = _guess_encoding(path), True
     text = _head_text(head, encoding)
-    return CsvFormat(path, encoding, _sniff_delimiter(text), size, warning)
+    delimiter = _sniff_delimiter(text)
+    warning = _guess_warning(path, encoding, delimiter) if guessed else None
+    return CsvFormat(path, encoding, delimiter, size, warning)
+
+
+def check_encoding(name: str) -> str:
+    """`--encoding`: the codec's canonical name (`latin-1` -> `iso8859-1`), or a usage error."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise LeadsInputError(
+            f"--encoding {name!r}: unknown encoding",
+            "use a Python codec name such as utf-8, cp1252, latin-1, cp1250 or cp1251",
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13: codecs, not text
+        raise LeadsInputError(f"--encoding {name!r}: not a text encoding")
+    return info.name
+
+
+def _guess_warning(path: Path, encoding: str, delimiter: str) -> str:
+    """The guess, with the first value outside ASCII as read, so a person can judge it."""
+    where = ""
+    with open(path, encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        line = 1
+        try:
+            for row in reader:
+                value = next((v for v in row if not v.isascii()), None)
+                if value is not None:
+                    shown = value if len(value) <= 60 else value[:59] + "…"
+                    where = f"; line {line}: {shown!r}"
+                    break
+                line = reader.line_num + 1
+        except csv.Error:
+            pass  # the import reports it with its line
+    return (
+        f"{path}: not UTF-8; read as {encoding} (guessed){where} — if that looks wrong, "
+        "rerun with --encoding ENCODING (e.g. cp1250, cp1251, mac-roman)"
+    )
 
 
 def _decodes(path: Path, encoding: str) -> bool:
     """Whether the whole file decodes strictly; NUL bytes anywhere make it a binary file."""
     decoder = codecs.getincrementaldecoder(encoding)()
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
     with open(path, "rb") as fh:
         while chunk := fh.read(SCAN_BYTES):
-            if b"\0" in chunk:  # csv cannot read them, and no text file has them
+            if b"\0" in chunk and not wide:  # csv cannot read them; no text file has them
                 raise LeadsInputError(
                     f"{path}: a binary file (NUL bytes), not a CSV text file",
                     "export it as CSV (in Excel: File > Save As > CSV UTF-8)",
@@ -170,27 +223,64 @@ def _decodes(path: Path, encoding: str) -> bool:
     return True
 
 
+#: Encodings that spreadsheets and CRMs still export, for the guess below; charset-normalizer
+#: also ranks DOS, Mac and rare ISO 8859 codepages (cp775, cp850, mac_latin2...) first on short
+#: samples, which read "José Muñoz" as "Josķ Mu±oz".
+COMMON_ENCODINGS = frozenset(
+    {
+        *(f"cp{n}" for n in range(1250, 1259)),
+        *(f"iso8859_{n}" for n in (1, 2, 5, 7, 9, 15)),
+        "koi8_r",
+        "koi8_u",
+        "cp874",
+        "shift_jis",
+        "cp932",
+        "euc_jp",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "cp949",
+        "euc_kr",
+    }
+)
+
+
 def _guess_encoding(path: Path) -> str:
+    """The encoding of a file that is not UTF-8, judged on its first MiB.
+
+    cp1252 (Windows' Western European, a superset of Latin-1 for text) when it reads the sample
+    as cleanly as charset-normalizer's best guess: a single accented name fits a dozen
+    codepages, and Western spreadsheets are by far the most common non-UTF-8 files. Otherwise
+    the best guess, passing over rare codepages for a common one that reads nearly as well.
+    The caller shows a sample value read this way; `--encoding` settles any doubt.
+    """
     from charset_normalizer import from_bytes
 
     with open(path, "rb") as fh:
         sample = fh.read(SCAN_BYTES)
-    matches = from_bytes(sample)
-    best = matches.best()
-    if best is not None:
-        # Ties are common on short files (cp1250 and cp1252 read "José" alike); spreadsheets
-        # saved on Western systems are cp1252 far more often, so prefer it among equals.
-        tied = [m for m in matches if m.chaos <= best.chaos and m.coherence >= best.coherence]
-        for m in tied:
-            if "cp1252" in (m.encoding, *m.could_be_from_charset):
-                best = m
-                break
-        encoding = "cp1252" if "cp1252" in best.could_be_from_charset else best.encoding
-        if _decodes(path, encoding):
-            return encoding
+    matches = list(from_bytes(sample))
+    if matches:
+        best = matches[0]
+        clean = min(m.chaos for m in matches)
+        if any(
+            "cp1252" in (m.encoding, *m.could_be_from_charset) and m.chaos <= clean for m in matches
+        ):
+            choices = ["cp1252"]
+        else:
+            common = [
+                m.encoding
+                for m in matches
+                if m.encoding in COMMON_ENCODINGS and m.chaos <= best.chaos + 0.1
+            ]
+            choices = [*common[:1], best.encoding]
+        for encoding in choices:
+            if _decodes(path, encoding):
+                return encoding
     raise LeadsInputError(
         f"{path}: unknown text encoding (not UTF-8, and no other encoding reads it)",
-        f"convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8 {path} > leads-utf8.csv",
+        f"give it with --encoding, or convert it to UTF-8: iconv -f LATIN1 -t UTF-8 {path} "
+        "> leads-utf8.csv",
     )
 
 
@@ -838,10 +928,14 @@ class _Source:
 
 
 def _open_source(
-    path: Path, mapping: Sequence[str], default_region: str | None, tags: Sequence[str] = ()
+    path: Path,
+    mapping: Sequence[str],
+    default_region: str | None,
+    tags: Sequence[str] = (),
+    encoding: str | None = None,
 ) -> _Source:
     """Check the file and map its columns; raises LeadsInputError before anything is written."""
-    fmt = inspect_csv(path)
+    fmt = inspect_csv(path, encoding)
     overrides = parse_mapping(mapping)
     with fmt.open() as fh:
         reader = csv.reader(fh, delimiter=fmt.delimiter)
@@ -880,15 +974,18 @@ def import_leads(
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import a CSV file of leads; returns what was read, inserted, dropped and rejected.
 
     The file is checked (and the columns mapped) before the database is opened, so bad input
     touches nothing. `workers` defaults to one process per CPU for files big enough to gain;
     with workers, the import itself runs in a separate lean process (see `_ImportJob`).
-    `progress(bytes_done, bytes_total)` is called after each chunk.
+    `progress(bytes_done, bytes_total)` is called after each chunk. `encoding` is the file's
+    (`--encoding`); None finds it (see `inspect_csv`). The import process reads the file with
+    the encoding decided here: it travels in the job's `CsvFormat`.
     """
-    src = _open_source(path, mapping, cfg.settings.default_region, tags)
+    src = _open_source(path, mapping, cfg.settings.default_region, tags, encoding)
     columns = src.normaliser.columns
     report = ImportReport(path, dry_run=dry_run, rejects_path=rejects)
     report.warnings.extend([src.fmt.warning] if src.fmt.warning else [])
@@ -926,6 +1023,22 @@ class _Database:
         for sql in self.schema:
             conn.execute(sql)
         return conn
+
+
+@contextmanager
+def _database_errors_mapped(database: str) -> Iterator[None]:
+    """A read-only, full or locked database file as one line naming it (see `database_errors`)."""
+    import sqlite3
+
+    from campaignctl.database_errors import database_error
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        mapped = database_error(database, exc)
+        if mapped is None:
+            raise
+        raise mapped from None
 
 
 def _database_of(store: Store) -> _Database:
@@ -967,7 +1080,10 @@ class _ImportJob:
         columns = src.normaliser.columns
         sink = _Rejects(self.rejects, columns.header, src.fmt.delimiter) if self.rejects else None
         try:
-            with closing(self.database.connect()) as conn:
+            with (
+                _database_errors_mapped(self.database.path),
+                closing(self.database.connect()) as conn,
+            ):
                 writer = _Writer(
                     conn, src.normaliser, report, sink, now=self.now, dry_run=self.dry_run
                 )
@@ -1010,7 +1126,11 @@ class _ImportJob:
                 if kind == "progress":
                     if progress is not None:
                         progress(*payload)
-                elif kind == "done":
+                    continue
+                # The outcome is the import process's last word: let it exit by itself, or the
+                # SIGTERM below would interrupt it mid-exit and print a traceback.
+                proc.join(timeout=60)
+                if kind == "done":
                     report: ImportReport = payload[0]
                     return report
                 else:  # "error": rebuilt here, with its hint (exceptions pickle without it)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
+from campaignctl.database_errors import DatabaseError, database_error
 from campaignctl.errors import CampaignctlError
 
 
@@ -329,11 +330,13 @@ class Store:
             _sqlite_setup(self.engine)
         if migrate_now:
             try:
-                migrate(self.engine)
+                with self._errors_mapped():
+                    migrate(self.engine)
             except CampaignctlError:
                 raise
             except Exception as exc:  # a corrupt or foreign file
-                raise CampaignctlError(f"{url}: cannot open the database: {exc}") from None
+                reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+                raise DatabaseError(f"{self.where}: cannot open the database: {reason}") from None
 
     @classmethod
     def for_config(cls, cfg: Any) -> Store:
@@ -365,16 +368,36 @@ class Store:
         db = self.url.split(":///", 1)[-1]
         return Path(db) if db and db != ":memory:" else None
 
+    @property
+    def where(self) -> str:
+        """The database as errors name it: its file, else its URL."""
+        path = self.path
+        return str(path) if path is not None else self.url
+
+    @contextmanager
+    def _errors_mapped(self) -> Iterator[None]:
+        """SQLite's errors about the file, the disk or a lock as a DatabaseError (see
+        `database_error`); anything else propagates unchanged."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            yield
+        except DBAPIError as exc:
+            mapped = database_error(self.where, exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reads (deferred transaction)."""
-        with Session(self.engine) as session:
+        with self._errors_mapped(), Session(self.engine) as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose transaction starts with BEGIN IMMEDIATE and commits on exit."""
-        with self.engine.connect() as conn:
+        with self._errors_mapped(), self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with Session(bind=conn) as session:
                 session.connection()  # BEGIN IMMEDIATE now, not at the first statement

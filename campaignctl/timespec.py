@@ -12,6 +12,10 @@ from datetime import timedelta
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _PART = re.compile(r"(\d+)([smhdw])")
+#: The longest duration accepted: no delay, backoff or interval needs more, and anything
+#: larger would overflow date arithmetic (`datetime + timedelta`) somewhere downstream.
+MAX_DURATION = timedelta(days=3650)
+_MAX_DURATION_TEXT = "3650d (10 years)"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS: frozenset[int] = frozenset(range(7))
 MINUTES_PER_DAY = 24 * 60
@@ -25,7 +29,14 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: use a whole number with a unit s, m, h, d or w, "
             "combinable (e.g. '20s', '3d', '1h30m')"
         )
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _PART.findall(s)))
+    parts = _PART.findall(s)
+    # A number longer than this is over the bound in any unit (and int() refuses 4,300 digits).
+    if any(len(n.lstrip("0")) > 12 for n, _ in parts):
+        raise ValueError(f"invalid duration {text!r}: at most {_MAX_DURATION_TEXT}")
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"invalid duration {text!r}: at most {_MAX_DURATION_TEXT}")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(td: timedelta) -> str:
@@ -96,35 +107,42 @@ def parse_window(text: str) -> Window:
     return Window(start, end)
 
 
+_DAYS_FORMS = "use 'mon-fri', 'sat,sun', 'mon-sun' or '*' (days: mon tue wed thu fri sat sun)"
+_FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 def parse_days(text: str) -> frozenset[int]:
-    """`mon-fri`, `sat,sun`, `mon-sun`, `*`, `fri-mon` -> weekday numbers (Monday is 0)."""
+    """`mon-fri`, `sat,sun`, `mon-sun`, `*`, `fri-mon` -> weekday numbers (Monday is 0).
+
+    Items are separated by commas; each is a day or a range of exactly two days (wrapping
+    past Sunday). Days are three-letter abbreviations or full English names.
+    """
     s = text.strip().lower()
     if s in ("*", "all", "daily"):
         return ALL_DAYS
     days: set[int] = set()
     for item in s.split(","):
-        item = item.strip()
-        if "-" in item:
-            a, b = (_day(x) for x in item.split("-", 1))
-            i = a
-            while True:
-                days.add(i)
-                if i == b:
-                    break
-                i = (i + 1) % 7
-        else:
-            days.add(_day(item))
+        ends = [_day(x, text) for x in item.split("-")]
+        if len(ends) > 2:
+            raise ValueError(f"invalid days {text!r}: a range has two ends; {_DAYS_FORMS}")
+        a, b = ends[0], ends[-1]
+        i = a
+        while True:
+            days.add(i)
+            if i == b:
+                break
+            i = (i + 1) % 7
     return frozenset(days)
 
 
-def _day(name: str) -> int:
-    key = name.strip().lower()[:3]
-    if key not in DAY_NAMES or not name.strip():
-        raise ValueError(
-            f"invalid day {name.strip()!r}: use mon, tue, wed, thu, fri, sat, sun, "
-            "a range like 'mon-fri', a list like 'sat,sun', or '*'"
-        )
-    return DAY_NAMES.index(key)
+def _day(name: str, text: str) -> int:
+    key = name.strip().lower()
+    if key in DAY_NAMES:
+        return DAY_NAMES.index(key)
+    if key in _FULL_DAY_NAMES:
+        return _FULL_DAY_NAMES.index(key)
+    what = f"unknown day {name.strip()!r}" if key else "a day is missing"
+    raise ValueError(f"invalid days {text!r}: {what}; {_DAYS_FORMS}")
 
 
 def format_days(days: frozenset[int]) -> str:

@@ -200,3 +200,61 @@ def test_import_as_a_subprocess_uses_workers(tmp_path, project):
     )
     assert r.returncode == 0, r.stderr
     assert lead_count(project) > 9000
+
+
+# ---------------------------------------------------------------- encodings
+
+
+def _customer_with(name: str, encoding: str, project: Path) -> Path:
+    """customers-100.csv's header and first row, with `name` as the first name."""
+    header, row = (PUBLIC_DATA / "customers-100.csv").read_text().splitlines()[:2]
+    cells = row.split(",")
+    cells[2] = name
+    path = project / "l.csv"
+    path.write_bytes(f"{header}\n{','.join(cells)}\n".encode(encoding))
+    return path
+
+
+def _first_names(cli, project: Path) -> list[str]:
+    r = cli("-C", project, "leads", "list", "--format", "json")
+    return [lead["first_name"] for lead in json.loads(r.stdout)]
+
+
+@pytest.mark.parametrize("name", ["François Müller", "Renée Lefèvre", "José Muñoz"])
+def test_latin1_names_are_read_as_cp1252_and_shown(cli, project, name):
+    # charset-normalizer ranks cp850 or cp775 first for the first two of these
+    _customer_with(name, "latin-1", project)
+    r = cli("-C", project, "leads", "import", "l.csv")
+    assert r.exit_code == 0, r.output
+    assert _first_names(cli, project) == [name]
+    warning = r.stderr.strip()
+    assert warning.startswith("campaignctl: warning: l.csv: not UTF-8; read as cp1252 (guessed)")
+    assert f"line 2: {name!r}" in warning
+    assert "rerun with --encoding" in warning
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_encoding_option_is_used_without_a_guess(cli, project, monkeypatch, workers):
+    # with workers, the import runs in a process of its own: the encoding must reach it
+    monkeypatch.setenv("CAMPAIGNCTL_IMPORT_WORKERS", workers)
+    _customer_with("Łukasz Wałęsa", "cp1250", project)
+    r = cli("-C", project, "leads", "import", "l.csv", "--encoding", "cp1250")
+    assert r.exit_code == 0, r.output
+    assert "warning" not in r.stderr
+    assert _first_names(cli, project) == ["Łukasz Wałęsa"]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"),
+    [
+        ("no-such-codec", "campaignctl: error: --encoding 'no-such-codec': unknown encoding"),
+        ("rot13", "campaignctl: error: --encoding 'rot13': not a text encoding"),
+        ("utf-8", "campaignctl: error: l.csv: not utf-8 text (--encoding utf-8)"),
+    ],
+)
+def test_bad_encoding_option(cli, project, encoding, message):
+    _customer_with("José", "latin-1", project)
+    r = cli("-C", project, "leads", "import", "l.csv", "--dry-run", "--encoding", encoding)
+    assert r.exit_code == 2
+    assert r.stderr.splitlines()[0] == message
+    assert "internal error" not in r.stderr

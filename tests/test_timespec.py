@@ -27,7 +27,10 @@ def test_durations(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "20", "1.5h", "h", "-1d", "3 days", "1y"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "20", "1.5h", "h", "-1d", "3 days", "1y", "99999999999999999w", "3651d", "9" * 5000 + "s"],
+)
 def test_bad_durations(text):
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -70,5 +73,23 @@ def test_days():
     assert parse_days("mon-sun") == ALL_DAYS
     assert parse_days("*") == ALL_DAYS
     assert parse_days("fri-mon") == frozenset({4, 5, 6, 0})
-    with pytest.raises(ValueError, match="invalid day 'funday'"):
+    with pytest.raises(ValueError, match="unknown day 'funday'"):
         parse_days("funday")
+
+
+def test_durations_are_bounded_at_ten_years():
+    assert parse_duration("3650d") == timedelta(days=3650)
+    assert parse_duration("0000000000000000001s") == timedelta(seconds=1)
+    with pytest.raises(ValueError, match=r"at most 3650d \(10 years\)"):
+        parse_duration("522w")
+
+
+@pytest.mark.parametrize("text", ["mon-fri-sun", "fri-mon-xyz", "monkey", "mon,", "-fri", "tuesd"])
+def test_bad_days_name_the_accepted_forms(text):
+    with pytest.raises(ValueError, match="'mon-fri', 'sat,sun', 'mon-sun' or '\\*'"):
+        parse_days(text)
+
+
+def test_days_take_full_names():
+    assert parse_days("Monday-Friday") == frozenset(range(5))
+    assert parse_days("sat, sunday") == frozenset({5, 6})

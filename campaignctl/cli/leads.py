@@ -49,6 +49,13 @@ def import_(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Read, check and count, but write nothing to the database."
     ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        metavar="ENC",
+        help="The file's text encoding (utf-8, cp1252, latin-1, cp1250, ...). Default: UTF-8 "
+        "(with or without BOM), UTF-16 with a BOM, else a guess that is shown as a warning.",
+    ),
 ) -> None:
     """Import leads from a CSV file; duplicates are counted, never inserted twice."""
     from campaignctl.leads import import_leads
@@ -81,10 +88,18 @@ def import_(
                 rejects=rejects,
                 dry_run=dry_run,
                 progress=progress,
+                encoding=encoding,
             )
     else:
         report = import_leads(
-            csv_path, cfg, st.store, mapping=mapping, tags=tags, rejects=rejects, dry_run=dry_run
+            csv_path,
+            cfg,
+            st.store,
+            mapping=mapping,
+            tags=tags,
+            rejects=rejects,
+            dry_run=dry_run,
+            encoding=encoding,
         )
     _render_import(report)
 
