@@ -9,6 +9,7 @@ the next pass finds in the database. See docs/engine.md.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -23,7 +24,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from campaignctl.audience import FIXED_FIELDS, compile_audience
+from campaignctl.audience import FIXED_FIELDS, AudienceError, compile_audience
 from campaignctl.channels.base import (
     Channel,
     ChannelError,
@@ -160,6 +161,10 @@ class AudienceMatcher:
     `status == 'new' and 'buyer' in tags` reads only `status` and `tags`, so 100,000 leads need
     a handful of evaluations. An expression that reads `lead` (the whole mapping) is evaluated
     for every lead; `fields` is then None.
+
+    A lead the expression cannot be evaluated for (`lead.budget|int` on a lead without a
+    budget) does not match: it is counted in `failures`, with the first error in `reason`, so
+    one lead's data never stops a campaign (or the others).
     """
 
     _MISSING = object()
@@ -176,18 +181,34 @@ class AudienceMatcher:
             )
             self.fields = None if "lead" in names else frozenset(names)
         self._names = sorted(self.fields or ())
-        self._seen: dict[tuple[Any, ...], bool] = {}
+        self._seen: dict[tuple[Any, ...], bool | str] = {}
+        self.failures = 0
+        self.reason: str | None = None
+
+    def _evaluate(self, lead: Mapping[str, Any]) -> bool | str:
+        """True or False, or the error message when the expression fails on this lead."""
+        try:
+            return self._matches(lead)
+        except AudienceError as exc:
+            return exc.message
 
     def __call__(self, lead: Mapping[str, Any]) -> bool:
         if self.fields is None:
-            return self._matches(lead)
-        try:
-            key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
-        except TypeError:
-            return self._matches(lead)
-        if key not in self._seen:
-            self._seen[key] = self._matches(lead)
-        return self._seen[key]
+            answer = self._evaluate(lead)
+        else:
+            try:
+                key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
+            except TypeError:
+                answer = self._evaluate(lead)
+            else:
+                if key not in self._seen:
+                    self._seen[key] = self._evaluate(lead)
+                answer = self._seen[key]
+        if isinstance(answer, str):
+            self.failures += 1
+            self.reason = self.reason or answer
+            return False
+        return answer
 
 
 # ---------------------------------------------------------------- results
@@ -209,6 +230,9 @@ class PassResult:
     auth_errors: dict[str, ChannelError] = field(default_factory=dict)
     transient_errors: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Per campaign: leads its audience could not be evaluated for at the last enrolment, and
+    #: the first error (they are not enrolled; the next enrolment tries them again).
+    audience_skipped: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
         self.counts[(campaign, step, channel)][counter] += n
@@ -223,6 +247,7 @@ class PassResult:
                 self.counts[key][k] += v
         self.auth_errors.update(other.auth_errors)
         self.transient_errors += other.transient_errors
+        self.audience_skipped.update(other.audience_skipped)  # the latest enrolment's count
 
 
 @dataclass
@@ -438,7 +463,7 @@ class Engine:
             or now - self._last_enrol >= self.enrol_every
             or now < self._last_enrol
         ):
-            self.enrol(now)
+            self.enrol(now, res)
             self._last_enrol = now
         sent = 0
         while limit is None or sent < limit:
@@ -614,8 +639,12 @@ class Engine:
 
     # -------------------------------------------------------------- enrolment
 
-    def enrol(self, now: datetime) -> int:
-        """Enrol matching leads: sequences on every pass, a blast once (at `start_at`)."""
+    def enrol(self, now: datetime, res: PassResult | None = None) -> int:
+        """Enrol matching leads: sequences on every pass, a blast once (at `start_at`).
+
+        Leads an audience cannot be evaluated for are left out, counted in
+        `res.audience_skipped` and in `meta` (`audience.NAME.skipped`, which `status` shows).
+        """
         total = 0
         for name, camp in self.active_campaigns().items():
             start = self.start_at(camp)
@@ -624,7 +653,7 @@ class Engine:
                     continue
                 if self._meta(f"blast.{name}.enrolled") is not None:
                     continue
-            total += self._enrol_campaign(name, camp, now, start)
+            total += self._enrol_campaign(name, camp, now, start, res)
         return total
 
     def _meta(self, key: str) -> str | None:
@@ -633,7 +662,12 @@ class Engine:
         return None if row is None else str(row.value)
 
     def _enrol_campaign(
-        self, name: str, camp: Campaign, now: datetime, start: datetime | None
+        self,
+        name: str,
+        camp: Campaign,
+        now: datetime,
+        start: datetime | None,
+        res: PassResult | None = None,
     ) -> int:
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         first = camp.steps[0]
@@ -669,6 +703,18 @@ class Engine:
                     insert(META).prefix_with("OR REPLACE"),
                     {"key": f"blast.{name}.enrolled", "value": now.isoformat(), "updated_at": now},
                 )
+            key = f"audience.{name}.skipped"
+            if matches.failures:
+                reason = matches.reason or ""
+                if res is not None:
+                    res.audience_skipped[name] = (matches.failures, reason)
+                value = json.dumps({"count": matches.failures, "reason": reason})
+                conn.execute(
+                    insert(META).prefix_with("OR REPLACE"),
+                    {"key": key, "value": value, "updated_at": now},
+                )
+            else:
+                conn.execute(META.delete().where(META.c.key == key))
         return len(enrolments)
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,8 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     started_at, last_pass_at, last_sync_at, stopped_at}}.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
-    step's channel); each campaign has `finish` and `finish_day` from `plan`.
+    step's channel); each campaign has `finish` and `finish_day` from `plan`, and
+    `audience_skipped` ({count, reason}): leads its audience could not be evaluated for.
     """
     from campaignctl.planner import plan
 
@@ -53,6 +55,12 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
             .group_by(ENROLMENT.c.campaign, OPTOUT.c.channel)
         ):
             opted[(camp, ch)] = n
+        audience_skipped = {
+            k.removeprefix("audience.").removesuffix(".skipped"): json.loads(v)
+            for k, v in conn.execute(
+                select(META.c.key, META.c.value).where(META.c.key.like("audience.%.skipped"))
+            )
+        }
         completed = {
             k.removeprefix("campaign.").removesuffix(".completed")
             for (k,) in conn.execute(
@@ -90,6 +98,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "finish_day": fc.finish_day if fc else None,
                 "finish_estimated": fc.estimated if fc else False,
                 "remaining": fc.remaining if fc else 0,
+                "audience_skipped": audience_skipped.get(name, {"count": 0, "reason": None}),
             }
         )
     from campaignctl.daemon import daemon_status

@@ -221,6 +221,8 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
 
 def _finish(result: RunResult, quiet: bool) -> None:
     print(_summary(result.total, result.last, result.next_due), flush=True)
+    for name, (n, reason) in sorted(result.total.audience_skipped.items()):
+        print(f"campaignctl: warning: {name}: {n} lead(s) skipped: {reason}", file=sys.stderr)
     if result.total.auth_errors:
         for err in result.total.auth_errors.values():
             report_error(err.message, err.hint)
@@ -388,6 +390,13 @@ def status(
         for s in camp["steps"]:
             t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
         con.print(t)
+        skipped = camp["audience_skipped"]
+        if skipped["count"]:
+            con.print(
+                f"{camp['name']}: {skipped['count']} lead(s) skipped: {skipped['reason']}",
+                markup=False,
+                highlight=False,
+            )
     con.print(_daemon_line(doc["daemon"]), markup=False, highlight=False)
     for ch in doc["channels"]:
         if not ch["reads_replies"]:
