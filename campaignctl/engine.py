@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from campaignctl.audience import FIXED_FIELDS, AudienceError, compile_audience
+from campaignctl.breaker import Attempt, Breaker, meta_key
 from campaignctl.channels.base import (
     Channel,
     ChannelError,
@@ -33,7 +34,7 @@ from campaignctl.channels.base import (
     Reconciled,
     Sent,
 )
-from campaignctl.config import Campaign, Config, Step
+from campaignctl.config import Campaign, ChannelBase, Config, Step
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -233,6 +234,8 @@ class PassResult:
     #: Per campaign: leads its audience could not be evaluated for at the last enrolment, and
     #: the first error (they are not enrolled; the next enrolment tries them again).
     audience_skipped: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: Channels paused by their circuit breaker at the end of the pass.
+    paused: dict[str, Breaker] = field(default_factory=dict)
 
     def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
         self.counts[(campaign, step, channel)][counter] += n
@@ -277,6 +280,7 @@ class _Claimed:
     lead: _LeadInfo
     out: Outgoing
     attempts: int
+    first_attempt: datetime | None  # before this claim (restored when released unsent)
 
 
 class _Writes:
@@ -326,6 +330,28 @@ class _Writes:
         self.enrolments[(state, reason)].append(
             {"_campaign": campaign, "_lead": lead_id, "_now": now}
         )
+
+
+def _attempt(outcome: object, at: datetime) -> Attempt | None:
+    """A send's outcome for the circuit breaker; None when it says nothing about the provider
+    (released unsent, or refused credentials, which stop the channel anyway)."""
+    if outcome is None:
+        return None
+    if isinstance(outcome, ChannelError):
+        if outcome.kind is ErrorKind.AUTH:
+            return None
+        if outcome.kind is ErrorKind.TRANSIENT:
+            return Attempt(at, False, outcome.message)
+        return Attempt(at, True)  # a permanent refusal is an answer: the provider is up
+    if isinstance(outcome, BaseException):
+        return Attempt(at, False, f"{type(outcome).__name__}: {outcome}")
+    return Attempt(at, True)
+
+
+def gives_up(ch: ChannelBase, attempts: int, first: datetime, now: datetime) -> bool:
+    """Whether a message that met a transient error is failed rather than retried: only after
+    `give_up_after` since its first attempt, and after at least `max_attempts` attempts."""
+    return attempts >= ch.max_attempts and now - first >= ch.give_up_after
 
 
 def _soonest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -386,6 +412,8 @@ class Engine:
         self._jitters: dict[tuple[str, datetime], timedelta] = {}
         self._last_enrol: datetime | None = None
         self._stopped: set[str] = set()
+        # each channel's breaker as the last claim saw it (a batch stops sending when it trips)
+        self._breakers: dict[str, Breaker] = {}
 
     # -------------------------------------------------------------- configuration views
 
@@ -570,8 +598,9 @@ class Engine:
                 w.set(r.id, now, reason="reconciled: the provider has it")
                 res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
             elif answer.outcome is Reconciled.NOT_SENT:
-                max_attempts = self.cfg.channels[r.channel].max_attempts
-                if r.attempts >= max_attempts:
+                ch_cfg = self.cfg.channels[r.channel]
+                first = r.first_attempt_at or r.claimed_at or now
+                if gives_up(ch_cfg, r.attempts, first, now):
                     w.set(
                         r.id,
                         now,
@@ -821,6 +850,7 @@ class Engine:
                     MESSAGE.c.step,
                     MESSAGE.c.lead_id,
                     MESSAGE.c.attempts,
+                    MESSAGE.c.first_attempt_at,
                 )
                 .where(
                     MESSAGE.c.state == PENDING,
@@ -849,15 +879,36 @@ class Engine:
                 room = want - len(claimed)
                 if room <= 0:
                     break
+                breaker = self.breaker(conn, ch)
+                gate = breaker.gate(now)
+                if gate == 0:
+                    continue  # paused: the messages keep their attempts
                 hist = self.history(conn, ch, now)
                 cap = capacity(self.limits[ch], hist, now)
                 if cap > 0 and hist and self._slot(ch, hist, now, rng) > now:
                     cap = 0
-                cap = min(cap, room)
+                cap = min(cap, room, gate if gate is not None else cap)
                 if cap <= 0:
                     continue
-                claimed.extend(self._claim_channel(conn, ch, cap, now, active, res))
+                got = self._claim_channel(conn, ch, cap, now, active, res)
+                if got and gate == 1:  # the probe: every other claim waits for its outcome
+                    self._save_breaker(conn, ch, breaker.probe(now), now)
+                self._breakers[ch] = breaker.probe(now) if got and gate == 1 else breaker
+                claimed.extend(got)
         return claimed
+
+    @staticmethod
+    def breaker(conn: Connection, channel: str) -> Breaker:
+        """The channel's circuit breaker as stored (closed when never tripped)."""
+        row = conn.execute(select(META.c.value).where(META.c.key == meta_key(channel))).first()
+        return Breaker.from_json(None if row is None else str(row.value))
+
+    @staticmethod
+    def _save_breaker(conn: Connection, channel: str, breaker: Breaker, now: datetime) -> None:
+        conn.execute(
+            insert(META).prefix_with("OR REPLACE"),
+            {"key": meta_key(channel), "value": breaker.to_json(), "updated_at": now},
+        )
 
     def _claim_channel(
         self,
@@ -978,6 +1029,7 @@ class Engine:
                     claimed_by=self.worker,
                     claimed_at=now,
                     attempts=r.attempts + 1,
+                    first_attempt_at=r.first_attempt_at or now,
                     recipient=to,
                     variant=rendered.variant,
                     message_id=mid,
@@ -1001,7 +1053,11 @@ class Engine:
                     content_sid=rendered.content_sid,
                     content_variables=rendered.content_variables,
                 )
-                out.append(_Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1))
+                out.append(
+                    _Claimed(
+                        r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at
+                    )
+                )
         w.flush(conn)
         return out
 
@@ -1044,20 +1100,30 @@ class Engine:
     ) -> list[tuple[_Claimed, Sent | ChannelError | BaseException | None]]:
         """Hand each claimed message to its channel. None means: released unsent."""
         outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]] = []
+        tripped: set[str] = set()
         for c in claimed:
             ch = c.out.channel
-            if ch in self._stopped or (should_stop is not None and should_stop()):
+            if ch in self._stopped or ch in tripped or (should_stop is not None and should_stop()):
                 outcomes.append((c, None))
                 continue
+            outcome: Sent | ChannelError | BaseException
             try:
-                outcomes.append((c, self.channel(ch).send(c.out)))
+                outcome = self.channel(ch).send(c.out)
             except ChannelError as exc:
                 if exc.kind is ErrorKind.AUTH:
                     self._stopped.add(ch)
                     res.auth_errors[ch] = exc
-                outcomes.append((c, exc))
+                outcome = exc
             except Exception as exc:  # the outcome is unknown: reconcile, never resend blindly
-                outcomes.append((c, exc))
+                outcome = exc
+            outcomes.append((c, outcome))
+            attempt = _attempt(outcome, c.out.claimed_at)
+            if attempt is not None:
+                before = self._breakers.get(ch, Breaker())
+                after = before.record([attempt])
+                self._breakers[ch] = after
+                if after.trips > before.trips:
+                    tripped.add(ch)  # the rest of this batch keeps its attempts
         return outcomes
 
     def _record(
@@ -1075,7 +1141,14 @@ class Engine:
                 ev = {"id": c.row_id, "campaign": c.campaign, "step": c.step.name}
                 ev |= {"channel": c.out.channel, "to": c.out.to, "lead": c.lead.id}
                 if o is None or (isinstance(o, ChannelError) and o.kind is ErrorKind.AUTH):
-                    w.set(c.row_id, now, state=PENDING, claimed_by=None, attempts=c.attempts - 1)
+                    w.set(
+                        c.row_id,
+                        now,
+                        state=PENDING,
+                        claimed_by=None,
+                        attempts=c.attempts - 1,
+                        first_attempt_at=c.first_attempt,
+                    )
                 elif isinstance(o, Sent):
                     sent = Sent(o.provider_id, o.thread_id or c.out.thread_id)
                     self._mark_sent(w, c.row_id, c.campaign, c.step.name, c.lead, now, now, sent)
@@ -1096,6 +1169,26 @@ class Engine:
                     res.add(*key, "uncertain")
                     res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
+            self._record_breakers(s.connection(), outcomes, now)
+
+    def _record_breakers(
+        self,
+        conn: Connection,
+        outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]],
+        now: datetime,
+    ) -> None:
+        """Add a batch's outcomes to each channel's stored breaker (inside the record
+        transaction, so attempts from every process add up)."""
+        per_channel: dict[str, list[Attempt]] = defaultdict(list)
+        for c, o in outcomes:
+            attempt = _attempt(o, c.out.claimed_at)
+            if attempt is not None:
+                per_channel[c.out.channel].append(attempt)
+        for ch, attempts in per_channel.items():
+            before = self.breaker(conn, ch)
+            after = before.record(attempts)
+            if not (before.quiet() and after.quiet()):
+                self._save_breaker(conn, ch, after, now)
 
     def _mark_sent(
         self,
@@ -1148,7 +1241,8 @@ class Engine:
             res.add(*key, "uncertain")
             res.transient_errors += 1
             return
-        if err.kind is ErrorKind.TRANSIENT and c.attempts < ch_cfg.max_attempts:
+        first = c.first_attempt or c.out.claimed_at
+        if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
             delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
             w.set(
                 c.row_id,
@@ -1158,13 +1252,17 @@ class Engine:
                 due_at=now + delay,
                 error_code=err.code,
                 error=err.message,
-                reason=f"retry {c.attempts + 1} of {ch_cfg.max_attempts} after a transient error",
+                reason=f"retry {c.attempts + 1} after a transient error (fails at the earliest "
+                f"{first + ch_cfg.give_up_after:%Y-%m-%d %H:%M} UTC)",
             )
             res.add(*key, "retry")
             res.transient_errors += 1
             return
+        reason = err.hint
+        if err.kind is ErrorKind.TRANSIENT:
+            reason = f"gave up after {c.attempts} attempts over {now - first}"
         # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
-        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=err.hint)
+        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=reason)
         res.add(*key, "failed")
         if err.kind is ErrorKind.OPTED_OUT:
             w.optouts.append(
@@ -1205,6 +1303,12 @@ class Engine:
                 res.add(camp, step, ch, "deferred_limit", n)
                 waiting.add(ch)
             for ch in waiting:
+                breaker = self.breaker(conn, ch)
+                if breaker.paused(now):
+                    # not a pacing gap: `send` ends, a daemon wakes for the probe
+                    res.paused[ch] = breaker
+                    res.next_due = _soonest(res.next_due, breaker.until)
+                    continue
                 hist = self.history(conn, ch, now)
                 slot = self._slot(ch, hist, now, rng)
                 res.next_due = _soonest(res.next_due, slot)

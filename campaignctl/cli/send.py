@@ -221,6 +221,14 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
 
 def _finish(result: RunResult, quiet: bool) -> None:
     print(_summary(result.total, result.last, result.next_due), flush=True)
+    for ch, b in sorted(result.last.paused.items()):
+        failed, attempts, last = b.failures()
+        until = f"{b.until:%H:%M} UTC" if b.until else "later"
+        print(
+            f"campaignctl: warning: {ch}: paused by circuit breaker until {until}, {failed} of "
+            f"last {attempts} attempts failed: {last}",
+            file=sys.stderr,
+        )
     for name, (n, reason) in sorted(result.total.audience_skipped.items()):
         print(f"campaignctl: warning: {name}: {n} lead(s) skipped: {reason}", file=sys.stderr)
     if result.total.auth_errors:
@@ -401,6 +409,15 @@ def status(
     for ch in doc["channels"]:
         if not ch["reads_replies"]:
             con.print(f"{ch['name']} ({ch['provider']}): {ch['note']}", markup=False)
+        b = ch["breaker"]
+        if b["paused"]:
+            what = "a probe message in flight" if b["probing"] else "paused by circuit breaker"
+            con.print(
+                f"{ch['name']}: {what} until {b['until'][11:16]}, {b['failed']} of last "
+                f"{b['attempts']} attempts failed: {b['last_error']}",
+                markup=False,
+                highlight=False,
+            )
     uncertain = sum(s["uncertain"] for c in doc["campaigns"] for s in c["steps"])
     if uncertain:
         stderr().print(
