@@ -27,11 +27,13 @@ from sqlmodel import SQLModel
 from campaignctl.audience import FIXED_FIELDS, AudienceError, compile_audience
 from campaignctl.breaker import Attempt, Breaker, meta_key
 from campaignctl.channels.base import (
+    BatchReconciler,
     Channel,
     ChannelError,
     ErrorKind,
     Outgoing,
     Reconciled,
+    Reconciliation,
     Sent,
 )
 from campaignctl.config import Campaign, ChannelBase, Config, Step
@@ -74,6 +76,11 @@ LEAD_FIELDS = [LEAD.c[k] for k in ("id", *FIXED_FIELDS, "attrs")]
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
 #: Claim at most this many messages per transaction (one commit covers them all).
 BATCH = 100
+#: Uncertain messages settled per pass: by a channel that answers for many with one request,
+#: by one asked message by message; one it could not settle is asked again this much later.
+RECONCILE_BATCH = 500
+RECONCILE_SINGLE = 20
+RECONCILE_AGAIN = timedelta(minutes=1)
 #: What a pass counts, per (campaign, step, channel).
 COUNTERS = ("sent", "deferred_limit", "deferred_window", "failed", "skipped", "retry", "uncertain")
 
@@ -414,6 +421,7 @@ class Engine:
         self._stopped: set[str] = set()
         # each channel's breaker as the last claim saw it (a batch stops sending when it trips)
         self._breakers: dict[str, Breaker] = {}
+        self._asked: dict[int, datetime] = {}  # uncertain messages the channel could not settle
 
     # -------------------------------------------------------------- configuration views
 
@@ -561,68 +569,113 @@ class Engine:
             )
 
     def _reconcile(self, now: datetime, res: PassResult) -> None:
-        """Ask each channel about its `uncertain` messages before sending anything new."""
+        """Ask each channel about its `uncertain` messages before sending anything new.
+
+        The work is bounded so every pass also sends: a channel that settles many at once
+        (`BatchReconciler`: one Twilio list) gets up to `RECONCILE_BATCH`, one asked message by
+        message up to `RECONCILE_SINGLE`; a message the channel could not settle is asked again
+        only `RECONCILE_AGAIN` later (by this engine).
+        """
         names = self.channel_names()
         with self.store.read() as s:
             conn = s.connection()
             rows = list(
                 conn.execute(
-                    select(MESSAGE).where(
-                        MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(names)
-                    )
+                    select(MESSAGE)
+                    .where(MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(names))
+                    .order_by(MESSAGE.c.id)
                 )
             )
             if not rows:
                 return
             leads = self._leads(conn, (r.lead_id for r in rows))
+        by_channel: dict[str, list[Any]] = defaultdict(list)
         for r in rows:
-            if r.lead_id not in leads:
-                continue
-            out = self._lost(r, leads[r.lead_id], now)
-            try:
-                answer = self.channel(r.channel).reconcile(out)
-            except ChannelError as exc:
+            last = self._asked.get(r.id)
+            if r.lead_id not in leads or (last is not None and now - last < RECONCILE_AGAIN):
                 res.add(r.campaign, r.step, r.channel, "uncertain")
-                if exc.kind is ErrorKind.AUTH:
-                    res.auth_errors[r.channel] = exc
-                    self._stopped.add(r.channel)
-                continue
-            except Exception:  # a channel that cannot answer leaves the message uncertain
-                res.add(r.campaign, r.step, r.channel, "uncertain")
-                continue
-            w = _Writes()
-            if answer.outcome is Reconciled.SENT:
-                at = r.claimed_at or now
-                sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
-                self._mark_sent(w, r.id, r.campaign, r.step, leads[r.lead_id], at, now, sent)
-                w.set(r.id, now, reason="reconciled: the provider has it")
-                res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
-            elif answer.outcome is Reconciled.NOT_SENT:
-                ch_cfg = self.cfg.channels[r.channel]
-                first = r.first_attempt_at or r.claimed_at or now
-                if gives_up(ch_cfg, r.attempts, first, now):
-                    w.set(
-                        r.id,
-                        now,
-                        state=FAILED,
-                        reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
-                    )
-                    w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
-                else:
-                    w.set(
-                        r.id,
-                        now,
-                        state=PENDING,
-                        due_at=max(r.due_at, now),  # a transient error's backoff still holds
-                        claimed_by=None,
-                        reason="reconciled: the provider never got it",
-                    )
-                res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
             else:
-                res.add(r.campaign, r.step, r.channel, "uncertain")
-                continue
+                by_channel[r.channel].append(r)
+        for ch, todo in by_channel.items():
+            answers, asked = self._ask(ch, todo, leads, now, res)
+            w = _Writes()
+            for r in todo:
+                answer = answers.get(r.id)
+                if answer is None or answer.outcome is Reconciled.UNKNOWN:
+                    if r.id in asked:
+                        self._asked[r.id] = now
+                    res.add(r.campaign, r.step, r.channel, "uncertain")
+                else:
+                    self._settle(w, r, leads[r.lead_id], answer, now, res)
             with self.store.write() as s:
                 w.flush(s.connection())
+
+    def _ask(
+        self, ch: str, rows: list[Any], leads: dict[int, _LeadInfo], now: datetime, res: PassResult
+    ) -> tuple[dict[int, Reconciliation], set[int]]:
+        """The channel's answers for these uncertain rows (those it could not answer are left
+        out), and the ids it was asked about (the others wait for a later pass)."""
+        answers: dict[int, Reconciliation] = {}
+        asked: set[int] = set()
+        try:
+            channel = self.channel(ch)
+            if isinstance(channel, BatchReconciler):
+                outs = [self._lost(r, leads[r.lead_id], now) for r in rows[:RECONCILE_BATCH]]
+                asked = {o.id for o in outs}
+                return channel.reconcile_many(outs), asked
+            for r in rows[:RECONCILE_SINGLE]:
+                asked.add(r.id)
+                try:
+                    answers[r.id] = channel.reconcile(self._lost(r, leads[r.lead_id], now))
+                except ChannelError:
+                    raise
+                except Exception:  # a channel that cannot answer leaves the message uncertain
+                    continue
+        except ChannelError as exc:
+            if exc.kind is ErrorKind.AUTH:
+                res.auth_errors[ch] = exc
+                self._stopped.add(ch)
+        except Exception:  # a channel that cannot answer leaves its messages uncertain
+            pass
+        return answers, asked
+
+    def _settle(
+        self,
+        w: _Writes,
+        r: Any,
+        lead: _LeadInfo,
+        answer: Reconciliation,
+        now: datetime,
+        res: PassResult,
+    ) -> None:
+        """Record what the provider said about an uncertain message."""
+        if answer.outcome is Reconciled.SENT:
+            at = r.claimed_at or now
+            sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
+            self._mark_sent(w, r.id, r.campaign, r.step, lead, at, now, sent)
+            w.set(r.id, now, reason="reconciled: the provider has it")
+            res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
+            return
+        ch_cfg = self.cfg.channels[r.channel]
+        first = r.first_attempt_at or r.claimed_at or now
+        if gives_up(ch_cfg, r.attempts, first, now):
+            w.set(
+                r.id,
+                now,
+                state=FAILED,
+                reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
+            )
+            w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
+        else:
+            w.set(
+                r.id,
+                now,
+                state=PENDING,
+                due_at=max(r.due_at, now),  # a transient error's backoff still holds
+                claimed_by=None,
+                reason="reconciled: the provider never got it",
+            )
+        res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
 
     def _lost(self, r: Any, lead: _LeadInfo, now: datetime) -> Outgoing:
         """The uncertain message as it was handed to its channel, for `reconcile`.

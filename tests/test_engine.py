@@ -10,7 +10,14 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from campaignctl.channels.base import ChannelError, ErrorKind, Outgoing, Reconciled, Sent
+from campaignctl.channels.base import (
+    ChannelError,
+    ErrorKind,
+    Outgoing,
+    Reconciled,
+    Reconciliation,
+    Sent,
+)
 from campaignctl.engine import Engine
 from campaignctl.runner import dry_run
 from campaignctl.store import Enrolment, Message, Meta, OptOut, Store
@@ -605,3 +612,30 @@ def test_a_transient_error_fails_a_message_only_after_give_up_after(tmp_path: Pa
     m = messages(store)[0]
     assert (m.state, m.error_code) == ("failed", "503")
     assert "gave up after" in (m.reason or "")
+
+
+def test_reconcile_work_is_bounded_so_every_pass_also_sends(tmp_path: Path) -> None:
+    cfg = project(tmp_path, ONE_STEP)
+    store = Store.for_config(cfg)
+    add_leads(store, 60)
+    ch = ScriptedChannel("sms", reconcile_answer=Reconciled.UNKNOWN)
+    asked: list[int] = []
+    answer = ch.reconcile
+
+    def reconcile(msg: Outgoing) -> Reconciliation:
+        asked.append(msg.id)
+        return answer(msg)
+
+    ch.reconcile = reconcile  # type: ignore[method-assign]
+    eng = Engine(cfg, store, channels={"sms": ch})
+    eng.enrol(T0)
+    with store.write() as s:  # 50 lost outcomes the channel cannot settle
+        for m in s.exec(select(Message).where(col(Message.id) <= 50)):
+            m.state, m.claimed_at, m.attempts, m.recipient = "uncertain", T0, 1, "+1"
+            s.add(m)
+    res = eng.run_pass(T0 + timedelta(minutes=1), random.Random(1))
+    assert len(asked) == 20  # at most RECONCILE_SINGLE a pass
+    assert res.total("sent") == 10  # and the new messages went in the same pass
+    assert res.total("uncertain") == 50
+    eng.run_pass(T0 + timedelta(minutes=1, seconds=10), random.Random(1))
+    assert len(asked) == 40  # the next ones, not the same twenty again

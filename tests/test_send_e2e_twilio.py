@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from campaignctl.store import Message
 from tests.e2e_helpers import (
     JUAN_PHONE,
     MARIA_PHONE,
@@ -244,3 +245,34 @@ def test_a_503_outage_pauses_sms_fails_nothing_and_sends_each_once_after(
     assert {row(folder, "hello", i).state for i in ids} == {"sent"}
     hellos = [f["To"] for f in fake_twilio.created if f.get("Body", "").startswith("Hi ")]
     assert sorted(hellos) == sorted(p["phone"] for p in phones)  # each exactly once
+
+
+def test_many_uncertain_sms_are_reconciled_with_one_list_and_new_ones_still_go(
+    cli: Cli, folder: Path, fake_twilio: FakeTwilio
+) -> None:
+    from tests.e2e_helpers import open_store
+
+    phones = [{"phone": f"+6391712346{i:02d}", "first_name": f"N{i}"} for i in range(30)]
+    ids = add_leads(folder, *phones[:25])
+    assert cli("-C", folder, "send").exit_code == 0
+    store = open_store(folder)  # the outcomes were lost, as after a kill mid-batch
+    try:
+        with store.write() as s:
+            for m in s.exec(select(Message).where(Message.step == "hello")):
+                m.state, m.provider_id, m.sent_at = "uncertain", None, None
+                s.add(m)
+    finally:
+        store.close()
+    new = add_leads(folder, *phones[25:])
+    fake_twilio.http.requests.clear()
+    res = cli("-C", folder, "send")
+    assert res.exit_code == 0, res.stderr
+    lists = [r for r in fake_twilio.http.requests if r.method == "GET"]
+    assert len(lists) == 1  # not one (or two) per uncertain message
+    sids = {m["to"]: m["sid"] for m in fake_twilio.messages}
+    for lead_id, p in zip(ids, phones, strict=False):
+        rec = row(folder, "hello", lead_id)
+        assert (rec.state, rec.provider_id) == ("sent", sids[p["phone"]])
+    assert {row(folder, "hello", i).state for i in new} == {"sent"}  # new sends in the same run
+    hellos = [f["To"] for f in fake_twilio.created if f.get("Body", "").startswith("Hi ")]
+    assert len(hellos) == len(set(hellos)) == 30  # nothing sent twice
