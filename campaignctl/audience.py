@@ -1,8 +1,9 @@
 """Audience filters and `--where`: sandboxed Jinja2 expressions over a lead's fields.
 
 `status == 'new' and 'buyer' in tags`, `lead.city == 'Makati' and lead.budget_max|int > 5000000`.
-Fixed fields and attributes are reachable bare and as `lead.<name>`; a lead without a field
-simply does not match a comparison on it.
+Fixed fields and attributes are reachable bare and as `lead.<name>`. An expression that fails
+on a lead (`lead.budget|int` or `lead.budget > 5` without a budget) raises `AudienceError`;
+the engine skips and counts such leads instead of stopping.
 """
 
 from __future__ import annotations

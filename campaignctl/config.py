@@ -186,6 +186,8 @@ class ChannelBase(_Model):
     days: DaysSpec | None = None
     max_attempts: PositiveInt = 5
     retry_backoff: Duration = timedelta(minutes=1)
+    # a transient error never fails a message before this long after its first attempt
+    give_up_after: Duration = timedelta(days=3)
 
 
 class OutboxChannel(ChannelBase):

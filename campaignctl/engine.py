@@ -9,6 +9,7 @@ the next pass finds in the database. See docs/engine.md.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -23,16 +24,19 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from campaignctl.audience import FIXED_FIELDS, compile_audience
+from campaignctl.audience import FIXED_FIELDS, AudienceError, compile_audience
+from campaignctl.breaker import Attempt, Breaker, meta_key
 from campaignctl.channels.base import (
+    BatchReconciler,
     Channel,
     ChannelError,
     ErrorKind,
     Outgoing,
     Reconciled,
+    Reconciliation,
     Sent,
 )
-from campaignctl.config import Campaign, Config, Step
+from campaignctl.config import Campaign, ChannelBase, Config, Step
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -72,6 +76,11 @@ LEAD_FIELDS = [LEAD.c[k] for k in ("id", *FIXED_FIELDS, "attrs")]
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
 #: Claim at most this many messages per transaction (one commit covers them all).
 BATCH = 100
+#: Uncertain messages settled per pass: by a channel that answers for many with one request,
+#: by one asked message by message; one it could not settle is asked again this much later.
+RECONCILE_BATCH = 500
+RECONCILE_SINGLE = 20
+RECONCILE_AGAIN = timedelta(minutes=1)
 #: What a pass counts, per (campaign, step, channel).
 COUNTERS = ("sent", "deferred_limit", "deferred_window", "failed", "skipped", "retry", "uncertain")
 
@@ -160,6 +169,10 @@ class AudienceMatcher:
     `status == 'new' and 'buyer' in tags` reads only `status` and `tags`, so 100,000 leads need
     a handful of evaluations. An expression that reads `lead` (the whole mapping) is evaluated
     for every lead; `fields` is then None.
+
+    A lead the expression cannot be evaluated for (`lead.budget|int` on a lead without a
+    budget) does not match: it is counted in `failures`, with the first error in `reason`, so
+    one lead's data never stops a campaign (or the others).
     """
 
     _MISSING = object()
@@ -176,18 +189,34 @@ class AudienceMatcher:
             )
             self.fields = None if "lead" in names else frozenset(names)
         self._names = sorted(self.fields or ())
-        self._seen: dict[tuple[Any, ...], bool] = {}
+        self._seen: dict[tuple[Any, ...], bool | str] = {}
+        self.failures = 0
+        self.reason: str | None = None
+
+    def _evaluate(self, lead: Mapping[str, Any]) -> bool | str:
+        """True or False, or the error message when the expression fails on this lead."""
+        try:
+            return self._matches(lead)
+        except AudienceError as exc:
+            return exc.message
 
     def __call__(self, lead: Mapping[str, Any]) -> bool:
         if self.fields is None:
-            return self._matches(lead)
-        try:
-            key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
-        except TypeError:
-            return self._matches(lead)
-        if key not in self._seen:
-            self._seen[key] = self._matches(lead)
-        return self._seen[key]
+            answer = self._evaluate(lead)
+        else:
+            try:
+                key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
+            except TypeError:
+                answer = self._evaluate(lead)
+            else:
+                if key not in self._seen:
+                    self._seen[key] = self._evaluate(lead)
+                answer = self._seen[key]
+        if isinstance(answer, str):
+            self.failures += 1
+            self.reason = self.reason or answer
+            return False
+        return answer
 
 
 # ---------------------------------------------------------------- results
@@ -209,6 +238,11 @@ class PassResult:
     auth_errors: dict[str, ChannelError] = field(default_factory=dict)
     transient_errors: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Per campaign: leads its audience could not be evaluated for at the last enrolment, and
+    #: the first error (they are not enrolled; the next enrolment tries them again).
+    audience_skipped: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: Channels paused by their circuit breaker at the end of the pass.
+    paused: dict[str, Breaker] = field(default_factory=dict)
 
     def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
         self.counts[(campaign, step, channel)][counter] += n
@@ -223,6 +257,7 @@ class PassResult:
                 self.counts[key][k] += v
         self.auth_errors.update(other.auth_errors)
         self.transient_errors += other.transient_errors
+        self.audience_skipped.update(other.audience_skipped)  # the latest enrolment's count
 
 
 @dataclass
@@ -257,6 +292,7 @@ class _Claimed:
     lead: _LeadInfo
     out: Outgoing
     attempts: int
+    first_attempt: datetime | None  # before this claim (restored when released unsent)
 
 
 class _Writes:
@@ -306,6 +342,28 @@ class _Writes:
         self.enrolments[(state, reason)].append(
             {"_campaign": campaign, "_lead": lead_id, "_now": now}
         )
+
+
+def _attempt(outcome: object, at: datetime) -> Attempt | None:
+    """A send's outcome for the circuit breaker; None when it says nothing about the provider
+    (released unsent, or refused credentials, which stop the channel anyway)."""
+    if outcome is None:
+        return None
+    if isinstance(outcome, ChannelError):
+        if outcome.kind is ErrorKind.AUTH:
+            return None
+        if outcome.kind is ErrorKind.TRANSIENT:
+            return Attempt(at, False, outcome.message)
+        return Attempt(at, True)  # a permanent refusal is an answer: the provider is up
+    if isinstance(outcome, BaseException):
+        return Attempt(at, False, f"{type(outcome).__name__}: {outcome}")
+    return Attempt(at, True)
+
+
+def gives_up(ch: ChannelBase, attempts: int, first: datetime, now: datetime) -> bool:
+    """Whether a message that met a transient error is failed rather than retried: only after
+    `give_up_after` since its first attempt, and after at least `max_attempts` attempts."""
+    return attempts >= ch.max_attempts and now - first >= ch.give_up_after
 
 
 def _soonest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -366,6 +424,9 @@ class Engine:
         self._jitters: dict[tuple[str, datetime], timedelta] = {}
         self._last_enrol: datetime | None = None
         self._stopped: set[str] = set()
+        # each channel's breaker as the last claim saw it (a batch stops sending when it trips)
+        self._breakers: dict[str, Breaker] = {}
+        self._asked: dict[int, datetime] = {}  # uncertain messages the channel could not settle
 
     # -------------------------------------------------------------- configuration views
 
@@ -443,7 +504,7 @@ class Engine:
             or now - self._last_enrol >= self.enrol_every
             or now < self._last_enrol
         ):
-            self.enrol(now)
+            self.enrol(now, res)
             self._last_enrol = now
         sent = 0
         while limit is None or sent < limit:
@@ -513,67 +574,113 @@ class Engine:
             )
 
     def _reconcile(self, now: datetime, res: PassResult) -> None:
-        """Ask each channel about its `uncertain` messages before sending anything new."""
+        """Ask each channel about its `uncertain` messages before sending anything new.
+
+        The work is bounded so every pass also sends: a channel that settles many at once
+        (`BatchReconciler`: one Twilio list) gets up to `RECONCILE_BATCH`, one asked message by
+        message up to `RECONCILE_SINGLE`; a message the channel could not settle is asked again
+        only `RECONCILE_AGAIN` later (by this engine).
+        """
         names = self.channel_names()
         with self.store.read() as s:
             conn = s.connection()
             rows = list(
                 conn.execute(
-                    select(MESSAGE).where(
-                        MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(names)
-                    )
+                    select(MESSAGE)
+                    .where(MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(names))
+                    .order_by(MESSAGE.c.id)
                 )
             )
             if not rows:
                 return
             leads = self._leads(conn, (r.lead_id for r in rows))
+        by_channel: dict[str, list[Any]] = defaultdict(list)
         for r in rows:
-            if r.lead_id not in leads:
-                continue
-            out = self._lost(r, leads[r.lead_id], now)
-            try:
-                answer = self.channel(r.channel).reconcile(out)
-            except ChannelError as exc:
+            last = self._asked.get(r.id)
+            if r.lead_id not in leads or (last is not None and now - last < RECONCILE_AGAIN):
                 res.add(r.campaign, r.step, r.channel, "uncertain")
-                if exc.kind is ErrorKind.AUTH:
-                    res.auth_errors[r.channel] = exc
-                    self._stopped.add(r.channel)
-                continue
-            except Exception:  # a channel that cannot answer leaves the message uncertain
-                res.add(r.campaign, r.step, r.channel, "uncertain")
-                continue
-            w = _Writes()
-            if answer.outcome is Reconciled.SENT:
-                at = r.claimed_at or now
-                sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
-                self._mark_sent(w, r.id, r.campaign, r.step, leads[r.lead_id], at, now, sent)
-                w.set(r.id, now, reason="reconciled: the provider has it")
-                res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
-            elif answer.outcome is Reconciled.NOT_SENT:
-                max_attempts = self.cfg.channels[r.channel].max_attempts
-                if r.attempts >= max_attempts:
-                    w.set(
-                        r.id,
-                        now,
-                        state=FAILED,
-                        reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
-                    )
-                    w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
-                else:
-                    w.set(
-                        r.id,
-                        now,
-                        state=PENDING,
-                        due_at=max(r.due_at, now),  # a transient error's backoff still holds
-                        claimed_by=None,
-                        reason="reconciled: the provider never got it",
-                    )
-                res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
             else:
-                res.add(r.campaign, r.step, r.channel, "uncertain")
-                continue
+                by_channel[r.channel].append(r)
+        for ch, todo in by_channel.items():
+            answers, asked = self._ask(ch, todo, leads, now, res)
+            w = _Writes()
+            for r in todo:
+                answer = answers.get(r.id)
+                if answer is None or answer.outcome is Reconciled.UNKNOWN:
+                    if r.id in asked:
+                        self._asked[r.id] = now
+                    res.add(r.campaign, r.step, r.channel, "uncertain")
+                else:
+                    self._settle(w, r, leads[r.lead_id], answer, now, res)
             with self.store.write() as s:
                 w.flush(s.connection())
+
+    def _ask(
+        self, ch: str, rows: list[Any], leads: dict[int, _LeadInfo], now: datetime, res: PassResult
+    ) -> tuple[dict[int, Reconciliation], set[int]]:
+        """The channel's answers for these uncertain rows (those it could not answer are left
+        out), and the ids it was asked about (the others wait for a later pass)."""
+        answers: dict[int, Reconciliation] = {}
+        asked: set[int] = set()
+        try:
+            channel = self.channel(ch)
+            if isinstance(channel, BatchReconciler):
+                outs = [self._lost(r, leads[r.lead_id], now) for r in rows[:RECONCILE_BATCH]]
+                asked = {o.id for o in outs}
+                return channel.reconcile_many(outs), asked
+            for r in rows[:RECONCILE_SINGLE]:
+                asked.add(r.id)
+                try:
+                    answers[r.id] = channel.reconcile(self._lost(r, leads[r.lead_id], now))
+                except ChannelError:
+                    raise
+                except Exception:  # a channel that cannot answer leaves the message uncertain
+                    continue
+        except ChannelError as exc:
+            if exc.kind is ErrorKind.AUTH:
+                res.auth_errors[ch] = exc
+                self._stopped.add(ch)
+        except Exception:  # a channel that cannot answer leaves its messages uncertain
+            pass
+        return answers, asked
+
+    def _settle(
+        self,
+        w: _Writes,
+        r: Any,
+        lead: _LeadInfo,
+        answer: Reconciliation,
+        now: datetime,
+        res: PassResult,
+    ) -> None:
+        """Record what the provider said about an uncertain message."""
+        if answer.outcome is Reconciled.SENT:
+            at = r.claimed_at or now
+            sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
+            self._mark_sent(w, r.id, r.campaign, r.step, lead, at, now, sent)
+            w.set(r.id, now, reason="reconciled: the provider has it")
+            res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
+            return
+        ch_cfg = self.cfg.channels[r.channel]
+        first = r.first_attempt_at or r.claimed_at or now
+        if gives_up(ch_cfg, r.attempts, first, now):
+            w.set(
+                r.id,
+                now,
+                state=FAILED,
+                reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
+            )
+            w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
+        else:
+            w.set(
+                r.id,
+                now,
+                state=PENDING,
+                due_at=max(r.due_at, now),  # a transient error's backoff still holds
+                claimed_by=None,
+                reason="reconciled: the provider never got it",
+            )
+        res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
 
     def _lost(self, r: Any, lead: _LeadInfo, now: datetime) -> Outgoing:
         """The uncertain message as it was handed to its channel, for `reconcile`.
@@ -620,8 +727,12 @@ class Engine:
 
     # -------------------------------------------------------------- enrolment
 
-    def enrol(self, now: datetime) -> int:
-        """Enrol matching leads: sequences on every pass, a blast once (at `start_at`)."""
+    def enrol(self, now: datetime, res: PassResult | None = None) -> int:
+        """Enrol matching leads: sequences on every pass, a blast once (at `start_at`).
+
+        Leads an audience cannot be evaluated for are left out, counted in
+        `res.audience_skipped` and in `meta` (`audience.NAME.skipped`, which `status` shows).
+        """
         total = 0
         for name, camp in self.active_campaigns().items():
             start = self.start_at(camp)
@@ -630,7 +741,7 @@ class Engine:
                     continue
                 if self._meta(f"blast.{name}.enrolled") is not None:
                     continue
-            total += self._enrol_campaign(name, camp, now, start)
+            total += self._enrol_campaign(name, camp, now, start, res)
         return total
 
     def _meta(self, key: str) -> str | None:
@@ -639,7 +750,12 @@ class Engine:
         return None if row is None else str(row.value)
 
     def _enrol_campaign(
-        self, name: str, camp: Campaign, now: datetime, start: datetime | None
+        self,
+        name: str,
+        camp: Campaign,
+        now: datetime,
+        start: datetime | None,
+        res: PassResult | None = None,
     ) -> int:
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         first = camp.steps[0]
@@ -675,6 +791,18 @@ class Engine:
                     insert(META).prefix_with("OR REPLACE"),
                     {"key": f"blast.{name}.enrolled", "value": now.isoformat(), "updated_at": now},
                 )
+            key = f"audience.{name}.skipped"
+            if matches.failures:
+                reason = matches.reason or ""
+                if res is not None:
+                    res.audience_skipped[name] = (matches.failures, reason)
+                value = json.dumps({"count": matches.failures, "reason": reason})
+                conn.execute(
+                    insert(META).prefix_with("OR REPLACE"),
+                    {"key": key, "value": value, "updated_at": now},
+                )
+            else:
+                conn.execute(META.delete().where(META.c.key == key))
         return len(enrolments)
 
     @staticmethod
@@ -781,6 +909,7 @@ class Engine:
                     MESSAGE.c.step,
                     MESSAGE.c.lead_id,
                     MESSAGE.c.attempts,
+                    MESSAGE.c.first_attempt_at,
                 )
                 .where(
                     MESSAGE.c.state == PENDING,
@@ -809,15 +938,36 @@ class Engine:
                 room = want - len(claimed)
                 if room <= 0:
                     break
+                breaker = self.breaker(conn, ch)
+                gate = breaker.gate(now)
+                if gate == 0:
+                    continue  # paused: the messages keep their attempts
                 hist = self.history(conn, ch, now)
                 cap = capacity(self.limits[ch], hist, now)
                 if cap > 0 and hist and self._slot(ch, hist, now, rng) > now:
                     cap = 0
-                cap = min(cap, room)
+                cap = min(cap, room, gate if gate is not None else cap)
                 if cap <= 0:
                     continue
-                claimed.extend(self._claim_channel(conn, ch, cap, now, active, res))
+                got = self._claim_channel(conn, ch, cap, now, active, res)
+                if got and gate == 1:  # the probe: every other claim waits for its outcome
+                    self._save_breaker(conn, ch, breaker.probe(now), now)
+                self._breakers[ch] = breaker.probe(now) if got and gate == 1 else breaker
+                claimed.extend(got)
         return claimed
+
+    @staticmethod
+    def breaker(conn: Connection, channel: str) -> Breaker:
+        """The channel's circuit breaker as stored (closed when never tripped)."""
+        row = conn.execute(select(META.c.value).where(META.c.key == meta_key(channel))).first()
+        return Breaker.from_json(None if row is None else str(row.value))
+
+    @staticmethod
+    def _save_breaker(conn: Connection, channel: str, breaker: Breaker, now: datetime) -> None:
+        conn.execute(
+            insert(META).prefix_with("OR REPLACE"),
+            {"key": meta_key(channel), "value": breaker.to_json(), "updated_at": now},
+        )
 
     def _claim_channel(
         self,
@@ -938,6 +1088,7 @@ class Engine:
                     claimed_by=self.worker,
                     claimed_at=now,
                     attempts=r.attempts + 1,
+                    first_attempt_at=r.first_attempt_at or now,
                     recipient=to,
                     variant=rendered.variant,
                     message_id=mid,
@@ -963,7 +1114,11 @@ class Engine:
                     to_name=_full_name(lead.context),
                     unsubscribe_url=rendered.unsubscribe_url,
                 )
-                out.append(_Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1))
+                out.append(
+                    _Claimed(
+                        r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at
+                    )
+                )
         w.flush(conn)
         return out
 
@@ -1006,20 +1161,30 @@ class Engine:
     ) -> list[tuple[_Claimed, Sent | ChannelError | BaseException | None]]:
         """Hand each claimed message to its channel. None means: released unsent."""
         outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]] = []
+        tripped: set[str] = set()
         for c in claimed:
             ch = c.out.channel
-            if ch in self._stopped or (should_stop is not None and should_stop()):
+            if ch in self._stopped or ch in tripped or (should_stop is not None and should_stop()):
                 outcomes.append((c, None))
                 continue
+            outcome: Sent | ChannelError | BaseException
             try:
-                outcomes.append((c, self.channel(ch).send(c.out)))
+                outcome = self.channel(ch).send(c.out)
             except ChannelError as exc:
                 if exc.kind is ErrorKind.AUTH:
                     self._stopped.add(ch)
                     res.auth_errors[ch] = exc
-                outcomes.append((c, exc))
+                outcome = exc
             except Exception as exc:  # the outcome is unknown: reconcile, never resend blindly
-                outcomes.append((c, exc))
+                outcome = exc
+            outcomes.append((c, outcome))
+            attempt = _attempt(outcome, c.out.claimed_at)
+            if attempt is not None:
+                before = self._breakers.get(ch, Breaker())
+                after = before.record([attempt])
+                self._breakers[ch] = after
+                if after.trips > before.trips:
+                    tripped.add(ch)  # the rest of this batch keeps its attempts
         return outcomes
 
     def _record(
@@ -1037,7 +1202,14 @@ class Engine:
                 ev = {"id": c.row_id, "campaign": c.campaign, "step": c.step.name}
                 ev |= {"channel": c.out.channel, "to": c.out.to, "lead": c.lead.id}
                 if o is None or (isinstance(o, ChannelError) and o.kind is ErrorKind.AUTH):
-                    w.set(c.row_id, now, state=PENDING, claimed_by=None, attempts=c.attempts - 1)
+                    w.set(
+                        c.row_id,
+                        now,
+                        state=PENDING,
+                        claimed_by=None,
+                        attempts=c.attempts - 1,
+                        first_attempt_at=c.first_attempt,
+                    )
                 elif isinstance(o, Sent):
                     sent = Sent(o.provider_id, o.thread_id or c.out.thread_id)
                     self._mark_sent(w, c.row_id, c.campaign, c.step.name, c.lead, now, now, sent)
@@ -1058,6 +1230,26 @@ class Engine:
                     res.add(*key, "uncertain")
                     res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
+            self._record_breakers(s.connection(), outcomes, now)
+
+    def _record_breakers(
+        self,
+        conn: Connection,
+        outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]],
+        now: datetime,
+    ) -> None:
+        """Add a batch's outcomes to each channel's stored breaker (inside the record
+        transaction, so attempts from every process add up)."""
+        per_channel: dict[str, list[Attempt]] = defaultdict(list)
+        for c, o in outcomes:
+            attempt = _attempt(o, c.out.claimed_at)
+            if attempt is not None:
+                per_channel[c.out.channel].append(attempt)
+        for ch, attempts in per_channel.items():
+            before = self.breaker(conn, ch)
+            after = before.record(attempts)
+            if not (before.quiet() and after.quiet()):
+                self._save_breaker(conn, ch, after, now)
 
     def _mark_sent(
         self,
@@ -1110,7 +1302,8 @@ class Engine:
             res.add(*key, "uncertain")
             res.transient_errors += 1
             return
-        if err.kind is ErrorKind.TRANSIENT and c.attempts < ch_cfg.max_attempts:
+        first = c.first_attempt or c.out.claimed_at
+        if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
             delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
             w.set(
                 c.row_id,
@@ -1120,13 +1313,17 @@ class Engine:
                 due_at=now + delay,
                 error_code=err.code,
                 error=err.message,
-                reason=f"retry {c.attempts + 1} of {ch_cfg.max_attempts} after a transient error",
+                reason=f"retry {c.attempts + 1} after a transient error (fails at the earliest "
+                f"{first + ch_cfg.give_up_after:%Y-%m-%d %H:%M} UTC)",
             )
             res.add(*key, "retry")
             res.transient_errors += 1
             return
+        reason = err.hint
+        if err.kind is ErrorKind.TRANSIENT:
+            reason = f"gave up after {c.attempts} attempts over {now - first}"
         # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
-        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=err.hint)
+        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=reason)
         res.add(*key, "failed")
         if err.kind is ErrorKind.OPTED_OUT:
             w.optouts.append(
@@ -1167,6 +1364,12 @@ class Engine:
                 res.add(camp, step, ch, "deferred_limit", n)
                 waiting.add(ch)
             for ch in waiting:
+                breaker = self.breaker(conn, ch)
+                if breaker.paused(now):
+                    # not a pacing gap: `send` ends, a daemon wakes for the probe
+                    res.paused[ch] = breaker
+                    res.next_due = _soonest(res.next_due, breaker.until)
+                    continue
                 hist = self.history(conn, ch, now)
                 slot = self._slot(ch, hist, now, rng)
                 res.next_due = _soonest(res.next_due, slot)

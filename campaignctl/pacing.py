@@ -257,14 +257,22 @@ def draw_jitter(limits: Limits, rng: random.Random) -> timedelta:
     return timedelta(seconds=rng.uniform(0, limits.jitter.total_seconds()))
 
 
-def retry_delay(
-    attempt: int, base: timedelta, rng: random.Random, retry_after: float | None = None
-) -> timedelta:
-    """Exponential backoff with full jitter on top: base x 2^(attempt-1) plus up to as much again.
+#: The longest wait between two attempts of a message (backoff and its jitter included), so a
+#: message retried through a long outage is tried again soon after it ends.
+MAX_RETRY_DELAY = timedelta(hours=1)
 
-    A provider's `Retry-After` is a floor.
+
+def retry_delay(
+    attempt: int,
+    base: timedelta,
+    rng: random.Random,
+    retry_after: float | None = None,
+    cap: timedelta = MAX_RETRY_DELAY,
+) -> timedelta:
+    """Exponential backoff with full jitter on top: base x 2^(attempt-1) plus up to as much again,
+    at most `cap` in all. A provider's `Retry-After` is a floor.
     """
-    step: timedelta = base * (2 ** max(attempt - 1, 0))
+    step: timedelta = min(base * (2 ** min(max(attempt - 1, 0), 30)), cap / 2)
     delay = step + timedelta(seconds=rng.uniform(0, step.total_seconds()))
     if retry_after is not None:
         delay = max(delay, timedelta(seconds=float(retry_after)))

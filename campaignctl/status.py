@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -16,11 +17,12 @@ from campaignctl.store import MESSAGE_STATES, Store
 
 def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
     """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}],
-    "channels": [{name, provider, reads_replies, note, last_sync}], "daemon": {running, pid,
-    started_at, last_pass_at, last_sync_at, stopped_at}}.
+    "channels": [{name, provider, reads_replies, note, last_sync, breaker}], "daemon": {running,
+    pid, started_at, last_pass_at, last_sync_at, stopped_at}}.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
-    step's channel); each campaign has `finish` and `finish_day` from `plan`.
+    step's channel); each campaign has `finish` and `finish_day` from `plan`, and
+    `audience_skipped` ({count, reason}): leads its audience could not be evaluated for.
     """
     from campaignctl.planner import plan
 
@@ -53,6 +55,12 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
             .group_by(ENROLMENT.c.campaign, OPTOUT.c.channel)
         ):
             opted[(camp, ch)] = n
+        audience_skipped = {
+            k.removeprefix("audience.").removesuffix(".skipped"): json.loads(v)
+            for k, v in conn.execute(
+                select(META.c.key, META.c.value).where(META.c.key.like("audience.%.skipped"))
+            )
+        }
         completed = {
             k.removeprefix("campaign.").removesuffix(".completed")
             for (k,) in conn.execute(
@@ -90,12 +98,14 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "finish_day": fc.finish_day if fc else None,
                 "finish_estimated": fc.estimated if fc else False,
                 "remaining": fc.remaining if fc else 0,
+                "audience_skipped": audience_skipped.get(name, {"count": 0, "reason": None}),
             }
         )
     from campaignctl.daemon import daemon_status
     from campaignctl.sync import last_syncs, reads_replies
 
     synced = last_syncs(store)
+    breakers = _breakers(cfg, store, now, tz)
     channels = [
         {
             "name": ch,
@@ -103,10 +113,33 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
             "reads_replies": reads_replies(cfg, ch) is None,
             "note": reads_replies(cfg, ch),
             "last_sync": synced.get(ch),
+            "breaker": breakers[ch],
         }
         for ch in cfg.channels
     ]
     return {"campaigns": out, "channels": channels, "daemon": daemon_status(store)}
+
+
+def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+    """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error}."""
+    from campaignctl.engine import Engine
+
+    out: dict[str, Any] = {}
+    with store.read() as s:
+        conn = s.connection()
+        for ch in cfg.channels:
+            b = Engine.breaker(conn, ch)
+            failed, attempts, last = b.failures()
+            paused = b.paused(now)
+            out[ch] = {
+                "paused": paused,
+                "probing": paused and b.probing,
+                "until": b.until.astimezone(tz).isoformat() if paused and b.until else None,
+                "failed": failed,
+                "attempts": attempts,
+                "last_error": last,
+            }
+    return out
 
 
 def _sends(cfg: Config, name: str) -> bool:

@@ -128,6 +128,8 @@ class Message(SQLModel, table=True):
     error: str | None = None
     reason: str | None = None  # why skipped / why waiting
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # when it was first claimed: transient errors fail it only `give_up_after` later
+    first_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Event(SQLModel, table=True):
@@ -256,6 +258,11 @@ def m001_initial(conn: Connection) -> None:
     )
     """,
     )
+
+
+@migration
+def m002_message_first_attempt(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE message ADD COLUMN first_attempt_at DATETIME")
 
 
 def migrate(engine: Engine) -> list[str]:

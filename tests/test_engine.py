@@ -10,7 +10,14 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from campaignctl.channels.base import ChannelError, ErrorKind, Reconciled
+from campaignctl.channels.base import (
+    ChannelError,
+    ErrorKind,
+    Outgoing,
+    Reconciled,
+    Reconciliation,
+    Sent,
+)
 from campaignctl.engine import Engine
 from campaignctl.runner import dry_run
 from campaignctl.store import Enrolment, Message, Meta, OptOut, Store
@@ -264,7 +271,7 @@ body = "hi"
 
 
 def test_transient_errors_back_off_then_fail_after_max_attempts(tmp_path: Path) -> None:
-    cfg = project(tmp_path, ONE_STEP)
+    cfg = project(tmp_path, ONE_STEP.replace('"1m"', '"1m"\ngive_up_after = "20m"'))
     store = Store.for_config(cfg)
     add_leads(store, 2)
     ch = ScriptedChannel(
@@ -541,3 +548,94 @@ def test_transient_error_that_did_send_is_recorded_sent_without_a_retry(tmp_path
     (m,) = messages(store)
     assert (m.state, m.provider_id) == ("sent", "SM1")
     assert len(ch.attempts) == 1
+
+
+class Outage(ScriptedChannel):
+    """Every send fails with a 503 while `down` is set."""
+
+    down: bool = True
+
+    def send(self, msg: Outgoing) -> Sent:
+        if self.down:
+            self.attempts.append(msg)
+            raise ChannelError(ErrorKind.TRANSIENT, "503 Service Unavailable", code="503")
+        return super().send(msg)
+
+
+def test_a_long_outage_pauses_the_channel_and_fails_nothing_before_give_up_after(
+    tmp_path: Path,
+) -> None:
+    cfg = project(tmp_path, ONE_STEP)  # max_attempts = 3, retry_backoff = 1m, give_up_after 3d
+    store = Store.for_config(cfg)
+    add_leads(store, 20)
+    ch = Outage("sms")
+    eng = Engine(cfg, store, channels={"sms": ch})
+    rng = random.Random(4)
+    t = T0
+    for _ in range(12 * 6):  # six hours of 503s, a pass every 5 minutes (cron)
+        res = eng.run_pass(t, rng)
+        t += timedelta(minutes=5)
+    assert {m.state for m in messages(store)} == {"pending"}
+    # the breaker tripped after 5 failures: the rest of the batch kept its attempts, and
+    # later only one probe per pause (1, 2, 4 ... 30 minutes) went
+    assert len(ch.attempts) < 5 + 20
+    assert max(m.attempts for m in messages(store)) <= 12
+    assert "sms" in res.paused
+    # another process on the same database sees the pause too
+    other = Engine(cfg, store, channels={"sms": ch}, worker="other:1:1")
+    assert other.run_pass(t, rng).total("retry") == 0
+    ch.down = False
+    for _ in range(24):  # the outage is over: the next probe closes the breaker
+        eng.run_pass(t, rng)
+        t += timedelta(minutes=5)
+    assert {m.state for m in messages(store)} == {"sent"}
+    assert sorted(m.to for m in ch.sent) == sorted({m.to for m in ch.sent})  # each once
+    assert len(ch.sent) == 20
+
+
+def test_a_transient_error_fails_a_message_only_after_give_up_after(tmp_path: Path) -> None:
+    cfg = project(tmp_path, ONE_STEP.replace('"1m"', '"1m"\ngive_up_after = "2h"'))
+    store = Store.for_config(cfg)
+    add_leads(store, 1)
+    ch = Outage("sms")
+    eng = Engine(cfg, store, channels={"sms": ch})
+    rng = random.Random(5)
+    t = T0
+    while t < T0 + timedelta(hours=2):
+        eng.run_pass(t, rng)
+        assert messages(store)[0].state == "pending", t
+        t += timedelta(minutes=1)
+    assert messages(store)[0].attempts > 3  # max_attempts alone no longer fails it
+    for _ in range(70):
+        eng.run_pass(t, rng)
+        t += timedelta(minutes=1)
+    m = messages(store)[0]
+    assert (m.state, m.error_code) == ("failed", "503")
+    assert "gave up after" in (m.reason or "")
+
+
+def test_reconcile_work_is_bounded_so_every_pass_also_sends(tmp_path: Path) -> None:
+    cfg = project(tmp_path, ONE_STEP)
+    store = Store.for_config(cfg)
+    add_leads(store, 60)
+    ch = ScriptedChannel("sms", reconcile_answer=Reconciled.UNKNOWN)
+    asked: list[int] = []
+    answer = ch.reconcile
+
+    def reconcile(msg: Outgoing) -> Reconciliation:
+        asked.append(msg.id)
+        return answer(msg)
+
+    ch.reconcile = reconcile  # type: ignore[method-assign]
+    eng = Engine(cfg, store, channels={"sms": ch})
+    eng.enrol(T0)
+    with store.write() as s:  # 50 lost outcomes the channel cannot settle
+        for m in s.exec(select(Message).where(col(Message.id) <= 50)):
+            m.state, m.claimed_at, m.attempts, m.recipient = "uncertain", T0, 1, "+1"
+            s.add(m)
+    res = eng.run_pass(T0 + timedelta(minutes=1), random.Random(1))
+    assert len(asked) == 20  # at most RECONCILE_SINGLE a pass
+    assert res.total("sent") == 10  # and the new messages went in the same pass
+    assert res.total("uncertain") == 50
+    eng.run_pass(T0 + timedelta(minutes=1, seconds=10), random.Random(1))
+    assert len(asked) == 40  # the next ones, not the same twenty again

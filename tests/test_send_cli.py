@@ -193,3 +193,48 @@ def test_plan_says_why_a_draft_sends_nothing(tmp_path: Path, cli: Cli) -> None:
     ]
     res = cli("-C", tmp_path, "plan", "--days", "1", "--campaign", "welcome")
     assert "sends nothing" not in res.stdout
+
+
+TWO_AUDIENCES = """
+[channels.sms]
+provider = "outbox"
+kind = "sms"
+
+[campaigns.all]
+status = "active"
+[[campaigns.all.steps]]
+channel = "sms"
+body = "Hi {{ lead.first_name }}"
+
+[campaigns.budget]
+status = "active"
+audience = "lead.budget|int <= 400000"
+[[campaigns.budget.steps]]
+channel = "sms"
+body = "A house for {{ lead.budget }}"
+"""
+
+
+def test_an_audience_failing_on_some_leads_skips_them_and_sends_the_rest(
+    tmp_path: Path, cli: Cli
+) -> None:
+    store = _setup(tmp_path, leads=2, body=TWO_AUDIENCES)  # no budget: cannot be evaluated
+    add_leads(store, 1, start=10, attrs={"budget": "300000"})
+    add_leads(store, 1, start=11, attrs={"budget": "900000"})
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    sent = [(m.campaign, m.lead_id) for m in messages(store) if m.state == "sent"]
+    assert sorted(c for c, _ in sent) == ["all"] * 4 + ["budget"]
+    assert "summary: sent 5, failed 0" in res.stdout
+    assert (
+        "campaignctl: warning: budget: 2 lead(s) skipped: campaigns.budget.audience: "
+        "cannot evaluate 'lead.budget|int <= 400000'"
+    ) in res.stderr
+    status = json.loads(cli("-C", tmp_path, "status", "--format", "json").stdout)
+    skipped = {c["name"]: c["audience_skipped"] for c in status["campaigns"]}
+    assert skipped["all"] == {"count": 0, "reason": None}
+    assert skipped["budget"]["count"] == 2
+    assert "has no attribute 'budget'" in skipped["budget"]["reason"]
+    table = cli("-C", tmp_path, "status")
+    assert table.exit_code == 0
+    assert "budget: 2 lead(s) skipped: campaigns.budget.audience" in table.stdout

@@ -7,7 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import col, select
 
+from campaignctl.store import Message
 from tests.e2e_helpers import (
     JUAN_PHONE,
     MARIA_PHONE,
@@ -186,3 +188,91 @@ def test_bad_credentials_exit_78_and_leave_messages_pending(
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
     assert cli("-C", folder, "send").exit_code == 0
     assert _to(fake_twilio) == [JUAN_PHONE["phone"], MARIA_PHONE["phone"]]
+
+
+def _shift_breaker(folder: Path, by: timedelta) -> None:
+    """Let `by` pass for the channels' circuit breakers (their pause ends that much earlier)."""
+    from dataclasses import replace
+
+    from campaignctl.breaker import Breaker
+    from campaignctl.store import Meta
+    from tests.e2e_helpers import open_store
+
+    store = open_store(folder)
+    try:
+        with store.write() as s:
+            for m in s.exec(select(Meta).where(col(Meta.key).like("breaker.%"))):
+                b = Breaker.from_json(m.value)
+                recent = tuple(replace(a, at=a.at - by) for a in b.recent)
+                until = b.until - by if b.until else None
+                m.value = replace(b, recent=recent, until=until).to_json()
+                s.add(m)
+    finally:
+        store.close()
+
+
+def test_a_503_outage_pauses_sms_fails_nothing_and_sends_each_once_after(
+    cli: Cli, folder: Path, fake_twilio: FakeTwilio
+) -> None:
+    phones = [{"phone": f"+6391712345{i:02d}", "first_name": f"N{i}"} for i in range(8)]
+    ids = add_leads(folder, *phones)
+    fake_twilio.fail_next(503, times=10**6)  # every Messages POST, until cleared
+    res = cli("-C", folder, "send")
+    assert res.exit_code == 75
+    assert "sms: paused by circuit breaker until" in res.stderr
+    # five attempts tripped the breaker; the rest of the batch was not tried
+    assert sorted(row(folder, "hello", i).attempts for i in ids) == [0, 0, 0, 1, 1, 1, 1, 1]
+    status = cli("-C", folder, "status")
+    assert "sms: paused by circuit breaker until " in status.stdout
+    assert "5 of last 5 attempts failed: twilio channel 'sms': 503: Unable to create record: " in (
+        status.stdout
+    )
+    doc = json.loads(cli("-C", folder, "status", "--format", "json").stdout)
+    sms = next(c for c in doc["channels"] if c["name"] == "sms")
+    assert (sms["breaker"]["paused"], sms["breaker"]["failed"]) == (True, 5)
+    for _ in range(10):  # hours of outage: one probe per pause, nothing fails
+        travel(folder, timedelta(hours=2))
+        _shift_breaker(folder, timedelta(hours=2))
+        assert cli("-C", folder, "send").exit_code == 75
+        assert {row(folder, "hello", i).state for i in ids} <= {"pending", "uncertain"}
+    assert sum(row(folder, "hello", i).attempts for i in ids) == 5 + 10  # one probe a run
+    fake_twilio._failures.clear()  # the provider is back
+    for _ in range(3):
+        travel(folder, timedelta(hours=2))
+        _shift_breaker(folder, timedelta(hours=2))
+        res = cli("-C", folder, "send")
+        assert res.exit_code == 0, res.stderr
+    assert {row(folder, "hello", i).state for i in ids} == {"sent"}
+    hellos = [f["To"] for f in fake_twilio.created if f.get("Body", "").startswith("Hi ")]
+    assert sorted(hellos) == sorted(p["phone"] for p in phones)  # each exactly once
+
+
+def test_many_uncertain_sms_are_reconciled_with_one_list_and_new_ones_still_go(
+    cli: Cli, folder: Path, fake_twilio: FakeTwilio
+) -> None:
+    from tests.e2e_helpers import open_store
+
+    phones = [{"phone": f"+6391712346{i:02d}", "first_name": f"N{i}"} for i in range(30)]
+    ids = add_leads(folder, *phones[:25])
+    assert cli("-C", folder, "send").exit_code == 0
+    store = open_store(folder)  # the outcomes were lost, as after a kill mid-batch
+    try:
+        with store.write() as s:
+            for m in s.exec(select(Message).where(Message.step == "hello")):
+                m.state, m.provider_id, m.sent_at = "uncertain", None, None
+                s.add(m)
+    finally:
+        store.close()
+    new = add_leads(folder, *phones[25:])
+    fake_twilio.http.requests.clear()
+    res = cli("-C", folder, "send")
+    assert res.exit_code == 0, res.stderr
+    lists = [r for r in fake_twilio.http.requests if r.method == "GET"]
+    assert len(lists) == 1  # not one (or two) per uncertain message
+    sids = {m["to"]: m["sid"] for m in fake_twilio.messages}
+    for lead_id, p in zip(ids, phones, strict=False):
+        rec = row(folder, "hello", lead_id)
+        assert (rec.state, rec.provider_id) == ("sent", sids[p["phone"]])
+    assert {row(folder, "hello", i).state for i in new} == {"sent"}  # new sends in the same run
+    hellos = [f["To"] for f in fake_twilio.created if f.get("Body", "").startswith("Hi ")]
+    assert len(hellos) == len(set(hellos)) == 30  # nothing sent twice

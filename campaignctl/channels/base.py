@@ -7,6 +7,7 @@ vendor's exceptions into ours.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -118,6 +119,15 @@ class Channel(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class BatchReconciler(Protocol):
+    """A channel that can settle many lost outcomes with one request (Twilio lists messages)."""
+
+    def reconcile_many(self, msgs: Sequence[Outgoing]) -> dict[int, Reconciliation]:
+        """Each message's answer by `Outgoing.id`; a message left out stays uncertain."""
         ...
 
 

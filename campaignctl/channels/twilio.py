@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -45,6 +45,8 @@ OUTSIDE_WINDOW_CODE = 63016
 WINDOW_HINT = "outside the 24 h window: use a template (content_sid)"
 #: How far back reconcile looks at still-queued messages (they have no date_sent yet).
 QUEUED_LOOKBACK = 20
+#: `reconcile_many` lists what was sent since this long before the earliest lost claim.
+RECONCILE_SLACK = timedelta(minutes=10)
 #: `sync`: how far back a first sync looks; how much each later one overlaps the previous
 #: (clocks differ, and a message can be dated before it is listed); how far back our own sends
 #: are listed for delivery statuses (a carrier may report hours after the send).
@@ -230,6 +232,60 @@ class TwilioMessagesChannel:
         if match is None:
             return Reconciliation(Reconciled.NOT_SENT)
         return Reconciliation(Reconciled.SENT, provider_id=str(match.sid))
+
+    def reconcile_many(self, msgs: Sequence[Outgoing]) -> dict[int, Reconciliation]:
+        """Every lost outcome with one list (paged) of what we sent since the earliest claim,
+        matched by recipient and body, plus one list of the newest messages for those still
+        queued (no date_sent yet), only when some are unmatched."""
+        answers = {m.id: Reconciliation(Reconciled.UNKNOWN) for m in msgs}
+        todo = sorted((m for m in msgs if m.content_sid or m.text), key=lambda m: m.claimed_at)
+        if not todo:
+            return answers
+        since = _utc(todo[0].claimed_at) - RECONCILE_SLACK
+        filters: dict[str, Any] = {"from_": self._from} if self._from else {}
+        sent = call(
+            self.name,
+            self._ch,
+            lambda: self._client.messages.list(**filters, date_sent_after=since, page_size=1000),
+        )
+        used: set[str] = set()
+        left = self._match_all(todo, sent, used, answers)
+        if left:
+            recent = call(
+                self.name,
+                self._ch,
+                lambda: self._client.messages.list(
+                    **filters,
+                    limit=QUEUED_LOOKBACK + len(left),
+                    page_size=QUEUED_LOOKBACK + len(left),
+                ),
+            )
+            queued = [m for m in recent if m.date_sent is None]
+            for msg in self._match_all(left, queued, used, answers):
+                answers[msg.id] = Reconciliation(Reconciled.NOT_SENT)
+        return answers
+
+    def _match_all(
+        self,
+        msgs: list[Outgoing],
+        candidates: Iterable[Any],
+        used: set[str],
+        answers: dict[int, Reconciliation],
+    ) -> list[Outgoing]:
+        """Match each message to a listed one not matched yet; returns those left unmatched."""
+        by_to: dict[str, list[Any]] = {}
+        for c in candidates:
+            by_to.setdefault(str(c.to), []).append(c)
+        left = []
+        for msg in msgs:
+            pool = [c for c in by_to.get(self._address(msg.to), []) if str(c.sid) not in used]
+            match = self._match(msg, reversed(pool))  # oldest first: lists are newest first
+            if match is None:
+                left.append(msg)
+                continue
+            used.add(str(match.sid))
+            answers[msg.id] = Reconciliation(Reconciled.SENT, provider_id=str(match.sid))
+        return left
 
     def _match(self, msg: Outgoing, candidates: Iterable[Any]) -> Any:
         # clocks differ: accept a message created shortly before our claim time

@@ -239,6 +239,16 @@ def _finish(
         print(summary, flush=True)
     elif code is not ExitCode.OK:
         print(summary, file=sys.stderr, flush=True)
+    for ch, b in sorted(result.last.paused.items()):
+        failed, attempts, last = b.failures()
+        until = f"{b.until:%H:%M} UTC" if b.until else "later"
+        print(
+            f"campaignctl: warning: {ch}: paused by circuit breaker until {until}, {failed} of "
+            f"last {attempts} attempts failed: {last}",
+            file=sys.stderr,
+        )
+    for name, (n, reason) in sorted(result.total.audience_skipped.items()):
+        print(f"campaignctl: warning: {name}: {n} lead(s) skipped: {reason}", file=sys.stderr)
     if result.total.auth_errors:
         for err in result.total.auth_errors.values():
             report_error(err.message, err.hint)
@@ -445,10 +455,26 @@ def status(
         for s in camp["steps"]:
             t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
         con.print(t)
+        skipped = camp["audience_skipped"]
+        if skipped["count"]:
+            con.print(
+                f"{camp['name']}: {skipped['count']} lead(s) skipped: {skipped['reason']}",
+                markup=False,
+                highlight=False,
+            )
     con.print(_daemon_line(doc["daemon"]), markup=False, highlight=False)
     for ch in doc["channels"]:
         if not ch["reads_replies"]:
             con.print(f"{ch['name']} ({ch['provider']}): {ch['note']}", markup=False)
+        b = ch["breaker"]
+        if b["paused"]:
+            what = "a probe message in flight" if b["probing"] else "paused by circuit breaker"
+            con.print(
+                f"{ch['name']}: {what} until {b['until'][11:16]}, {b['failed']} of last "
+                f"{b['attempts']} attempts failed: {b['last_error']}",
+                markup=False,
+                highlight=False,
+            )
     uncertain = sum(s["uncertain"] for c in doc["campaigns"] for s in c["steps"])
     if uncertain:
         stderr().print(
