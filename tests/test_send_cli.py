@@ -108,6 +108,16 @@ def test_send_exits_75_when_the_lock_is_held(tmp_path: Path, cli: Cli) -> None:
     assert messages(store) == []
 
 
+def test_quiet_send_that_finds_the_lock_held_says_nothing(tmp_path: Path, cli: Cli) -> None:
+    """cron's `send --quiet` overlapping a long run: exit 75 for a wrapper, no mail from cron."""
+    store = _setup(tmp_path)
+    assert store.path is not None
+    with FileLock(store.path.with_name(store.path.name + ".send.lock")):
+        res = cli("-C", tmp_path, "send", "--quiet")
+    assert (res.exit_code, res.stdout, res.stderr) == (75, "", "")
+    assert messages(store) == []
+
+
 def test_send_bad_max_time_is_a_usage_error(tmp_path: Path, cli: Cli) -> None:
     _setup(tmp_path)
     res = cli("-C", tmp_path, "send", "--max-time", "ten minutes")

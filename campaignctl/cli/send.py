@@ -49,8 +49,8 @@ def send(
         False,
         "--quiet",
         "-q",
-        help="For cron: print nothing when all went well; errors and, when the run did not "
-        "succeed, the summary line go to stderr.",
+        help="For cron: print nothing when all went well or another run holds the lock (exit "
+        "75); errors and, when the run did not succeed, the summary line go to stderr.",
     ),
     no_lock: bool = typer.Option(
         False,
@@ -90,10 +90,19 @@ def send(
         should_stop=stops,
         on_pass=view.update,
     )
-    with stops.installed(), view:
-        result = run_send(
-            cfg, store, options, campaigns=campaigns, channels=channels, lock=not no_lock
-        )
+    from campaignctl.errors import LockHeldError
+
+    try:
+        with stops.installed(), view:
+            result = run_send(
+                cfg, store, options, campaigns=campaigns, channels=channels, lock=not no_lock
+            )
+    except LockHeldError:
+        if not quiet:
+            raise
+        # cron overlapping a long run is the normal case, not news: exit 75 without a word, so
+        # cron mails nothing and a wrapper can still tell (docs/operations.md)
+        raise typer.Exit(int(ExitCode.TEMPFAIL)) from None
     _finish(result, quiet, view.transient)
 
 
