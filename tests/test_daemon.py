@@ -147,7 +147,7 @@ api_base = "{fake_twilio.url}"
     fake_twilio.receive(phones[0], OUR_SMS, "STOP")
 
     # one sender per database: a concurrent send and a second daemon exit 75 naming the pid
-    r = campaignctl(tmp_path, "send", "--quiet")
+    r = campaignctl(tmp_path, "send")
     assert r.returncode == 75, r.stderr
     assert f"pid {d.proc.pid}" in r.stderr
     r = campaignctl(tmp_path, "daemon")
