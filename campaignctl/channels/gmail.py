@@ -334,7 +334,11 @@ class GmailApiChannel:
                 state = loaded if isinstance(loaded, dict) else {}
         pending = state.get("round")
         round_: dict[str, Any] | None = None
-        if isinstance(pending, dict) and pending.get("kind") in ("history", "search"):
+        # a round this method stored; anything else is ignored (a new round begins)
+        needs = {"history": ("start", "at"), "search": ("query", "next_history_id", "at")}
+        if isinstance(pending, dict) and all(
+            pending.get(k) for k in needs.get(str(pending.get("kind")), ("?",))
+        ):
             round_ = pending
         elif state.get("history_id"):
             round_ = {"kind": "history", "start": str(state["history_id"]), "at": now.isoformat()}
