@@ -577,9 +577,9 @@ class Engine:
         """Ask each channel about its `uncertain` messages before sending anything new.
 
         The work is bounded so every pass also sends: a channel that settles many at once
-        (`BatchReconciler`: one Twilio list) gets up to `RECONCILE_BATCH`, one asked message by
-        message up to `RECONCILE_SINGLE`; a message the channel could not settle is asked again
-        only `RECONCILE_AGAIN` later (by this engine).
+        (`BatchReconciler`: one Twilio list, one Gmail search) gets up to `RECONCILE_BATCH`,
+        one asked message by message up to `RECONCILE_SINGLE`; a message the channel could not
+        settle is asked again only `RECONCILE_AGAIN` later (by this engine).
         """
         names = self.channel_names()
         with self.store.read() as s:

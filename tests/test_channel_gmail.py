@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from campaignctl.channels import ChannelError, CredentialsError, ErrorKind, Reconciled, open_channel
+from campaignctl.channels.base import Reconciliation
 from campaignctl.config import load
 from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.gmail import CLIENT_SECRET, REFRESH_TOKEN, FakeGmail
@@ -109,6 +110,46 @@ def test_reconcile_finds_a_sent_message_by_its_message_id(gmail_project, fake_gm
 
     never = outgoing(id=2, rfc_message_id="<never-sent@sunrise.example>")
     assert ch.reconcile(never).outcome is Reconciled.NOT_SENT
+
+
+def test_reconcile_many_searches_once_and_leaves_unknown_what_it_could_not_read(
+    gmail_project, fake_gmail
+):
+    ch = _open(gmail_project)
+    a, b = outgoing(id=1), outgoing(id=2, to="maria@example.com")
+    never = outgoing(id=3, rfc_message_id="<never-sent@sunrise.example>")
+    bare = outgoing(id=4, rfc_message_id=None)
+    sent_a, sent_b = ch.send(a), ch.send(b)
+    assert a.rfc_message_id != b.rfc_message_id
+    # one of the two found cannot be read: those of the search left unmatched stay unknown
+    fake_gmail.fail_next(503, path=f"/messages/{sent_b.provider_id}")
+    got = ch.reconcile_many([a, b, never, bare])
+    assert got[1] == Reconciliation(Reconciled.SENT, sent_a.provider_id, sent_a.thread_id)
+    assert {got[i].outcome for i in (2, 3, 4)} == {Reconciled.UNKNOWN}
+    got = ch.reconcile_many([a, b, never, bare])
+    assert got[2] == Reconciliation(Reconciled.SENT, sent_b.provider_id, sent_b.thread_id)
+    assert (got[3].outcome, got[4].outcome) == (Reconciled.NOT_SENT, Reconciled.UNKNOWN)
+    searches = [r.arg("q") for r in fake_gmail.api_requests if r.path.endswith("/messages")]
+    assert len(searches) == 2 == len(fake_gmail.batch_requests)  # one search, one batch each
+    assert (
+        searches[0]
+        == searches[1]
+        == "{"
+        + " ".join(f"rfc822msgid:{str(m.rfc_message_id).strip('<>')}" for m in (a, b, never))
+        + "}"
+    )
+
+
+def test_the_fake_searches_with_or_as_gmail_does():
+    from tests.fakes.gmail import _parse_query
+
+    # OR binds tighter than the implicit AND; `{a b}` is `a OR b`
+    assert _parse_query("{a b} c") == [["a", "b"], ["c"]]
+    assert _parse_query("a OR b c") == [["a", "b"], ["c"]]
+    assert _parse_query('subject:"x y" OR {c d}') == [['subject:"x y"', "c", "d"]]
+    for bad in ("{a", "a}", "{}", "{a {b}}"):
+        with pytest.raises(ValueError, match=r"'[{}]'"):
+            _parse_query(bad)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
+import campaignctl.channels.gmail as gmail
+from campaignctl.store import Message
 from tests.e2e_helpers import (
     JUAN,
     MARIA,
@@ -22,6 +25,7 @@ from tests.e2e_helpers import (
     add_leads,
     enrolments,
     gmail_folder,
+    open_store,
     row,
     rows,
     status_steps,
@@ -251,3 +255,74 @@ def test_5xx_may_have_sent_it_so_it_is_reconciled_before_the_retry(
     (sent,) = fake_gmail.sent
     done = row(folder, "hello", juan)
     assert (done.state, done.provider_id, done.attempts) == ("sent", sent.id, 2)
+
+
+@pytest.mark.parametrize("query_chars", [None, 300])
+def test_many_uncertain_emails_are_reconciled_with_one_search_and_new_ones_still_go(
+    cli: Cli,
+    folder: Path,
+    fake_gmail: FakeGmail,
+    monkeypatch: pytest.MonkeyPatch,
+    query_chars: int | None,
+) -> None:
+    """issue 9 #10 for Gmail: one `rfc822msgid:` search per uncertain message became one search
+    for all of them (in chunks of at most RECONCILE_QUERY_CHARS), and one batch request reads
+    the Message-ID of those found."""
+    if query_chars is not None:
+        monkeypatch.setattr(gmail, "RECONCILE_QUERY_CHARS", query_chars, raising=False)
+    leads = [{"email": f"l{i}@example.com", "first_name": f"N{i}"} for i in range(14)]
+    ids = add_leads(folder, *leads[:12])
+    assert cli("-C", folder, "send").exit_code == 0
+    assert len(fake_gmail.sent) == 12
+    # every outcome was lost, as after a kill mid-batch; 4 of the 12 never reached Gmail
+    lost = {m.to for m in fake_gmail.sent[::3]}
+    reached = {m.to: m for m in fake_gmail.sent if m.to not in lost}
+    for m in [m for m in fake_gmail.sent if m.to in lost]:
+        del fake_gmail.messages[m.id]
+    store = open_store(folder)
+    try:
+        with store.write() as s:
+            for msg in s.exec(select(Message).where(Message.step == "hello")):
+                msg.state, msg.provider_id, msg.thread_id, msg.sent_at = (
+                    "uncertain",
+                    None,
+                    None,
+                    None,
+                )
+                s.add(msg)
+    finally:
+        store.close()
+    lost_ids = {lead_id: row(folder, "hello", lead_id).message_id for lead_id in ids}
+    new = add_leads(folder, *leads[12:])
+    fake_gmail.http.requests.clear()
+
+    res = cli("-C", folder, "send")
+    assert res.exit_code == 0, res.stderr
+    searches = [r.arg("q") or "" for r in fake_gmail.api_requests if r.method == "GET"]
+    if query_chars is None:
+        assert len(searches) == 1  # not one per uncertain message
+        assert len(fake_gmail.batch_requests) == 1  # one read of the 8 found, batched
+    else:
+        assert 1 < len(searches) < 12
+        assert all(len(q) <= query_chars for q in searches)
+        assert len(fake_gmail.batch_requests) == len(searches)
+    assert sorted(q for s in searches for q in s.strip("{}").split()) == sorted(
+        f"rfc822msgid:{str(i).strip('<>')}" for i in lost_ids.values()
+    )
+    reads = fake_gmail.batched
+    assert len(reads) == len(reached) == 8
+    assert {r.arg("format") for r in reads} == {"metadata"}
+    for lead_id, lead in zip(ids, leads, strict=False):
+        rec = row(folder, "hello", lead_id)
+        assert rec.state == "sent"
+        if lead["email"] in reached:  # settled as sent, with Gmail's id and thread
+            got = reached[lead["email"]]
+            assert (rec.provider_id, rec.thread_id) == (got.id, got.thread_id)
+            assert rec.message_id == lost_ids[lead_id]
+            assert rec.reason == "reconciled: the provider has it"
+        else:  # Gmail never got it: sent again in the same run, under a new Message-ID
+            assert rec.message_id != lost_ids[lead_id]
+            assert rec.attempts == 2
+    assert {row(folder, "hello", i).state for i in new} == {"sent"}  # new sends in the same run
+    tos = [m.to for m in fake_gmail.sent]
+    assert len(tos) == len(set(tos)) == 14  # nothing sent twice

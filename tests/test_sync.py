@@ -407,3 +407,95 @@ def test_sync_summary_says_when_more_remains(sms_world, cli, monkeypatch):
     r = cli("-C", folder, "sync", "--channel", "sms")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "sync: sms 0 new, more to read: the next sync goes on"
+
+
+def _gmail_list_requests(fake) -> int:
+    """`history.list` and `messages.list` requests (the pages `sync` reads)."""
+    return sum(
+        1
+        for r in fake.api_requests
+        if r.method == "GET" and (r.path.endswith("/history") or r.path.endswith("/messages"))
+    )
+
+
+def test_gmail_sync_reads_a_bounded_number_of_pages_and_the_next_goes_on(
+    gmail_project, fake_gmail, cli, monkeypatch
+):
+    """issue 9 #22 for Gmail: `sync` followed nextPageToken without bound, in the dated search
+    (a first sync) and in `history.list` (every later one)."""
+    import campaignctl.channels.gmail as gmail
+
+    monkeypatch.setattr(gmail, "SYNC_PAGE_SIZE", 5, raising=False)
+    monkeypatch.setattr(gmail, "SYNC_MAX_PAGES", 2, raising=False)
+    folder, fake = gmail_project, fake_gmail
+    (folder / "campaigns.toml").write_text((folder / "campaigns.toml").read_text() + EMAIL_CAMPAIGN)
+    store = _store(folder)
+    add_leads(store, 24)
+    r = cli("-C", folder, "send", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    hello = messages_where(store, step="hello")
+    assert len(fake.sent) == len(hello) == 24
+
+    def reply(i: int, minutes: int = 0) -> None:
+        mail = _mail(
+            f"N{i} <l{i}@ex.com>",
+            f"Re: Welcome, N{i}!",
+            "Tell me more.",
+            In_Reply_To=hello[i].message_id,
+        )
+        if minutes:  # dated after the others: first in the search's newest-first order
+            del mail["Date"]
+            mail["Date"] = format_datetime(datetime.now(UTC) + timedelta(minutes=minutes))
+        fake.deliver(mail)
+
+    def sync() -> dict[str, Any]:
+        before = _gmail_list_requests(fake)
+        r = cli("-C", folder, "sync", "--format", "json")
+        assert r.exit_code == 0, r.stderr
+        doc: dict[str, Any] = json.loads(r.stdout)["channels"][0]
+        doc["pages"] = _gmail_list_requests(fake) - before
+        return doc
+
+    def cursor() -> dict[str, Any]:
+        from campaignctl.inbound import get_cursor
+
+        with store.read() as s:
+            return dict(json.loads(get_cursor(s, "email") or "{}"))
+
+    # a first sync searches by date: 24 sends and 10 replies are 7 pages of 5
+    for i in range(10):
+        reply(i)
+    first = sync()
+    assert (first["pages"], first["more"]) == (2, True)
+    assert cursor()["round"]["kind"] == "search"
+    assert cursor()["round"]["page"]  # the search's next page, and its query
+    assert cursor()["round"]["query"].startswith("after:")
+    reply(10, minutes=5)  # mid-round: after the search began, on the page already read
+    runs = [first]
+    while runs[-1]["more"] and len(runs) < 10:
+        runs.append(sync())
+    assert [d["pages"] for d in runs] == [2, 2, 2, 1]  # 7 pages, one more for the late reply
+    assert "round" not in cursor()
+    # the next round is history from where the search began: the late reply is there
+    late = sync()
+    assert (late["pages"], late["events"], late["more"]) == (1, {"reply": 1}, False)
+
+    # history.list pages too: 12 replies are 3 pages of 5
+    start = cursor()["history_id"]
+    for i in range(11, 23):
+        reply(i)
+    first = sync()
+    assert (first["pages"], first["events"], first["more"]) == (2, {"reply": 10}, True)
+    assert cursor()["round"]["kind"] == "history"
+    assert cursor()["round"]["page"]  # the page token, with the round's start history id
+    assert (cursor()["round"]["start"], cursor()["history_id"]) == (start, start)
+    reply(23)  # mid-round
+    second = sync()
+    assert (second["pages"], second["events"], second["more"]) == (1, {"reply": 3}, False)
+    again = sync()  # the round ended where it began: the mid-round reply is read again, once
+    assert (again["events"], again["duplicates"], again["more"]) == ({}, 1, False)
+
+    events = _events(store)
+    assert Counter(e.kind for e in events) == {"reply": 24}
+    assert len({e.source_id for e in events}) == len(events)  # nothing recorded twice
+    assert {e.message_id for e in events} == {m.id for m in hello}  # and nothing missed

@@ -124,7 +124,8 @@ class Channel(Protocol):
 
 @runtime_checkable
 class BatchReconciler(Protocol):
-    """A channel that can settle many lost outcomes with one request (Twilio lists messages)."""
+    """A channel that can settle many lost outcomes with one request (Twilio lists messages,
+    Gmail searches for many Message-IDs)."""
 
     def reconcile_many(self, msgs: Sequence[Outgoing]) -> dict[int, Reconciliation]:
         """Each message's answer by `Outgoing.id`; a message left out stays uncertain."""

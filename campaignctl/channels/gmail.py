@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import httplib2
 from google.auth.exceptions import RefreshError, TransportError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
 
 from campaignctl.channels.base import (
     ChannelError,
@@ -57,6 +58,18 @@ RATE_LIMIT_REASONS = frozenset(
 #: with this much overlap after the last one (`after:` is in seconds; clocks differ).
 FIRST_SYNC_LOOKBACK = timedelta(days=7)
 SEARCH_OVERLAP = timedelta(hours=1)
+#: `sync` reads at most SYNC_MAX_PAGES list pages (`history.list`, or `messages.list` for the
+#: dated search) of SYNC_PAGE_SIZE entries per channel and run, each message then read whole
+#: (one `messages.get` each); the cursor then keeps the page to read next and the round it
+#: belongs to, the next `sync` goes on from there, and only when every page is read does the
+#: cursor move on to where that round started.
+SYNC_MAX_PAGES = 10
+SYNC_PAGE_SIZE = 100
+#: `reconcile_many` ORs Message-IDs into one search, keeping each query this short at most
+#: (Gmail refuses very long queries), and reads the Message-ID of the messages found in batches
+#: of at most RECONCILE_BATCH_GETS requests (Google's advice for Gmail: 50).
+RECONCILE_QUERY_CHARS = 1500
+RECONCILE_BATCH_GETS = 50
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -179,9 +192,12 @@ class GmailApiChannel:
             self._creds, http=httplib2.Http(timeout=ch.timeout.total_seconds())
         )
         options = None
+        # the client sends a batch to the discovery document's rootUrl, never to api_endpoint
+        self._batch_uri = "https://gmail.googleapis.com/batch/gmail/v1"
         if ch.api_endpoint:
             # the discovery paths are relative ("gmail/v1/users/..."): keep the endpoint's path
             options = {"api_endpoint": ch.api_endpoint.rstrip("/") + "/"}
+            self._batch_uri = options["api_endpoint"] + "batch/gmail/v1"
         self._service = build(
             "gmail",
             "v1",
@@ -204,69 +220,165 @@ class GmailApiChannel:
 
     def reconcile(self, msg: Outgoing) -> Reconciliation:
         """Search the mailbox for our Message-ID: found means it went out."""
-        if not msg.rfc_message_id:
-            return Reconciliation(Reconciled.UNKNOWN)
-        query = f"rfc822msgid:{msg.rfc_message_id.strip().strip('<>')}"
-        resp = self._call(
-            lambda: (
-                self._service.users()
-                .messages()
-                .list(userId="me", q=query, includeSpamTrash=True, maxResults=10)
-                .execute(num_retries=0)
+        return self.reconcile_many([msg])[msg.id]
+
+    def reconcile_many(self, msgs: Sequence[Outgoing]) -> dict[int, Reconciliation]:
+        """Every lost outcome with one search per chunk of Message-IDs (`{rfc822msgid:<a>
+        rfc822msgid:<b> ...}`), then the Message-ID header of each message found, read in one
+        batch request (a search for one Message-ID needs no read: what it finds is that message).
+
+        Not found: `not_sent`. Found: `sent` with the Gmail id and thread (a copy labelled SENT
+        first). A found message that could not be read leaves those of its search that were not
+        matched `unknown`: one of them may be that message.
+        """
+        answers = {m.id: Reconciliation(Reconciled.UNKNOWN) for m in msgs}
+        wanted: dict[str, list[Outgoing]] = {}
+        for m in msgs:
+            if m.rfc_message_id and _bare_id(m.rfc_message_id):
+                wanted.setdefault(_bare_id(m.rfc_message_id).lower(), []).append(m)
+        for chunk in _query_chunks(
+            [_bare_id(ms[0].rfc_message_id or "") for ms in wanted.values()]
+        ):
+            terms = [f"rfc822msgid:{i}" for i in chunk]
+            query = terms[0] if len(terms) == 1 else "{" + " ".join(terms) + "}"
+            listed = self._search(query)
+            found: dict[str, dict[str, Any]] = {}
+            unread = False
+            if len(chunk) == 1:
+                if listed:
+                    found[chunk[0].lower()] = listed[0]
+            else:
+                for meta in self._read_metadata([str(m["id"]) for m in listed]):
+                    if meta is None:
+                        unread = True
+                        continue
+                    key = _bare_id(_header(meta, "Message-ID")).lower()
+                    sent_copy = "SENT" in (meta.get("labelIds") or [])
+                    if key and (key not in found or sent_copy):
+                        found[key] = meta
+            for key in (i.lower() for i in chunk):
+                got = found.get(key)
+                if got is not None:
+                    answer = Reconciliation(
+                        Reconciled.SENT, provider_id=str(got["id"]), thread_id=got.get("threadId")
+                    )
+                elif unread:
+                    continue  # stays unknown: it may be the message that could not be read
+                else:
+                    answer = Reconciliation(Reconciled.NOT_SENT)
+                for m in wanted[key]:
+                    answers[m.id] = answer
+        return answers
+
+    def _search(self, query: str) -> list[dict[str, Any]]:
+        """Every message the search finds, spam and trash included (all pages)."""
+        messages = self._service.users().messages()
+        out: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                lambda t=token: (  # type: ignore[misc]
+                    messages.list(
+                        userId="me", q=query, includeSpamTrash=True, pageToken=t, maxResults=500
+                    ).execute(num_retries=0)
+                )
             )
-        )
-        found = resp.get("messages") or []
-        if not found:
-            return Reconciliation(Reconciled.NOT_SENT)
-        return Reconciliation(
-            Reconciled.SENT, provider_id=found[0]["id"], thread_id=found[0].get("threadId")
-        )
+            out.extend(page.get("messages") or [])
+            token = page.get("nextPageToken")
+            if not token:
+                return out
+
+    def _read_metadata(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        """Each message's id, thread, labels and Message-ID header, with one batch request per
+        RECONCILE_BATCH_GETS messages; None for one that could not be read (deleted since, or a
+        transient error). Refused credentials raise."""
+        messages = self._service.users().messages()
+        got: dict[str, dict[str, Any] | None] = {}
+        errors: list[ChannelError] = []
+
+        def answer(request_id: str, response: Any, exc: HttpError | None) -> None:
+            got[request_id] = response if exc is None else None
+            if exc is not None:
+                errors.append(classify_http_error(self.name, exc))
+
+        for start in range(0, len(ids), RECONCILE_BATCH_GETS):
+            batch = BatchHttpRequest(callback=answer, batch_uri=self._batch_uri)
+            for i in range(start, min(start + RECONCILE_BATCH_GETS, len(ids))):
+                batch.add(
+                    messages.get(
+                        userId="me", id=ids[i], format="metadata", metadataHeaders=["Message-ID"]
+                    ),
+                    request_id=str(i),
+                )
+            self._call(batch.execute)
+            for err in errors:
+                if err.kind is ErrorKind.AUTH:
+                    raise err
+        return [got.get(str(i)) for i in range(len(ids))]
 
     def fetch_inbound(self, cursor: str | None, now: datetime) -> Fetched:
-        """Messages added to the mailbox since the cursor, each fetched with `format=raw`.
+        """Messages added to the mailbox since the cursor, each fetched with `format=raw`, from
+        at most SYNC_MAX_PAGES list pages.
 
         The cursor is `{"history_id", "at"}`: `history.list` from that history id where Gmail
         still serves it; when it is too old (Gmail answers 404) or on a first sync, a dated
-        `after:` search from `at` (or a week back) instead.
+        `after:` search from `at` (or a week back) instead. A round cut short by the page cap
+        adds `"round"` to the cursor (the kind, the page token to read next, the history id
+        where the round began or the search's query, the history id and time the next round
+        starts from), and the next call finishes that round first.
         """
-        state: dict[str, str] = {}
+        state: dict[str, Any] = {}
         if cursor:
-            try:
-                state = json.loads(cursor)
-            except ValueError:
-                state = {}
-        users = self._service.users()
+            with contextlib.suppress(ValueError):
+                loaded = json.loads(cursor)
+                state = loaded if isinstance(loaded, dict) else {}
+        pending = state.get("round")
+        round_: dict[str, Any] | None = None
+        # a round this method stored; anything else is ignored (a new round begins)
+        needs = {"history": ("start", "at"), "search": ("query", "next_history_id", "at")}
+        if isinstance(pending, dict) and all(
+            pending.get(k) for k in needs.get(str(pending.get("kind")), ("?",))
+        ):
+            round_ = pending
+        elif state.get("history_id"):
+            round_ = {"kind": "history", "start": str(state["history_id"]), "at": now.isoformat()}
         ids: dict[str, str | None] = {}
-        new_history: str | None = None
-        if state.get("history_id"):
+        budget = [SYNC_MAX_PAGES]
+        done = False
+        if round_ is not None and round_["kind"] == "history":
             try:
-                new_history = self._history_ids(state["history_id"], ids)
+                done = self._history_ids(round_, ids, budget)
             except ChannelError as exc:
                 if exc.code != "404":
                     raise
                 ids.clear()  # the history id expired: search by date below
-        if new_history is None:
+                round_ = None
+        if round_ is None:
+            users = self._service.users()
             profile = self._call(lambda: users.getProfile(userId="me").execute(num_retries=0))
-            new_history = str(profile["historyId"])  # before the search: nothing falls between
             since = now - FIRST_SYNC_LOOKBACK
             if state.get("at"):
-                with contextlib.suppress(ValueError):
-                    since = datetime.fromisoformat(state["at"]) - SEARCH_OVERLAP
-            query = f"after:{int(since.timestamp())}"
-            token: str | None = None
-            while True:
-                page = self._call(
-                    lambda t=token: (  # type: ignore[misc]
-                        users.messages()
-                        .list(userId="me", q=query, pageToken=t, maxResults=500)
-                        .execute(num_retries=0)
-                    )
-                )
-                for m in page.get("messages") or []:
-                    ids[str(m["id"])] = m.get("threadId")
-                token = page.get("nextPageToken")
-                if not token:
-                    break
+                with contextlib.suppress(ValueError, TypeError):
+                    since = datetime.fromisoformat(str(state["at"])) - SEARCH_OVERLAP
+            round_ = {
+                "kind": "search",
+                "query": f"after:{int(since.timestamp())}",
+                # read before the search: nothing falls between it and the next round
+                "next_history_id": str(profile["historyId"]),
+                "at": now.isoformat(),
+            }
+        if round_["kind"] == "search":
+            done = self._search_ids(round_, ids, budget)
+        out = self._read_raw(ids)
+        if not done:
+            keep = {"history_id": state.get("history_id"), "at": state.get("at"), "round": round_}
+            return Fetched(out, json.dumps(keep), more=True)
+        return Fetched(
+            out, json.dumps({"history_id": round_["next_history_id"], "at": round_["at"]})
+        )
+
+    def _read_raw(self, ids: dict[str, str | None]) -> list[Received]:
+        users = self._service.users()
         out = []
         for msg_id in ids:
             try:
@@ -291,26 +403,33 @@ class GmailApiChannel:
                     received_at=when,
                 )
             )
-        return Fetched(out, json.dumps({"history_id": new_history, "at": now.isoformat()}))
+        return out
 
-    def _history_ids(self, start: str, ids: dict[str, str | None]) -> str:
-        """Ids of messages added since history id `start` (our own sends left out)."""
+    def _history_ids(
+        self, round_: dict[str, Any], ids: dict[str, str | None], budget: list[int]
+    ) -> bool:
+        """Ids of messages added since the round's history id (our own sends left out), from
+        its next page on while the budget lasts; True when the round has no page left.
+
+        The round ends at the history id Gmail gave with its first page: what was added after
+        that is read (again, harmlessly) by the next round, so a page token that leaves out
+        what arrived meanwhile loses nothing."""
         history = self._service.users().history()
-        token: str | None = None
-        latest = start
-        while True:
+        while budget[0] > 0:
+            budget[0] -= 1
             page = self._call(
-                lambda t=token: (  # type: ignore[misc]
+                lambda t=round_.get("page"): (  # type: ignore[misc]
                     history.list(
                         userId="me",
-                        startHistoryId=start,
+                        startHistoryId=round_["start"],
                         historyTypes="messageAdded",
                         pageToken=t,
-                        maxResults=500,
+                        maxResults=SYNC_PAGE_SIZE,
                     ).execute(num_retries=0)
                 )
             )
-            latest = str(page.get("historyId") or latest)
+            if not round_.get("next_history_id"):
+                round_["next_history_id"] = str(page.get("historyId") or round_["start"])
             for rec in page.get("history") or []:
                 for added in rec.get("messagesAdded") or []:
                     m = added.get("message") or {}
@@ -318,9 +437,32 @@ class GmailApiChannel:
                     if ("SENT" in labels and "INBOX" not in labels) or "DRAFT" in labels:
                         continue
                     ids[str(m["id"])] = m.get("threadId")
-            token = page.get("nextPageToken")
-            if not token:
-                return latest
+            round_["page"] = page.get("nextPageToken")
+            if not round_["page"]:
+                return True
+        return False
+
+    def _search_ids(
+        self, round_: dict[str, Any], ids: dict[str, str | None], budget: list[int]
+    ) -> bool:
+        """Ids the round's dated search finds, from its next page on while the budget lasts;
+        True when the round has no page left."""
+        messages = self._service.users().messages()
+        while budget[0] > 0:
+            budget[0] -= 1
+            page = self._call(
+                lambda t=round_.get("page"): (  # type: ignore[misc]
+                    messages.list(
+                        userId="me", q=round_["query"], pageToken=t, maxResults=SYNC_PAGE_SIZE
+                    ).execute(num_retries=0)
+                )
+            )
+            for m in page.get("messages") or []:
+                ids[str(m["id"])] = m.get("threadId")
+            round_["page"] = page.get("nextPageToken")
+            if not round_["page"]:
+                return True
+        return False
 
     def close(self) -> None:
         self._service.close()
@@ -372,6 +514,34 @@ class GmailApiChannel:
                 )
                 return
             self._saved_token = token
+
+
+def _bare_id(message_id: str) -> str:
+    """A Message-ID without its angle brackets, as `rfc822msgid:` takes it."""
+    return message_id.strip().strip("<>").strip()
+
+
+def _header(meta: dict[str, Any], name: str) -> str:
+    """A header of a `format=metadata` message ("" when it has none)."""
+    for h in (meta.get("payload") or {}).get("headers") or []:
+        if str(h.get("name", "")).lower() == name.lower():
+            return str(h.get("value") or "")
+    return ""
+
+
+def _query_chunks(ids: list[str]) -> list[list[str]]:
+    """The Message-IDs in groups whose OR query stays within RECONCILE_QUERY_CHARS."""
+    chunks: list[list[str]] = []
+    size = 0
+    for i in ids:
+        term = len("rfc822msgid:") + len(i) + 1
+        if chunks and size + term + 2 <= RECONCILE_QUERY_CHARS:
+            chunks[-1].append(i)
+            size += term
+        else:
+            chunks.append([i])
+            size = term
+    return chunks
 
 
 def _refresh_reason(exc: RefreshError) -> str:

@@ -4,9 +4,13 @@ What it serves (under `url`, which is the channel's `api_endpoint`):
 - `POST /token`: refresh_token, authorization_code and jwt-bearer (service account) grants;
 - `POST /gmail/v1/users/{u}/messages/send` (`raw`, `threadId`): threads like Gmail does, only
   when the subject matches and `In-Reply-To`/`References` point into the thread;
-- `GET  /gmail/v1/users/{u}/messages` (`q`, `labelIds`, `includeSpamTrash`, paging);
+- `GET  /gmail/v1/users/{u}/messages` (`q` with AND, `{a b}` and `a OR b`, `labelIds`,
+  `includeSpamTrash`, paging by `maxResults` and `pageToken`);
 - `GET  /gmail/v1/users/{u}/messages/{id}` (`format` = full | metadata | minimal | raw);
-- `POST /gmail/v1/users/{u}/messages/{id}/modify`, `GET .../history`, `GET .../profile`.
+- `POST /gmail/v1/users/{u}/messages/{id}/modify`, `GET .../profile`;
+- `GET  /gmail/v1/users/{u}/history` (`startHistoryId`, `historyTypes`, `labelId`, paging);
+- `POST /batch/gmail/v1`: a multipart/mixed batch of API requests, each answered as if sent alone
+  (the inner requests are kept in `batched`).
 
 Tests steer it: `fail_next(...)` queues errors, `reject_tokens` makes every access token invalid
 (401 even after a refresh), `token_uses` lets each access token answer only that many API
@@ -21,14 +25,15 @@ import base64
 import itertools
 import json
 import re
-import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes, message_from_string, policy
 from email.message import EmailMessage, Message
 from email.utils import parseaddr, parsedate_to_datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.http import LoopbackHTTP, Request, Response
 
@@ -105,6 +110,41 @@ def _error(status: int, message: str, reason: str, state: str) -> Response:
     )
 
 
+def _parse_query(q: str) -> list[list[str]]:
+    """Gmail's search as an AND of OR-groups of terms: `{a b}` and `a OR b` are alternatives
+    (OR binds tighter than the implicit AND, as in Gmail)."""
+    clauses: list[list[str]] = []
+    group: list[str] | None = None
+    join = False
+    for tok in re.findall(r'[{}]|[^\s{}"]*"[^"]*"|[^\s{}]+', q):
+        if tok == "{":
+            if group is not None:
+                raise ValueError("'{' inside '{...}'")
+            group = []
+        elif tok == "}":
+            if not group:
+                raise ValueError("'}' without '{' or an empty '{}'")
+            alts, group = group, None
+            if join and clauses:
+                clauses[-1].extend(alts)
+            else:
+                clauses.append(alts)
+            join = False
+        elif tok == "OR":
+            if group is None:
+                join = True
+        elif group is not None:
+            group.append(tok)
+        elif join and clauses:
+            clauses[-1].append(tok)
+            join = False
+        else:
+            clauses.append([tok])
+    if group is not None:
+        raise ValueError("'{' without '}'")
+    return clauses
+
+
 def _norm_id(message_id: str) -> str:
     return message_id.strip().strip("<>").lower()
 
@@ -131,6 +171,7 @@ class FakeGmail:
         self.token_error: str | None = None
         self.clock = lambda: datetime.now(UTC)
         self._failures: list[_Failure] = []
+        self.batched: list[Request] = []  # the requests inside `POST /batch/gmail/v1` bodies
         self._ids = itertools.count(0x18C0000000000001)
         self._tokens = itertools.count(1)
         self.http = LoopbackHTTP(self._handle)
@@ -151,7 +192,12 @@ class FakeGmail:
 
     @property
     def api_requests(self) -> list[Request]:
+        """The API's HTTP requests (a batch counts once, in `batch_requests`)."""
         return [r for r in self.http.requests if r.path.startswith("/gmail/")]
+
+    @property
+    def batch_requests(self) -> list[Request]:
+        return [r for r in self.http.requests if r.path.startswith("/batch/")]
 
     def fail_next(
         self,
@@ -282,6 +328,8 @@ class FakeGmail:
             return self._token(req)
         if req.path == "/auth":
             return Response(200, b"fake consent page")
+        if req.path == "/batch/gmail/v1" and req.method == "POST":
+            return self._batch(req)
         m = re.fullmatch(r"/gmail/v1/users/([^/]+)/(.+)", req.path)
         if not m:
             return _error(
@@ -417,8 +465,54 @@ class FakeGmail:
             return m.internal_date >= edge if key == "after" else m.internal_date < edge
         raise ValueError(term)
 
+    def _batch(self, req: Request) -> Response:
+        """Google's batch: each `application/http` part is one request, answered in a part with
+        the same Content-ID (`response-` prepended), in order."""
+        ctype = req.headers.get("content-type", "")
+        outer = message_from_bytes(f"Content-Type: {ctype}\r\n\r\n".encode() + req.body)
+        if not outer.is_multipart():
+            return _error(400, "Failed to parse batch request", "badRequest", "INVALID_ARGUMENT")
+        boundary = f"batch_fake_{len(self.batched)}"
+        parts = []
+        for part in outer.get_payload():
+            assert isinstance(part, Message)
+            payload = part.get_payload()
+            assert isinstance(payload, str)
+            line, _, rest = payload.lstrip().partition("\n")
+            method, target, _version = line.split(" ", 2)
+            inner = message_from_string(rest)
+            u = urlsplit(target)
+            sub = Request(
+                method=method,
+                path=u.path,
+                query=parse_qs(u.query, keep_blank_values=True),
+                headers={k.lower(): str(v) for k, v in inner.items()},
+                body=str(inner.get_payload() or "").encode("utf-8"),
+            )
+            self.batched.append(sub)
+            resp = self._handle(sub)
+            data, content_type = resp.encode()
+            parts.append(
+                f"--{boundary}\r\nContent-Type: application/http\r\n"
+                f"Content-ID: <response-{str(part['Content-ID']).strip('<>')}>\r\n\r\n"
+                f"HTTP/1.1 {resp.status} {HTTPStatus(resp.status).phrase}\r\n"
+                f"Content-Type: {content_type}\r\n\r\n{data.decode('utf-8')}\r\n"
+            )
+        body = "".join(parts) + f"--{boundary}--\r\n"
+        return Response(
+            200, body.encode("utf-8"), {"Content-Type": f"multipart/mixed; boundary={boundary}"}
+        )
+
     def _list(self, req: Request) -> Response:
-        terms = shlex.split(req.arg("q", "") or "")
+        try:
+            clauses = _parse_query(req.arg("q", "") or "")
+        except ValueError as exc:
+            return _error(
+                400,
+                f"fake Gmail cannot parse the query: {exc}",
+                "invalidArgument",
+                "INVALID_ARGUMENT",
+            )
         labels = req.query.get("labelIds", [])
         spam_trash = (req.arg("includeSpamTrash", "false") or "").lower() == "true"
         found = []
@@ -428,7 +522,7 @@ class FakeGmail:
             if any(lb not in m.labels for lb in labels):
                 continue
             try:
-                if all(self._matches(m, t) for t in terms):
+                if all(any(self._matches(m, t) for t in alts) for alts in clauses):
                     found.append(m)
             except ValueError as exc:
                 return _error(
@@ -515,7 +609,7 @@ class FakeGmail:
         # historyTypes=messageAdded selects the messagesAdded records, and so on
         types = {_HISTORY_TYPES.get(t, t) for t in req.query.get("historyTypes", [])}
         label = req.arg("labelId")
-        records = []
+        records: list[dict[str, Any]] = []
         for hid, rec in self.history:
             if hid <= start:
                 continue
@@ -529,9 +623,15 @@ class FakeGmail:
             if len(entry) > 1:
                 entry["messages"] = [i["message"] for k, v in entry.items() if k != "id" for i in v]
                 records.append(entry)
+        # oldest first, paged by offset: records added later join the end, as in Gmail
+        size = int(req.arg("maxResults", "100") or 100)
+        offset = int(req.arg("pageToken", "0") or 0)
+        page = records[offset : offset + size]
         body: dict[str, Any] = {"historyId": str(self.history_id)}
-        if records:
-            body["history"] = records
+        if page:
+            body["history"] = page
+        if offset + size < len(records):
+            body["nextPageToken"] = str(offset + size)
         return Response(200, body)
 
     def start(self) -> FakeGmail:
