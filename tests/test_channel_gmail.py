@@ -11,9 +11,9 @@ import pytest
 
 from campaignctl.channels import ChannelError, CredentialsError, ErrorKind, Reconciled, open_channel
 from campaignctl.config import load
-from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.gmail import CLIENT_SECRET, REFRESH_TOKEN, FakeGmail
 from tests.fakes.http import free_port
+from tests.support import outgoing, write_project
 
 
 def _open(project: Path):

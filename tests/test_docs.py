@@ -10,7 +10,7 @@ import pytest
 import typer.main
 
 from campaignctl.cli import app
-from tests.conftest import REPO
+from tests.support import REPO
 
 README = (REPO / "README.md").read_text()
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.fakes.gmail import REFRESH_TOKEN, FakeGmail
+from tests.support import (
     JUAN,
     MARIA,
     Cli,
@@ -28,7 +29,6 @@ from tests.e2e_helpers import (
     travel,
     utc,
 )
-from tests.fakes.gmail import REFRESH_TOKEN, FakeGmail
 
 
 @pytest.fixture
