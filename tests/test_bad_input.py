@@ -17,8 +17,7 @@ from typer.testing import Result
 
 from campaignctl.config import load
 from campaignctl.store import Store
-from tests.conftest import MINIMAL_TOML
-from tests.engine_helpers import add_leads
+from tests.support import MINIMAL_TOML, add_leads
 
 Cli = Callable[..., Result]
 

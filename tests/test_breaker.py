@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from campaignctl.breaker import MAX_PAUSE, PROBE_TIMEOUT, Attempt, Breaker, pause
-from tests.engine_helpers import T0
+from tests.support import T0
 
 
 def _fail(minutes: float) -> Attempt:

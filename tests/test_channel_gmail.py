@@ -12,9 +12,9 @@ import pytest
 from campaignctl.channels import ChannelError, CredentialsError, ErrorKind, Reconciled, open_channel
 from campaignctl.channels.base import Reconciliation
 from campaignctl.config import load
-from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.gmail import CLIENT_SECRET, REFRESH_TOKEN, FakeGmail
 from tests.fakes.http import free_port
+from tests.support import outgoing, write_project
 
 
 def _open(project: Path):

@@ -6,9 +6,9 @@ import pytest
 
 from campaignctl.channels import ChannelError, ErrorKind, Reconciled, open_channel
 from campaignctl.config import load
-from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.http import free_port
 from tests.fakes.smtp import FakeSmtp
+from tests.support import outgoing, write_project
 
 PASSWORD = "s3cret-smtp-password"
 

@@ -9,9 +9,9 @@ import pytest
 
 from campaignctl.channels import ChannelError, ErrorKind, Reconciled, open_channel
 from campaignctl.config import load
-from tests.fakes.fixtures import outgoing, write_project
 from tests.fakes.http import free_port
 from tests.fakes.twilio import API_KEY_SECRET, AUTH_TOKEN, FakeTwilio
+from tests.support import outgoing, write_project
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 

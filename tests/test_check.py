@@ -3,9 +3,9 @@
 import json
 
 from campaignctl.checks import run_checks
-from campaignctl.config import load
 from campaignctl.samples import BUILTIN_SAMPLES, SAMPLE_LIMIT
-from campaignctl.store import Lead, Store
+from campaignctl.store import Lead
+from tests.support import add_leads
 
 
 def edit(project, old, new):
@@ -170,11 +170,7 @@ def test_samples_are_a_parameter(project):
 
 
 def test_database_leads_are_the_samples_when_the_database_exists(cli, project):
-    cfg = load(project / "campaigns.toml")
-    store = Store.for_config(cfg)
-    with store.write() as s:
-        s.add(Lead(email="zed@example.org", first_name="Zed", attrs={"city": "Cebu"}))
-    store.close()
+    add_leads(project, Lead(email="zed@example.org", first_name="Zed", attrs={"city": "Cebu"}))
     edit(project, "Hi {{ lead.first_name | default('there') }}!", "Hi {{ lead.zip }}!")
     r = cli("-C", project, "check", "--format", "json")
     assert r.exit_code == 1

@@ -10,11 +10,10 @@ import sys
 import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
-from tests.conftest import REPO
-from tests.fakes.fixtures import write_project
 from tests.fakes.gmail import AUTH_CODE, CLIENT_SECRET, REFRESH_TOKEN
 from tests.fakes.http import free_port
 from tests.fakes.twilio import AUTH_TOKEN
+from tests.support import REPO, write_project
 
 
 def test_auth_twilio_shows_the_account_never_the_token(cli, twilio_project, fake_twilio):

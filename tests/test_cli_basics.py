@@ -67,7 +67,7 @@ def test_closed_pipe_is_not_an_internal_error(example_project):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "campaignctl", "-C", str(example_project), "preview", "welcome"],

@@ -4,7 +4,7 @@ import pytest
 
 from campaignctl.config import load, locate_keys, validate_text
 from campaignctl.errors import CampaignctlError, ConfigError
-from tests.conftest import MINIMAL_TOML, REPO
+from tests.support import MINIMAL_TOML, REPO
 
 
 def problems_of(text: str, tmp_path: Path) -> list[tuple[str, int | None, str]]:

@@ -15,9 +15,7 @@ import pytest
 
 from campaignctl.config import load
 from campaignctl.store import Store
-from tests.conftest import REPO
-from tests.engine_helpers import add_leads
-from tests.fakes.fixtures import write_project
+from tests.support import REPO, add_leads, write_project
 from tests.test_sync import SMS_CAMPAIGN
 
 TWILIO_ENV = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY", "TWILIO_API_SECRET")

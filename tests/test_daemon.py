@@ -24,9 +24,7 @@ from sqlmodel import select
 from campaignctl.config import load
 from campaignctl.daemon import Daemon, EventLog
 from campaignctl.store import Event, Meta, Store
-from tests.conftest import REPO
-from tests.engine_helpers import add_leads
-from tests.fakes.fixtures import write_project
+from tests.support import REPO, add_leads, write_project
 from tests.test_sync import SMS_CAMPAIGN, messages_where
 
 OUR_SMS = "+15005550006"

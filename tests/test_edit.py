@@ -18,7 +18,7 @@ from campaignctl import edit
 from campaignctl.config import Step, load
 from campaignctl.errors import CampaignctlError, ConfigError, LockHeldError, UsageError
 from campaignctl.locking import FileLock
-from tests.conftest import REPO
+from tests.support import REPO
 
 SOURCE = Path(__file__).parent / "data" / "commented.toml"
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

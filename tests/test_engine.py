@@ -21,7 +21,7 @@ from campaignctl.channels.base import (
 from campaignctl.engine import Engine
 from campaignctl.runner import dry_run
 from campaignctl.store import Enrolment, Message, Meta, OptOut, Store
-from tests.engine_helpers import (
+from tests.support import (
     T0,
     ScriptedChannel,
     add_leads,

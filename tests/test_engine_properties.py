@@ -16,7 +16,7 @@ from campaignctl.engine import Engine
 from campaignctl.pacing import Hours, is_open, lead_zone
 from campaignctl.store import Store
 from campaignctl.timespec import parse_days, parse_window
-from tests.engine_helpers import T0, add_leads, messages, project
+from tests.support import T0, add_leads, messages, project
 
 ZONES = ["Asia/Manila", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", None]
 

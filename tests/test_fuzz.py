@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from campaignctl.cli import app
-from tests.conftest import MINIMAL_TOML
+from tests.support import MINIMAL_TOML
 
 FUZZ = settings(
     deadline=None,

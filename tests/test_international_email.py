@@ -11,8 +11,8 @@ import base64
 from email import message_from_string, policy
 from pathlib import Path
 
-from tests.e2e_helpers import Cli, gmail_folder
 from tests.fakes.gmail import FakeGmail
+from tests.support import Cli, gmail_folder
 
 CSV = 'email,first_name,last_name\njosé@example.org,José,"Muñoz, Jr."\nmaria@example.com,Maria,\n'
 

@@ -30,7 +30,7 @@ from campaignctl.leads import (
     snake_case,
 )
 from campaignctl.store import Lead, OptOut, Store
-from tests.conftest import PUBLIC_DATA
+from tests.support import PUBLIC_DATA
 
 E164 = re.compile(r"\+[1-9]\d{1,14}")
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

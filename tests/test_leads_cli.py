@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PUBLIC_DATA, REPO
+from tests.support import PUBLIC_DATA, REPO
 
 SAMPLE = (
     "E-mail,First Name,Last Name,Mobile,Country,Tags,Budget Max\n"

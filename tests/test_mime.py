@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from campaignctl.channels.mime import build_email, email_bytes
 from campaignctl.config import Sender
-from tests.fakes.fixtures import outgoing
+from tests.support import outgoing
 
 SENDER = Sender(
     name="Ana Cruz, Sunrise Realty",

@@ -22,7 +22,7 @@ import typer.main
 from campaignctl.cli import app
 from campaignctl.errors import ExitCode
 from campaignctl.timespec import parse_duration
-from tests.conftest import REPO
+from tests.support import REPO
 
 DOC = REPO / "docs" / "operations.md"
 UNITS = REPO / "examples" / "systemd"

@@ -114,7 +114,7 @@ def test_input_that_is_neither_email_nor_phone(cli, seeded):
 
 
 def test_optout_has_help_and_a_readme_section(cli):
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     r = cli("leads", "optout", "--help")
     assert r.exit_code == 0

@@ -16,7 +16,7 @@ from campaignctl.channels.memory import MemoryChannel
 from campaignctl.engine import Engine
 from campaignctl.planner import plan
 from campaignctl.store import Store
-from tests.engine_helpers import T0, add_leads, messages, project
+from tests.support import T0, add_leads, messages, project
 
 WHATSAPP = """
 [channels.whatsapp]

@@ -2,16 +2,8 @@
 
 import email
 
-from campaignctl.config import load
-from campaignctl.store import Lead, Store
-
-
-def add_leads(project, *leads):
-    store = Store.for_config(load(project / "campaigns.toml"))
-    with store.write() as s:
-        for lead in leads:
-            s.add(lead)
-    store.close()
+from campaignctl.store import Lead
+from tests.support import add_leads
 
 
 def headers(stdout):

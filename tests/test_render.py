@@ -9,7 +9,7 @@ from campaignctl.config import Variant, load
 from campaignctl.errors import ConfigError
 from campaignctl.render import Renderer, RenderError, choose_variant, html_to_text
 from campaignctl.samples import BUILTIN_SAMPLES
-from tests.conftest import MINIMAL_TOML
+from tests.support import MINIMAL_TOML
 
 HEAD = MINIMAL_TOML.split("[campaigns.welcome]")[0] + "[campaigns.c]\n"
 

@@ -13,7 +13,7 @@ from typer.testing import Result
 from campaignctl.engine import Engine
 from campaignctl.locking import FileLock
 from campaignctl.store import Store
-from tests.engine_helpers import ScriptedChannel, add_leads, messages, project
+from tests.support import ScriptedChannel, add_leads, messages, project
 
 Cli = Callable[..., Result]
 

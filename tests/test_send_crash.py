@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.fakes.gmail import FakeGmail
+from tests.fakes.http import Hold, LoopbackHTTP, Request
+from tests.fakes.twilio import FakeTwilio
+from tests.support import (
     JUAN,
     JUAN_PHONE,
     MARIA,
@@ -26,9 +29,6 @@ from tests.e2e_helpers import (
     travel,
     twilio_folder,
 )
-from tests.fakes.gmail import FakeGmail
-from tests.fakes.http import Hold, LoopbackHTTP, Request
-from tests.fakes.twilio import FakeTwilio
 
 
 def _is_gmail_send(r: Request) -> bool:

@@ -18,7 +18,8 @@ from sqlmodel import select
 
 import campaignctl.channels.gmail as gmail
 from campaignctl.store import Message
-from tests.e2e_helpers import (
+from tests.fakes.gmail import REFRESH_TOKEN, FakeGmail
+from tests.support import (
     JUAN,
     MARIA,
     Cli,
@@ -32,7 +33,6 @@ from tests.e2e_helpers import (
     travel,
     utc,
 )
-from tests.fakes.gmail import REFRESH_TOKEN, FakeGmail
 
 
 @pytest.fixture

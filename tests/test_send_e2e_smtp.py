@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import (
+from tests.fakes.smtp import FakeSmtp
+from tests.support import (
     EMAIL_CAMPAIGN,
     JUAN,
     MARIA,
@@ -22,9 +23,8 @@ from tests.e2e_helpers import (
     travel,
     utc,
     write_email_template,
+    write_project,
 )
-from tests.fakes.fixtures import write_project
-from tests.fakes.smtp import FakeSmtp
 
 PASSWORD = "relay-password-42"  # a test value
 

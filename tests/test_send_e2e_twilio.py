@@ -10,7 +10,8 @@ import pytest
 from sqlmodel import col, select
 
 from campaignctl.store import Message
-from tests.e2e_helpers import (
+from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio
+from tests.support import (
     JUAN_PHONE,
     MARIA_PHONE,
     SMS_FROM,
@@ -27,7 +28,6 @@ from tests.e2e_helpers import (
     twilio_folder,
     utc,
 )
-from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def _shift_breaker(folder: Path, by: timedelta) -> None:
 
     from campaignctl.breaker import Breaker
     from campaignctl.store import Meta
-    from tests.e2e_helpers import open_store
+    from tests.support import open_store
 
     store = open_store(folder)
     try:
@@ -250,7 +250,7 @@ def test_a_503_outage_pauses_sms_fails_nothing_and_sends_each_once_after(
 def test_many_uncertain_sms_are_reconciled_with_one_list_and_new_ones_still_go(
     cli: Cli, folder: Path, fake_twilio: FakeTwilio
 ) -> None:
-    from tests.e2e_helpers import open_store
+    from tests.support import open_store
 
     phones = [{"phone": f"+6391712346{i:02d}", "first_name": f"N{i}"} for i in range(30)]
     ids = add_leads(folder, *phones[:25])

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from campaignctl.config import load
 from campaignctl.store import Store
-from tests.conftest import REPO
-from tests.engine_helpers import HEADER, add_leads
+from tests.support import REPO, add_leads, campaign_toml
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -23,7 +22,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 def _config(folder: Path, name: str, outbox: str, limits: str) -> Path:
     path = folder / name
     path.write_text(
-        HEADER.format(tz="UTC").replace("[settings]\n", '[settings]\ndatabase = "shared.db"\n')
+        campaign_toml(tz="UTC", region=None, database="shared.db")
         + f"""
 [channels.sms]
 provider = "outbox"

@@ -15,8 +15,7 @@ from sqlmodel import col, select
 from campaignctl.config import load
 from campaignctl.inbound import HELP_WORDS, OPTIN_WORDS, OPTOUT_WORDS
 from campaignctl.store import Enrolment, Event, Message, OptOut, Store
-from tests.engine_helpers import add_leads
-from tests.fakes.fixtures import write_project
+from tests.support import add_leads, write_project
 
 OUR_SMS = "+15005550006"
 OUR_WA = "whatsapp:+14155238886"

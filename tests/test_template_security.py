@@ -20,9 +20,7 @@ from campaignctl.channels.mime import build_email
 from campaignctl.config import Sender, load
 from campaignctl.engine import Engine
 from campaignctl.store import Store
-from tests.conftest import MINIMAL_TOML
-from tests.engine_helpers import add_leads, messages
-from tests.fakes.fixtures import outgoing
+from tests.support import MINIMAL_TOML, add_leads, messages, outgoing
 
 Cli = Callable[..., Result]
 

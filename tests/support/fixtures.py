@@ -1,24 +1,48 @@
-"""pytest fixtures around the loopback fakes, and project folders whose channels use them."""
+"""pytest fixtures: project folders, the CLI runner, the loopback fakes and projects on them.
+
+Registered for every test by `tests/conftest.py`; the fakes' servers live in `tests/fakes/`.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
-from campaignctl.channels.base import Outgoing
-from tests.conftest import MINIMAL_TOML
+from campaignctl.cli import app
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.smtp import FakeSmtp
 from tests.fakes.twilio import FakeTwilio
+from tests.support.project import MINIMAL_TOML, REPO, write_project
 
-# the shared project's [settings] and [sender], plus an unsubscribe URL for List-Unsubscribe
-SENDER_TOML = (
-    MINIMAL_TOML.split("\n[channels.")[0]
-    + '\nunsubscribe_url = "https://sunrise.example/unsubscribe"\n'
-)
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder holding a small valid campaigns.toml."""
+    (tmp_path / "campaigns.toml").write_text(MINIMAL_TOML)
+    return tmp_path
+
+
+@pytest.fixture
+def example_project(tmp_path: Path) -> Path:
+    """A copy of the repository's example campaign file and its templates."""
+    shutil.copy(REPO / "campaigns.toml", tmp_path / "campaigns.toml")
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    return tmp_path
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Run campaignctl in-process: cli("-C", folder, "check")."""
+    runner = CliRunner()
+
+    def run(*args: str | Path, input: str | None = None) -> Result:
+        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run
 
 
 @pytest.fixture
@@ -61,12 +85,6 @@ def fake_smtp(tmp_path: Path) -> Iterator[Callable[..., FakeSmtp]]:
         fake.stop()
 
 
-def write_project(folder: Path, channels: str, campaigns: str = "") -> Path:
-    """A campaigns.toml in `folder` with the standard sender, `channels` and `campaigns`."""
-    (folder / "campaigns.toml").write_text(SENDER_TOML + "\n" + channels + "\n" + campaigns)
-    return folder
-
-
 @pytest.fixture
 def gmail_project(tmp_path: Path, fake_gmail: FakeGmail) -> Path:
     """A folder whose [channels.email] is Gmail at the fake, with an expired token file."""
@@ -101,24 +119,3 @@ from = "whatsapp:+14155238886"
 api_base = "{fake_twilio.url}"
 """,
     )
-
-
-def outgoing(**overrides: object) -> Outgoing:
-    """An email Outgoing as the engine would hand it over (override any field)."""
-    from campaignctl.channels.mime import new_message_id
-
-    fields: dict[str, object] = {
-        "id": 1,
-        "campaign": "welcome",
-        "step": "hello",
-        "channel": "email",
-        "kind": "email",
-        "to": "juan@example.com",
-        "text": "Hi Juan!\n\n-- \nAna Cruz, 12 Ayala Ave, Makati City",
-        "html": "<p>Hi Juan!</p>",
-        "subject": "Welcome, Juan!",
-        "claimed_at": datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
-        "rfc_message_id": new_message_id("ana@sunrise.example"),
-    }
-    fields.update(overrides)
-    return Outgoing(**fields)  # type: ignore[arg-type]
