@@ -26,9 +26,11 @@ class AudienceError(CampaignctlError):
 
 @lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from campaignctl.sandbox import CappedSandbox
 
-    return ImmutableSandboxedEnvironment()
+    # capped like templates; intercepting `*` and `**` also stops Jinja from folding
+    # `10**(10**10)` at compile time, which would hang before any lead is seen
+    return CappedSandbox()
 
 
 def compile_audience(

@@ -151,26 +151,93 @@ class Daemon(_Model):
         return v
 
 
+#: Characters that end a header line or have no business in one: C0 controls (CR, LF, and the
+#: VT, FF and FS-RS that Python's email generator also splits on), DEL, C1 controls (NEL
+#: U+0085 among them) and the Unicode line and paragraph separators U+2028 and U+2029.
+HEADER_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def header_problem(v: str) -> str | None:
+    """Why `v` cannot be an email header value, or None: a line break or control character
+    would let it end the header and write headers of its own (`Bcc:`)."""
+    m = HEADER_UNSAFE.search(v)
+    if m is None and len(v.splitlines()) <= 1:
+        return None
+    what = f" (U+{ord(m.group(0)):04X})" if m else ""
+    return (
+        f"contains a line break or control character{what}; "
+        "it goes into an email header, which is one line"
+    )
+
+
 def _one_line(v: str) -> str:
-    """A value that reaches an email header: a CR or LF would let it write headers of its own."""
-    if "\r" in v or "\n" in v:
-        raise ValueError(
-            "contains a line break (CR or LF); it goes into an email header, which is one line"
-        )
+    """A value that reaches an email header: see `header_problem`."""
+    why = header_problem(v)
+    if why:
+        raise ValueError(why)
+    return v
+
+
+def _address(v: str) -> str:
+    """An email address (checked by email-validator, without DNS), on one line."""
+    from campaignctl.leads import normalise_email
+
+    _one_line(v)
+    _, why = normalise_email(v)
+    if why:
+        raise ValueError(f"not an email address: {why}")
+    return v
+
+
+#: Schemes `sender.unsubscribe_url` may use (RFC 8058 one-click needs https; mailto is common).
+UNSUBSCRIBE_SCHEMES = ("https", "http", "mailto")
+
+
+def url_problem(v: str) -> str | None:
+    """Why `v` is not an http(s) or mailto URL for a `List-Unsubscribe` header, or None."""
+    from urllib.parse import urlsplit
+
+    why = header_problem(v)
+    if why:
+        return why
+    if " " in v or "<" in v or ">" in v:
+        return "not a URL: it contains a space or an angle bracket"
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in UNSUBSCRIBE_SCHEMES:
+        return "must be an https://, http:// or mailto: URL"
+    if parts.scheme.lower() != "mailto" and not parts.netloc:
+        return "not a URL: it has no host (https://example.com/unsubscribe)"
+    if parts.scheme.lower() == "mailto" and "@" not in parts.path:
+        return "not a mailto: URL with an address"
+    return None
+
+
+def _unsubscribe_url(v: str) -> str:
+    """The URL with each `{{ ... }}` expression replaced by a placeholder must be a URL; the
+    rendered URL is checked again per sample lead by `check`."""
+    literal = re.sub(r"\{\{.*?\}\}", "x", v, flags=re.DOTALL)
+    if "{{" in literal or "{%" in literal:
+        return v  # not a template: compiling it reports why (see render.py)
+    why = url_problem(literal)
+    if why:
+        raise ValueError(why)
     return v
 
 
 #: A value that reaches an email header (sender name and addresses, subjects).
 OneLine = Annotated[str, AfterValidator(_one_line)]
+Address = Annotated[str, AfterValidator(_address)]
+UnsubscribeUrl = Annotated[str, AfterValidator(_unsubscribe_url)]
 
 
 class Sender(_Model):
     name: OneLine = ""
-    email: OneLine | None = None
-    reply_to: OneLine | None = None
+    email: Address | None = None
+    reply_to: Address | None = None
     postal_address: str | None = None
-    #: May use `{{ lead.x }}`: rendered per lead, values URL-encoded (see render.py).
-    unsubscribe_url: OneLine | None = None
+    #: May use `{{ lead.x }}`: rendered per lead, values URL-encoded (see render.py); only
+    #: `{{ }}` expressions, no `{% %}` statements. An http(s) or mailto URL.
+    unsubscribe_url: UnsubscribeUrl | None = None
 
 
 class ChannelBase(_Model):

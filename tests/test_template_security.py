@@ -258,10 +258,10 @@ def test_line_breaks_in_header_values_are_reported(
     write(project, old, new)
     r = cli("-C", project, "check")
     assert r.exit_code == 1, r.output
-    assert f"{key}: contains a line break (CR or LF)" in r.stdout
+    assert f"{key}: contains a line break or control character" in r.stdout
     r = cli("-C", project, "send")
     assert r.exit_code == 2
-    assert f"{key}: contains a line break (CR or LF)" in r.stderr
+    assert f"{key}: contains a line break or control character" in r.stderr
 
 
 def test_no_header_value_carries_a_line_break() -> None:
