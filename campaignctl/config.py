@@ -8,6 +8,7 @@ key is written when it can be found.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -342,6 +343,20 @@ class Campaign(_Model):
     steps: list[Step] = Field(default_factory=list)
 
 
+#: Template files and includes must end with one of these (`welcome.md.j2`, `footer.txt`).
+TEMPLATE_SUFFIXES = (
+    ".j2",
+    ".jinja",
+    ".jinja2",
+    ".md",
+    ".markdown",
+    ".txt",
+    ".text",
+    ".html",
+    ".htm",
+)
+
+
 class Config(_Model):
     settings: Settings = Field(default_factory=Settings)
     sender: Sender = Field(default_factory=Sender)
@@ -389,7 +404,37 @@ class Config(_Model):
                 f"template path {name!r} leads out of the campaign file's directory "
                 f"{base} (through '..' or a symlink)"
             )
+        self._refuse_secret(name, base, (base / name).resolve())
         return self.base_dir / name
+
+    def _refuse_secret(self, name: str, base: Path, real: Path) -> None:
+        """Template files are text a campaign mails out: never a hidden file (`.env`,
+        `.git/config`, `.secrets/...`), a channel's credentials, the database, or a file without
+        a template suffix (`TEMPLATE_SUFFIXES`), even when a symlink points there."""
+        for shown in (Path(name), real.relative_to(base)):
+            if any(part.startswith(".") and part not in (".", "..") for part in shown.parts):
+                raise ValueError(
+                    f"template path {name!r} is a hidden file or inside a hidden folder "
+                    f"({shown}): those hold credentials and settings, not templates"
+                )
+        if not real.name.endswith(TEMPLATE_SUFFIXES) or not name.endswith(TEMPLATE_SUFFIXES):
+            raise ValueError(
+                f"template path {name!r} does not end with a template suffix: use one of "
+                + ", ".join(TEMPLATE_SUFFIXES)
+            )
+        url = self.database_url()  # sqlite:///path
+        secrets = [Path(url.split(":///", 1)[1])] if ":///" in url else []
+        for ch in self.channels.values():
+            for attr in ("credentials", "service_account", "ca_file"):
+                value = getattr(ch, attr, None)
+                if isinstance(value, str):
+                    secrets.append(self.resolve(value))
+        for secret in secrets:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                if secret.resolve() == real:
+                    raise ValueError(
+                        f"template path {name!r} is a channel's credentials or the database"
+                    )
 
     def database_url(self) -> str:
         db = self.settings.database

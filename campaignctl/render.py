@@ -43,6 +43,7 @@ from jinja2.exceptions import SecurityError
 
 from campaignctl.config import Campaign, Config, Step, Variant, url_problem
 from campaignctl.errors import CampaignctlError
+from campaignctl.isolation import LimitExceeded, memory_message, working_on
 from campaignctl.sandbox import CappedSandbox
 
 
@@ -285,7 +286,12 @@ class Renderer:
 
     def _compile_inline(self, source: str, key: str, env: Environment | None = None) -> _Body:
         try:
+            working_on(key)
             return _Body((env or self.env).from_string(source), "text", key)
+        except LimitExceeded as exc:
+            raise RenderError(exc.detail, path=key) from None
+        except MemoryError:
+            raise RenderError(memory_message(), path=key) from None
         except TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}", path=key) from None
         except RecursionError:
@@ -297,7 +303,12 @@ class Renderer:
         except ValueError as exc:  # also a configuration error: see config.semantic_problems
             raise RenderError(str(exc), path=key, file=self.cfg.path) from None
         try:
+            working_on(key)
             tpl = self.env.get_template(name)
+        except LimitExceeded as exc:
+            raise RenderError(exc.detail, path=key, file=path) from None
+        except MemoryError:
+            raise RenderError(memory_message(), path=key, file=path) from None
         except TemplateNotFound as exc:
             missing = exc.name if isinstance(exc.name, str) and exc.name else name
             raise RenderError(
@@ -386,8 +397,13 @@ class Renderer:
 
     def _run(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> str:
         try:
+            working_on(body.key)
             return body.template.render(ctx)
+        except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
+            raise RenderError(exc.detail, path=body.key, file=body.file) from None
         except Exception as exc:  # the template is untrusted input: any failure is its own
+            if isinstance(exc, MemoryError):
+                exc = SecurityError(memory_message())
             undefined = isinstance(exc, UndefinedError)
             if undefined:
                 reason = str(exc)
