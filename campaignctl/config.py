@@ -430,11 +430,13 @@ class Config(_Model):
                 if isinstance(value, str):
                     secrets.append(self.resolve(value))
         for secret in secrets:
+            same = False
             with contextlib.suppress(OSError, RuntimeError, ValueError):
-                if secret.resolve() == real:
-                    raise ValueError(
-                        f"template path {name!r} is a channel's credentials or the database"
-                    )
+                same = secret.resolve() == real
+            if same:
+                raise ValueError(
+                    f"template path {name!r} is a channel's credentials or the database"
+                )
 
     def database_url(self) -> str:
         db = self.settings.database

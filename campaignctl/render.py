@@ -402,11 +402,11 @@ class Renderer:
         except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
             raise RenderError(exc.detail, path=body.key, file=body.file) from None
         except Exception as exc:  # the template is untrusted input: any failure is its own
-            if isinstance(exc, MemoryError):
-                exc = SecurityError(memory_message())
             undefined = isinstance(exc, UndefinedError)
             if undefined:
                 reason = str(exc)
+            elif isinstance(exc, MemoryError):  # in a worker: see isolation.py
+                reason = memory_message()
             elif isinstance(exc, SecurityError):
                 reason = f"not allowed in a template: {exc}"
             elif isinstance(exc, TemplateError):
