@@ -120,8 +120,14 @@ def _worker(
         _cpu_budget()
         result = fn(*args)
     except CampaignctlError as exc:
-        code = int(getattr(exc, "exit_code", 1))
-        conn.send(("error", (type(exc).__name__, exc.message, exc.hint, code)))
+        import pickle
+
+        try:  # the same class when it pickles (its attributes come back with it)
+            pickle.loads(pickle.dumps(exc))
+            conn.send(("raise", exc))
+        except Exception:
+            code = int(getattr(exc, "exit_code", 1))
+            conn.send(("error", (exc.message, exc.hint, code)))
     except MemoryError:
         conn.send(("memory", None))
     except BaseException:
@@ -185,8 +191,10 @@ def run_limited(fn: Callable[..., T], *args: Any, exceeded: Mapping[str, str] | 
                 return value  # type: ignore[no-any-return]
             elif kind == "memory":
                 raise LimitExceeded(key, memory_message())
+            elif kind == "raise":
+                raise value
             elif kind == "error":
-                _, message, hint, code = value
+                message, hint, code = value
                 err = CampaignctlError(message, hint)
                 err.exit_code = ExitCode(code)
                 raise err
