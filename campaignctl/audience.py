@@ -26,9 +26,11 @@ class AudienceError(CampaignctlError):
 
 @lru_cache(maxsize=1)
 def _env() -> Any:
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from campaignctl.sandbox import CappedSandbox
 
-    return ImmutableSandboxedEnvironment()
+    # capped like templates; intercepting `*` and `**` also stops Jinja from folding
+    # `10**(10**10)` at compile time, which would hang before any lead is seen
+    return CappedSandbox()
 
 
 def compile_audience(
@@ -46,8 +48,13 @@ def compile_audience(
             "filter on a tag instead: `campaignctl leads import FILE --tag TAG`, then "
             "audience = \"'TAG' in tags\"",
         )
+    from campaignctl.isolation import LimitExceeded, memory_message, working_on
+
     try:
+        working_on(where)
         compiled = _env().compile_expression(expr, undefined_to_none=False)
+    except LimitExceeded as exc:
+        raise AudienceError(f"{where}: {exc.detail}") from None
     except TemplateSyntaxError as exc:
         raise AudienceError(
             f"{where}: invalid expression {_short(expr)}: {exc.message}",
@@ -63,7 +70,12 @@ def compile_audience(
 
     def matches(lead: Mapping[str, Any]) -> bool:
         try:
+            working_on(where)
             return bool(compiled(**lead, lead=lead))
+        except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
+            raise AudienceError(f"{where}: {exc.detail}") from None
+        except MemoryError:
+            raise AudienceError(f"{where}: {memory_message()}") from None
         except Exception as exc:  # a type error on one lead's data must not stop the pass
             raise AudienceError(f"{where}: cannot evaluate {_short(expr)}: {exc}") from None
 

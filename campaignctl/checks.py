@@ -29,7 +29,7 @@ from campaignctl.config import (
     read_text,
     validate_text,
 )
-from campaignctl.errors import Problem
+from campaignctl.errors import CampaignctlError, Problem
 from campaignctl.render import Renderer, RenderError, lead_label
 from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
 from campaignctl.sms import analyze
@@ -104,7 +104,42 @@ def check_text(
     source: str = "given",
     leads_csv: Path | None = None,
 ) -> CheckReport:
-    """`run_checks` on a campaign file's text (an edit checks its result before writing it)."""
+    """`run_checks` on a campaign file's text (an edit checks its result before writing it).
+
+    Templates and audiences are untrusted: everything runs in a worker process with memory,
+    CPU and time limits (see isolation.py). A template that exceeds one is a problem of its key
+    path, and a new worker checks the rest without rendering it again.
+    """
+    from campaignctl.isolation import LimitExceeded, run_limited
+
+    exceeded: dict[str, str] = {}
+    while True:
+        try:
+            return run_limited(
+                _check_text, text, path, samples, source, leads_csv, exceeded=exceeded
+            )
+        except LimitExceeded as exc:
+            if not exc.key or len(exceeded) >= MAX_LIMITED_TEMPLATES:
+                raise CampaignctlError(
+                    f"{path}: {exc.message}; stopped checking after "
+                    f"{len(exceeded) + 1} template(s) exceeded a limit"
+                ) from None
+            exceeded[exc.key] = exc.detail
+
+
+#: How many templates may exceed a worker's limit before `check` gives up (each costs up to
+#: `isolation.CPU_LIMIT` seconds).
+MAX_LIMITED_TEMPLATES = 10
+
+
+def _check_text(
+    text: str,
+    path: Path,
+    samples: list[dict[str, Any]] | None,
+    source: str,
+    leads_csv: Path | None,
+) -> CheckReport:
+    """`check_text` in this process: the worker's side."""
     cfg, problems = validate_text(text, path, remainder=True)
     report = CheckReport(path, problems, config=cfg)
     if cfg is None:

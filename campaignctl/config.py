@@ -8,6 +8,7 @@ key is written when it can be found.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -151,26 +152,93 @@ class Daemon(_Model):
         return v
 
 
+#: Characters that end a header line or have no business in one: C0 controls (CR, LF, and the
+#: VT, FF and FS-RS that Python's email generator also splits on), DEL, C1 controls (NEL
+#: U+0085 among them) and the Unicode line and paragraph separators U+2028 and U+2029.
+HEADER_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def header_problem(v: str) -> str | None:
+    """Why `v` cannot be an email header value, or None: a line break or control character
+    would let it end the header and write headers of its own (`Bcc:`)."""
+    m = HEADER_UNSAFE.search(v)
+    if m is None and len(v.splitlines()) <= 1:
+        return None
+    what = f" (U+{ord(m.group(0)):04X})" if m else ""
+    return (
+        f"contains a line break or control character{what}; "
+        "it goes into an email header, which is one line"
+    )
+
+
 def _one_line(v: str) -> str:
-    """A value that reaches an email header: a CR or LF would let it write headers of its own."""
-    if "\r" in v or "\n" in v:
-        raise ValueError(
-            "contains a line break (CR or LF); it goes into an email header, which is one line"
-        )
+    """A value that reaches an email header: see `header_problem`."""
+    why = header_problem(v)
+    if why:
+        raise ValueError(why)
+    return v
+
+
+def _address(v: str) -> str:
+    """An email address (checked by email-validator, without DNS), on one line."""
+    from campaignctl.leads import normalise_email
+
+    _one_line(v)
+    _, why = normalise_email(v)
+    if why:
+        raise ValueError(f"not an email address: {why}")
+    return v
+
+
+#: Schemes `sender.unsubscribe_url` may use (RFC 8058 one-click needs https; mailto is common).
+UNSUBSCRIBE_SCHEMES = ("https", "http", "mailto")
+
+
+def url_problem(v: str) -> str | None:
+    """Why `v` is not an http(s) or mailto URL for a `List-Unsubscribe` header, or None."""
+    from urllib.parse import urlsplit
+
+    why = header_problem(v)
+    if why:
+        return why
+    if " " in v or "<" in v or ">" in v:
+        return "not a URL: it contains a space or an angle bracket"
+    parts = urlsplit(v)
+    if parts.scheme.lower() not in UNSUBSCRIBE_SCHEMES:
+        return "must be an https://, http:// or mailto: URL"
+    if parts.scheme.lower() != "mailto" and not parts.netloc:
+        return "not a URL: it has no host (https://example.com/unsubscribe)"
+    if parts.scheme.lower() == "mailto" and "@" not in parts.path:
+        return "not a mailto: URL with an address"
+    return None
+
+
+def _unsubscribe_url(v: str) -> str:
+    """The URL with each `{{ ... }}` expression replaced by a placeholder must be a URL; the
+    rendered URL is checked again per sample lead by `check`."""
+    literal = re.sub(r"\{\{.*?\}\}", "x", v, flags=re.DOTALL)
+    if "{{" in literal or "{%" in literal:
+        return v  # not a template: compiling it reports why (see render.py)
+    why = url_problem(literal)
+    if why:
+        raise ValueError(why)
     return v
 
 
 #: A value that reaches an email header (sender name and addresses, subjects).
 OneLine = Annotated[str, AfterValidator(_one_line)]
+Address = Annotated[str, AfterValidator(_address)]
+UnsubscribeUrl = Annotated[str, AfterValidator(_unsubscribe_url)]
 
 
 class Sender(_Model):
     name: OneLine = ""
-    email: OneLine | None = None
-    reply_to: OneLine | None = None
+    email: Address | None = None
+    reply_to: Address | None = None
     postal_address: str | None = None
-    #: May use `{{ lead.x }}`: rendered per lead, values URL-encoded (see render.py).
-    unsubscribe_url: OneLine | None = None
+    #: May use `{{ lead.x }}`: rendered per lead, values URL-encoded (see render.py); only
+    #: `{{ }}` expressions, no `{% %}` statements. An http(s) or mailto URL.
+    unsubscribe_url: UnsubscribeUrl | None = None
 
 
 class ChannelBase(_Model):
@@ -275,6 +343,20 @@ class Campaign(_Model):
     steps: list[Step] = Field(default_factory=list)
 
 
+#: Template files and includes must end with one of these (`welcome.md.j2`, `footer.txt`).
+TEMPLATE_SUFFIXES = (
+    ".j2",
+    ".jinja",
+    ".jinja2",
+    ".md",
+    ".markdown",
+    ".txt",
+    ".text",
+    ".html",
+    ".htm",
+)
+
+
 class Config(_Model):
     settings: Settings = Field(default_factory=Settings)
     sender: Sender = Field(default_factory=Sender)
@@ -322,7 +404,39 @@ class Config(_Model):
                 f"template path {name!r} leads out of the campaign file's directory "
                 f"{base} (through '..' or a symlink)"
             )
+        self._refuse_secret(name, base, (base / name).resolve())
         return self.base_dir / name
+
+    def _refuse_secret(self, name: str, base: Path, real: Path) -> None:
+        """Template files are text a campaign mails out: never a hidden file (`.env`,
+        `.git/config`, `.secrets/...`), a channel's credentials, the database, or a file without
+        a template suffix (`TEMPLATE_SUFFIXES`), even when a symlink points there."""
+        for shown in (Path(name), real.relative_to(base)):
+            if any(part.startswith(".") and part not in (".", "..") for part in shown.parts):
+                raise ValueError(
+                    f"template path {name!r} is a hidden file or inside a hidden folder "
+                    f"({shown}): those hold credentials and settings, not templates"
+                )
+        if not real.name.endswith(TEMPLATE_SUFFIXES) or not name.endswith(TEMPLATE_SUFFIXES):
+            raise ValueError(
+                f"template path {name!r} does not end with a template suffix: use one of "
+                + ", ".join(TEMPLATE_SUFFIXES)
+            )
+        url = self.database_url()  # sqlite:///path
+        secrets = [Path(url.split(":///", 1)[1])] if ":///" in url else []
+        for ch in self.channels.values():
+            for attr in ("credentials", "service_account", "ca_file"):
+                value = getattr(ch, attr, None)
+                if isinstance(value, str):
+                    secrets.append(self.resolve(value))
+        for secret in secrets:
+            same = False
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                same = secret.resolve() == real
+            if same:
+                raise ValueError(
+                    f"template path {name!r} is a channel's credentials or the database"
+                )
 
     def database_url(self) -> str:
         db = self.settings.database

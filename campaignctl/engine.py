@@ -27,6 +27,7 @@ from sqlmodel import SQLModel
 from campaignctl.audience import FIXED_FIELDS, AudienceError, compile_audience
 from campaignctl.breaker import Attempt, Breaker, meta_key
 from campaignctl.channels.base import (
+    UNSENDABLE,
     BatchReconciler,
     Channel,
     ChannelError,
@@ -350,8 +351,8 @@ def _attempt(outcome: object, at: datetime) -> Attempt | None:
     if outcome is None:
         return None
     if isinstance(outcome, ChannelError):
-        if outcome.kind is ErrorKind.AUTH:
-            return None
+        if outcome.kind is ErrorKind.AUTH or outcome.code == UNSENDABLE:
+            return None  # an unsendable message never reached the provider
         if outcome.kind is ErrorKind.TRANSIENT:
             return Attempt(at, False, outcome.message)
         return Attempt(at, True)  # a permanent refusal is an answer: the provider is up

@@ -66,6 +66,17 @@ def _domain(cfg: Config) -> str:
 def build_preview(
     cfg: Config, campaign: str, step: str | None, lead: str | None, *, now: datetime
 ) -> Preview:
+    """`render_preview` in a worker process with memory, CPU and time limits (the campaign
+    file's templates are untrusted, see isolation.py); a limit reached is a CampaignctlError
+    naming the template's key path."""
+    from campaignctl.isolation import run_limited
+
+    return run_limited(render_preview, cfg, campaign, step, lead, now)
+
+
+def render_preview(
+    cfg: Config, campaign: str, step: str | None, lead: str | None, now: datetime
+) -> Preview:
     """Render `step` (name or 1-based number; default the first) of `campaign` for a lead.
 
     The lead is found by email or phone (database, else built-in samples); without `lead`, it

@@ -40,10 +40,11 @@ from jinja2 import (
     UndefinedError,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
-from campaignctl.config import Campaign, Config, Step, Variant
+from campaignctl.config import Campaign, Config, Step, Variant, url_problem
 from campaignctl.errors import CampaignctlError
+from campaignctl.isolation import LimitExceeded, memory_message, working_on
+from campaignctl.sandbox import CappedSandbox
 
 
 class RenderError(CampaignctlError):
@@ -158,9 +159,9 @@ class _Undefined(Undefined):
         return super()._undefined_message
 
 
-class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, where `lead.items` is the lead's `items` column, not dict.items: keys win
-    over attributes."""
+class _Env(CappedSandbox):
+    """The capped sandbox (see sandbox.py), where `lead.items` is the lead's `items` column,
+    not dict.items: keys win over attributes."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, _Named):
@@ -169,23 +170,6 @@ class _Env(ImmutableSandboxedEnvironment):
             except KeyError:
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
-
-    # `'a' * 10**9` and `9**9**9` would take gigabytes or minutes: a template from a pull request
-    # must not take `check` down with it. Results are capped like the sandbox's `range`.
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        numbers = isinstance(left, int | float) and isinstance(right, int | float)
-        if operator == "**" and numbers and abs(right) > 100 and abs(left) > 1:
-            raise SecurityError(f"{left!r} ** {right!r} is too large for a template")
-        seq, n = (left, right) if isinstance(right, int) else (right, left)
-        repeats = isinstance(seq, str | list | tuple) and isinstance(n, int)
-        if operator == "*" and repeats and len(seq) * n > MAX_RANGE:
-            raise SecurityError(
-                f"a sequence repeated to {len(seq) * n:,} items is too large for a template "
-                f"(at most {MAX_RANGE:,})"
-            )
-        return super().call_binop(context, operator, left, right)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         # At once, rather than an undefined that is merely false in an `if`: `check` must
@@ -280,7 +264,21 @@ class Renderer:
         url = self.cfg.sender.unsubscribe_url
         if url is None:
             return None
-        return self._compile_inline(url, "sender.unsubscribe_url", self._url_env)
+        key = "sender.unsubscribe_url"
+        try:
+            statements = any(
+                kind in ("block_begin", "line_statement_begin")
+                for _, kind, _ in self._url_env.lex(url)
+            )
+        except TemplateSyntaxError as exc:
+            raise RenderError(f"template syntax error: {exc.message}", path=key) from None
+        if statements:
+            # an {% include %} could bring line breaks or anything else into the header
+            raise RenderError(
+                "only {{ ... }} expressions are allowed here, not {% ... %} statements",
+                path=key,
+            )
+        return self._compile_inline(url, key, self._url_env)
 
     def compile_unsubscribe_url(self) -> None:
         """Compile `sender.unsubscribe_url`; raises RenderError when it does not compile."""
@@ -288,7 +286,12 @@ class Renderer:
 
     def _compile_inline(self, source: str, key: str, env: Environment | None = None) -> _Body:
         try:
+            working_on(key)
             return _Body((env or self.env).from_string(source), "text", key)
+        except LimitExceeded as exc:
+            raise RenderError(exc.detail, path=key) from None
+        except MemoryError:
+            raise RenderError(memory_message(), path=key) from None
         except TemplateSyntaxError as exc:
             raise RenderError(f"template syntax error: {exc.message}", path=key) from None
         except RecursionError:
@@ -300,7 +303,12 @@ class Renderer:
         except ValueError as exc:  # also a configuration error: see config.semantic_problems
             raise RenderError(str(exc), path=key, file=self.cfg.path) from None
         try:
+            working_on(key)
             tpl = self.env.get_template(name)
+        except LimitExceeded as exc:
+            raise RenderError(exc.detail, path=key, file=path) from None
+        except MemoryError:
+            raise RenderError(memory_message(), path=key, file=path) from None
         except TemplateNotFound as exc:
             missing = exc.name if isinstance(exc.name, str) and exc.name else name
             raise RenderError(
@@ -389,11 +397,16 @@ class Renderer:
 
     def _run(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> str:
         try:
+            working_on(body.key)
             return body.template.render(ctx)
+        except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
+            raise RenderError(exc.detail, path=body.key, file=body.file) from None
         except Exception as exc:  # the template is untrusted input: any failure is its own
             undefined = isinstance(exc, UndefinedError)
             if undefined:
                 reason = str(exc)
+            elif isinstance(exc, MemoryError):  # in a worker: see isolation.py
+                reason = memory_message()
             elif isinstance(exc, SecurityError):
                 reason = f"not allowed in a template: {exc}"
             elif isinstance(exc, TemplateError):
@@ -446,6 +459,14 @@ class Renderer:
         if kind == "email":
             if self._unsubscribe is not None:
                 unsubscribe_url = self._run(self._unsubscribe, ctx, lead)
+                why = url_problem(unsubscribe_url)
+                if why:  # a lead's value must not break the header (values are URL-encoded)
+                    raise RenderError(
+                        f"renders to {unsubscribe_url!r} for lead {lead_label(lead)}: {why}",
+                        path=self._unsubscribe.key,
+                        lead=lead_label(lead),
+                        reason=f"renders to a bad URL: {why}",
+                    )
             text, html = self._email_footer(text, html, unsubscribe_url)
         return Rendered(
             kind=kind,

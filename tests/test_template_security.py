@@ -256,10 +256,10 @@ def test_line_breaks_in_header_values_are_reported(
     write(project, old, new)
     r = cli("-C", project, "check")
     assert r.exit_code == 1, r.output
-    assert f"{key}: contains a line break (CR or LF)" in r.stdout
+    assert f"{key}: contains a line break or control character" in r.stdout
     r = cli("-C", project, "send")
     assert r.exit_code == 2
-    assert f"{key}: contains a line break (CR or LF)" in r.stderr
+    assert f"{key}: contains a line break or control character" in r.stderr
 
 
 def test_no_header_value_carries_a_line_break() -> None:
@@ -368,3 +368,239 @@ def test_printing_an_undefined_value_is_still_an_error(cli: Cli, project: Path, 
     r = cli("-C", project, "check")
     assert r.exit_code == 1
     assert "campaigns.welcome.steps[0].body: lead.beds is undefined for lead " in r.stdout
+
+
+# ---------------------------------------------------------------- security review: headers
+
+
+INJECT = "\\u{:04x}Bcc: victim@evil.example"  # a TOML escape; the line break varies
+
+
+@pytest.mark.parametrize(
+    "char", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1e", "\x00", "\x7f"]
+)
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("reply_to", 'reply_to = "you@example.com{}"'),
+        ("email", 'email = "ana@sunrise.example{}"'),
+        ("unsubscribe_url", 'unsubscribe_url = "https://x.example/u{}"'),
+        ("name", 'name = "Ana{}"'),
+    ],
+)
+def test_no_line_break_or_control_character_reaches_a_header(
+    cli: Cli, project: Path, char: str, key: str, line: str
+) -> None:
+    import_leads(cli, project, "maria@example.com,María\n")
+    old = 'email = "ana@sunrise.example"'
+    write(project, old, old + "\n" + line.format(INJECT.format(ord(char))))
+    if key == "email":
+        write(project, old + "\n", "")
+    if key == "name":
+        write(project, 'name = "Ana Cruz"\n', "")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert f"sender.{key}: contains a line break or control character" in r.stdout
+    r = cli("-C", project, "send")
+    assert r.exit_code == 2, r.output
+    assert not list(project.glob("outbox/*.eml"))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('reply_to = "you at example.com"', "sender.reply_to: not an email address"),
+        ('unsubscribe_url = "javascript:alert(1)"', "sender.unsubscribe_url: must be an https://"),
+        ('unsubscribe_url = "https://x.example/u <b>"', "sender.unsubscribe_url: not a URL"),
+    ],
+)
+def test_sender_addresses_and_unsubscribe_url_are_validated(
+    cli: Cli, project: Path, line: str, message: str
+) -> None:
+    old = 'email = "ana@sunrise.example"'
+    write(project, old, f"{old}\n{line}")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert message in r.stdout
+
+
+def test_a_message_that_cannot_be_serialised_is_unsendable() -> None:
+    from email.message import Message
+
+    from campaignctl.channels.base import UNSENDABLE
+    from campaignctl.channels.mime import to_bytes
+
+    em: Message = Message()
+    em["Reply-To"] = "a@example.com\x0bBcc: victim@evil.example"
+    with pytest.raises(ChannelError) as info:
+        to_bytes(em, utf8=False)
+    assert (info.value.kind, info.value.code) == (ErrorKind.PERMANENT, UNSENDABLE)
+
+
+@pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x1c", "\u2028"])
+def test_a_header_the_generator_refuses_fails_the_message_and_spares_the_breaker(
+    tmp_path: Path, char: str
+) -> None:
+    (tmp_path / "campaigns.toml").write_text(MINIMAL_TOML)
+    cfg = load(tmp_path / "campaigns.toml")
+    cfg.sender.reply_to = f"ana@sunrise.example{char}Bcc: victim@evil.example"  # past check
+    store = Store.for_config(cfg)
+    add_leads(store, 3)
+    res = Engine(cfg, store).run_pass(datetime(2026, 3, 2, 1, 0, tzinfo=UTC), random.Random(1))
+    emails = [m for m in messages(store) if m.channel == "email"]
+    assert [m.state for m in emails] == ["failed"] * 3
+    assert res.total("uncertain") == 0
+    with store.read() as s:
+        breaker = Engine.breaker(s.connection(), "email")
+    assert breaker.recent == ()
+    assert breaker.trips == 0
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+
+
+# ---------------------------------------------------------------- security review: unsubscribe_url
+
+
+def test_unsubscribe_url_takes_no_statements(cli: Cli, project: Path) -> None:
+    (project / "u.txt").write_text("x\r\nBcc: victim@evil.example")
+    old = 'email = "ana@sunrise.example"'
+    url = "https://x.example/{% include 'u.txt' %}?e={{ lead.email }}"
+    write(project, old, f'{old}\nunsubscribe_url = "{url}"')
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "sender.unsubscribe_url: only {{ ... }} expressions are allowed here" in r.stdout
+
+
+# ---------------------------------------------------------------- security review: resources
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "{{ '%0999999999d'|format(1)|length }}",
+        "{{ ('%0999999999d' % 1)|length }}",
+        "{{ 'a'|center(999999999)|length }}",
+        "{{ 'a'|indent(999999999)|length }}",
+        "{{ (['a'*100000]*100000)|join|length }}",
+        "{{ lipsum(n=100000)|length }}",
+        "{{ 2**100**100**100**100**100 > 0 }}",
+    ],
+)
+def test_the_sandbox_caps_the_common_ways_to_exhaust_memory_or_time(
+    cli: Cli, project: Path, expr: str
+) -> None:
+    write(project, BODY, f'body = "{expr}"')
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "campaigns.welcome.steps[0].body: not allowed in a template: " in r.stdout
+    assert "is too large for a template" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("limit", "expr", "message"),
+    [
+        (
+            "CPU_LIMIT",
+            "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}",
+            "rendering exceeded the 1 s CPU limit",
+        ),
+        (
+            "MEMORY_LIMIT",
+            "{% set ns = namespace(s='a' * 100000) %}{% for i in range(30) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+            "rendering exceeded the 0.25 GiB memory limit",
+        ),
+    ],
+)
+def test_check_renders_in_a_worker_with_limits_and_reports_every_problem(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch, limit: str, expr: str, message: str
+) -> None:
+    from campaignctl import isolation
+
+    monkeypatch.setattr(isolation, limit, 1 if limit == "CPU_LIMIT" else 1 << 28)
+    write(project, BODY, f'body = "{expr}"')
+    write(project, "reply STOP to opt out.", "{{ lead.nope }} reply STOP to opt out.")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert f"campaigns.welcome.steps[0].body: {message}" in r.stdout
+    assert "campaigns.welcome.steps[1].body: lead.nope is undefined" in r.stdout  # not lost
+    r = cli("-C", project, "preview", "welcome")
+    assert r.exit_code != 0
+    assert f"campaigns.welcome.steps[0].body: {message}" in r.stderr
+
+
+def test_a_template_that_blocks_is_stopped_by_the_wall_clock(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from campaignctl import isolation
+
+    monkeypatch.setattr(isolation, "WALL_LIMIT", 1)
+    os.mkfifo(project / "pipe.txt")  # reading it blocks without using CPU
+    write(project, BODY, "body = \"{% include 'pipe.txt' %}\"")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "campaigns.welcome.steps[0].body: rendering took longer than 1 s" in r.stdout
+
+
+def test_an_edit_renders_in_the_worker_too(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaignctl import isolation
+
+    monkeypatch.setattr(isolation, "CPU_LIMIT", 1)
+    before = (project / "campaigns.toml").read_text()
+    loop = "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"
+    r = cli("-C", project, "step", "set", "welcome", "hello", f"body={loop}")
+    assert r.exit_code != 0
+    assert "rendering exceeded the 1 s CPU limit" in r.output
+    assert (project / "campaigns.toml").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "audience", ["10**(10**10) > 0", "('a'*10**9)|length > 0", "2**100**100**100 > 0"]
+)
+def test_audience_expressions_are_capped(cli: Cli, project: Path, audience: str) -> None:
+    write(project, "audience = \"status == 'new'\"", f'audience = "{audience}"')
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "campaigns.welcome.audience: cannot evaluate" in r.stdout
+    assert "is too large for a template" in r.stdout
+
+
+# ---------------------------------------------------------------- security review: includes
+
+
+@pytest.mark.parametrize(
+    ("files", "name", "reason"),
+    [
+        ({".env": "TWILIO_AUTH_TOKEN=secret"}, ".env", "hidden file"),
+        ({".git/config": "[remote]"}, ".git/config", "hidden file"),
+        ({".secrets/gmail-token.json": "{}"}, ".secrets/gmail-token.json", "hidden file"),
+        ({"token.json": "{}"}, "token.json", "template suffix"),
+        ({"data.db": "SQLite"}, "data.db", "template suffix"),
+        ({"secret.txt": "{}"}, "secret.txt", "credentials or the database"),
+    ],
+)
+def test_templates_cannot_read_credentials_or_hidden_files(
+    cli: Cli, project: Path, files: dict[str, str], name: str, reason: str
+) -> None:
+    for rel, text in files.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    write(
+        project,
+        "daily_limit = 100\n",
+        'daily_limit = 100\n\n[channels.gm]\nprovider = "gmail"\ncredentials = "secret.txt"\n',
+    )
+    write(project, BODY, f"body = \"{{% include '{name}' %}}\"")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "campaigns.welcome.steps[0].body: not allowed in a template: " in r.stdout
+    assert reason in r.stdout
+    # a symlink with a template suffix does not get round it
+    (project / "innocent.txt").symlink_to(project / name)
+    write(project, f"include '{name}'", "include 'innocent.txt'")
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    assert "not allowed in a template: " in r.stdout

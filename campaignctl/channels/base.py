@@ -67,6 +67,11 @@ class ErrorKind(StrEnum):
     OPTED_OUT = "opted_out"  # recipient unsubscribed at the provider: fail and mark opted out
 
 
+#: `ChannelError.code` of a message that could not be built or serialised: permanent, and the
+#: provider was never asked, so the circuit breaker does not count it.
+UNSENDABLE = "unsendable"
+
+
 class ChannelError(CampaignctlError):
     """A provider refused or failed a message, classified for the engine."""
 

@@ -26,8 +26,8 @@ from email.utils import format_datetime, formataddr, make_msgid, quote
 from io import BytesIO
 from typing import Any
 
-from campaignctl.channels.base import ChannelError, ErrorKind, Outgoing
-from campaignctl.config import Sender
+from campaignctl.channels.base import UNSENDABLE, ChannelError, ErrorKind, Outgoing
+from campaignctl.config import Sender, header_problem
 
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
@@ -92,7 +92,27 @@ def build_email(msg: Outgoing, sender: Sender) -> Message:
     """multipart/alternative (text, plus HTML when there is some), threading and unsubscribe.
 
     Serialise it with `email_bytes`: a message with a non-ASCII address needs a UTF-8 policy.
+    Any failure is this message's permanent ChannelError (see `UNSENDABLE`), raised before a
+    provider is asked: never `uncertain`, never counted by the circuit breaker.
     """
+    try:
+        return _build_email(msg, sender)
+    except ChannelError:
+        raise
+    except Exception as exc:  # the message's own content: retrying cannot help
+        raise _unsendable(exc) from None
+
+
+def _unsendable(exc: Exception) -> ChannelError:
+    return ChannelError(
+        ErrorKind.PERMANENT,
+        f"the message cannot be written as an email: {type(exc).__name__}: {exc}",
+        code=UNSENDABLE,
+        hint="check the campaign file's [sender] and the lead's data with `campaignctl check`",
+    )
+
+
+def _build_email(msg: Outgoing, sender: Sender) -> Message:
     utf8 = needs_utf8(msg, sender)
     em = _body(msg)
     em["From"] = (
@@ -138,22 +158,31 @@ def email_bytes(msg: Outgoing, sender: Sender, *, linesep: str = "\n") -> bytes:
 
 
 def to_bytes(em: Message, *, utf8: bool, linesep: str = "\n") -> bytes:
-    """A message from `build_email` as bytes (`utf8`: `needs_utf8` of what it was built from)."""
+    """A message from `build_email` as bytes (`utf8`: `needs_utf8` of what it was built from).
+
+    The generator refuses some header values only here (`HeaderParseError`): like any failure
+    to serialise, that is the message's permanent ChannelError, never an unknown outcome."""
     out = BytesIO()
     gen_policy = _UTF8_POLICY if utf8 else em.policy
-    BytesGenerator(out, mangle_from_=False, policy=gen_policy).flatten(em, linesep=linesep)
+    try:
+        BytesGenerator(out, mangle_from_=False, policy=gen_policy).flatten(em, linesep=linesep)
+    except Exception as exc:
+        raise _unsendable(exc) from None
     return out.getvalue()
 
 
 def _refuse_line_breaks(em: Message) -> None:
-    """No header value carries CR or LF, whatever got past `check`: one would add headers of
-    its own (`Bcc:`), and the generator refuses it only when the message is written, which
-    left it `uncertain` for good. It is this message's permanent failure instead."""
+    """No header value carries a line break or control character (CR, LF, VT, FF, FS-RS, NEL,
+    U+2028, U+2029; see `config.header_problem`), whatever got past `check`: one would add
+    headers of its own (`Bcc:`), and the generator splits on all of them or refuses them only
+    when the message is written. It is this message's permanent failure instead."""
     for name, value in em.items():
-        if "\r" in str(value) or "\n" in str(value):
+        why = header_problem(str(value))
+        if why:
             raise ChannelError(
                 ErrorKind.PERMANENT,
-                f"the {name} header would contain a line break (CR or LF): {str(value)!r}",
-                code="header",
-                hint="remove the line break from the campaign file or the lead's data",
+                f"the {name} header would contain a line break or control character: "
+                f"{str(value)!r}",
+                code=UNSENDABLE,
+                hint="remove it from the campaign file or the lead's data",
             )
