@@ -1289,7 +1289,13 @@ class Engine:
         if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
             # A timeout or dropped connection after the request left: the provider may have the
             # message, so the next pass asks it (reconcile) before any retry.
-            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            delay = retry_delay(
+                c.attempts,
+                ch_cfg.retry_backoff,
+                rng,
+                err.retry_after,
+                give_up_after=ch_cfg.give_up_after,
+            )
             w.set(
                 c.row_id,
                 now,
@@ -1304,7 +1310,13 @@ class Engine:
             return
         first = c.first_attempt or c.out.claimed_at
         if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
-            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            delay = retry_delay(
+                c.attempts,
+                ch_cfg.retry_backoff,
+                rng,
+                err.retry_after,
+                give_up_after=ch_cfg.give_up_after,
+            )
             w.set(
                 c.row_id,
                 now,
