@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from campaignctl.cli.context import TableOrJson, print_json, report_error, state, stderr, stdout
+from campaignctl.cli.context import (
+    TableOrJson,
+    check_names,
+    print_json,
+    report_error,
+    state,
+    stderr,
+    stdout,
+)
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -64,6 +72,7 @@ def send(
     from campaignctl.timespec import parse_duration
 
     st = state(ctx)
+    check_names(st.config(), campaign, channel)
     cfg, store = st.config(), st.store(read_only=dry_run)
     try:
         budget = parse_duration(max_time) if max_time else None
