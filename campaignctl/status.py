@@ -18,7 +18,8 @@ from campaignctl.store import MESSAGE_STATES, Store
 def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
     """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}],
     "channels": [{name, provider, reads_replies, note, last_sync, breaker}], "daemon": {running,
-    pid, started_at, last_pass_at, last_sync_at, stopped_at}}.
+    pid, started_at, last_pass_at, last_sync_at, stopped_at}}; a breaker is {paused, probing,
+    until, failed, attempts, last_error, deferred}.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
     step's channel); each campaign has `finish` and `finish_day` from `plan`, and
@@ -121,8 +122,10 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
 
 
 def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
-    """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error}."""
+    """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error,
+    deferred}; `deferred`: the messages due now that wait for it (0 when not paused)."""
     from campaignctl.engine import Engine
+    from campaignctl.store import PENDING
 
     out: dict[str, Any] = {}
     with store.read() as s:
@@ -131,6 +134,15 @@ def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[st
             b = Engine.breaker(conn, ch)
             failed, attempts, last = b.failures()
             paused = b.paused(now)
+            deferred = 0
+            if paused:
+                deferred = conn.execute(
+                    select(func.count()).where(
+                        MESSAGE.c.channel == ch,
+                        MESSAGE.c.state == PENDING,
+                        MESSAGE.c.due_at <= now,
+                    )
+                ).scalar_one()
             out[ch] = {
                 "paused": paused,
                 "probing": paused and b.probing,
@@ -138,6 +150,7 @@ def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[st
                 "failed": failed,
                 "attempts": attempts,
                 "last_error": last,
+                "deferred": deferred,
             }
     return out
 
