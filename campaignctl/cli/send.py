@@ -518,6 +518,14 @@ def status(
     for ch in doc["channels"]:
         if not ch["reads_replies"]:
             con.print(f"{ch['name']} ({ch['provider']}): {ch['note']}", markup=False)
+        if ch["needs_person"]:
+            person = ch["needs_person"]
+            hint = f" ({person['hint']})" if person["hint"] else ""
+            con.print(
+                f"{ch['name']}: needs a person: {person['message']}{hint}",
+                markup=False,
+                highlight=False,
+            )
         b = ch["breaker"]
         if b["paused"]:
             what = "a probe message in flight" if b["probing"] else "paused by circuit breaker"
