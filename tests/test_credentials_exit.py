@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_daemon_stops_only_the_channel_whose_credentials_are_missing(tmp_path: P
         )
         try:
 
-            def status() -> dict:
+            def status() -> dict[str, Any]:
                 args = ["-C", str(tmp_path), "status", "--format", "json"]
                 r = subprocess.run(
                     [sys.executable, "-m", "campaignctl", *args],
@@ -132,7 +133,8 @@ def test_daemon_stops_only_the_channel_whose_credentials_are_missing(tmp_path: P
                     text=True,
                     timeout=60,
                 )
-                return json.loads(r.stdout)
+                doc: dict[str, Any] = json.loads(r.stdout)
+                return doc
 
             deadline = time.monotonic() + 60
             passes: set[str] = set()
