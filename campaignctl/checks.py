@@ -9,7 +9,8 @@ on some sample leads (they are skipped, as `send` skips them), and the complianc
 without the sender's postal address; a campaign's first SMS or WhatsApp message without opt-out
 wording, see `OPTOUT_WORDING`). Everything else is an error.
 
-Edits run the same checks (`check_text` on the edited text) and are refused on any error.
+Edits run the same checks (`check_text` on the edited text) and are refused on any error they
+introduce (see `edit._edit_locked`).
 """
 
 from __future__ import annotations
