@@ -21,7 +21,12 @@ MAX_EXPRESSION_CHARS = 2000
 
 
 class AudienceError(CampaignctlError):
-    """An audience or --where expression that does not compile."""
+    """An audience or --where expression that does not compile, or fails on one lead."""
+
+
+class AudienceRefused(AudienceError):
+    """The sandbox refused what the expression does (a limit, or Python internals): a fault of
+    the expression, whatever the lead, so `check` reports it as an error, not a skipped lead."""
 
 
 @lru_cache(maxsize=1)
@@ -40,6 +45,7 @@ def compile_audience(
     if expr is None or not expr.strip():
         return lambda _lead: True
     from jinja2 import TemplateSyntaxError
+    from jinja2.exceptions import SecurityError
 
     if len(expr) > MAX_EXPRESSION_CHARS:
         raise AudienceError(
@@ -73,9 +79,11 @@ def compile_audience(
             working_on(where)
             return bool(compiled(**lead, lead=lead))
         except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
-            raise AudienceError(f"{where}: {exc.detail}") from None
+            raise AudienceRefused(f"{where}: {exc.detail}") from None
         except MemoryError:
-            raise AudienceError(f"{where}: {memory_message()}") from None
+            raise AudienceRefused(f"{where}: {memory_message()}") from None
+        except SecurityError as exc:
+            raise AudienceRefused(f"{where}: cannot evaluate {_short(expr)}: {exc}") from None
         except Exception as exc:  # a type error on one lead's data must not stop the pass
             raise AudienceError(f"{where}: cannot evaluate {_short(expr)}: {exc}") from None
 

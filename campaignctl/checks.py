@@ -2,13 +2,15 @@
 
 In order: the file itself (syntax, keys, references, limits; a refused key does not stop the
 rest from being checked), outbox folders, audience expressions, every template compiled, then
-every step of every campaign rendered in memory for every sample lead in the campaign's audience
-that the step's channel can reach. Warnings: SMS bodies over two segments, WhatsApp steps
-sending free text, an audience no sample lead matches, and the compliance lint (email without
-the sender's postal address; a campaign's first SMS or WhatsApp message without opt-out
+every step of every campaign (every variant of it) rendered in memory for every sample lead in
+the campaign's audience that the step's channel can reach. Warnings: SMS bodies over two
+segments, WhatsApp steps sending free text, an audience no sample lead matches or that fails
+on some sample leads (they are skipped, as `send` skips them), and the compliance lint (email
+without the sender's postal address; a campaign's first SMS or WhatsApp message without opt-out
 wording, see `OPTOUT_WORDING`). Everything else is an error.
 
-Edits run the same checks (`check_text` on the edited text) and are refused on any error.
+Edits run the same checks (`check_text` on the edited text) and are refused on any error they
+introduce (see `edit._edit_locked`).
 """
 
 from __future__ import annotations
@@ -224,9 +226,9 @@ def _audiences(
 
     An audience that does not compile is an error, and its campaign is rendered for every
     sample (its templates may have problems of their own). A lead for which the expression
-    fails is an error and is not selected.
+    fails is skipped, as `send` skips it: a warning counting them, naming the first.
     """
-    from campaignctl.audience import AudienceError, compile_audience
+    from campaignctl.audience import AudienceError, AudienceRefused, compile_audience
 
     out = []
     selected: dict[str, list[dict[str, Any]]] = {}
@@ -242,17 +244,25 @@ def _audiences(
             add(exc.message.removeprefix(f"{key}: "))
             selected[name] = samples
             continue
-        chosen, failed = [], False
+        chosen, skipped, refused = [], 0, False
+        reason = ""
         for lead in samples:
             try:
                 if matches(lead):
                     chosen.append(lead)
+            except AudienceRefused as exc:
+                add(exc.message.removeprefix(f"{key}: "))
+                refused = True
+                break
             except AudienceError as exc:
-                if not failed:
-                    add(f"{exc.message.removeprefix(f'{key}: ')} for lead {lead_label(lead)}")
-                failed = True
-        selected[name] = chosen
-        if camp.steps and samples and not chosen and not failed:
+                if not skipped:
+                    reason = f"{exc.message.removeprefix(f'{key}: ')} for lead {lead_label(lead)}"
+                skipped += 1
+        selected[name] = samples if refused else chosen
+        if skipped:
+            # as `send` does: the lead is skipped with the reason, the others go on
+            add(f"{skipped} sample lead(s) skipped by the audience: {reason}", "warning")
+        if camp.steps and samples and not chosen and not skipped and not refused:
             add("no sample lead matches the audience; nothing rendered", "warning")
     return out, selected
 
@@ -340,9 +350,11 @@ def _check_step(
     longest: dict[str, tuple[int, str, str]] = {}
     no_optout: dict[str, str] = {}
     leads = [lead for lead in samples if reachable(lead, kind)] or samples
-    for lead in leads:
+    # Every variant for every lead: a rarely chosen variant is sent to someone, some day.
+    names: list[str | None] = [v.name for v in step.variants] or [None]
+    for lead, variant in ((lead, v) for lead in leads for v in names):
         try:
-            out = renderer.render(cname, i, step, lead)
+            out = renderer.render(cname, i, step, lead, variant_name=variant)
         except RenderError as exc:
             k = (exc.path, exc.reason, exc.line)
             first, count = failures.get(k, (exc, 0))

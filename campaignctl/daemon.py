@@ -11,6 +11,12 @@ The daemon holds the database's send lock for its whole life: a `send` started m
 second daemon, exits 75 at once naming this pid. The campaign file is re-read when it changes;
 an invalid file is logged and the previous one kept. Its heartbeat (pid, started_at,
 last_pass_at, last_sync_at) lives in `Meta`, where `status` reads it.
+
+A channel whose credentials are missing or refused needs a person: the daemon stops claiming
+on it (the engine retries it once per sync interval), logs one error line then and once per
+sync interval while it lasts, records it in `Meta` (`needs_person.CHANNEL`, which `status`
+shows) and keeps serving the other channels. Only when every channel with work (those the
+active campaigns' steps use) needs a person does it stop, with exit 78.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 #: How late a tick or sync may start and still run (see `Daemon._add_jobs`).
 MISFIRE_GRACE = timedelta(seconds=30)
 HEARTBEAT_KEYS = ("pid", "started_at", "last_pass_at", "last_sync_at", "stopped_at")
+#: `Meta` key prefix of the channels that need a person ({"message", "hint"} as JSON).
+NEEDS_PERSON = "needs_person."
 #: Send events that are errors (logged with their error, shown as a channel's last error).
 ERROR_EVENTS = frozenset({"failed", "permanent", "opted_out", "auth", "uncertain", "transient"})
 
@@ -83,6 +91,41 @@ def _meta_write(store: Store, values: dict[str, str], now: datetime) -> None:
             row = s.get(Meta, f"daemon.{key}") or Meta(key=f"daemon.{key}", value=value)
             row.value, row.updated_at = value, now
             s.add(row)
+
+
+def _needs_person_write(store: Store, channel: str, err: CampaignctlError | None) -> None:
+    """Record (or with None, clear) that `channel` needs a person; `status` shows it."""
+    from campaignctl.store import Meta
+
+    key = NEEDS_PERSON + channel
+    with store.write() as s:
+        row = s.get(Meta, key)
+        if err is None:
+            if row is not None:
+                s.delete(row)
+            return
+        value = json.dumps({"message": err.message, "hint": err.hint})
+        row = row or Meta(key=key, value=value)
+        row.value, row.updated_at = value, wall_clock()
+        s.add(row)
+
+
+def needs_person(store: Store) -> dict[str, dict[str, str | None]]:
+    """Channels a running daemon found needing a person: {channel: {"message", "hint"}}."""
+    from sqlmodel import col, select
+
+    from campaignctl.store import Meta
+
+    with store.read() as s:
+        rows = s.exec(select(Meta).where(col(Meta.key).like(NEEDS_PERSON + "%"))).all()
+    out = {}
+    for r in rows:
+        try:
+            d = json.loads(r.value)
+            out[r.key.removeprefix(NEEDS_PERSON)] = {"message": d["message"], "hint": d["hint"]}
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def daemon_status(store: Store) -> dict[str, Any]:
@@ -173,6 +216,10 @@ class Daemon:
         #: nothing (`RestartPreventExitStatus=78` keeps it from restarting in a loop).
         self.exit_code = ExitCode.OK
         self.last_errors: dict[str, str] = {}
+        #: Channels whose credentials are missing or refused, and those already logged in
+        #: this sync interval (one error line per interval while it lasts).
+        self.needs_person: dict[str, CampaignctlError] = {}
+        self._reported: set[str] = set()
         self.next_due: datetime | None = None
         self._scheduler: Any = None
         self._engine: Engine | None = None
@@ -199,6 +246,8 @@ class Daemon:
         logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
         try:
             self._engine = Engine(self.cfg, self.store)
+            for ch in needs_person(self.store):  # a previous daemon's: tried again now
+                _needs_person_write(self.store, ch, None)
             started = self.clock()
             _meta_write(
                 self.store,
@@ -299,6 +348,7 @@ class Daemon:
             assert self._engine is not None
             # refused credentials stop a channel for the pass; fixed ones work again now
             self._engine.retry_channels()
+            self._reported.clear()
             now = self.clock()
             result = sync(self.cfg, self.store, now)
             self._log_sync(result)
@@ -312,6 +362,39 @@ class Daemon:
             self.log.emit("error", f"internal error in sync: {type(exc).__name__}: {exc}")
         self.on_change()
         self._stop_if_a_person_must_act()
+
+    def _work_channels(self) -> set[str]:
+        """The channels the active campaigns' steps use (every channel when none does)."""
+        used = {
+            step.channel
+            for camp in self.cfg.campaigns.values()
+            if camp.status == "active"
+            for step in camp.steps
+            if step.channel in self.cfg.channels
+        }
+        return used or set(self.cfg.channels)
+
+    def _channel_needs_a_person(self, channel: str, err: CampaignctlError) -> None:
+        """One channel's credentials are missing or refused: stop it alone, say so once per
+        sync interval, and stop the daemon (exit 78) only when no channel with work is left."""
+        if err.exit_code is not ExitCode.CONFIG:
+            return
+        self.last_errors[channel] = err.message
+        if channel not in self._reported:
+            self._reported.add(channel)
+            self.log.emit(
+                "error", f"{channel}: needs a person: {err.message}", channel=channel, hint=err.hint
+            )
+        if channel not in self.needs_person:
+            _needs_person_write(self.store, channel, err)
+        self.needs_person[channel] = err
+        if self._work_channels() <= set(self.needs_person):
+            self._needs_a_person(err)
+
+    def _channel_works(self, channel: str) -> None:
+        if self.needs_person.pop(channel, None) is not None:
+            _needs_person_write(self.store, channel, None)
+            self.log.emit("daemon", f"{channel}: works again", channel=channel)
 
     def _needs_a_person(self, err: CampaignctlError) -> None:
         if err.exit_code is ExitCode.CONFIG and self.exit_code is ExitCode.OK:
@@ -350,6 +433,8 @@ class Daemon:
                 "message_id": ev["id"],
                 "outcome": kind,
             }
+            if kind == "sent":
+                self._channel_works(str(ev.get("channel", "")))
             if kind in ERROR_EVENTS:
                 error = str(ev.get("error", ""))
                 text += f": {error}"
@@ -357,9 +442,7 @@ class Daemon:
                 self.last_errors[str(ev.get("channel", ""))] = error
             self.log.emit("send", text, **fields)
         for ch, err in res.auth_errors.items():
-            self.last_errors[ch] = err.message
-            self.log.emit("error", err.message, channel=ch, hint=err.hint)
-            self._needs_a_person(err)
+            self._channel_needs_a_person(ch, err)
         self.on_change()
 
     def _log_sync(self, result: SyncResult) -> None:
@@ -367,10 +450,13 @@ class Daemon:
             if not c.reads:
                 continue
             if c.error is not None:
+                if c.error.exit_code is ExitCode.CONFIG:
+                    self._channel_needs_a_person(c.channel, c.error)
+                    continue
                 self.last_errors[c.channel] = c.error.message
                 self.log.emit("sync", f"{c.channel} error: {c.error.message}", channel=c.channel)
-                self._needs_a_person(c.error)
                 continue
+            self._channel_works(c.channel)
             if c.new:
                 kinds = " ".join(f"{k}={n}" for k, n in sorted(c.events.items()))
                 self.log.emit(

@@ -127,7 +127,8 @@ Change = Callable[[tomlkit.TOMLDocument], str]
 
 
 def _edit(path: Path, change: Change, *, force: bool = False) -> Outcome:
-    """Lock, re-read, change, validate the result like `check`, refuse to orphan sent messages
+    """Lock, re-read, change, validate the result like `check` (refusing the errors the change
+    introduces, never a move to paused/archived/completed), refuse to orphan sent messages
     (unless `force`), write atomically."""
     path = _real(path)
     _ensure_writable(path)
@@ -166,18 +167,85 @@ def _edit_locked(path: Path, change: Change, force: bool) -> Outcome:
         new = new.replace("\n", "\r\n")
     report = check_text(new, path)  # everything `check` does, rendering for samples included
     cfg = report.config
-    if report.errors or cfg is None:
-        # Lines would point into a file that was never written: the key path says where.
-        # (A template file's own line stays: that file is on disk as it was.)
-        raise ConfigError(
-            [p if p.file not in (None, path) else replace(p, line=None) for p in report.errors],
-            hint=f"the edit was refused; {path} is unchanged",
+    if cfg is None or (report.errors and not _only_stops(text, new)):
+        # Refused for what the edit introduces: a problem the file already had (an audience
+        # failing on a lead, an unwritable outbox) must not block an unrelated edit, nor a
+        # pause in an emergency, which is never blocked at all (`_only_stops`).
+        # A campaign being made active must be clean itself, and so must its channels.
+        started = (
+            tuple(
+                f"{prefix}."
+                for name in _activated(text, new)
+                for prefix in [f"campaigns.{name}"]
+                + [f"channels.{s.channel}" for s in cfg.campaigns[name].steps]
+            )
+            if cfg is not None
+            else ()
         )
+        before = {
+            (p.path, p.message)
+            for p in check_text(text, path).errors
+            if not p.path.startswith(started)
+        }
+        introduced = [p for p in report.errors if (p.path, p.message) not in before]
+        if introduced or cfg is None:
+            # Lines would point into a file that was never written: the key path says where.
+            # (A template file's own line stays: that file is on disk as it was.)
+            raise ConfigError(
+                [p if p.file not in (None, path) else replace(p, line=None) for p in introduced]
+                or report.errors,
+                hint=f"the edit was refused; {path} is unchanged",
+            )
     if not force:
         _refuse_to_orphan_sent(cfg, steps_before)
     bom = codecs.BOM_UTF8.decode() if raw.startswith(codecs.BOM_UTF8) else ""
     write_atomic(path, bom + new)
     return Outcome(path, summary, warnings=report.warnings)
+
+
+#: Statuses that stop sending: moving a campaign to one of them is never blocked by checks.
+STOPPED_STATUSES = ("paused", "archived", "completed")
+
+
+def _statuses(text: str) -> dict[str, Any]:
+    try:
+        camps = tomllib.loads(text).get("campaigns")
+    except tomllib.TOMLDecodeError:
+        return {}
+    if not isinstance(camps, dict):
+        return {}
+    return {n: c.get("status", "draft") for n, c in camps.items() if isinstance(c, dict)}
+
+
+def _activated(old: str, new: str) -> list[str]:
+    """Campaigns this edit makes active (started, resumed, added active)."""
+    before = _statuses(old)
+    after = _statuses(new)
+    return [n for n, st in after.items() if st == "active" and before.get(n) != "active"]
+
+
+def _only_stops(old: str, new: str) -> bool:
+    """Whether `new` differs from `old` only by campaigns moved to a status that stops them."""
+    try:
+        before, after = tomllib.loads(old), tomllib.loads(new)
+    except tomllib.TOMLDecodeError:
+        return False
+    camps_before, camps_after = before.get("campaigns"), after.get("campaigns")
+    if not isinstance(camps_before, dict) or not isinstance(camps_after, dict):
+        return False
+    for name, camp in camps_after.items():
+        was = camps_before.get(name)
+        if (
+            isinstance(camp, dict)
+            and isinstance(was, dict)
+            and camp.get("status") in STOPPED_STATUSES
+            and camp.get("status") != was.get("status")
+        ):
+            if "status" in was:
+                camp["status"] = was["status"]
+            else:
+                del camp["status"]
+    return before == after
 
 
 def _same_data(doc: tomlkit.TOMLDocument, new: str, path: Path) -> None:

@@ -83,7 +83,18 @@ RECONCILE_BATCH = 500
 RECONCILE_SINGLE = 20
 RECONCILE_AGAIN = timedelta(minutes=1)
 #: What a pass counts, per (campaign, step, channel).
-COUNTERS = ("sent", "deferred_limit", "deferred_window", "failed", "skipped", "retry", "uncertain")
+#: `deferred_breaker`: due on a channel its circuit breaker pauses (the provider is failing),
+#: not held by a limit.
+COUNTERS = (
+    "sent",
+    "deferred_limit",
+    "deferred_window",
+    "deferred_breaker",
+    "failed",
+    "skipped",
+    "retry",
+    "uncertain",
+)
 
 
 # ---------------------------------------------------------------- who is sending
@@ -244,6 +255,10 @@ class PassResult:
     audience_skipped: dict[str, tuple[int, str]] = field(default_factory=dict)
     #: Channels paused by their circuit breaker at the end of the pass.
     paused: dict[str, Breaker] = field(default_factory=dict)
+    #: Campaigns whose skipped-lead count or reason differs from the one recorded before
+    #: (`send --quiet` warns only then), and channels whose breaker tripped in this pass.
+    audience_changed: set[str] = field(default_factory=set)
+    tripped: set[str] = field(default_factory=set)
 
     def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
         self.counts[(campaign, step, channel)][counter] += n
@@ -259,6 +274,8 @@ class PassResult:
         self.auth_errors.update(other.auth_errors)
         self.transient_errors += other.transient_errors
         self.audience_skipped.update(other.audience_skipped)  # the latest enrolment's count
+        self.audience_changed |= other.audience_changed
+        self.tripped |= other.tripped
 
 
 @dataclass
@@ -795,9 +812,12 @@ class Engine:
             key = f"audience.{name}.skipped"
             if matches.failures:
                 reason = matches.reason or ""
+                value = json.dumps({"count": matches.failures, "reason": reason})
                 if res is not None:
                     res.audience_skipped[name] = (matches.failures, reason)
-                value = json.dumps({"count": matches.failures, "reason": reason})
+                    old = conn.execute(select(META.c.value).where(META.c.key == key)).first()
+                    if old is None or old.value != value:
+                        res.audience_changed.add(name)
                 conn.execute(
                     insert(META).prefix_with("OR REPLACE"),
                     {"key": key, "value": value, "updated_at": now},
@@ -1231,16 +1251,18 @@ class Engine:
                     res.add(*key, "uncertain")
                     res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
-            self._record_breakers(s.connection(), outcomes, now)
+            res.tripped |= self._record_breakers(s.connection(), outcomes, now)
 
     def _record_breakers(
         self,
         conn: Connection,
         outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]],
         now: datetime,
-    ) -> None:
+    ) -> set[str]:
         """Add a batch's outcomes to each channel's stored breaker (inside the record
-        transaction, so attempts from every process add up)."""
+        transaction, so attempts from every process add up). Returns the channels whose
+        breaker tripped from closed."""
+        tripped = set()
         per_channel: dict[str, list[Attempt]] = defaultdict(list)
         for c, o in outcomes:
             attempt = _attempt(o, c.out.claimed_at)
@@ -1251,6 +1273,9 @@ class Engine:
             after = before.record(attempts)
             if not (before.quiet() and after.quiet()):
                 self._save_breaker(conn, ch, after, now)
+            if not before.trips and after.trips:
+                tripped.add(ch)
+        return tripped
 
     def _mark_sent(
         self,
@@ -1290,7 +1315,13 @@ class Engine:
         if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
             # A timeout or dropped connection after the request left: the provider may have the
             # message, so the next pass asks it (reconcile) before any retry.
-            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            delay = retry_delay(
+                c.attempts,
+                ch_cfg.retry_backoff,
+                rng,
+                err.retry_after,
+                give_up_after=ch_cfg.give_up_after,
+            )
             w.set(
                 c.row_id,
                 now,
@@ -1305,7 +1336,13 @@ class Engine:
             return
         first = c.first_attempt or c.out.claimed_at
         if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
-            delay = retry_delay(c.attempts, ch_cfg.retry_backoff, rng, err.retry_after)
+            delay = retry_delay(
+                c.attempts,
+                ch_cfg.retry_backoff,
+                rng,
+                err.retry_after,
+                give_up_after=ch_cfg.give_up_after,
+            )
             w.set(
                 c.row_id,
                 now,
@@ -1360,13 +1397,15 @@ class Engine:
                 )
                 .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel)
             )
-            waiting: set[str] = set()
+            waiting: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
             for camp, step, ch, n in due:
-                res.add(camp, step, ch, "deferred_limit", n)
-                waiting.add(ch)
-            for ch in waiting:
+                waiting[ch].append((camp, step, n))
+            for ch, rows in waiting.items():
                 breaker = self.breaker(conn, ch)
-                if breaker.paused(now):
+                paused = breaker.paused(now)
+                for camp, step, n in rows:
+                    res.add(camp, step, ch, "deferred_breaker" if paused else "deferred_limit", n)
+                if paused:
                     # not a pacing gap: `send` ends, a daemon wakes for the probe
                     res.paused[ch] = breaker
                     res.next_due = _soonest(res.next_due, breaker.until)

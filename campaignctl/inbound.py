@@ -717,18 +717,10 @@ class ManualOptOut:
     skipped: int
 
 
-def opt_out_by_hand(
-    session: Session,
-    cfg: Config,
-    address: str,
-    channel: str | None,
-    now: datetime,
-) -> ManualOptOut:
-    """`leads optout`: the same effects as an inbound opt-out; no channel means every channel."""
-    from sqlmodel import col, select
-
+def opt_out_lead(session: Session, cfg: Config, address: str, channel: str | None) -> Lead:
+    """The lead `leads optout` means, or the error saying why there is none. The command asks
+    the read-only store first, so that a failing opt-out creates no database."""
     from campaignctl.config import did_you_mean
-    from campaignctl.store import OptOut
 
     if channel is not None and channel not in cfg.channels:
         configured = ", ".join(cfg.channels) or "none"
@@ -749,6 +741,22 @@ def opt_out_by_hand(
     lead = find_lead(session, address, cfg.settings.default_region)
     if lead is None or lead.id is None:
         raise NotFoundError(f"no lead with email or phone {address!r}", hint)
+    return lead
+
+
+def opt_out_by_hand(
+    session: Session,
+    cfg: Config,
+    address: str,
+    channel: str | None,
+    now: datetime,
+) -> ManualOptOut:
+    """`leads optout`: the same effects as an inbound opt-out; no channel means every channel."""
+    from sqlmodel import col, select
+
+    from campaignctl.store import OptOut
+
+    lead = opt_out_lead(session, cfg, address, channel)
     target = channel or ALL_CHANNELS
     name = lead.email or lead.phone or str(lead.id)
     covered = session.exec(

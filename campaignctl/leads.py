@@ -176,6 +176,10 @@ def check_encoding(name: str) -> str:
         ) from None
     if not getattr(info, "_is_text_encoding", True):  # base64, rot13: codecs, not text
         raise LeadsInputError(f"--encoding {name!r}: not a text encoding")
+    try:  # `undefined` looks up, then refuses every use (an empty bytes.decode never asks it)
+        codecs.getincrementaldecoder(info.name)().decode(b"")
+    except (UnicodeError, LookupError) as exc:
+        raise LeadsInputError(f"--encoding {name!r}: cannot decode with it ({exc})") from None
     return info.name
 
 

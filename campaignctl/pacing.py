@@ -8,6 +8,7 @@ UTC and windows are read in the lead's local time.
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -268,15 +269,30 @@ def retry_delay(
     rng: random.Random,
     retry_after: float | None = None,
     cap: timedelta = MAX_RETRY_DELAY,
+    *,
+    give_up_after: timedelta | None = None,
 ) -> timedelta:
     """Exponential backoff with full jitter on top: base x 2^(attempt-1) plus up to as much again,
-    at most `cap` in all. A provider's `Retry-After` is a floor.
+    at most `cap` in all. A provider's `Retry-After` is a floor, unless it is not a finite
+    number of seconds or lies beyond `give_up_after` (then it is ignored: no wait that long is
+    honest, and the message would only be failed at the end of it).
+
+    Computed in float seconds and clamped before a timedelta is built, so no attempt count,
+    backoff or Retry-After overflows.
     """
-    step: timedelta = min(base * (2 ** min(max(attempt - 1, 0), 30)), cap / 2)
-    delay = step + timedelta(seconds=rng.uniform(0, step.total_seconds()))
+    cap_s = cap.total_seconds()
+    exponent = min(max(attempt - 1, 0), 64)  # 2**64 x any timedelta is a finite float
+    step = min(max(base.total_seconds(), 0.0) * 2.0**exponent, cap_s / 2)
+    delay = step + rng.uniform(0, step)
     if retry_after is not None:
-        delay = max(delay, timedelta(seconds=float(retry_after)))
-    return delay
+        limit = (give_up_after or timedelta.max).total_seconds()
+        try:
+            floor = float(retry_after)
+        except (TypeError, ValueError, OverflowError):
+            floor = math.nan
+        if math.isfinite(floor) and 0 <= floor <= limit:
+            delay = max(delay, floor)
+    return timedelta(seconds=delay)
 
 
 def due_after(

@@ -431,16 +431,24 @@ class Renderer:
         lead: Mapping[str, Any],
         *,
         lead_key: int | str | None = None,
+        variant_name: str | None = None,
     ) -> Rendered:
-        """Render one step for one lead (a `lead_context` mapping); RenderError names both."""
+        """Render one step for one lead (a `lead_context` mapping); RenderError names both.
+
+        The variant is the one the lead hashes to, or `variant_name` when given (`check`
+        renders every variant for every sample lead)."""
         kind = self.cfg.channel_kind(step.channel)
         compiled = self._compiled(campaign, index, step)
-        variant = choose_variant(
-            step.variants,
-            campaign,
-            step.name,
-            lead_key if lead_key is not None else lead.get("id", lead.get("email", "")),
-        )
+        variant: Variant | None
+        if variant_name is not None:
+            variant = next(v for v in step.variants if v.name == variant_name)
+        else:
+            variant = choose_variant(
+                step.variants,
+                campaign,
+                step.name,
+                lead_key if lead_key is not None else lead.get("id", lead.get("email", "")),
+            )
         subject_t, body = compiled.variants[variant.name if variant else None]
         ctx = self.context(campaign, step, index, lead)
         subject = " ".join(self._run(subject_t, ctx, lead).split()) if subject_t else None

@@ -17,8 +17,10 @@ from campaignctl.store import MESSAGE_STATES, Store
 
 def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
     """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}],
-    "channels": [{name, provider, reads_replies, note, last_sync, breaker}], "daemon": {running,
-    pid, started_at, last_pass_at, last_sync_at, stopped_at}}.
+    "channels": [{name, provider, reads_replies, note, last_sync, breaker, needs_person}],
+    "daemon": {running, pid, started_at, last_pass_at, last_sync_at, stopped_at}}; a breaker
+    is {paused, probing, until, failed, attempts, last_error, deferred}; `needs_person` is
+    {message, hint} while a running daemon has stopped that channel for its credentials.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
     step's channel); each campaign has `finish` and `finish_day` from `plan`, and
@@ -101,11 +103,13 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "audience_skipped": audience_skipped.get(name, {"count": 0, "reason": None}),
             }
         )
-    from campaignctl.daemon import daemon_status
+    from campaignctl.daemon import daemon_status, needs_person
     from campaignctl.sync import last_syncs, reads_replies
 
     synced = last_syncs(store)
     breakers = _breakers(cfg, store, now, tz)
+    daemon = daemon_status(store)
+    stuck = needs_person(store) if daemon["running"] else {}
     channels = [
         {
             "name": ch,
@@ -114,15 +118,18 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
             "note": reads_replies(cfg, ch),
             "last_sync": synced.get(ch),
             "breaker": breakers[ch],
+            "needs_person": stuck.get(ch),
         }
         for ch in cfg.channels
     ]
-    return {"campaigns": out, "channels": channels, "daemon": daemon_status(store)}
+    return {"campaigns": out, "channels": channels, "daemon": daemon}
 
 
 def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
-    """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error}."""
+    """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error,
+    deferred}; `deferred`: the messages due now that wait for it (0 when not paused)."""
     from campaignctl.engine import Engine
+    from campaignctl.store import PENDING
 
     out: dict[str, Any] = {}
     with store.read() as s:
@@ -131,6 +138,15 @@ def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[st
             b = Engine.breaker(conn, ch)
             failed, attempts, last = b.failures()
             paused = b.paused(now)
+            deferred = 0
+            if paused:
+                deferred = conn.execute(
+                    select(func.count()).where(
+                        MESSAGE.c.channel == ch,
+                        MESSAGE.c.state == PENDING,
+                        MESSAGE.c.due_at <= now,
+                    )
+                ).scalar_one()
             out[ch] = {
                 "paused": paused,
                 "probing": paused and b.probing,
@@ -138,6 +154,7 @@ def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[st
                 "failed": failed,
                 "attempts": attempts,
                 "last_error": last,
+                "deferred": deferred,
             }
     return out
 

@@ -547,9 +547,58 @@ def test_campaign_start_refuses_errors_and_empty_campaigns(cli, commented):
         'hint: add one first: `campaignctl step add later --channel CH --delay 0d --body "..."`',
     ]
     assert toml.read_bytes() == before
-    # an error anywhere in the result (here: the outbox folder) leaves the campaign as it was
+    # an error of the campaign started or of a channel it uses (here: its outbox folder),
+    # even one the file already had, leaves the campaign as it was
     (commented / "outbox").write_text("a file")
     r = cli("-C", commented, "campaign", "start", "reactivate")
     assert r.exit_code == 2
-    assert "channels.email.path: the outbox folder outbox cannot take messages" in r.stderr
+    assert "channels.sms.path: the outbox folder outbox cannot take messages" in r.stderr
     assert toml.read_bytes() == before
+
+
+def _with_existing_error(project):
+    """An error the file already has, unrelated to the edits below: the SMS outbox folder is
+    a file (issue 9 review #7), and a second, draft campaign (email only) is clean."""
+    (project / "smsbox").write_text("not a folder")
+    toml = project / "campaigns.toml"
+    text = toml.read_text().replace("daily_limit = 50\n", 'daily_limit = 50\npath = "smsbox"\n')
+    toml.write_text(
+        text + '\n[campaigns.budget]\nstatus = "draft"\n\n[[campaigns.budget.steps]]\n'
+        'name = "hi"\nchannel = "email"\nsubject = "Hi"\nbody = "Hello, reply STOP to opt out."\n'
+    )
+    return toml
+
+
+def test_an_existing_error_blocks_no_pause_and_no_unrelated_edit(cli, project):
+    _with_existing_error(project)
+    assert "campaigns.toml: 1 error(s)" in cli("-C", project, "check").stdout
+    r = cli("-C", project, "campaign", "pause", "welcome")
+    assert r.exit_code == 0, r.stderr
+    assert 'status = "paused"' in (project / "campaigns.toml").read_text()
+    r = cli("-C", project, "campaign", "start", "budget")
+    assert r.exit_code == 0, r.stderr
+    r = cli("-C", project, "campaign", "set", "budget", "priority=3")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_an_edit_is_still_refused_for_an_error_it_introduces(cli, project):
+    _with_existing_error(project)
+    before = (project / "campaigns.toml").read_bytes()
+    r = cli("-C", project, "step", "set", "budget", "hi", "body={{ lead.first_nme }}")
+    assert r.exit_code == 2
+    assert "campaigns.budget.steps[0].body: lead.first_nme is undefined" in r.stderr
+    assert "channels.sms.path" not in r.stderr  # the old error is not what refused it
+    assert (project / "campaigns.toml").read_bytes() == before
+
+
+def test_starting_a_campaign_with_an_error_of_its_own_is_refused(cli, project):
+    toml = project / "campaigns.toml"
+    toml.write_text(
+        toml.read_text()
+        .replace('status = "active"', 'status = "draft"')
+        .replace("Hi {{ lead.first_name | default('there') }}!", "Hi {{ lead.first_name }}!")
+    )
+    r = cli("-C", project, "campaign", "start", "welcome")
+    assert r.exit_code == 2
+    assert "campaigns.welcome.steps[0].body: lead.first_name is undefined" in r.stderr
+    assert 'status = "draft"' in toml.read_text()

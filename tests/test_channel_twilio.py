@@ -232,3 +232,40 @@ def test_reconcile_without_a_body_cannot_tell(twilio_project, clocked):
     ch = _open(twilio_project)
     ch.send(sms())
     assert ch.reconcile(sms(id=2, text="")).outcome is Reconciled.UNKNOWN
+
+
+def test_reconcile_many_reads_a_bounded_number_of_pages_and_guesses_nothing_beyond(
+    twilio_project, clocked, monkeypatch
+):
+    """Review of issue 9 #5: after a long outage the listing since the oldest lost claim can
+    be days of traffic. A call reads at most RECONCILE_MAX_PAGES pages; a lost message older
+    than what was read stays unknown (never "not sent": that would send it twice)."""
+    from campaignctl.channels import twilio
+
+    monkeypatch.setattr(twilio, "RECONCILE_MAX_PAGES", 2)
+    monkeypatch.setattr(twilio, "RECONCILE_PAGE_SIZE", 3)
+    ch = _open(twilio_project)
+    clocked.clock = lambda: NOW - timedelta(hours=2)
+    old = sms(id=1, text="The oldest one", claimed_at=NOW - timedelta(hours=2))
+    ch.send(old)
+    for i in range(10):  # traffic after it, newer than the old one
+        clocked.clock = lambda i=i: NOW - timedelta(minutes=50 - i)
+        ch.send(sms(id=100 + i, to=f"+6391712340{i:02d}", text=f"Other {i}"))
+    clocked.clock = lambda: NOW
+    new = sms(id=2, text="The newest one")
+    sent = ch.send(new)
+    never = sms(id=3, text="Claimed, never sent")
+    ancient = sms(id=4, text="From before give_up_after", claimed_at=NOW - timedelta(days=4))
+    clocked.http.requests.clear()
+
+    answers = ch.reconcile_many([ancient, old, new, never])
+
+    listings = [r for r in clocked.http.requests if r.method == "GET" and r.arg("DateSent>")]
+    assert len(listings) == 2  # the cap, not the 4 pages there are
+    # the claim from before give_up_after (3 days) does not stretch the window back 4 days
+    assert listings[0].arg("DateSent>") == "2026-11-21T05:50:00Z"
+    assert (answers[2].outcome, answers[2].provider_id) == (Reconciled.SENT, sent.provider_id)
+    assert answers[3].outcome is Reconciled.NOT_SENT  # its time was read: truly not there
+    assert answers[1].outcome is Reconciled.UNKNOWN  # not reached: asked again next pass
+    assert answers[4].outcome is Reconciled.UNKNOWN
+    ch.close()

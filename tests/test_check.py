@@ -199,10 +199,54 @@ def test_example_project_checks_clean(cli, example_project):
 def test_audience_that_fails_on_a_lead_names_the_lead(project):
     edit(project, "audience = \"status == 'new'\"", 'audience = "status + 1 > 0"')
     report = run_checks(project / "campaigns.toml")
-    [p] = report.errors
-    assert p.path == "campaigns.welcome.audience"
-    assert p.message.startswith("cannot evaluate 'status + 1 > 0'")
+    assert report.errors == []
+    [p] = [w for w in report.warnings if w.path == "campaigns.welcome.audience"]
+    assert p.message.startswith(
+        f"{len(BUILTIN_SAMPLES)} sample lead(s) skipped by the audience: "
+        "cannot evaluate 'status + 1 > 0'"
+    )
     assert p.message.endswith(f"for lead {BUILTIN_SAMPLES[0]['email']}")
+
+
+def test_audience_failing_on_some_sample_leads_warns_as_send_skips_them(cli, project):
+    """`lead.budget|int` fails on leads without a budget: `send` skips them (exit 0), so
+    `check` warns and exits 0; a syntax error in the expression stays an error."""
+    edit(project, "audience = \"status == 'new'\"", 'audience = "budget|int <= 400000"')
+    r = cli("-C", project, "check")
+    assert r.exit_code == 0, r.output
+    warning = next(x for x in r.stdout.splitlines() if "campaigns.welcome.audience" in x)
+    assert warning.startswith("warning: ")
+    assert f": {len(BUILTIN_SAMPLES)} sample lead(s) skipped by the audience: " in warning
+    assert "for lead " in warning
+
+    edit(project, 'audience = "budget|int <= 400000"', 'audience = "budget|int <= "')
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1
+    assert "error: campaigns.toml:" in r.stdout
+    assert "campaigns.welcome.audience" in r.stdout
+
+
+def test_every_variant_is_rendered_for_every_sample_lead(cli, project):
+    """A variant of tiny weight is sent to someone some day: check renders it for each sample."""
+    edit(
+        project,
+        "body = \"Hi {{ lead.first_name | default('there') }}!\"\n",
+        "body = \"Hi {{ lead.first_name | default('there') }}!\"\n\n"
+        "[[campaigns.welcome.steps.variants]]\n"
+        'name = "A"\n'
+        "weight = 1\n\n"
+        "[[campaigns.welcome.steps.variants]]\n"
+        'name = "B"\n'
+        "weight = 0.0001\n"
+        'body = "{{ lead.no_such_field }}"\n',
+    )
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1, r.output
+    line = line_of(project, "{{ lead.no_such_field }}")
+    assert r.stdout.startswith(
+        f"error: campaigns.toml:{line}: campaigns.welcome.steps[0].variants[1].body: "
+        "lead.no_such_field is undefined for lead "
+    )
 
 
 def test_check_leads_csv_renders_for_every_row(cli, example_project):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,75 @@ def test_daemon_exits_78_when_credentials_are_missing(tmp_path: Path) -> None:
     assert "stopping with exit 78, a person must act: twilio channel 'sms'" in r.stdout
     assert "campaignctl auth twilio" in r.stdout
     assert "daemon stopped" in r.stdout
+
+
+def test_daemon_stops_only_the_channel_whose_credentials_are_missing(tmp_path: Path) -> None:
+    """Review of issue 9 #10: SMS without its Twilio variables must not stop email. The daemon
+    keeps sending email, logs the SMS problem once per sync interval, `status` shows it, and a
+    SIGTERM ends it with 0 (78 only when every channel with work needs a person)."""
+    import json
+    import signal
+    import time
+
+    promo = (
+        '\n[campaigns.promo]\nstatus = "active"\n\n[[campaigns.promo.steps]]\nname = "offer"\n'
+        'channel = "email"\nsubject = "An offer"\nbody = "Hi {{ lead.first_name }}."\n'
+    )
+    write_project(
+        tmp_path,
+        '[channels.email]\nprovider = "outbox"\n\n' + SMS_CHANNEL,
+        '[daemon]\ntick = "1s"\nsync_interval = "1h"\n' + SMS_CAMPAIGN + promo,
+    )
+    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 2)
+    env = {k: v for k, v in os.environ.items() if k not in TWILIO_ENV}
+    env |= {"PYTHONPATH": str(REPO), "CAMPAIGNCTL_DEBUG": ""}
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "campaignctl", "-C", str(tmp_path), "daemon"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def status() -> dict[str, Any]:
+                args = ["-C", str(tmp_path), "status", "--format", "json"]
+                r = subprocess.run(
+                    [sys.executable, "-m", "campaignctl", *args],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                doc: dict[str, Any] = json.loads(r.stdout)
+                return doc
+
+            deadline = time.monotonic() + 60
+            passes: set[str] = set()
+            while time.monotonic() < deadline and proc.poll() is None:
+                outbox = list((tmp_path / "outbox").glob("*.eml"))
+                passes.add(status()["daemon"]["last_pass_at"] or "")
+                if len(outbox) == 2 and len(passes) >= 4:  # email sent, and ticks after that
+                    break
+                time.sleep(0.1)
+            assert proc.poll() is None, log.read_text()
+            assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2, log.read_text()
+            text = subprocess.run(
+                [sys.executable, "-m", "campaignctl", "-C", str(tmp_path), "status"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            assert "sms: needs a person: twilio channel 'sms': environment variable " in text
+            assert "campaignctl auth twilio" in text.split("sms: needs a person: ", 1)[1]
+            sms = next(c for c in status()["channels"] if c["name"] == "sms")
+            assert sms["needs_person"]["message"].startswith("twilio channel 'sms'")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+    output = log.read_text()
+    assert code == 0, output
+    assert output.count("sms: needs a person: twilio channel 'sms'") == 1, output
+    assert "stopping with exit 78" not in output

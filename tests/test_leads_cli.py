@@ -249,6 +249,11 @@ def test_encoding_option_is_used_without_a_guess(cli, project, monkeypatch, work
     [
         ("no-such-codec", "campaignctl: error: --encoding 'no-such-codec': unknown encoding"),
         ("rot13", "campaignctl: error: --encoding 'rot13': not a text encoding"),
+        (
+            "undefined",
+            "campaignctl: error: --encoding 'undefined': cannot decode with it "
+            "(undefined encoding)",
+        ),
         ("utf-8", "campaignctl: error: l.csv: not utf-8 text (--encoding utf-8)"),
     ],
 )

@@ -51,3 +51,30 @@ def test_a_failed_import_creates_no_database_and_a_good_one_does(cli, project):
     assert "campaignctl.db" in _database_files(project)
     doc = json.loads(cli("-C", project, "leads", "list", "--format", "json").stdout)
     assert [lead["email"] for lead in doc] == ["ana@example.com"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["leads", "optout", "nobody@example.com"],
+        ["leads", "optout", "nobody@example.com", "--channel", "nope"],
+        ["leads", "optout", "not an address"],
+        ["send", "--channel", "nope"],
+        ["send", "--campaign", "nope"],
+        ["sync", "--channel", "nope"],
+    ],
+    ids=" ".join,
+)
+def test_a_failing_writing_command_creates_no_database(cli, project, args):
+    r = cli("-C", project, *args)
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("campaignctl: error: ")
+    assert _database_files(project) == []
+
+
+def test_optout_of_a_known_lead_still_writes(cli, project):
+    (project / "leads.csv").write_text("email,first_name\nana@example.com,Ana\n")
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    r = cli("-C", project, "leads", "optout", "ana@example.com")
+    assert r.exit_code == 0, r.output
+    assert "ana@example.com opted out of every channel" in r.stdout

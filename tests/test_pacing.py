@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from campaignctl.pacing import (
+    MAX_RETRY_DELAY,
     Hours,
     Limits,
     capacity,
@@ -155,3 +158,38 @@ def test_retry_delay_grows_exponentially_with_bounded_jitter() -> None:
         step = base * 2 ** (attempt - 1)
         assert step <= d <= 2 * step
     assert retry_delay(1, base, rng, retry_after=600) >= timedelta(seconds=600)
+
+
+def test_retry_delay_late_attempts_and_huge_retry_after_do_not_overflow() -> None:
+    rng = random.Random(1)
+    assert retry_delay(31, timedelta(days=1), rng) <= timedelta(hours=1)
+    three_days = timedelta(days=3)
+    for bad in (1e20, float("inf"), float("nan"), -5.0):
+        d = retry_delay(2, timedelta(minutes=1), rng, bad, give_up_after=three_days)
+        assert timedelta(minutes=2) <= d <= timedelta(minutes=4)
+    # a Retry-After within give_up_after is still a floor, even beyond the cap
+    d = retry_delay(2, timedelta(minutes=1), rng, 7200.0, give_up_after=three_days)
+    assert d == timedelta(hours=2)
+
+
+@given(
+    attempt=st.integers(1, 10_000),
+    backoff=st.timedeltas(min_value=timedelta(0)),
+    retry_after=st.none() | st.floats(allow_nan=True, allow_infinity=True),
+    give_up_after=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=3650)),
+    seed=st.integers(0, 2**32),
+)
+def test_retry_delay_is_bounded_for_any_attempt_backoff_and_retry_after(
+    attempt: int,
+    backoff: timedelta,
+    retry_after: float | None,
+    give_up_after: timedelta,
+    seed: int,
+) -> None:
+    d = retry_delay(attempt, backoff, random.Random(seed), retry_after, give_up_after=give_up_after)
+    assert timedelta(0) <= d
+    honoured = retry_after is not None and 0 <= retry_after <= give_up_after.total_seconds()
+    assert d <= max(MAX_RETRY_DELAY, give_up_after if honoured else MAX_RETRY_DELAY)
+    if honoured:
+        assert retry_after is not None
+        assert d >= timedelta(seconds=retry_after) - timedelta(microseconds=1)

@@ -248,3 +248,21 @@ def test_an_audience_failing_on_some_leads_skips_them_and_sends_the_rest(
     table = cli("-C", tmp_path, "status")
     assert table.exit_code == 0
     assert "budget: 2 lead(s) skipped: campaigns.budget.audience" in table.stdout
+
+
+def test_quiet_send_warns_about_skipped_leads_only_when_that_changes(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """Review of issue 9 #9: cron must not mail the same standing warning every run."""
+    store = _setup(tmp_path, leads=2, body=TWO_AUDIENCES)  # no budget: cannot be evaluated
+    warning = "campaignctl: warning: budget: 2 lead(s) skipped: "
+    res = cli("-C", tmp_path, "send", "--quiet")
+    assert res.exit_code == 0
+    assert res.stderr.startswith(warning)  # new: said once
+    res = cli("-C", tmp_path, "send", "--quiet")
+    assert (res.exit_code, res.stdout, res.stderr) == (0, "", "")  # unchanged: silent
+    assert warning in cli("-C", tmp_path, "send").stderr  # without --quiet: always said
+    add_leads(store, 1, start=20)  # a third lead without a budget: the count changes
+    res = cli("-C", tmp_path, "send", "--quiet")
+    assert res.stderr.startswith("campaignctl: warning: budget: 3 lead(s) skipped: ")
+    assert "budget: 3 lead(s) skipped" in cli("-C", tmp_path, "status").stdout

@@ -247,6 +247,32 @@ def test_a_503_outage_pauses_sms_fails_nothing_and_sends_each_once_after(
     assert sorted(hellos) == sorted(p["phone"] for p in phones)  # each exactly once
 
 
+def test_a_send_while_the_breaker_pauses_the_channel_exits_75_deferred_by_breaker(
+    cli: Cli, folder: Path, fake_twilio: FakeTwilio
+) -> None:
+    """Review of issue 9 #8 and #9: a paused channel is a provider that is down, not a limit:
+    exit 75 and "by breaker"; `--quiet` says nothing about a pause it did not see start."""
+    phones = [{"phone": f"+6391712347{i:02d}", "first_name": f"N{i}"} for i in range(8)]
+    add_leads(folder, *phones)
+    fake_twilio.fail_next(503, times=10**6)
+    first = cli("-C", folder, "send", "--quiet")
+    assert first.exit_code == 75
+    assert "sms: paused by circuit breaker until" in first.stderr  # it tripped in this run
+    res = cli("-C", folder, "send")  # still paused: nothing is tried
+    assert res.exit_code == 75, res.output
+    summary = next(x for x in res.stdout.splitlines() if x.startswith("summary: "))
+    # five attempts tripped it and wait for their retry; the three untried ones are due now
+    assert "deferred 0 by limit, 0 by window, 3 by breaker" in summary
+    assert "sms: paused by circuit breaker until" in res.stderr
+    quiet = cli("-C", folder, "send", "--quiet")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (75, "", "")
+    status = cli("-C", folder, "status")
+    assert "3 due message(s) deferred by breaker" in status.stdout
+    doc = json.loads(cli("-C", folder, "status", "--format", "json").stdout)
+    sms = next(c for c in doc["channels"] if c["name"] == "sms")
+    assert sms["breaker"]["deferred"] == 3
+
+
 def test_many_uncertain_sms_are_reconciled_with_one_list_and_new_ones_still_go(
     cli: Cli, folder: Path, fake_twilio: FakeTwilio
 ) -> None:

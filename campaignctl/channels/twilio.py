@@ -45,8 +45,16 @@ OUTSIDE_WINDOW_CODE = 63016
 WINDOW_HINT = "outside the 24 h window: use a template (content_sid)"
 #: How far back reconcile looks at still-queued messages (they have no date_sent yet).
 QUEUED_LOOKBACK = 20
-#: `reconcile_many` lists what was sent since this long before the earliest lost claim.
+#: `reconcile_many` lists what was sent since this long before the earliest lost claim (but
+#: never further back than the channel's `give_up_after` before the latest one), reading at
+#: most RECONCILE_MAX_PAGES pages of RECONCILE_PAGE_SIZE messages per call: after a long outage
+#: a pass must not read (and hold in memory) days of traffic. Lost claims the listing did not
+#: reach stay uncertain for the next pass.
 RECONCILE_SLACK = timedelta(minutes=10)
+RECONCILE_MAX_PAGES = 5
+RECONCILE_PAGE_SIZE = 1000
+#: A provider's clock may date a message this much before our claim of it (see `_match`).
+CLOCK_SLACK = timedelta(minutes=5)
 #: `sync`: how far back a first sync looks; how much each later one overlaps the previous
 #: (clocks differ, and a message can be dated before it is listed); how far back our own sends
 #: are listed for delivery statuses (a carrier may report hours after the send).
@@ -241,15 +249,26 @@ class TwilioMessagesChannel:
         todo = sorted((m for m in msgs if m.content_sid or m.text), key=lambda m: m.claimed_at)
         if not todo:
             return answers
-        since = _utc(todo[0].claimed_at) - RECONCILE_SLACK
+        floor = _utc(todo[-1].claimed_at) - self._ch.give_up_after
+        todo = [m for m in todo if _utc(m.claimed_at) >= floor]  # older ones: left unknown
+        since = max(_utc(todo[0].claimed_at) - RECONCILE_SLACK, floor)
         filters: dict[str, Any] = {"from_": self._from} if self._from else {}
+        limit = RECONCILE_MAX_PAGES * RECONCILE_PAGE_SIZE
         sent = call(
             self.name,
             self._ch,
-            lambda: self._client.messages.list(**filters, date_sent_after=since, page_size=1000),
+            lambda: self._client.messages.list(
+                **filters, date_sent_after=since, limit=limit, page_size=RECONCILE_PAGE_SIZE
+            ),
         )
         used: set[str] = set()
         left = self._match_all(todo, sent, used, answers)
+        dated = [_utc(m.date_sent) for m in sent if m.date_sent is not None]
+        if len(sent) >= limit and dated:
+            # The listing (newest first) stopped short of `since`: a message that may have
+            # been sent before the oldest one read is not "not sent", only not known yet.
+            reached = min(dated)
+            left = [m for m in left if _utc(m.claimed_at) - CLOCK_SLACK >= reached]
         if left:
             recent = call(
                 self.name,
@@ -289,7 +308,7 @@ class TwilioMessagesChannel:
 
     def _match(self, msg: Outgoing, candidates: Iterable[Any]) -> Any:
         # clocks differ: accept a message created shortly before our claim time
-        not_before = _utc(msg.claimed_at) - timedelta(minutes=5)
+        not_before = _utc(msg.claimed_at) - CLOCK_SLACK
         for m in candidates:
             if not str(m.direction or "").startswith("outbound"):
                 continue

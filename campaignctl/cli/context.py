@@ -56,6 +56,24 @@ class State:
         return self._store
 
 
+def check_names(
+    cfg: Config, campaigns: list[str] | None = None, channels: list[str] | None = None
+) -> None:
+    """Refuse an unknown --campaign or --channel before a writing command opens (and so
+    creates) the database: a failing command leaves no file behind."""
+    from campaignctl.config import did_you_mean
+    from campaignctl.errors import NotFoundError
+
+    for name in campaigns or ():
+        cfg.campaign(name)  # a NotFoundError naming the typo
+    for name in channels or ():
+        if name not in cfg.channels:
+            raise NotFoundError(
+                f"{cfg.path}: no channel named {name!r}{did_you_mean(name, cfg.channels)}",
+                "the channels are the [channels.NAME] tables of the campaign file",
+            )
+
+
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     if not isinstance(obj, State):  # a command invoked without the root callback (tests)

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from campaignctl.cli.context import TableOrJson, print_json, report_error, state, stderr, stdout
+from campaignctl.cli.context import (
+    TableOrJson,
+    check_names,
+    print_json,
+    report_error,
+    state,
+    stderr,
+    stdout,
+)
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -64,6 +72,7 @@ def send(
     from campaignctl.timespec import parse_duration
 
     st = state(ctx)
+    check_names(st.config(), campaign, channel)
     cfg, store = st.config(), st.store(read_only=dry_run)
     try:
         budget = parse_duration(max_time) if max_time else None
@@ -144,11 +153,23 @@ class _Stops:
         return scope()
 
 
-_COLUMNS = ("sent", "deferred_limit", "deferred_window", "failed", "skipped", "retry", "uncertain")
+_COLUMNS = (
+    "sent",
+    "deferred_limit",
+    "deferred_window",
+    "deferred_breaker",
+    "failed",
+    "skipped",
+    "retry",
+    "uncertain",
+)
+#: Counts that describe the latest pass (what waits), not sums over the run.
+_WAITING = ("deferred_limit", "deferred_breaker")
 _HEADERS = (
     "sent",
     "deferred (limit)",
     "deferred (window)",
+    "deferred (breaker)",
     "failed",
     "skipped",
     "retrying",
@@ -185,10 +206,11 @@ class _Progress:
             row = self.rows.setdefault(key, dict.fromkeys(_COLUMNS, 0))
             for k in _COLUMNS:
                 # waiting counts describe the latest pass; the others add up
-                row[k] = c[k] if k == "deferred_limit" else row[k] + c[k]
+                row[k] = c[k] if k in _WAITING else row[k] + c[k]
         for key, row in self.rows.items():
             if key not in res.counts:
-                row["deferred_limit"] = 0
+                for k in _WAITING:
+                    row[k] = 0
         for ev in res.events:
             kind = ev["event"]
             if kind == "transient":
@@ -229,7 +251,12 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
         # settle (from earlier passes and runs) and those it made uncertain itself
         f"uncertain {last.total('uncertain')}",
         f"deferred {last.total('deferred_limit')} by limit, "
-        f"{res.total('deferred_window')} by window",
+        f"{res.total('deferred_window')} by window"
+        + (
+            f", {last.total('deferred_breaker')} by breaker"
+            if last.total("deferred_breaker")
+            else ""
+        ),
     ]
     line = "summary: " + ", ".join(parts)
     if next_due is not None:
@@ -244,11 +271,22 @@ def _finish(
     so cron mails only when there is something to read: the summary then goes to stderr."""
     summary = _summary(result.total, result.last, result.next_due)
     code = _exit_code(result)
+    # Quiet (cron) warns about a standing condition only when it changes: an audience whose
+    # skipped count or reason differs from the last enrolment's, a breaker that tripped in
+    # this run. `status` shows the condition meanwhile, and a run that only found a breaker
+    # still paused (exit 75) says nothing at all.
+    standing_pause = (
+        code is ExitCode.TEMPFAIL
+        and not result.total.transient_errors
+        and not (result.total.tripped & set(result.last.paused))
+    )
     if not quiet:
         print(summary, flush=True)
-    elif code is not ExitCode.OK:
+    elif code is not ExitCode.OK and not standing_pause:
         print(summary, file=sys.stderr, flush=True)
     for ch, b in sorted(result.last.paused.items()):
+        if quiet and ch not in result.total.tripped:
+            continue
         failed, attempts, last = b.failures()
         until = f"{b.until:%H:%M} UTC" if b.until else "later"
         print(
@@ -257,6 +295,8 @@ def _finish(
             file=sys.stderr,
         )
     for name, (n, reason) in sorted(result.total.audience_skipped.items()):
+        if quiet and name not in result.total.audience_changed:
+            continue
         print(f"campaignctl: warning: {name}: {n} lead(s) skipped: {reason}", file=sys.stderr)
     if result.total.auth_errors:
         for err in result.total.auth_errors.values():
@@ -267,7 +307,7 @@ def _finish(
             report_error(
                 f"{message}: a temporary provider error, the messages will be retried", hint
             )
-        if not transient:
+        if not transient and not result.last.paused:
             report_error(
                 "every attempt met a temporary provider error; the messages will be retried"
             )
@@ -282,6 +322,9 @@ def _exit_code(result: RunResult) -> ExitCode:
     if result.total.total("failed"):
         return ExitCode.FAILED
     if result.total.transient_errors and not result.total.total("sent"):
+        return ExitCode.TEMPFAIL
+    if result.last.paused and not result.total.total("sent"):
+        # a channel with due messages paused by its breaker: the provider is failing
         return ExitCode.TEMPFAIL
     return ExitCode.OK
 
@@ -475,12 +518,23 @@ def status(
     for ch in doc["channels"]:
         if not ch["reads_replies"]:
             con.print(f"{ch['name']} ({ch['provider']}): {ch['note']}", markup=False)
+        if ch["needs_person"]:
+            person = ch["needs_person"]
+            hint = f" ({person['hint']})" if person["hint"] else ""
+            con.print(
+                f"{ch['name']}: needs a person: {person['message']}{hint}",
+                markup=False,
+                highlight=False,
+            )
         b = ch["breaker"]
         if b["paused"]:
             what = "a probe message in flight" if b["probing"] else "paused by circuit breaker"
             con.print(
                 f"{ch['name']}: {what} until {b['until'][11:16]}, {b['failed']} of last "
-                f"{b['attempts']} attempts failed: {b['last_error']}",
+                f"{b['attempts']} attempts failed: {b['last_error']}"
+                + (
+                    f"; {b['deferred']} due message(s) deferred by breaker" if b["deferred"] else ""
+                ),
                 markup=False,
                 highlight=False,
             )

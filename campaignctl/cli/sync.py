@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from campaignctl.cli.context import TableOrJson, print_json, report_error, state, stdout
+from campaignctl.cli.context import (
+    TableOrJson,
+    check_names,
+    print_json,
+    report_error,
+    state,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from campaignctl.sync import ChannelSync, SyncResult
@@ -32,6 +39,7 @@ def sync(
     from campaignctl.sync import sync as run_sync
 
     st = state(ctx)
+    check_names(st.config(), channels=channel)
     result = run_sync(st.config(), st.store(), wall_clock(), channels=channel or None)
     code = result.exit_code()
     if fmt is TableOrJson.json:
