@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from campaignctl.inbound import Inbound, Known
     from campaignctl.store import Store
 
-#: Providers whose replies campaignctl cannot read, and why (said by `sync` and `status`).
-CANNOT_READ = {
-    "smtp": "SMTP cannot read replies (IMAP is not supported yet): "
-    "record opt-outs with `campaignctl leads optout`",
-    "outbox": "the outbox writes files; nothing comes back",
-}
 LAST_SYNC_KEY = "sync.{channel}.last_at"
 
 
@@ -68,7 +62,9 @@ class SyncResult:
 
 def reads_replies(cfg: Config, channel: str) -> str | None:
     """None when `sync` can read the channel's replies; else the sentence that says why not."""
-    return CANNOT_READ.get(cfg.channels[channel].provider)
+    from campaignctl.channels.registry import get
+
+    return get(cfg.channels[channel].provider).cannot_read
 
 
 def sync(
