@@ -204,6 +204,8 @@ def use_providers() -> None:
     union = config_union()
     if globals().get("ChannelConfig") is not union:
         globals()["ChannelConfig"] = union
+        # a field resolved once is not resolved again by a rebuild: give it the new union
+        Config.model_fields["channels"].annotation = dict[str, union]  # type: ignore[valid-type]
         Config.model_rebuild(force=True)
 
 

@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 from campaignctl.errors import CampaignctlError
 
 if TYPE_CHECKING:
-    from campaignctl.channels.base import Channel
+    from datetime import datetime
+
+    from campaignctl.channels.base import Channel, Received
     from campaignctl.config import ChannelBase, Config
+    from campaignctl.inbound import Inbound, Known
 
 GROUP = "campaignctl.providers"
 
@@ -57,6 +60,9 @@ class Provider:
     open: Callable[[Config, str], Channel]
     #: Why `sync` cannot read this provider's replies (None: `open` returns an `Inbox`).
     cannot_read: str | None = None
+    #: What one thing its inbox read means (`classify(cfg, channel, received, known, now)`:
+    #: an `inbound.Inbound`, or None to ignore it), for `sync` to record.
+    classify: Callable[[Config, str, Received, Known, datetime], Inbound | None] | None = None
     #: A kind told by the table's values (Twilio: a `whatsapp:` sender), before the channel's
     #: name and `default_kind` are consulted.
     kind_of: Callable[[Any], str | None] | None = None

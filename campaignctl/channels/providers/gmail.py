@@ -7,7 +7,7 @@ The adapter (and the Google client libraries) is `campaignctl.channels.gmail`, i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -18,8 +18,9 @@ from campaignctl.channels.registry import Problem, Provider
 from campaignctl.config import ChannelBase, Duration, PerSecond
 
 if TYPE_CHECKING:
-    from campaignctl.channels.base import Channel
+    from campaignctl.channels.base import Channel, Received
     from campaignctl.config import Config
+    from campaignctl.inbound import Inbound, Known
 
 #: Gmail's sending limits: ~500 a day on a consumer account (2,000 on Workspace, 500 on trial);
 #: messages.send costs 100 of the 15,000 quota units a user may spend per minute (2.5/s).
@@ -56,6 +57,25 @@ def _problems(ch: GmailChannel) -> Iterator[Problem]:
             "(15,000 quota units a minute, 100 each): expect 429s",
             "warning",
         )
+
+
+def _classify(
+    cfg: Config, channel: str, r: Received, known: Known, now: datetime
+) -> Inbound | None:
+    from campaignctl.inbound import classify_email, our_addresses
+
+    if r.raw is None:
+        return None
+    return classify_email(
+        r.raw,
+        channel=channel,
+        ours=our_addresses(cfg),
+        known=known,
+        now=now,
+        provider_id=r.provider_id,  # Gmail's id: the same message is one event, always
+        thread_id=r.thread_id,
+        received_at=r.received_at,
+    )
 
 
 def _open(cfg: Config, name: str) -> Channel:
@@ -130,6 +150,7 @@ PROVIDER = Provider(
     config=GmailChannel,
     kinds=("email",),
     open=_open,
+    classify=_classify,
     problems=_problems,
     auth=auth,
 )

@@ -6,7 +6,7 @@ The adapter (and the Twilio SDK) is `campaignctl.channels.twilio`, imported by `
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import typer
@@ -16,8 +16,9 @@ from campaignctl.channels.registry import Problem, Provider
 from campaignctl.config import ChannelBase, Duration
 
 if TYPE_CHECKING:
-    from campaignctl.channels.base import Channel
+    from campaignctl.channels.base import Channel, Received
     from campaignctl.config import Config
+    from campaignctl.inbound import Inbound, Known
 
 
 class TwilioChannel(ChannelBase):
@@ -45,6 +46,16 @@ def _problems(ch: TwilioChannel) -> Iterator[Problem]:
 
 def _sender(ch: TwilioChannel) -> str:
     return ch.from_ or f"messaging service {ch.messaging_service_sid}"
+
+
+def _classify(
+    cfg: Config, channel: str, r: Received, known: Known, now: datetime
+) -> Inbound | None:
+    from campaignctl.inbound import classify_twilio
+
+    if r.resource is None:
+        return None
+    return classify_twilio(r.resource, channel=channel, known=known, now=now)
 
 
 def _open(cfg: Config, name: str) -> Channel:
@@ -86,6 +97,7 @@ PROVIDER = Provider(
     config=TwilioChannel,
     kinds=("sms", "whatsapp"),
     open=_open,
+    classify=_classify,
     kind_of=_kind_of,
     default_kind="sms",
     problems=_problems,
