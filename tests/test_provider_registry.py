@@ -162,3 +162,58 @@ def test_the_built_ins_come_through_the_entry_point_door() -> None:
     for ref in registry.BUILTINS:
         name, value = ref.split(" = ")
         assert registry.get(name) is registry._load(EntryPoint(name, value, registry.GROUP))
+
+
+def test_an_installed_plugins_entry_point_is_found(monkeypatch, tmp_path: Path) -> None:
+    """What `pip install campaignctl-ledger` would add: an entry point of the group."""
+    plugin = EntryPoint("ledger", f"{__name__}:PROVIDER", registry.GROUP)
+
+    def installed(group: str) -> list[EntryPoint]:
+        return [plugin] if group == registry.GROUP else []
+
+    monkeypatch.setattr(registry, "entry_points", installed)
+    registry.providers.cache_clear()
+    registry.config_union.cache_clear()
+    try:
+        assert registry.get("ledger") is PROVIDER
+        cfg, problems = validate_text(
+            CAMPAIGN.format(prefix="x"), tmp_path / "campaigns.toml", remainder=True
+        )
+        assert problems == []
+        assert cfg is not None
+        assert cfg.channel_kind("notes") == "sms"
+    finally:
+        monkeypatch.undo()
+        registry.providers.cache_clear()
+        registry.config_union.cache_clear()
+    assert "ledger" not in registry.providers()
+
+
+def test_loading_and_checking_import_no_sdk_and_help_loads_no_provider(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import MINIMAL_TOML, REPO
+
+    (tmp_path / "campaigns.toml").write_text(MINIMAL_TOML)  # outbox channels only
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from campaignctl.cli import app\n"
+        "help = CliRunner().invoke(app, ['--help'])\n"
+        "assert help.exit_code == 0, help.output\n"
+        "print(sorted(m for m in sys.modules if m.startswith('campaignctl.channels')))\n"
+        f"r = CliRunner().invoke(app, ['-C', {str(tmp_path)!r}, 'check'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'twilio', 'googleapiclient', 'google_auth_oauthlib', 'httplib2', 'smtplib'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    )
+    assert out.stdout.splitlines() == ["[]", "[]"]
