@@ -15,7 +15,6 @@ introduce (see `edit._edit_locked`).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 
 from campaignctl.config import (
     Config,
-    OutboxChannel,
     Step,
     is_unknown_key,
     line_of,
@@ -147,7 +145,7 @@ def _check_text(
     if cfg is None:
         return report
     lines = locate_keys(text)
-    report.problems.extend(_outbox_problems(cfg, lines))
+    report.problems.extend(_provider_problems(cfg, lines))
     report.problems.extend(_postal_address_problems(cfg, lines))
     if samples is None and leads_csv is not None:
         from campaignctl.leads import sample_leads_from_csv
@@ -166,35 +164,16 @@ def _check_text(
     return report
 
 
-def unwritable(folder: Path) -> str | None:
-    """Why files cannot be written in `folder` (created when missing), or None when they can.
+def _provider_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
+    """What each channel's provider says about this machine (an outbox folder it cannot write)."""
+    from campaignctl.channels.registry import get
 
-    Creates nothing: a missing folder is judged by its nearest existing ancestor.
-    """
-    if folder.exists():
-        if not folder.is_dir():
-            return "it is a file, not a folder"
-        return None if os.access(folder, os.W_OK | os.X_OK) else "the folder is not writable"
-    parent = folder.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"it cannot be created: {parent} is a file"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"it cannot be created: {parent} is not writable"
-    return None
-
-
-def _outbox_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
     out = []
     for name, ch in cfg.channels.items():
-        if isinstance(ch, OutboxChannel):
-            folder = cfg.resolve(ch.path)
-            reason = unwritable(folder)
-            if reason:
-                key = f"channels.{name}.path"
-                msg = f"the outbox folder {folder} cannot take messages: {reason}"
-                out.append(Problem(key, msg, "error", line_of(key, lines), cfg.path))
+        check = get(ch.provider).environment_problems
+        for key, msg, severity in check(cfg, name, ch) if check else ():
+            path = f"channels.{name}.{key}"
+            out.append(Problem(path, msg, severity, line_of(path, lines), cfg.path))
     return out
 
 

@@ -15,7 +15,7 @@ import re
 import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -40,12 +40,6 @@ ChannelKind = Literal["email", "sms", "whatsapp"]
 StopReason = Literal["reply", "optout", "bounce"]
 STOP_REASONS: tuple[StopReason, ...] = ("reply", "optout", "bounce")
 CHANNEL_KINDS: tuple[str, ...] = ("email", "sms", "whatsapp")
-PROVIDER_KINDS: dict[str, tuple[str, ...]] = {
-    "gmail": ("email",),
-    "smtp": ("email",),
-    "twilio": ("sms", "whatsapp"),
-    "outbox": CHANNEL_KINDS,
-}
 
 
 def _to_duration(v: Any) -> Any:
@@ -244,6 +238,9 @@ class Sender(_Model):
 class ChannelBase(_Model):
     """Pacing and hours shared by every provider."""
 
+    if TYPE_CHECKING:
+        provider: str  # each provider's model declares it: `provider: Literal["gmail"]`
+
     kind: ChannelKind | None = None
     daily_limit: PositiveInt | None = None
     hourly_limit: PositiveInt | None = None
@@ -258,57 +255,26 @@ class ChannelBase(_Model):
     give_up_after: Duration = timedelta(days=3)
 
 
-class OutboxChannel(ChannelBase):
-    provider: Literal["outbox"]
-    path: str = "outbox"
+if TYPE_CHECKING:
+    #: At run time, the union of the registered providers' models (`registry.config_union`),
+    #: told apart by `provider`; set by `use_providers` before the first validation.
+    ChannelConfig = ChannelBase
 
 
-#: Gmail's sending limits: ~500 a day on a consumer account (2,000 on Workspace, 500 on trial);
-#: messages.send costs 100 of the 15,000 quota units a user may spend per minute (2.5/s).
-GMAIL_DEFAULT_DAILY = 500
-GMAIL_WORKSPACE_DAILY = 2000
-GMAIL_MAX_PER_SECOND = 2.5
+def use_providers() -> None:
+    """Build `Config`'s `[channels.NAME]` union from the providers registered now.
 
+    Not at import: a provider's module imports this one (for `ChannelBase`), so the union can
+    only be built once this module is whole. Cheap when nothing was registered since.
+    """
+    from campaignctl.channels.registry import config_union
 
-class GmailChannel(ChannelBase):
-    provider: Literal["gmail"]
-    daily_limit: PositiveInt | None = GMAIL_DEFAULT_DAILY
-    per_second: PerSecond | None = 2.0
-    credentials: str = "~/.config/campaignctl/gmail-token.json"
-    service_account: str | None = None
-    delegate: str | None = None
-    api_endpoint: str | None = None
-    timeout: Duration = timedelta(seconds=30)
-
-
-class SmtpChannel(ChannelBase):
-    provider: Literal["smtp"]
-    host: str
-    port: PositiveInt | None = None
-    security: Literal["starttls", "ssl", "none"] = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    ca_file: str | None = None  # extra CA bundle to trust (a private relay's certificate)
-    timeout: Duration = timedelta(seconds=30)
-
-
-class TwilioChannel(ChannelBase):
-    provider: Literal["twilio"]
-    from_: str | None = Field(default=None, alias="from")
-    messaging_service_sid: str | None = None
-    status_callback: str | None = None
-    api_base: str | None = None
-    # names of the environment variables holding the credentials (never the values)
-    account_sid_env: str = "TWILIO_ACCOUNT_SID"
-    auth_token_env: str = "TWILIO_AUTH_TOKEN"
-    api_key_env: str = "TWILIO_API_KEY"
-    api_secret_env: str = "TWILIO_API_SECRET"
-    timeout: Duration = timedelta(seconds=30)
-
-
-ChannelConfig = Annotated[
-    OutboxChannel | GmailChannel | SmtpChannel | TwilioChannel, Field(discriminator="provider")
-]
+    union = config_union()
+    if globals().get("ChannelConfig") is not union:
+        globals()["ChannelConfig"] = union
+        # a field resolved once is not resolved again by a rebuild: give it the new union
+        Config.model_fields["channels"].annotation = dict[str, union]  # type: ignore[valid-type]
+        Config.model_rebuild(force=True)
 
 
 class Variant(_Model):
@@ -365,6 +331,10 @@ class Config(_Model):
     campaigns: dict[str, Campaign] = Field(default_factory=dict)
 
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
+
+    def __init__(self, **data: Any) -> None:
+        use_providers()
+        super().__init__(**data)
 
     @property
     def path(self) -> Path:
@@ -461,21 +431,22 @@ class Config(_Model):
             ) from None
 
 
-def _infer_kind(
-    name: str, ch: OutboxChannel | GmailChannel | SmtpChannel | TwilioChannel
-) -> str | None:
+def _infer_kind(name: str, ch: ChannelBase) -> str | None:
+    """`kind`, else the provider's only kind, else what its values, the channel's name or the
+    provider's default tell."""
+    from campaignctl.channels.registry import get
+
     if ch.kind:
         return ch.kind
-    kinds = PROVIDER_KINDS[ch.provider]
-    if len(kinds) == 1:
-        return kinds[0]
-    if isinstance(ch, TwilioChannel) and (ch.from_ or "").startswith("whatsapp:"):
-        return "whatsapp"
+    provider = get(ch.provider)
+    if len(provider.kinds) == 1:
+        return provider.kinds[0]
+    told = provider.kind_of(ch) if provider.kind_of else None
+    if told:
+        return told
     if name in CHANNEL_KINDS:
         return name
-    if isinstance(ch, TwilioChannel):
-        return "sms"
-    return None
+    return provider.default_kind
 
 
 def did_you_mean(name: str, choices: Any) -> str:
@@ -580,6 +551,7 @@ def validate_data(
     remains, so a typo'd key and a bad reference show in one run. With `remainder`, that
     remainder comes back as the config (for `check` to render); otherwise it is None.
     """
+    use_providers()
     lines = locate_keys(text) if text else {}
     problems: list[Problem] = []
     refused: set[str] = set()
@@ -601,8 +573,10 @@ def validate_data(
 
 
 def _data_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    from campaignctl.channels.registry import providers
+
     # pydantic puts the union tag in the location: channels.sms.twilio.from
-    if len(loc) > 2 and loc[0] == "channels" and loc[2] in PROVIDER_KINDS:
+    if len(loc) > 2 and loc[0] == "channels" and loc[2] in providers():
         return loc[:2] + loc[3:]
     return loc
 
@@ -626,12 +600,13 @@ def _message(err: Any) -> str:
         )
     if kind == "missing":
         return "required key is missing"
-    if kind == "union_tag_invalid":
-        return f"unknown provider {err['input'].get('provider')!r}: use one of " + ", ".join(
-            PROVIDER_KINDS
-        )
-    if kind == "union_tag_not_found":
-        return "required key 'provider' is missing (gmail, smtp, twilio or outbox)"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        from campaignctl.channels.registry import providers, unknown_provider_message
+
+        names = list(providers())
+        if kind == "union_tag_invalid":
+            return unknown_provider_message(err["input"].get("provider"), names)
+        return f"required key 'provider' is missing ({', '.join(names[:-1])} or {names[-1]})"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -740,6 +715,8 @@ def _unrelated(problems: list[Problem], refused: set[str]) -> list[Problem]:
 
 def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[Problem]:
     """Rules that span keys: names, references, limits, step contents, template files."""
+    from campaignctl.channels.registry import get
+
     lines = lines or {}
     out: list[Problem] = []
 
@@ -766,36 +743,16 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
                 "cannot tell whether this is an email, sms or whatsapp channel: "
                 'set kind = "email" | "sms" | "whatsapp"',
             )
-        elif kind not in PROVIDER_KINDS[ch.provider]:
+        elif kind not in get(ch.provider).kinds:
             add(f"{base}.kind", f"provider {ch.provider!r} cannot send {kind}")
         if ch.daily_limit and ch.hourly_limit and ch.hourly_limit > ch.daily_limit:
             add(
                 f"{base}.hourly_limit",
                 f"hourly_limit ({ch.hourly_limit}) exceeds daily_limit ({ch.daily_limit})",
             )
-        if isinstance(ch, TwilioChannel) and not (ch.from_ or ch.messaging_service_sid):
-            add(f"{base}.from", "set 'from' (a number) or 'messaging_service_sid'")
-        if isinstance(ch, GmailChannel) and ch.delegate and not ch.service_account:
-            add(f"{base}.delegate", "'delegate' needs 'service_account'")
-        if isinstance(ch, GmailChannel) and (ch.daily_limit or 0) > GMAIL_WORKSPACE_DAILY:
-            add(
-                f"{base}.daily_limit",
-                f"Gmail sends at most {GMAIL_WORKSPACE_DAILY:,} a day per Workspace user "
-                "(about 500 on a consumer account): the rest would bounce",
-                "warning",
-            )
-        if isinstance(ch, GmailChannel) and (ch.per_second or 0) > GMAIL_MAX_PER_SECOND:
-            add(
-                f"{base}.per_second",
-                f"Gmail allows about {GMAIL_MAX_PER_SECOND} messages.send a second per user "
-                "(15,000 quota units a minute, 100 each): expect 429s",
-                "warning",
-            )
-        if isinstance(ch, SmtpChannel) and ch.username and not ch.password_env:
-            add(
-                f"{base}.password_env",
-                "'username' needs 'password_env' (the name of the variable holding the password)",
-            )
+        rules = get(ch.provider).problems
+        for key, msg, severity in rules(ch) if rules else ():
+            add(f"{base}.{key}", msg, severity)
 
     for cname, camp in cfg.campaigns.items():
         base = f"campaigns.{cname}"

@@ -34,7 +34,6 @@ from campaignctl.checks import check_text
 from campaignctl.config import (
     Campaign,
     ChannelBase,
-    ChannelConfig,
     Step,
     did_you_mean,
     parse_toml,
@@ -354,13 +353,10 @@ def valid_keys(model: type[BaseModel]) -> list[str]:
 
 
 def _channel_models() -> dict[str, type[BaseModel]]:
-    # Derived from the ChannelConfig union, so a new provider needs no change here.
-    union = typing.get_args(ChannelConfig)[0]
-    models: dict[str, type[BaseModel]] = {}
-    for model in typing.get_args(union):
-        (provider,) = typing.get_args(model.model_fields["provider"].annotation)
-        models[provider] = model
-    return models
+    # From the registry, so a new provider needs no change here.
+    from campaignctl.channels.registry import providers
+
+    return {name: p.config for name, p in providers().items()}
 
 
 def _tables(items: Any) -> list[Any]:

@@ -13,7 +13,7 @@ from email import message_from_string, policy
 from email.message import EmailMessage
 from typing import Any
 
-from campaignctl.config import Config, Step, TwilioChannel, did_you_mean
+from campaignctl.config import Config, Step, did_you_mean
 from campaignctl.errors import NotFoundError, UsageError
 from campaignctl.render import Rendered, Renderer
 from campaignctl.sms import SmsInfo, analyze
@@ -103,9 +103,11 @@ def render_preview(
     if kind == "email":
         out.email = _email(cfg, renderer, campaign, index, st, ctx, rendered, now)
         return out
+    from campaignctl.channels.registry import get
+
     ch = cfg.channels[st.channel]
-    if isinstance(ch, TwilioChannel):
-        out.sender = ch.from_ or f"messaging service {ch.messaging_service_sid}"
+    sender = get(ch.provider).sender
+    out.sender = sender(ch) if sender else None
     if kind == "whatsapp":
         out.to = f"whatsapp:{to}"
     else:

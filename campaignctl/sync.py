@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from campaignctl.inbound import Inbound, Known
     from campaignctl.store import Store
 
-#: Providers whose replies campaignctl cannot read, and why (said by `sync` and `status`).
-CANNOT_READ = {
-    "smtp": "SMTP cannot read replies (IMAP is not supported yet): "
-    "record opt-outs with `campaignctl leads optout`",
-    "outbox": "the outbox writes files; nothing comes back",
-}
 LAST_SYNC_KEY = "sync.{channel}.last_at"
 
 
@@ -68,7 +62,9 @@ class SyncResult:
 
 def reads_replies(cfg: Config, channel: str) -> str | None:
     """None when `sync` can read the channel's replies; else the sentence that says why not."""
-    return CANNOT_READ.get(cfg.channels[channel].provider)
+    from campaignctl.channels.registry import get
+
+    return get(cfg.channels[channel].provider).cannot_read
 
 
 def sync(
@@ -158,22 +154,10 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
 def _classify(
     cfg: Config, channel: str, r: Received, known: Known, now: datetime
 ) -> Inbound | None:
-    from campaignctl.inbound import classify_email, classify_twilio, our_addresses
+    from campaignctl.channels.registry import get
 
-    if r.raw is not None:
-        return classify_email(
-            r.raw,
-            channel=channel,
-            ours=our_addresses(cfg),
-            known=known,
-            now=now,
-            provider_id=r.provider_id,  # Gmail's id: the same message is one event, always
-            thread_id=r.thread_id,
-            received_at=r.received_at,
-        )
-    if r.resource is not None:
-        return classify_twilio(r.resource, channel=channel, known=known, now=now)
-    return None
+    classify = get(cfg.channels[channel].provider).classify
+    return classify(cfg, channel, r, known, now) if classify else None
 
 
 def last_syncs(store: Store) -> dict[str, str]:

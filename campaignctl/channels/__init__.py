@@ -1,8 +1,10 @@
-"""Channels: one module per provider behind the `Channel` protocol, imported only when used."""
+"""Channels: one adapter per provider behind the `Channel` protocol, imported only when used.
+
+Which providers exist, and how each is opened, is `channels.registry`'s to say.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from campaignctl.channels.base import (
@@ -38,19 +40,17 @@ __all__ = [
     "open_channel",
 ]
 
-_MODULES = {"outbox": "outbox", "gmail": "gmail", "smtp": "smtp", "twilio": "twilio"}
-
 
 def open_channel(cfg: Config, name: str) -> Channel:
     """Build the adapter for channel `name` of the campaign file (lazy: SDKs load here)."""
-    ch = cfg.channels[name]
-    module = importlib.import_module(f"campaignctl.channels.{_MODULES[ch.provider]}")
-    channel: Channel = module.open(cfg, name)
-    return channel
+    from campaignctl.channels.registry import get
+
+    return get(cfg.channels[name].provider).open(cfg, name)
 
 
 def find_channel(cfg: Config, provider: str, name: str | None = None) -> str:
     """The channel `name` (checked to use `provider`), else the first channel using `provider`."""
+    from campaignctl.channels.registry import get
     from campaignctl.config import did_you_mean
     from campaignctl.errors import NotFoundError, UsageError
 
@@ -72,6 +72,5 @@ def find_channel(cfg: Config, provider: str, name: str | None = None) -> str:
             return cname
     raise NotFoundError(
         f"{cfg.path}: no channel with provider = {provider!r}",
-        f"add one, e.g. [channels.{'email' if provider == 'gmail' else 'sms'}] "
-        f'with provider = "{provider}"',
+        f'add one, e.g. [channels.{get(provider).kinds[0]}] with provider = "{provider}"',
     )

@@ -40,7 +40,8 @@ from campaignctl.channels.base import (
     Sent,
 )
 from campaignctl.channels.mime import email_bytes
-from campaignctl.config import Config, GmailChannel
+from campaignctl.channels.providers.gmail import GmailChannel
+from campaignctl.config import Config
 from campaignctl.errors import CampaignctlError
 
 _log = logging.getLogger(__name__)

@@ -85,7 +85,7 @@ class Outbox:
 
 def open(cfg: Config, name: str) -> Outbox:
     """The outbox for channel `name`: `path` is relative to the campaign file."""
-    from campaignctl.config import OutboxChannel
+    from campaignctl.channels.providers.outbox import OutboxChannel
 
     ch = cfg.channels[name]
     assert isinstance(ch, OutboxChannel)

@@ -27,7 +27,8 @@ from campaignctl.channels.base import (
     Sent,
 )
 from campaignctl.channels.mime import build_email, needs_utf8, to_bytes
-from campaignctl.config import Config, SmtpChannel
+from campaignctl.channels.providers.smtp import SmtpChannel
+from campaignctl.config import Config
 
 DEFAULT_PORTS = {"ssl": 465, "starttls": 587, "none": 25}
 #: Replies that mean "not now" even though some servers send them as 5xx.

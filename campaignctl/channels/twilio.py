@@ -34,7 +34,8 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.config import Config, TwilioChannel
+from campaignctl.channels.providers.twilio import TwilioChannel
+from campaignctl.config import Config
 
 T = TypeVar("T")
 

@@ -1,0 +1,1 @@
+"""The built-in providers' declarations (see `channels.registry`): light modules, no SDK."""

@@ -1,0 +1,161 @@
+"""Providers: what each `provider = "..."` of the campaign file is, found by one cached factory.
+
+A provider is one `Provider` object, exported as `PROVIDER` by its module. The built-in ones are
+listed in `BUILTINS` and loaded through the same door as a plugin's: an `importlib.metadata`
+entry point (`[project.entry-points."campaignctl.providers"]` in the plugin's pyproject.toml,
+`ses = "campaignctl_ses:PROVIDER"`). A declaration module is light: it imports its SDK in
+`open()` (or in an adapter module that `open()` imports), because loading the campaign file
+loads every declaration.
+
+`get(name)` is the factory; an unknown name raises `UnknownProviderError`, which lists the valid
+ones. The campaign file's `[channels.NAME]` union is built from `providers()`
+(`config_union()`), so a new provider needs no change outside its own module.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+
+from campaignctl.errors import CampaignctlError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from campaignctl.channels.base import Channel, Received
+    from campaignctl.config import ChannelBase, Config
+    from campaignctl.inbound import Inbound, Known
+
+GROUP = "campaignctl.providers"
+
+#: The built-in providers, in the order error messages list them; entry points of this group,
+#: written the way a plugin's pyproject.toml writes them.
+BUILTINS = (
+    "gmail = campaignctl.channels.providers.gmail:PROVIDER",
+    "smtp = campaignctl.channels.providers.smtp:PROVIDER",
+    "twilio = campaignctl.channels.providers.twilio:PROVIDER",
+    "outbox = campaignctl.channels.providers.outbox:PROVIDER",
+)
+
+#: A rule across a channel's keys: (key under `channels.NAME`, message, "error" | "warning").
+Problem = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One provider: its keys in the campaign file, what it sends, and how to open it."""
+
+    #: The `provider = "..."` value.
+    name: str
+    #: The `[channels.NAME]` table: a `ChannelBase` subclass whose `provider` is
+    #: `Literal[name]` (unknown keys are refused with the model's keys as suggestions).
+    config: type[ChannelBase]
+    #: What it can send: "email" (to a lead's email address), "sms" or "whatsapp" (to a lead's
+    #: phone). A provider with one kind makes every channel of it that kind.
+    kinds: tuple[str, ...]
+    #: The adapter for channel `name` of the campaign file (the SDK is imported here).
+    open: Callable[[Config, str], Channel]
+    #: Why `sync` cannot read this provider's replies (None: `open` returns an `Inbox`).
+    cannot_read: str | None = None
+    #: What one thing its inbox read means (`classify(cfg, channel, received, known, now)`:
+    #: an `inbound.Inbound`, or None to ignore it), for `sync` to record.
+    classify: Callable[[Config, str, Received, Known, datetime], Inbound | None] | None = None
+    #: A kind told by the table's values (Twilio: a `whatsapp:` sender), before the channel's
+    #: name and `default_kind` are consulted.
+    kind_of: Callable[[Any], str | None] | None = None
+    #: The kind when neither `kind`, the values nor the channel's name tell.
+    default_kind: str | None = None
+    #: Rules across the table's keys that pydantic cannot express, for `check` and loading.
+    problems: Callable[[Any], Iterable[Problem]] | None = None
+    #: Rules about the machine the campaign runs on (a folder that must be writable): `check`.
+    environment_problems: Callable[[Config, str, Any], Iterable[Problem]] | None = None
+    #: Who a text message comes from, as `preview` shows it.
+    sender: Callable[[Any], str | None] | None = None
+    #: `campaignctl auth NAME`: a typer command function (typer options as defaults).
+    auth: Callable[..., None] | None = None
+
+
+class UnknownProviderError(CampaignctlError):
+    """A provider name nobody registered."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(
+            unknown_provider_message(name, known),
+            "a plugin's provider appears once its package is installed",
+        )
+        self.name = name
+
+
+def unknown_provider_message(name: object, known: Iterable[str]) -> str:
+    """`unknown provider 'x': use one of gmail, smtp, twilio, outbox` (also said by `check`)."""
+    return f"unknown provider {name!r}: use one of " + ", ".join(known)
+
+
+def _load(ep: EntryPoint) -> Provider:
+    try:
+        provider = ep.load()
+    except (ImportError, AttributeError) as exc:
+        raise CampaignctlError(
+            f"provider {ep.name!r} ({ep.value}) cannot be loaded: {exc}",
+            "reinstall the package that provides it, or uninstall it",
+        ) from None
+    if not isinstance(provider, Provider) or provider.name != ep.name:
+        raise CampaignctlError(
+            f"provider {ep.name!r} ({ep.value}) is not a Provider named {ep.name!r}",
+            "a provider module exports PROVIDER = Provider(name=..., ...)",
+        )
+    return provider
+
+
+def _name_value(ref: str) -> tuple[str, str]:
+    name, value = ref.split(" = ")
+    return name, value
+
+
+@functools.cache
+def providers() -> dict[str, Provider]:
+    """Every provider by name: the built-ins first, then the installed plugins' (cached)."""
+    builtins = [EntryPoint(*_name_value(ref), group=GROUP) for ref in BUILTINS]
+    found: dict[str, Provider] = {}
+    for ep in [*builtins, *entry_points(group=GROUP)]:
+        if ep.name in found:
+            continue  # a built-in also declared as an entry point, or a plugin shadowing one
+        found[ep.name] = _load(ep)
+    return found
+
+
+def get(name: str) -> Provider:
+    """The provider called `name`; UnknownProviderError (listing the valid ones) when none is."""
+    try:
+        return providers()[name]
+    except KeyError:
+        raise UnknownProviderError(name, providers()) from None
+
+
+def register(provider: Provider) -> None:
+    """Add (or replace) a provider at run time: tests, and code that embeds campaignctl.
+
+    Installed plugins need not call this: their entry points are found by `providers()`.
+    """
+    providers()[provider.name] = provider
+    config_union.cache_clear()
+
+
+def unregister(name: str) -> None:
+    """Remove a provider added by `register` (a test cleaning up after itself)."""
+    providers().pop(name, None)
+    config_union.cache_clear()
+
+
+@functools.cache
+def config_union() -> Any:
+    """The `[channels.NAME]` type: the providers' models, told apart by `provider`."""
+    from typing import Annotated, Union
+
+    from pydantic import Field
+
+    models = tuple(p.config for p in providers().values())
+    return Annotated[Union[models], Field(discriminator="provider")]  # noqa: UP007
