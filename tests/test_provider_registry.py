@@ -194,7 +194,7 @@ def test_loading_and_checking_import_no_sdk_and_help_loads_no_provider(tmp_path:
     import subprocess
     import sys
 
-    from tests.conftest import MINIMAL_TOML, REPO
+    from tests.support import MINIMAL_TOML, REPO
 
     (tmp_path / "campaigns.toml").write_text(MINIMAL_TOML)  # outbox channels only
     code = (

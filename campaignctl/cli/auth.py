@@ -26,7 +26,8 @@ class _ProviderCommands(TyperGroup):
 
         for provider in providers().values():
             if provider.auth is not None:
-                one = typer.Typer()
+                # plain click help and no completion options, like every other command
+                one = typer.Typer(add_completion=False, rich_markup_mode=None)
                 one.command(provider.name)(provider.auth)
                 self.add_command(typer.main.get_command(one), provider.name)
 
