@@ -775,25 +775,15 @@ def opt_out_by_hand(
 # ---------------------------------------------------------------- sync cursors
 
 
-def cursor_key(channel: str) -> str:
-    return f"sync.{channel}.cursor"
-
-
 def get_cursor(session: Session, channel: str) -> str | None:
     """Where the last sync of `channel` stopped (a Gmail historyId, a date), or None."""
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
-    row = session.get(Meta, cursor_key(channel))
-    return row.value if row else None
+    return meta.cursor(session, channel)
 
 
 def set_cursor(session: Session, channel: str, value: str, now: datetime) -> None:
     """Store where this sync of `channel` stopped; commit it with the events it covers."""
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
-    row = session.get(Meta, cursor_key(channel))
-    if row is None:
-        row = Meta(key=cursor_key(channel), value=value, updated_at=now)
-    else:
-        row.value, row.updated_at = value, now
-    session.add(row)
+    meta.set_cursor(session, channel, value, now)

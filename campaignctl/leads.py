@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from campaignctl.store import Store
 
 #: Lead fields a CSV column can fill; `country` only helps read phone numbers (and is kept).
-MAPPABLE = ("email", "phone", "first_name", "last_name", "timezone", "tags", "country")
+MAPPABLE = (*(f for f in FIXED_FIELDS if f != "status"), "country")
 
 # Header spellings that map by themselves, compared after `_header_key` (lower case, letters and
 # digits only). Earlier spellings win when a file has several: `Phone 1` before `Mobile`.
@@ -1015,30 +1015,19 @@ class _Database:
     schema: tuple[str, ...] = ()
 
     def connect(self) -> sqlite3.Connection:
-        import sqlite3
+        from campaignctl.store.sqlite import connect_raw
 
-        # The Store's settings (store._sqlite_setup); BEGIN is issued by `_Writer`.
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys=ON")
-        for sql in self.schema:
-            conn.execute(sql)
-        return conn
+        # The Store's settings; BEGIN is issued by `_Writer`.
+        return connect_raw(self.path, self.schema)
 
 
 @contextmanager
 def _database_errors_mapped(database: str) -> Iterator[None]:
-    """A read-only, full or locked database file as one line naming it (see `database_errors`)."""
-    import sqlite3
+    """A read-only, full or locked database file as one line naming it."""
+    from campaignctl.store.sqlite import errors_mapped
 
-    from campaignctl.database_errors import database_error
-
-    try:
+    with errors_mapped(database):
         yield
-    except sqlite3.Error as exc:
-        mapped = database_error(database, exc)
-        if mapped is None:
-            raise
-        raise mapped from None
 
 
 def _database_of(store: Store) -> _Database:

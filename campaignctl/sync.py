@@ -28,7 +28,6 @@ CANNOT_READ = {
     "record opt-outs with `campaignctl leads optout`",
     "outbox": "the outbox writes files; nothing comes back",
 }
-LAST_SYNC_KEY = "sync.{channel}.last_at"
 
 
 @dataclass
@@ -123,7 +122,7 @@ def sync(
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
     from campaignctl.inbound import get_cursor, load_known, record, set_cursor, stop_on_of
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     name = inbox.name
     with store.read() as s:
@@ -143,10 +142,7 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
             default_region=cfg.settings.default_region,
         )
         set_cursor(s, name, fetched.cursor, now)
-        key = LAST_SYNC_KEY.format(channel=name)
-        row = s.get(Meta, key) or Meta(key=key, value="")
-        row.value, row.updated_at = now.isoformat(), now
-        s.add(row)
+        meta.set_last_sync(s, name, now)
     res.events.update(done.events)
     res.duplicates += done.duplicates
     res.unknown_leads += done.unknown_leads
@@ -178,10 +174,7 @@ def _classify(
 
 def last_syncs(store: Store) -> dict[str, str]:
     """channel -> ISO time of its last successful sync."""
-    from sqlmodel import col, select
-
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     with store.read() as s:
-        rows = s.exec(select(Meta).where(col(Meta.key).like("sync.%.last_at"))).all()
-    return {r.key.removeprefix("sync.").removesuffix(".last_at"): r.value for r in rows}
+        return meta.last_syncs(s)

@@ -1,0 +1,195 @@
+"""Everything SQLite-specific: the engine and its pragmas, `BEGIN IMMEDIATE`, `OR IGNORE` and
+`OR REPLACE`, the send lock beside the file, the `--dry-run` copy, the in-memory fallback for
+readers, the error mapping, and the raw `sqlite3` fast paths of the leads import and the planner.
+
+SQLAlchemy is imported inside the functions that need it: the leads import runs in a lean
+process (see `campaignctl.leads._ImportJob`) that reaches `connect_raw` and `errors_mapped`
+without loading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from campaignctl.errors import CampaignctlError
+from campaignctl.store.errors import DatabaseError, database_error
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import Engine, Table
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.sql.dml import Insert
+
+    from campaignctl.locking import FileLock
+
+#: The connection settings every campaignctl process uses on a database file.
+PRAGMAS = {
+    "journal_mode": "WAL",
+    "busy_timeout": "30000",
+    "foreign_keys": "ON",
+    "synchronous": "FULL",
+}
+#: Seconds a connection waits for another process's lock.
+TIMEOUT = 30
+
+
+def database_of(url: str) -> str:
+    """The part of a SQLite URL after `:///`: a file path, `:memory:` or ''."""
+    return url.split(":///", 1)[-1]
+
+
+class SQLiteDialect:
+    """The `Dialect` for `sqlite:///FILE` URLs."""
+
+    name = "sqlite"
+
+    def check(self, url: str) -> None:
+        db = database_of(url)
+        if db and db != ":memory:" and not Path(db).parent.is_dir():
+            raise CampaignctlError(
+                f"{db}: the database's folder does not exist",
+                "create the folder, or set settings.database in the campaign file",
+            )
+
+    def create_engine(self, url: str) -> Engine:
+        from sqlalchemy import create_engine, event
+
+        engine = create_engine(url, connect_args={"timeout": TIMEOUT, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's begin event issue BEGIN, so writers can ask for BEGIN IMMEDIATE.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            for name, value in PRAGMAS.items():
+                cur.execute(f"PRAGMA {name}={value}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    def for_writing(self, conn: Connection) -> None:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+
+    def path(self, url: str) -> Path | None:
+        db = database_of(url)
+        return Path(db) if db and db != ":memory:" else None
+
+    def in_memory(self, url: str) -> bool:
+        return database_of(url) in ("", ":memory:")
+
+    def reading_url(self, url: str) -> str:
+        # A file that does not exist yet: an empty database in memory, so reading never
+        # creates the file; only commands that write do.
+        db = database_of(url)
+        if db and db != ":memory:" and not Path(db).exists():
+            return "sqlite:///:memory:"
+        return url
+
+    def map_error(self, where: str, exc: BaseException) -> DatabaseError | None:
+        return database_error(where, exc)
+
+    def insert_ignore(self, table: Table) -> Insert:
+        from sqlalchemy import insert
+
+        return insert(table).prefix_with("OR IGNORE")
+
+    def upsert(self, table: Table, key: str, values: dict[str, Any]) -> Any:
+        from sqlalchemy import insert
+
+        return insert(table).prefix_with("OR REPLACE").values(**values)
+
+    def send_lock(self, url: str) -> FileLock | None:
+        from campaignctl.locking import FileLock
+
+        path = self.path(url)
+        if path is None:
+            return None
+        return FileLock(path.with_name(path.name + ".send.lock"), "send lock")
+
+    def private_copy(self, url: str, folder: Path) -> str:
+        import sqlite3
+
+        copy = folder / "dry.db"
+        path = self.path(url)
+        if path is not None:  # else no database yet (Store.for_reading): start empty
+            src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            dst = sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+                dst.close()
+        return f"sqlite:///{copy}"
+
+    # -------------------------------------------------------------- the planner's reads
+
+    def lead_rows(self, conn: Connection) -> list[Any]:
+        return _raw(conn).execute("SELECT id, email, phone, timezone FROM lead").fetchall()
+
+    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> list[Any]:
+        return (
+            _raw(conn)
+            .execute(
+                "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
+                "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
+                (campaign,),
+            )
+            .fetchall()
+        )
+
+    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> list[Any]:
+        marks = ",".join("?" * len(campaigns))
+        return (
+            _raw(conn)
+            .execute(
+                "SELECT campaign, step, lead_id, due_at FROM message "
+                f"WHERE state = ? AND campaign IN ({marks})",
+                (state, *campaigns),
+            )
+            .fetchall()
+        )
+
+
+def _raw(conn: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy one (same transaction)."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    return raw  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- raw sqlite3 fast paths
+
+
+def connect_raw(path: str, schema: tuple[str, ...] = ()) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the Store's settings that matter to a writer (BEGIN is
+    issued by the caller); `schema` is run first (an in-memory copy of the lead table)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=TIMEOUT, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    for sql in schema:
+        conn.execute(sql)
+    return conn
+
+
+@contextmanager
+def errors_mapped(database: str) -> Iterator[None]:
+    """A read-only, full or locked database file as one line naming it (see `database_error`)."""
+    import sqlite3
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        mapped = database_error(database, exc)
+        if mapped is None:
+            raise
+        raise mapped from None
