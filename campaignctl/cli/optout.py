@@ -25,8 +25,7 @@ def optout(
 
     st = state(ctx)
     cfg = st.config()
-    with st.store().write() as session:
-        done = opt_out_by_hand(session, cfg, who, channel, utcnow())
+    done = opt_out_by_hand(st.store(), cfg, who, channel, utcnow())
     where = "every channel" if done.channel == "*" else f"channel {done.channel}"
     if done.already:
         typer.echo(f"{done.lead} was already opted out of {where}; nothing changed.")

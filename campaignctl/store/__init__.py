@@ -138,6 +138,13 @@ class Store:
         url = cfg.database_url()
         return cls(dialect_for(url).reading_url(url))
 
+    @classmethod
+    def existing(cls, url: str, *, migrate_now: bool = True) -> Store | None:
+        """The database at `url` when it already exists (None otherwise); never creates one."""
+        if not dialect_for(url).exists(url):
+            return None
+        return cls(url, migrate_now=migrate_now)
+
     @property
     def in_memory(self) -> bool:
         """A database in memory: empty at start, gone at exit."""

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
 Conn: TypeAlias = "Session | Connection"
+#: The session a `Store.read()` or `Store.write()` yields, for modules outside the store that
+#: pass it on to store functions (they never build SQL with it).
+Transaction: TypeAlias = "Session"
 
 
 def connection(conn: Conn) -> Connection:

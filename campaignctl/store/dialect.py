@@ -43,6 +43,9 @@ class Dialect(Protocol):
     def path(self, url: str) -> Path | None:
         """The database file (lock files live beside it); None when there is none."""
 
+    def exists(self, url: str) -> bool:
+        """Whether the database is there already (opening it would not create it)."""
+
     def in_memory(self, url: str) -> bool:
         """Whether the database lives in memory: empty at start, gone at exit."""
 

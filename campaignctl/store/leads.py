@@ -152,3 +152,15 @@ def plan_newcomers(conn: Conn, campaign: str) -> list[Any]:
     enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text."""
     c = connection(conn)
     return dialect_of(c).unenrolled_lead_rows(c, campaign)
+
+
+def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
+    """Up to `n` leads with ids above `last_id`, as `Lead` objects, by id."""
+    from sqlmodel import Session, select
+
+    assert isinstance(conn, Session)
+    return list(
+        conn.exec(
+            select(Lead).where(Lead.id > last_id).order_by(Lead.id).limit(n)  # type: ignore[arg-type,operator]
+        ).all()
+    )

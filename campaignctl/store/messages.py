@@ -274,3 +274,34 @@ def plan_pending(conn: Conn, campaigns: list[str]) -> list[Any]:
     SQLAlchemy's conversion on 100,000 rows)."""
     c = connection(conn)
     return dialect_of(c).pending_rows(c, PENDING, campaigns)
+
+
+def sent_in(url: str, campaign: str, step: str | None = None) -> int:
+    """Messages already sent for a campaign (or one step of it) in the database at `url`: 0 when
+    it does not exist yet or no send has used it. Never creates a database."""
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from campaignctl.errors import CampaignctlError
+    from campaignctl.store import Store
+
+    store = Store.existing(url, migrate_now=False)
+    if store is None:
+        return 0
+    try:
+        with store.read() as session:
+            query = (
+                select(func.count())
+                .select_from(MESSAGE)
+                .where(MESSAGE.c.campaign == campaign, MESSAGE.c.state == SENT)
+            )
+            if step is not None:
+                query = query.where(MESSAGE.c.step == step)
+            return int(session.execute(query).scalar_one())
+    except OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0  # a database no send has used yet
+        raise CampaignctlError(f"{url}: cannot read sent messages: {exc.orig}") from None
+    except SQLAlchemyError as exc:
+        raise CampaignctlError(f"{url}: cannot read sent messages: {exc}") from None
+    finally:
+        store.close()
