@@ -119,9 +119,6 @@ def campaign_start(camp: Campaign, default_tz: str) -> datetime | None:
     return camp.start_at
 
 
-send_history = store_messages.send_history
-
-
 # ---------------------------------------------------------------- audiences
 
 
@@ -264,9 +261,6 @@ class _Claimed:
     out: Outgoing
     attempts: int
     first_attempt: datetime | None  # before this claim (restored when released unsent)
-
-
-_Writes = store_messages.Writes
 
 
 def _attempt(outcome: object, at: datetime) -> Attempt | None:
@@ -503,7 +497,7 @@ class Engine:
                 by_channel[r.channel].append(r)
         for ch, todo in by_channel.items():
             answers, asked = self._ask(ch, todo, leads, now, res)
-            w = _Writes()
+            w = store_messages.Writes()
             for r in todo:
                 answer = answers.get(r.id)
                 if answer is None or answer.outcome is Reconciled.UNKNOWN:
@@ -546,7 +540,7 @@ class Engine:
 
     def _settle(
         self,
-        w: _Writes,
+        w: store_messages.Writes,
         r: Any,
         lead: _LeadInfo,
         answer: Reconciliation,
@@ -710,7 +704,12 @@ class Engine:
         return due_after(base, step.delay, hours, UTC if hours.always else lead.tz, start)
 
     def _advance(
-        self, w: _Writes, campaign: str, step_name: str, lead: _LeadInfo, base: datetime
+        self,
+        w: store_messages.Writes,
+        campaign: str,
+        step_name: str,
+        lead: _LeadInfo,
+        base: datetime,
     ) -> None:
         """After a step is done for a lead: create the next one, or complete the enrolment."""
         camp = self.cfg.campaigns.get(campaign)
@@ -745,7 +744,7 @@ class Engine:
         lim = self.limits[channel]
         if not (lim.daily or lim.hourly or lim.paced):
             return []
-        return send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
+        return store_messages.send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
 
     def _jitter(self, channel: str, last: datetime, rng: random.Random) -> timedelta:
         """The random extra gap after the send at `last`, drawn once so re-checks agree."""
@@ -833,7 +832,7 @@ class Engine:
         from campaignctl.render import RenderError
 
         out: list[_Claimed] = []
-        w = _Writes()
+        w = store_messages.Writes()
         while len(out) < cap:
             w.flush(conn)
             rows = self._candidates(conn, ch, now, active, cap - len(out) + 20)
@@ -975,7 +974,7 @@ class Engine:
         return None, None, None
 
     def _after_optout(
-        self, w: _Writes, campaign: str, step: str, lead: _LeadInfo, now: datetime
+        self, w: store_messages.Writes, campaign: str, step: str, lead: _LeadInfo, now: datetime
     ) -> None:
         camp = self.cfg.campaigns.get(campaign)
         if camp is not None and "optout" in camp.stop_on:
@@ -1025,7 +1024,7 @@ class Engine:
         res: PassResult,
     ) -> None:
         """Write every outcome of a batch in one transaction."""
-        w = _Writes()
+        w = store_messages.Writes()
         with self.store.write() as s:
             for c, o in outcomes:
                 key = (c.campaign, c.step.name, c.out.channel)
@@ -1083,7 +1082,7 @@ class Engine:
 
     def _mark_sent(
         self,
-        w: _Writes,
+        w: store_messages.Writes,
         row_id: int,
         campaign: str,
         step: str,
@@ -1107,7 +1106,7 @@ class Engine:
 
     def _record_error(
         self,
-        w: _Writes,
+        w: store_messages.Writes,
         c: _Claimed,
         err: ChannelError,
         now: datetime,

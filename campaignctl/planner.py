@@ -25,7 +25,6 @@ from campaignctl.config import Campaign, Config
 from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
-    send_history,
 )
 from campaignctl.pacing import (
     Hours,
@@ -296,7 +295,7 @@ def plan(
             name: store_leads.plan_newcomers(conn, name) for name in need_audience
         }
         since = now - timedelta(days=1, seconds=1)
-        sim.history = {ch: send_history(conn, ch, since) for ch in cfg.channels}
+        sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
         pending = store_messages.plan_pending(conn, list(active))
         stopped = store_leads.ended_enrolments(conn)
