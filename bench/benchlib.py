@@ -33,7 +33,7 @@ def bulk_leads(store: Store, n: int, seed: int = 1) -> None:
     """n varied leads (time zones, tags, attributes), inserted in one transaction."""
     from sqlalchemy import insert
 
-    from campaignctl.engine import LEAD
+    from campaignctl.store.schema import LEAD
 
     rng = random.Random(seed)
     now = utcnow()

@@ -13,8 +13,9 @@ from functools import lru_cache
 from typing import Any
 
 from campaignctl.errors import CampaignctlError
+from campaignctl.store.fields import LEAD_FIXED_FIELDS
 
-FIXED_FIELDS = ("email", "phone", "first_name", "last_name", "timezone", "status", "tags")
+FIXED_FIELDS = LEAD_FIXED_FIELDS
 #: Longer expressions are refused before parsing: an audience is a line, not a program, and
 #: Jinja's parser and code generator recurse once per nested operand.
 MAX_EXPRESSION_CHARS = 2000

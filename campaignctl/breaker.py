@@ -133,8 +133,3 @@ class Breaker:
             )
         except (ValueError, KeyError, TypeError):
             return cls()
-
-
-def meta_key(channel: str) -> str:
-    """Where a channel's breaker is kept in the `meta` table."""
-    return f"breaker.{channel}"

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 MISFIRE_GRACE = timedelta(seconds=30)
 HEARTBEAT_KEYS = ("pid", "started_at", "last_pass_at", "last_sync_at", "stopped_at")
 #: `Meta` key prefix of the channels that need a person ({"message", "hint"} as JSON).
-NEEDS_PERSON = "needs_person."
 #: Send events that are errors (logged with their error, shown as a channel's last error).
 ERROR_EVENTS = frozenset({"failed", "permanent", "opted_out", "auth", "uncertain", "transient"})
 
@@ -84,45 +83,32 @@ class EventLog:
 
 
 def _meta_write(store: Store, values: dict[str, str], now: datetime) -> None:
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     with store.write() as s:
-        for key, value in values.items():
-            row = s.get(Meta, f"daemon.{key}") or Meta(key=f"daemon.{key}", value=value)
-            row.value, row.updated_at = value, now
-            s.add(row)
+        meta.set_heartbeat(s, values, now)
 
 
 def _needs_person_write(store: Store, channel: str, err: CampaignctlError | None) -> None:
     """Record (or with None, clear) that `channel` needs a person; `status` shows it."""
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
-    key = NEEDS_PERSON + channel
+    value = None if err is None else json.dumps({"message": err.message, "hint": err.hint})
     with store.write() as s:
-        row = s.get(Meta, key)
-        if err is None:
-            if row is not None:
-                s.delete(row)
-            return
-        value = json.dumps({"message": err.message, "hint": err.hint})
-        row = row or Meta(key=key, value=value)
-        row.value, row.updated_at = value, wall_clock()
-        s.add(row)
+        meta.set_needs_person(s, channel, value, wall_clock())
 
 
 def needs_person(store: Store) -> dict[str, dict[str, str | None]]:
     """Channels a running daemon found needing a person: {channel: {"message", "hint"}}."""
-    from sqlmodel import col, select
-
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     with store.read() as s:
-        rows = s.exec(select(Meta).where(col(Meta.key).like(NEEDS_PERSON + "%"))).all()
+        rows = meta.needs_person(s)
     out = {}
-    for r in rows:
+    for channel, value in rows.items():
         try:
-            d = json.loads(r.value)
-            out[r.key.removeprefix(NEEDS_PERSON)] = {"message": d["message"], "hint": d["hint"]}
+            d = json.loads(value)
+            out[channel] = {"message": d["message"], "hint": d["hint"]}
         except (ValueError, KeyError, TypeError):
             continue
     return out
@@ -131,14 +117,11 @@ def needs_person(store: Store) -> dict[str, dict[str, str | None]]:
 def daemon_status(store: Store) -> dict[str, Any]:
     """`status`'s daemon part: running (the send lock is held by the pid of the heartbeat),
     pid, started_at, last_pass_at, last_sync_at (ISO UTC, or None)."""
-    from sqlmodel import col, select
-
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     with store.read() as s:
-        rows = s.exec(select(Meta).where(col(Meta.key).like("daemon.%"))).all()
-    beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
-    beat |= {r.key.removeprefix("daemon."): r.value for r in rows}
+        beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
+        beat |= meta.heartbeat(s)
     lock = send_lock(store)
     running = bool(
         lock is not None and lock.is_held() and beat["pid"] and lock.holder() == beat["pid"]
@@ -148,28 +131,11 @@ def daemon_status(store: Store) -> dict[str, Any]:
 
 def channel_view(cfg: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
     """Per channel: sent in the last 24 hours, its daily limit, queue, next due (live view)."""
-    from sqlalchemy import func, select
-
-    from campaignctl.engine import MESSAGE
-    from campaignctl.store import PENDING, SENT
+    from campaignctl.store import messages
 
     with store.read() as s:
-        conn = s.connection()
-        queue = {
-            ch: (n, due)
-            for ch, n, due in conn.execute(
-                select(MESSAGE.c.channel, func.count(), func.min(MESSAGE.c.due_at))
-                .where(MESSAGE.c.state == PENDING)
-                .group_by(MESSAGE.c.channel)
-            )
-        }
-        sent: dict[str, int] = dict(
-            conn.execute(
-                select(MESSAGE.c.channel, func.count())
-                .where(MESSAGE.c.state == SENT, MESSAGE.c.sent_at >= now - timedelta(days=1))
-                .group_by(MESSAGE.c.channel)
-            ).all()
-        )
+        queue = {ch: (n, due) for ch, n, due in messages.queues(s)}
+        sent = messages.sent_counts(s, now - timedelta(days=1))
     rows = []
     for name, ch in cfg.channels.items():
         n, due = queue.get(name, (0, None))

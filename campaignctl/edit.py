@@ -914,36 +914,9 @@ def set_channel(path: Path, name: str, assignments: list[str]) -> Outcome:
 
 def sent_messages(cfg: Config, campaign: str, step: str | None = None) -> int:
     """Messages already sent for a campaign (or one step of it). Never creates a database."""
-    from sqlalchemy import func
-    from sqlalchemy.exc import OperationalError, SQLAlchemyError
-    from sqlmodel import col, select
+    from campaignctl.store import messages
 
-    from campaignctl.store import SENT, Message, Store
-
-    url = cfg.database_url()
-    if url.startswith("sqlite"):
-        db = url.split(":///", 1)[-1]
-        if not db or db == ":memory:" or not Path(db).is_file():
-            return 0
-    store = Store(url, migrate_now=False)
-    try:
-        with store.read() as session:
-            query = (
-                select(func.count())
-                .select_from(Message)
-                .where(col(Message.campaign) == campaign, col(Message.state) == SENT)
-            )
-            if step is not None:
-                query = query.where(col(Message.step) == step)
-            return int(session.exec(query).one())
-    except OperationalError as exc:
-        if "no such table" in str(exc):
-            return 0  # a database no send has used yet
-        raise CampaignctlError(f"{url}: cannot read sent messages: {exc.orig}") from None
-    except SQLAlchemyError as exc:
-        raise CampaignctlError(f"{url}: cannot read sent messages: {exc}") from None
-    finally:
-        store.close()
+    return messages.sent_in(cfg.database_url(), campaign, step)
 
 
 def _step_names(data: dict[str, Any]) -> dict[str, list[str]]:

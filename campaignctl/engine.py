@@ -20,12 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
-
-from campaignctl.audience import FIXED_FIELDS, AudienceError, compile_audience
-from campaignctl.breaker import Attempt, Breaker, meta_key
+from campaignctl.audience import AudienceError, compile_audience
+from campaignctl.breaker import Attempt, Breaker
 from campaignctl.channels.base import (
     UNSENDABLE,
     BatchReconciler,
@@ -57,21 +53,13 @@ from campaignctl.store import (
     SENT,
     SKIPPED,
     UNCERTAIN,
-    Enrolment,
-    Lead,
-    Message,
-    Meta,
-    OptOut,
     Store,
     lead_context,
+    meta,
 )
-
-MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
-LEAD: Table = SQLModel.metadata.tables[Lead.__tablename__]
-OPTOUT: Table = SQLModel.metadata.tables[OptOut.__tablename__]
-ENROLMENT: Table = SQLModel.metadata.tables[Enrolment.__tablename__]
-META: Table = SQLModel.metadata.tables[Meta.__tablename__]
-LEAD_FIELDS = [LEAD.c[k] for k in ("id", *FIXED_FIELDS, "attrs")]
+from campaignctl.store import leads as store_leads
+from campaignctl.store import messages as store_messages
+from campaignctl.store.conn import Conn
 
 #: A `sending` row claimed on another host is judged abandoned after this long.
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
@@ -141,26 +129,6 @@ def campaign_start(camp: Campaign, default_tz: str) -> datetime | None:
     if camp.start_at.tzinfo is None:
         return camp.start_at.replace(tzinfo=ZoneInfo(default_tz))
     return camp.start_at
-
-
-def send_history(conn: Connection, channel: str, since: datetime) -> list[datetime]:
-    """Send instants after `since` on `channel` that limits count, from every process, sorted.
-
-    `sending` and `uncertain` messages count as sent: they may well have gone out.
-    """
-    sent = conn.execute(
-        select(MESSAGE.c.sent_at).where(
-            MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
-        )
-    )
-    inflight = conn.execute(
-        select(MESSAGE.c.claimed_at).where(
-            MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
-            MESSAGE.c.channel == channel,
-            MESSAGE.c.claimed_at > since,
-        )
-    )
-    return sorted([r[0] for r in sent] + [r[0] for r in inflight])
 
 
 # ---------------------------------------------------------------- audiences
@@ -313,55 +281,6 @@ class _Claimed:
     first_attempt: datetime | None  # before this claim (restored when released unsent)
 
 
-class _Writes:
-    """Row updates and inserts gathered during a transaction and run as executemany batches."""
-
-    def __init__(self) -> None:
-        self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        self.messages: list[dict[str, Any]] = []
-        self.optouts: list[dict[str, Any]] = []
-        self.enrolments: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
-
-    def set(self, row_id: int, now: datetime, **values: Any) -> None:
-        values["updated_at"] = now
-        self.updates[tuple(sorted(values))].append({"_id": row_id, **values})
-
-    def flush(self, conn: Connection) -> None:
-        for keys, rows in self.updates.items():
-            stmt = (
-                update(MESSAGE)
-                .where(MESSAGE.c.id == bindparam("_id"))
-                .values({k: bindparam(k) for k in keys})
-            )
-            conn.execute(stmt, rows)
-        if self.messages:
-            conn.execute(insert(MESSAGE).prefix_with("OR IGNORE"), self.messages)
-        if self.optouts:
-            conn.execute(insert(OPTOUT).prefix_with("OR IGNORE"), self.optouts)
-        for (state, reason), rows in self.enrolments.items():
-            conn.execute(
-                update(ENROLMENT)
-                .where(
-                    ENROLMENT.c.campaign == bindparam("_campaign"),
-                    ENROLMENT.c.lead_id == bindparam("_lead"),
-                    ENROLMENT.c.state == "active",
-                )
-                .values(state=state, reason=reason, updated_at=bindparam("_now")),
-                rows,
-            )
-        self.updates.clear()
-        self.messages.clear()
-        self.optouts.clear()
-        self.enrolments.clear()
-
-    def end_enrolment(
-        self, campaign: str, lead_id: int, state: str, reason: str | None, now: datetime
-    ) -> None:
-        self.enrolments[(state, reason)].append(
-            {"_campaign": campaign, "_lead": lead_id, "_now": now}
-        )
-
-
 def _attempt(outcome: object, at: datetime) -> Attempt | None:
     """A send's outcome for the circuit breaker; None when it says nothing about the provider
     (released unsent, or refused credentials, which stop the channel anyway)."""
@@ -489,13 +408,8 @@ class Engine:
         ctx = lead_context(row)
         return _LeadInfo(row.id, row.email, row.phone, row.timezone, self.default_tz, ctx)
 
-    def _leads(self, conn: Connection, ids: Iterable[int]) -> dict[int, _LeadInfo]:
-        ids = list(set(ids))
-        out: dict[int, _LeadInfo] = {}
-        for i in range(0, len(ids), 500):
-            for row in conn.execute(select(*LEAD_FIELDS).where(LEAD.c.id.in_(ids[i : i + 500]))):
-                out[row.id] = self._lead(row)
-        return out
+    def _leads(self, conn: Conn, ids: Iterable[int]) -> dict[int, _LeadInfo]:
+        return {row.id: self._lead(row) for row in store_leads.by_ids(conn, list(set(ids)))}
 
     # -------------------------------------------------------------- the pass
 
@@ -552,20 +466,12 @@ class Engine:
         if not archived:
             return
         with self.store.write() as s:
-            s.connection().execute(
-                update(MESSAGE)
-                .where(MESSAGE.c.state == PENDING, MESSAGE.c.campaign.in_(archived))
-                .values(state=SKIPPED, reason="campaign archived", updated_at=now)
-            )
+            store_messages.skip_pending(s, archived, "campaign archived", now)
 
     def _recover(self, now: datetime) -> None:
         """A `sending` row whose process is gone becomes `uncertain` (no blind resend)."""
         with self.store.read() as s:
-            rows = s.connection().execute(
-                select(MESSAGE.c.id, MESSAGE.c.claimed_by, MESSAGE.c.claimed_at).where(
-                    MESSAGE.c.state == SENDING
-                )
-            )
+            rows = store_messages.sending(s)
             stale = []
             for r in rows:
                 if r.claimed_by == self.worker:
@@ -581,14 +487,8 @@ class Engine:
         if not stale:
             return
         with self.store.write() as s:
-            s.connection().execute(
-                update(MESSAGE)
-                .where(MESSAGE.c.id.in_(stale), MESSAGE.c.state == SENDING)
-                .values(
-                    state=UNCERTAIN,
-                    reason="the sending process stopped before recording the outcome",
-                    updated_at=now,
-                )
+            store_messages.mark_uncertain(
+                s, stale, "the sending process stopped before recording the outcome", now
             )
 
     def _reconcile(self, now: datetime, res: PassResult) -> None:
@@ -602,13 +502,7 @@ class Engine:
         names = self.channel_names()
         with self.store.read() as s:
             conn = s.connection()
-            rows = list(
-                conn.execute(
-                    select(MESSAGE)
-                    .where(MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(names))
-                    .order_by(MESSAGE.c.id)
-                )
-            )
+            rows = store_messages.uncertain(conn, names)
             if not rows:
                 return
             leads = self._leads(conn, (r.lead_id for r in rows))
@@ -621,7 +515,7 @@ class Engine:
                 by_channel[r.channel].append(r)
         for ch, todo in by_channel.items():
             answers, asked = self._ask(ch, todo, leads, now, res)
-            w = _Writes()
+            w = store_messages.Writes()
             for r in todo:
                 answer = answers.get(r.id)
                 if answer is None or answer.outcome is Reconciled.UNKNOWN:
@@ -664,7 +558,7 @@ class Engine:
 
     def _settle(
         self,
-        w: _Writes,
+        w: store_messages.Writes,
         r: Any,
         lead: _LeadInfo,
         answer: Reconciliation,
@@ -757,15 +651,11 @@ class Engine:
             if camp.kind == "blast":
                 if start is not None and now < start:
                     continue
-                if self._meta(f"blast.{name}.enrolled") is not None:
-                    continue
+                with self.store.read() as s:
+                    if meta.blast_enrolled(s, name) is not None:
+                        continue
             total += self._enrol_campaign(name, camp, now, start, res)
         return total
-
-    def _meta(self, key: str) -> str | None:
-        with self.store.read() as s:
-            row = s.connection().execute(select(META.c.value).where(META.c.key == key)).first()
-        return None if row is None else str(row.value)
 
     def _enrol_campaign(
         self,
@@ -779,11 +669,7 @@ class Engine:
         first = camp.steps[0]
         with self.store.write() as s:
             conn = s.connection()
-            enrolled = select(ENROLMENT.c.lead_id).where(ENROLMENT.c.campaign == name)
-            opted = select(OPTOUT.c.lead_id).where(OPTOUT.c.channel.in_([first.channel, "*"]))
-            rows = conn.execute(
-                select(*LEAD_FIELDS).where(LEAD.c.id.not_in(enrolled), LEAD.c.id.not_in(opted))
-            )
+            rows = store_leads.enrollable(conn, name, [first.channel, "*"])
             enrolments: list[dict[str, Any]] = []
             messages: list[dict[str, Any]] = []
             for row in rows:
@@ -802,28 +688,18 @@ class Engine:
                 due = self._due(now, first, lead, start)
                 messages.append(self._new_message(name, first, 0, lead.id, due, now))
             if enrolments:
-                conn.execute(insert(ENROLMENT), enrolments)
-                conn.execute(insert(MESSAGE).prefix_with("OR IGNORE"), messages)
+                store_messages.enrol(conn, enrolments, messages)
             if camp.kind == "blast":
-                conn.execute(
-                    insert(META).prefix_with("OR REPLACE"),
-                    {"key": f"blast.{name}.enrolled", "value": now.isoformat(), "updated_at": now},
-                )
-            key = f"audience.{name}.skipped"
+                meta.set_blast_enrolled(conn, name, now)
+            value = None
             if matches.failures:
                 reason = matches.reason or ""
                 value = json.dumps({"count": matches.failures, "reason": reason})
                 if res is not None:
                     res.audience_skipped[name] = (matches.failures, reason)
-                    old = conn.execute(select(META.c.value).where(META.c.key == key)).first()
-                    if old is None or old.value != value:
-                        res.audience_changed.add(name)
-                conn.execute(
-                    insert(META).prefix_with("OR REPLACE"),
-                    {"key": key, "value": value, "updated_at": now},
-                )
-            else:
-                conn.execute(META.delete().where(META.c.key == key))
+            changed = meta.set_audience_skipped(conn, name, value, now)
+            if changed and value is not None and res is not None:
+                res.audience_changed.add(name)
         return len(enrolments)
 
     @staticmethod
@@ -848,7 +724,12 @@ class Engine:
         return due_after(base, step.delay, hours, UTC if hours.always else lead.tz, start)
 
     def _advance(
-        self, w: _Writes, campaign: str, step_name: str, lead: _LeadInfo, base: datetime
+        self,
+        w: store_messages.Writes,
+        campaign: str,
+        step_name: str,
+        lead: _LeadInfo,
+        base: datetime,
     ) -> None:
         """After a step is done for a lead: create the next one, or complete the enrolment."""
         camp = self.cfg.campaigns.get(campaign)
@@ -864,35 +745,26 @@ class Engine:
     def _complete_blasts(self, now: datetime) -> None:
         """A blast whose every enrolment is done is completed (recorded in meta)."""
         for name, camp in self.active_campaigns().items():
-            if camp.kind != "blast" or self._meta(f"blast.{name}.enrolled") is None:
+            if camp.kind != "blast":
                 continue
-            if self._meta(f"campaign.{name}.completed") is not None:
-                continue
+            with self.store.read() as s:
+                if meta.blast_enrolled(s, name) is None:
+                    continue
+                if meta.campaign_completed(s, name) is not None:
+                    continue
             with self.store.write() as s:
                 conn = s.connection()
-                active = conn.execute(
-                    select(func.count())
-                    .select_from(ENROLMENT)
-                    .where(ENROLMENT.c.campaign == name, ENROLMENT.c.state == "active")
-                ).scalar_one()
-                if active == 0:
-                    conn.execute(
-                        insert(META).prefix_with("OR REPLACE"),
-                        {
-                            "key": f"campaign.{name}.completed",
-                            "value": now.isoformat(),
-                            "updated_at": now,
-                        },
-                    )
+                if store_leads.active_count(conn, name) == 0:
+                    meta.set_campaign_completed(conn, name, now)
 
     # -------------------------------------------------------------- limits
 
-    def history(self, conn: Connection, channel: str, now: datetime) -> list[datetime]:
+    def history(self, conn: Conn, channel: str, now: datetime) -> list[datetime]:
         """The sends the channel's limits look at, at `now` (none for an unlimited channel)."""
         lim = self.limits[channel]
         if not (lim.daily or lim.hourly or lim.paced):
             return []
-        return send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
+        return store_messages.send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
 
     def _jitter(self, channel: str, last: datetime, rng: random.Random) -> timedelta:
         """The random extra gap after the send at `last`, drawn once so re-checks agree."""
@@ -913,37 +785,18 @@ class Engine:
     # -------------------------------------------------------------- claim, send, record
 
     def _candidates(
-        self, conn: Connection, ch: str, now: datetime, active: dict[str, Campaign], n: int
+        self, conn: Conn, ch: str, now: datetime, active: dict[str, Campaign], n: int
     ) -> list[Any]:
         """Due pending messages on `ch`, best first: by campaign priority, then due time and id.
 
         One query per priority level, each ordered as the (state, due_at) index is, so SQLite
         reads only the rows it returns instead of sorting every due message.
         """
-        rows: list[Any] = []
-        for prio in sorted({c.priority for c in active.values()}):
-            group = [name for name, c in active.items() if c.priority == prio]
-            rows += conn.execute(
-                select(
-                    MESSAGE.c.id,
-                    MESSAGE.c.campaign,
-                    MESSAGE.c.step,
-                    MESSAGE.c.lead_id,
-                    MESSAGE.c.attempts,
-                    MESSAGE.c.first_attempt_at,
-                )
-                .where(
-                    MESSAGE.c.state == PENDING,
-                    MESSAGE.c.due_at <= now,
-                    MESSAGE.c.channel == ch,
-                    MESSAGE.c.campaign.in_(group),
-                )
-                .order_by(MESSAGE.c.due_at, MESSAGE.c.id)
-                .limit(n - len(rows))
-            ).all()
-            if len(rows) >= n:
-                break
-        return rows
+        groups = (
+            [name for name, c in active.items() if c.priority == prio]
+            for prio in sorted({c.priority for c in active.values()})
+        )
+        return store_messages.claimable(conn, ch, now, groups, n)
 
     def _claim(
         self, now: datetime, rng: random.Random, want: int, res: PassResult
@@ -978,21 +831,17 @@ class Engine:
         return claimed
 
     @staticmethod
-    def breaker(conn: Connection, channel: str) -> Breaker:
+    def breaker(conn: Conn, channel: str) -> Breaker:
         """The channel's circuit breaker as stored (closed when never tripped)."""
-        row = conn.execute(select(META.c.value).where(META.c.key == meta_key(channel))).first()
-        return Breaker.from_json(None if row is None else str(row.value))
+        return Breaker.from_json(meta.breaker(conn, channel))
 
     @staticmethod
-    def _save_breaker(conn: Connection, channel: str, breaker: Breaker, now: datetime) -> None:
-        conn.execute(
-            insert(META).prefix_with("OR REPLACE"),
-            {"key": meta_key(channel), "value": breaker.to_json(), "updated_at": now},
-        )
+    def _save_breaker(conn: Conn, channel: str, breaker: Breaker, now: datetime) -> None:
+        meta.set_breaker(conn, channel, breaker.to_json(), now)
 
     def _claim_channel(
         self,
-        conn: Connection,
+        conn: Conn,
         ch: str,
         cap: int,
         now: datetime,
@@ -1003,7 +852,7 @@ class Engine:
         from campaignctl.render import RenderError
 
         out: list[_Claimed] = []
-        w = _Writes()
+        w = store_messages.Writes()
         while len(out) < cap:
             w.flush(conn)
             rows = self._candidates(conn, ch, now, active, cap - len(out) + 20)
@@ -1017,22 +866,8 @@ class Engine:
                 break
             ids = [r.lead_id for r in rows]
             leads = self._leads(conn, ids)
-            optouts: dict[int, set[str]] = defaultdict(set)
-            for o in conn.execute(
-                select(OPTOUT.c.lead_id, OPTOUT.c.channel).where(OPTOUT.c.lead_id.in_(ids))
-            ):
-                optouts[o.lead_id].add(o.channel)
-            states = {
-                (e.campaign, e.lead_id): (e.state, e.reason)
-                for e in conn.execute(
-                    select(
-                        ENROLMENT.c.campaign,
-                        ENROLMENT.c.lead_id,
-                        ENROLMENT.c.state,
-                        ENROLMENT.c.reason,
-                    ).where(ENROLMENT.c.lead_id.in_(ids))
-                )
-            }
+            optouts = store_leads.optouts_of(conn, ids)
+            states = store_leads.enrolment_states(conn, ids)
             kind = self.cfg.channel_kind(ch)
             for r in rows:
                 if len(out) >= cap:
@@ -1144,21 +979,14 @@ class Engine:
         return out
 
     def _thread(
-        self, conn: Connection, campaign: str, lead: _LeadInfo
+        self, conn: Conn, campaign: str, lead: _LeadInfo
     ) -> tuple[str | None, str | None, str | None]:
         """The Message-ID, thread id and subject of the campaign's first email sent to `lead`."""
         camp = self.cfg.campaigns[campaign]
         for i, st in enumerate(camp.steps):
             if self.cfg.channel_kind(st.channel) != "email":
                 continue
-            row = conn.execute(
-                select(MESSAGE.c.message_id, MESSAGE.c.thread_id).where(
-                    MESSAGE.c.campaign == campaign,
-                    MESSAGE.c.step == st.name,
-                    MESSAGE.c.lead_id == lead.id,
-                    MESSAGE.c.state == SENT,
-                )
-            ).first()
+            row = store_messages.sent_thread(conn, campaign, st.name, lead.id)
             if row is None or not row.message_id:
                 continue
             first = self.renderer.render(campaign, i, st, lead.context, lead_key=lead.id)
@@ -1166,7 +994,7 @@ class Engine:
         return None, None, None
 
     def _after_optout(
-        self, w: _Writes, campaign: str, step: str, lead: _LeadInfo, now: datetime
+        self, w: store_messages.Writes, campaign: str, step: str, lead: _LeadInfo, now: datetime
     ) -> None:
         camp = self.cfg.campaigns.get(campaign)
         if camp is not None and "optout" in camp.stop_on:
@@ -1216,7 +1044,7 @@ class Engine:
         res: PassResult,
     ) -> None:
         """Write every outcome of a batch in one transaction."""
-        w = _Writes()
+        w = store_messages.Writes()
         with self.store.write() as s:
             for c, o in outcomes:
                 key = (c.campaign, c.step.name, c.out.channel)
@@ -1255,7 +1083,7 @@ class Engine:
 
     def _record_breakers(
         self,
-        conn: Connection,
+        conn: Conn,
         outcomes: list[tuple[_Claimed, Sent | ChannelError | BaseException | None]],
         now: datetime,
     ) -> set[str]:
@@ -1279,7 +1107,7 @@ class Engine:
 
     def _mark_sent(
         self,
-        w: _Writes,
+        w: store_messages.Writes,
         row_id: int,
         campaign: str,
         step: str,
@@ -1303,7 +1131,7 @@ class Engine:
 
     def _record_error(
         self,
-        w: _Writes,
+        w: store_messages.Writes,
         c: _Claimed,
         err: ChannelError,
         now: datetime,
@@ -1387,16 +1215,7 @@ class Engine:
         names = self.channel_names()
         with self.store.read() as s:
             conn = s.connection()
-            due = conn.execute(
-                select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel, func.count())
-                .where(
-                    MESSAGE.c.state == PENDING,
-                    MESSAGE.c.due_at <= now,
-                    MESSAGE.c.campaign.in_(list(active)),
-                    MESSAGE.c.channel.in_(names),
-                )
-                .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel)
-            )
+            due = store_messages.due_counts(conn, now, list(active), names)
             waiting: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
             for camp, step, ch, n in due:
                 waiting[ch].append((camp, step, n))
@@ -1420,14 +1239,7 @@ class Engine:
                 )
                 if only_pace:
                     res.pace_until = _soonest(res.pace_until, slot)
-            later = conn.execute(
-                select(func.min(MESSAGE.c.due_at)).where(
-                    MESSAGE.c.state == PENDING,
-                    MESSAGE.c.due_at > now,
-                    MESSAGE.c.campaign.in_(list(active)),
-                    MESSAGE.c.channel.in_(names),
-                )
-            ).scalar()
+            later = store_messages.next_due(conn, now, list(active), names)
             res.next_due = _soonest(res.next_due, later)
 
 

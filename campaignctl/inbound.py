@@ -28,10 +28,9 @@ from campaignctl.config import STOP_REASONS
 from campaignctl.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from campaignctl.config import Config
-    from campaignctl.store import Lead
+    from campaignctl.store import Lead, Store
+    from campaignctl.store.conn import Transaction
 
 ALL_CHANNELS = "*"
 
@@ -102,18 +101,13 @@ class Known:
     by_provider_id: dict[str, SentRef] = field(default_factory=dict)  # Twilio sid, Gmail id
 
 
-def load_known(session: Session, channel: str | None = None) -> Known:
+def load_known(session: Transaction, channel: str | None = None) -> Known:
     """Every message we handed (or may have handed) to a provider, optionally on one channel."""
-    from sqlmodel import col, select
+    from campaignctl.store import events
 
-    from campaignctl.store import FAILED, SENT, UNCERTAIN, Message
-
-    q = select(Message).where(col(Message.state).in_((SENT, UNCERTAIN, FAILED)))
-    if channel is not None:
-        q = q.where(Message.channel == channel)
     known = Known()
     # Oldest first, so a thread id maps to the thread's first message (the one that started it).
-    for m in session.exec(q.order_by(col(Message.sent_at), col(Message.id))):
+    for m in events.handed_over(session, channel):
         assert m.id is not None
         ref = SentRef(m.id, m.lead_id, m.channel, m.sent_at)
         if m.message_id:
@@ -506,20 +500,16 @@ def normalise_address(address: str, default_region: str | None = None) -> str | 
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
-def find_lead(session: Session, address: str, default_region: str | None = None) -> Lead | None:
+def find_lead(session: Transaction, address: str, default_region: str | None = None) -> Lead | None:
     """The lead with this email (any case) or phone (any format `phonenumbers` can read)."""
-    from sqlmodel import func, select
-
-    from campaignctl.store import Lead
+    from campaignctl.store import events
 
     norm = normalise_address(address, default_region)
     if norm is None:
         return None
     if "@" in norm:
-        q = select(Lead).where(func.lower(Lead.email) == norm)
-    else:
-        q = select(Lead).where(Lead.phone == norm)
-    return session.exec(q).first()
+        return events.lead_by_email(session, norm)
+    return events.lead_by_phone(session, norm)
 
 
 def stop_on_of(cfg: Config) -> dict[str, list[str]]:
@@ -528,7 +518,7 @@ def stop_on_of(cfg: Config) -> dict[str, list[str]]:
 
 
 def record(
-    session: Session,
+    session: Transaction,
     items: Iterable[Inbound],
     *,
     stop_on: Mapping[str, Collection[str]],
@@ -540,13 +530,11 @@ def record(
     `stop_on` maps campaign names to the event kinds that end their sequences; a campaign no
     longer in the file stops on every kind (stopping is the safe side).
     """
-    from sqlmodel import select
-
-    from campaignctl.store import Event
+    from campaignctl.store import events
 
     out = Recorded()
     for item in items:
-        if session.exec(select(Event.id).where(Event.source_id == item.source_id)).first():
+        if events.seen(session, item.source_id):
             out.duplicates += 1
             continue
         lead_id = item.lead_id
@@ -560,19 +548,17 @@ def record(
             detail["error_code"] = item.error_code
         if item.error:
             detail["error"] = item.error
-        session.add(
-            Event(
-                lead_id=lead_id,
-                message_id=item.message_id,
-                channel=item.channel,
-                kind=item.kind.value,
-                source_id=item.source_id,
-                detail=detail,
-                occurred_at=item.occurred_at,
-                recorded_at=now,
-            )
+        events.add_event(
+            session,
+            lead_id=lead_id,
+            message_id=item.message_id,
+            channel=item.channel,
+            kind=item.kind.value,
+            source_id=item.source_id,
+            detail=detail,
+            occurred_at=item.occurred_at,
+            recorded_at=now,
         )
-        session.flush()  # the unique source_id also holds within one batch
         out.events[item.kind.value] += 1
         if lead_id is None:
             out.unknown_leads += 1
@@ -582,7 +568,7 @@ def record(
 
 
 def _apply(
-    session: Session,
+    session: Transaction,
     item: Inbound,
     lead_id: int,
     stop_on: Mapping[str, Collection[str]],
@@ -611,23 +597,19 @@ def _apply(
         out.skipped += skipped
 
 
-def _mark_message_error(session: Session, item: Inbound, now: datetime) -> None:
-    from campaignctl.store import Message
+def _mark_message_error(session: Transaction, item: Inbound, now: datetime) -> None:
+    from campaignctl.store import events
 
-    if not item.permanent:
-        return
-    msg = session.get(Message, item.message_id)
-    if msg is None:
+    if not item.permanent or item.message_id is None:
         return
     # The state stays `sent`: the provider took it, and the at-most-once ledger must not move.
-    msg.error_code = item.error_code or item.kind.value
-    msg.error = item.error
-    msg.updated_at = now
-    session.add(msg)
+    events.mark_message_error(
+        session, item.message_id, item.error_code or item.kind.value, item.error, now
+    )
 
 
 def _opt_out(
-    session: Session,
+    session: Transaction,
     lead_id: int,
     channel: str,
     source: str,
@@ -636,71 +618,40 @@ def _opt_out(
     why: str = "opted out",
 ) -> int:
     """Add the OptOut (once) and skip the lead's pending messages on that channel."""
-    from sqlmodel import col, select, update
+    from campaignctl.store import events
 
-    from campaignctl.store import PENDING, SKIPPED, Message, OptOut
-
-    existing = session.exec(
-        select(OptOut).where(OptOut.lead_id == lead_id, OptOut.channel == channel)
-    ).first()
-    if existing is None:
-        session.add(
-            OptOut(lead_id=lead_id, channel=channel, source=source, detail=detail, created_at=now)
-        )
-    where = [col(Message.lead_id) == lead_id, col(Message.state) == PENDING]
-    if channel != ALL_CHANNELS:
-        where.append(col(Message.channel) == channel)
+    events.add_optout(session, lead_id, channel, source, detail, now)
     label = "all channels" if channel == ALL_CHANNELS else channel
-    result = session.exec(
-        update(Message)
-        .where(*where)
-        .values(state=SKIPPED, reason=f"{why} ({label})", updated_at=now)
-    )
-    return int(result.rowcount or 0)
+    return events.skip_pending(session, lead_id, f"{why} ({label})", now, channel=channel)
 
 
-def _opt_in(session: Session, lead_id: int, channel: str) -> None:
+def _opt_in(session: Transaction, lead_id: int, channel: str) -> None:
     """Remove the channel's opt-out. A manual `*` opt-out stays: a person decided that."""
-    from sqlmodel import col, delete
+    from campaignctl.store import events
 
-    from campaignctl.store import OptOut
-
-    session.exec(
-        delete(OptOut).where(col(OptOut.lead_id) == lead_id, col(OptOut.channel) == channel)
-    )
+    events.remove_optout(session, lead_id, channel)
 
 
 def _stop_sequences(
-    session: Session,
+    session: Transaction,
     lead_id: int,
     kind: str,
     stop_on: Mapping[str, Collection[str]],
     now: datetime,
 ) -> tuple[int, int]:
-    from sqlmodel import col, select, update
+    from campaignctl.store import events
 
-    from campaignctl.store import PENDING, SKIPPED, Enrolment, Message
-
-    active = session.exec(
-        select(Enrolment).where(Enrolment.lead_id == lead_id, Enrolment.state == "active")
-    ).all()
+    active = events.active_enrolments(session, lead_id)
     campaigns = [e.campaign for e in active if kind in stop_on.get(e.campaign, STOP_REASONS)]
     for e in active:
         if e.campaign in campaigns:
-            e.state, e.reason, e.updated_at = "stopped", kind, now
-            session.add(e)
+            events.end_enrolment(session, e, "stopped", kind, now)
     if not campaigns:
         return 0, 0
-    result = session.exec(
-        update(Message)
-        .where(
-            col(Message.lead_id) == lead_id,
-            col(Message.state) == PENDING,
-            col(Message.campaign).in_(campaigns),
-        )
-        .values(state=SKIPPED, reason=f"sequence stopped: {kind}", updated_at=now)
+    skipped = events.skip_pending(
+        session, lead_id, f"sequence stopped: {kind}", now, campaigns=campaigns
     )
-    return len(campaigns), int(result.rowcount or 0)
+    return len(campaigns), skipped
 
 
 # ---------------------------------------------------------------- by hand
@@ -717,9 +668,15 @@ class ManualOptOut:
     skipped: int
 
 
-def opt_out_lead(session: Session, cfg: Config, address: str, channel: str | None) -> Lead:
-    """The lead `leads optout` means, or the error saying why there is none. The command asks
-    the read-only store first, so that a failing opt-out creates no database."""
+def check_opt_out(store: Store, cfg: Config, address: str, channel: str | None) -> None:
+    """Refuse an unknown channel or lead before anything is written: `leads optout` asks the
+    read-only store first, so that a failing opt-out creates no database."""
+    with store.read() as session:
+        _opt_out_lead(session, cfg, address, channel)
+
+
+def _opt_out_lead(session: Transaction, cfg: Config, address: str, channel: str | None) -> Lead:
+    """The lead `leads optout` means, or the error saying why there is none."""
     from campaignctl.config import did_you_mean
 
     if channel is not None and channel not in cfg.channels:
@@ -745,26 +702,32 @@ def opt_out_lead(session: Session, cfg: Config, address: str, channel: str | Non
 
 
 def opt_out_by_hand(
-    session: Session,
+    store: Store,
     cfg: Config,
     address: str,
     channel: str | None,
     now: datetime,
 ) -> ManualOptOut:
-    """`leads optout`: the same effects as an inbound opt-out; no channel means every channel."""
-    from sqlmodel import col, select
+    """`leads optout`: the same effects as an inbound opt-out; no channel means every channel.
+    One write transaction."""
+    with store.write() as session:
+        return _opt_out_by_hand(session, cfg, address, channel, now)
 
-    from campaignctl.store import OptOut
 
-    lead = opt_out_lead(session, cfg, address, channel)
+def _opt_out_by_hand(
+    session: Transaction,
+    cfg: Config,
+    address: str,
+    channel: str | None,
+    now: datetime,
+) -> ManualOptOut:
+    from campaignctl.store import events
+
+    lead = _opt_out_lead(session, cfg, address, channel)
+    assert lead.id is not None
     target = channel or ALL_CHANNELS
     name = lead.email or lead.phone or str(lead.id)
-    covered = session.exec(
-        select(OptOut.channel).where(
-            OptOut.lead_id == lead.id,
-            col(OptOut.channel).in_([target, ALL_CHANNELS]),
-        )
-    ).all()
+    covered = events.optout_channels(session, lead.id, [target, ALL_CHANNELS])
     if covered:
         return ManualOptOut(name, target, True, 0, 0)
     item = Inbound(
@@ -783,25 +746,15 @@ def opt_out_by_hand(
 # ---------------------------------------------------------------- sync cursors
 
 
-def cursor_key(channel: str) -> str:
-    return f"sync.{channel}.cursor"
-
-
-def get_cursor(session: Session, channel: str) -> str | None:
+def get_cursor(session: Transaction, channel: str) -> str | None:
     """Where the last sync of `channel` stopped (a Gmail historyId, a date), or None."""
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
-    row = session.get(Meta, cursor_key(channel))
-    return row.value if row else None
+    return meta.cursor(session, channel)
 
 
-def set_cursor(session: Session, channel: str, value: str, now: datetime) -> None:
+def set_cursor(session: Transaction, channel: str, value: str, now: datetime) -> None:
     """Store where this sync of `channel` stopped; commit it with the events it covers."""
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
-    row = session.get(Meta, cursor_key(channel))
-    if row is None:
-        row = Meta(key=cursor_key(channel), value=value, updated_at=now)
-    else:
-        row.value, row.updated_at = value, now
-    session.add(row)
+    meta.set_cursor(session, channel, value, now)

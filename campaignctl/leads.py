@@ -33,13 +33,12 @@ from campaignctl.audience import FIXED_FIELDS
 from campaignctl.errors import CampaignctlError
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from campaignctl.config import Config
     from campaignctl.store import Store
+    from campaignctl.store.sqlite import RawConnection
 
 #: Lead fields a CSV column can fill; `country` only helps read phone numbers (and is kept).
-MAPPABLE = ("email", "phone", "first_name", "last_name", "timezone", "tags", "country")
+MAPPABLE = (*(f for f in FIXED_FIELDS if f != "status"), "country")
 
 # Header spellings that map by themselves, compared after `_header_key` (lower case, letters and
 # digits only). Earlier spellings win when a file has several: `Phone 1` before `Mobile`.
@@ -72,11 +71,6 @@ SAMPLE_BYTES = 64 * 1024
 SCAN_BYTES = 1024 * 1024
 BATCH_ROWS = 2500  # lines per chunk handed to a worker
 COMMIT_ROWS = 20000  # rows per write transaction
-# Settings of the importing connection (its own, closed afterwards): an 8 MiB page cache, a WAL
-# checkpointed every 20,000 pages (80 MiB) instead of 1,000, and synchronous=NORMAL: with WAL
-# that loses no committed transaction when a process crashes, only (on power loss) the last
-# few, and importing the file again completes them without inserting anything twice.
-IMPORT_PRAGMAS = {"cache_size": -8192, "wal_autocheckpoint": 20000, "synchronous": "NORMAL"}
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 NOTES_KEPT = 1000
@@ -783,7 +777,7 @@ class _Writer:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: RawConnection,
         normaliser: Normaliser,
         report: ImportReport,
         rejects: _Rejects | None,
@@ -796,36 +790,32 @@ class _Writer:
         self.report = report
         self.rejects = rejects
         self.dry_run = dry_run
-        # The format SQLAlchemy's DateTime uses on SQLite, naive UTC (see store.UTCDateTime);
-        # a literal, made here from a datetime, so the insert binds only the lead's values.
-        stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        self.insert = _INSERT.replace(":now", f"'{stamp}'")
+        from campaignctl.store.sqlite import LeadInserts
+
+        self.db = LeadInserts(conn, now)
         self.uncommitted = 0
         self.in_transaction = False
-        # Settings of this connection only (it is closed after the import). Every insert
-        # touches a random page of the email and phone indexes: a bigger cache, transactions
-        # of many chunks and rarer checkpoints write each page fewer times.
-        for name, value in IMPORT_PRAGMAS.items():
-            conn.execute(f"PRAGMA {name}={value}")
 
     def _begin(self) -> None:
         if not self.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.db.begin()
             self.in_transaction = True
 
-    def _end(self, sql: str) -> None:
+    def _end(self, commit: bool) -> None:
         if self.in_transaction:
             self.in_transaction = False
             self.uncommitted = 0
-            self.conn.execute(sql)
+            if commit:
+                self.db.commit()
+            else:
+                self.db.rollback()
 
     def _conflict(self, p: Parsed) -> Parsed | None:
         """`claim` for a row the unique indexes refused: None for a duplicate, else the row
         without its phone (the email is new, so the phone was the taken value)."""
         emails: set[str] = set()
         if p.email is not None and p.phone is not None:
-            sql = "SELECT 1 FROM lead WHERE email = ?"
-            if self.conn.execute(sql, (p.email,)).fetchone() is not None:
+            if self.db.email_taken(p.email):
                 emails.add(p.email)
         else:  # a lone email or a lone phone can only conflict with itself
             return None
@@ -849,7 +839,7 @@ class _Writer:
         """
         report = self.report
         self._begin()
-        insert, cursor = self.insert, self.conn.cursor()
+        insert = self.db.insert
         inserted = 0
         try:
             for row in parsed:
@@ -859,14 +849,13 @@ class _Writer:
                     self._reject(chunk, row, row.reject)
                     continue
                 p = row
-                cursor.execute(insert, p[1:8])  # email ... attrs
-                if not cursor.rowcount:
+                if not insert(p[1:8]).rowcount:  # email ... attrs
                     again = self._conflict(row)
                     if again is None:
                         report.duplicates += 1
                         continue
                     p = again
-                    cursor.execute(insert, p[1:8])
+                    insert(p[1:8])
                 inserted += 1
                 report.fields_dropped += p.dropped
                 if p.notes:
@@ -880,15 +869,15 @@ class _Writer:
         report.inserted += inserted
         self.uncommitted += len(parsed)
         if self.uncommitted >= COMMIT_ROWS and not self.dry_run:
-            self._end("COMMIT")
+            self._end(commit=True)
 
     def finish(self) -> None:
         """Commit what is left (a dry run rolls everything back)."""
-        self._end("ROLLBACK" if self.dry_run else "COMMIT")
+        self._end(commit=not self.dry_run)
 
     def abort(self) -> None:
         """Roll back the open transaction; earlier commits stay (importing again completes)."""
-        self._end("ROLLBACK")
+        self._end(commit=False)
 
 
 class _Rejects:
@@ -959,13 +948,6 @@ def _open_source(
     return _Source(fmt, reader.line_num + 1, normaliser)
 
 
-_INSERT = (
-    "INSERT INTO lead (email, phone, first_name, last_name, timezone, tags, attrs, "
-    "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'new', :now, :now) "
-    "ON CONFLICT DO NOTHING"
-)
-
-
 def import_leads(
     path: Path,
     cfg: Config,
@@ -1018,46 +1000,32 @@ class _Database:
     path: str
     schema: tuple[str, ...] = ()
 
-    def connect(self) -> sqlite3.Connection:
-        import sqlite3
+    def connect(self) -> RawConnection:
+        from campaignctl.store.sqlite import connect_raw
 
-        # The Store's settings (store._sqlite_setup); BEGIN is issued by `_Writer`.
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys=ON")
-        for sql in self.schema:
-            conn.execute(sql)
-        return conn
+        # The Store's settings; BEGIN is issued by `_Writer`.
+        return connect_raw(self.path, self.schema)
 
 
 @contextmanager
 def _database_errors_mapped(database: str) -> Iterator[None]:
-    """A read-only, full or locked database file as one line naming it (see `database_errors`)."""
-    import sqlite3
+    """A read-only, full or locked database file as one line naming it."""
+    from campaignctl.store.sqlite import errors_mapped
 
-    from campaignctl.database_errors import database_error
-
-    try:
+    with errors_mapped(database):
         yield
-    except sqlite3.Error as exc:
-        mapped = database_error(database, exc)
-        if mapped is None:
-            raise
-        raise mapped from None
 
 
 def _database_of(store: Store) -> _Database:
     path = store.path
     if path is not None:
         return _Database(str(path))
-    if store.url.split(":///", 1)[-1] != ":memory:":
+    if not store.in_memory:
         raise LeadsInputError(f"{store.url}: leads import writes only to SQLite databases")
     # An in-memory store lives only in its own connection: copy the lead table's schema.
-    with closing(store.engine.raw_connection()) as raw:
-        schema = raw.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'lead' AND sql IS NOT NULL "
-            "ORDER BY type DESC"  # the table before its indexes
-        ).fetchall()
-    return _Database(":memory:", tuple(sql for (sql,) in schema))
+    from campaignctl.store.sqlite import lead_schema
+
+    return _Database(":memory:", lead_schema(store.engine))
 
 
 @dataclass
@@ -1239,20 +1207,17 @@ def list_leads(
 ) -> list[dict[str, Any]]:
     """Leads as JSON-ready objects (fixed fields, `optouts`, then attributes), filtered by an
     audience expression and cut at `limit`, in import order."""
-    from sqlmodel import select
-
     from campaignctl.audience import compile_audience
-    from campaignctl.store import Lead, OptOut, lead_context
+    from campaignctl.store import lead_context
+    from campaignctl.store import leads as store_leads
 
     matches = compile_audience(where, "--where")
     out: list[dict[str, Any]] = []
     with store.read() as session:
         optouts: dict[int, list[str]] = {}
-        for lead_id, channel in session.exec(
-            select(OptOut.lead_id, OptOut.channel).order_by(OptOut.id)  # type: ignore[arg-type]
-        ):
+        for lead_id, channel in store_leads.all_optouts(session):
             optouts.setdefault(lead_id, []).append(channel)
-        for lead in session.exec(select(Lead).order_by(Lead.id)):  # type: ignore[arg-type]
+        for lead in store_leads.in_import_order(session):
             if limit is not None and len(out) >= limit:
                 break
             if where and not matches(lead_context(lead)):

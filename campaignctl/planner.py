@@ -20,17 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
 from campaignctl.engine import (
-    ENROLMENT,
-    META,
-    OPTOUT,
     AudienceMatcher,
     campaign_start,
-    send_history,
 )
 from campaignctl.pacing import (
     Hours,
@@ -44,7 +38,9 @@ from campaignctl.pacing import (
     next_slot,
     priority_key,
 )
-from campaignctl.store import PENDING, Store
+from campaignctl.store import Store, meta
+from campaignctl.store import leads as store_leads
+from campaignctl.store import messages as store_messages
 
 #: A message held longer than this by a limit counts as having waited for it (pacing gaps of
 #: a second or two do not).
@@ -282,51 +278,27 @@ def plan(
     with store.read() as s:
         conn = s.connection()
         optouts: dict[int, set[str]] = defaultdict(set)
-        for lead_id, ch in conn.execute(select(OPTOUT.c.lead_id, OPTOUT.c.channel)):
+        for lead_id, ch in store_leads.all_optouts(conn):
             optouts[lead_id].add(ch)
-        blasts_done = {
-            k.removeprefix("blast.").removesuffix(".enrolled")
-            for (k,) in conn.execute(select(META.c.key).where(META.c.key.like("blast.%.enrolled")))
-        }
+        blasts_done = meta.blasts_enrolled(conn)
         need_audience = [
             n for n, c in active.items() if not (c.kind == "blast" and n in blasts_done)
         ]
-        # plain sqlite3 rows: 100,000 of them through SQLAlchemy's row machinery cost a second
+        # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
         no_optouts: set[str] = set()
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        for lead_id, email, phone, timezone in raw.execute(
-            "SELECT id, email, phone, timezone FROM lead"
-        ).fetchall():
+        for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
             sim.leads[lead_id] = _Lead(
                 lead_id, email, phone, timezone, default_tz, optouts.get(lead_id, no_optouts)
             )
         # Only leads the next pass could enrol need their fields and an audience check.
         newcomers: dict[str, list[Any]] = {
-            name: raw.execute(
-                "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
-                "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
-                (name,),
-            ).fetchall()
-            for name in need_audience
+            name: store_leads.plan_newcomers(conn, name) for name in need_audience
         }
         since = now - timedelta(days=1, seconds=1)
-        sim.history = {ch: send_history(conn, ch, since) for ch in cfg.channels}
+        sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
-        marks = ",".join("?" * len(active))
-        pending = raw.execute(
-            "SELECT campaign, step, lead_id, due_at FROM message "
-            f"WHERE state = ? AND campaign IN ({marks})",
-            (PENDING, *active),
-        ).fetchall()
-        stopped = {
-            (c, lid)
-            for c, lid in conn.execute(
-                select(ENROLMENT.c.campaign, ENROLMENT.c.lead_id).where(
-                    ENROLMENT.c.state != "active"
-                )
-            )
-        }
+        pending = store_messages.plan_pending(conn, list(active))
+        stopped = store_leads.ended_enrolments(conn)
     index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
     for camp_name, step_name, lead_id, due_text in pending:
         step_index = index[camp_name].get(step_name)

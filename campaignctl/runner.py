@@ -173,11 +173,7 @@ def send(
 def send_lock(store: Store) -> FileLock | None:
     """The database's send lock (beside a SQLite file; None for other databases): one `send`
     or one daemon at a time."""
-    from campaignctl.locking import FileLock
-
-    if store.path is None:
-        return None
-    return FileLock(store.path.with_name(store.path.name + ".send.lock"), "send lock")
+    return store.send_lock()
 
 
 @dataclass
@@ -203,13 +199,11 @@ def dry_run(
     The copy makes the answer exact (same enrolment, limits, windows and order as a real pass)
     without touching the real database or any provider.
     """
-    import sqlite3
     import tempfile
     from pathlib import Path
 
     from campaignctl.channels.memory import MemoryChannel
     from campaignctl.errors import UsageError
-    from campaignctl.store import Store as StoreClass
 
     if store.path is None and not store.in_memory:
         raise UsageError(
@@ -217,16 +211,7 @@ def dry_run(
             "run without --dry-run, or point settings.database at a SQLite file",
         )
     with tempfile.TemporaryDirectory(prefix="campaignctl-dry-") as tmp:
-        copy = Path(tmp) / "dry.db"
-        if store.path is not None:  # else no database yet (Store.for_reading): start empty
-            src = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst)
-            finally:
-                src.close()
-                dst.close()
-        shadow = StoreClass(f"sqlite:///{copy}")
+        shadow = store.private_copy(Path(tmp))
         fakes = {n: MemoryChannel(n, cfg.channel_kind(n)) for n in cfg.channels}
         engine = Engine(
             cfg,

@@ -8,7 +8,6 @@ US phones, email only, phone only).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.audience import lead_context
@@ -98,27 +97,19 @@ def reachable(lead: dict[str, Any], kind: str) -> bool:
 
 def existing_store(cfg: Config) -> Store | None:
     """The campaign file's database when it already exists; never creates one."""
-    url = cfg.database_url()
-    if url.startswith("sqlite"):
-        db = url.split(":///", 1)[-1]
-        if not db or db == ":memory:" or not Path(db).is_file():
-            return None
     from campaignctl.store import Store
 
-    return Store(url)
+    return Store.existing(cfg.database_url())
 
 
 def _iter_leads(store: Store, batch: int = 500) -> Iterator[dict[str, Any]]:
-    from sqlmodel import select
-
-    from campaignctl.store import Lead, lead_context
+    from campaignctl.store import lead_context
+    from campaignctl.store import leads as store_leads
 
     last = 0
     with store.read() as session:
         while True:
-            rows = session.exec(
-                select(Lead).where(Lead.id > last).order_by(Lead.id).limit(batch)  # type: ignore[arg-type,operator]
-            ).all()
+            rows = store_leads.after(session, last, batch)
             if not rows:
                 return
             for row in rows:

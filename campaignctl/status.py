@@ -8,11 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-
 from campaignctl.config import Config
-from campaignctl.engine import ENROLMENT, MESSAGE, META, OPTOUT
-from campaignctl.store import MESSAGE_STATES, Store
+from campaignctl.store import MESSAGE_STATES, Store, leads, messages, meta
 
 
 def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
@@ -32,43 +29,19 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         cfg.campaign(campaign)  # a NotFoundError naming the typo
     names = [campaign] if campaign is not None else list(cfg.campaigns)
     with store.read() as s:
-        conn = s.connection()
         counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(MESSAGE_STATES, 0)
         )
-        for camp, step, state, n in conn.execute(
-            select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state, func.count())
-            .where(MESSAGE.c.campaign.in_(names))
-            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state)
-        ):
+        for camp, step, state, n in messages.state_counts(s, names):
             counts[(camp, step)][state] = n
         enrolled: dict[str, dict[str, int]] = defaultdict(dict)
-        for camp, state, n in conn.execute(
-            select(ENROLMENT.c.campaign, ENROLMENT.c.state, func.count())
-            .where(ENROLMENT.c.campaign.in_(names))
-            .group_by(ENROLMENT.c.campaign, ENROLMENT.c.state)
-        ):
+        for camp, state, n in leads.enrolment_counts(s, names):
             enrolled[camp][state] = n
         opted: dict[tuple[str, str], int] = {}
-        for camp, ch, n in conn.execute(
-            select(ENROLMENT.c.campaign, OPTOUT.c.channel, func.count())
-            .join(OPTOUT, OPTOUT.c.lead_id == ENROLMENT.c.lead_id)
-            .where(ENROLMENT.c.campaign.in_(names))
-            .group_by(ENROLMENT.c.campaign, OPTOUT.c.channel)
-        ):
+        for camp, ch, n in leads.optout_counts(s, names):
             opted[(camp, ch)] = n
-        audience_skipped = {
-            k.removeprefix("audience.").removesuffix(".skipped"): json.loads(v)
-            for k, v in conn.execute(
-                select(META.c.key, META.c.value).where(META.c.key.like("audience.%.skipped"))
-            )
-        }
-        completed = {
-            k.removeprefix("campaign.").removesuffix(".completed")
-            for (k,) in conn.execute(
-                select(META.c.key).where(META.c.key.like("campaign.%.completed"))
-            )
-        }
+        audience_skipped = {k: json.loads(v) for k, v in meta.audience_skipped(s).items()}
+        completed = meta.completed_campaigns(s)
     forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
     tz = ZoneInfo(cfg.settings.timezone)
     out = []
@@ -129,24 +102,17 @@ def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[st
     """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error,
     deferred}; `deferred`: the messages due now that wait for it (0 when not paused)."""
     from campaignctl.engine import Engine
-    from campaignctl.store import PENDING
+    from campaignctl.store import messages
 
     out: dict[str, Any] = {}
     with store.read() as s:
-        conn = s.connection()
         for ch in cfg.channels:
-            b = Engine.breaker(conn, ch)
+            b = Engine.breaker(s, ch)
             failed, attempts, last = b.failures()
             paused = b.paused(now)
             deferred = 0
             if paused:
-                deferred = conn.execute(
-                    select(func.count()).where(
-                        MESSAGE.c.channel == ch,
-                        MESSAGE.c.state == PENDING,
-                        MESSAGE.c.due_at <= now,
-                    )
-                ).scalar_one()
+                deferred = messages.due_count(s, ch, now)
             out[ch] = {
                 "paused": paused,
                 "probing": paused and b.probing,

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from campaignctl.inbound import Inbound, Known
     from campaignctl.store import Store
 
-LAST_SYNC_KEY = "sync.{channel}.last_at"
-
 
 @dataclass
 class ChannelSync:
@@ -119,7 +117,7 @@ def sync(
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
     from campaignctl.inbound import get_cursor, load_known, record, set_cursor, stop_on_of
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     name = inbox.name
     with store.read() as s:
@@ -139,10 +137,7 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
             default_region=cfg.settings.default_region,
         )
         set_cursor(s, name, fetched.cursor, now)
-        key = LAST_SYNC_KEY.format(channel=name)
-        row = s.get(Meta, key) or Meta(key=key, value="")
-        row.value, row.updated_at = now.isoformat(), now
-        s.add(row)
+        meta.set_last_sync(s, name, now)
     res.events.update(done.events)
     res.duplicates += done.duplicates
     res.unknown_leads += done.unknown_leads
@@ -162,10 +157,7 @@ def _classify(
 
 def last_syncs(store: Store) -> dict[str, str]:
     """channel -> ISO time of its last successful sync."""
-    from sqlmodel import col, select
-
-    from campaignctl.store import Meta
+    from campaignctl.store import meta
 
     with store.read() as s:
-        rows = s.exec(select(Meta).where(col(Meta.key).like("sync.%.last_at"))).all()
-    return {r.key.removeprefix("sync.").removesuffix(".last_at"): r.value for r in rows}
+        return meta.last_syncs(s)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from campaignctl.cli.context import TableCsvJson, print_json, state, stderr, stdout
+from campaignctl.store.fields import LEAD_FIXED_FIELDS
 
 if TYPE_CHECKING:
     from campaignctl.leads import ImportReport
@@ -22,7 +23,7 @@ leads_app = typer.Typer(
 
 #: Notes printed after an import; `--rejects FILE` has every one.
 NOTES_SHOWN = 20
-LIST_COLUMNS = ("email", "phone", "first_name", "last_name", "timezone", "status", "tags")
+LIST_COLUMNS = LEAD_FIXED_FIELDS
 
 
 @leads_app.command("import")

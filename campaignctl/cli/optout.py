@@ -20,19 +20,17 @@ def optout(
     ),
 ) -> None:
     """Opt a lead out: stop its messages on a channel (or all) and end sequences that stop on it."""
-    from campaignctl.inbound import opt_out_by_hand, opt_out_lead
+    from campaignctl.inbound import check_opt_out, opt_out_by_hand
     from campaignctl.store import utcnow
 
     st = state(ctx)
     cfg = st.config()
     reader = st.store(read_only=True)
     try:  # an unknown lead or channel is refused before any database file is created
-        with reader.read() as session:
-            opt_out_lead(session, cfg, who, channel)
+        check_opt_out(reader, cfg, who, channel)
     finally:
         reader.close()
-    with st.store().write() as session:
-        done = opt_out_by_hand(session, cfg, who, channel, utcnow())
+    done = opt_out_by_hand(st.store(), cfg, who, channel, utcnow())
     where = "every channel" if done.channel == "*" else f"channel {done.channel}"
     if done.already:
         typer.echo(f"{done.lead} was already opted out of {where}; nothing changed.")

@@ -1,0 +1,211 @@
+"""The database: every table, query and dialect-specific statement of campaignctl lives here.
+
+- `store.schema`: the tables and message states; `store.fields`: the lead's fields, spelled once.
+- `store.migrations`: append-only named migrations.
+- `store.messages`, `store.leads`, `store.events`, `store.meta`: named queries by subject; the
+  rest of campaignctl calls these and never builds SQL (tests/test_architecture.py holds this).
+- `store.dialect`: the `Dialect` interface and its factory; `store.sqlite`: SQLite's.
+
+SQLite runs in WAL mode with a busy timeout; every write goes through `Store.write()`, which
+opens the transaction with `BEGIN IMMEDIATE` so that two processes never interleave a
+read-then-write.
+
+The table classes are re-exported lazily: importing `campaignctl.store.sqlite` (the leads
+import's lean process) loads no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from campaignctl.errors import CampaignctlError
+from campaignctl.store.dialect import Dialect, dialect_for
+from campaignctl.store.errors import DatabaseBusyError, DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlmodel import Session
+
+    from campaignctl.locking import FileLock
+    from campaignctl.store.leads import lead_context as lead_context
+    from campaignctl.store.migrations import MIGRATIONS as MIGRATIONS
+    from campaignctl.store.schema import FAILED as FAILED
+    from campaignctl.store.schema import MESSAGE_STATES as MESSAGE_STATES
+    from campaignctl.store.schema import PENDING as PENDING
+    from campaignctl.store.schema import SENDING as SENDING
+    from campaignctl.store.schema import SENT as SENT
+    from campaignctl.store.schema import SKIPPED as SKIPPED
+    from campaignctl.store.schema import UNCERTAIN as UNCERTAIN
+    from campaignctl.store.schema import Enrolment as Enrolment
+    from campaignctl.store.schema import Event as Event
+    from campaignctl.store.schema import Lead as Lead
+    from campaignctl.store.schema import Message as Message
+    from campaignctl.store.schema import Meta as Meta
+    from campaignctl.store.schema import OptOut as OptOut
+    from campaignctl.store.schema import utcnow as utcnow
+
+__all__ = [
+    "FAILED",
+    "MESSAGE_STATES",
+    "MIGRATIONS",
+    "PENDING",
+    "SENDING",
+    "SENT",
+    "SKIPPED",
+    "UNCERTAIN",
+    "DatabaseBusyError",
+    "DatabaseError",
+    "Dialect",
+    "Enrolment",
+    "Event",
+    "Lead",
+    "Message",
+    "Meta",
+    "OptOut",
+    "Store",
+    "dialect_for",
+    "lead_context",
+    "utcnow",
+]
+
+_LAZY = {
+    "MIGRATIONS": "campaignctl.store.migrations",
+    "lead_context": "campaignctl.store.leads",
+    **dict.fromkeys(
+        (
+            "FAILED",
+            "MESSAGE_STATES",
+            "PENDING",
+            "SENDING",
+            "SENT",
+            "SKIPPED",
+            "UNCERTAIN",
+            "Enrolment",
+            "Event",
+            "Lead",
+            "Meta",
+            "Message",
+            "OptOut",
+            "utcnow",
+        ),
+        "campaignctl.store.schema",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+class Store:
+    """One database: lead store, message ledger and shared limits for every process using it."""
+
+    def __init__(self, url: str, *, migrate_now: bool = True) -> None:
+        self.url = url
+        self.dialect: Dialect = dialect_for(url)
+        self.dialect.check(url)
+        self.engine: Engine = self.dialect.create_engine(url)
+        if migrate_now:
+            from campaignctl.store.migrations import migrate
+
+            try:
+                with self._errors_mapped():
+                    migrate(self.engine, self.dialect)
+            except CampaignctlError:
+                raise
+            except Exception as exc:  # a corrupt or foreign file
+                reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+                raise DatabaseError(f"{self.where}: cannot open the database: {reason}") from None
+
+    @classmethod
+    def for_config(cls, cfg: Any) -> Store:
+        """The store named by a loaded campaign file's `settings.database`."""
+        return cls(cfg.database_url())
+
+    @classmethod
+    def for_reading(cls, cfg: Any) -> Store:
+        """The store for a command that only reads (`status`, `plan`, `leads list`, a dry run):
+        one that never creates the database (for SQLite, an empty one in memory)."""
+        url = cfg.database_url()
+        return cls(dialect_for(url).reading_url(url))
+
+    @classmethod
+    def existing(cls, url: str, *, migrate_now: bool = True) -> Store | None:
+        """The database at `url` when it already exists (None otherwise); never creates one."""
+        if not dialect_for(url).exists(url):
+            return None
+        return cls(url, migrate_now=migrate_now)
+
+    @property
+    def in_memory(self) -> bool:
+        """A database in memory: empty at start, gone at exit."""
+        return self.dialect.in_memory(self.url)
+
+    @property
+    def path(self) -> Path | None:
+        """The database file, used to place lock files beside it; None for other databases."""
+        return self.dialect.path(self.url)
+
+    @property
+    def where(self) -> str:
+        """The database as errors name it: its file, else its URL."""
+        path = self.path
+        return str(path) if path is not None else self.url
+
+    def send_lock(self) -> FileLock | None:
+        """The lock one `send` or daemon holds at a time (beside a SQLite file)."""
+        return self.dialect.send_lock(self.url)
+
+    def private_copy(self, folder: Path) -> Store:
+        """A copy of this database in `folder`, for `send --dry-run`."""
+        return Store(self.dialect.private_copy(self.url, folder))
+
+    @contextmanager
+    def _errors_mapped(self) -> Iterator[None]:
+        """The driver's errors about the file, the disk or a lock as a DatabaseError (see
+        `Dialect.map_error`); anything else propagates unchanged."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            yield
+        except DBAPIError as exc:
+            mapped = self.dialect.map_error(self.where, exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads (deferred transaction)."""
+        from sqlmodel import Session
+
+        with self._errors_mapped(), Session(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction takes the write lock at its start and commits on exit."""
+        from sqlmodel import Session
+
+        with self._errors_mapped(), self.engine.connect() as conn:
+            self.dialect.for_writing(conn)
+            with Session(bind=conn) as session:
+                session.connection()  # BEGIN IMMEDIATE now, not at the first statement
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,116 @@
+"""What differs between databases, behind one interface, and the factory that picks it.
+
+`dialect_for(url)` maps a database URL's scheme to its `Dialect` (cached: one object per
+scheme). SQLite is the only one today (`store.sqlite`); a `store.postgres` implements the same
+protocol and adds one line to `_DIALECTS`, touching nothing else.
+
+Importing this module loads no SQLAlchemy: the lean leads-import process reaches the SQLite
+fast path through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from campaignctl.errors import CampaignctlError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine, Table
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.sql.dml import Insert
+
+    from campaignctl.locking import FileLock
+    from campaignctl.store.errors import DatabaseError
+
+
+class Dialect(Protocol):
+    """One database family's SQL and file handling."""
+
+    name: str
+
+    def check(self, url: str) -> None:
+        """Raise a CampaignctlError when `url` cannot be opened (e.g. its folder is missing)."""
+
+    def create_engine(self, url: str) -> Engine:
+        """The SQLAlchemy engine, with the connection settings this family needs."""
+
+    def for_writing(self, conn: Connection) -> None:
+        """Make the next transaction on `conn` take the write lock at its start."""
+
+    def path(self, url: str) -> Path | None:
+        """The database file (lock files live beside it); None when there is none."""
+
+    def exists(self, url: str) -> bool:
+        """Whether the database is there already (opening it would not create it)."""
+
+    def in_memory(self, url: str) -> bool:
+        """Whether the database lives in memory: empty at start, gone at exit."""
+
+    def reading_url(self, url: str) -> str:
+        """The URL a read-only command opens: one that never creates the database."""
+
+    def map_error(self, where: str, exc: BaseException) -> DatabaseError | None:
+        """Our error for a driver error about the file, disk or lock; None for a bug."""
+
+    def insert_ignore(self, table: Table) -> Insert:
+        """An INSERT that skips rows a unique constraint refuses."""
+
+    def upsert(self, table: Table, key: str, values: dict[str, Any]) -> Any:
+        """An INSERT of `values` that replaces the row with the same `key`."""
+
+    def send_lock(self, url: str) -> FileLock | None:
+        """The lock one `send` or daemon holds at a time; None where there is no file."""
+
+    def private_copy(self, url: str, folder: Path) -> str:
+        """A copy of the database in `folder` (for `send --dry-run`); returns its URL."""
+
+    # The planner's bulk reads, as plain tuples (100,000 rows through SQLAlchemy's row
+    # machinery cost a second): JSON columns as their text, times as naive-UTC ISO text.
+
+    def lead_rows(self, conn: Connection) -> list[Any]:
+        """(id, email, phone, timezone) of every lead."""
+
+    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> list[Any]:
+        """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the
+        leads not enrolled in `campaign`."""
+
+    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> list[Any]:
+        """(campaign, step, lead_id, due_at) of the messages in `state` of these campaigns."""
+
+
+def scheme_of(url: str) -> str:
+    """`sqlite` for `sqlite:///x.db` and `sqlite+pysqlite:///x.db`."""
+    return url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else url.lower()
+
+
+def _sqlite() -> Dialect:
+    from campaignctl.store.sqlite import SQLiteDialect
+
+    return SQLiteDialect()
+
+
+_DIALECTS: dict[str, Callable[[], Dialect]] = {"sqlite": _sqlite}
+
+
+class UnknownDialectError(CampaignctlError):
+    """A database URL whose scheme no dialect handles."""
+
+
+@cache
+def _dialect(scheme: str) -> Dialect:
+    make = _DIALECTS.get(scheme)
+    if make is None:
+        raise UnknownDialectError(
+            f"{scheme!r} databases are not supported: campaignctl keeps its data in SQLite; "
+            "give a file path such as 'campaignctl.db'",
+            f"supported: {', '.join(sorted(_DIALECTS))}",
+        )
+    return make()
+
+
+def dialect_for(url: str) -> Dialect:
+    """The dialect for a database URL; an error listing the supported ones for another."""
+    return _dialect(scheme_of(url))

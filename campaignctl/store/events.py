@@ -1,0 +1,134 @@
+"""Queries for what comes back: inbound events, opt-outs, opt-ins, stopped sequences, and the
+sent messages replies are matched against. All run in the caller's session (one transaction per
+sync batch or per `leads optout`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, delete, func, select, update
+
+from campaignctl.store.schema import (
+    FAILED,
+    PENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Enrolment,
+    Event,
+    Lead,
+    Message,
+    OptOut,
+)
+
+#: An opt-out of every channel.
+ALL_CHANNELS = "*"
+
+
+def handed_over(session: Session, channel: str | None = None) -> Iterator[Message]:
+    """Every message handed (or maybe handed) to a provider, optionally on one channel, oldest
+    first (so a thread id maps to the thread's first message)."""
+    q = select(Message).where(col(Message.state).in_((SENT, UNCERTAIN, FAILED)))
+    if channel is not None:
+        q = q.where(Message.channel == channel)
+    yield from session.exec(q.order_by(col(Message.sent_at), col(Message.id)))
+
+
+def lead_by_email(session: Session, email: str) -> Lead | None:
+    """The lead with this email, in any case (`email` given in lower case)."""
+    return session.exec(select(Lead).where(func.lower(Lead.email) == email)).first()
+
+
+def lead_by_phone(session: Session, phone: str) -> Lead | None:
+    """The lead with this E.164 phone."""
+    return session.exec(select(Lead).where(Lead.phone == phone)).first()
+
+
+def seen(session: Session, source_id: str | None) -> bool:
+    """Whether an event with this provider id is recorded already."""
+    return session.exec(select(Event.id).where(Event.source_id == source_id)).first() is not None
+
+
+def add_event(session: Session, **values: Any) -> None:
+    """Record an event; flushed at once, so the unique source_id also holds within a batch."""
+    session.add(Event(**values))
+    session.flush()
+
+
+def mark_message_error(
+    session: Session, message_id: int, code: str, error: str | None, now: datetime
+) -> None:
+    """Note a permanent delivery error on a sent message (its state stays `sent`)."""
+    msg = session.get(Message, message_id)
+    if msg is None:
+        return
+    msg.error_code = code
+    msg.error = error
+    msg.updated_at = now
+    session.add(msg)
+
+
+def add_optout(
+    session: Session, lead_id: int, channel: str, source: str, detail: str | None, now: datetime
+) -> None:
+    """Add the opt-out unless the lead already has it on that channel."""
+    existing = session.exec(
+        select(OptOut).where(OptOut.lead_id == lead_id, OptOut.channel == channel)
+    ).first()
+    if existing is None:
+        session.add(
+            OptOut(lead_id=lead_id, channel=channel, source=source, detail=detail, created_at=now)
+        )
+
+
+def remove_optout(session: Session, lead_id: int, channel: str) -> None:
+    session.exec(
+        delete(OptOut).where(col(OptOut.lead_id) == lead_id, col(OptOut.channel) == channel)
+    )
+
+
+def optout_channels(session: Session, lead_id: int, channels: Sequence[str]) -> list[str]:
+    """Which of `channels` the lead is opted out of."""
+    return list(
+        session.exec(
+            select(OptOut.channel).where(
+                OptOut.lead_id == lead_id, col(OptOut.channel).in_(channels)
+            )
+        ).all()
+    )
+
+
+def skip_pending(
+    session: Session,
+    lead_id: int,
+    reason: str,
+    now: datetime,
+    *,
+    channel: str = ALL_CHANNELS,
+    campaigns: Collection[str] | None = None,
+) -> int:
+    """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many."""
+    where = [col(Message.lead_id) == lead_id, col(Message.state) == PENDING]
+    if channel != ALL_CHANNELS:
+        where.append(col(Message.channel) == channel)
+    if campaigns is not None:
+        where.append(col(Message.campaign).in_(campaigns))
+    result = session.exec(
+        update(Message).where(*where).values(state=SKIPPED, reason=reason, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def active_enrolments(session: Session, lead_id: int) -> list[Enrolment]:
+    return list(
+        session.exec(
+            select(Enrolment).where(Enrolment.lead_id == lead_id, Enrolment.state == "active")
+        ).all()
+    )
+
+
+def end_enrolment(session: Session, e: Enrolment, state: str, reason: str, now: datetime) -> None:
+    e.state, e.reason, e.updated_at = state, reason, now
+    session.add(e)

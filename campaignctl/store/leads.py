@@ -1,0 +1,166 @@
+"""Queries on leads, their enrolments and opt-outs, and `lead_context`.
+
+A lead row here has the columns of `LEAD_COLUMNS`: `id`, the fixed fields of
+`store.fields.LEAD_FIXED_FIELDS`, and `attrs`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.fields import LEAD_FIXED_FIELDS
+from campaignctl.store.schema import ENROLMENT, LEAD, OPTOUT, Lead
+
+LEAD_COLUMNS = [LEAD.c[k] for k in ("id", *LEAD_FIXED_FIELDS, "attrs")]
+#: Ids per `IN (...)` list.
+CHUNK = 500
+
+
+def by_ids(conn: Conn, ids: Sequence[int]) -> Iterator[Any]:
+    """The leads with these ids (missing ones left out), in chunks of `CHUNK` ids."""
+    c = connection(conn)
+    for i in range(0, len(ids), CHUNK):
+        yield from c.execute(select(*LEAD_COLUMNS).where(LEAD.c.id.in_(ids[i : i + CHUNK])))
+
+
+def enrollable(conn: Conn, campaign: str, channels: Sequence[str]) -> Iterator[Any]:
+    """Leads not enrolled in `campaign` and not opted out of any of `channels`."""
+    enrolled = select(ENROLMENT.c.lead_id).where(ENROLMENT.c.campaign == campaign)
+    opted = select(OPTOUT.c.lead_id).where(OPTOUT.c.channel.in_(channels))
+    yield from connection(conn).execute(
+        select(*LEAD_COLUMNS).where(LEAD.c.id.not_in(enrolled), LEAD.c.id.not_in(opted))
+    )
+
+
+def optouts_of(conn: Conn, ids: Sequence[int]) -> dict[int, set[str]]:
+    """lead id -> the channels it opted out of (`*`: every channel)."""
+    out: dict[int, set[str]] = defaultdict(set)
+    for o in connection(conn).execute(
+        select(OPTOUT.c.lead_id, OPTOUT.c.channel).where(OPTOUT.c.lead_id.in_(ids))
+    ):
+        out[o.lead_id].add(o.channel)
+    return out
+
+
+def all_optouts(conn: Conn) -> Iterator[Any]:
+    """(lead_id, channel) of every opt-out, in the order they were recorded."""
+    yield from connection(conn).execute(
+        select(OPTOUT.c.lead_id, OPTOUT.c.channel).order_by(OPTOUT.c.id)
+    )
+
+
+def enrolment_states(conn: Conn, ids: Sequence[int]) -> dict[tuple[str, int], tuple[str, Any]]:
+    """(campaign, lead id) -> (state, reason) of these leads' enrolments."""
+    return {
+        (e.campaign, e.lead_id): (e.state, e.reason)
+        for e in connection(conn).execute(
+            select(
+                ENROLMENT.c.campaign,
+                ENROLMENT.c.lead_id,
+                ENROLMENT.c.state,
+                ENROLMENT.c.reason,
+            ).where(ENROLMENT.c.lead_id.in_(ids))
+        )
+    }
+
+
+def ended_enrolments(conn: Conn) -> set[tuple[str, int]]:
+    """(campaign, lead id) of every enrolment that is no longer active."""
+    return {
+        (c, lid)
+        for c, lid in connection(conn).execute(
+            select(ENROLMENT.c.campaign, ENROLMENT.c.lead_id).where(ENROLMENT.c.state != "active")
+        )
+    }
+
+
+def active_count(conn: Conn, campaign: str) -> int:
+    """How many enrolments of `campaign` are active."""
+    n: int = (
+        connection(conn)
+        .execute(
+            select(func.count())
+            .select_from(ENROLMENT)
+            .where(ENROLMENT.c.campaign == campaign, ENROLMENT.c.state == "active")
+        )
+        .scalar_one()
+    )
+    return n
+
+
+def enrolment_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, state, count) of these campaigns' enrolments."""
+    return list(
+        connection(conn).execute(
+            select(ENROLMENT.c.campaign, ENROLMENT.c.state, func.count())
+            .where(ENROLMENT.c.campaign.in_(campaigns))
+            .group_by(ENROLMENT.c.campaign, ENROLMENT.c.state)
+        )
+    )
+
+
+def optout_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, channel, count) of enrolled leads opted out of each channel."""
+    return list(
+        connection(conn).execute(
+            select(ENROLMENT.c.campaign, OPTOUT.c.channel, func.count())
+            .join(OPTOUT, OPTOUT.c.lead_id == ENROLMENT.c.lead_id)
+            .where(ENROLMENT.c.campaign.in_(campaigns))
+            .group_by(ENROLMENT.c.campaign, OPTOUT.c.channel)
+        )
+    )
+
+
+def in_import_order(conn: Conn) -> Iterator[Lead]:
+    """Every lead, as `Lead` objects, in import order."""
+    from sqlmodel import Session, select
+
+    assert isinstance(conn, Session)
+    yield from conn.exec(select(Lead).order_by(Lead.id))  # type: ignore[arg-type]
+
+
+def lead_context(lead: Any) -> dict[str, Any]:
+    """The lead as templates and audience expressions see it (a Lead, or a row of its columns)."""
+    from campaignctl.audience import lead_context as build
+
+    return build(
+        id=lead.id,
+        email=lead.email,
+        phone=lead.phone,
+        first_name=lead.first_name,
+        last_name=lead.last_name,
+        timezone=lead.timezone,
+        status=lead.status,
+        tags=lead.tags or [],
+        attrs=lead.attrs or {},
+    )
+
+
+def plan_leads(conn: Conn) -> list[Any]:
+    """(id, email, phone, timezone) of every lead, as plain tuples (the planner's bulk read)."""
+    c = connection(conn)
+    return dialect_of(c).lead_rows(c)
+
+
+def plan_newcomers(conn: Conn, campaign: str) -> list[Any]:
+    """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the leads not
+    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text."""
+    c = connection(conn)
+    return dialect_of(c).unenrolled_lead_rows(c, campaign)
+
+
+def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
+    """Up to `n` leads with ids above `last_id`, as `Lead` objects, by id."""
+    from sqlmodel import Session, select
+
+    assert isinstance(conn, Session)
+    return list(
+        conn.exec(
+            select(Lead).where(Lead.id > last_id).order_by(Lead.id).limit(n)  # type: ignore[arg-type,operator]
+        ).all()
+    )

@@ -1,0 +1,322 @@
+"""Queries on the message ledger: claims, send history, outcomes, recovery and reconcile lookups.
+
+The engine and the planner call these; each takes the session (or connection) of the
+transaction it belongs to. Bulk writes go through `Writes`, gathered and run as executemany
+batches, so the claim loop costs what it cost when the SQL lived in the engine.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.schema import (
+    ENROLMENT,
+    MESSAGE,
+    OPTOUT,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+)
+
+
+def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
+    """Send instants after `since` on `channel` that limits count, from every process, sorted.
+
+    `sending` and `uncertain` messages count as sent: they may well have gone out.
+    """
+    c = connection(conn)
+    sent = c.execute(
+        select(MESSAGE.c.sent_at).where(
+            MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
+        )
+    )
+    inflight = c.execute(
+        select(MESSAGE.c.claimed_at).where(
+            MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
+            MESSAGE.c.channel == channel,
+            MESSAGE.c.claimed_at > since,
+        )
+    )
+    return sorted([r[0] for r in sent] + [r[0] for r in inflight])
+
+
+class Writes:
+    """Row updates and inserts gathered during a transaction and run as executemany batches."""
+
+    def __init__(self) -> None:
+        self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        self.messages: list[dict[str, Any]] = []
+        self.optouts: list[dict[str, Any]] = []
+        self.enrolments: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
+
+    def set(self, row_id: int, now: datetime, **values: Any) -> None:
+        values["updated_at"] = now
+        self.updates[tuple(sorted(values))].append({"_id": row_id, **values})
+
+    def flush(self, conn: Conn) -> None:
+        c = connection(conn)
+        for keys, rows in self.updates.items():
+            stmt = (
+                update(MESSAGE)
+                .where(MESSAGE.c.id == bindparam("_id"))
+                .values({k: bindparam(k) for k in keys})
+            )
+            c.execute(stmt, rows)
+        if self.messages:
+            c.execute(dialect_of(c).insert_ignore(MESSAGE), self.messages)
+        if self.optouts:
+            c.execute(dialect_of(c).insert_ignore(OPTOUT), self.optouts)
+        for (state, reason), rows in self.enrolments.items():
+            c.execute(
+                update(ENROLMENT)
+                .where(
+                    ENROLMENT.c.campaign == bindparam("_campaign"),
+                    ENROLMENT.c.lead_id == bindparam("_lead"),
+                    ENROLMENT.c.state == "active",
+                )
+                .values(state=state, reason=reason, updated_at=bindparam("_now")),
+                rows,
+            )
+        self.updates.clear()
+        self.messages.clear()
+        self.optouts.clear()
+        self.enrolments.clear()
+
+    def end_enrolment(
+        self, campaign: str, lead_id: int, state: str, reason: str | None, now: datetime
+    ) -> None:
+        self.enrolments[(state, reason)].append(
+            {"_campaign": campaign, "_lead": lead_id, "_now": now}
+        )
+
+
+def enrol(conn: Conn, enrolments: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+    """Insert new enrolments and their first messages (a message already there is kept)."""
+    c = connection(conn)
+    c.execute(insert(ENROLMENT), enrolments)
+    c.execute(dialect_of(c).insert_ignore(MESSAGE), messages)
+
+
+def skip_pending(conn: Conn, campaigns: Sequence[str], reason: str, now: datetime) -> None:
+    """Pending messages of these campaigns become skipped, with `reason`."""
+    connection(conn).execute(
+        update(MESSAGE)
+        .where(MESSAGE.c.state == PENDING, MESSAGE.c.campaign.in_(campaigns))
+        .values(state=SKIPPED, reason=reason, updated_at=now)
+    )
+
+
+def sending(conn: Conn) -> list[Any]:
+    """Claimed messages: (id, claimed_by, claimed_at)."""
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.id, MESSAGE.c.claimed_by, MESSAGE.c.claimed_at).where(
+                MESSAGE.c.state == SENDING
+            )
+        )
+    )
+
+
+def mark_uncertain(conn: Conn, ids: Sequence[int], reason: str, now: datetime) -> None:
+    """These still-`sending` messages become uncertain (their process is gone)."""
+    connection(conn).execute(
+        update(MESSAGE)
+        .where(MESSAGE.c.id.in_(ids), MESSAGE.c.state == SENDING)
+        .values(state=UNCERTAIN, reason=reason, updated_at=now)
+    )
+
+
+def uncertain(conn: Conn, channels: Sequence[str]) -> list[Any]:
+    """Uncertain messages on these channels, whole rows, oldest first."""
+    return list(
+        connection(conn).execute(
+            select(MESSAGE)
+            .where(MESSAGE.c.state == UNCERTAIN, MESSAGE.c.channel.in_(channels))
+            .order_by(MESSAGE.c.id)
+        )
+    )
+
+
+def claimable(
+    conn: Conn, channel: str, now: datetime, groups: Iterable[Sequence[str]], n: int
+) -> list[Any]:
+    """Up to `n` due pending messages on `channel`: (id, campaign, step, lead_id, attempts,
+    first_attempt_at), the campaigns of the first group first, then by due time and id.
+
+    One query per group, each ordered as the (state, due_at) index is, so SQLite reads only the
+    rows it returns instead of sorting every due message.
+    """
+    c = connection(conn)
+    rows: list[Any] = []
+    for group in groups:
+        rows += c.execute(
+            select(
+                MESSAGE.c.id,
+                MESSAGE.c.campaign,
+                MESSAGE.c.step,
+                MESSAGE.c.lead_id,
+                MESSAGE.c.attempts,
+                MESSAGE.c.first_attempt_at,
+            )
+            .where(
+                MESSAGE.c.state == PENDING,
+                MESSAGE.c.due_at <= now,
+                MESSAGE.c.channel == channel,
+                MESSAGE.c.campaign.in_(group),
+            )
+            .order_by(MESSAGE.c.due_at, MESSAGE.c.id)
+            .limit(n - len(rows))
+        ).all()
+        if len(rows) >= n:
+            break
+    return rows
+
+
+def sent_thread(conn: Conn, campaign: str, step: str, lead_id: int) -> Any:
+    """(message_id, thread_id) of a sent message of (campaign, step, lead), or None."""
+    return (
+        connection(conn)
+        .execute(
+            select(MESSAGE.c.message_id, MESSAGE.c.thread_id).where(
+                MESSAGE.c.campaign == campaign,
+                MESSAGE.c.step == step,
+                MESSAGE.c.lead_id == lead_id,
+                MESSAGE.c.state == SENT,
+            )
+        )
+        .first()
+    )
+
+
+def due_counts(
+    conn: Conn, now: datetime, campaigns: Sequence[str], channels: Sequence[str]
+) -> list[Any]:
+    """(campaign, step, channel, count) of pending messages due by `now`."""
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel, func.count())
+            .where(
+                MESSAGE.c.state == PENDING,
+                MESSAGE.c.due_at <= now,
+                MESSAGE.c.campaign.in_(list(campaigns)),
+                MESSAGE.c.channel.in_(channels),
+            )
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel)
+        )
+    )
+
+
+def due_count(conn: Conn, channel: str, now: datetime) -> int:
+    """How many pending messages of `channel` are due by `now`."""
+    return int(
+        connection(conn)
+        .execute(
+            select(func.count()).where(
+                MESSAGE.c.channel == channel,
+                MESSAGE.c.state == PENDING,
+                MESSAGE.c.due_at <= now,
+            )
+        )
+        .scalar_one()
+    )
+
+
+def next_due(
+    conn: Conn, now: datetime, campaigns: Sequence[str], channels: Sequence[str]
+) -> datetime | None:
+    """The soonest due time of a pending message after `now`."""
+    value: datetime | None = (
+        connection(conn)
+        .execute(
+            select(func.min(MESSAGE.c.due_at)).where(
+                MESSAGE.c.state == PENDING,
+                MESSAGE.c.due_at > now,
+                MESSAGE.c.campaign.in_(list(campaigns)),
+                MESSAGE.c.channel.in_(channels),
+            )
+        )
+        .scalar()
+    )
+    return value
+
+
+def state_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, step, state, count) of these campaigns' messages."""
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state, func.count())
+            .where(MESSAGE.c.campaign.in_(campaigns))
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state)
+        )
+    )
+
+
+def queues(conn: Conn) -> list[Any]:
+    """(channel, pending count, soonest due) per channel."""
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.channel, func.count(), func.min(MESSAGE.c.due_at))
+            .where(MESSAGE.c.state == PENDING)
+            .group_by(MESSAGE.c.channel)
+        )
+    )
+
+
+def sent_counts(conn: Conn, since: datetime) -> dict[str, int]:
+    """channel -> messages sent since `since`."""
+    return dict(
+        connection(conn)
+        .execute(
+            select(MESSAGE.c.channel, func.count())
+            .where(MESSAGE.c.state == SENT, MESSAGE.c.sent_at >= since)
+            .group_by(MESSAGE.c.channel)
+        )
+        .all()
+    )
+
+
+def plan_pending(conn: Conn, campaigns: list[str]) -> list[Any]:
+    """(campaign, step, lead_id, due_at) of these campaigns' pending messages, as plain tuples:
+    `due_at` as stored, naive-UTC ISO text (`datetime.fromisoformat` reads it, far cheaper than
+    SQLAlchemy's conversion on 100,000 rows)."""
+    c = connection(conn)
+    return dialect_of(c).pending_rows(c, PENDING, campaigns)
+
+
+def sent_in(url: str, campaign: str, step: str | None = None) -> int:
+    """Messages already sent for a campaign (or one step of it) in the database at `url`: 0 when
+    it does not exist yet or no send has used it. Never creates a database."""
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from campaignctl.errors import CampaignctlError
+    from campaignctl.store import Store
+
+    store = Store.existing(url, migrate_now=False)
+    if store is None:
+        return 0
+    try:
+        with store.read() as session:
+            query = (
+                select(func.count())
+                .select_from(MESSAGE)
+                .where(MESSAGE.c.campaign == campaign, MESSAGE.c.state == SENT)
+            )
+            if step is not None:
+                query = query.where(MESSAGE.c.step == step)
+            return int(session.execute(query).scalar_one())
+    except OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0  # a database no send has used yet
+        raise CampaignctlError(f"{url}: cannot read sent messages: {exc.orig}") from None
+    except SQLAlchemyError as exc:
+        raise CampaignctlError(f"{url}: cannot read sent messages: {exc}") from None
+    finally:
+        store.close()

@@ -1,0 +1,145 @@
+"""Typed accessors for the `meta` table: small key/value state shared between processes.
+
+The keys and the text of their values are part of the database format (existing databases keep
+working): `daemon.FIELD` (the heartbeat), `sync.CHANNEL.cursor` and `sync.CHANNEL.last_at`,
+`blast.NAME.enrolled`, `campaign.NAME.completed`, `audience.NAME.skipped` (JSON count and
+reason), `breaker.CHANNEL` (a circuit breaker's JSON) and `needs_person.CHANNEL` (JSON message
+and hint of a channel the daemon stopped). Only this module spells them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.schema import META
+
+
+def _get(conn: Conn, key: str) -> str | None:
+    row = connection(conn).execute(select(META.c.value).where(META.c.key == key)).first()
+    return None if row is None else str(row.value)
+
+
+def _set(conn: Conn, key: str, value: str, now: datetime) -> None:
+    stmt = dialect_of(conn).upsert(META, "key", {"key": key, "value": value, "updated_at": now})
+    connection(conn).execute(stmt)
+
+
+def _like(conn: Conn, prefix: str, suffix: str) -> dict[str, str]:
+    """{middle: value} for the keys `prefix` + middle + `suffix`."""
+    rows = connection(conn).execute(
+        select(META.c.key, META.c.value).where(META.c.key.like(f"{prefix}%{suffix}"))
+    )
+    return {str(k)[len(prefix) : len(k) - len(suffix)]: str(v) for k, v in rows}
+
+
+# ---------------------------------------------------------------- the daemon's heartbeat
+
+
+def heartbeat(conn: Conn) -> dict[str, str]:
+    """The daemon's heartbeat fields as written (pid, started_at, last_pass_at, ...)."""
+    return _like(conn, "daemon.", "")
+
+
+def set_heartbeat(conn: Conn, values: dict[str, str], now: datetime) -> None:
+    for field, value in values.items():
+        _set(conn, f"daemon.{field}", value, now)
+
+
+# ---------------------------------------------------------------- sync
+
+
+def cursor(conn: Conn, channel: str) -> str | None:
+    """Where the last sync of `channel` stopped (a Gmail historyId, a date), or None."""
+    return _get(conn, f"sync.{channel}.cursor")
+
+
+def set_cursor(conn: Conn, channel: str, value: str, now: datetime) -> None:
+    _set(conn, f"sync.{channel}.cursor", value, now)
+
+
+def last_syncs(conn: Conn) -> dict[str, str]:
+    """channel -> ISO time of its last successful sync."""
+    return _like(conn, "sync.", ".last_at")
+
+
+def set_last_sync(conn: Conn, channel: str, now: datetime) -> None:
+    _set(conn, f"sync.{channel}.last_at", now.isoformat(), now)
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+def blast_enrolled(conn: Conn, campaign: str) -> str | None:
+    """When a blast enrolled its audience (ISO), or None: a blast enrols once."""
+    return _get(conn, f"blast.{campaign}.enrolled")
+
+
+def set_blast_enrolled(conn: Conn, campaign: str, now: datetime) -> None:
+    _set(conn, f"blast.{campaign}.enrolled", now.isoformat(), now)
+
+
+def blasts_enrolled(conn: Conn) -> set[str]:
+    """The blasts that have enrolled their audience."""
+    return set(_like(conn, "blast.", ".enrolled"))
+
+
+def campaign_completed(conn: Conn, campaign: str) -> str | None:
+    """When a blast completed (ISO), or None."""
+    return _get(conn, f"campaign.{campaign}.completed")
+
+
+def set_campaign_completed(conn: Conn, campaign: str, now: datetime) -> None:
+    _set(conn, f"campaign.{campaign}.completed", now.isoformat(), now)
+
+
+def completed_campaigns(conn: Conn) -> set[str]:
+    return set(_like(conn, "campaign.", ".completed"))
+
+
+def set_audience_skipped(conn: Conn, campaign: str, value: str | None, now: datetime) -> bool:
+    """The JSON count and reason of leads the audience could not be evaluated for (None
+    clears it). True when it differs from what was stored (`send --quiet` warns only then)."""
+    key = f"audience.{campaign}.skipped"
+    if value is None:
+        connection(conn).execute(META.delete().where(META.c.key == key))
+        return False
+    changed = _get(conn, key) != value
+    _set(conn, key, value, now)
+    return changed
+
+
+def audience_skipped(conn: Conn) -> dict[str, str]:
+    """campaign -> the JSON written by `set_audience_skipped`."""
+    return _like(conn, "audience.", ".skipped")
+
+
+# ---------------------------------------------------------------- circuit breakers
+
+
+def breaker(conn: Conn, channel: str) -> str | None:
+    """A channel's circuit breaker as stored (JSON), or None when it never tripped."""
+    return _get(conn, f"breaker.{channel}")
+
+
+def set_breaker(conn: Conn, channel: str, value: str, now: datetime) -> None:
+    _set(conn, f"breaker.{channel}", value, now)
+
+
+# ---------------------------------------------------------------- channels that need a person
+
+
+def needs_person(conn: Conn) -> dict[str, str]:
+    """channel -> the JSON written by `set_needs_person`."""
+    return _like(conn, "needs_person.", "")
+
+
+def set_needs_person(conn: Conn, channel: str, value: str | None, now: datetime) -> None:
+    """Record that the daemon stopped `channel` until a person acts (None clears it)."""
+    key = f"needs_person.{channel}"
+    if value is None:
+        connection(conn).execute(META.delete().where(META.c.key == key))
+    else:
+        _set(conn, key, value, now)

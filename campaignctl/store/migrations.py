@@ -1,0 +1,157 @@
+"""Append-only named migrations, recorded in `schema_migration`.
+
+Never edit or reorder a migration that has shipped: add one. Each is a function of a
+connection; `migrate` applies the ones a database has not seen, in one write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+
+from campaignctl.errors import CampaignctlError
+from campaignctl.store.schema import utcnow
+
+if TYPE_CHECKING:
+    from campaignctl.store.dialect import Dialect
+
+
+Migration = Callable[[Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register a migration. Append only: never edit or reorder one that has shipped."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def _ddl(conn: Connection, script: str) -> None:
+    for stmt in filter(None, (s.strip() for s in script.split(";"))):
+        conn.exec_driver_sql(stmt)
+
+
+@migration
+def m001_initial(conn: Connection) -> None:
+    _ddl(
+        conn,
+        """
+    CREATE TABLE lead (
+        id INTEGER PRIMARY KEY,
+        email VARCHAR UNIQUE,
+        phone VARCHAR UNIQUE,
+        first_name VARCHAR,
+        last_name VARCHAR,
+        timezone VARCHAR,
+        status VARCHAR NOT NULL DEFAULT 'new',
+        tags JSON NOT NULL DEFAULT '[]',
+        attrs JSON NOT NULL DEFAULT '{}',
+        created_at DATETIME NOT NULL,
+        updated_at DATETIME NOT NULL
+    );
+    CREATE TABLE optout (
+        id INTEGER PRIMARY KEY,
+        lead_id INTEGER NOT NULL REFERENCES lead(id),
+        channel VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        detail VARCHAR,
+        created_at DATETIME NOT NULL,
+        UNIQUE (lead_id, channel)
+    );
+    CREATE INDEX ix_optout_lead_id ON optout (lead_id);
+    CREATE TABLE enrolment (
+        id INTEGER PRIMARY KEY,
+        campaign VARCHAR NOT NULL,
+        lead_id INTEGER NOT NULL REFERENCES lead(id),
+        state VARCHAR NOT NULL,
+        reason VARCHAR,
+        enrolled_at DATETIME NOT NULL,
+        updated_at DATETIME NOT NULL,
+        UNIQUE (campaign, lead_id)
+    );
+    CREATE INDEX ix_enrolment_lead_id ON enrolment (lead_id);
+    CREATE TABLE message (
+        id INTEGER PRIMARY KEY,
+        campaign VARCHAR NOT NULL,
+        step VARCHAR NOT NULL,
+        step_index INTEGER NOT NULL,
+        lead_id INTEGER NOT NULL REFERENCES lead(id),
+        channel VARCHAR NOT NULL,
+        variant VARCHAR,
+        state VARCHAR NOT NULL,
+        due_at DATETIME NOT NULL,
+        attempts INTEGER NOT NULL,
+        claimed_by VARCHAR,
+        claimed_at DATETIME,
+        sent_at DATETIME,
+        recipient VARCHAR,
+        provider_id VARCHAR,
+        message_id VARCHAR,
+        thread_id VARCHAR,
+        error_code VARCHAR,
+        error VARCHAR,
+        reason VARCHAR,
+        updated_at DATETIME NOT NULL,
+        UNIQUE (campaign, step, lead_id)
+    );
+    CREATE INDEX ix_message_lead_id ON message (lead_id);
+    CREATE INDEX ix_message_state_due ON message (state, due_at);
+    CREATE INDEX ix_message_channel_sent ON message (channel, sent_at);
+    CREATE TABLE event (
+        id INTEGER PRIMARY KEY,
+        lead_id INTEGER REFERENCES lead(id),
+        message_id INTEGER REFERENCES message(id),
+        channel VARCHAR,
+        kind VARCHAR NOT NULL,
+        source_id VARCHAR UNIQUE,
+        detail JSON NOT NULL DEFAULT '{}',
+        occurred_at DATETIME NOT NULL,
+        recorded_at DATETIME NOT NULL
+    );
+    CREATE INDEX ix_event_lead_id ON event (lead_id);
+    CREATE TABLE meta (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL,
+        updated_at DATETIME NOT NULL
+    )
+    """,
+    )
+
+
+@migration
+def m002_message_first_attempt(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE message ADD COLUMN first_attempt_at DATETIME")
+
+
+def migrate(engine: Engine, dialect: Dialect) -> list[str]:
+    """Apply the migrations this database has not seen; returns their names."""
+    applied: list[str] = []
+    with engine.connect() as conn:
+        dialect.for_writing(conn)
+        with conn.begin():
+            conn.exec_driver_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migration "
+                "(name VARCHAR PRIMARY KEY, applied_at DATETIME NOT NULL)"
+            )
+            done = {r[0] for r in conn.exec_driver_sql("SELECT name FROM schema_migration")}
+            known = {name for name, _ in MIGRATIONS}
+            unknown = done - known
+            if unknown:
+                raise CampaignctlError(
+                    f"{engine.url.database}: made by a newer campaignctl "
+                    f"(unknown migrations: {', '.join(sorted(unknown))})",
+                    "upgrade campaignctl: pip install -U campaignctl",
+                )
+            for name, fn in MIGRATIONS:
+                if name in done:
+                    continue
+                fn(conn)
+                conn.execute(
+                    text("INSERT INTO schema_migration (name, applied_at) VALUES (:n, :t)"),
+                    {"n": name, "t": utcnow().replace(tzinfo=None)},
+                )
+                applied.append(name)
+    return applied

@@ -1,0 +1,161 @@
+"""The tables (SQLModel) and the message states: what the database holds.
+
+The schema is created by the named migrations in `store.migrations`; the classes below describe
+the same tables (a test holds the two together). The lead's fixed fields are spelled in
+`store.fields`; `Lead` is checked against them at import.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Table, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from campaignctl.store.fields import LEAD_BOOKKEEPING, LEAD_FIXED_FIELDS
+
+
+def utcnow() -> datetime:
+    """The wall clock, aware and in UTC. Core code takes `now` as a parameter instead."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in and out; stored naive in UTC, so text order is time order."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# Message states. `sending` is claimed and handed to a provider; `uncertain` is a `sending` whose
+# process died, waiting for the channel to say whether it went out.
+PENDING, SENDING, SENT, FAILED, SKIPPED, UNCERTAIN = (
+    "pending",
+    "sending",
+    "sent",
+    "failed",
+    "skipped",
+    "uncertain",
+)
+MESSAGE_STATES = (PENDING, SENDING, SENT, FAILED, SKIPPED, UNCERTAIN)
+
+
+class Lead(SQLModel, table=True):
+    __tablename__ = "lead"
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = Field(default=None, unique=True)
+    phone: str | None = Field(default=None, unique=True)
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    status: str = "new"
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    attrs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OptOut(SQLModel, table=True):
+    """A lead who must not be messaged on `channel` again (`*` means every channel)."""
+
+    __tablename__ = "optout"
+    __table_args__ = (UniqueConstraint("lead_id", "channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    channel: str
+    source: str = "manual"  # manual | keyword | bounce | unsubscribe | provider
+    detail: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Enrolment(SQLModel, table=True):
+    """A lead in a campaign; `state` is active, completed or stopped (with `reason`)."""
+
+    __tablename__ = "enrolment"
+    __table_args__ = (UniqueConstraint("campaign", "lead_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    state: str = "active"
+    reason: str | None = None
+    enrolled_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Message(SQLModel, table=True):
+    """One (campaign, step, lead): the unique key is what makes a message go at most once."""
+
+    __tablename__ = "message"
+    __table_args__ = (UniqueConstraint("campaign", "step", "lead_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str
+    step: str
+    step_index: int
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    channel: str
+    variant: str | None = None
+    state: str = PENDING
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = 0
+    claimed_by: str | None = None
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recipient: str | None = None
+    provider_id: str | None = None
+    message_id: str | None = None  # RFC 5322 Message-ID for email, generated before sending
+    thread_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    reason: str | None = None  # why skipped / why waiting
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # when it was first claimed: transient errors fail it only `give_up_after` later
+    first_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Event(SQLModel, table=True):
+    """Something that came back: reply, optout, optin, bounce, delivered, undelivered, help."""
+
+    __tablename__ = "event"
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int | None = Field(default=None, foreign_key="lead.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    channel: str | None = None
+    kind: str
+    source_id: str | None = Field(default=None, unique=True)  # provider's id, so sync is idempotent
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Meta(SQLModel, table=True):
+    """Small key/value state: sync cursors, daemon heartbeat."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+_lead_columns = set(SQLModel.metadata.tables[Lead.__tablename__].c.keys())
+if _lead_columns != {*LEAD_FIXED_FIELDS, *LEAD_BOOKKEEPING}:  # pragma: no cover - a typo's guard
+    raise RuntimeError(f"Lead's columns {sorted(_lead_columns)} differ from store.fields")
+
+# The same tables as SQLAlchemy Core objects, for the query modules' bulk statements.
+LEAD: Table = SQLModel.metadata.tables[Lead.__tablename__]
+OPTOUT: Table = SQLModel.metadata.tables[OptOut.__tablename__]
+ENROLMENT: Table = SQLModel.metadata.tables[Enrolment.__tablename__]
+MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
+EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
+META: Table = SQLModel.metadata.tables[Meta.__tablename__]
