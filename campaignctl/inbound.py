@@ -52,8 +52,12 @@ class Kind(StrEnum):
 # ---------------------------------------------------------------- SMS / WhatsApp keywords
 
 # The carrier and CTIA keyword sets Twilio's Advanced Opt-Out honours.
+#: The carrier keywords Twilio honours, and the usual words where campaigns speak Spanish
+#: (ALTO, BAJA) or French (ARRET, ARRÊT: Canada's carriers require it beside STOP). `check`'s
+#: opt-out lint accepts these words, so a lead who answers what the message says is opted out.
 OPTOUT_WORDS = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+    | {"ALTO", "BAJA", "ARRET", "ARRÊT"}
 )
 OPTIN_WORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_WORDS = frozenset({"HELP", "INFO"})

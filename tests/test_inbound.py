@@ -38,6 +38,8 @@ STOP_ON = {"welcome": ["reply", "optout", "bounce"], "news": ["bounce"]}
 # ---------------------------------------------------------------- keywords
 
 OPTOUT_WORDS = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
+# the words `check`'s opt-out lint accepts in other languages must opt the lead out too
+OPTOUT_WORDS += ["ALTO", "BAJA", "ARRET", "ARRÊT"]
 
 
 def _variants(word: str) -> list[str]:
