@@ -87,7 +87,10 @@ def _phone(i: int) -> str:
 
 def test_every_keyword_path(sms_world, cli):
     folder, store, fake = sms_world
-    words = sorted(OPTOUT_WORDS) + sorted(OPTIN_WORDS) + sorted(HELP_WORDS)
+    # the carrier keywords, one lead each (the world has 14); the Spanish and French words take
+    # the same path and are covered by test_inbound's keyword tests
+    carrier = OPTOUT_WORDS - {"ALTO", "BAJA", "ARRET", "ARRÊT"}
+    words = sorted(carrier) + sorted(OPTIN_WORDS) + sorted(HELP_WORDS)
     assert len(words) == 13
     t0 = datetime.now(UTC) - timedelta(minutes=5)
     for i, word in enumerate(words):
