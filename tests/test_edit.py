@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from campaignctl import edit
-from campaignctl.config import Step, load
+from campaignctl.config import Step, edit, load
 from campaignctl.errors import CampaignctlError, ConfigError, LockHeldError, UsageError
 from campaignctl.locking import FileLock
 from tests.support import REPO

@@ -1,8 +1,8 @@
 """`campaign`, `step` and `channel set`: read and edit the campaign file from the command line.
 
-Each editing command calls one function of `campaignctl.edit`, which keeps comments and layout,
-runs every check of `check` on the result (exit 2, nothing written, on an error) and writes
-atomically.
+Each editing command calls one function of `campaignctl.config.edit`, which keeps comments and
+layout, runs every check of `check` on the result (exit 2, nothing written, on an error) and
+writes atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from campaignctl.cli.context import TableOrJson, print_json, state, stdout
 from campaignctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from campaignctl.edit import Outcome
+    from campaignctl.config.edit import Outcome
 
 campaign_app = typer.Typer(
     help="List, show, add, change, start, pause, resume and remove campaigns in the campaign file.",
@@ -56,7 +56,7 @@ def campaign_list(
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
     """List the campaigns: kind, status, priority, audience, steps and channels."""
-    from campaignctl.edit import campaign_rows
+    from campaignctl.config.edit import campaign_rows
 
     rows = campaign_rows(state(ctx).config())
     if fmt is TableOrJson.json:
@@ -85,7 +85,7 @@ def campaign_show(
     """Show one campaign: its settings and its steps."""
     from rich.table import Table
 
-    from campaignctl.edit import campaign_detail
+    from campaignctl.config.edit import campaign_detail
 
     d = campaign_detail(state(ctx).config(), name)
     out = stdout()
@@ -121,7 +121,7 @@ def campaign_add(
     ),
 ) -> None:
     """Add a campaign (a draft sequence for every lead unless told otherwise)."""
-    from campaignctl.edit import add_campaign
+    from campaignctl.config.edit import add_campaign
 
     _report(
         add_campaign(
@@ -143,7 +143,7 @@ def campaign_set(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Change keys of a campaign, e.g. priority=2 audience=city == 'Manila'."""
-    from campaignctl.edit import set_campaign
+    from campaignctl.config.edit import set_campaign
 
     _report(set_campaign(_config_path(ctx), name, assignments, force=force))
 
@@ -153,7 +153,7 @@ def campaign_start(
     ctx: typer.Context, name: str = typer.Argument(..., help="Campaign name.")
 ) -> None:
     """Start a draft or paused campaign (status = "active"), after the checks of `check`."""
-    from campaignctl.edit import start_campaign
+    from campaignctl.config.edit import start_campaign
 
     _report(start_campaign(_config_path(ctx), name))
 
@@ -163,7 +163,7 @@ def campaign_pause(
     ctx: typer.Context, name: str = typer.Argument(..., help="Campaign name.")
 ) -> None:
     """Pause an active campaign (writes status = "paused" to the file)."""
-    from campaignctl.edit import set_status
+    from campaignctl.config.edit import set_status
 
     _report(set_status(_config_path(ctx), name, "paused"))
 
@@ -173,7 +173,7 @@ def campaign_resume(
     ctx: typer.Context, name: str = typer.Argument(..., help="Campaign name.")
 ) -> None:
     """Resume a paused campaign (writes status = "active" to the file)."""
-    from campaignctl.edit import set_status
+    from campaignctl.config.edit import set_status
 
     _report(set_status(_config_path(ctx), name, "active"))
 
@@ -188,7 +188,7 @@ def campaign_remove(
     ),
 ) -> None:
     """Remove a campaign and its steps from the file."""
-    from campaignctl.edit import remove_campaign
+    from campaignctl.config.edit import remove_campaign
 
     path = _config_path(ctx)
     if not yes:
@@ -226,7 +226,7 @@ def step_add(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Add a step to a campaign (give --body or --template)."""
-    from campaignctl.edit import add_step
+    from campaignctl.config.edit import add_step
 
     if (body is None) == (template is None):
         raise UsageError(
@@ -257,7 +257,7 @@ def step_remove(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Remove a step from a campaign."""
-    from campaignctl.edit import remove_step
+    from campaignctl.config.edit import remove_step
 
     _report(remove_step(_config_path(ctx), campaign, step, force=force))
 
@@ -271,7 +271,7 @@ def step_set(
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Change keys of a step, e.g. delay=3d content_variables.1=x variants.A.subject=Hi."""
-    from campaignctl.edit import set_step
+    from campaignctl.config.edit import set_step
 
     _report(set_step(_config_path(ctx), campaign, step, assignments, force=force))
 
@@ -286,7 +286,7 @@ def channel_set(
     assignments: list[str] = typer.Argument(..., help=ASSIGNMENTS_HELP, metavar="KEY=VALUE..."),
 ) -> None:
     """Change a channel's keys, e.g. daily_limit=250 window=09:00-20:00."""
-    from campaignctl.edit import set_channel
+    from campaignctl.config.edit import set_channel
 
     _report(set_channel(_config_path(ctx), name, assignments))
 

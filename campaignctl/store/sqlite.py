@@ -3,7 +3,7 @@
 readers, the error mapping, and the raw `sqlite3` fast paths of the leads import and the planner.
 
 SQLAlchemy is imported inside the functions that need it: the leads import runs in a lean
-process (see `campaignctl.leads._ImportJob`) that reaches `connect_raw` and `errors_mapped`
+process (see `campaignctl.leads.importer._ImportJob`) that reaches `connect_raw` and `errors_mapped`
 without loading it.
 """
 

@@ -1,0 +1,34 @@
+"""Leads from CSV files.
+
+- `csvfile`: reading the file (encoding, delimiter, chunks of whole records);
+- `columns`: which column fills which lead field;
+- `normalise`: one record to a lead row (email and phone rules) and the identity rule;
+- `importer`: the import, in a process of its own with workers (forkserver);
+- `report`: what an import did;
+- `listing`: `leads list`.
+
+The import and worker processes load this package: nothing here imports SQL or CLI code at
+the top.
+"""
+
+from campaignctl.leads.columns import parse_mapping, snake_case
+from campaignctl.leads.csvfile import LeadsInputError, inspect_csv
+from campaignctl.leads.importer import import_leads, sample_leads_from_csv
+from campaignctl.leads.listing import list_leads
+from campaignctl.leads.normalise import json_string_object, json_strings, normalise_email
+from campaignctl.leads.report import ImportReport, Note
+
+__all__ = [
+    "ImportReport",
+    "LeadsInputError",
+    "Note",
+    "import_leads",
+    "inspect_csv",
+    "json_string_object",
+    "json_strings",
+    "list_leads",
+    "normalise_email",
+    "parse_mapping",
+    "sample_leads_from_csv",
+    "snake_case",
+]

@@ -1,0 +1,523 @@
+"""The import process: a CSV file into the lead table, streamed, with worker processes.
+
+An import streams the file: it is cut into chunks of whole records (`csvfile`), workers parse
+and normalise them (`normalise`: email-validator and phonenumbers cost tens of microseconds a
+row), and the rows are inserted in file order with `ON CONFLICT DO NOTHING`, so the unique email
+and phone indexes find the duplicates; one `BEGIN IMMEDIATE` transaction per `COMMIT_ROWS`
+rows. With workers, all of that runs in an import process of its own, started from the
+forkserver, which has loaded only the `campaignctl.leads` package. Memory stays flat whatever
+the file size; a killed import leaves whole transactions behind, and importing the file again
+completes it (duplicates are counted, never inserted twice).
+
+The import and worker processes load this package, so none of its modules imports SQL or CLI
+code at the top (`tests/test_architecture.py` holds them to it).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from campaignctl.errors import CampaignctlError
+from campaignctl.leads.columns import map_columns, parse_mapping
+from campaignctl.leads.csvfile import (
+    Chunk,
+    CsvFormat,
+    LeadsInputError,
+    inspect_csv,
+    read_chunks,
+)
+from campaignctl.leads.normalise import Normaliser, Parsed, claim
+from campaignctl.leads.report import ImportReport, Note
+
+if TYPE_CHECKING:
+    from campaignctl.config import Config
+    from campaignctl.store import Store
+    from campaignctl.store.sqlite import RawConnection
+
+COMMIT_ROWS = 20000  # rows per write transaction
+# Below this size the start-up of worker processes costs more than it saves.
+PARALLEL_BYTES = 4 * 1024 * 1024
+WORKERS_ENV = "CAMPAIGNCTL_IMPORT_WORKERS"
+
+
+_worker: Normaliser | None = None
+
+
+def _init_worker(normaliser: Normaliser) -> None:
+    global _worker
+    _worker = normaliser
+
+
+def _work(chunk: Chunk) -> list[tuple[Any, ...]]:
+    assert _worker is not None
+    # Plain tuples: they cross the process boundary several times faster than named ones.
+    return [tuple(p) for p in _worker.chunk(chunk)]
+
+
+def _normalised(
+    normaliser: Normaliser, chunks: Iterator[Chunk], workers: int
+) -> Generator[tuple[Chunk, list[Parsed]], None, None]:
+    """Normalise chunks in order, in `workers` processes (0: in this one)."""
+    if workers <= 0:
+        for chunk in chunks:
+            yield chunk, normaliser.chunk(chunk)
+        return
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    # forkserver: workers start from a small clean process, not a copy of this one (smaller,
+    # and safe next to the progress bar's thread). A worker that dies raises BrokenProcessPool
+    # here instead of hanging the import.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["campaignctl.leads.importer"])
+    pool = ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(normaliser,)
+    )
+    try:
+        # A bounded window of chunks in flight keeps memory flat and the order of lines.
+        pending: deque[tuple[Chunk, Future[list[tuple[Any, ...]]]]] = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(_work, chunk)))
+            if len(pending) >= 2 * workers:
+                done, result = pending.popleft()
+                yield done, [Parsed._make(t) for t in result.result()]
+        while pending:
+            done, result = pending.popleft()
+            yield done, [Parsed._make(t) for t in result.result()]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Writer:
+    """Deduplicates chunks against the database and inserts them through raw sqlite3."""
+
+    def __init__(
+        self,
+        conn: RawConnection,
+        normaliser: Normaliser,
+        report: ImportReport,
+        rejects: _Rejects | None,
+        *,
+        now: datetime,
+        dry_run: bool,
+    ) -> None:
+        self.conn = conn
+        self.normaliser = normaliser
+        self.report = report
+        self.rejects = rejects
+        self.dry_run = dry_run
+        from campaignctl.store.sqlite import LeadInserts
+
+        self.db = LeadInserts(conn, now)
+        self.uncommitted = 0
+        self.in_transaction = False
+
+    def _begin(self) -> None:
+        if not self.in_transaction:
+            self.db.begin()
+            self.in_transaction = True
+
+    def _end(self, commit: bool) -> None:
+        if self.in_transaction:
+            self.in_transaction = False
+            self.uncommitted = 0
+            if commit:
+                self.db.commit()
+            else:
+                self.db.rollback()
+
+    def _conflict(self, p: Parsed) -> Parsed | None:
+        """`claim` for a row the unique indexes refused: None for a duplicate, else the row
+        without its phone (the email is new, so the phone was the taken value)."""
+        emails: set[str] = set()
+        if p.email is not None and p.phone is not None:
+            if self.db.email_taken(p.email):
+                emails.add(p.email)
+        else:  # a lone email or a lone phone can only conflict with itself
+            return None
+        return claim(p, emails, {p.phone})
+
+    def _reject(self, chunk: Chunk, p: Parsed, reason: str) -> None:
+        if self.rejects is None:
+            return
+        raw = p.raw
+        if raw is None:  # a note added here, not by the worker: read the line again
+            raw = next(r for line, r in self.normaliser.records(chunk) if line == p.line)
+        self.rejects.write(raw, p.line, reason)
+
+    def write(self, chunk: Chunk, parsed: list[Parsed]) -> None:
+        """Insert a chunk's new leads; commits every `COMMIT_ROWS` rows (never in a dry run).
+
+        Rows go in one by one, in file order, with `ON CONFLICT DO NOTHING`: the unique email
+        and phone indexes find duplicates while inserting, so no lookup precedes the insert
+        (a lookup per chunk cost about a third of this process's CPU on 1M rows). Only a
+        refused row is looked at again (`_conflict`), to apply `claim`'s rules.
+        """
+        report = self.report
+        self._begin()
+        insert = self.db.insert
+        inserted = 0
+        try:
+            for row in parsed:
+                if row.reject is not None:
+                    report.rejected += 1
+                    report.note(Note(row.line, row.reject, rejected=True))
+                    self._reject(chunk, row, row.reject)
+                    continue
+                p = row
+                if not insert(p[1:8]).rowcount:  # email ... attrs
+                    again = self._conflict(row)
+                    if again is None:
+                        report.duplicates += 1
+                        continue
+                    p = again
+                    insert(p[1:8])
+                inserted += 1
+                report.fields_dropped += p.dropped
+                if p.notes:
+                    reason = "; ".join(p.notes)
+                    report.note(Note(p.line, reason))
+                    self._reject(chunk, p, "imported; " + reason)
+        except BaseException:
+            self.abort()
+            raise
+        report.read += len(parsed)
+        report.inserted += inserted
+        self.uncommitted += len(parsed)
+        if self.uncommitted >= COMMIT_ROWS and not self.dry_run:
+            self._end(commit=True)
+
+    def finish(self) -> None:
+        """Commit what is left (a dry run rolls everything back)."""
+        self._end(commit=not self.dry_run)
+
+    def abort(self) -> None:
+        """Roll back the open transaction; earlier commits stay (importing again completes)."""
+        self._end(commit=False)
+
+
+class _Rejects:
+    """The `--rejects` CSV: the original columns, then `line` and `reason`."""
+
+    def __init__(self, path: Path, header: Sequence[str], delimiter: str) -> None:
+        try:
+            # Held open for the whole import, closed by `close()`.
+            self.fh = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise LeadsInputError(f"--rejects {path}: cannot write: {exc.strerror}") from None
+        self.width = len(header)
+        self.csv = csv.writer(self.fh, delimiter=delimiter)
+        self.csv.writerow([*header, "line", "reason"])
+
+    def write(self, raw: list[str], line: int, reason: str) -> None:
+        cells = raw[: self.width] + [""] * (self.width - len(raw))
+        self.csv.writerow([*cells, line, reason])
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A checked CSV file, where its records start, and the normaliser for its columns.
+
+    Holds no open file, so it can be sent to the import process; `chunks()` opens the file.
+    """
+
+    fmt: CsvFormat
+    first_line: int  # of the first record after the header
+    normaliser: Normaliser
+
+    def chunks(self) -> Generator[Chunk, None, None]:
+        with self.fmt.open() as fh:
+            # Skip the header as it was read: the file's lines, as `read_chunks` counts them.
+            for _ in range(self.first_line - 1):
+                fh.readline()
+            yield from read_chunks(fh, self.first_line)
+
+
+def _open_source(
+    path: Path,
+    mapping: Sequence[str],
+    default_region: str | None,
+    tags: Sequence[str] = (),
+    encoding: str | None = None,
+) -> _Source:
+    """Check the file and map its columns; raises LeadsInputError before anything is written."""
+    fmt = inspect_csv(path, encoding)
+    overrides = parse_mapping(mapping)
+    with fmt.open() as fh:
+        reader = csv.reader(fh, delimiter=fmt.delimiter)
+        try:
+            header = next((row for row in reader if any(row)), None)
+        except csv.Error as exc:
+            raise LeadsInputError(f"{path}:{reader.line_num}: unreadable CSV: {exc}") from None
+    if header is None:
+        raise LeadsInputError(
+            f"{path}: the file is empty", "export the leads with a header row first"
+        )
+    columns = map_columns([h.strip() for h in header], overrides, path)
+    extra = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    normaliser = Normaliser(
+        columns, default_region, extra, source=str(path), delimiter=fmt.delimiter
+    )
+    return _Source(fmt, reader.line_num + 1, normaliser)
+
+
+def import_leads(
+    path: Path,
+    cfg: Config,
+    open_store: Callable[[], Store],
+    *,
+    mapping: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    rejects: Path | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    encoding: str | None = None,
+) -> ImportReport:
+    """Import a CSV file of leads; returns what was read, inserted, dropped and rejected.
+
+    The file is checked (and the columns mapped) before the database is opened, so bad input
+    touches nothing. `workers` defaults to one process per CPU for files big enough to gain;
+    with workers, the import itself runs in a separate lean process (see `_ImportJob`).
+    `progress(bytes_done, bytes_total)` is called after each chunk. `encoding` is the file's
+    (`--encoding`); None finds it (see `inspect_csv`). The import process reads the file with
+    the encoding decided here: it travels in the job's `CsvFormat`.
+    """
+    src = _open_source(path, mapping, cfg.settings.default_region, tags, encoding)
+    columns = src.normaliser.columns
+    report = ImportReport(path, dry_run=dry_run, rejects_path=rejects)
+    report.warnings.extend([src.fmt.warning] if src.fmt.warning else [])
+    report.columns = {f: columns.header[i] for f, i in columns.fields.items()}
+    report.attributes = [name for _, name in columns.attrs]
+    if workers is None:
+        workers = _workers_for(src.fmt.size)
+    # The Store creates and migrates the database; the import writes through plain sqlite3.
+    if dry_run:
+        from campaignctl.store import Store
+
+        store = Store.for_reading(cfg)  # the real one counts duplicates; none creates no file
+        database = _database_of(store)
+        store.close()
+    else:
+        database = _database_of(open_store())
+    job = _ImportJob(src, report, database, rejects, dry_run, now or datetime.now(UTC), workers)
+    return job.run_elsewhere(progress) if workers > 0 else job.run(progress)
+
+
+@dataclass(frozen=True)
+class _Database:
+    """Where an import writes: a SQLite file, or `:memory:` built from `schema` (a dry run
+    without a database file, so that it creates nothing)."""
+
+    path: str
+    schema: tuple[str, ...] = ()
+
+    def connect(self) -> RawConnection:
+        from campaignctl.store.sqlite import connect_raw
+
+        # The Store's settings; BEGIN is issued by `_Writer`.
+        return connect_raw(self.path, self.schema)
+
+
+@contextmanager
+def _database_errors_mapped(database: str) -> Iterator[None]:
+    """A read-only, full or locked database file as one line naming it."""
+    from campaignctl.store.sqlite import errors_mapped
+
+    with errors_mapped(database):
+        yield
+
+
+def _database_of(store: Store) -> _Database:
+    path = store.path
+    if path is not None:
+        return _Database(str(path))
+    if not store.in_memory:
+        raise LeadsInputError(f"{store.url}: leads import writes only to SQLite databases")
+    # An in-memory store lives only in its own connection: copy the lead table's schema.
+    from campaignctl.store.sqlite import lead_schema
+
+    return _Database(":memory:", lead_schema(store.engine))
+
+
+@dataclass
+class _ImportJob:
+    """Everything an import needs, picklable: run here, or in a process of its own.
+
+    With workers, the CLI process would otherwise carry both its own imports (Typer, Rich,
+    pydantic, SQLAlchemy: about 57 MiB before reading a byte) and the import's working set
+    (SQLite's cache, chunks in flight). The import process starts from the forkserver, which
+    has loaded only the leads package, so neither process carries both.
+    """
+
+    src: _Source
+    report: ImportReport
+    database: _Database
+    rejects: Path | None
+    dry_run: bool
+    now: datetime
+    workers: int
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """Read, normalise, deduplicate and insert; returns the filled report."""
+        src, report = self.src, self.report
+        columns = src.normaliser.columns
+        sink = _Rejects(self.rejects, columns.header, src.fmt.delimiter) if self.rejects else None
+        try:
+            with (
+                _database_errors_mapped(self.database.path),
+                closing(self.database.connect()) as conn,
+            ):
+                writer = _Writer(
+                    conn, src.normaliser, report, sink, now=self.now, dry_run=self.dry_run
+                )
+                try:
+                    with closing(_normalised(src.normaliser, src.chunks(), self.workers)) as done:
+                        for chunk, parsed in done:
+                            writer.write(chunk, parsed)
+                            if progress is not None:
+                                progress(chunk[2], src.fmt.size)
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.finish()
+        finally:
+            if sink is not None:
+                sink.close()
+        return report
+
+    def run_elsewhere(self, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+        """`run()` in a process of its own; progress, the report and errors come back here."""
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["campaignctl.leads.importer"])
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_import_process, args=(self, send), name="campaignctl-import")
+        proc.start()
+        send.close()  # so that recv() sees EOF if the import process dies
+        try:
+            while True:
+                try:
+                    kind, *payload = receive.recv()
+                except EOFError:
+                    proc.join()
+                    raise CampaignctlError(
+                        f"{self.src.fmt.path}: the import process stopped "
+                        f"(exit code {proc.exitcode}); whole transactions are kept",
+                        "import the file again to complete it (duplicates are not inserted twice)",
+                    ) from None
+                if kind == "progress":
+                    if progress is not None:
+                        progress(*payload)
+                    continue
+                # The outcome is the import process's last word: let it exit by itself, or the
+                # SIGTERM below would interrupt it mid-exit and print a traceback.
+                proc.join(timeout=60)
+                if kind == "done":
+                    report: ImportReport = payload[0]
+                    return report
+                else:  # "error": rebuilt here, with its hint (exceptions pickle without it)
+                    error_type, message, hint = payload
+                    if isinstance(error_type, type) and issubclass(error_type, CampaignctlError):
+                        raise error_type(message, hint)
+                    raise RuntimeError(f"import process: {message}")
+        finally:
+            if proc.is_alive():
+                # Interrupted here (Ctrl-C): SIGTERM makes the import process roll back its
+                # open transaction and shut its workers down (`_import_process`).
+                proc.terminate()
+                proc.join(timeout=60)
+                if proc.is_alive():
+                    proc.kill()
+            proc.join()
+            receive.close()
+
+
+def _import_process(job: _ImportJob, send: Any) -> None:
+    """The body of the import process: run the job, send back progress and the outcome."""
+    import signal
+
+    # Ctrl-C reaches the whole process group. This process leaves it to the CLI process,
+    # which answers it with SIGTERM; raised here as KeyboardInterrupt, that rolls back and
+    # shuts the pool down, so no worker is left behind. Workers inherit the ignored SIGINT
+    # and are stopped by that shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        report = job.run(lambda done, total: send.send(("progress", done, total)))
+    except CampaignctlError as exc:
+        send.send(("error", type(exc), exc.message, exc.hint))
+    except BaseException as exc:  # a bug: sent back as text, with its type
+        import traceback
+
+        send.send(("error", None, "".join(traceback.format_exception(exc)).strip(), None))
+    else:
+        send.send(("done", report))
+    finally:
+        send.close()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _workers_for(size: int) -> int:
+    """Worker processes for a file: `CAMPAIGNCTL_IMPORT_WORKERS`, else one per CPU (at most 4)
+    when the file is big enough to repay their start, else none."""
+    import os
+
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        if not env.isdigit():
+            raise LeadsInputError(f"{WORKERS_ENV}={env!r}: expected a number of processes")
+        return int(env)
+    return min(os.cpu_count() or 1, 4) if size >= PARALLEL_BYTES else 0
+
+
+def sample_leads_from_csv(
+    path: Path, cfg: Config, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Lead contexts (as templates see them) for the valid, distinct rows of a CSV file.
+
+    Reads the file as `leads import` would, without any database; `check --leads` uses it.
+    """
+    from campaignctl.audience import lead_context
+
+    src = _open_source(path, (), cfg.settings.default_region)
+    emails: set[str] = set()
+    phones: set[str] = set()
+    out: list[dict[str, Any]] = []
+    with closing(src.chunks()) as chunks:
+        for chunk in chunks:
+            for line, raw in src.normaliser.records(chunk):
+                if limit is not None and len(out) >= limit:
+                    return out
+                parsed = src.normaliser.row(line, raw)
+                p = claim(parsed, emails, phones) if parsed.reject is None else None
+                if p is not None:
+                    out.append(
+                        lead_context(
+                            email=p.email,
+                            phone=p.phone,
+                            first_name=p.first_name,
+                            last_name=p.last_name,
+                            timezone=p.timezone,
+                            status="new",
+                            tags=json.loads(p.tags),
+                            attrs=json.loads(p.attrs),
+                        )
+                    )
+    return out

@@ -1,0 +1,45 @@
+"""`leads list`: leads as JSON-ready objects, filtered by an audience expression."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from campaignctl.store import Store
+
+
+def list_leads(
+    store: Store, where: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Leads as JSON-ready objects (fixed fields, `optouts`, then attributes), filtered by an
+    audience expression and cut at `limit`, in import order."""
+    from campaignctl.audience import compile_audience
+    from campaignctl.store import lead_context
+    from campaignctl.store import leads as store_leads
+
+    matches = compile_audience(where, "--where")
+    out: list[dict[str, Any]] = []
+    with store.read() as session:
+        optouts: dict[int, list[str]] = {}
+        for lead_id, channel in store_leads.all_optouts(session):
+            optouts.setdefault(lead_id, []).append(channel)
+        for lead in store_leads.in_import_order(session):
+            if limit is not None and len(out) >= limit:
+                break
+            if where and not matches(lead_context(lead)):
+                continue
+            obj: dict[str, Any] = {
+                "id": lead.id,
+                "email": lead.email,
+                "phone": lead.phone,
+                "first_name": lead.first_name,
+                "last_name": lead.last_name,
+                "timezone": lead.timezone,
+                "status": lead.status,
+                "tags": list(lead.tags or []),
+                "optouts": optouts.get(lead.id or 0, []),
+            }
+            for key, value in (lead.attrs or {}).items():
+                obj.setdefault(key, value)
+            out.append(obj)
+    return out

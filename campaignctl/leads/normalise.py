@@ -1,0 +1,284 @@
+"""Normalisation and identity: one CSV record to a lead row (email and phone rules, time zone,
+tags, attributes as JSON), and the rule that tells a new lead from a duplicate (`claim`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from typing import NamedTuple
+
+from campaignctl.leads.columns import ColumnMap
+from campaignctl.leads.csvfile import Chunk, LeadsInputError
+
+# The dot-atom local parts email-validator accepts without further ado; anything else (quoted,
+# internationalised, odd) goes through email-validator in full.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@lru_cache(maxsize=65536)
+def _email_domain(domain: str) -> str | None:
+    """The normalised domain when email-validator accepts it (cached: domains repeat a lot)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email("x@" + domain, check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
+def normalise_email(value: str) -> tuple[str | None, str | None]:
+    """(normalised address in lower case, None) or (None, why it is not valid). No DNS."""
+    at = value.rfind("@")
+    if at > 0 and len(value) <= 254 and at <= 64 and _PLAIN_LOCAL.fullmatch(value, 0, at):
+        domain = _email_domain(value[at + 1 :])
+        if domain is not None:
+            return (value[:at] + "@" + domain).lower(), None
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower(), None
+    except EmailNotValidError as exc:
+        return None, str(exc)
+
+
+_PLAIN_PHONE = re.compile(r"\+?[0-9 ().\t-]+")
+_SEPARATORS = str.maketrans("", "", " ().\t-")
+
+
+@lru_cache(maxsize=1024)
+def country_region(country: str) -> str | None:
+    """The phonenumbers region of a country name or code (`Antigua and Barbuda` -> `AG`)."""
+    import phonenumbers
+    import pycountry
+
+    value = country.strip()
+    if not value:
+        return None
+    if len(value) == 2 and value.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return value.upper()
+    try:
+        code = str(pycountry.countries.lookup(value).alpha_2)
+    except LookupError:
+        return None
+    return code if code in phonenumbers.SUPPORTED_REGIONS else None
+
+
+def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | None, str | None]:
+    """(E.164, extension dropped, None) or (None, None, why it is not a valid number)."""
+    import phonenumbers
+
+    if _PLAIN_PHONE.fullmatch(value):
+        # phonenumbers drops these separators itself, but slowly: "(415) 555-0132" costs it
+        # half again as much as "4155550132". Only digits and separators qualify, so
+        # extensions, letters and second numbers still reach phonenumbers as written.
+        value = value.translate(_SEPARATORS)
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None, None, f"not a phone number{_where(region)}"
+    # Checking the expected region first is much cheaper than is_valid_number, which tries
+    # every region of the country code (25 for +1) before it can say yes.
+    valid = (
+        region is not None
+        and number.country_code == _region_code(region)
+        and phonenumbers.is_valid_number_for_region(number, region)
+    ) or (phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number))
+    if not valid:
+        return None, None, f"not a valid number{_where(region)}"
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164, number.extension or None, None
+
+
+def _where(region: str | None) -> str:
+    return f" for {region}" if region else " (no country code, and no default region)"
+
+
+@lru_cache(maxsize=512)
+def _region_code(region: str) -> int:
+    import phonenumbers
+
+    return int(phonenumbers.country_code_for_region(region))
+
+
+@lru_cache(maxsize=1024)
+def valid_timezone(name: str) -> bool:
+    """Whether `name` is an IANA time zone zoneinfo knows."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError, IsADirectoryError on odd names
+        return False
+    return True
+
+
+_TAG_SPLIT = re.compile(r"[;,]")
+
+
+class Parsed(NamedTuple):
+    """One CSV record, normalised; `reject` is set when it has no valid contact."""
+
+    line: int
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    timezone: str | None
+    tags: str  # JSON array, as stored
+    attrs: str  # JSON object, as stored
+    notes: tuple[str, ...]
+    dropped: int
+    reject: str | None
+    raw: list[str] | None = None  # the CSV fields, kept only when there is something to say
+
+
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The string quoting `_to_json` itself uses (C). Lists and objects of strings are joined here
+# with it, to the same text: `JSONEncoder.encode` builds a new C encoder on every call, which
+# was a third of a row's cost outside email-validator and phonenumbers.
+_quote = json.encoder.encode_basestring
+
+
+def json_strings(values: Iterable[str]) -> str:
+    """`_to_json(list(values))` for strings, faster."""
+    return "[" + ",".join(map(_quote, values)) + "]"
+
+
+def json_string_object(pairs: Mapping[str, str]) -> str:
+    """`_to_json(dict(pairs))` for string keys and values, faster."""
+    return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in pairs.items()]) + "}"
+
+
+class Normaliser:
+    """Turns raw CSV records into `Parsed` rows; picklable, so workers get a copy.
+
+    Written for speed (it runs once per row of files with millions): column indexes are
+    resolved once, and rows are padded to the header's width instead of checked field by field.
+    """
+
+    def __init__(
+        self,
+        columns: ColumnMap,
+        default_region: str | None = None,
+        extra_tags: Sequence[str] = (),
+        *,
+        source: str = "",
+        delimiter: str = ",",
+    ) -> None:
+        self.columns = columns
+        self.source = source
+        self.delimiter = delimiter
+        self.default_region = default_region
+        self.extra_tags = tuple(extra_tags)
+        self.width = len(columns.header)
+        self.padding = [""] * self.width
+        f = columns.fields
+        self.email, self.phone, self.country = f.get("email"), f.get("phone"), f.get("country")
+        self.first, self.last = f.get("first_name"), f.get("last_name")
+        self.tz, self.tags = f.get("timezone"), f.get("tags")
+        self.attrs = columns.attrs
+        self.no_tags = _to_json(list(self.extra_tags))
+
+    def records(self, chunk: Chunk) -> Iterator[tuple[int, list[str]]]:
+        """(first physical line, fields) of each non-blank record of a chunk of the file."""
+        first, text, _done = chunk
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
+        prev = 0
+        try:
+            for row in reader:
+                start, prev = prev + 1, reader.line_num
+                if any(row):
+                    yield first + start - 1, row
+        except csv.Error as exc:
+            line = first + reader.line_num - 1
+            raise LeadsInputError(f"{self.source}:{line}: unreadable CSV: {exc}") from None
+
+    def chunk(self, chunk: Chunk) -> list[Parsed]:
+        return [self.row(line, raw) for line, raw in self.records(chunk)]
+
+    def row(self, line: int, raw: list[str]) -> Parsed:
+        n = len(raw)
+        notes: list[str] = []
+        if n != self.width:
+            if n > self.width and any(raw[self.width :]):
+                notes.append(f"{n} fields but the header has {self.width}; extra ignored")
+            raw = (raw + self.padding)[: self.width]
+        problems: list[str] = []
+        dropped = 0
+        email = phone = None
+        email_raw = raw[self.email].strip() if self.email is not None else ""
+        if email_raw:
+            email, why = normalise_email(email_raw)
+            if why:
+                problems.append(f"email {email_raw!r} is not valid: {why}")
+        phone_raw = raw[self.phone].strip() if self.phone is not None else ""
+        if phone_raw:
+            region = self.default_region
+            if self.country is not None and (country := raw[self.country].strip()):
+                region = country_region(country) or region
+            phone, ext, why = normalise_phone(phone_raw, region)
+            if why:
+                problems.append(f"phone {phone_raw!r} is {why}")
+            elif ext:
+                notes.append(f"phone {phone_raw!r}: extension x{ext} dropped")
+                dropped += 1
+        if email is None and phone is None:
+            reason = "; ".join(problems) if problems else "no email and no phone"
+            return Parsed(line, None, None, None, None, None, "[]", "{}", (), 0, reason, raw)
+        for problem in problems:
+            notes.append(f"{problem}; dropped")
+            dropped += 1
+        tz = raw[self.tz].strip() or None if self.tz is not None else None
+        if tz is not None and not valid_timezone(tz):
+            notes.append(f"timezone {tz!r} is not an IANA time zone; dropped")
+            dropped += 1
+            tz = None
+        tags = self.no_tags
+        if self.tags is not None and (tag_text := raw[self.tags].strip()):
+            found = dict.fromkeys([t.strip() for t in _TAG_SPLIT.split(tag_text)])
+            found.pop("", None)
+            if self.extra_tags:
+                found.update(dict.fromkeys(self.extra_tags))
+            tags = json_strings(found)
+        attrs = {name: value for i, name in self.attrs if (value := raw[i].strip())}
+        return Parsed(
+            line,
+            email,
+            phone,
+            raw[self.first].strip() or None if self.first is not None else None,
+            raw[self.last].strip() or None if self.last is not None else None,
+            tz,
+            tags,
+            json_string_object(attrs),
+            tuple(notes),
+            dropped,
+            None,
+            raw if notes else None,
+        )
+
+
+def claim(p: Parsed, emails: set[str], phones: set[str]) -> Parsed | None:
+    """Apply the identity rules to a valid row, given the emails and phones already taken.
+
+    A lead is its email when it has one, else its phone: None means a duplicate. A new lead
+    whose phone already belongs to another one keeps its email and loses the phone (noted).
+    The sets are updated with what the row takes.
+    """
+    if p.email is None:
+        if p.phone is None or p.phone in phones:
+            return None
+        phones.add(p.phone)
+        return p
+    if p.email in emails:
+        return None
+    emails.add(p.email)
+    if p.phone is not None:
+        if p.phone in phones:
+            note = f"phone {p.phone} already belongs to another lead; dropped"
+            return p._replace(phone=None, notes=(*p.notes, note), dropped=p.dropped + 1)
+        phones.add(p.phone)
+    return p
