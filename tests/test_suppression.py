@@ -145,3 +145,34 @@ def test_opt_in_and_bounce_each_in_their_own_transaction(tmp_path: Path) -> None
         assert {(o.channel, o.source) for o in s.exec(select(OptOut))} == {("email", "bounce")}
         assert list(s.exec(select(Event))) == []  # effects only: events are the doors' to record
     store.close()
+
+
+def _names_used(path: Path) -> set[str]:
+    """Every imported module and every attribute or name called in `path`."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Attribute):
+            out.add(node.attr)
+    return out
+
+
+def test_only_suppression_writes_opt_outs_and_classification_reads_no_store() -> None:
+    from tests.support import REPO
+
+    package = REPO / "campaignctl"
+    writes = {"add_optout", "remove_optout"}
+    writers = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if p.parent.name != "store" and writes & _names_used(p)
+    )
+    assert writers == ["suppression.py"]
+    classify = _names_used(package / "classify.py")
+    assert not {n for n in classify if n.startswith(("campaignctl.store", "campaignctl.supp"))}
