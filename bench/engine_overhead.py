@@ -45,7 +45,7 @@ body = "Hi {{{{ lead.first_name }}}}, a short note from the benchmark."
     engine.enrol(now())
     enrol = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = run(engine, random.Random(1), RunOptions())  # the APScheduler loop `send` runs
+    result = run(engine, random.Random(1), RunOptions())  # the loop of passes `send` runs
     elapsed = time.perf_counter() - t0
     sent = result.total.total("sent")
     assert sent == leads, sent

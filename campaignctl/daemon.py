@@ -3,12 +3,13 @@
 One APScheduler 3.x `BlockingScheduler` with the in-memory job store and two interval jobs
 (`max_instances=1`, `coalesce=True`); jobs run in the main thread (the debug executor), so a
 signal reaches the send in flight and the two jobs never overlap. The database stays the source
-of truth: there is never a job per message, nothing is pickled. Each tick runs `runner.run`
-until nothing is due now apart from pacing gaps (at most one tick long), so a paced channel
-keeps its rate between ticks.
+of truth: there is never a job per message, nothing is pickled. The daemon holds one
+`runner.Runner` for its whole life (the send lock, the engine and its channels); each tick runs
+the runner's loop of passes, without a scheduler of its own, until nothing is due now apart from
+pacing gaps (at most one tick long), so a paced channel keeps its rate between ticks.
 
-The daemon holds the database's send lock for its whole life: a `send` started meanwhile, or a
-second daemon, exits 75 at once naming this pid. The campaign file is re-read when it changes;
+Because of that lock, a `send` started meanwhile, or a second daemon, exits 75 at once naming
+this pid. The campaign file is re-read when it changes;
 an invalid file is logged and the previous one kept. Its heartbeat (pid, started_at,
 last_pass_at, last_sync_at) lives in `Meta`, where `status` reads it.
 
@@ -33,11 +34,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from campaignctl.errors import CampaignctlError, ExitCode, UsageError
-from campaignctl.runner import RunOptions, send_lock, wall_clock
+from campaignctl.runner import Runner, RunOptions, send_lock, wall_clock
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
-    from campaignctl.engine import Engine, PassResult
+    from campaignctl.engine import PassResult
     from campaignctl.store import Store
     from campaignctl.sync import SyncResult
 
@@ -188,7 +189,7 @@ class Daemon:
         self._reported: set[str] = set()
         self.next_due: datetime | None = None
         self._scheduler: Any = None
-        self._engine: Engine | None = None
+        self._runner: Runner | None = None
         self._digest = self._file_digest()
 
     # -------------------------------------------------------------- life
@@ -199,51 +200,48 @@ class Daemon:
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.schedulers.blocking import BlockingScheduler
 
-        from campaignctl.engine import Engine
-
-        lock = send_lock(self.store)
-        assert lock is not None
-        lock.acquire(
-            "one daemon per database: it already sends and syncs; "
-            "`campaignctl status` shows it, stop it first to start another"
+        runner = Runner(
+            self.cfg,
+            self.store,
+            busy="one daemon per database: it already sends and syncs; "
+            "`campaignctl status` shows it, stop it first to start another",
+            rng=self.rng,
+            clock=self.clock,
         )
         # "job missed by 0.1 s" warnings are noise (coalescing is the point), and our jobs catch
         # their own errors: what APScheduler could still report is a traceback, never wanted.
         logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
-        try:
-            self._engine = Engine(self.cfg, self.store)
-            for ch in needs_person(self.store):  # a previous daemon's: tried again now
-                _needs_person_write(self.store, ch, None)
-            started = self.clock()
-            _meta_write(
-                self.store,
-                {"pid": str(lock.holder() or ""), "started_at": started.isoformat()},
-                started,
-            )
-            tick, every = self.cfg.daemon.tick, self.cfg.daemon.sync_interval
-            self.log.emit(
-                "daemon",
-                f"started pid={lock.holder()} tick={_dur(tick)} sync_interval={_dur(every)} "
-                f"config={self.cfg.path}",
-            )
-            self._scheduler = BlockingScheduler(
-                jobstores={"default": MemoryJobStore()},
-                executors={"default": DebugExecutor()},
-                timezone=UTC,
-            )
-            self._add_jobs(started)
-            if not self.stop_requested:
-                try:
-                    self._scheduler.start()
-                except KeyboardInterrupt:
-                    self.interrupted = True
-        finally:
-            if self._engine is not None:
-                self._engine.close()
-            now = self.clock()
-            _meta_write(self.store, {"stopped_at": now.isoformat()}, now)
-            lock.release()
-            self.log.emit("daemon", "stopped" + (" at once" if self.interrupted else ""))
+        with runner:
+            self._runner = runner
+            pid = runner.lock.holder() if runner.lock is not None else None
+            try:
+                for ch in needs_person(self.store):  # a previous daemon's: tried again now
+                    _needs_person_write(self.store, ch, None)
+                started = self.clock()
+                _meta_write(
+                    self.store, {"pid": str(pid or ""), "started_at": started.isoformat()}, started
+                )
+                tick, every = self.cfg.daemon.tick, self.cfg.daemon.sync_interval
+                self.log.emit(
+                    "daemon",
+                    f"started pid={pid} tick={_dur(tick)} sync_interval={_dur(every)} "
+                    f"config={self.cfg.path}",
+                )
+                self._scheduler = BlockingScheduler(
+                    jobstores={"default": MemoryJobStore()},
+                    executors={"default": DebugExecutor()},
+                    timezone=UTC,
+                )
+                self._add_jobs(started)
+                if not self.stop_requested:
+                    try:
+                        self._scheduler.start()
+                    except KeyboardInterrupt:
+                        self.interrupted = True
+            finally:
+                now = self.clock()
+                _meta_write(self.store, {"stopped_at": now.isoformat()}, now)
+        self.log.emit("daemon", "stopped" + (" at once" if self.interrupted else ""))
 
     def request_stop(self) -> None:
         """First signal: let the message in flight finish, run nothing more, then exit."""
@@ -276,20 +274,18 @@ class Daemon:
     # -------------------------------------------------------------- jobs
 
     def _tick(self) -> None:
-        from campaignctl.runner import run
-
         if self.stop_requested:
             return
         try:
             self.reload_if_changed()
-            assert self._engine is not None
+            assert self._runner is not None
             options = RunOptions(
                 stop_when_idle=True,
                 max_time=self.cfg.daemon.tick,
                 should_stop=lambda: self.stop_requested,
                 on_pass=self._on_pass,
             )
-            result = run(self._engine, self.rng, options, self.clock)
+            result = self._runner.run(options)  # the loop of passes: no scheduler inside ours
             self.next_due = result.next_due
             now = self.clock()
             _meta_write(self.store, {"last_pass_at": now.isoformat()}, now)
@@ -311,9 +307,9 @@ class Daemon:
         if self.stop_requested:
             return
         try:
-            assert self._engine is not None
+            assert self._runner is not None
             # refused credentials stop a channel for the pass; fixed ones work again now
-            self._engine.retry_channels()
+            self._runner.engine.retry_channels()
             self._reported.clear()
             now = self.clock()
             result = sync(self.cfg, self.store, now)
@@ -449,7 +445,6 @@ class Daemon:
         the previous config kept; the same bad file is reported once, not on every tick.
         """
         from campaignctl.config import read_text, validate_text
-        from campaignctl.engine import Engine
 
         # The hash, not the mtime: an edit within the file system's mtime granularity that
         # keeps the size (paused -> active) must not go unnoticed. The file is small.
@@ -483,10 +478,9 @@ class Daemon:
             )
             return False
         old_daemon = self.cfg.daemon
-        engine = Engine(cfg, self.store)
-        if self._engine is not None:
-            self._engine.close()
-        self._engine, self.cfg = engine, cfg
+        if self._runner is not None:
+            self._runner.use(cfg)
+        self.cfg = cfg
         if cfg.daemon != old_daemon and self._scheduler is not None:
             for job, every in (("tick", cfg.daemon.tick), ("sync", cfg.daemon.sync_interval)):
                 self._scheduler.reschedule_job(

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from campaignctl import suppression
 from campaignctl.audience import AudienceError, compile_audience
 from campaignctl.breaker import Attempt, Breaker
 from campaignctl.channels.base import (
@@ -59,7 +60,7 @@ from campaignctl.store import (
 )
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
-from campaignctl.store.conn import Conn
+from campaignctl.store.conn import Conn, Transaction
 
 #: A `sending` row claimed on another host is judged abandoned after this long.
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
@@ -1065,7 +1066,7 @@ class Engine:
                     res.add(*key, "sent")
                     res.events.append({"event": "sent", **ev})
                 elif isinstance(o, ChannelError):
-                    self._record_error(w, c, o, now, rng, res)
+                    self._record_error(s, w, c, o, now, rng, res)
                     ev |= {"error": o.message, "hint": o.hint}
                     res.events.append({"event": o.kind.value, **ev})
                 else:
@@ -1131,6 +1132,7 @@ class Engine:
 
     def _record_error(
         self,
+        s: Transaction,
         w: store_messages.Writes,
         c: _Claimed,
         err: ChannelError,
@@ -1191,15 +1193,11 @@ class Engine:
         # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
         w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=reason)
         res.add(*key, "failed")
-        if err.kind is ErrorKind.OPTED_OUT:
-            w.optouts.append(
-                {
-                    "lead_id": c.lead.id,
-                    "channel": c.out.channel,
-                    "source": "provider",
-                    "detail": err.message,
-                    "created_at": now,
-                }
+        if err.kind is ErrorKind.OPTED_OUT:  # the rule an inbound STOP follows too
+            stop_on = suppression.stop_on_of(self.cfg)
+            ch, msg = c.out.channel, err.message
+            suppression.opt_out_in(
+                s, c.lead.id, ch, source="provider", detail=msg, now=now, stop_on=stop_on
             )
             self._after_optout(w, c.campaign, c.step.name, c.lead, now)
         else:

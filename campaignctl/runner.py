@@ -1,19 +1,22 @@
-"""APScheduler wiring around `Engine.run_pass`: the loop `send` runs now and `daemon` reuses.
+"""The runner `send` and `daemon` share: the send lock, the engine with its channels, and the
+loop of passes run with them.
 
-One APScheduler 3.x `BlockingScheduler` with an in-memory job store and a single job, the pass.
-After each pass the job reschedules itself for the instant the engine says there is work (the
-database stays the source of truth; there is never a job per message). `send` stops when nothing
-is due now apart from pacing gaps; a daemon sets `stop_when_idle=False` and waits for the next
-due time instead (see docs/engine.md).
+`Runner` is a context manager: entering takes the database's send lock and builds the engine,
+leaving closes the channels and releases the lock. `Runner.run` runs passes until the options
+say stop; after each pass it sleeps until the instant the engine says there is work (the
+database stays the source of truth; there is never a job per message). `send` runs it once and
+stops when nothing is due now apart from pacing gaps; the daemon's APScheduler runs it on every
+tick (`daemon.py`) and never starts a scheduler of its own inside one (see docs/engine.md).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from campaignctl.channels.base import Outgoing
 from campaignctl.engine import Engine, PassResult
@@ -24,10 +27,17 @@ if TYPE_CHECKING:
     from campaignctl.store import Store
 
 #: A pass that starts within this long of its planned instant is stamped with that instant, so
-#: scheduler latency does not pile up into the paced rate (10/s stays 10/s, not 9.8/s).
+#: sleeping latency does not pile up into the paced rate (10/s stays 10/s, not 9.8/s).
 SLOT_TOLERANCE = timedelta(milliseconds=250)
 #: How long a daemon sleeps at most before looking again (new leads, edits, other processes).
 IDLE_POLL = timedelta(seconds=60)
+#: A stop request is seen within this long while the loop sleeps until the next pass.
+STOP_POLL = 0.5
+#: Why a second sender is refused: another `send`, or the daemon, holds the lock.
+SEND_BUSY = (
+    "another `campaignctl send` or the daemon is sending from this database; "
+    "this run has nothing to add (cron will try again)"
+)
 
 
 def wall_clock() -> datetime:
@@ -53,8 +63,79 @@ class RunResult:
     total: PassResult = field(default_factory=PassResult)
     last: PassResult = field(default_factory=PassResult)
     passes: int = 0
-    error: BaseException | None = None
     next_due: datetime | None = None
+
+
+class Runner:
+    """The send lock, the engine and its channels, and the passes run with them.
+
+    `with Runner(cfg, store) as runner: runner.run(options)`. The lock (an flock beside the
+    database) makes a second `send` or daemon on the same database fail at once with exit 75;
+    correctness never depends on it, the claims do that. `lock=False` runs without it
+    (`send --no-lock`, several workers).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        *,
+        campaigns: Iterable[str] | None = None,
+        channels: Iterable[str] | None = None,
+        lock: bool = True,
+        busy: str = SEND_BUSY,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.campaigns = list(campaigns) if campaigns is not None else None
+        self.channels = list(channels) if channels is not None else None
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.lock = send_lock(store) if lock else None
+        self._busy = busy
+        self._engine: Engine | None = None
+
+    def __enter__(self) -> Runner:
+        if self.lock is not None:
+            self.lock.acquire(self._busy)
+        try:
+            self._engine = self._build(self.cfg)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of this run (only inside the `with` block)."""
+        assert self._engine is not None, "enter the runner first"
+        return self._engine
+
+    def use(self, cfg: Config) -> None:
+        """Go on with a new campaign file (the daemon's reload): a new engine, the old closed."""
+        engine = self._build(cfg)
+        if self._engine is not None:
+            self._engine.close()
+        self._engine, self.cfg = engine, cfg
+
+    def run(self, options: RunOptions) -> RunResult:
+        """Run passes until the options say stop."""
+        return run(self.engine, self.rng, options, self.clock)
+
+    def _build(self, cfg: Config) -> Engine:
+        return Engine(cfg, self.store, campaigns=self.campaigns, channel_names=self.channels)
 
 
 def run(
@@ -63,35 +144,13 @@ def run(
     options: RunOptions,
     clock: Callable[[], datetime] = wall_clock,
 ) -> RunResult:
-    """Run passes under an APScheduler scheduler until the options say stop."""
-    from apscheduler.events import EVENT_JOB_REMOVED
-    from apscheduler.executors.debug import DebugExecutor
-    from apscheduler.jobstores.memory import MemoryJobStore
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    # The debug executor runs the pass in this thread: signals reach it and one pass runs at once.
-    scheduler = BlockingScheduler(
-        jobstores={"default": MemoryJobStore()},
-        executors={"default": DebugExecutor()},
-        job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
-        timezone=UTC,
-    )
+    """Run `engine`'s passes, sleeping between them until the next has work, until the options
+    say stop. In the calling thread: signals reach the pass, and passes never overlap."""
     result = RunResult()
     started = clock()
     deadline = started + options.max_time if options.max_time is not None else None
 
-    def tick(planned: datetime) -> None:
-        try:
-            nxt = _one_pass(planned)
-        except BaseException as exc:  # APScheduler would only log it: keep it for the caller
-            result.error = exc
-            nxt = None
-        if nxt is None:
-            finished.append(True)  # shut down once APScheduler has removed this spent job
-        else:
-            scheduler.add_job(tick, "date", run_date=nxt, args=[nxt], name="engine pass")
-
-    def _one_pass(planned: datetime) -> datetime | None:
+    def one_pass(planned: datetime) -> datetime | None:
         real = clock()
         now = planned if timedelta(0) <= real - planned <= SLOT_TOLERANCE else real
         left = None if options.limit is None else options.limit - result.total.total("sent")
@@ -124,50 +183,25 @@ def run(
             return None
         return wake
 
-    finished: list[bool] = []
-
-    def on_removed(_event: object) -> None:
-        if finished:
-            scheduler.shutdown(wait=False)
-
-    scheduler.add_listener(on_removed, EVENT_JOB_REMOVED)
-    first = clock()
-    scheduler.add_job(tick, "date", run_date=first, args=[first], name="engine pass")
-    scheduler.start()
-    if result.error is not None:
-        raise result.error
+    planned: datetime | None = clock()
+    while planned is not None:
+        planned = one_pass(planned)
+        if planned is not None and not _sleep_until(planned, clock, options.should_stop):
+            break
     return result
 
 
-def send(
-    cfg: Config,
-    store: Store,
-    options: RunOptions,
-    *,
-    campaigns: list[str] | None = None,
-    channels: list[str] | None = None,
-    lock: bool = True,
-    rng: random.Random | None = None,
-    clock: Callable[[], datetime] = wall_clock,
-) -> RunResult:
-    """`campaignctl send`: take the send lock, then run passes until nothing is due now.
-
-    The lock (an flock beside the database) makes a second `send` or a daemon on the same
-    database fail at once with exit 75; correctness never depends on it, the claims do that.
-    """
-    held = send_lock(store) if lock else None
-    if held is not None:
-        held.acquire(
-            "another `campaignctl send` or the daemon is sending from this database; "
-            "this run has nothing to add (cron will try again)"
-        )
-    engine = Engine(cfg, store, campaigns=campaigns, channel_names=channels)
-    try:
-        return run(engine, rng or random.Random(), options, clock)
-    finally:
-        engine.close()
-        if held is not None:
-            held.release()
+def _sleep_until(
+    when: datetime, clock: Callable[[], datetime], should_stop: Callable[[], bool]
+) -> bool:
+    """Sleep until `when` (by `clock`); False when a stop was requested meanwhile."""
+    end = time.monotonic() + max(0.0, (when - clock()).total_seconds())
+    while not should_stop():
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, STOP_POLL))
+    return False
 
 
 def send_lock(store: Store) -> FileLock | None:

@@ -135,8 +135,8 @@ def database_samples(cfg: Config, limit: int = SAMPLE_LIMIT) -> list[dict[str, A
 
 def find_lead(cfg: Config, arg: str) -> tuple[dict[str, Any], str]:
     """A lead by email or phone: from the database, else from the built-in samples."""
+    from campaignctl.classify import normalise_address
     from campaignctl.inbound import find_lead as find_stored
-    from campaignctl.inbound import normalise_address
 
     value = normalise_address(arg.strip(), cfg.settings.default_region)
     if value is None:

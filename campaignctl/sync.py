@@ -18,8 +18,8 @@ from campaignctl.channels.base import ChannelError, Inbox, Received
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
+    from campaignctl.classify import Inbound, Known
     from campaignctl.config import Config
-    from campaignctl.inbound import Inbound, Known
     from campaignctl.store import Store
 
 
@@ -116,8 +116,9 @@ def sync(
 
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
-    from campaignctl.inbound import get_cursor, load_known, record, set_cursor, stop_on_of
+    from campaignctl.inbound import get_cursor, load_known, record, set_cursor
     from campaignctl.store import meta
+    from campaignctl.suppression import stop_on_of
 
     name = inbox.name
     with store.read() as s:

@@ -11,7 +11,7 @@ from email.utils import format_datetime
 import pytest
 from sqlmodel import select
 
-from campaignctl.inbound import (
+from campaignctl.classify import (
     Inbound,
     Kind,
     Known,
@@ -19,13 +19,9 @@ from campaignctl.inbound import (
     classify_email,
     classify_text,
     classify_twilio,
-    find_lead,
-    get_cursor,
-    load_known,
     our_addresses,
-    record,
-    set_cursor,
 )
+from campaignctl.inbound import find_lead, get_cursor, load_known, record, set_cursor
 from campaignctl.store import Enrolment, Event, Lead, Message, OptOut, Store
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

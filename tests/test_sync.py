@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from campaignctl.classify import HELP_WORDS, OPTIN_WORDS, OPTOUT_WORDS
 from campaignctl.config import load
-from campaignctl.inbound import HELP_WORDS, OPTIN_WORDS, OPTOUT_WORDS
 from campaignctl.store import Enrolment, Event, Message, OptOut, Store
 from tests.support import add_leads, write_project
 

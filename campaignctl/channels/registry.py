@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from campaignctl.channels.base import Channel, Received
+    from campaignctl.classify import Inbound, Known
     from campaignctl.config import ChannelBase, Config
-    from campaignctl.inbound import Inbound, Known
 
 GROUP = "campaignctl.providers"
 
@@ -61,7 +61,7 @@ class Provider:
     #: Why `sync` cannot read this provider's replies (None: `open` returns an `Inbox`).
     cannot_read: str | None = None
     #: What one thing its inbox read means (`classify(cfg, channel, received, known, now)`:
-    #: an `inbound.Inbound`, or None to ignore it), for `sync` to record.
+    #: a `classify.Inbound`, or None to ignore it), for `sync` to record.
     classify: Callable[[Config, str, Received, Known, datetime], Inbound | None] | None = None
     #: A kind told by the table's values (Twilio: a `whatsapp:` sender), before the channel's
     #: name and `default_kind` are consulted.

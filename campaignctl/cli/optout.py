@@ -20,8 +20,8 @@ def optout(
     ),
 ) -> None:
     """Opt a lead out: stop its messages on a channel (or all) and end sequences that stop on it."""
-    from campaignctl.inbound import check_opt_out, opt_out_by_hand
     from campaignctl.store import utcnow
+    from campaignctl.suppression import check_opt_out, opt_out_by_hand
 
     st = state(ctx)
     cfg = st.config()

@@ -87,8 +87,7 @@ def send(
             run_dry(cfg, store, _now(), campaigns=campaigns, channels=channels, limit=limit), quiet
         )
         return
-    from campaignctl.runner import RunOptions
-    from campaignctl.runner import send as run_send
+    from campaignctl.runner import Runner, RunOptions
 
     stops = _Stops()
     view = _Progress(quiet)
@@ -103,9 +102,9 @@ def send(
 
     try:
         with stops.installed(), view:
-            result = run_send(
-                cfg, store, options, campaigns=campaigns, channels=channels, lock=not no_lock
-            )
+            runner = Runner(cfg, store, campaigns=campaigns, channels=channels, lock=not no_lock)
+            with runner:
+                result = runner.run(options)
     except LockHeldError:
         if not quiet:
             raise

@@ -1,6 +1,6 @@
 """Queries for what comes back: inbound events, opt-outs, opt-ins, stopped sequences, and the
 sent messages replies are matched against. All run in the caller's session (one transaction per
-sync batch or per `leads optout`)."""
+sync batch, per send batch or per `leads optout`); `campaignctl.suppression` groups the writes."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def lead_by_email(session: Session, email: str) -> Lead | None:
 def lead_by_phone(session: Session, phone: str) -> Lead | None:
     """The lead with this E.164 phone."""
     return session.exec(select(Lead).where(Lead.phone == phone)).first()
+
+
+def lead_by_address(session: Session, address: str) -> Lead | None:
+    """The lead with this normalised address: a lower-case email or an E.164 phone."""
+    if "@" in address:
+        return lead_by_email(session, address)
+    return lead_by_phone(session, address)
 
 
 def seen(session: Session, source_id: str | None) -> bool:

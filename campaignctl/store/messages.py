@@ -18,7 +18,6 @@ from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.schema import (
     ENROLMENT,
     MESSAGE,
-    OPTOUT,
     PENDING,
     SENDING,
     SENT,
@@ -54,7 +53,6 @@ class Writes:
     def __init__(self) -> None:
         self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         self.messages: list[dict[str, Any]] = []
-        self.optouts: list[dict[str, Any]] = []
         self.enrolments: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
 
     def set(self, row_id: int, now: datetime, **values: Any) -> None:
@@ -72,8 +70,6 @@ class Writes:
             c.execute(stmt, rows)
         if self.messages:
             c.execute(dialect_of(c).insert_ignore(MESSAGE), self.messages)
-        if self.optouts:
-            c.execute(dialect_of(c).insert_ignore(OPTOUT), self.optouts)
         for (state, reason), rows in self.enrolments.items():
             c.execute(
                 update(ENROLMENT)
@@ -87,7 +83,6 @@ class Writes:
             )
         self.updates.clear()
         self.messages.clear()
-        self.optouts.clear()
         self.enrolments.clear()
 
     def end_enrolment(

@@ -19,8 +19,8 @@ from campaignctl.config import ChannelBase, Duration, PerSecond
 
 if TYPE_CHECKING:
     from campaignctl.channels.base import Channel, Received
+    from campaignctl.classify import Inbound, Known
     from campaignctl.config import Config
-    from campaignctl.inbound import Inbound, Known
 
 #: Gmail's sending limits: ~500 a day on a consumer account (2,000 on Workspace, 500 on trial);
 #: messages.send costs 100 of the 15,000 quota units a user may spend per minute (2.5/s).
@@ -62,7 +62,7 @@ def _problems(ch: GmailChannel) -> Iterator[Problem]:
 def _classify(
     cfg: Config, channel: str, r: Received, known: Known, now: datetime
 ) -> Inbound | None:
-    from campaignctl.inbound import classify_email, our_addresses
+    from campaignctl.classify import classify_email, our_addresses
 
     if r.raw is None:
         return None

@@ -17,8 +17,8 @@ from campaignctl.config import ChannelBase, Duration
 
 if TYPE_CHECKING:
     from campaignctl.channels.base import Channel, Received
+    from campaignctl.classify import Inbound, Known
     from campaignctl.config import Config
-    from campaignctl.inbound import Inbound, Known
 
 
 class TwilioChannel(ChannelBase):
@@ -51,7 +51,7 @@ def _sender(ch: TwilioChannel) -> str:
 def _classify(
     cfg: Config, channel: str, r: Received, known: Known, now: datetime
 ) -> Inbound | None:
-    from campaignctl.inbound import classify_twilio
+    from campaignctl.classify import classify_twilio
 
     if r.resource is None:
         return None

@@ -1,0 +1,248 @@
+"""One rule for suppression: opt-outs, opt-ins, bounced addresses and stopped sequences.
+
+Every door writes them here, so the effects are the same whichever way they came in: an inbound
+STOP or unsubscribe reply and a bounce (`inbound.record`, during `sync`), a provider's refusal
+during a send (Twilio 21610, the engine), `campaignctl leads optout`, and later the web
+unsubscribe endpoint. The rule:
+
+- An opt-out of a channel (or of `*`, every channel) is kept once per lead and channel, and the
+  lead's pending messages on that channel are skipped ("opted out (sms)"). A bounce suppresses
+  the address on its channel the same way ("bounced (email)").
+- Then every active sequence of the lead whose campaign's `stop_on` names the kind (optout,
+  bounce, reply) ends, and its other pending messages are skipped ("sequence stopped: optout").
+  A campaign no longer in the file stops on every kind: stopping is the safe side.
+- A sequence that does not stop goes on: the engine skips each later message on an opted-out
+  channel when it comes due, and moves past it.
+- An opt-in (START, UNSTOP, YES) removes that channel's opt-out; a manual `*` opt-out stays,
+  because a person decided it.
+
+Each function opens its own write transaction; its `_in` twin runs in the caller's, for callers
+that commit these writes with others (`sync` with its events and cursor, the engine with a batch
+of outcomes). Deciding what an inbound message means is `classify`'s job, not this module's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from campaignctl.config import STOP_REASONS
+from campaignctl.errors import NotFoundError, UsageError
+from campaignctl.store import events
+from campaignctl.store.events import ALL_CHANNELS
+
+if TYPE_CHECKING:
+    from campaignctl.config import Config
+    from campaignctl.store import Lead, Store
+    from campaignctl.store.conn import Transaction
+
+#: Each campaign's `stop_on`: the kinds (reply, optout, bounce) that end its sequences.
+StopOn = Mapping[str, Collection[str]]
+
+
+@dataclass
+class Effect:
+    """What one suppression did to the lead's sequences and messages."""
+
+    stopped: int = 0  # enrolments stopped
+    skipped: int = 0  # pending messages skipped
+
+    def __add__(self, other: Effect) -> Effect:
+        return Effect(self.stopped + other.stopped, self.skipped + other.skipped)
+
+
+def stop_on_of(cfg: Config) -> dict[str, list[str]]:
+    """Each campaign's `stop_on`, as the functions here take it."""
+    return {name: list(c.stop_on) for name, c in cfg.campaigns.items()}
+
+
+# ---------------------------------------------------------------- in the caller's transaction
+
+
+def opt_out_in(
+    session: Transaction,
+    lead_id: int,
+    channel: str,
+    *,
+    source: str,
+    now: datetime,
+    stop_on: StopOn,
+    detail: str | None = None,
+) -> Effect:
+    """Opt the lead out of `channel` (`*`: every channel) and stop the sequences that stop on
+    optout. `source` says who said so: keyword, unsubscribe, provider, manual."""
+    skipped = _suppress(session, lead_id, channel, source, detail, now, "opted out")
+    return Effect(0, skipped) + stop_sequences_in(session, lead_id, "optout", stop_on, now)
+
+
+def bounce_in(
+    session: Transaction,
+    lead_id: int,
+    channel: str,
+    *,
+    code: str | None,
+    now: datetime,
+    stop_on: StopOn,
+) -> Effect:
+    """Suppress a bounced address on its channel and stop the sequences that stop on bounce."""
+    skipped = _suppress(session, lead_id, channel, "bounce", code, now, "bounced")
+    return Effect(0, skipped) + stop_sequences_in(session, lead_id, "bounce", stop_on, now)
+
+
+def opt_in_in(session: Transaction, lead_id: int, channel: str) -> None:
+    """Remove the channel's opt-out. A manual `*` opt-out stays: a person decided that."""
+    events.remove_optout(session, lead_id, channel)
+    session.flush()
+
+
+def stop_sequences_in(
+    session: Transaction, lead_id: int, kind: str, stop_on: StopOn, now: datetime
+) -> Effect:
+    """End the lead's active sequences whose campaign stops on `kind`; skip their pending
+    messages."""
+    active = events.active_enrolments(session, lead_id)
+    campaigns = [e.campaign for e in active if kind in stop_on.get(e.campaign, STOP_REASONS)]
+    for e in active:
+        if e.campaign in campaigns:
+            events.end_enrolment(session, e, "stopped", kind, now)
+    if not campaigns:
+        return Effect()
+    skipped = events.skip_pending(
+        session, lead_id, f"sequence stopped: {kind}", now, campaigns=campaigns
+    )
+    # Written now, so statements the caller runs next in this transaction see them.
+    session.flush()
+    return Effect(len(campaigns), skipped)
+
+
+def _suppress(
+    session: Transaction,
+    lead_id: int,
+    channel: str,
+    source: str,
+    detail: str | None,
+    now: datetime,
+    why: str,
+) -> int:
+    """Keep the OptOut (once) and skip the lead's pending messages on that channel."""
+    events.add_optout(session, lead_id, channel, source, detail, now)
+    label = "all channels" if channel == ALL_CHANNELS else channel
+    return events.skip_pending(session, lead_id, f"{why} ({label})", now, channel=channel)
+
+
+# ---------------------------------------------------------------- each in its own transaction
+
+
+def opt_out(
+    store: Store,
+    lead_id: int,
+    channel: str,
+    *,
+    source: str,
+    now: datetime,
+    stop_on: StopOn,
+    detail: str | None = None,
+) -> Effect:
+    """`opt_out_in`, in one write transaction of its own."""
+    with store.write() as session:
+        return opt_out_in(
+            session, lead_id, channel, source=source, now=now, stop_on=stop_on, detail=detail
+        )
+
+
+def bounce(
+    store: Store, lead_id: int, channel: str, *, code: str | None, now: datetime, stop_on: StopOn
+) -> Effect:
+    """`bounce_in`, in one write transaction of its own."""
+    with store.write() as session:
+        return bounce_in(session, lead_id, channel, code=code, now=now, stop_on=stop_on)
+
+
+def opt_in(store: Store, lead_id: int, channel: str) -> None:
+    """`opt_in_in`, in one write transaction of its own."""
+    with store.write() as session:
+        opt_in_in(session, lead_id, channel)
+
+
+def stop_sequences(store: Store, lead_id: int, kind: str, stop_on: StopOn, now: datetime) -> Effect:
+    """`stop_sequences_in`, in one write transaction of its own."""
+    with store.write() as session:
+        return stop_sequences_in(session, lead_id, kind, stop_on, now)
+
+
+# ---------------------------------------------------------------- by hand (`leads optout`)
+
+
+@dataclass(frozen=True)
+class ManualOptOut:
+    """What `leads optout` did."""
+
+    lead: str  # the lead's email or phone, as stored
+    channel: str  # a channel name, or `*`
+    already: bool  # the lead was already opted out there: nothing changed
+    stopped: int
+    skipped: int
+
+
+def check_opt_out(store: Store, cfg: Config, address: str, channel: str | None) -> None:
+    """Refuse an unknown channel or lead before anything is written: `leads optout` asks the
+    read-only store first, so that a failing opt-out creates no database."""
+    with store.read() as session:
+        _lead_to_opt_out(session, cfg, address, channel)
+
+
+def opt_out_by_hand(
+    store: Store, cfg: Config, address: str, channel: str | None, now: datetime
+) -> ManualOptOut:
+    """`leads optout`: an opt-out recorded as an event, with the effects of any other; no channel
+    means every channel. One write transaction."""
+    with store.write() as session:
+        lead = _lead_to_opt_out(session, cfg, address, channel)
+        assert lead.id is not None
+        target = channel or ALL_CHANNELS
+        name = lead.email or lead.phone or str(lead.id)
+        if events.optout_channels(session, lead.id, [target, ALL_CHANNELS]):
+            return ManualOptOut(name, target, True, 0, 0)
+        events.add_event(
+            session,
+            lead_id=lead.id,
+            message_id=None,
+            channel=target,
+            kind="optout",
+            source_id=f"manual:{lead.id}:{target}:{now.isoformat()}",
+            detail={"by": "campaignctl leads optout"},
+            occurred_at=now,
+            recorded_at=now,
+        )
+        stop_on = stop_on_of(cfg)
+        done = opt_out_in(session, lead.id, target, source="manual", now=now, stop_on=stop_on)
+        return ManualOptOut(name, target, False, done.stopped, done.skipped)
+
+
+def _lead_to_opt_out(session: Transaction, cfg: Config, address: str, channel: str | None) -> Lead:
+    """The lead `leads optout` means, or the error saying why there is none."""
+    from campaignctl.classify import normalise_address
+    from campaignctl.config import did_you_mean
+
+    if channel is not None and channel not in cfg.channels:
+        configured = ", ".join(cfg.channels) or "none"
+        raise NotFoundError(
+            f"{cfg.path}: no channel named {channel!r}{did_you_mean(channel, cfg.channels)} "
+            f"(configured: {configured})",
+            "omit --channel to opt the lead out of every channel",
+        )
+    norm = normalise_address(address, cfg.settings.default_region)
+    if norm is None:
+        raise UsageError(
+            f"{address!r}: not an email address or a phone number",
+            "give the lead's email, or its phone with a country code (+63 917 123 4567)",
+        )
+    # Search by the part least likely to be mistyped: the domain, or the last digits.
+    part, field_ = (norm.rsplit("@", 1)[-1], "email") if "@" in norm else (norm[-4:], "phone")
+    hint = f"find the lead with `campaignctl leads list --where \"'{part}' in {field_}\"`"
+    lead = events.lead_by_address(session, norm)
+    if lead is None or lead.id is None:
+        raise NotFoundError(f"no lead with email or phone {address!r}", hint)
+    return lead
