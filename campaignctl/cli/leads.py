@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,17 @@ def import_(
     st = state(ctx)
     cfg = st.config()
     err = stderr()
+    run = functools.partial(
+        import_leads,
+        csv_path,
+        cfg,
+        st.store,
+        mapping=mapping,
+        tags=tags,
+        rejects=rejects,
+        dry_run=dry_run,
+        encoding=encoding,
+    )
     if err.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
@@ -80,28 +92,9 @@ def import_(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = import_leads(
-                csv_path,
-                cfg,
-                st.store,
-                mapping=mapping,
-                tags=tags,
-                rejects=rejects,
-                dry_run=dry_run,
-                progress=progress,
-                encoding=encoding,
-            )
+            report = run(progress=progress)
     else:
-        report = import_leads(
-            csv_path,
-            cfg,
-            st.store,
-            mapping=mapping,
-            tags=tags,
-            rejects=rejects,
-            dry_run=dry_run,
-            encoding=encoding,
-        )
+        report = run()
     _render_import(report)
 
 
