@@ -26,6 +26,7 @@ from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
 )
+from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Send, Skip, decide
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -214,12 +215,23 @@ class _Simulation:
             lead = self.leads[lead_id]
             camp = self.camps[campaign]
             plan = self.plans[campaign]
-            if lead.optouts & {ch, "*"}:
-                if "optout" not in camp.stop_on:
+            # the engine's own rule; the window is open (closed zones are parked), the
+            # enrolment active (stopped ones are left out when pending messages are loaded)
+            decision = decide(
+                campaign,
+                camp,
+                camp.steps[step].name,
+                ch,
+                self.kinds[ch],
+                lead,
+                lead.optouts,
+                ACTIVE,
+                ALWAYS_OPEN,
+                t,
+            )
+            if not isinstance(decision, Send):
+                if isinstance(decision, Skip) and decision.next_step_follows(camp):
                     self.schedule(campaign, step + 1, lead, t)
-                continue
-            if not (lead.email if self.kinds[ch] == "email" else lead.phone):
-                self.schedule(campaign, step + 1, lead, t)
                 continue
             if t - key[1] > LIMIT_WAIT:
                 plan.waits["limit"] += 1

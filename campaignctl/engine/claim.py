@@ -15,12 +15,11 @@ from campaignctl.engine.context import (
     LeadInfo,
     full_name,
 )
+from campaignctl.engine.decide import ACTIVE, Defer, Send, Skip, Why, decide
 from campaignctl.engine.outcomes import Claimed, Outcomes
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import (
     capacity,
-    is_open,
-    next_open,
 )
 from campaignctl.store import (
     FAILED,
@@ -90,21 +89,14 @@ class Claims(Outcomes):
         active: dict[str, Campaign],
         res: PassResult,
     ) -> list[Claimed]:
-        from campaignctl.channels.mime import new_message_id
-        from campaignctl.render import RenderError
-
+        """Claim up to `cap` due messages on `ch`: each candidate is decided, then skipped,
+        deferred or rendered and marked `sending`."""
         out: list[Claimed] = []
         w = store_messages.Writes()
         while len(out) < cap:
             w.flush(conn)
             rows = self._candidates(conn, ch, now, active, cap - len(out) + 20)
-            if not rows:
-                break
-            try:
-                self.channel(ch)  # opened (credentials read) before anything is claimed for it
-            except ChannelError as exc:
-                res.auth_errors[ch] = exc
-                self._stopped.add(ch)
+            if not rows or not self._opened(ch, res):
                 break
             ids = [r.lead_id for r in rows]
             leads = self._leads(conn, ids)
@@ -114,111 +106,152 @@ class Claims(Outcomes):
             for r in rows:
                 if len(out) >= cap:
                     break
-                camp = active[r.campaign]
                 lead = leads.get(r.lead_id)
-                steps = {st.name: i for i, st in enumerate(camp.steps)}
-                skip = None
-                state = states.get((r.campaign, r.lead_id), ("active", None))
-                if lead is None:
-                    skip = "lead deleted"
-                elif state[0] != "active":
-                    skip = f"enrolment {state[0]}" + (f": {state[1]}" if state[1] else "")
-                elif optouts[r.lead_id] & {ch, "*"}:
-                    skip = f"opted out of {ch}"
-                elif r.step not in steps:
-                    skip = "step removed from the campaign file"
-                if skip is not None:
-                    w.set(r.id, now, state=SKIPPED, reason=skip)
-                    res.add(r.campaign, r.step, ch, "skipped")
-                    if lead is not None and skip.startswith("opted out"):
-                        self._after_optout(w, r.campaign, r.step, lead, now)
-                    continue
-                assert lead is not None
-                index = steps[r.step]
-                step = camp.steps[index]
-                hours = self.hours[ch]
-                if not hours.always and not is_open(now, hours, lead.tz):
-                    later = next_open(now, hours, lead.tz)
-                    w.set(r.id, now, due_at=later, reason="outside the sending window")
-                    res.add(r.campaign, r.step, ch, "deferred_window")
-                    continue
-                to = lead.email if kind == "email" else lead.phone
-                if not to:
-                    what = "email address" if kind == "email" else "phone number"
-                    w.set(r.id, now, state=SKIPPED, reason=f"lead has no {what}")
-                    res.add(r.campaign, r.step, ch, "skipped")
-                    self._advance(w, r.campaign, r.step, lead, now)
-                    continue
-                try:
-                    rendered = self.renderer.render(
-                        r.campaign, index, step, lead.context, lead_key=lead.id
-                    )
-                    subject = rendered.subject
-                    in_reply_to = thread_id = None
-                    if kind == "email" and step.thread:
-                        in_reply_to, thread_id, first_subject = self._thread(conn, r.campaign, lead)
-                        if in_reply_to is not None:
-                            from campaignctl.channels.mime import reply_subject
-
-                            subject = reply_subject(first_subject)
-                except RenderError as exc:
-                    w.set(r.id, now, state=FAILED, error_code="render", error=exc.message)
-                    w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
-                    res.add(r.campaign, r.step, ch, "failed")
-                    res.events.append(
-                        {
-                            "event": "failed",
-                            "id": r.id,
-                            "campaign": r.campaign,
-                            "step": r.step,
-                            "channel": ch,
-                            "to": to,
-                            "lead": lead.id,
-                            "error": exc.message,
-                        }
-                    )
-                    continue
-                mid = new_message_id(self.cfg.sender.email) if kind == "email" else None
-                w.set(
-                    r.id,
+                decision = decide(
+                    r.campaign,
+                    active[r.campaign],
+                    r.step,
+                    ch,
+                    kind,
+                    lead,
+                    optouts[r.lead_id],
+                    states.get((r.campaign, r.lead_id), ACTIVE),
+                    self.hours[ch],
                     now,
-                    state=SENDING,
-                    claimed_by=self.worker,
-                    claimed_at=now,
-                    attempts=r.attempts + 1,
-                    first_attempt_at=r.first_attempt_at or now,
-                    recipient=to,
-                    variant=rendered.variant,
-                    message_id=mid,
-                    thread_id=thread_id,
-                    reason=None,
                 )
-                msg = Outgoing(
-                    id=r.id,
-                    campaign=r.campaign,
-                    step=r.step,
-                    channel=ch,
-                    kind=kind,
-                    to=to,
-                    text=rendered.text,
-                    claimed_at=now,
-                    subject=subject,
-                    html=rendered.html,
-                    rfc_message_id=mid,
-                    in_reply_to=in_reply_to,
-                    thread_id=thread_id,
-                    content_sid=rendered.content_sid,
-                    content_variables=rendered.content_variables,
-                    to_name=full_name(lead.context),
-                    unsubscribe_url=rendered.unsubscribe_url,
-                )
-                out.append(
-                    Claimed(
-                        r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at
-                    )
-                )
+                if isinstance(decision, Send):
+                    assert lead is not None
+                    claimed = self._claim_one(conn, w, r, ch, kind, lead, decision, now, res)
+                    if claimed is not None:
+                        out.append(claimed)
+                else:
+                    self._hold(w, r, ch, lead, decision, now, res)
         w.flush(conn)
         return out
+
+    def _opened(self, ch: str, res: PassResult) -> bool:
+        """Open the channel (credentials read) before anything is claimed for it."""
+        try:
+            self.channel(ch)
+        except ChannelError as exc:
+            res.auth_errors[ch] = exc
+            self._stopped.add(ch)
+            return False
+        return True
+
+    def _hold(
+        self,
+        w: store_messages.Writes,
+        r: Any,
+        ch: str,
+        lead: LeadInfo | None,
+        decision: Skip | Defer,
+        now: datetime,
+        res: PassResult,
+    ) -> None:
+        """Record a skip (and what follows it for the lead) or a deferral, with its reason."""
+        if isinstance(decision, Defer):
+            w.set(r.id, now, due_at=decision.until, reason=decision.reason)
+            res.add(r.campaign, r.step, ch, f"deferred_{decision.why}")
+            return
+        w.set(r.id, now, state=SKIPPED, reason=decision.reason)
+        res.add(r.campaign, r.step, ch, "skipped")
+        if lead is None:
+            return
+        if decision.why is Why.OPTED_OUT:
+            self._after_optout(w, r.campaign, r.step, lead, now)
+        elif decision.next_step_follows(self.cfg.campaigns[r.campaign]):
+            self._advance(w, r.campaign, r.step, lead, now)
+
+    def _claim_one(
+        self,
+        conn: Conn,
+        w: store_messages.Writes,
+        r: Any,
+        ch: str,
+        kind: str,
+        lead: LeadInfo,
+        decision: Send,
+        now: datetime,
+        res: PassResult,
+    ) -> Claimed | None:
+        """Render the message as decided and mark it `sending`; a render error fails it."""
+        from campaignctl.channels.mime import new_message_id
+        from campaignctl.render import RenderError
+
+        camp = self.cfg.campaigns[r.campaign]
+        index = next(i for i, st in enumerate(camp.steps) if st.name == r.step)
+        step = camp.steps[index]
+        to = decision.address
+        try:
+            rendered = self.renderer.render(
+                r.campaign,
+                index,
+                step,
+                lead.context,
+                lead_key=lead.id,
+                variant_name=decision.variant,
+            )
+            subject = rendered.subject
+            in_reply_to = thread_id = None
+            if kind == "email" and step.thread:
+                in_reply_to, thread_id, first_subject = self._thread(conn, r.campaign, lead)
+                if in_reply_to is not None:
+                    from campaignctl.channels.mime import reply_subject
+
+                    subject = reply_subject(first_subject)
+        except RenderError as exc:
+            w.set(r.id, now, state=FAILED, error_code="render", error=exc.message)
+            w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
+            res.add(r.campaign, r.step, ch, "failed")
+            res.events.append(
+                {
+                    "event": "failed",
+                    "id": r.id,
+                    "campaign": r.campaign,
+                    "step": r.step,
+                    "channel": ch,
+                    "to": to,
+                    "lead": lead.id,
+                    "error": exc.message,
+                }
+            )
+            return None
+        mid = new_message_id(self.cfg.sender.email) if kind == "email" else None
+        w.set(
+            r.id,
+            now,
+            state=SENDING,
+            claimed_by=self.worker,
+            claimed_at=now,
+            attempts=r.attempts + 1,
+            first_attempt_at=r.first_attempt_at or now,
+            recipient=to,
+            variant=rendered.variant,
+            message_id=mid,
+            thread_id=thread_id,
+            reason=None,
+        )
+        msg = Outgoing(
+            id=r.id,
+            campaign=r.campaign,
+            step=r.step,
+            channel=ch,
+            kind=kind,
+            to=to,
+            text=rendered.text,
+            claimed_at=now,
+            subject=subject,
+            html=rendered.html,
+            rfc_message_id=mid,
+            in_reply_to=in_reply_to,
+            thread_id=thread_id,
+            content_sid=rendered.content_sid,
+            content_variables=rendered.content_variables,
+            to_name=full_name(lead.context),
+            unsubscribe_url=rendered.unsubscribe_url,
+        )
+        return Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at)
 
     def _thread(
         self, conn: Conn, campaign: str, lead: LeadInfo
