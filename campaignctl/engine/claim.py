@@ -151,10 +151,12 @@ class Claims(Outcomes):
     ) -> None:
         """Record a skip (and what follows it for the lead) or a deferral, with its reason."""
         if isinstance(decision, Defer):
-            w.set(r.id, now, due_at=decision.until, reason=decision.reason)
+            w.set(
+                r.id, now, due_at=decision.until, reason=decision.reason, reason_code=decision.why
+            )
             res.add(r.campaign, r.step, ch, f"deferred_{decision.why}")
             return
-        w.set(r.id, now, state=SKIPPED, reason=decision.reason)
+        w.set(r.id, now, state=SKIPPED, reason=decision.reason, reason_code=decision.why)
         res.add(r.campaign, r.step, ch, "skipped")
         if lead is None:
             return
@@ -231,6 +233,9 @@ class Claims(Outcomes):
             message_id=mid,
             thread_id=thread_id,
             reason=None,
+            subject=subject,
+            body=rendered.text,
+            content_sid=rendered.content_sid,
         )
         msg = Outgoing(
             id=r.id,
@@ -264,6 +269,8 @@ class Claims(Outcomes):
             row = store_messages.sent_thread(conn, campaign, st.name, lead.id)
             if row is None or not row.message_id:
                 continue
+            if row.subject is not None:  # recorded when it was claimed
+                return row.message_id, row.thread_id, row.subject
             first = self.renderer.render(campaign, i, st, lead.context, lead_key=lead.id)
             return row.message_id, row.thread_id, first.subject
         return None, None, None

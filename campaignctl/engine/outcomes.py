@@ -21,6 +21,7 @@ from campaignctl.engine.context import (
     EngineContext,
     LeadInfo,
 )
+from campaignctl.engine.decide import Why
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import (
     retry_delay,
@@ -277,6 +278,7 @@ class Outcomes(EngineContext):
                 due_at=now + delay,
                 error_code=err.code,
                 error=err.message,
+                reason_code=Why.BACKOFF,
                 reason=f"retry {c.attempts + 1} after a transient error (fails at the earliest "
                 f"{first + ch_cfg.give_up_after:%Y-%m-%d %H:%M} UTC)",
             )

@@ -19,6 +19,7 @@ from campaignctl.engine.context import (
     LeadInfo,
     worker_alive,
 )
+from campaignctl.engine.decide import Why
 from campaignctl.engine.outcomes import Outcomes, gives_up
 from campaignctl.engine.result import PassResult
 from campaignctl.store import (
@@ -52,7 +53,9 @@ class Recovery(Outcomes):
         if not archived:
             return
         with self.store.write() as s:
-            store_messages.skip_pending(s, archived, "campaign archived", now)
+            store_messages.skip_pending(
+                s, archived, "campaign archived", now, Why.CAMPAIGN_ARCHIVED
+            )
 
     def _recover(self, now: datetime) -> None:
         """A `sending` row whose process is gone becomes `uncertain` (no blind resend)."""
@@ -183,17 +186,20 @@ class Recovery(Outcomes):
     def _lost(self, r: Any, lead: LeadInfo, now: datetime) -> Outgoing:
         """The uncertain message as it was handed to its channel, for `reconcile`.
 
-        The content is not stored, so it is rendered again (the variant is chosen by lead, so
-        it is the same): a channel that matches by body (Twilio) must not take another message
-        to the same number for this one. When it cannot be rendered the text stays empty and
-        the channel answers that it cannot tell.
+        The claim recorded what it handed over (subject, text, template), so a channel that
+        matches by body (Twilio) matches what was sent, even when the step was edited since.
+        A row claimed before that was recorded is rendered again (the variant is chosen by
+        lead, so it is the same); when it cannot be rendered the text stays empty and the
+        channel answers that it cannot tell.
         """
         from campaignctl.render import RenderError
 
         content: dict[str, Any] = {"text": ""}
         camp = self.cfg.campaigns.get(r.campaign)
         names = [st.name for st in camp.steps] if camp is not None else []
-        if camp is not None and r.step in names:
+        if r.body is not None:
+            content = {"text": r.body, "subject": r.subject, "content_sid": r.content_sid}
+        elif camp is not None and r.step in names:
             index = names.index(r.step)
             try:
                 rendered = self.renderer.render(
