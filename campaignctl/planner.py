@@ -202,6 +202,7 @@ class _Simulation:
         lim = self.limits[ch]
         hist = self.history[ch]
         groups = self.ready[ch]
+        kind = self.kinds[ch]
         open_keys = [k for k, q in groups.items() if q and self._open(ch, k, t)]
         while open_keys:
             if capacity(lim, hist, t) <= 0:
@@ -222,7 +223,7 @@ class _Simulation:
                 camp,
                 camp.steps[step].name,
                 ch,
-                self.kinds[ch],
+                kind,
                 lead,
                 lead.optouts,
                 ACTIVE,

@@ -91,7 +91,10 @@ class Claims(Outcomes):
     ) -> list[Claimed]:
         """Claim up to `cap` due messages on `ch`: each candidate is decided, then skipped,
         deferred or rendered and marked `sending`."""
+        from campaignctl.render import RenderError
+
         out: list[Claimed] = []
+        index = {c: {st.name: i for i, st in enumerate(camp.steps)} for c, camp in active.items()}
         w = store_messages.Writes()
         while len(out) < cap:
             w.flush(conn)
@@ -119,13 +122,15 @@ class Claims(Outcomes):
                     self.hours[ch],
                     now,
                 )
-                if isinstance(decision, Send):
-                    assert lead is not None
-                    claimed = self._claim_one(conn, w, r, ch, kind, lead, decision, now, res)
-                    if claimed is not None:
-                        out.append(claimed)
-                else:
+                if not isinstance(decision, Send):
                     self._hold(w, r, ch, lead, decision, now, res)
+                    continue
+                assert lead is not None
+                step = index[r.campaign][r.step]
+                try:
+                    out.append(self._claim_one(conn, w, r, ch, kind, step, lead, decision, now))
+                except RenderError as exc:
+                    self._render_failed(w, r, ch, lead, decision.address, exc.message, now, res)
         w.flush(conn)
         return out
 
@@ -172,54 +177,27 @@ class Claims(Outcomes):
         r: Any,
         ch: str,
         kind: str,
+        index: int,
         lead: LeadInfo,
         decision: Send,
         now: datetime,
-        res: PassResult,
-    ) -> Claimed | None:
-        """Render the message as decided and mark it `sending`; a render error fails it."""
-        from campaignctl.channels.mime import new_message_id
-        from campaignctl.render import RenderError
-
-        camp = self.cfg.campaigns[r.campaign]
-        index = next(i for i, st in enumerate(camp.steps) if st.name == r.step)
-        step = camp.steps[index]
+    ) -> Claimed:
+        """Render the message as decided and mark it `sending` (a RenderError marks nothing)."""
+        step = self.cfg.campaigns[r.campaign].steps[index]
         to = decision.address
-        try:
-            rendered = self.renderer.render(
-                r.campaign,
-                index,
-                step,
-                lead.context,
-                lead_key=lead.id,
-                variant_name=decision.variant,
-            )
-            subject = rendered.subject
-            in_reply_to = thread_id = None
-            if kind == "email" and step.thread:
+        rendered = self.renderer.render(
+            r.campaign, index, step, lead.context, lead_key=lead.id, variant_name=decision.variant
+        )
+        subject = rendered.subject
+        in_reply_to = thread_id = mid = None
+        if kind == "email":
+            from campaignctl.channels.mime import new_message_id, reply_subject
+
+            if step.thread:
                 in_reply_to, thread_id, first_subject = self._thread(conn, r.campaign, lead)
                 if in_reply_to is not None:
-                    from campaignctl.channels.mime import reply_subject
-
                     subject = reply_subject(first_subject)
-        except RenderError as exc:
-            w.set(r.id, now, state=FAILED, error_code="render", error=exc.message)
-            w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
-            res.add(r.campaign, r.step, ch, "failed")
-            res.events.append(
-                {
-                    "event": "failed",
-                    "id": r.id,
-                    "campaign": r.campaign,
-                    "step": r.step,
-                    "channel": ch,
-                    "to": to,
-                    "lead": lead.id,
-                    "error": exc.message,
-                }
-            )
-            return None
-        mid = new_message_id(self.cfg.sender.email) if kind == "email" else None
+            mid = new_message_id(self.cfg.sender.email)
         w.set(
             r.id,
             now,
@@ -233,8 +211,9 @@ class Claims(Outcomes):
             message_id=mid,
             thread_id=thread_id,
             reason=None,
+            # what reconcile matches on (an email's Message-ID is enough) and threading reads
             subject=subject,
-            body=rendered.text,
+            body=rendered.text if kind != "email" else None,
             content_sid=rendered.content_sid,
         )
         msg = Outgoing(
@@ -257,6 +236,34 @@ class Claims(Outcomes):
             unsubscribe_url=rendered.unsubscribe_url,
         )
         return Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at)
+
+    def _render_failed(
+        self,
+        w: store_messages.Writes,
+        r: Any,
+        ch: str,
+        lead: LeadInfo,
+        to: str,
+        error: str,
+        now: datetime,
+        res: PassResult,
+    ) -> None:
+        """A message that cannot be rendered fails, and the lead's sequence stops."""
+        w.set(r.id, now, state=FAILED, error_code="render", error=error)
+        w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
+        res.add(r.campaign, r.step, ch, "failed")
+        res.events.append(
+            {
+                "event": "failed",
+                "id": r.id,
+                "campaign": r.campaign,
+                "step": r.step,
+                "channel": ch,
+                "to": to,
+                "lead": lead.id,
+                "error": error,
+            }
+        )
 
     def _thread(
         self, conn: Conn, campaign: str, lead: LeadInfo

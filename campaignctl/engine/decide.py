@@ -129,8 +129,10 @@ def decide(
         return Skip(Why.ENROLMENT_STOPPED, f"enrolment {state}" + (f": {why}" if why else ""))
     if optouts and optouts & {channel, "*"}:
         return Skip(Why.OPTED_OUT, f"opted out of {channel}")
-    step = next((st for st in campaign.steps if st.name == step_name), None)
-    if step is None:
+    for step in campaign.steps:
+        if step.name == step_name:
+            break
+    else:
         return Skip(Why.STEP_REMOVED, "step removed from the campaign file")
     if not hours.always and not is_open(now, hours, lead.tz):
         return Defer(next_open(now, hours, lead.tz), Why.WINDOW, "outside the sending window")
@@ -138,5 +140,7 @@ def decide(
     if not address:
         what = "email address" if kind == "email" else "phone number"
         return Skip(Why.NO_ADDRESS, f"lead has no {what}")
+    if not step.variants:
+        return Send(address, None)
     variant = choose_variant(step.variants, campaign_name, step.name, lead.id)
     return Send(address, variant.name if variant else None)
