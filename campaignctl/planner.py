@@ -4,8 +4,10 @@ The simulation starts from what the database holds now (enrolments, pending mess
 24 hours of sends that limits count) and enrols the leads the next pass would enrol. It then
 sends each message at the first instant the engine's rules allow: `pacing.next_slot` and
 `capacity` for limits, `pacing.next_open` for windows, `pacing.due_after` for delays,
-`pacing.priority_key` for who goes first. It assumes sending runs continuously (a daemon, or
-`send` from a frequent cron) and that no new leads arrive. Nothing is written.
+`pacing.priority_key` for who goes first, and the engine's own `engine.decide.decide` for
+whether a message goes, is skipped, and whether the lead's next step follows. It assumes
+sending runs continuously (a daemon, or `send` from a frequent cron) and that no new leads
+arrive. Nothing is written.
 """
 
 from __future__ import annotations

@@ -6,26 +6,14 @@ import random
 from datetime import datetime
 from typing import Any
 
-from campaignctl.channels.base import (
-    ChannelError,
-    Outgoing,
-)
+from campaignctl.channels.base import ChannelError, Outgoing
 from campaignctl.config import Campaign
-from campaignctl.engine.context import (
-    LeadInfo,
-    full_name,
-)
+from campaignctl.engine.context import LeadInfo, full_name
 from campaignctl.engine.decide import ACTIVE, Defer, Send, Skip, Why, decide
 from campaignctl.engine.outcomes import Claimed, Outcomes
 from campaignctl.engine.result import PassResult
-from campaignctl.pacing import (
-    capacity,
-)
-from campaignctl.store import (
-    FAILED,
-    SENDING,
-    SKIPPED,
-)
+from campaignctl.pacing import capacity
+from campaignctl.store import FAILED, SENDING, SKIPPED
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn

@@ -12,24 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.breaker import Breaker
-from campaignctl.channels.base import (
-    Channel,
-)
+from campaignctl.channels.base import Channel
 from campaignctl.config import Campaign, Config, Step
-from campaignctl.pacing import (
-    Hours,
-    Limits,
-    draw_jitter,
-    due_after,
-    lead_zone,
-    next_slot,
-)
-from campaignctl.store import (
-    PENDING,
-    Store,
-    lead_context,
-    meta,
-)
+from campaignctl.pacing import Hours, Limits, draw_jitter, due_after, lead_zone, next_slot
+from campaignctl.store import PENDING, Store, lead_context, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn

@@ -9,15 +9,11 @@ from typing import Any
 
 from campaignctl.audience import AudienceError, compile_audience
 from campaignctl.config import Campaign
-from campaignctl.engine.context import (
-    EngineContext,
-)
+from campaignctl.engine.context import EngineContext
 from campaignctl.engine.result import PassResult
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
-from campaignctl.store import (
-    meta,
-)
+from campaignctl.store import meta
 
 # ---------------------------------------------------------------- audiences
 

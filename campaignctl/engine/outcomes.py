@@ -9,29 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from campaignctl.breaker import Attempt, Breaker
-from campaignctl.channels.base import (
-    UNSENDABLE,
-    ChannelError,
-    ErrorKind,
-    Outgoing,
-    Sent,
-)
+from campaignctl.channels.base import UNSENDABLE, ChannelError, ErrorKind, Outgoing, Sent
 from campaignctl.config import ChannelBase, Step
-from campaignctl.engine.context import (
-    EngineContext,
-    LeadInfo,
-)
+from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.decide import Why
 from campaignctl.engine.result import PassResult
-from campaignctl.pacing import (
-    retry_delay,
-)
-from campaignctl.store import (
-    FAILED,
-    PENDING,
-    SENT,
-    UNCERTAIN,
-)
+from campaignctl.pacing import retry_delay
+from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn
 

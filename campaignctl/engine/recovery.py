@@ -15,17 +15,11 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.engine.context import (
-    LeadInfo,
-    worker_alive,
-)
+from campaignctl.engine.context import LeadInfo, worker_alive
 from campaignctl.engine.decide import Why
 from campaignctl.engine.outcomes import Outcomes, gives_up
 from campaignctl.engine.result import PassResult
-from campaignctl.store import (
-    FAILED,
-    PENDING,
-)
+from campaignctl.store import FAILED, PENDING
 from campaignctl.store import messages as store_messages
 
 #: A `sending` row claimed on another host is judged abandoned after this long.

@@ -8,9 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from campaignctl.breaker import Breaker
-from campaignctl.channels.base import (
-    ChannelError,
-)
+from campaignctl.channels.base import ChannelError
 
 #: What a pass counts, per (campaign, step, channel).
 #: `deferred_breaker`: due on a channel its circuit breaker pauses (the provider is failing),
