@@ -4,8 +4,10 @@ The simulation starts from what the database holds now (enrolments, pending mess
 24 hours of sends that limits count) and enrols the leads the next pass would enrol. It then
 sends each message at the first instant the engine's rules allow: `pacing.next_slot` and
 `capacity` for limits, `pacing.next_open` for windows, `pacing.due_after` for delays,
-`pacing.priority_key` for who goes first. It assumes sending runs continuously (a daemon, or
-`send` from a frequent cron) and that no new leads arrive. Nothing is written.
+`pacing.priority_key` for who goes first, and the engine's own `engine.decide.decide` for
+whether a message goes, is skipped, and whether the lead's next step follows. It assumes
+sending runs continuously (a daemon, or `send` from a frequent cron) and that no new leads
+arrive. Nothing is written.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
 )
+from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Send, Skip, decide
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -201,6 +204,7 @@ class _Simulation:
         lim = self.limits[ch]
         hist = self.history[ch]
         groups = self.ready[ch]
+        kind = self.kinds[ch]
         open_keys = [k for k, q in groups.items() if q and self._open(ch, k, t)]
         while open_keys:
             if capacity(lim, hist, t) <= 0:
@@ -214,12 +218,23 @@ class _Simulation:
             lead = self.leads[lead_id]
             camp = self.camps[campaign]
             plan = self.plans[campaign]
-            if lead.optouts & {ch, "*"}:
-                if "optout" not in camp.stop_on:
+            # the engine's own rule; the window is open (closed zones are parked), the
+            # enrolment active (stopped ones are left out when pending messages are loaded)
+            decision = decide(
+                campaign,
+                camp,
+                camp.steps[step].name,
+                ch,
+                kind,
+                lead,
+                lead.optouts,
+                ACTIVE,
+                ALWAYS_OPEN,
+                t,
+            )
+            if not isinstance(decision, Send):
+                if isinstance(decision, Skip) and decision.next_step_follows(camp):
                     self.schedule(campaign, step + 1, lead, t)
-                continue
-            if not (lead.email if self.kinds[ch] == "email" else lead.phone):
-                self.schedule(campaign, step + 1, lead, t)
                 continue
             if t - key[1] > LIMIT_WAIT:
                 plan.waits["limit"] += 1

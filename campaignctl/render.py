@@ -20,7 +20,6 @@ URL-encoded (`?e={{ lead.email }}` gives `?e=maria%40example.com`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -90,17 +89,11 @@ class Rendered:
 def choose_variant(
     variants: list[Variant], campaign: str, step: str, lead_id: int | str
 ) -> Variant | None:
-    """A weighted pick that is the same for a lead on every run (hash of campaign/step/lead)."""
-    if not variants:
-        return None
-    digest = hashlib.sha256(f"{campaign}\x00{step}\x00{lead_id}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v.weight for v in variants)
-    acc = 0.0
-    for v in variants:
-        acc += v.weight
-        if point < acc:
-            return v
-    return variants[-1]
+    """The variant the engine's `decide` picks for a lead (a stable hash of campaign/step/lead);
+    `render` falls back on it when it is not told which variant to render (preview, check)."""
+    from campaignctl.engine.decide import choose_variant as pick
+
+    return pick(variants, campaign, step, lead_id)
 
 
 class _TextFromHtml(HTMLParser):

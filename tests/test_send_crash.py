@@ -156,6 +156,26 @@ def test_twilio_killed_after_acceptance_is_reconciled_as_sent(
     assert row(folder, "nudge", juan).state == "pending"
 
 
+def test_an_sms_whose_text_changed_after_the_crash_is_reconciled_with_what_was_sent(
+    twilio_project: Path, fake_twilio: FakeTwilio, holds: list[Hold]
+) -> None:
+    """The claim records the text handed to Twilio: reconcile matches on it, not on a new
+    rendering of a step edited between the crash and the rerun (which was sent again)."""
+    folder = twilio_folder(twilio_project)
+    (juan,) = add_leads(folder, JUAN_PHONE)
+    _kill_while_held(folder, fake_twilio.http, _is_twilio_create, "after", holds)
+    (accepted,) = fake_twilio.messages
+    toml = folder / "campaigns.toml"
+    old = "Ana from Sunrise here. Reply STOP to opt out."
+    toml.write_text(toml.read_text().replace(old, "Ana from Sunrise Realty. Reply STOP to stop."))
+
+    out = _rerun(folder)
+    assert f"reconciled message {row(folder, 'hello', juan).id}: sent" in out
+    rec = row(folder, "hello", juan)
+    assert (rec.state, rec.provider_id) == ("sent", accepted["sid"])
+    assert [f["To"] for f in fake_twilio.created] == [JUAN_PHONE["phone"]]
+
+
 def test_twilio_killed_before_the_provider_got_it_is_sent_once_on_the_rerun(
     twilio_project: Path, fake_twilio: FakeTwilio, holds: list[Hold]
 ) -> None:

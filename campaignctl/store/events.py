@@ -123,7 +123,9 @@ def skip_pending(
     if campaigns is not None:
         where.append(col(Message.campaign).in_(campaigns))
     result = session.exec(
-        update(Message).where(*where).values(state=SKIPPED, reason=reason, updated_at=now)
+        update(Message)
+        .where(*where)
+        .values(state=SKIPPED, reason=reason, reason_code=None, updated_at=now)
     )
     return int(result.rowcount or 0)
 

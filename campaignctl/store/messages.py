@@ -57,6 +57,8 @@ class Writes:
 
     def set(self, row_id: int, now: datetime, **values: Any) -> None:
         values["updated_at"] = now
+        if "reason" in values:
+            values.setdefault("reason_code", None)  # a new reason never keeps an old code
         self.updates[tuple(sorted(values))].append({"_id": row_id, **values})
 
     def flush(self, conn: Conn) -> None:
@@ -100,12 +102,14 @@ def enrol(conn: Conn, enrolments: list[dict[str, Any]], messages: list[dict[str,
     c.execute(dialect_of(c).insert_ignore(MESSAGE), messages)
 
 
-def skip_pending(conn: Conn, campaigns: Sequence[str], reason: str, now: datetime) -> None:
-    """Pending messages of these campaigns become skipped, with `reason`."""
+def skip_pending(
+    conn: Conn, campaigns: Sequence[str], reason: str, now: datetime, code: str | None = None
+) -> None:
+    """Pending messages of these campaigns become skipped, with `reason` (and its `code`)."""
     connection(conn).execute(
         update(MESSAGE)
         .where(MESSAGE.c.state == PENDING, MESSAGE.c.campaign.in_(campaigns))
-        .values(state=SKIPPED, reason=reason, updated_at=now)
+        .values(state=SKIPPED, reason=reason, reason_code=code, updated_at=now)
     )
 
 
@@ -125,7 +129,7 @@ def mark_uncertain(conn: Conn, ids: Sequence[int], reason: str, now: datetime) -
     connection(conn).execute(
         update(MESSAGE)
         .where(MESSAGE.c.id.in_(ids), MESSAGE.c.state == SENDING)
-        .values(state=UNCERTAIN, reason=reason, updated_at=now)
+        .values(state=UNCERTAIN, reason=reason, reason_code=None, updated_at=now)
     )
 
 
@@ -176,11 +180,11 @@ def claimable(
 
 
 def sent_thread(conn: Conn, campaign: str, step: str, lead_id: int) -> Any:
-    """(message_id, thread_id) of a sent message of (campaign, step, lead), or None."""
+    """(message_id, thread_id, subject) of a sent message of (campaign, step, lead), or None."""
     return (
         connection(conn)
         .execute(
-            select(MESSAGE.c.message_id, MESSAGE.c.thread_id).where(
+            select(MESSAGE.c.message_id, MESSAGE.c.thread_id, MESSAGE.c.subject).where(
                 MESSAGE.c.campaign == campaign,
                 MESSAGE.c.step == step,
                 MESSAGE.c.lead_id == lead_id,

@@ -126,6 +126,26 @@ def m002_message_first_attempt(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE message ADD COLUMN first_attempt_at DATETIME")
 
 
+@migration
+def m003_message_reason_code(conn: Connection) -> None:
+    # why a message was skipped or deferred, as a word (`engine.decide.Why`) beside `reason`
+    conn.exec_driver_sql("ALTER TABLE message ADD COLUMN reason_code VARCHAR")
+
+
+@migration
+def m004_message_content(conn: Connection) -> None:
+    # what was handed to the channel, recorded at claim time: reconcile and threading read it
+    # instead of rendering again (a template edited after a crash must not resend)
+    _ddl(
+        conn,
+        """
+        ALTER TABLE message ADD COLUMN subject VARCHAR;
+        ALTER TABLE message ADD COLUMN body TEXT;
+        ALTER TABLE message ADD COLUMN content_sid VARCHAR
+        """,
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

@@ -119,9 +119,14 @@ class Message(SQLModel, table=True):
     error_code: str | None = None
     error: str | None = None
     reason: str | None = None  # why skipped / why waiting
+    reason_code: str | None = None  # the same as a word: window, opted_out, ... (engine.decide.Why)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # when it was first claimed: transient errors fail it only `give_up_after` later
     first_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # what was handed to the channel at the last claim (reconcile and threading read it)
+    subject: str | None = None
+    body: str | None = None  # the text part (an SMS's whole text)
+    content_sid: str | None = None
 
 
 class Event(SQLModel, table=True):

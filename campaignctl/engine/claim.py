@@ -1,0 +1,271 @@
+"""Claim: due messages taken for sending within every channel's limits, each one decided."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+
+from campaignctl.channels.base import ChannelError, Outgoing
+from campaignctl.config import Campaign
+from campaignctl.engine.context import LeadInfo, full_name
+from campaignctl.engine.decide import ACTIVE, Defer, Send, Skip, Why, decide
+from campaignctl.engine.outcomes import Claimed, Outcomes
+from campaignctl.engine.result import PassResult
+from campaignctl.pacing import capacity
+from campaignctl.store import FAILED, SENDING, SKIPPED
+from campaignctl.store import leads as store_leads
+from campaignctl.store import messages as store_messages
+from campaignctl.store.conn import Conn
+
+
+class Claims(Outcomes):
+    """Claims due messages within each channel's limits and breaker, in one transaction."""
+
+    def _candidates(
+        self, conn: Conn, ch: str, now: datetime, active: dict[str, Campaign], n: int
+    ) -> list[Any]:
+        """Due pending messages on `ch`, best first: by campaign priority, then due time and id.
+
+        One query per priority level, each ordered as the (state, due_at) index is, so SQLite
+        reads only the rows it returns instead of sorting every due message.
+        """
+        groups = (
+            [name for name, c in active.items() if c.priority == prio]
+            for prio in sorted({c.priority for c in active.values()})
+        )
+        return store_messages.claimable(conn, ch, now, groups, n)
+
+    def _claim(
+        self, now: datetime, rng: random.Random, want: int, res: PassResult
+    ) -> list[Claimed]:
+        """Claim up to `want` due messages, within every channel's limits, in one transaction."""
+        active = self.active_campaigns()
+        if not active:
+            return []
+        claimed: list[Claimed] = []
+        with self.store.write() as s:
+            conn = s.connection()
+            for ch in self.channel_names():
+                room = want - len(claimed)
+                if room <= 0:
+                    break
+                breaker = self.breaker(conn, ch)
+                gate = breaker.gate(now)
+                if gate == 0:
+                    continue  # paused: the messages keep their attempts
+                hist = self.history(conn, ch, now)
+                cap = capacity(self.limits[ch], hist, now)
+                if cap > 0 and hist and self._slot(ch, hist, now, rng) > now:
+                    cap = 0
+                cap = min(cap, room, gate if gate is not None else cap)
+                if cap <= 0:
+                    continue
+                got = self._claim_channel(conn, ch, cap, now, active, res)
+                if got and gate == 1:  # the probe: every other claim waits for its outcome
+                    self._save_breaker(conn, ch, breaker.probe(now), now)
+                self._breakers[ch] = breaker.probe(now) if got and gate == 1 else breaker
+                claimed.extend(got)
+        return claimed
+
+    def _claim_channel(
+        self,
+        conn: Conn,
+        ch: str,
+        cap: int,
+        now: datetime,
+        active: dict[str, Campaign],
+        res: PassResult,
+    ) -> list[Claimed]:
+        """Claim up to `cap` due messages on `ch`: each candidate is decided, then skipped,
+        deferred or rendered and marked `sending`."""
+        from campaignctl.render import RenderError
+
+        out: list[Claimed] = []
+        index = {c: {st.name: i for i, st in enumerate(camp.steps)} for c, camp in active.items()}
+        w = store_messages.Writes()
+        while len(out) < cap:
+            w.flush(conn)
+            rows = self._candidates(conn, ch, now, active, cap - len(out) + 20)
+            if not rows or not self._opened(ch, res):
+                break
+            ids = [r.lead_id for r in rows]
+            leads = self._leads(conn, ids)
+            optouts = store_leads.optouts_of(conn, ids)
+            states = store_leads.enrolment_states(conn, ids)
+            kind = self.cfg.channel_kind(ch)
+            for r in rows:
+                if len(out) >= cap:
+                    break
+                lead = leads.get(r.lead_id)
+                decision = decide(
+                    r.campaign,
+                    active[r.campaign],
+                    r.step,
+                    ch,
+                    kind,
+                    lead,
+                    optouts[r.lead_id],
+                    states.get((r.campaign, r.lead_id), ACTIVE),
+                    self.hours[ch],
+                    now,
+                )
+                if not isinstance(decision, Send):
+                    self._hold(w, r, ch, lead, decision, now, res)
+                    continue
+                assert lead is not None
+                step = index[r.campaign][r.step]
+                try:
+                    out.append(self._claim_one(conn, w, r, ch, kind, step, lead, decision, now))
+                except RenderError as exc:
+                    self._render_failed(w, r, ch, lead, decision.address, exc.message, now, res)
+        w.flush(conn)
+        return out
+
+    def _opened(self, ch: str, res: PassResult) -> bool:
+        """Open the channel (credentials read) before anything is claimed for it."""
+        try:
+            self.channel(ch)
+        except ChannelError as exc:
+            res.auth_errors[ch] = exc
+            self._stopped.add(ch)
+            return False
+        return True
+
+    def _hold(
+        self,
+        w: store_messages.Writes,
+        r: Any,
+        ch: str,
+        lead: LeadInfo | None,
+        decision: Skip | Defer,
+        now: datetime,
+        res: PassResult,
+    ) -> None:
+        """Record a skip (and what follows it for the lead) or a deferral, with its reason."""
+        if isinstance(decision, Defer):
+            w.set(
+                r.id, now, due_at=decision.until, reason=decision.reason, reason_code=decision.why
+            )
+            res.add(r.campaign, r.step, ch, f"deferred_{decision.why}")
+            return
+        w.set(r.id, now, state=SKIPPED, reason=decision.reason, reason_code=decision.why)
+        res.add(r.campaign, r.step, ch, "skipped")
+        if lead is None:
+            return
+        if decision.why is Why.OPTED_OUT:
+            self._after_optout(w, r.campaign, r.step, lead, now)
+        elif decision.next_step_follows(self.cfg.campaigns[r.campaign]):
+            self._advance(w, r.campaign, r.step, lead, now)
+
+    def _claim_one(
+        self,
+        conn: Conn,
+        w: store_messages.Writes,
+        r: Any,
+        ch: str,
+        kind: str,
+        index: int,
+        lead: LeadInfo,
+        decision: Send,
+        now: datetime,
+    ) -> Claimed:
+        """Render the message as decided and mark it `sending` (a RenderError marks nothing)."""
+        step = self.cfg.campaigns[r.campaign].steps[index]
+        to = decision.address
+        rendered = self.renderer.render(
+            r.campaign, index, step, lead.context, lead_key=lead.id, variant_name=decision.variant
+        )
+        subject = rendered.subject
+        in_reply_to = thread_id = mid = None
+        if kind == "email":
+            from campaignctl.channels.mime import new_message_id, reply_subject
+
+            if step.thread:
+                in_reply_to, thread_id, first_subject = self._thread(conn, r.campaign, lead)
+                if in_reply_to is not None:
+                    subject = reply_subject(first_subject)
+            mid = new_message_id(self.cfg.sender.email)
+        w.set(
+            r.id,
+            now,
+            state=SENDING,
+            claimed_by=self.worker,
+            claimed_at=now,
+            attempts=r.attempts + 1,
+            first_attempt_at=r.first_attempt_at or now,
+            recipient=to,
+            variant=rendered.variant,
+            message_id=mid,
+            thread_id=thread_id,
+            reason=None,
+            # what reconcile matches on (an email's Message-ID is enough) and threading reads
+            subject=subject,
+            body=rendered.text if kind != "email" else None,
+            content_sid=rendered.content_sid,
+        )
+        msg = Outgoing(
+            id=r.id,
+            campaign=r.campaign,
+            step=r.step,
+            channel=ch,
+            kind=kind,
+            to=to,
+            text=rendered.text,
+            claimed_at=now,
+            subject=subject,
+            html=rendered.html,
+            rfc_message_id=mid,
+            in_reply_to=in_reply_to,
+            thread_id=thread_id,
+            content_sid=rendered.content_sid,
+            content_variables=rendered.content_variables,
+            to_name=full_name(lead.context),
+            unsubscribe_url=rendered.unsubscribe_url,
+        )
+        return Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at)
+
+    def _render_failed(
+        self,
+        w: store_messages.Writes,
+        r: Any,
+        ch: str,
+        lead: LeadInfo,
+        to: str,
+        error: str,
+        now: datetime,
+        res: PassResult,
+    ) -> None:
+        """A message that cannot be rendered fails, and the lead's sequence stops."""
+        w.set(r.id, now, state=FAILED, error_code="render", error=error)
+        w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
+        res.add(r.campaign, r.step, ch, "failed")
+        res.events.append(
+            {
+                "event": "failed",
+                "id": r.id,
+                "campaign": r.campaign,
+                "step": r.step,
+                "channel": ch,
+                "to": to,
+                "lead": lead.id,
+                "error": error,
+            }
+        )
+
+    def _thread(
+        self, conn: Conn, campaign: str, lead: LeadInfo
+    ) -> tuple[str | None, str | None, str | None]:
+        """The Message-ID, thread id and subject of the campaign's first email sent to `lead`."""
+        camp = self.cfg.campaigns[campaign]
+        for i, st in enumerate(camp.steps):
+            if self.cfg.channel_kind(st.channel) != "email":
+                continue
+            row = store_messages.sent_thread(conn, campaign, st.name, lead.id)
+            if row is None or not row.message_id:
+                continue
+            if row.subject is not None:  # recorded when it was claimed
+                return row.message_id, row.thread_id, row.subject
+            first = self.renderer.render(campaign, i, st, lead.context, lead_key=lead.id)
+            return row.message_id, row.thread_id, first.subject
+        return None, None, None

@@ -1,0 +1,146 @@
+"""What to do with one due message: send it (to which address, which variant), defer it, or
+skip it, and why.
+
+A pure function of its arguments: no store, no channel, no clock. The engine acts on the
+decision (`engine/claim.py`), the planner simulates with it (`planner.py`), and the reason is
+what the message row stores and `status` (later `explain` and `plan`) shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Set
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from campaignctl.config import Campaign, Variant
+from campaignctl.pacing import Hours, is_open, next_open
+
+
+class Why(StrEnum):
+    """Why a message was skipped or deferred (its stored reason says it in words)."""
+
+    WINDOW = "window"
+    LIMIT = "limit"
+    FREQUENCY_CAP = "frequency_cap"
+    PRIORITY = "priority"
+    BACKOFF = "backoff"
+    BREAKER = "breaker"
+    OPTED_OUT = "opted_out"
+    ENROLMENT_STOPPED = "enrolment_stopped"
+    CAMPAIGN_ARCHIVED = "campaign_archived"
+    NO_ADDRESS = "no_address"
+    STEP_REMOVED = "step_removed"
+    LEAD_DELETED = "lead_deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """The message will never go."""
+
+    why: Why
+    reason: str
+
+    def next_step_follows(self, campaign: Campaign) -> bool:
+        """Whether the lead's next step follows this skip: after a missing address, and after
+        an opt-out unless the campaign's `stop_on` has `optout` (the enrolment stops then)."""
+        if self.why is Why.OPTED_OUT:
+            return "optout" not in campaign.stop_on
+        return self.why is Why.NO_ADDRESS
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """The message goes later, at `until` at the earliest."""
+
+    until: datetime
+    why: Why
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """The message goes now, to `address`, as `variant` (None: the step has no variants)."""
+
+    address: str
+    variant: str | None
+
+
+Decision = Skip | Defer | Send
+
+#: The enrolment of a message whose lead has no enrolment row, and of every planned message.
+ACTIVE: tuple[str, str | None] = ("active", None)
+#: Hours for a caller that already knows the window is open (the planner parks closed zones).
+ALWAYS_OPEN = Hours()
+
+
+class Recipient(Protocol):
+    """A lead as `decide` reads it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def tz(self) -> ZoneInfo: ...
+
+
+def choose_variant(
+    variants: list[Variant], campaign: str, step: str, lead_id: int | str
+) -> Variant | None:
+    """A weighted pick that is the same for a lead on every run (hash of campaign/step/lead)."""
+    if not variants:
+        return None
+    digest = hashlib.sha256(f"{campaign}\x00{step}\x00{lead_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v.weight for v in variants)
+    acc = 0.0
+    for v in variants:
+        acc += v.weight
+        if point < acc:
+            return v
+    return variants[-1]
+
+
+def decide(
+    campaign_name: str,
+    campaign: Campaign,
+    step_name: str,
+    channel: str,
+    kind: str,
+    lead: Recipient | None,
+    optouts: Set[str],
+    enrolment: tuple[str, str | None],
+    hours: Hours,
+    now: datetime,
+) -> Decision:
+    """Send, defer or skip the due message `step_name` of `campaign_name` on `channel` to `lead`
+    (None when it was deleted) at `now`, given the lead's opt-outs (channels, or `*`), its
+    enrolment (state and reason) and the channel's hours. Checked in this order: the lead,
+    the enrolment, opt-outs, the step, the window, the address."""
+    if lead is None:
+        return Skip(Why.LEAD_DELETED, "lead deleted")
+    state, why = enrolment
+    if state != "active":
+        return Skip(Why.ENROLMENT_STOPPED, f"enrolment {state}" + (f": {why}" if why else ""))
+    if optouts and optouts & {channel, "*"}:
+        return Skip(Why.OPTED_OUT, f"opted out of {channel}")
+    for step in campaign.steps:
+        if step.name == step_name:
+            break
+    else:
+        return Skip(Why.STEP_REMOVED, "step removed from the campaign file")
+    if not hours.always and not is_open(now, hours, lead.tz):
+        return Defer(next_open(now, hours, lead.tz), Why.WINDOW, "outside the sending window")
+    address = lead.email if kind == "email" else lead.phone
+    if not address:
+        what = "email address" if kind == "email" else "phone number"
+        return Skip(Why.NO_ADDRESS, f"lead has no {what}")
+    if not step.variants:
+        return Send(address, None)
+    variant = choose_variant(step.variants, campaign_name, step.name, lead.id)
+    return Send(address, variant.name if variant else None)

@@ -1,0 +1,288 @@
+"""Outcomes: hand claimed messages to their channels, record what happened, advance the sequence."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from campaignctl import suppression
+from campaignctl.breaker import Attempt, Breaker
+from campaignctl.channels.base import UNSENDABLE, ChannelError, ErrorKind, Outgoing, Sent
+from campaignctl.config import ChannelBase, Step
+from campaignctl.engine.context import EngineContext, LeadInfo
+from campaignctl.engine.decide import Why
+from campaignctl.engine.result import PassResult
+from campaignctl.pacing import retry_delay
+from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN
+from campaignctl.store import messages as store_messages
+from campaignctl.store.conn import Conn, Transaction
+
+
+@dataclass
+class Claimed:
+    row_id: int
+    campaign: str
+    step: Step
+    index: int
+    lead: LeadInfo
+    out: Outgoing
+    attempts: int
+    first_attempt: datetime | None  # before this claim (restored when released unsent)
+
+
+def breaker_attempt(outcome: object, at: datetime) -> Attempt | None:
+    """A send's outcome for the circuit breaker; None when it says nothing about the provider
+    (released unsent, or refused credentials, which stop the channel anyway)."""
+    if outcome is None:
+        return None
+    if isinstance(outcome, ChannelError):
+        if outcome.kind is ErrorKind.AUTH or outcome.code == UNSENDABLE:
+            return None  # an unsendable message never reached the provider
+        if outcome.kind is ErrorKind.TRANSIENT:
+            return Attempt(at, False, outcome.message)
+        return Attempt(at, True)  # a permanent refusal is an answer: the provider is up
+    if isinstance(outcome, BaseException):
+        return Attempt(at, False, f"{type(outcome).__name__}: {outcome}")
+    return Attempt(at, True)
+
+
+def gives_up(ch: ChannelBase, attempts: int, first: datetime, now: datetime) -> bool:
+    """Whether a message that met a transient error is failed rather than retried: only after
+    `give_up_after` since its first attempt, and after at least `max_attempts` attempts."""
+    return attempts >= ch.max_attempts and now - first >= ch.give_up_after
+
+
+class Outcomes(EngineContext):
+    """Sends claimed messages and records sent, errors (retry, fail, opt-out) and the next step."""
+
+    def _advance(
+        self,
+        w: store_messages.Writes,
+        campaign: str,
+        step_name: str,
+        lead: LeadInfo,
+        base: datetime,
+    ) -> None:
+        """After a step is done for a lead: create the next one, or complete the enrolment."""
+        camp = self.cfg.campaigns.get(campaign)
+        names = [s.name for s in camp.steps] if camp else []
+        if camp is None or step_name not in names or names.index(step_name) + 1 >= len(names):
+            w.end_enrolment(campaign, lead.id, "completed", None, base)
+            return
+        index = names.index(step_name) + 1
+        step = camp.steps[index]
+        due = self._due(base, step, lead, self.start_at(camp))
+        w.messages.append(self._new_message(campaign, step, index, lead.id, due, base))
+
+    def _after_optout(
+        self, w: store_messages.Writes, campaign: str, step: str, lead: LeadInfo, now: datetime
+    ) -> None:
+        camp = self.cfg.campaigns.get(campaign)
+        if camp is not None and "optout" in camp.stop_on:
+            w.end_enrolment(campaign, lead.id, "stopped", "optout", now)
+        else:
+            self._advance(w, campaign, step, lead, now)
+
+    def _send(
+        self,
+        claimed: list[Claimed],
+        res: PassResult,
+        should_stop: Callable[[], bool] | None,
+    ) -> list[tuple[Claimed, Sent | ChannelError | BaseException | None]]:
+        """Hand each claimed message to its channel. None means: released unsent."""
+        outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]] = []
+        tripped: set[str] = set()
+        for c in claimed:
+            ch = c.out.channel
+            if ch in self._stopped or ch in tripped or (should_stop is not None and should_stop()):
+                outcomes.append((c, None))
+                continue
+            outcome: Sent | ChannelError | BaseException
+            try:
+                outcome = self.channel(ch).send(c.out)
+            except ChannelError as exc:
+                if exc.kind is ErrorKind.AUTH:
+                    self._stopped.add(ch)
+                    res.auth_errors[ch] = exc
+                outcome = exc
+            except Exception as exc:  # the outcome is unknown: reconcile, never resend blindly
+                outcome = exc
+            outcomes.append((c, outcome))
+            attempt = breaker_attempt(outcome, c.out.claimed_at)
+            if attempt is not None:
+                before = self._breakers.get(ch, Breaker())
+                after = before.record([attempt])
+                self._breakers[ch] = after
+                if after.trips > before.trips:
+                    tripped.add(ch)  # the rest of this batch keeps its attempts
+        return outcomes
+
+    def _record(
+        self,
+        outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]],
+        now: datetime,
+        rng: random.Random,
+        res: PassResult,
+    ) -> None:
+        """Write every outcome of a batch in one transaction."""
+        w = store_messages.Writes()
+        with self.store.write() as s:
+            for c, o in outcomes:
+                key = (c.campaign, c.step.name, c.out.channel)
+                ev = {"id": c.row_id, "campaign": c.campaign, "step": c.step.name}
+                ev |= {"channel": c.out.channel, "to": c.out.to, "lead": c.lead.id}
+                if o is None or (isinstance(o, ChannelError) and o.kind is ErrorKind.AUTH):
+                    w.set(
+                        c.row_id,
+                        now,
+                        state=PENDING,
+                        claimed_by=None,
+                        attempts=c.attempts - 1,
+                        first_attempt_at=c.first_attempt,
+                    )
+                elif isinstance(o, Sent):
+                    sent = Sent(o.provider_id, o.thread_id or c.out.thread_id)
+                    self._mark_sent(w, c.row_id, c.campaign, c.step.name, c.lead, now, now, sent)
+                    res.add(*key, "sent")
+                    res.events.append({"event": "sent", **ev})
+                elif isinstance(o, ChannelError):
+                    self._record_error(s, w, c, o, now, rng, res)
+                    ev |= {"error": o.message, "hint": o.hint}
+                    res.events.append({"event": o.kind.value, **ev})
+                else:
+                    w.set(
+                        c.row_id,
+                        now,
+                        state=UNCERTAIN,
+                        error=f"{type(o).__name__}: {o}",
+                        reason="the channel raised an unexpected error mid-send",
+                    )
+                    res.add(*key, "uncertain")
+                    res.events.append({"event": "uncertain", **ev, "error": str(o)})
+            w.flush(s.connection())
+            res.tripped |= self._record_breakers(s.connection(), outcomes, now)
+
+    def _record_breakers(
+        self,
+        conn: Conn,
+        outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]],
+        now: datetime,
+    ) -> set[str]:
+        """Add a batch's outcomes to each channel's stored breaker (inside the record
+        transaction, so attempts from every process add up). Returns the channels whose
+        breaker tripped from closed."""
+        tripped = set()
+        per_channel: dict[str, list[Attempt]] = defaultdict(list)
+        for c, o in outcomes:
+            attempt = breaker_attempt(o, c.out.claimed_at)
+            if attempt is not None:
+                per_channel[c.out.channel].append(attempt)
+        for ch, attempts in per_channel.items():
+            before = self.breaker(conn, ch)
+            after = before.record(attempts)
+            if not (before.quiet() and after.quiet()):
+                self._save_breaker(conn, ch, after, now)
+            if not before.trips and after.trips:
+                tripped.add(ch)
+        return tripped
+
+    def _mark_sent(
+        self,
+        w: store_messages.Writes,
+        row_id: int,
+        campaign: str,
+        step: str,
+        lead: LeadInfo,
+        at: datetime,
+        now: datetime,
+        sent: Sent,
+    ) -> None:
+        """Record a send at `at` and schedule what follows it."""
+        w.set(
+            row_id,
+            now,
+            state=SENT,
+            sent_at=at,
+            provider_id=sent.provider_id,
+            thread_id=sent.thread_id,
+            error=None,
+            error_code=None,
+        )
+        self._advance(w, campaign, step, lead, at)
+
+    def _record_error(
+        self,
+        s: Transaction,
+        w: store_messages.Writes,
+        c: Claimed,
+        err: ChannelError,
+        now: datetime,
+        rng: random.Random,
+        res: PassResult,
+    ) -> None:
+        key = (c.campaign, c.step.name, c.out.channel)
+        ch_cfg = self.cfg.channels[c.out.channel]
+        if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
+            # A timeout or dropped connection after the request left: the provider may have the
+            # message, so the next pass asks it (reconcile) before any retry.
+            delay = retry_delay(
+                c.attempts,
+                ch_cfg.retry_backoff,
+                rng,
+                err.retry_after,
+                give_up_after=ch_cfg.give_up_after,
+            )
+            w.set(
+                c.row_id,
+                now,
+                state=UNCERTAIN,
+                due_at=now + delay,
+                error_code=err.code,
+                error=err.message,
+                reason="the provider may have it: reconciled before any retry",
+            )
+            res.add(*key, "uncertain")
+            res.transient_errors += 1
+            return
+        first = c.first_attempt or c.out.claimed_at
+        if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
+            delay = retry_delay(
+                c.attempts,
+                ch_cfg.retry_backoff,
+                rng,
+                err.retry_after,
+                give_up_after=ch_cfg.give_up_after,
+            )
+            w.set(
+                c.row_id,
+                now,
+                state=PENDING,
+                claimed_by=None,
+                due_at=now + delay,
+                error_code=err.code,
+                error=err.message,
+                reason_code=Why.BACKOFF,
+                reason=f"retry {c.attempts + 1} after a transient error (fails at the earliest "
+                f"{first + ch_cfg.give_up_after:%Y-%m-%d %H:%M} UTC)",
+            )
+            res.add(*key, "retry")
+            res.transient_errors += 1
+            return
+        reason = err.hint
+        if err.kind is ErrorKind.TRANSIENT:
+            reason = f"gave up after {c.attempts} attempts over {now - first}"
+        # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
+        w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=reason)
+        res.add(*key, "failed")
+        if err.kind is ErrorKind.OPTED_OUT:  # the rule an inbound STOP follows too
+            stop_on = suppression.stop_on_of(self.cfg)
+            ch, msg = c.out.channel, err.message
+            suppression.opt_out_in(
+                s, c.lead.id, ch, source="provider", detail=msg, now=now, stop_on=stop_on
+            )
+            self._after_optout(w, c.campaign, c.step.name, c.lead, now)
+        else:
+            w.end_enrolment(c.campaign, c.lead.id, "stopped", f"step {c.step.name} failed", now)
