@@ -5,9 +5,9 @@ STOP or unsubscribe reply and a bounce (`inbound.record`, during `sync`), a prov
 during a send (Twilio 21610, the engine), `campaignctl leads optout`, and later the web
 unsubscribe endpoint. The rule:
 
-- An opt-out of a channel (or of `*`, every channel) is kept once per lead and channel, and the
-  lead's pending messages on that channel are skipped ("opted out (sms)"). A bounce suppresses
-  the address on its channel the same way ("bounced (email)").
+- An opt-out of a channel (or of `*`, every channel) is kept once per lead and channel. In the
+  sequences that stop on it, the lead's pending messages on that channel are skipped ("opted out
+  (sms)"). A bounce suppresses the address on its channel the same way ("bounced (email)").
 - Then every active sequence of the lead whose campaign's `stop_on` names the kind (optout,
   bounce, reply) ends, and its other pending messages are skipped ("sequence stopped: optout").
   A campaign no longer in the file stops on every kind: stopping is the safe side.
@@ -35,7 +35,7 @@ from campaignctl.store.events import ALL_CHANNELS
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
-    from campaignctl.store import Lead, Store
+    from campaignctl.store import Enrolment, Lead, Store
     from campaignctl.store.conn import Transaction
 
 #: Each campaign's `stop_on`: the kinds (reply, optout, bounce) that end its sequences.
@@ -73,7 +73,9 @@ def opt_out_in(
 ) -> Effect:
     """Opt the lead out of `channel` (`*`: every channel) and stop the sequences that stop on
     optout. `source` says who said so: keyword, unsubscribe, provider, manual."""
-    skipped = _suppress(session, lead_id, channel, source, detail, now, "opted out")
+    skipped = _suppress(
+        session, lead_id, channel, source, detail, now, "opted out", "optout", stop_on
+    )
     return Effect(0, skipped) + stop_sequences_in(session, lead_id, "optout", stop_on, now)
 
 
@@ -87,7 +89,9 @@ def bounce_in(
     stop_on: StopOn,
 ) -> Effect:
     """Suppress a bounced address on its channel and stop the sequences that stop on bounce."""
-    skipped = _suppress(session, lead_id, channel, "bounce", code, now, "bounced")
+    skipped = _suppress(
+        session, lead_id, channel, "bounce", code, now, "bounced", "bounce", stop_on
+    )
     return Effect(0, skipped) + stop_sequences_in(session, lead_id, "bounce", stop_on, now)
 
 
@@ -103,7 +107,7 @@ def stop_sequences_in(
     """End the lead's active sequences whose campaign stops on `kind`; skip their pending
     messages."""
     active = events.active_enrolments(session, lead_id)
-    campaigns = [e.campaign for e in active if kind in stop_on.get(e.campaign, STOP_REASONS)]
+    campaigns = _stopping(active, kind, stop_on)
     for e in active:
         if e.campaign in campaigns:
             events.end_enrolment(session, e, "stopped", kind, now)
@@ -117,6 +121,11 @@ def stop_sequences_in(
     return Effect(len(campaigns), skipped)
 
 
+def _stopping(active: Collection[Enrolment], kind: str, stop_on: StopOn) -> list[str]:
+    """The campaigns of these enrolments whose `stop_on` names `kind`."""
+    return [e.campaign for e in active if kind in stop_on.get(e.campaign, STOP_REASONS)]
+
+
 def _suppress(
     session: Transaction,
     lead_id: int,
@@ -125,11 +134,19 @@ def _suppress(
     detail: str | None,
     now: datetime,
     why: str,
+    kind: str,
+    stop_on: StopOn,
 ) -> int:
-    """Keep the OptOut (once) and skip the lead's pending messages on that channel."""
+    """Keep the OptOut (once) and skip the lead's pending messages on that channel in the
+    sequences that stop on `kind`. A sequence that goes on keeps its message: the engine skips
+    it when it comes due and moves on to the next step (skipping it here would stall it)."""
     events.add_optout(session, lead_id, channel, source, detail, now)
+    stopping = _stopping(events.active_enrolments(session, lead_id), kind, stop_on)
+    if not stopping:
+        return 0
     label = "all channels" if channel == ALL_CHANNELS else channel
-    return events.skip_pending(session, lead_id, f"{why} ({label})", now, channel=channel)
+    reason = f"{why} ({label})"
+    return events.skip_pending(session, lead_id, reason, now, channel=channel, campaigns=stopping)
 
 
 # ---------------------------------------------------------------- each in its own transaction

@@ -8,6 +8,7 @@ the one being sent) and `promo` stop on optout, `news` stops on replies only.
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,22 @@ def test_an_sms_opt_out_has_the_same_effects_through_every_door(
     # The refused SMS failed; through the other doors it was still pending, and is skipped.
     hello = rows.pop(("welcome", "hello"))
     assert hello[0] == ("failed" if source == "provider" else "skipped")
-    # The lead's pending SMS of a campaign that goes on is skipped at once, whatever the door.
+    # A campaign that goes on keeps its pending SMS, whatever the door: the engine skips it when
+    # it comes due and moves the sequence on (skipping it here would stall the sequence).
     assert rows == {
         ("promo", "offer"): ("skipped", "sequence stopped: optout"),
-        ("news", "issue"): ("skipped", "opted out (sms)"),
+        ("news", "issue"): ("pending", None),
     }
+    store = Store.for_config(cfg)
+    Engine(cfg, store, channels={"sms": ScriptedChannel("sms")}).run_pass(
+        T0 + timedelta(days=4), random.Random(1)
+    )
+    with store.read() as s:
+        news = {e.campaign: e.state for e in s.exec(select(Enrolment))}["news"]
+    issue = {(m.campaign, m.step): (m.state, m.reason) for m in messages(store)}["news", "issue"]
+    store.close()
+    assert issue == ("skipped", "opted out of sms")
+    assert news == "completed"  # moved past its last step, not left active for ever
 
 
 def test_opt_in_and_bounce_each_in_their_own_transaction(tmp_path: Path) -> None:
@@ -137,7 +149,7 @@ def test_opt_in_and_bounce_each_in_their_own_transaction(tmp_path: Path) -> None
     stop_on = suppression.stop_on_of(cfg)
 
     done = suppression.opt_out(store, ana, "sms", source="keyword", now=T0, stop_on=stop_on)
-    assert (done.stopped, done.skipped) == (2, 3)
+    assert (done.stopped, done.skipped) == (2, 2)  # news keeps its SMS for the engine to skip
     suppression.opt_in(store, ana, "sms")
     again = suppression.bounce(store, ana, "email", code="5.1.1", now=T0, stop_on=stop_on)
     assert (again.stopped, again.skipped) == (0, 0)  # news does not stop on bounce

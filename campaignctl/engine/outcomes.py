@@ -278,6 +278,8 @@ class Outcomes(EngineContext):
         w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=reason)
         res.add(*key, "failed")
         if err.kind is ErrorKind.OPTED_OUT:  # the rule an inbound STOP follows too
+            # what this batch queued for the lead lands first, as it would before a STOP
+            w.flush(s.connection())
             stop_on = suppression.stop_on_of(self.cfg)
             ch, msg = c.out.channel, err.message
             suppression.opt_out_in(
