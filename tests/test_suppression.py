@@ -188,3 +188,60 @@ def test_only_suppression_writes_opt_outs_and_classification_reads_no_store() ->
     assert writers == ["suppression.py"]
     classify = _names_used(package / "classify.py")
     assert not {n for n in classify if n.startswith(("campaignctl.store", "campaignctl.supp"))}
+
+
+BATCH = """
+[channels.email]
+provider = "outbox"
+
+[channels.sms]
+provider = "outbox"
+kind = "sms"
+
+[campaigns.a]
+status = "active"
+[[campaigns.a.steps]]
+name = "mail"
+channel = "email"
+subject = "Hi"
+body = "Hi"
+[[campaigns.a.steps]]
+name = "text"
+channel = "sms"
+delay = "1d"
+body = "Hi"
+
+[campaigns.b]
+status = "active"
+[[campaigns.b.steps]]
+name = "hello"
+channel = "sms"
+body = "Hi"
+"""
+
+
+def test_a_provider_opt_out_lands_after_the_batch_s_other_outcomes(tmp_path: Path) -> None:
+    """In one batch, campaign a's email fails for good and campaign b's SMS meets 21610: a ends
+    for its own failure, not for the opt-out recorded after it."""
+    cfg = project(tmp_path, BATCH)
+    store = Store.for_config(cfg)
+    add_leads(store, 1)
+    refused = ChannelError(ErrorKind.OPTED_OUT, "recipient has opted out", code="21610")
+    bounced = ChannelError(ErrorKind.PERMANENT, "mailbox unavailable", code="550")
+    (email,) = _emails(store)
+    channels = {
+        "sms": ScriptedChannel("sms", errors={PHONE: [refused]}),
+        "email": ScriptedChannel("email", errors={email: [bounced]}),
+    }
+    Engine(cfg, store, channels=channels).run_pass(T0, random.Random(1))
+    with store.read() as s:
+        enrolments = {e.campaign: (e.state, e.reason) for e in s.exec(select(Enrolment))}
+    store.close()
+    assert enrolments == {"a": ("stopped", "step mail failed"), "b": ("stopped", "optout")}
+
+
+def _emails(store: Store) -> list[str]:
+    from campaignctl.store import Lead
+
+    with store.read() as s:
+        return [lead.email for lead in s.exec(select(Lead)) if lead.email]
