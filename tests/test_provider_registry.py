@@ -217,3 +217,32 @@ def test_loading_and_checking_import_no_sdk_and_help_loads_no_provider(tmp_path:
         check=True,
     )
     assert out.stdout.splitlines() == ["[]", "[]"]
+
+
+def test_a_broken_plugin_stops_only_the_files_that_name_it(monkeypatch, tmp_path: Path) -> None:
+    """An installed plugin whose module fails to import is left out: other campaign files
+    load as before, and one that names it says why it is missing."""
+    broken = EntryPoint("fax", "campaignctl_fax_plugin_not_installed:PROVIDER", registry.GROUP)
+
+    def installed(group: str) -> list[EntryPoint]:
+        return [broken] if group == registry.GROUP else []
+
+    monkeypatch.setattr(registry, "entry_points", installed)
+    registry.providers.cache_clear()
+    registry.config_union.cache_clear()
+    try:
+        assert "fax" not in registry.providers()
+        _cfg, problems = validate_text(
+            CAMPAIGN.format(prefix="x"), tmp_path / "campaigns.toml", remainder=True
+        )
+        assert [p.message for p in problems if "fax" in p.message] == []
+        text = CAMPAIGN.format(prefix="x").replace('provider = "ledger"', 'provider = "fax"')
+        _cfg, problems = validate_text(text, tmp_path / "campaigns.toml", remainder=True)
+        (problem,) = [p for p in problems if p.path == "channels.notes"]
+        why = "provider 'fax' (campaignctl_fax_plugin_not_installed:PROVIDER) cannot be loaded"
+        assert why in problem.message
+        assert "reinstall the package that provides it" in problem.message
+    finally:
+        monkeypatch.undo()
+        registry.providers.cache_clear()
+        registry.config_union.cache_clear()

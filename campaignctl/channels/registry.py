@@ -115,16 +115,32 @@ def _name_value(ref: str) -> tuple[str, str]:
     return name, value
 
 
+#: Installed plugins that failed to load, by name: left out of `providers()`, so a broken
+#: plugin stops only the campaign files that name it (`broken_message` says why).
+_broken: dict[str, CampaignctlError] = {}
+
+
 @functools.cache
 def providers() -> dict[str, Provider]:
     """Every provider by name: the built-ins first, then the installed plugins' (cached)."""
     builtins = [EntryPoint(*_name_value(ref), group=GROUP) for ref in BUILTINS]
-    found: dict[str, Provider] = {}
-    for ep in [*builtins, *entry_points(group=GROUP)]:
+    found: dict[str, Provider] = {name: _load(ep) for ep in builtins for name in [ep.name]}
+    _broken.clear()
+    for ep in entry_points(group=GROUP):
         if ep.name in found:
             continue  # a built-in also declared as an entry point, or a plugin shadowing one
-        found[ep.name] = _load(ep)
+        try:
+            found[ep.name] = _load(ep)
+        except CampaignctlError as exc:
+            _broken[ep.name] = exc
     return found
+
+
+def broken_message(name: object) -> str | None:
+    """Why the plugin `name` is missing when it is installed but failed to load, else None."""
+    providers()
+    exc = _broken.get(name) if isinstance(name, str) else None
+    return None if exc is None else f"{exc.message}; {exc.hint}"
 
 
 def get(name: str) -> Provider:

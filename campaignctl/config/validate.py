@@ -120,11 +120,16 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        from campaignctl.channels.registry import providers, unknown_provider_message
+        from campaignctl.channels.registry import (
+            broken_message,
+            providers,
+            unknown_provider_message,
+        )
 
         names = list(providers())
         if kind == "union_tag_invalid":
-            return unknown_provider_message(err["input"].get("provider"), names)
+            named = err["input"].get("provider")
+            return broken_message(named) or unknown_provider_message(named, names)
         return f"required key 'provider' is missing ({', '.join(names[:-1])} or {names[-1]})"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
