@@ -24,14 +24,18 @@ from campaignctl.store import Enrolment, Event, OptOut, Store
 from tests.support import T0, ScriptedChannel, add_leads, messages, project
 
 PHONE = "+12125550000"
-CAMPAIGNS = """
+CHANNELS = """
 [channels.email]
 provider = "outbox"
 
 [channels.sms]
 provider = "outbox"
 kind = "sms"
+"""
 
+CAMPAIGNS = (
+    CHANNELS
+    + """
 [campaigns.welcome]
 status = "active"
 [[campaigns.welcome.steps]]
@@ -63,6 +67,7 @@ channel = "sms"
 delay = "3d"
 body = "News"
 """
+)
 
 
 def _inbound_stop(folder: Path, cli: Any) -> None:
@@ -190,14 +195,9 @@ def test_only_suppression_writes_opt_outs_and_classification_reads_no_store() ->
     assert not {n for n in classify if n.startswith(("campaignctl.store", "campaignctl.supp"))}
 
 
-BATCH = """
-[channels.email]
-provider = "outbox"
-
-[channels.sms]
-provider = "outbox"
-kind = "sms"
-
+BATCH = (
+    CHANNELS
+    + """
 [campaigns.a]
 status = "active"
 [[campaigns.a.steps]]
@@ -218,6 +218,7 @@ name = "hello"
 channel = "sms"
 body = "Hi"
 """
+)
 
 
 def test_a_provider_opt_out_lands_after_the_batch_s_other_outcomes(tmp_path: Path) -> None:

@@ -152,28 +152,22 @@ class _Stops:
         return scope()
 
 
-_COLUMNS = (
-    "sent",
-    "deferred_limit",
-    "deferred_window",
-    "deferred_breaker",
-    "failed",
-    "skipped",
-    "retry",
-    "uncertain",
-)
 #: Counts that describe the latest pass (what waits), not sums over the run.
 _WAITING = ("deferred_limit", "deferred_breaker")
-_HEADERS = (
-    "sent",
-    "deferred (limit)",
-    "deferred (window)",
-    "deferred (breaker)",
-    "failed",
-    "skipped",
-    "retrying",
-    "uncertain",
-)
+#: The table's header for a counter (`engine.COUNTERS`), where its name is not already one.
+_HEADER = {
+    "deferred_limit": "deferred (limit)",
+    "deferred_window": "deferred (window)",
+    "deferred_breaker": "deferred (breaker)",
+    "retry": "retrying",
+}
+
+
+def _counters() -> tuple[str, ...]:
+    # the engine's own list; imported when a send runs, never for `--help`
+    from campaignctl.engine import COUNTERS
+
+    return COUNTERS
 
 
 class _Progress:
@@ -201,9 +195,10 @@ class _Progress:
             self.live.__exit__(*exc)
 
     def update(self, res: PassResult) -> None:
+        columns = _counters()
         for key, c in res.counts.items():
-            row = self.rows.setdefault(key, dict.fromkeys(_COLUMNS, 0))
-            for k in _COLUMNS:
+            row = self.rows.setdefault(key, dict.fromkeys(columns, 0))
+            for k in columns:
                 # waiting counts describe the latest pass; the others add up
                 row[k] = c[k] if k in _WAITING else row[k] + c[k]
         for key, row in self.rows.items():
@@ -233,10 +228,13 @@ class _Progress:
         from rich.table import Table
 
         t = Table(title="campaignctl send")
-        for h in ("campaign", "step", "channel", *_HEADERS):
-            t.add_column(h, justify="left" if h in ("campaign", "step", "channel") else "right")
+        columns = _counters()
+        for h in ("campaign", "step", "channel"):
+            t.add_column(h)
+        for k in columns:
+            t.add_column(_HEADER.get(k, k), justify="right")
         for (camp, step, ch), row in sorted(self.rows.items()):
-            t.add_row(camp, step, ch, *(str(row[k]) for k in _COLUMNS))
+            t.add_row(camp, step, ch, *(str(row[k]) for k in columns))
         return t
 
 

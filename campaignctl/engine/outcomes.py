@@ -225,21 +225,23 @@ class Outcomes(EngineContext):
     ) -> None:
         key = (c.campaign, c.step.name, c.out.channel)
         ch_cfg = self.cfg.channels[c.out.channel]
+
+        def retry_at() -> datetime:
+            # drawn only where a retry is scheduled: the rng's sequence stays as it was
+            give_up = ch_cfg.give_up_after
+            delay = retry_delay(
+                c.attempts, ch_cfg.retry_backoff, rng, err.retry_after, give_up_after=give_up
+            )
+            return now + delay
+
         if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
             # A timeout or dropped connection after the request left: the provider may have the
             # message, so the next pass asks it (reconcile) before any retry.
-            delay = retry_delay(
-                c.attempts,
-                ch_cfg.retry_backoff,
-                rng,
-                err.retry_after,
-                give_up_after=ch_cfg.give_up_after,
-            )
             w.set(
                 c.row_id,
                 now,
                 state=UNCERTAIN,
-                due_at=now + delay,
+                due_at=retry_at(),
                 error_code=err.code,
                 error=err.message,
                 reason="the provider may have it: reconciled before any retry",
@@ -249,19 +251,12 @@ class Outcomes(EngineContext):
             return
         first = c.first_attempt or c.out.claimed_at
         if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
-            delay = retry_delay(
-                c.attempts,
-                ch_cfg.retry_backoff,
-                rng,
-                err.retry_after,
-                give_up_after=ch_cfg.give_up_after,
-            )
             w.set(
                 c.row_id,
                 now,
                 state=PENDING,
                 claimed_by=None,
-                due_at=now + delay,
+                due_at=retry_at(),
                 error_code=err.code,
                 error=err.message,
                 reason_code=Why.BACKOFF,
