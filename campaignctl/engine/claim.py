@@ -9,14 +9,24 @@ from typing import Any
 from campaignctl.channels.base import ChannelError, Outgoing
 from campaignctl.config import Campaign
 from campaignctl.engine.context import LeadInfo, full_name
-from campaignctl.engine.decide import ACTIVE, Defer, Send, Skip, Why, decide
+from campaignctl.engine.decide import (
+    ACTIVE,
+    Defer,
+    Hold,
+    Send,
+    Skip,
+    Why,
+    channel_hold,
+    decide,
+)
 from campaignctl.engine.outcomes import Claimed, Outcomes
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import capacity
-from campaignctl.store import FAILED, SENDING, SKIPPED
+from campaignctl.store import FAILED, SENDING, SKIPPED, journal, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn
+from campaignctl.store.journal import Kind
 
 
 class Claims(Outcomes):
@@ -52,9 +62,11 @@ class Claims(Outcomes):
                     break
                 breaker = self.breaker(conn, ch)
                 gate = breaker.gate(now)
-                if gate == 0:
-                    continue  # paused: the messages keep their attempts
-                hist = self.history(conn, ch, now)
+                hist = [] if gate == 0 else self.history(conn, ch, now)
+                hold = channel_hold(self.limits[ch], hist, breaker, now)
+                self._note_hold(conn, ch, hold, now)
+                if hold is not None:
+                    continue  # paused or used up: the messages keep their attempts
                 cap = capacity(self.limits[ch], hist, now)
                 if cap > 0 and hist and self._slot(ch, hist, now, rng) > now:
                     cap = 0
@@ -67,6 +79,23 @@ class Claims(Outcomes):
                 self._breakers[ch] = breaker.probe(now) if got and gate == 1 else breaker
                 claimed.extend(got)
         return claimed
+
+    @staticmethod
+    def _note_hold(conn: Conn, ch: str, hold: Hold | None, now: datetime) -> None:
+        """Journal a channel's hold and its release when they change (once, not every pass)."""
+        why = None if hold is None else str(hold.why)
+        if meta.hold(conn, ch) == why:
+            return
+        meta.set_hold(conn, ch, why, now)
+        if hold is None:
+            entry = journal.entry(Kind.CHANNEL_RELEASED, now, channel=ch, source="engine")
+        else:
+            until = hold.until.isoformat() if hold.until else None
+            detail = {"until": until, "reason": hold.reason}
+            entry = journal.entry(
+                Kind.CHANNEL_HELD, now, detail, channel=ch, code=why, source="engine"
+            )
+        journal.add(conn, [entry])
 
     def _claim_channel(
         self,
@@ -146,6 +175,20 @@ class Claims(Outcomes):
         if isinstance(decision, Defer):
             w.set(
                 r.id, now, due_at=decision.until, reason=decision.reason, reason_code=decision.why
+            )
+            w.log(
+                journal.entry(
+                    Kind.DEFERRED,
+                    now,
+                    {"until": decision.until.isoformat(), "reason": decision.reason},
+                    lead_id=r.lead_id,
+                    campaign=r.campaign,
+                    step=r.step,
+                    message_id=r.id,
+                    channel=ch,
+                    code=decision.why,
+                    source="engine",
+                )
             )
             res.add(r.campaign, r.step, ch, f"deferred_{decision.why}")
             return

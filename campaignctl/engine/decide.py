@@ -16,8 +16,9 @@ from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from campaignctl.breaker import Breaker
 from campaignctl.config import Campaign, Variant
-from campaignctl.pacing import Hours, is_open, next_open
+from campaignctl.pacing import DAY, HOUR, Hours, Limits, capacity, is_open, next_open, next_slot
 
 
 class Why(StrEnum):
@@ -70,6 +71,40 @@ class Send:
 
 
 Decision = Skip | Defer | Send
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A channel that claims nothing at `now`: every due message on it waits, until `until`
+    (None: until an outcome is recorded)."""
+
+    why: Why
+    until: datetime | None
+    reason: str
+
+
+def channel_hold(
+    limits: Limits, history: list[datetime], breaker: Breaker, now: datetime
+) -> Hold | None:
+    """Why channel-wide, nothing may be claimed on a channel at `now`: its breaker is open, or
+    a rolling daily or hourly limit is used up (`history`: its send instants, sorted). Pacing
+    between two sends is not a hold. Due messages then wait in their campaigns' priority order."""
+    if breaker.gate(now) == 0:
+        failed, seen, last = breaker.failures()
+        if breaker.probing:
+            why = "waiting for the outcome of one probe send after an outage"
+        else:
+            why = f"paused after {failed} of {seen} sends failed" + (f" ({last})" if last else "")
+        return Hold(Why.BREAKER, breaker.until, why)
+    if capacity(limits, history, now) > 0:
+        return None
+    until = next_slot(Limits(daily=limits.daily, hourly=limits.hourly), history, now)
+    spans = ((limits.daily, DAY, "daily", "24 hours"), (limits.hourly, HOUR, "hourly", "hour"))
+    for limit, span, name, last in spans:
+        if limit and sum(1 for t in history if t > now - span) >= limit:
+            return Hold(Why.LIMIT, until, f"{name} limit reached ({limit:,} in the last {last})")
+    return Hold(Why.LIMIT, until, "limit reached")  # pragma: no cover - capacity says used up
+
 
 #: The enrolment of a message whose lead has no enrolment row, and of every planned message.
 ACTIVE: tuple[str, str | None] = ("active", None)

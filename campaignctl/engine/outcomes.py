@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from campaignctl import suppression
 from campaignctl.breaker import Attempt, Breaker
@@ -16,9 +17,10 @@ from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.decide import Why
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import retry_delay
-from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN
+from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN, journal
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn, Transaction
+from campaignctl.store.journal import Kind
 
 
 @dataclass
@@ -153,17 +155,32 @@ class Outcomes(EngineContext):
                     ev |= {"error": o.message, "hint": o.hint}
                     res.events.append({"event": o.kind.value, **ev})
                 else:
-                    w.set(
-                        c.row_id,
-                        now,
-                        state=UNCERTAIN,
-                        error=f"{type(o).__name__}: {o}",
-                        reason="the channel raised an unexpected error mid-send",
-                    )
+                    reason = "the channel raised an unexpected error mid-send"
+                    error = f"{type(o).__name__}: {o}"
+                    w.set(c.row_id, now, state=UNCERTAIN, error=error, reason=reason)
+                    w.log(self._about(c, Kind.UNCERTAIN, now, None, reason=reason, error=error))
                     res.add(*key, "uncertain")
                     res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
             res.tripped |= self._record_breakers(s.connection(), outcomes, now)
+
+    @staticmethod
+    def _about(
+        c: Claimed, kind: Kind, now: datetime, code: str | None, **detail: Any
+    ) -> dict[str, Any]:
+        """A journal row about claimed message `c`."""
+        return journal.entry(
+            kind,
+            now,
+            detail,
+            lead_id=c.lead.id,
+            campaign=c.campaign,
+            step=c.step.name,
+            message_id=c.row_id,
+            channel=c.out.channel,
+            code=code,
+            source="engine",
+        )
 
     def _record_breakers(
         self,
@@ -237,6 +254,7 @@ class Outcomes(EngineContext):
         if err.kind is ErrorKind.TRANSIENT and getattr(err, "maybe_sent", False):
             # A timeout or dropped connection after the request left: the provider may have the
             # message, so the next pass asks it (reconcile) before any retry.
+            maybe = "the provider may have it: reconciled before any retry"
             w.set(
                 c.row_id,
                 now,
@@ -244,29 +262,46 @@ class Outcomes(EngineContext):
                 due_at=retry_at(),
                 error_code=err.code,
                 error=err.message,
-                reason="the provider may have it: reconciled before any retry",
+                reason=maybe,
             )
+            w.log(self._about(c, Kind.UNCERTAIN, now, err.code, reason=maybe, error=err.message))
             res.add(*key, "uncertain")
             res.transient_errors += 1
             return
         first = c.first_attempt or c.out.claimed_at
         if err.kind is ErrorKind.TRANSIENT and not gives_up(ch_cfg, c.attempts, first, now):
+            until = retry_at()
+            retry = (
+                f"retry {c.attempts + 1} after a transient error (fails at the earliest "
+                f"{first + ch_cfg.give_up_after:%Y-%m-%d %H:%M} UTC)"
+            )
             w.set(
                 c.row_id,
                 now,
                 state=PENDING,
                 claimed_by=None,
-                due_at=retry_at(),
+                due_at=until,
                 error_code=err.code,
                 error=err.message,
                 reason_code=Why.BACKOFF,
-                reason=f"retry {c.attempts + 1} after a transient error (fails at the earliest "
-                f"{first + ch_cfg.give_up_after:%Y-%m-%d %H:%M} UTC)",
+                reason=retry,
+            )
+            w.log(
+                self._about(
+                    c,
+                    Kind.RETRY,
+                    now,
+                    err.code,
+                    until=until.isoformat(),
+                    error=err.message,
+                    attempt=c.attempts,
+                    reason=retry,
+                )
             )
             res.add(*key, "retry")
             res.transient_errors += 1
             return
-        reason = err.hint
+        reason: str | None = err.hint
         if err.kind is ErrorKind.TRANSIENT:
             reason = f"gave up after {c.attempts} attempts over {now - first}"
         # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row

@@ -19,8 +19,9 @@ from campaignctl.engine.context import LeadInfo, worker_alive
 from campaignctl.engine.decide import Why
 from campaignctl.engine.outcomes import Outcomes, gives_up
 from campaignctl.engine.result import PassResult
-from campaignctl.store import FAILED, PENDING
+from campaignctl.store import FAILED, PENDING, journal
 from campaignctl.store import messages as store_messages
+from campaignctl.store.journal import Kind
 
 #: A `sending` row claimed on another host is judged abandoned after this long.
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
@@ -149,7 +150,25 @@ class Recovery(Outcomes):
         res: PassResult,
     ) -> None:
         """Record what the provider said about an uncertain message."""
+
+        def log(code: str, reason: str) -> None:
+            w.log(
+                journal.entry(
+                    Kind.RECONCILED,
+                    now,
+                    {"reason": reason, "provider_id": answer.provider_id},
+                    lead_id=r.lead_id,
+                    campaign=r.campaign,
+                    step=r.step,
+                    message_id=r.id,
+                    channel=r.channel,
+                    code=code,
+                    source="engine",
+                )
+            )
+
         if answer.outcome is Reconciled.SENT:
+            log("sent", "the provider has it")
             at = r.claimed_at or now
             sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
             self._mark_sent(w, r.id, r.campaign, r.step, lead, at, now, sent)
@@ -159,12 +178,9 @@ class Recovery(Outcomes):
         ch_cfg = self.cfg.channels[r.channel]
         first = r.first_attempt_at or r.claimed_at or now
         if gives_up(ch_cfg, r.attempts, first, now):
-            w.set(
-                r.id,
-                now,
-                state=FAILED,
-                reason=f"reconciled: never got it, after {r.attempts} attempt(s)",
-            )
+            reason = f"never got it, after {r.attempts} attempt(s)"
+            w.set(r.id, now, state=FAILED, reason=f"reconciled: {reason}")
+            log("failed", reason)
             w.end_enrolment(r.campaign, r.lead_id, "stopped", f"step {r.step} failed", now)
         else:
             w.set(
@@ -175,6 +191,7 @@ class Recovery(Outcomes):
                 claimed_by=None,
                 reason="reconciled: the provider never got it",
             )
+            log("pending", "the provider never got it: sent again when due")
         res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
 
     def _lost(self, r: Any, lead: LeadInfo, now: datetime) -> Outgoing:

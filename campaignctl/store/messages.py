@@ -12,17 +12,19 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import JSON, bindparam, func, insert, literal, select, update
 
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.schema import (
     ENROLMENT,
+    JOURNAL,
     MESSAGE,
     PENDING,
     SENDING,
     SENT,
     SKIPPED,
     UNCERTAIN,
+    UTCDateTime,
 )
 
 
@@ -54,6 +56,11 @@ class Writes:
         self.updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         self.messages: list[dict[str, Any]] = []
         self.enrolments: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
+        self.journal: list[dict[str, Any]] = []
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """Append a journal row (`store.journal.entry`) with this batch."""
+        self.journal.append(entry)
 
     def set(self, row_id: int, now: datetime, **values: Any) -> None:
         values["updated_at"] = now
@@ -83,7 +90,10 @@ class Writes:
                 .values(state=state, reason=reason, updated_at=bindparam("_now")),
                 rows,
             )
+        if self.journal:
+            c.execute(insert(JOURNAL), self.journal)
         self.updates.clear()
+        self.journal.clear()
         self.messages.clear()
         self.enrolments.clear()
 
@@ -125,8 +135,35 @@ def sending(conn: Conn) -> list[Any]:
 
 
 def mark_uncertain(conn: Conn, ids: Sequence[int], reason: str, now: datetime) -> None:
-    """These still-`sending` messages become uncertain (their process is gone)."""
-    connection(conn).execute(
+    """These still-`sending` messages become uncertain (their process is gone), journalled."""
+    c = connection(conn)
+    c.execute(
+        insert(JOURNAL).from_select(
+            [
+                "at",
+                "kind",
+                "lead_id",
+                "campaign",
+                "step",
+                "message_id",
+                "channel",
+                "source",
+                "detail",
+            ],
+            select(
+                literal(now, UTCDateTime()),
+                literal("message.uncertain"),
+                MESSAGE.c.lead_id,
+                MESSAGE.c.campaign,
+                MESSAGE.c.step,
+                MESSAGE.c.id,
+                MESSAGE.c.channel,
+                literal("engine"),
+                literal({"reason": reason}, JSON()),
+            ).where(MESSAGE.c.id.in_(ids), MESSAGE.c.state == SENDING),
+        )
+    )
+    c.execute(
         update(MESSAGE)
         .where(MESSAGE.c.id.in_(ids), MESSAGE.c.state == SENDING)
         .values(state=UNCERTAIN, reason=reason, reason_code=None, updated_at=now)

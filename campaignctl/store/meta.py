@@ -128,6 +128,20 @@ def set_breaker(conn: Conn, channel: str, value: str, now: datetime) -> None:
     _set(conn, f"breaker.{channel}", value, now)
 
 
+def hold(conn: Conn, channel: str) -> str | None:
+    """Why `channel` was held at the last pass (`engine.decide.Why`), or None."""
+    return _get(conn, f"hold.{channel}")
+
+
+def set_hold(conn: Conn, channel: str, why: str | None, now: datetime) -> None:
+    """Record the channel's hold (None: it claims again)."""
+    key = f"hold.{channel}"
+    if why is None:
+        connection(conn).execute(META.delete().where(META.c.key == key))
+    else:
+        _set(conn, key, why, now)
+
+
 # ---------------------------------------------------------------- channels that need a person
 
 

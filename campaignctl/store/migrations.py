@@ -146,6 +146,30 @@ def m004_message_content(conn: Connection) -> None:
     )
 
 
+@migration
+def m005_journal(conn: Connection) -> None:
+    # the append-only decision log (store.journal); read by lead, in time order
+    _ddl(
+        conn,
+        """
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            at DATETIME NOT NULL,
+            kind VARCHAR NOT NULL,
+            lead_id INTEGER,
+            campaign VARCHAR,
+            step VARCHAR,
+            message_id INTEGER,
+            channel VARCHAR,
+            code VARCHAR,
+            source VARCHAR,
+            detail JSON NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX ix_journal_lead_at ON journal (lead_id, at)
+        """,
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

@@ -144,6 +144,25 @@ class Event(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Journal(SQLModel, table=True):
+    """What campaignctl decided or did, append-only: the facts a row overwrites (a message's
+    deferrals and retries, a channel held at its limit, a lead's imports and changes). `explain`
+    reads it beside the rows themselves and the inbound `event` table. Kinds: `store.journal`."""
+
+    __tablename__ = "journal"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    kind: str
+    lead_id: int | None = None  # None: about a channel (held at its limit, breaker open)
+    campaign: str | None = None
+    step: str | None = None
+    message_id: int | None = None
+    channel: str | None = None
+    code: str | None = None  # a word: engine.decide.Why, an error code, a field name
+    source: str | None = None  # import, leads set, sync, engine, ...
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
 class Meta(SQLModel, table=True):
     """Small key/value state: sync cursors, daemon heartbeat."""
 
@@ -164,3 +183,4 @@ ENROLMENT: Table = SQLModel.metadata.tables[Enrolment.__tablename__]
 MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
 EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
 META: Table = SQLModel.metadata.tables[Meta.__tablename__]
+JOURNAL: Table = SQLModel.metadata.tables[Journal.__tablename__]

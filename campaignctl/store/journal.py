@@ -1,0 +1,95 @@
+"""The journal: an append-only log of what campaignctl decided or did, written where it is decided.
+
+A message row keeps only its latest state, so what it forgets is written here: each deferral (the
+window closed in the lead's zone, a frequency cap, a backoff after an error), each time a channel
+was held at its limit or by its breaker and released again, and a lead's imports and changes (file
+and line, status and tags, with their source). Rows are never updated; `explain` reads them in
+time order beside the message, enrolment and inbound `event` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from campaignctl.store.conn import Conn, connection
+from campaignctl.store.schema import JOURNAL
+
+
+class Kind(StrEnum):
+    """What a journal row records; `code` and `detail` by kind."""
+
+    #: A lead added by `leads import` (detail: file, line).
+    LEAD_IMPORTED = "lead.imported"
+    #: A lead's fields changed (source: import, leads set, sync; detail: the changed fields,
+    #: and file and line for an import).
+    LEAD_UPDATED = "lead.updated"
+    #: A lead's status changed (detail: from, to). Campaigns can enrol on it.
+    LEAD_STATUS = "lead.status"
+    #: A tag added or removed (code: added | removed; detail: tag). Campaigns can enrol on it.
+    LEAD_TAG = "lead.tag"
+    #: A lead erased by `leads delete` (its fields are gone; this row stays).
+    LEAD_ERASED = "lead.erased"
+    #: A campaign's audience could not be evaluated on this lead (detail: error): not enrolled.
+    AUDIENCE_ERROR = "audience.error"
+    #: A message moved later (code: engine.decide.Why; detail: until, reason).
+    DEFERRED = "message.deferred"
+    #: A send failed transiently and will be retried (code: error code; detail: until, error).
+    RETRY = "message.retry"
+    #: A claimed message whose outcome is unknown (detail: reason).
+    UNCERTAIN = "message.uncertain"
+    #: An uncertain message settled by asking the provider (code: sent | pending | failed).
+    RECONCILED = "message.reconciled"
+    #: A channel stopped claiming (code: limit | breaker; detail: until, reason).
+    CHANNEL_HELD = "channel.held"
+    #: A channel claims again after a hold.
+    CHANNEL_RELEASED = "channel.released"
+
+
+_COLUMNS = ("lead_id", "campaign", "step", "message_id", "channel", "code", "source")
+
+
+def entry(
+    kind: Kind, at: datetime, detail: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """One row to `add`: every column present, so rows of any kind batch together."""
+    unknown = set(fields) - set(_COLUMNS)
+    if unknown:
+        raise TypeError(f"journal.entry: unknown fields {sorted(unknown)}")
+    return {
+        "at": at,
+        "kind": str(kind),
+        **{c: fields.get(c) for c in _COLUMNS},
+        "detail": detail or {},
+    }
+
+
+def add(conn: Conn, entries: Sequence[dict[str, Any]]) -> None:
+    """Append `entries` (from `entry`), in the caller's transaction."""
+    if entries:
+        connection(conn).execute(insert(JOURNAL), list(entries))
+
+
+def for_lead(conn: Conn, lead_id: int) -> list[Any]:
+    """Every row about one lead, in time order."""
+    return list(
+        connection(conn).execute(
+            select(JOURNAL).where(JOURNAL.c.lead_id == lead_id).order_by(JOURNAL.c.at, JOURNAL.c.id)
+        )
+    )
+
+
+def channel_holds(conn: Conn, channels: Iterable[str], since: datetime | None = None) -> list[Any]:
+    """The holds and releases of `channels` (after `since`), in time order."""
+    q = select(JOURNAL).where(
+        JOURNAL.c.lead_id.is_(None),
+        JOURNAL.c.kind.in_([str(Kind.CHANNEL_HELD), str(Kind.CHANNEL_RELEASED)]),
+        JOURNAL.c.channel.in_(list(channels)),
+    )
+    if since is not None:
+        q = q.where(JOURNAL.c.at >= since)
+    return list(connection(conn).execute(q.order_by(JOURNAL.c.at, JOURNAL.c.id)))
