@@ -128,3 +128,61 @@ def lead_context(
     if id is not None:
         ctx["id"] = id
     return ctx
+
+
+def _top_level(expr: str, word: str) -> list[str]:
+    """`expr` split on the operator `word` (and, or) where it is outside brackets and quotes."""
+    parts, depth, quote, start, i = [], 0, "", 0, 0
+    while i < len(expr):
+        ch = expr[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif (
+            depth == 0
+            and expr.startswith(word, i)
+            and (i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] == "_"))
+            and (
+                i + len(word) == len(expr)
+                or not (expr[i + len(word)].isalnum() or expr[i + len(word)] == "_")
+            )
+        ):
+            parts.append(expr[start:i].strip())
+            start = i + len(word)
+            i = start
+            continue
+        i += 1
+    parts.append(expr[start:].strip())
+    return [p for p in parts if p]
+
+
+def why_not(expr: str, lead: Mapping[str, Any], where: str = "audience") -> str:
+    """Which part of `expr` a lead it does not match fails on, in words: the first condition of
+    a top-level `and` that is false (or fails), or every alternative of a top-level `or`."""
+    terms = _top_level(expr, "and")
+    if len(terms) > 1:
+        for term in terms:
+            answer = _answer(term, lead, where)
+            if answer is not True:
+                return f"{_short(term)} is {answer}"
+        return f"{_short(expr)} is false"
+    alternatives = _top_level(expr, "or")
+    if len(alternatives) > 1:
+        return "none of " + ", ".join(_short(a) for a in alternatives) + " is true"
+    return f"{_short(expr)} is {_answer(expr, lead, where)}"
+
+
+def _answer(expr: str, lead: Mapping[str, Any], where: str) -> bool | str:
+    """True, "false", or "not computable (the error)" for one lead."""
+    try:
+        return True if compile_audience(expr, where)(lead) else "false"
+    except AudienceError as exc:
+        return f"not computable ({exc.message.split(': ', 1)[-1]})"

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from campaignctl.config import STOP_REASONS
-from campaignctl.errors import NotFoundError, UsageError
+from campaignctl.errors import NotFoundError
 from campaignctl.store import events
 from campaignctl.store.events import ALL_CHANNELS
 
@@ -240,7 +240,6 @@ def opt_out_by_hand(
 
 def _lead_to_opt_out(session: Transaction, cfg: Config, address: str, channel: str | None) -> Lead:
     """The lead `leads optout` means, or the error saying why there is none."""
-    from campaignctl.classify import normalise_address
     from campaignctl.config import did_you_mean
 
     if channel is not None and channel not in cfg.channels:
@@ -250,16 +249,6 @@ def _lead_to_opt_out(session: Transaction, cfg: Config, address: str, channel: s
             f"(configured: {configured})",
             "omit --channel to opt the lead out of every channel",
         )
-    norm = normalise_address(address, cfg.settings.default_region)
-    if norm is None:
-        raise UsageError(
-            f"{address!r}: not an email address or a phone number",
-            "give the lead's email, or its phone with a country code (+63 917 123 4567)",
-        )
-    # Search by the part least likely to be mistyped: the domain, or the last digits.
-    part, field_ = (norm.rsplit("@", 1)[-1], "email") if "@" in norm else (norm[-4:], "phone")
-    hint = f"find the lead with `campaignctl leads list --where \"'{part}' in {field_}\"`"
-    lead = events.lead_by_address(session, norm)
-    if lead is None or lead.id is None:
-        raise NotFoundError(f"no lead with email or phone {address!r}", hint)
-    return lead
+    from campaignctl.leads.lookup import find_lead
+
+    return find_lead(session, cfg, address)

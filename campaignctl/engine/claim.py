@@ -180,7 +180,11 @@ class Claims(Outcomes):
                 journal.entry(
                     Kind.DEFERRED,
                     now,
-                    {"until": decision.until.isoformat(), "reason": decision.reason},
+                    {
+                        "until": decision.until.isoformat(),
+                        "was_due": r.due_at.isoformat(),
+                        "reason": decision.reason,
+                    },
                     lead_id=r.lead_id,
                     campaign=r.campaign,
                     step=r.step,

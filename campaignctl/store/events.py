@@ -141,3 +141,14 @@ def active_enrolments(session: Session, lead_id: int) -> list[Enrolment]:
 def end_enrolment(session: Session, e: Enrolment, state: str, reason: str, now: datetime) -> None:
     e.state, e.reason, e.updated_at = state, reason, now
     session.add(e)
+
+
+def of_lead(session: Session, lead_id: int) -> list[Event]:
+    """Everything that came back about one lead, in time order."""
+    return list(
+        session.exec(
+            select(Event)
+            .where(Event.lead_id == lead_id)
+            .order_by(col(Event.occurred_at), col(Event.id))
+        ).all()
+    )

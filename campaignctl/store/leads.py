@@ -164,3 +164,12 @@ def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
             select(Lead).where(Lead.id > last_id).order_by(Lead.id).limit(n)  # type: ignore[arg-type,operator]
         ).all()
     )
+
+
+def enrolments_of(conn: Conn, lead_id: int) -> list[Any]:
+    """One lead's enrolments, whole rows."""
+    return list(
+        connection(conn).execute(
+            select(ENROLMENT).where(ENROLMENT.c.lead_id == lead_id).order_by(ENROLMENT.c.id)
+        )
+    )

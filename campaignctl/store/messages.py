@@ -185,7 +185,7 @@ def claimable(
     conn: Conn, channel: str, now: datetime, groups: Iterable[Sequence[str]], n: int
 ) -> list[Any]:
     """Up to `n` due pending messages on `channel`: (id, campaign, step, lead_id, attempts,
-    first_attempt_at), the campaigns of the first group first, then by due time and id.
+    first_attempt_at, due_at), the campaigns of the first group first, then by due time and id.
 
     One query per group, each ordered as the (state, due_at) index is, so SQLite reads only the
     rows it returns instead of sorting every due message.
@@ -201,6 +201,7 @@ def claimable(
                 MESSAGE.c.lead_id,
                 MESSAGE.c.attempts,
                 MESSAGE.c.first_attempt_at,
+                MESSAGE.c.due_at,
             )
             .where(
                 MESSAGE.c.state == PENDING,
@@ -356,3 +357,14 @@ def sent_in(url: str, campaign: str, step: str | None = None) -> int:
         raise CampaignctlError(f"{url}: cannot read sent messages: {exc}") from None
     finally:
         store.close()
+
+
+def of_lead(conn: Conn, lead_id: int) -> list[Any]:
+    """Every message of one lead, whole rows, in sequence order."""
+    return list(
+        connection(conn).execute(
+            select(MESSAGE)
+            .where(MESSAGE.c.lead_id == lead_id)
+            .order_by(MESSAGE.c.campaign, MESSAGE.c.step_index, MESSAGE.c.id)
+        )
+    )
