@@ -70,3 +70,25 @@ def test_write_uses_begin_immediate(tmp_path):
 def test_missing_database_folder(tmp_path):
     with pytest.raises(Exception, match="folder does not exist"):
         Store(f"sqlite:///{tmp_path / 'nope' / 'c.db'}")
+
+
+def test_the_per_lead_lookups_explain_makes_use_indexes(tmp_path):
+    """explain, sync and leads optout find one lead and its rows: no query may read every row."""
+    Store(f"sqlite:///{tmp_path / 'c.db'}").close()
+    con = sqlite3.connect(tmp_path / "c.db")
+    queries = {
+        "SELECT id FROM lead WHERE lower(email) = 'a@b.c'": "ix_lead_email_lower",
+        "SELECT id FROM message WHERE lead_id = 1": "ix_message_lead_id",
+        "SELECT id FROM event WHERE lead_id = 1": "ix_event_lead_id",
+        "SELECT id FROM journal WHERE lead_id = 1": "ix_journal_lead_at",
+        "SELECT id FROM journal WHERE lead_id IS NULL AND channel = 'sms' AND at >= '2026'": (
+            "ix_journal_lead_at"
+        ),
+    }
+    for sql, index in queries.items():
+        plan = " ".join(r[-1] for r in con.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, (
+            sql,
+            plan,
+        )
+    con.close()

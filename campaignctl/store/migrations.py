@@ -170,6 +170,13 @@ def m005_journal(conn: Connection) -> None:
     )
 
 
+@migration
+def m010_lead_email_lower(conn: Connection) -> None:
+    # leads are found by email in any case (`lower(email) = ?`: sync's replies, `leads optout`,
+    # `explain`); without this index each lookup read every lead
+    conn.exec_driver_sql("CREATE INDEX ix_lead_email_lower ON lead (lower(email))")
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []
