@@ -102,7 +102,7 @@ def explain(cfg: Config, store: Store, address: str, now: datetime) -> Explanati
     if not any(j.kind == Kind.LEAD_IMPORTED for j in logged):
         lines.append(Line(lead.created_at, "imported", "added to the leads"))
     lines += (_journal_line(j, tz) for j in logged)
-    lines += _enrolments(cfg, enrolments, msgs, context, optouts, now)
+    lines += _enrolments(cfg, enrolments, context, optouts, now)
     lines += _messages(cfg, enrolments, msgs, logged, holds, now, tz)
     lines += (_event_line(e) for e in came_back)
     order = {what: i for i, what in enumerate(_ORDER)}
@@ -168,15 +168,8 @@ def _place(d: dict[str, Any]) -> str:
 
 
 def _enrolments(
-    cfg: Config,
-    enrolments: list[Any],
-    msgs: list[Any],
-    context: dict[str, Any],
-    optouts: set[str],
-    now: datetime,
+    cfg: Config, enrolments: list[Any], context: dict[str, Any], optouts: set[str], now: datetime
 ) -> Iterable[Line]:
-    from campaignctl.audience import why_not
-
     have = {e.campaign: e for e in enrolments}
     for e in enrolments:
         camp = cfg.campaigns.get(e.campaign)
@@ -193,14 +186,13 @@ def _enrolments(
     for name, camp in cfg.campaigns.items():
         if name in have:
             continue
-        why = _not_enrolled(camp, context, optouts, name, why_not)
+        why = _not_enrolled(camp, context, optouts, name)
         yield Line(now, "not enrolled", f"not enrolled (as of now): {why}", campaign=name)
 
 
-def _not_enrolled(
-    camp: Campaign, context: dict[str, Any], optouts: set[str], name: str, why_not: Any
-) -> str:
-    from campaignctl.audience import compile_audience
+def _not_enrolled(camp: Campaign, context: dict[str, Any], optouts: set[str], name: str) -> str:
+    """Why the lead, as it is now, is not in campaign `name`: the first rule that keeps it out."""
+    from campaignctl.audience import compile_audience, why_not
 
     if camp.status != "active":
         return f"the campaign is {camp.status}"
