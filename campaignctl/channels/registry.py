@@ -17,7 +17,8 @@ command from it (`campaignctl.cli.auth`), adding `--channel` (which channel of t
 first by default). A plugin declares its own the same way, without importing typer:
 
     def _verify(cfg, channel, values, say):
-        say(f"ses channel {channel!r}: region {cfg.channels[channel].region} answers")
+        quota = ses_client(cfg, channel, values["profile"]).get_send_quota()
+        say(f"ses channel {channel!r}: {quota['Max24HourSend']:.0f} a day")
 
     PROVIDER = Provider(
         name="ses", ...,
