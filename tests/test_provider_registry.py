@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import EntryPoint
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from typer.testing import Result
@@ -13,6 +13,7 @@ from typer.testing import Result
 from campaignctl.channels import registry
 from campaignctl.channels.base import Outgoing, Reconciled, Reconciliation, Sent
 from campaignctl.config import ChannelBase, Config, validate_text
+from campaignctl.errors import CampaignctlError, ExitCode
 
 Cli = Callable[..., Result]
 
@@ -54,6 +55,32 @@ def _problems(ch: LedgerChannel) -> Iterator[registry.Problem]:
         yield "prefix", "an empty prefix makes every provider id the message id", "warning"
 
 
+def _auth(cfg: Config, name: str, values: Mapping[str, Any], say: Callable[[str], None]) -> None:
+    ch = cfg.channels[name]
+    assert isinstance(ch, LedgerChannel)
+    if values["key"] != ch.account:
+        err = CampaignctlError(f"ledger channel {name!r}: key refused", "ask the ledger's owner")
+        err.exit_code = ExitCode.CONFIG
+        raise err
+    out = values["out"] or Path("ledger.key")
+    say(f"ledger channel {name!r}: key accepted {values['times']} time(s)")
+    if not values["dry_run"]:
+        cfg.resolve(str(out)).write_text(values["key"])
+        say(f"saved to {out}")
+
+
+#: `campaignctl auth ledger`: declared as data, the plugin imports no typer.
+AUTH = registry.Auth(
+    help="Check a ledger key and keep it.\n\nThe key is the channel's account name.",
+    run=_auth,
+    options=(
+        registry.AuthOption("key", "--key", "The ledger key.", required=True, metavar="KEY"),
+        registry.AuthOption("times", "--times", "How often.", type=int, default=1, min=1, max=3),
+        registry.AuthOption("dry_run", "--dry-run", "Keep nothing.", type=bool, default=False),
+        registry.AuthOption("out", "--out", "Where to keep the key.", type=Path, metavar="FILE"),
+    ),
+)
+
 PROVIDER = registry.Provider(
     name="ledger",
     config=LedgerChannel,
@@ -61,6 +88,7 @@ PROVIDER = registry.Provider(
     open=_open,
     cannot_read="the ledger keeps what it sends; nothing comes back",
     problems=_problems,
+    auth=AUTH,
 )
 
 # ---------------------------------------------------------------- the tests
@@ -155,6 +183,72 @@ def test_unregistered_it_is_unknown_again(tmp_path: Path, cli: Cli) -> None:
     r = cli("-C", folder, "check")
     assert r.exit_code != 0
     assert "unknown provider 'ledger': use one of gmail, smtp, twilio, outbox" in r.output
+
+
+def test_its_auth_declaration_is_a_campaignctl_auth_command(
+    tmp_path: Path, cli: Cli, ledger
+) -> None:
+    folder = _project(tmp_path)
+    r = cli("-C", folder, "auth", "--help")
+    assert r.exit_code == 0, r.output
+    assert "ledger  Check a ledger key and keep it." in r.stdout
+    r = cli("-C", folder, "auth", "ledger", "--help")
+    assert r.exit_code == 0, r.output
+    assert "The key is the channel's account name." in r.stdout
+    assert [line.split()[0] for line in r.stdout.splitlines() if line.startswith("  -")] == [
+        *("--key", "--times", "--dry-run", "--out", "--channel", "-h,"),
+    ]
+    assert "--key KEY" in r.stdout
+    assert "--out FILE" in r.stdout
+    assert "[default: 1; 1<=x<=3]" in r.stdout
+    words = " ".join(r.stdout.split())  # help wraps at the terminal's width
+    assert "--channel <str> Ledger channel to use (default: the first ledger channel)." in words
+
+    r = cli("-C", folder, "auth", "ledger", "--key", "acme", "--times", "2")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "ledger channel 'notes': key accepted 2 time(s)\nsaved to ledger.key\n"
+    assert (folder / "ledger.key").read_text() == "acme"
+    r = cli("-C", folder, "auth", "ledger", "--key", "acme", "--dry-run", "--channel", "notes")
+    assert r.exit_code == 0, r.output
+    assert "saved" not in r.stdout
+
+    # the run's own error, with its exit code and hint
+    r = cli("-C", folder, "auth", "ledger", "--key", "nope")
+    assert r.exit_code == 78
+    assert r.stderr.splitlines() == [
+        "campaignctl: error: ledger channel 'notes': key refused",
+        "hint: ask the ledger's owner",
+    ]
+    # --channel is resolved by the CLI: a channel of another provider is a usage error
+    text = (folder / "campaigns.toml").read_text()
+    (folder / "campaigns.toml").write_text(
+        text + '\n[channels.mail]\nprovider = "outbox"\nkind = "email"\n'
+    )
+    r = cli("-C", folder, "auth", "ledger", "--key", "acme", "--channel", "mail")
+    assert r.exit_code == 2
+    assert "channel 'mail' uses provider 'outbox', not 'ledger'" in r.stderr
+
+    # usage errors, said the campaignctl way: a required option missing, a value out of range
+    r = cli("-C", folder, "auth", "ledger")
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        "campaignctl: error: Missing option '--key'.",
+        "hint: run `campaignctl auth ledger --help`",
+    ]
+    r = cli("-C", folder, "auth", "ledger", "--key", "acme", "--times", "4")
+    assert r.exit_code == 2
+    assert "Invalid value for '--times': Input should be less than or equal to 3" in r.stderr
+
+
+def test_an_unregistered_providers_auth_command_is_gone(tmp_path: Path, cli: Cli) -> None:
+    registry.register(PROVIDER)
+    try:
+        assert cli("auth", "ledger", "--help").exit_code == 0
+    finally:
+        registry.unregister("ledger")
+    r = cli("auth", "ledger", "--help")
+    assert r.exit_code == 2
+    assert "No such command 'ledger'" in r.stderr
 
 
 def test_the_built_ins_come_through_the_entry_point_door() -> None:

@@ -10,14 +10,36 @@ loads every declaration.
 `get(name)` is the factory; an unknown name raises `UnknownProviderError`, which lists the valid
 ones. The campaign file's `[channels.NAME]` union is built from `providers()`
 (`config_union()`), so a new provider needs no change outside its own module.
+
+`campaignctl auth NAME` is declared as data, like the keys: `Provider.auth` is an `Auth` (its
+help, its options as `AuthOption`s, and `run(cfg, channel, values, say)`), and the CLI builds the
+command from it (`campaignctl.cli.auth`), adding `--channel` (which channel of the provider; the
+first by default). A plugin declares its own the same way, without importing typer:
+
+    def _verify(cfg, channel, values, say):
+        quota = ses_client(cfg, channel, values["profile"]).get_send_quota()
+        say(f"ses channel {channel!r}: {quota['Max24HourSend']:.0f} a day")
+
+    PROVIDER = Provider(
+        name="ses", ...,
+        auth=Auth(
+            help="Verify the SES credentials by fetching the sending quota.",
+            run=_verify,
+            options=(AuthOption("profile", "--profile", "AWS profile to use.", default="default"),),
+        ),
+    )
+
+`run` reports through `say` (one line or paragraph a call) and fails by raising a
+`CampaignctlError` (`UsageError` for exit 2; `exit_code` sets another), never by printing.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.errors import CampaignctlError
@@ -42,6 +64,45 @@ BUILTINS = (
 
 #: A rule across a channel's keys: (key under `channels.NAME`, message, "error" | "warning").
 Problem = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class AuthOption:
+    """One option of `campaignctl auth NAME`, as data: the CLI makes the command-line option."""
+
+    #: The key in `run`'s `values` (a Python name; not `channel`, which the CLI owns).
+    name: str
+    #: The option as typed: `--client-secrets`.
+    flag: str
+    #: One line for `--help`.
+    help: str
+    #: What the value is: str, int, bool (a flag, False unless given) or Path.
+    type: type[str] | type[int] | type[bool] | type[Path] = str
+    #: The value when the option is not given (shown by `--help` unless None or False).
+    default: str | int | bool | Path | None = None
+    #: A required option has no default: without it the command is a usage error (exit 2).
+    required: bool = False
+    #: The placeholder `--help` shows (`FILE`); None: the type's.
+    metavar: str | None = None
+    #: Bounds of an int option, inclusive.
+    min: int | None = None
+    max: int | None = None
+
+
+@dataclass(frozen=True)
+class Auth:
+    """`campaignctl auth NAME`: connect the provider's account and check that it works."""
+
+    #: The command's help (its first line is its summary in `campaignctl auth --help`).
+    help: str
+    #: `run(cfg, channel, values, say)`: `channel` is the channel of this provider `--channel`
+    #: chose (found by `channels.find_channel`), `values` the options by `AuthOption.name`;
+    #: it reports through `say` and fails by raising a `CampaignctlError`.
+    run: Callable[[Config, str, Mapping[str, Any], Callable[[str], None]], None]
+    #: Its options, in the order `--help` lists them (before `--channel`).
+    options: tuple[AuthOption, ...] = ()
+    #: The help of `--channel`; None: "NAME channel to use (default: the first NAME channel)."
+    channel_help: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,8 +135,8 @@ class Provider:
     environment_problems: Callable[[Config, str, Any], Iterable[Problem]] | None = None
     #: Who a text message comes from, as `preview` shows it.
     sender: Callable[[Any], str | None] | None = None
-    #: `campaignctl auth NAME`: a typer command function (typer options as defaults).
-    auth: Callable[..., None] | None = None
+    #: `campaignctl auth NAME`, as data (the CLI builds the command); None: no such command.
+    auth: Auth | None = None
 
 
 class UnknownProviderError(CampaignctlError):

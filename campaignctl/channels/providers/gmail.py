@@ -6,15 +6,14 @@ The adapter (and the Google client libraries) is `campaignctl.channels.gmail`, i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import typer
 from pydantic import PositiveInt
 
-from campaignctl.channels.registry import Problem, Provider
+from campaignctl.channels.registry import Auth, AuthOption, Problem, Provider
 from campaignctl.config import ChannelBase, Duration, PerSecond
 
 if TYPE_CHECKING:
@@ -96,36 +95,10 @@ No browser on this machine (a server over ssh)? Either:
 """
 
 
-def auth(
-    ctx: typer.Context,
-    client_secrets: Path = typer.Option(
-        ...,
-        "--client-secrets",
-        metavar="FILE",
-        help="OAuth client JSON of type 'Desktop app', from Google Cloud console.",
-    ),
-    port: int = typer.Option(
-        0,
-        "--port",
-        min=0,
-        max=65535,
-        help="Local port for Google's redirect (default: any free port).",
-    ),
-    no_browser: bool = typer.Option(
-        False, "--no-browser", help="Print the consent URL instead of opening a browser."
-    ),
-    channel: str | None = typer.Option(
-        None, "--channel", help="Gmail channel to connect (default: the first gmail channel)."
-    ),
-) -> None:
-    """Authorize campaignctl to send (and read replies) as your Gmail account."""
-    from campaignctl.channels import find_channel
+def _auth(cfg: Config, name: str, values: Mapping[str, Any], say: Callable[[str], None]) -> None:
     from campaignctl.channels.gmail import authorize
-    from campaignctl.cli.context import state
     from campaignctl.errors import UsageError
 
-    cfg = state(ctx).config()
-    name = find_channel(cfg, "gmail", channel)
     ch = cfg.channels[name]
     assert isinstance(ch, GmailChannel)
     if ch.service_account:
@@ -134,15 +107,49 @@ def auth(
             "domain-wide delegation is granted in the Workspace admin console",
         )
     token = cfg.resolve(ch.credentials).absolute()
-    typer.echo(HEADLESS.format(port=port or 8765, token=token))
+    port = values["port"]
+    say(HEADLESS.format(port=port or 8765, token=token))
     authorize(
-        client_secrets,
+        values["client_secrets"],
         token,
         port=port,
-        open_browser=not no_browser,
+        open_browser=not values["no_browser"],
         prompt="Open this URL to allow campaignctl to send as you:\n\n    {url}\n",
     )
-    typer.echo(f"gmail channel {name!r}: token saved to {token} (mode 0600)")
+    say(f"gmail channel {name!r}: token saved to {token} (mode 0600)")
+
+
+AUTH = Auth(
+    help="Authorize campaignctl to send (and read replies) as your Gmail account.",
+    run=_auth,
+    options=(
+        AuthOption(
+            "client_secrets",
+            "--client-secrets",
+            "OAuth client JSON of type 'Desktop app', from Google Cloud console.",
+            type=Path,
+            required=True,
+            metavar="FILE",
+        ),
+        AuthOption(
+            "port",
+            "--port",
+            "Local port for Google's redirect (default: any free port).",
+            type=int,
+            default=0,
+            min=0,
+            max=65535,
+        ),
+        AuthOption(
+            "no_browser",
+            "--no-browser",
+            "Print the consent URL instead of opening a browser.",
+            type=bool,
+            default=False,
+        ),
+    ),
+    channel_help="Gmail channel to connect (default: the first gmail channel).",
+)
 
 
 PROVIDER = Provider(
@@ -152,5 +159,5 @@ PROVIDER = Provider(
     open=_open,
     classify=_classify,
     problems=_problems,
-    auth=auth,
+    auth=AUTH,
 )

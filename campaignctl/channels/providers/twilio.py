@@ -5,14 +5,13 @@ The adapter (and the Twilio SDK) is `campaignctl.channels.twilio`, imported by `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import typer
 from pydantic import Field
 
-from campaignctl.channels.registry import Problem, Provider
+from campaignctl.channels.registry import Auth, Problem, Provider
 from campaignctl.config import ChannelBase, Duration
 
 if TYPE_CHECKING:
@@ -64,22 +63,12 @@ def _open(cfg: Config, name: str) -> Channel:
     return open_twilio(cfg, name)
 
 
-def auth(
-    ctx: typer.Context,
-    channel: str | None = typer.Option(
-        None, "--channel", help="Twilio channel to verify (default: the first twilio channel)."
-    ),
-) -> None:
-    """Verify the Twilio credentials in the environment by fetching the account."""
-    from campaignctl.channels import find_channel
+def _auth(cfg: Config, name: str, values: Mapping[str, Any], say: Callable[[str], None]) -> None:
     from campaignctl.channels.twilio import verify
-    from campaignctl.cli.context import state
     from campaignctl.errors import CampaignctlError, ExitCode
 
-    cfg = state(ctx).config()
-    name = find_channel(cfg, "twilio", channel)
     info = verify(cfg, name)
-    typer.echo(
+    say(
         f"twilio channel {name!r}: account {info.masked_sid} {info.friendly_name!r} "
         f"({info.type or 'unknown type'}), status {info.status}"
     )
@@ -92,6 +81,13 @@ def auth(
         raise err
 
 
+AUTH = Auth(
+    help="Verify the Twilio credentials in the environment by fetching the account.",
+    run=_auth,
+    channel_help="Twilio channel to verify (default: the first twilio channel).",
+)
+
+
 PROVIDER = Provider(
     name="twilio",
     config=TwilioChannel,
@@ -102,5 +98,5 @@ PROVIDER = Provider(
     default_kind="sms",
     problems=_problems,
     sender=_sender,
-    auth=auth,
+    auth=AUTH,
 )
