@@ -533,6 +533,9 @@ _STEP_COUNTS = (
     ("skipped", "skipped"),
     ("uncertain", "uncertain"),
     ("opted_out", "opted out"),
+    ("delivered", "delivered"),
+    ("read", "read"),
+    ("undelivered", "undelivered"),
 )
 
 
@@ -541,7 +544,9 @@ def status(
     campaign: str | None = typer.Argument(None, help="Only this campaign."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
-    """Per campaign and step: enrolled, pending, sent, failed, skipped, uncertain, opted out."""
+    """Per campaign and step: enrolled, pending, sent, failed, skipped (and why), uncertain,
+    opted out, and delivered, read, undelivered (from the delivery statuses `sync` recorded)."""
+    from campaignctl.status import reason_label
     from campaignctl.status import status as compute
 
     st = state(ctx)
@@ -563,10 +568,16 @@ def status(
             title=f"{camp['name']} ({camp['kind']}, {camp['status']}): "
             f"{camp['enrolled']} enrolled, {camp['active']} active; {finish}"
         )
-        for h in ("step", "channel", *(header for _, header in _STEP_COUNTS)):
-            t.add_column(h, justify="left" if h in ("step", "channel") else "right")
+        for h in ("step", "channel", *(header for _, header in _STEP_COUNTS), "skip reasons"):
+            t.add_column(h, justify="left" if h in ("step", "channel", "skip reasons") else "right")
         for s in camp["steps"]:
-            t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
+            why = sorted(s["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+            t.add_row(
+                s["name"],
+                s["channel"],
+                *(str(s[k]) for k, _ in _STEP_COUNTS),
+                ", ".join(f"{reason_label(code)} {n}" for code, n in why),
+            )
         con.print(t)
         skipped = camp["audience_skipped"]
         if skipped["count"]:

@@ -295,6 +295,19 @@ def state_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     )
 
 
+def skip_reason_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, step, reason, count) of these campaigns' skipped messages; `reason` is the
+    stored reason code, else (skipped before codes were stored) the reason text, else `other`."""
+    reason = func.coalesce(MESSAGE.c.reason_code, MESSAGE.c.reason, literal("other"))
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.campaign, MESSAGE.c.step, reason, func.count())
+            .where(MESSAGE.c.campaign.in_(campaigns), MESSAGE.c.state == SKIPPED)
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, reason)
+        )
+    )
+
+
 def queues(conn: Conn) -> list[Any]:
     """(channel, pending count, soonest due) per channel."""
     return list(
