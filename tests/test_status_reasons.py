@@ -56,7 +56,7 @@ def test_status_shows_skip_reasons_and_delivery(tmp_path: Path, cli: Callable[..
     store = open_store(tmp_path)
     with store.write() as s:
         sent = sorted(
-            (m.id, m.lead_id) for m in s.exec(select(Message).where(Message.state == "sent"))
+            (m.id or 0, m.lead_id) for m in s.exec(select(Message).where(Message.state == "sent"))
         )
         assert len(sent) == 5
         # one skipped message from before reason codes were stored: grouped by its text
