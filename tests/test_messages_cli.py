@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import Result
 
 from campaignctl.config import load
@@ -93,7 +94,9 @@ def test_json_is_an_array_of_objects(tmp_path: Path, cli: Callable[..., Result])
     assert json.loads(res.stdout) == []
 
 
-def test_table_caps_its_rows(tmp_path: Path, cli: Callable[..., Result], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_table_caps_its_rows(
+    tmp_path: Path, cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from campaignctl.cli import messages
 
     _sent(tmp_path, cli)
@@ -131,12 +134,13 @@ def test_rows_stream_from_the_database(tmp_path: Path, cli: Callable[..., Result
     batch = store_messages.LISTING_BATCH
     store_messages.LISTING_BATCH = 2
     try:
-        it = iter(list_messages(cfg, store))
-        first = next(it)
-        assert first[0] == 1
         import inspect
 
-        assert inspect.isgenerator(it)
+        listing = list_messages(cfg, store)
+        assert inspect.isgenerator(iter(listing))
+        it = iter(listing)
+        first = next(it)
+        assert first[0] == 1
         rest = list(it)
     finally:
         store_messages.LISTING_BATCH = batch
