@@ -8,6 +8,10 @@ sends each message at the first instant the engine's rules allow: `pacing.next_s
 whether a message goes, is skipped, and whether the lead's next step follows. It assumes
 sending runs continuously (a daemon, or `send` from a frequent cron) and that no new leads
 arrive. Nothing is written.
+
+The simulation always runs until nothing is left to send, or to `HORIZON_DAYS`, whatever the
+number of days shown: a finish date depends on the data, never on `--days`. Only a campaign
+still sending at the horizon gets an estimated finish (and the plan says the horizon was hit).
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ from campaignctl.store import messages as store_messages
 LIMIT_WAIT = timedelta(minutes=1)
 #: Days at the end of the simulation whose sends per channel estimate the pace after it.
 RATE_WINDOW_DAYS = 7
+#: How far the simulation runs at most (days from today, today being day 1): the largest
+#: `--days`, so the days shown are always simulated and never change what lies beyond them.
+HORIZON_DAYS = 400
 
 
 @dataclass
@@ -58,12 +65,27 @@ class CampaignPlan:
 
     name: str
     sends: int = 0
-    remaining: int = 0  # messages still to send at the end of the simulation
-    finish: datetime | None = None  # the last send (estimated when it lies beyond the days shown)
+    remaining: int = 0  # messages still to send at the horizon (0 unless it was hit)
+    finish: datetime | None = None  # the last send (estimated when it lies beyond the horizon)
     finish_day: int | None = None  # 1 is today
     estimated: bool = False  # finish extrapolated from the simulated pace per channel
+    #: messages `decide` skips during the simulation: (step, Why code, reason) -> count
+    skipped: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: messages that waited for a limit (over a minute), a window, a delay
     waits: dict[str, int] = field(default_factory=lambda: {"limit": 0, "window": 0, "delay": 0})
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """One channel on one day: its daily limit (None: it has none), the sends planned, and the
+    spare sends left under the limit (None when unlimited)."""
+
+    limit: int | None
+    planned: int
+
+    @property
+    def spare(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.planned, 0)
 
 
 @dataclass
@@ -71,11 +93,24 @@ class Plan:
     """Sends per day per channel, and when each campaign finishes."""
 
     start: datetime
-    days: int
+    days: int  # days shown; the simulation itself ran to `horizon` or until nothing was left
     timezone: str
     channels: list[str]
     per_day: dict[date, dict[str, int]]
     campaigns: dict[str, CampaignPlan]
+    horizon: datetime  # where the simulation stops: the midnight after its last day
+    horizon_hit: bool = False  # something was still to send at the horizon
+    daily_limits: dict[str, int | None] = field(default_factory=dict)
+
+    def last_simulated_day(self) -> date:
+        return self.horizon.astimezone(ZoneInfo(self.timezone)).date() - timedelta(days=1)
+
+    def headroom(self) -> dict[date, dict[str, Headroom]]:
+        """Per day shown and channel: the daily limit, the sends planned, the spare."""
+        return {
+            d: {ch: Headroom(self.daily_limits.get(ch), counts.get(ch, 0)) for ch in self.channels}
+            for d, counts in self.per_day.items()
+        }
 
     def day_number(self, d: date) -> int:
         return (d - self.start.astimezone(ZoneInfo(self.timezone)).date()).days + 1
@@ -233,8 +268,11 @@ class _Simulation:
                 t,
             )
             if not isinstance(decision, Send):
-                if isinstance(decision, Skip) and decision.next_step_follows(camp):
-                    self.schedule(campaign, step + 1, lead, t)
+                if isinstance(decision, Skip):
+                    k = (camp.steps[step].name, decision.why.value, decision.reason)
+                    plan.skipped[k] = plan.skipped.get(k, 0) + 1
+                    if decision.next_step_follows(camp):
+                        self.schedule(campaign, step + 1, lead, t)
                 continue
             if t - key[1] > LIMIT_WAIT:
                 plan.waits["limit"] += 1
@@ -267,18 +305,22 @@ def plan(
     days: int = 30,
     campaigns: list[str] | None = None,
     rng: random.Random | None = None,
+    horizon_days: int = HORIZON_DAYS,
 ) -> Plan:
-    """Forecast `days` days of sending from `now`, day 1 being today in settings.timezone.
+    """Forecast sending from `now` send by send, and show `days` days of it, day 1 being today
+    in settings.timezone.
 
-    The days shown are simulated send by send. A campaign not finished by then gets an
-    estimated finish: what it has left on each channel (behind campaigns of higher priority)
-    at the pace that channel kept over the last simulated week.
+    The simulation runs until nothing is left, or to the end of day `max(days, horizon_days)`:
+    `days` changes what is shown, never a finish. A campaign still sending at the horizon gets
+    an estimated finish: what it has left on each channel (behind campaigns of higher
+    priority) at the pace that channel kept over the last simulated week.
     """
     for name in campaigns or ():
         cfg.campaign(name)
     tz = ZoneInfo(cfg.settings.timezone)
     first_day = now.astimezone(tz).date()
-    end_day = first_day + timedelta(days=days)
+    simulated = max(days, horizon_days)
+    end_day = first_day + timedelta(days=simulated)
     horizon = datetime(end_day.year, end_day.month, end_day.day, tzinfo=tz)
     sim = _Simulation(cfg, now, horizon, rng or random.Random(0))
     active = {
@@ -360,17 +402,21 @@ def plan(
             for i in range(days)
         },
         campaigns=sim.plans,
+        horizon=horizon,
+        daily_limits={n: lim.daily for n, lim in sim.limits.items()},
     )
-    _finish_dates(out, sim, active)
+    _finish_dates(out, sim, active, simulated)
     return out
 
 
-def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign]) -> None:
+def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign], simulated: int) -> None:
     left = sim.left()
-    span = min(RATE_WINDOW_DAYS, out.days)
-    recent = list(out.per_day.values())[-span:]
+    out.horizon_hit = any(left.values())
+    span = min(RATE_WINDOW_DAYS, simulated)
+    first = out.start.astimezone(ZoneInfo(out.timezone)).date()
+    recent = [sim.per_day.get(first + timedelta(days=simulated - 1 - i)) for i in range(span)]
     rate = {
-        ch: sum(day[ch] for day in recent) / span or float(sim.limits[ch].daily or 0)
+        ch: sum(day[ch] for day in recent if day) / span or float(sim.limits[ch].daily or 0)
         for ch in out.channels
     }
     first_day = out.start.astimezone(ZoneInfo(out.timezone)).date()
@@ -392,7 +438,7 @@ def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign]) -> N
                 break
             extra = max(extra, math.ceil(ahead / rate[ch]))
         else:
-            p.finish_day = out.days + extra
+            p.finish_day = simulated + extra
             d = first_day + timedelta(days=p.finish_day - 1)
             p.finish = datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(out.timezone))
             p.estimated = True

@@ -9,7 +9,31 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.config import Config
-from campaignctl.store import MESSAGE_STATES, Store, leads, messages, meta
+from campaignctl.store import MESSAGE_STATES, Store, events, leads, messages, meta
+
+#: Readable labels for the skip reason codes (`engine.decide.Why`); a message skipped before
+#: codes were stored is grouped under its reason text, or `other`.
+REASON_LABELS = {
+    "window": "outside the window",
+    "limit": "channel limit",
+    "frequency_cap": "frequency cap",
+    "priority": "priority",
+    "backoff": "backoff",
+    "breaker": "circuit breaker",
+    "opted_out": "opted out",
+    "enrolment_stopped": "enrolment stopped",
+    "campaign_archived": "campaign archived",
+    "no_address": "no address",
+    "step_removed": "step removed",
+    "lead_deleted": "lead deleted",
+    "other": "other",
+}
+DELIVERY_STATES = ("delivered", "undelivered", "read")
+
+
+def reason_label(code: str) -> str:
+    """A skip reason code as words (an unknown code, or a stored reason text, as it is)."""
+    return REASON_LABELS.get(code, code)
 
 
 def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
@@ -20,8 +44,11 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     {message, hint} while a running daemon has stopped that channel for its credentials.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
-    step's channel); each campaign has `finish` and `finish_day` from `plan`, and
-    `audience_skipped` ({count, reason}): leads its audience could not be evaluated for.
+    step's channel), `skipped_by_reason` ({reason code: count}: `REASON_LABELS` says them in
+    words) and `delivered`, `undelivered`, `read` (sent messages by their latest delivery
+    event, each once: `store.events.DELIVERY_KINDS`); each campaign has `finish` and
+    `finish_day` from `plan`, and `audience_skipped` ({count, reason}): leads its audience
+    could not be evaluated for.
     """
     from campaignctl.planner import plan
 
@@ -40,6 +67,14 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         opted: dict[tuple[str, str], int] = {}
         for camp, ch, n in leads.optout_counts(s, names):
             opted[(camp, ch)] = n
+        reasons: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        for camp, step, reason, n in messages.skip_reason_counts(s, names):
+            reasons[(camp, step)][reason] = n
+        delivery: dict[tuple[str, str], dict[str, int]] = defaultdict(
+            lambda: dict.fromkeys(DELIVERY_STATES, 0)
+        )
+        for camp, step, state, n in events.delivery_counts(s, names):
+            delivery[(camp, step)][state] = n
         audience_skipped = {k: json.loads(v) for k, v in meta.audience_skipped(s).items()}
         completed = meta.completed_campaigns(s)
     forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
@@ -56,6 +91,8 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                     "channel": st.channel,
                     **c,
                     "opted_out": opted.get((name, st.channel), 0) + opted.get((name, "*"), 0),
+                    "skipped_by_reason": reasons.get((name, st.name), {}),
+                    **delivery[(name, st.name)],
                 }
             )
         fc = forecast.campaigns.get(name)

@@ -47,9 +47,14 @@ def test_whatsapp_10000_leads_at_250_a_day_finish_on_day_40(tmp_path: Path) -> N
     per_day = [c["whatsapp"] for c in forecast.per_day.values()]
     assert per_day[:40] == [250] * 40
     assert per_day[40:] == [0] * 5
-    # showing the default 30 days, the last 2,500 are extrapolated at the simulated pace
+    # showing the default 30 days changes nothing: the forecast runs to the end (issue 11)
     short = plan(cfg, store, T0).campaigns["promo"]
-    assert (short.finish_day, short.estimated, short.remaining) == (40, True, 2500)
+    assert (short.finish_day, short.estimated, short.remaining) == (40, False, 0)
+    # a horizon inside the sends: the last 2,500 are extrapolated at the simulated pace
+    cut = plan(cfg, store, T0, horizon_days=30)
+    assert cut.horizon_hit
+    cut_promo = cut.campaigns["promo"]
+    assert (cut_promo.finish_day, cut_promo.estimated, cut_promo.remaining) == (40, True, 2500)
 
     # 40 simulated days of passes, four a day: every lead exactly once, 250 a day.
     channel = MemoryChannel("whatsapp", "whatsapp")

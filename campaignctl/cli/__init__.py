@@ -158,6 +158,7 @@ def _register() -> None:
     from campaignctl.cli import explain as explain_cmds
     from campaignctl.cli import init as init_cmds
     from campaignctl.cli import leads as leads_cmds
+    from campaignctl.cli import messages as messages_cmds
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
     from campaignctl.cli import send as send_cmds
@@ -169,6 +170,7 @@ def _register() -> None:
     leads_cmds.register(app)
     optout_cmds.register(leads_cmds.leads_app)
     campaign_cmds.register(app)
+    messages_cmds.register(app)
     send_cmds.register(app)
     sync_cmds.register(app)
     daemon_cmds.register(app)

@@ -356,10 +356,19 @@ def plan(
     campaign: list[str] = typer.Option(
         [], "--campaign", metavar="NAME", help="Only this campaign (repeatable)."
     ),
-    days: int = typer.Option(30, "--days", min=1, max=400, metavar="N", help="Days to show."),
+    days: int = typer.Option(
+        30,
+        "--days",
+        min=1,
+        max=400,
+        metavar="N",
+        help="Days to show. The forecast itself always runs to the end (at most 400 days), "
+        "so finish dates do not depend on N.",
+    ),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
-    """Forecast sends per day per channel and when each campaign finishes."""
+    """Forecast sends per day per channel, each channel's headroom under its daily limit, the
+    messages that will be skipped and why, and when each campaign finishes."""
     from campaignctl.planner import plan as make_plan
 
     st = state(ctx)
@@ -393,8 +402,11 @@ def not_sending(cfg: Config, only: list[str] | None = None) -> list[dict[str, st
 
 
 def plan_json(p: Plan) -> dict[str, Any]:
-    """The `plan --format json` document; times in settings.timezone."""
+    """The `plan --format json` document; times in settings.timezone. `horizon` is the last
+    day simulated and whether messages were still to send then (finishes after it estimated)."""
     from zoneinfo import ZoneInfo
+
+    last = p.last_simulated_day()
 
     return {
         "start": p.start.isoformat(),
@@ -417,6 +429,23 @@ def plan_json(p: Plan) -> dict[str, Any]:
             }
             for c in p.campaigns.values()
         ],
+        "headroom": [
+            {
+                "date": d.isoformat(),
+                "day": p.day_number(d),
+                "channels": {
+                    ch: {"limit": h.limit, "planned": h.planned, "spare": h.spare}
+                    for ch, h in room.items()
+                },
+            }
+            for d, room in p.headroom().items()
+        ],
+        "skipped": [
+            {"campaign": c.name, "step": step, "code": code, "reason": reason, "count": n}
+            for c in p.campaigns.values()
+            for (step, code, reason), n in c.skipped.items()
+        ],
+        "horizon": {"date": last.isoformat(), "day": p.day_number(last), "hit": p.horizon_hit},
     }
 
 
@@ -457,6 +486,41 @@ def _render_plan(p: Plan) -> None:
             str(cp.waits["delay"]),
         )
     con.print(c)
+    room = Table(title="daily headroom (limit / planned / spare)")
+    room.add_column("date")
+    for ch in p.channels:
+        room.add_column(ch, justify="right")
+    for d, per_channel in p.headroom().items():
+        room.add_row(
+            d.isoformat(),
+            *(
+                f"{h.planned:,} (no limit)"
+                if h.limit is None
+                else f"{h.limit:,} / {h.planned:,} / {h.spare:,}"
+                for h in per_channel.values()
+            ),
+        )
+    con.print(room)
+    skips = [
+        (cp.name, step, reason, n)
+        for cp in p.campaigns.values()
+        for (step, _code, reason), n in cp.skipped.items()
+    ]
+    if skips:
+        sk = Table(title="messages that will be skipped")
+        for h in ("campaign", "step", "reason", "messages"):
+            sk.add_column(h, justify="right" if h == "messages" else "left")
+        for name, step, reason, n in skips:
+            sk.add_row(name, step, reason, f"{n:,}")
+        con.print(sk)
+    if p.horizon_hit:
+        end = p.last_simulated_day()
+        con.print(
+            f"the forecast stops at its horizon, {end.isoformat()} (day {p.day_number(end)}), "
+            "with messages still to send: finishes after it are estimated (~)",
+            markup=False,
+            highlight=False,
+        )
 
 
 # ---------------------------------------------------------------- status
@@ -469,6 +533,9 @@ _STEP_COUNTS = (
     ("skipped", "skipped"),
     ("uncertain", "uncertain"),
     ("opted_out", "opted out"),
+    ("delivered", "delivered"),
+    ("read", "read"),
+    ("undelivered", "undelivered"),
 )
 
 
@@ -477,7 +544,9 @@ def status(
     campaign: str | None = typer.Argument(None, help="Only this campaign."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
-    """Per campaign and step: enrolled, pending, sent, failed, skipped, uncertain, opted out."""
+    """Per campaign and step: enrolled, pending, sent, failed, skipped (and why), uncertain,
+    opted out, and delivered, read, undelivered (from the delivery statuses `sync` recorded)."""
+    from campaignctl.status import reason_label
     from campaignctl.status import status as compute
 
     st = state(ctx)
@@ -499,10 +568,16 @@ def status(
             title=f"{camp['name']} ({camp['kind']}, {camp['status']}): "
             f"{camp['enrolled']} enrolled, {camp['active']} active; {finish}"
         )
-        for h in ("step", "channel", *(header for _, header in _STEP_COUNTS)):
-            t.add_column(h, justify="left" if h in ("step", "channel") else "right")
+        for h in ("step", "channel", *(header for _, header in _STEP_COUNTS), "skip reasons"):
+            t.add_column(h, justify="left" if h in ("step", "channel", "skip reasons") else "right")
         for s in camp["steps"]:
-            t.add_row(s["name"], s["channel"], *(str(s[k]) for k, _ in _STEP_COUNTS))
+            why = sorted(s["skipped_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
+            t.add_row(
+                s["name"],
+                s["channel"],
+                *(str(s[k]) for k, _ in _STEP_COUNTS),
+                ", ".join(f"{reason_label(code)} {n}" for code, n in why),
+            )
         con.print(t)
         skipped = camp["audience_skipped"]
         if skipped["count"]:

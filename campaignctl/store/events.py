@@ -8,10 +8,14 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import case, literal
 from sqlmodel import Session, col, delete, func, select, update
 
+from campaignctl.store.conn import Conn, connection
 from campaignctl.store.schema import (
+    EVENT,
     FAILED,
+    MESSAGE,
     PENDING,
     SENT,
     SKIPPED,
@@ -25,6 +29,9 @@ from campaignctl.store.schema import (
 
 #: An opt-out of every channel.
 ALL_CHANNELS = "*"
+#: Event kinds that say what became of a sent message: delivered (`read` when the provider's
+#: status said so), or not delivered (undelivered, failed, bounced).
+DELIVERY_KINDS = ("delivered", "undelivered", "failed", "bounce")
 
 
 def handed_over(session: Session, channel: str | None = None) -> Iterator[Message]:
@@ -151,4 +158,34 @@ def of_lead(session: Session, lead_id: int) -> list[Event]:
             .where(Event.lead_id == lead_id)
             .order_by(col(Event.occurred_at), col(Event.id))
         ).all()
+    )
+
+
+def delivery_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, step, status, count): these campaigns' messages by their latest delivery
+    event, each message once; status is `delivered`, `read` (a delivered event whose provider
+    status was read) or `undelivered` (undelivered, failed or bounce)."""
+    status = case(
+        (
+            (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read"),
+            literal("read"),
+        ),
+        (EVENT.c.kind == "delivered", literal("delivered")),
+        else_=literal("undelivered"),
+    )
+    latest = func.row_number().over(
+        partition_by=EVENT.c.message_id, order_by=(EVENT.c.occurred_at.desc(), EVENT.c.id.desc())
+    )
+    ranked = (
+        select(EVENT.c.message_id, status.label("status"), latest.label("rank"))
+        .where(EVENT.c.kind.in_(DELIVERY_KINDS), EVENT.c.message_id.is_not(None))
+        .subquery()
+    )
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.campaign, MESSAGE.c.step, ranked.c.status, func.count())
+            .join_from(ranked, MESSAGE, MESSAGE.c.id == ranked.c.message_id)
+            .where(ranked.c.rank == 1, MESSAGE.c.campaign.in_(campaigns))
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, ranked.c.status)
+        )
     )

@@ -8,7 +8,7 @@ batches, so the claim loop costs what it cost when the SQL lived in the engine.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.schema import (
     ENROLMENT,
     JOURNAL,
+    LEAD,
     MESSAGE,
     PENDING,
     SENDING,
@@ -294,6 +295,99 @@ def state_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
             .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state)
         )
     )
+
+
+def skip_reason_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, step, reason, count) of these campaigns' skipped messages; `reason` is the
+    stored reason code, else (skipped before codes were stored) the reason text, else `other`."""
+    reason = func.coalesce(MESSAGE.c.reason_code, MESSAGE.c.reason, literal("other"))
+    return list(
+        connection(conn).execute(
+            select(MESSAGE.c.campaign, MESSAGE.c.step, reason, func.count())
+            .where(MESSAGE.c.campaign.in_(campaigns), MESSAGE.c.state == SKIPPED)
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, reason)
+        )
+    )
+
+
+#: The columns `listing` yields, in order.
+LISTING_COLUMNS = (
+    "id",
+    "lead",
+    "campaign",
+    "step",
+    "channel",
+    "variant",
+    "status",
+    "reason",
+    "reason_code",
+    "provider_id",
+    "attempts",
+    "due_at",
+    "claimed_at",
+    "sent_at",
+)
+#: Rows fetched from the database at a time while `listing` streams.
+LISTING_BATCH = 2000
+
+
+def listing(
+    conn: Conn,
+    *,
+    campaign: str | None = None,
+    step: str | None = None,
+    state: str | None = None,
+    lead_id: int | None = None,
+    since: datetime | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Messages as tuples of `LISTING_COLUMNS` (the lead by its email, else its phone; times
+    aware UTC), oldest first, filtered, streamed `LISTING_BATCH` rows at a time: memory stays
+    flat whatever the count. `since`: changed (due, claimed, sent, skipped...) at or after it."""
+    q = select(
+        MESSAGE.c.id,
+        func.coalesce(LEAD.c.email, LEAD.c.phone),
+        MESSAGE.c.campaign,
+        MESSAGE.c.step,
+        MESSAGE.c.channel,
+        MESSAGE.c.variant,
+        MESSAGE.c.state,
+        MESSAGE.c.reason,
+        MESSAGE.c.reason_code,
+        MESSAGE.c.provider_id,
+        MESSAGE.c.attempts,
+        MESSAGE.c.due_at,
+        MESSAGE.c.claimed_at,
+        MESSAGE.c.sent_at,
+    ).join_from(MESSAGE, LEAD, LEAD.c.id == MESSAGE.c.lead_id, isouter=True)
+    if campaign is not None:
+        q = q.where(MESSAGE.c.campaign == campaign)
+    if step is not None:
+        q = q.where(MESSAGE.c.step == step)
+    if state is not None:
+        q = q.where(MESSAGE.c.state == state)
+    if lead_id is not None:
+        q = q.where(MESSAGE.c.lead_id == lead_id)
+    if since is not None:
+        q = q.where(MESSAGE.c.updated_at >= since)
+    result = (
+        connection(conn)
+        .execution_options(yield_per=LISTING_BATCH)
+        .execute(q.order_by(MESSAGE.c.id))
+    )
+    try:
+        for row in result:
+            yield tuple(row)
+    finally:
+        result.close()
+
+
+def campaign_names(conn: Conn) -> list[str]:
+    """The campaigns that have messages (one read of the (campaign, step, lead) index)."""
+    return [
+        r[0]
+        for r in connection(conn).execute(select(MESSAGE.c.campaign).distinct())
+        if r[0] is not None
+    ]
 
 
 def queues(conn: Conn) -> list[Any]:
