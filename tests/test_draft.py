@@ -411,3 +411,46 @@ def test_llm_is_imported_only_when_a_model_is_asked() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_without_a_key_for_the_default_model_draft_exits_2_naming_llm_keys(
+    folder: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-home"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = (folder / "campaigns.toml").read_bytes()
+    res = cli("-C", folder, "draft", "texts", "hello", "-n", "1")
+    assert res.exit_code == 2, res.stderr
+    assert "llm keys set" in res.stderr
+    assert (folder / "campaigns.toml").read_bytes() == before
+
+
+def test_draft_new_and_options_first_are_the_same_command(
+    folder: Path, cli: Cli, mock_model: MockModel
+) -> None:
+    mock_model.replies += [SMS_REPLY, SMS_REPLY]
+    res = cli("-C", folder, "draft", "new", "texts", "hello", "-n", "2", "-m", "campaignctl-mock")
+    assert res.exit_code == 0, res.stderr
+    res = cli("-C", folder, "draft", "-n", "2", "-m", "campaignctl-mock", "texts", "hello")
+    assert res.exit_code == 0, res.stderr
+    assert [v["name"] for v in _variants(folder, "texts")] == [f"draft-{i}" for i in range(1, 5)]
+
+
+def test_only_drafts_send_the_steps_own_text_which_it_must_have(folder: Path, cli: Cli) -> None:
+    from campaignctl.config import Variant
+
+    drafts = [Variant(name="d1", body="x", status="draft"), Variant(name="d2", status="draft")]
+    assert all(choose_variant(drafts, "texts", "hello", i) is None for i in range(50))
+    # A step that leaves its text to its variants needs it while they are all drafts.
+    text = (folder / "campaigns.toml").read_text()
+    text = text.replace("Homes for you, {{ lead.first_name | default('friend') }}", "")
+    text = text.replace('subject = ""\n', "")
+    text = text.replace("body = \"Hello {{ lead.first_name | default('there') }}!\"\n", "")
+    text += '\n[[campaigns.mail.steps.variants]]\nname = "d"\nstatus = "draft"\n'
+    text += 'subject = "Hi"\nbody = "Hello"\n'
+    (folder / "campaigns.toml").write_text(text)
+    res = cli("-C", folder, "check")
+    assert res.exit_code == 1
+    out = res.stdout + res.stderr
+    assert "campaigns.mail.steps[0].subject: an email step needs a 'subject'" in out
+    assert "campaigns.mail.steps[0]: a step needs 'body' or 'template': its variants are" in out
