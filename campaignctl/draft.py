@@ -141,7 +141,9 @@ def sample_leads(cfg: Config, campaign: str, kind: str) -> list[dict[str, Any]]:
     from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
 
     try:
-        matches = compile_audience(cfg.campaigns[campaign].audience, f"campaigns.{campaign}")
+        matches = compile_audience(
+            cfg.campaigns[campaign].audience, f"campaigns.{campaign}.audience"
+        )
     except AudienceError:
         return []
     chosen = []
@@ -249,7 +251,7 @@ def parse_reply(text: str, n: int, kind: str, model: str) -> list[Drafted]:
     key = "subject" if kind == "email" else "body"
     out = []
     for k, item in enumerate(data[:n], 1):
-        value = item.get(key) if isinstance(item, dict) else item if key == "body" else None
+        value = item.get(key) if isinstance(item, dict) else item
         if not isinstance(value, str) or not value.strip():
             raise bad(f"variant {k} has no {key}")
         value = value.strip()
@@ -344,6 +346,16 @@ def draft(
             f"run `campaignctl campaign show {campaign}` to see its steps",
         )
     kind = cfg.channel_kind(step.channel)
+    if step.content_sid or (kind == "email" and step.thread):
+        what = (
+            "sends the approved WhatsApp template content_sid"
+            if step.content_sid
+            else "replies in the thread, under the thread's subject"
+        )
+        raise UsageError(
+            f"{path}: campaigns.{campaign}: step {step_name!r} {what}: "
+            "there is no text of its own to draft"
+        )
     prompt = build_prompt(cfg, campaign, step, n, sample_leads(cfg, campaign, kind), extra)
     mid, reply = ask_model(model, prompt, kind)
     drafted = parse_reply(reply, n, kind, mid)

@@ -454,3 +454,16 @@ def test_only_drafts_send_the_steps_own_text_which_it_must_have(folder: Path, cl
     out = res.stdout + res.stderr
     assert "campaigns.mail.steps[0].subject: an email step needs a 'subject'" in out
     assert "campaigns.mail.steps[0]: a step needs 'body' or 'template': its variants are" in out
+
+
+def test_a_thread_step_has_no_subject_to_draft(
+    folder: Path, cli: Cli, mock_model: MockModel
+) -> None:
+    text = (folder / "campaigns.toml").read_text()
+    text += '\n[[campaigns.mail.steps]]\nname = "again"\nchannel = "email"\ndelay = "2d"\n'
+    text += 'thread = true\nbody = "Still looking?"\n'
+    (folder / "campaigns.toml").write_text(text)
+    res = cli("-C", folder, "draft", "mail", "again", "-n", "1", "-m", "campaignctl-mock")
+    assert res.exit_code == 2
+    assert "replies in the thread" in res.stderr
+    assert mock_model.prompts == []
