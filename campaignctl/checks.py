@@ -29,6 +29,7 @@ from campaignctl.config import (
     read_text,
     validate_text,
 )
+from campaignctl.draft import draft_problems, step_texts
 from campaignctl.errors import CampaignctlError, Problem
 from campaignctl.render import Renderer, RenderError, lead_label
 from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
@@ -287,6 +288,8 @@ def _render_all(
                 continue  # already reported; rendering would only repeat it
             samples = audiences[cname]
             _check_step(cfg, renderer, cname, i, step, samples, lines, report, lint_optout=first)
+            for key, msg in draft_problems(cfg, cname, i, step):
+                report.problems.append(Problem(key, msg, "error", line_of(key, lines), cfg.path))
 
 
 def _check_step(
@@ -328,6 +331,14 @@ def _check_step(
     failures: dict[tuple[str, str, int | None], tuple[RenderError, int]] = {}
     longest: dict[str, tuple[int, str, str]] = {}
     no_optout: dict[str, str] = {}
+    # A draft must keep the opt-out wording its step has, or that the campaign's first SMS or
+    # WhatsApp message needs: an error for a draft (approving it is a choice), by variant.
+    drafts = {v.name: j for j, v in enumerate(step.variants) if v.status == "draft"}
+    base = step_texts(cfg, step)
+    needs_optout = bool(drafts) and (
+        lint_optout or bool(OPTOUT_WORDING.search(base["subject"] + "\n" + base["body"]))
+    )
+    draft_no_optout: dict[str, str] = {}
     leads = [lead for lead in samples if reachable(lead, kind)] or samples
     # Every variant for every lead: a rarely chosen variant is sent to someone, some day.
     names: list[str | None] = [v.name for v in step.variants] or [None]
@@ -345,7 +356,10 @@ def _check_step(
             info = analyze(out.text)
             if info.segments > longest.get(body_key, (0, "", ""))[0]:
                 longest[body_key] = (info.segments, info.describe(), lead_label(lead))
-        if lint_optout and out.text.strip() and not OPTOUT_WORDING.search(out.text):
+        if variant in drafts:
+            if needs_optout and not OPTOUT_WORDING.search(f"{out.subject or ''}\n{out.text}"):
+                draft_no_optout.setdefault(variant, lead_label(lead))
+        elif lint_optout and out.text.strip() and not OPTOUT_WORDING.search(out.text):
             no_optout.setdefault(body_key, lead_label(lead))
     for failed, count in failures.values():
         if not failed.path.startswith("campaigns.") and any(
@@ -374,6 +388,21 @@ def _check_step(
                 'tell leads how to stop, e.g. "Reply STOP to opt out" (carrier rules, TCPA)',
                 "warning",
                 line_of(body_key, lines),
+                cfg.path,
+            )
+        )
+
+    needed = f"the campaign's first {kind} message needs" if lint_optout else "its step has"
+    for name, who in draft_no_optout.items():
+        key = f"{sp}.variants[{drafts[name]}]"
+        report.problems.append(
+            Problem(
+                key,
+                f"draft variant {name!r} drops the opt-out wording that {needed} (for lead "
+                f"{who}): put it back, or remove the draft with "
+                f"`campaignctl draft reject {cname} {step.name} {name}`",
+                "error",
+                line_of(key, lines),
                 cfg.path,
             )
         )

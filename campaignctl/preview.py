@@ -36,6 +36,13 @@ class Preview:
     sms: SmsInfo | None = None
     sender: str | None = None  # SMS/WhatsApp `from`, when the channel has one
 
+    @property
+    def is_draft(self) -> bool:
+        """Whether the variant shown is a draft (`preview --variant NAME`)."""
+        return any(
+            v.name == self.rendered.variant and v.status == "draft" for v in self.step.variants
+        )
+
 
 def _find_step(cfg: Config, campaign: str, step: str | None) -> tuple[int, Step]:
     camp = cfg.campaign(campaign)
@@ -64,27 +71,46 @@ def _domain(cfg: Config) -> str:
 
 
 def build_preview(
-    cfg: Config, campaign: str, step: str | None, lead: str | None, *, now: datetime
+    cfg: Config,
+    campaign: str,
+    step: str | None,
+    lead: str | None,
+    *,
+    now: datetime,
+    variant: str | None = None,
 ) -> Preview:
     """`render_preview` in a worker process with memory, CPU and time limits (the campaign
     file's templates are untrusted, see isolation.py); a limit reached is a CampaignctlError
     naming the template's key path."""
     from campaignctl.isolation import run_limited
 
-    return run_limited(render_preview, cfg, campaign, step, lead, now)
+    return run_limited(render_preview, cfg, campaign, step, lead, now, variant)
 
 
 def render_preview(
-    cfg: Config, campaign: str, step: str | None, lead: str | None, now: datetime
+    cfg: Config,
+    campaign: str,
+    step: str | None,
+    lead: str | None,
+    now: datetime,
+    variant: str | None = None,
 ) -> Preview:
     """Render `step` (name or 1-based number; default the first) of `campaign` for a lead.
 
     The lead is found by email or phone (database, else built-in samples); without `lead`, it
-    is the first lead in the campaign's audience that the step's channel can reach.
+    is the first lead in the campaign's audience that the step's channel can reach. The
+    variant is the one the lead hashes to (never a draft), or `variant` by name (drafts too).
     """
     from campaignctl.samples import find_lead, first_matching, reachable
 
     index, st = _find_step(cfg, campaign, step)
+    names = [v.name for v in st.variants]
+    if variant is not None and variant not in names:
+        raise NotFoundError(
+            f"{cfg.path}: step {st.name!r} of campaign {campaign!r} has no variant {variant!r}"
+            f"{did_you_mean(variant, names)}",
+            f"its variants are: {', '.join(names)}" if names else "it has no variants",
+        )
     kind = cfg.channel_kind(st.channel)
     camp = cfg.campaigns[campaign]
     if lead is not None:
@@ -97,7 +123,7 @@ def render_preview(
     else:
         ctx, source = first_matching(cfg, camp.audience, kind, f"campaigns.{campaign}.audience")
     renderer = Renderer(cfg)
-    rendered = renderer.render(campaign, index, st, ctx)
+    rendered = renderer.render(campaign, index, st, ctx, variant_name=variant)
     to = str(ctx["email"] if kind == "email" else ctx["phone"])
     out = Preview(campaign, index, st, len(camp.steps), kind, ctx, source, to, rendered)
     if kind == "email":

@@ -155,6 +155,7 @@ def _register() -> None:
     from campaignctl.cli import campaign as campaign_cmds
     from campaignctl.cli import check as check_cmds
     from campaignctl.cli import daemon as daemon_cmds
+    from campaignctl.cli import draft as draft_cmds
     from campaignctl.cli import explain as explain_cmds
     from campaignctl.cli import init as init_cmds
     from campaignctl.cli import leads as leads_cmds
@@ -176,6 +177,7 @@ def _register() -> None:
     daemon_cmds.register(app)
     explain_cmds.register(app)
     auth_cmds.register(app)
+    draft_cmds.register(app)
 
 
 _register()

@@ -21,18 +21,28 @@ def preview(
         metavar="EMAIL_OR_PHONE",
         help="The lead to render for [default: the first lead in the campaign's audience].",
     ),
+    variant: str | None = typer.Option(
+        None,
+        "--variant",
+        metavar="NAME",
+        help="Render this variant of the step, drafts included [default: the one the lead "
+        "is assigned; never a draft].",
+    ),
 ) -> None:
     """Show a step rendered for one lead: email headers and text, or SMS body and segments."""
     from datetime import UTC, datetime
 
     from campaignctl.preview import build_preview
 
-    p = build_preview(state(ctx).config(), campaign, step, lead, now=datetime.now(UTC))
+    p = build_preview(
+        state(ctx).config(), campaign, step, lead, now=datetime.now(UTC), variant=variant
+    )
     echo = typer.echo
     echo(
         f"# {p.campaign} / {p.step.name}: step {p.index + 1} of {p.steps}, "
         f"{p.kind} via channel {p.step.channel!r}"
         + (f", variant {p.rendered.variant!r}" if p.rendered.variant else "")
+        + (" (a draft: never sent until approved)" if p.is_draft else "")
     )
     echo(f"# lead: {p.to.removeprefix('whatsapp:')} ({p.lead_source})")
     if p.email is not None:

@@ -884,6 +884,146 @@ def set_step(
     return _edit(path, change, force=force)
 
 
+# ---------------------------------------------------------------- drafted variants
+
+
+def _variant(table: Any, campaign: str, i: int, step: str, variant: str, path: Path) -> Any:
+    return _find_named(
+        table.get("variants"),
+        variant,
+        f"{path}: campaigns.{campaign}.steps[{i}] ({step!r})",
+        "variant",
+        f"list the drafts with `campaignctl draft list {campaign}`",
+    )
+
+
+def add_variants(
+    path: Path,
+    campaign: str,
+    step: str,
+    drafts: list[tuple[str | None, str | None]],
+    *,
+    source: str,
+) -> Outcome:
+    """Append `[[campaigns.C.steps.variants]]` tables with `status = "draft"`, named
+    `draft-1`, `draft-2`, ... (the first free names), one per (subject, body) in `drafts`."""
+
+    def change(doc: tomlkit.TOMLDocument) -> str:
+        camp = _campaign(doc, campaign, path)
+        _i, table = _step(camp, campaign, step, path)
+        variants = table.get("variants")
+        taken = {str(v.get("name")) for v in _tables(variants)} if variants is not None else set()
+        names: list[str] = []
+        n = 1
+        prev: Table | None = None
+        for subject, body in drafts:
+            while f"draft-{n}" in taken:
+                n += 1
+            names.append(f"draft-{n}")
+            taken.add(names[-1])
+            new = tomlkit.table()
+            new["name"] = names[-1]
+            new["status"] = "draft"
+            if subject is not None:
+                new["subject"] = subject
+            if body is not None:
+                new["body"] = tomlkit.string(body, multiline="\n" in body)
+            if isinstance(variants, AoT):
+                variants.append(new)
+                _settle_after(doc, prev, new)
+                prev = new
+            elif isinstance(variants, Array):
+                variants.append(_inline_like(variants, new))
+            elif variants is None and isinstance(table, Table):
+                variants = tomlkit.aot()
+                variants.append(new)
+                table.append("variants", variants)
+                _settle(doc, new)
+                prev = new
+            else:  # a step written as an inline table keeps its variants inline
+                _put(table, "variants", [new.unwrap()])
+                variants = table["variants"]
+        return (
+            f"added draft variant(s) {', '.join(names)} to step {step!r} of campaign "
+            f"{campaign!r} (written by {source}); review them with `campaignctl preview "
+            f"{campaign} --step {step} --variant {names[0]}`, then `campaignctl draft approve "
+            f"{campaign} {step} NAME` or `draft reject`"
+        )
+
+    return _edit(path, change)
+
+
+def _settle_after(doc: tomlkit.TOMLDocument, prev: Table | None, new: Table) -> None:
+    """`_settle` for a table appended right after `prev`, a table this edit added and settled:
+    the comments `_settle` moved below `prev` (they introduce what follows) move below `new`."""
+    if prev is None:
+        _settle(doc, new)
+        return
+    new.trivia.indent = ""
+    body = prev.value.body
+    if body and body[-1][0] is None and isinstance(body[-1][1], Whitespace):
+        tail = body[-1][1].as_string()
+        body[-1] = (None, Whitespace("\n"))
+        new.add(Whitespace(tail))
+    else:
+        prev.add(Whitespace("\n"))
+
+
+def approve_variant(path: Path, campaign: str, step: str, variant: str) -> Outcome:
+    """A draft variant becomes one the engine may choose (its `status` key is removed), after
+    `check` finds no error in it as a draft (a dropped merge field or opt-out wording)."""
+
+    def change(doc: tomlkit.TOMLDocument) -> str:
+        camp = _campaign(doc, campaign, path)
+        i, table = _step(camp, campaign, step, path)
+        j, var = _variant(table, campaign, i, step, variant, path)
+        if str(var.get("status", "active")) != "draft":
+            raise UsageError(
+                f"{path}: campaigns.{campaign}.steps[{i}].variants[{j}]: variant {variant!r} "
+                "is not a draft; it is already sent"
+            )
+        # Approving lifts the rules only drafts have: check it as it stands first.
+        vp = f"campaigns.{campaign}.steps[{i}].variants[{j}]"
+        errors = [
+            p
+            for p in check_text(doc.as_string(), path).errors
+            if p.path == vp or p.path.startswith((vp + ".", vp + "["))
+        ]
+        if errors:
+            raise ConfigError(
+                errors,
+                f"fix it in {path.name}, or remove it with "
+                f"`campaignctl draft reject {campaign} {step} {variant}`; nothing was changed",
+            )
+        del var["status"]
+        return f"approved variant {variant!r} of step {step!r} of campaign {campaign!r}"
+
+    return _edit(path, change)
+
+
+def reject_variant(path: Path, campaign: str, step: str, variant: str) -> Outcome:
+    """Remove a draft variant (only a draft: a variant in use is changed with `step set`)."""
+
+    def change(doc: tomlkit.TOMLDocument) -> str:
+        camp = _campaign(doc, campaign, path)
+        i, table = _step(camp, campaign, step, path)
+        j, var = _variant(table, campaign, i, step, variant, path)
+        if str(var.get("status", "active")) != "draft":
+            raise UsageError(
+                f"{path}: campaigns.{campaign}.steps[{i}].variants[{j}]: variant {variant!r} "
+                "is not a draft; `draft reject` removes drafts only"
+            )
+        variants = table["variants"]
+        if isinstance(variants, AoT):
+            _remove_trivia(doc, var)
+        del variants[j]
+        if not _tables(variants):
+            del table["variants"]
+        return f"removed draft variant {variant!r} of step {step!r} of campaign {campaign!r}"
+
+    return _edit(path, change)
+
+
 # ---------------------------------------------------------------- channel edits
 
 

@@ -278,6 +278,8 @@ class Variant(_Model):
     subject: OneLine | None = None
     body: str | None = None
     template: str | None = None
+    #: "draft": written by `campaignctl draft`, never sent until `draft approve` removes the key.
+    status: Literal["active", "draft"] = "active"
 
 
 class Step(_Model):

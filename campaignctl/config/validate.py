@@ -334,12 +334,16 @@ def _step_content_problems(cfg: Config, step: Step, sp: str, kind: str | None, a
         names = [v.name for v in step.variants]
         if len(set(names)) != len(names):
             add(f"{sp}.variants", "variant names must be unique within a step")
+        if not has_content and all(v.status == "draft" for v in step.variants):
+            add(sp, "a step needs 'body' or 'template': its variants are drafts, never sent")
     elif not has_content:
         add(sp, "a step needs 'body' or 'template'")
     if step.template:
         _template_file_problem(cfg, step.template, f"{sp}.template", add)
     if kind == "email":
-        variant_subjects = bool(step.variants) and all(v.subject for v in step.variants)
+        # Drafts are never sent: the step's own subject goes when every variant is a draft.
+        live = [v for v in step.variants if v.status != "draft"]
+        variant_subjects = bool(live) and all(v.subject for v in step.variants)
         if not (step.subject or step.thread or variant_subjects):
             add(
                 f"{sp}.subject",

@@ -128,7 +128,10 @@ class Recipient(Protocol):
 def choose_variant(
     variants: list[Variant], campaign: str, step: str, lead_id: int | str
 ) -> Variant | None:
-    """A weighted pick that is the same for a lead on every run (hash of campaign/step/lead)."""
+    """A weighted pick that is the same for a lead on every run (hash of campaign/step/lead).
+    Draft variants (`status = "draft"`) are never picked: with only drafts, None (the step's
+    own text)."""
+    variants = [v for v in variants if v.status != "draft"]
     if not variants:
         return None
     digest = hashlib.sha256(f"{campaign}\x00{step}\x00{lead_id}".encode()).digest()
@@ -175,7 +178,5 @@ def decide(
     if not address:
         what = "email address" if kind == "email" else "phone number"
         return Skip(Why.NO_ADDRESS, f"lead has no {what}")
-    if not step.variants:
-        return Send(address, None)
     variant = choose_variant(step.variants, campaign_name, step.name, lead.id)
     return Send(address, variant.name if variant else None)
