@@ -54,7 +54,7 @@ class _Builder:
     def field(self, c: Compare | OneOf) -> str:
         text, num = self.text_test(c), self.number_test(c)
         if c.field == "id":
-            return num
+            return num.format(v="lead.id")
         if c.field in _TEXT_COLUMNS:
             col = f"lead.{c.field}"
             return f"(CASE WHEN {col} IS NULL OR {col} = '' THEN 0 ELSE {text.format(v=col)} END)"

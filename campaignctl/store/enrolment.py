@@ -83,3 +83,12 @@ def audience_errors_logged(conn: Conn, campaign: str, lead_ids: Sequence[int]) -
             )
         )
     return out
+
+
+def verdicts(conn: Conn, cond: Cond) -> dict[int, int | None]:
+    """lead id -> the SQL verdict of `cond` (1, 0, or None: Python decides), for every lead."""
+    from sqlalchemy import text
+
+    c = connection(conn)
+    sql, params = verdict(cond, dialect_of(c))
+    return {r[0]: r[1] for r in c.execute(text(f"SELECT lead.id, {sql} FROM lead"), params)}
