@@ -106,7 +106,8 @@ def test_sql_verdicts_agree_with_python(leads: list[dict[str, Any]], exprs: list
         s.add_all(rows)
         s.flush()
         contexts = {
-            r.id: store_leads.lead_context(r) for r in store_leads.by_ids(s, [r.id for r in rows])
+            r.id: store_leads.lead_context(r)
+            for r in store_leads.by_ids(s, [r.id or 0 for r in rows])
         }
         for expr in exprs:
             verdicts = store_enrolment.verdicts(s, condition(expr))
