@@ -221,16 +221,18 @@ class SQLiteDialect:
         verdict: str,
         params: dict[str, Any],
     ) -> None:
-        raw = _raw(conn)
-        raw.execute(
+        # through SQLAlchemy (not the raw connection), so a full or read-only database is
+        # reported like any other write (Store._errors_mapped)
+        raw = conn
+        raw.exec_driver_sql(
             "CREATE TEMP TABLE IF NOT EXISTS enrol_pick "
             "(lead_id INTEGER PRIMARY KEY, verdict INTEGER)"
         )
-        raw.execute("DELETE FROM enrol_pick")
+        raw.exec_driver_sql("DELETE FROM enrol_pick")
         marks = ", ".join(f":pick_ch{i}" for i in range(len(channels)))
         names = {f"pick_ch{i}": ch for i, ch in enumerate(channels)}
         # MATERIALIZED: the verdict is computed once per lead, not again for the WHERE
-        raw.execute(
+        raw.exec_driver_sql(
             "WITH c AS MATERIALIZED ("
             f"SELECT lead.id AS id, {verdict} AS v FROM lead "
             "WHERE lead.id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = :pick_campaign) "
@@ -240,27 +242,24 @@ class SQLiteDialect:
         )
 
     def unsure_picks(self, conn: Connection) -> list[int]:
-        rows = _raw(conn).execute("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
+        rows = conn.exec_driver_sql("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
         return [r[0] for r in rows]
 
     def settle_picks(self, conn: Connection, verdicts: list[tuple[int, int]]) -> None:
-        _raw(conn).executemany("UPDATE enrol_pick SET verdict = ? WHERE lead_id = ?", verdicts)
+        conn.exec_driver_sql("UPDATE enrol_pick SET verdict = ? WHERE lead_id = ?", verdicts)
 
     def picked_rows(self, conn: Connection) -> list[Any]:
-        return (
-            _raw(conn)
-            .execute(
+        return list(
+            conn.exec_driver_sql(
                 "SELECT lead.id, lead.timezone, lead.phone FROM enrol_pick "
                 "JOIN lead ON lead.id = enrol_pick.lead_id WHERE verdict = 1 ORDER BY lead.id"
-            )
-            .fetchall()
+            ).fetchall()
         )
 
     def enrol_picked(
         self, conn: Connection, campaign: str, now: datetime, message: dict[str, Any] | None
     ) -> int:
-        raw = _raw(conn)
-        cur = raw.execute(
+        cur = conn.exec_driver_sql(
             "INSERT INTO enrolment (campaign, lead_id, state, enrolled_at, updated_at) "
             "SELECT ?, lead_id, 'active', ?, ? FROM enrol_pick WHERE verdict = 1 ORDER BY lead_id",
             (campaign, _stamp(now), _stamp(now)),
@@ -269,11 +268,11 @@ class SQLiteDialect:
         if message:
             cols = list(message)
             values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
-            raw.execute(
+            conn.exec_driver_sql(
                 f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
                 f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
                 "WHERE verdict = 1 ORDER BY lead_id",
-                values,
+                tuple(values),
             )
         return count
 
