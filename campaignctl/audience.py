@@ -1,16 +1,30 @@
 """Audience filters and `--where`: sandboxed Jinja2 expressions over a lead's fields.
 
-`status == 'new' and 'buyer' in tags`, `lead.city == 'Makati' and lead.budget_max|int > 5000000`.
-Fixed fields and attributes are reachable bare and as `lead.<name>`. An expression that fails
-on a lead (`lead.budget|int` or `lead.budget > 5` without a budget) raises `AudienceError`;
-the engine skips and counts such leads instead of stopping.
+`status == 'new' and 'buyer' in tags`, `lead.city == 'Makati' and lead.budget_max > 5000000`.
+Fixed fields and attributes are reachable bare and as `lead.<name>`.
+
+- Tags compare case-insensitively: `'Buyer' in tags` matches a lead tagged `buyer` (tags are
+  stored lower-case, `campaignctl.values`).
+- Attribute values that look numeric are stored as numbers, so they compare as numbers.
+- A comparison on a field the lead does not have is false (`==`, `!=`, `<`, `in`, `not in`
+  alike): the lead does not match, and nothing fails.
+- An expression that fails on a lead's data (`lead.city > 5` on a text city, `lead.budget|int`
+  without a budget) raises `AudienceError`; the engine skips that lead, with the reason, instead
+  of stopping.
+
+`condition(expr)` reads the part of an expression that a database can evaluate (comparisons on
+fields, tags, and/or/not, `in [...]` lists) as a `Cond` tree; `store.audience_sql` turns it into
+SQL, and whatever it cannot read stays to Python (`Opaque`), with the same answer either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from jinja2.runtime import Undefined
 
 from campaignctl.errors import CampaignctlError
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
@@ -30,13 +44,82 @@ class AudienceRefused(AudienceError):
     the expression, whatever the lead, so `check` reports it as an error, not a skipped lead."""
 
 
+class Missing(Undefined):
+    """A field the lead does not have: every comparison on it is false (`lead.city != 'X'`
+    too); arithmetic and filters that need a value still fail, as with any undefined."""
+
+    __slots__ = ()
+
+    def _false(self, other: Any) -> bool:
+        return False
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _false  # type: ignore[assignment]
+    __hash__ = Undefined.__hash__
+
+    def __contains__(self, item: Any) -> bool:
+        return False
+
+
+class Tags(list[str]):
+    """A lead's tags (stored lower-case): `'Buyer' in tags` is `'buyer' in tags`."""
+
+    def __contains__(self, item: object) -> bool:
+        return super().__contains__(item.lower() if isinstance(item, str) else item)
+
+
 @lru_cache(maxsize=1)
 def _env() -> Any:
     from campaignctl.sandbox import CappedSandbox
 
     # capped like templates; intercepting `*` and `**` also stops Jinja from folding
     # `10**(10**10)` at compile time, which would hang before any lead is seen
-    return CappedSandbox()
+    return CappedSandbox(undefined=Missing)
+
+
+def _parse(expr: str, rewrite_notin: bool = True) -> Any:
+    """The expression's Jinja node, with `a not in b` read as "both defined, and not a in b",
+    so a condition on a missing field is false whichever way it is written."""
+    from jinja2 import nodes
+    from jinja2.exceptions import TemplateSyntaxError
+    from jinja2.parser import Parser
+
+    env = _env()
+    parser = Parser(env, expr, state="variable")
+    node = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+
+    def rewrite(n: Any) -> Any:
+        for field in n.fields:
+            value = getattr(n, field)
+            if isinstance(value, nodes.Node):
+                setattr(n, field, rewrite(value))
+            elif isinstance(value, list):
+                setattr(n, field, [rewrite(v) if isinstance(v, nodes.Node) else v for v in value])
+        if isinstance(n, nodes.Compare) and len(n.ops) == 1 and n.ops[0].op == "notin":
+            left, right = n.expr, n.ops[0].expr
+            defined = nodes.And(
+                nodes.Test(left, "defined", [], [], None, None),
+                nodes.Test(right, "defined", [], [], None, None),
+            )
+            inside = nodes.Compare(left, [nodes.Operand("in", right)])
+            return nodes.And(defined, nodes.Not(inside))
+        return n
+
+    if rewrite_notin:
+        node = rewrite(node)
+    node.set_environment(env)
+    return node
+
+
+def _compile(expr: str) -> Callable[..., Any]:
+    from jinja2 import nodes
+    from jinja2.environment import TemplateExpression
+
+    node = _parse(expr)
+    body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
+    template = _env().from_string(nodes.Template(body, lineno=1))
+    return TemplateExpression(template, undefined_to_none=False)
 
 
 def compile_audience(
@@ -59,7 +142,7 @@ def compile_audience(
 
     try:
         working_on(where)
-        compiled = _env().compile_expression(expr, undefined_to_none=False)
+        compiled = _compile(expr)
     except LimitExceeded as exc:
         raise AudienceError(f"{where}: {exc.detail}") from None
     except TemplateSyntaxError as exc:
@@ -124,7 +207,7 @@ def lead_context(
         "status": status,
     }
     ctx.update({k: v for k, v in fixed.items() if v not in (None, "")})
-    ctx["tags"] = list(tags)
+    ctx["tags"] = Tags(tags)
     if id is not None:
         ctx["id"] = id
     return ctx
@@ -186,3 +269,137 @@ def _answer(expr: str, lead: Mapping[str, Any], where: str) -> bool | str:
         return True if compile_audience(expr, where)(lead) else "false"
     except AudienceError as exc:
         return f"not computable ({exc.message.split(': ', 1)[-1]})"
+
+
+# ---------------------------------------------------------------- the part a database can read
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`field OP value`: OP one of == != < <= > >=; value a str, int or float."""
+
+    field: str
+    op: str
+    value: str | int | float
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """`field in [values]` (`negated`: `not in`)."""
+
+    field: str
+    values: tuple[str | int | float, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class HasTag:
+    """`'tag' in tags` (`negated`: `not in`); `tag` lower-case, as tags are stored."""
+
+    tag: str
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class And:
+    left: Cond
+    right: Cond
+
+
+@dataclass(frozen=True)
+class Or:
+    left: Cond
+    right: Cond
+
+
+@dataclass(frozen=True)
+class Not:
+    cond: Cond
+
+
+@dataclass(frozen=True)
+class Const:
+    value: bool
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A part only Python evaluates (a filter, arithmetic, a test, ...)."""
+
+
+Cond = Compare | OneOf | HasTag | And | Or | Not | Const | Opaque
+_OPS = {"eq": "==", "ne": "!=", "lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
+_FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+#: Bare names that are not (only) fields: Jinja's globals and its own names.
+_NOT_FIELDS = frozenset(
+    {"lead", "loop", "self", "caller", "varargs", "kwargs", "range", "dict", "lipsum"}
+    | {"cycler", "joiner", "namespace"}
+)
+
+
+def condition(expr: str | None) -> Cond:
+    """The expression as a `Cond` tree (`Opaque` where only Python can evaluate it); `Const(True)`
+    for no expression. Raises AudienceError when it does not parse."""
+    if expr is None or not expr.strip():
+        return Const(True)
+    compile_audience(expr)  # the same errors as evaluating it
+    from jinja2 import nodes
+
+    def field(n: Any) -> str | None:
+        if isinstance(n, nodes.Name) and n.name not in _NOT_FIELDS and not n.name.startswith("_"):
+            return str(n.name)
+        if (
+            isinstance(n, nodes.Getattr)
+            and isinstance(n.node, nodes.Name)
+            and n.node.name == "lead"
+            and not hasattr(dict, n.attr)  # `lead.items` is the dict's method
+            and not n.attr.startswith("_")
+        ):
+            return str(n.attr)
+        return None
+
+    def const(n: Any) -> Any:
+        """A str, int or float constant (bools as ints), else None."""
+        if isinstance(n, nodes.Neg) and isinstance(n.node, nodes.Const):
+            v = n.node.value
+            return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
+        if isinstance(n, nodes.Const) and isinstance(n.value, str | int | float):
+            return int(n.value) if isinstance(n.value, bool) else n.value
+        return None
+
+    def walk(n: Any) -> Cond:
+        if isinstance(n, nodes.And):
+            return And(walk(n.left), walk(n.right))
+        if isinstance(n, nodes.Or):
+            return Or(walk(n.left), walk(n.right))
+        if isinstance(n, nodes.Not):
+            return Not(walk(n.node))
+        if isinstance(n, nodes.Const) and isinstance(n.value, bool):
+            return Const(n.value)
+        if isinstance(n, nodes.Compare) and len(n.ops) == 1:
+            return compare(n.expr, n.ops[0].op, n.ops[0].expr)
+        return Opaque()
+
+    def compare(left: Any, op: str, right: Any) -> Cond:
+        if op in _OPS:
+            name, value = field(left), const(right)
+            sym = _OPS[op]
+            if name is None:
+                name, value, sym = field(right), const(left), _FLIPPED[sym]
+            if name is None or value is None or name == "tags":
+                return Opaque()
+            return Compare(name, sym, value)
+        if op not in ("in", "notin"):
+            return Opaque()
+        negated = op == "notin"
+        if field(right) == "tags" and isinstance(tag := const(left), str):
+            return HasTag(tag.lower(), negated)
+        name = field(left)
+        if name is None or name == "tags" or not isinstance(right, nodes.List | nodes.Tuple):
+            return Opaque()
+        values = [const(item) for item in right.items]
+        if any(v is None for v in values):
+            return Opaque()
+        return OneOf(name, tuple(values), negated)
+
+    return walk(_parse(expr, rewrite_notin=False))

@@ -434,7 +434,7 @@ def test_sample_leads_from_csv(tmp_path):
     cfg = make_cfg(tmp_path)
     leads = sample_leads_from_csv(path, cfg)
     assert leads == [
-        {"budget": "5", "email": "ana@x.com", "first_name": "Ana", "status": "new", "tags": []},
+        {"budget": 5, "email": "ana@x.com", "first_name": "Ana", "status": "new", "tags": []},
         {"phone": "+14155550132", "status": "new", "tags": []},
     ]
     assert sample_leads_from_csv(path, cfg, limit=1) == leads[:1]

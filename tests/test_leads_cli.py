@@ -149,7 +149,7 @@ def test_list_formats_and_where(cli, project, leads_csv):
     assert ana["phone"] == "+639171234567"
     assert ana["tags"] == ["buyer", "vip"]
     assert ana["optouts"] == []
-    assert ana["budget_max"] == "5000000"
+    assert ana["budget_max"] == 5000000  # a number (issue 11: numeric attributes)
     assert ana["country"] == "Philippines"
     assert ana["status"] == "new"
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from campaignctl.audience import AudienceError, compile_audience
-from campaignctl.config import Campaign
-from campaignctl.engine.context import EngineContext
+from campaignctl.audience import AudienceError, Opaque, compile_audience, condition
+from campaignctl.config import Campaign, Step
+from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
+from campaignctl.pacing import due_after
+from campaignctl.store import enrolment as store_enrolment
+from campaignctl.store import journal, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
-from campaignctl.store import meta
+from campaignctl.store.conn import Conn
+from campaignctl.store.leads import lead_context
 
 # ---------------------------------------------------------------- audiences
 
@@ -65,6 +70,12 @@ class AudienceMatcher:
             return exc.message
 
     def __call__(self, lead: Mapping[str, Any]) -> bool:
+        answer = self.verdict(lead)
+        return answer if isinstance(answer, bool) else False
+
+    def verdict(self, lead: Mapping[str, Any]) -> bool | str:
+        """True or False, or why the expression cannot be evaluated on this lead (counted in
+        `failures`, the first in `reason`)."""
         if self.fields is None:
             answer = self._evaluate(lead)
         else:
@@ -79,7 +90,6 @@ class AudienceMatcher:
         if isinstance(answer, str):
             self.failures += 1
             self.reason = self.reason or answer
-            return False
         return answer
 
 
@@ -112,30 +122,29 @@ class Enrolment(EngineContext):
         start: datetime | None,
         res: PassResult | None = None,
     ) -> int:
+        """Enrol one campaign's matching leads in one transaction: picked in SQL where the
+        audience translates (`store.audience_sql`), the rest evaluated here. A lead the audience
+        fails on is skipped; the first failure per lead and campaign is journalled."""
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
+        cond = condition(camp.audience)
         first = camp.steps[0]
+        errors: dict[int, str] = {}
         with self.store.write() as s:
             conn = s.connection()
-            rows = store_leads.enrollable(conn, name, [first.channel, "*"])
-            enrolments: list[dict[str, Any]] = []
-            messages: list[dict[str, Any]] = []
-            for row in rows:
-                lead = self._lead(row)
-                if not matches(lead.context):
-                    continue
-                enrolments.append(
-                    {
-                        "campaign": name,
-                        "lead_id": lead.id,
-                        "state": "active",
-                        "enrolled_at": now,
-                        "updated_at": now,
-                    }
-                )
-                due = self._due(now, first, lead, start)
-                messages.append(self._new_message(name, first, 0, lead.id, due, now))
-            if enrolments:
-                store_messages.enrol(conn, enrolments, messages)
+            if isinstance(cond, Opaque):
+                count = self._enrol_each(conn, name, first, matches, now, start, errors)
+            else:
+                store_enrolment.pick(conn, name, [first.channel, "*"], cond)
+                yes: list[int] = []
+                no: list[int] = []
+                for row in store_leads.by_ids(conn, store_enrolment.unsure(conn)):
+                    answer = matches.verdict(lead_context(row))
+                    (yes if answer is True else no).append(row.id)
+                    if isinstance(answer, str):
+                        errors[row.id] = answer
+                store_enrolment.settle(conn, yes, no)
+                count = self._enrol_picked(conn, name, first, now, start)
+            self._journal_errors(conn, name, errors, now)
             if camp.kind == "blast":
                 meta.set_blast_enrolled(conn, name, now)
             value = None
@@ -147,7 +156,87 @@ class Enrolment(EngineContext):
             changed = meta.set_audience_skipped(conn, name, value, now)
             if changed and value is not None and res is not None:
                 res.audience_changed.add(name)
+        return count
+
+    def _enrol_each(
+        self,
+        conn: Conn,
+        name: str,
+        first: Step,
+        matches: AudienceMatcher,
+        now: datetime,
+        start: datetime | None,
+        errors: dict[int, str],
+    ) -> int:
+        """Enrolment lead by lead, for an audience SQL cannot read at all."""
+        enrolments: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for row in store_leads.enrollable(conn, name, [first.channel, "*"]):
+            lead = self._lead(row)
+            answer = matches.verdict(lead.context)
+            if isinstance(answer, str):
+                errors[lead.id] = answer
+            if answer is not True:
+                continue
+            enrolments.append(
+                {
+                    "campaign": name,
+                    "lead_id": lead.id,
+                    "state": "active",
+                    "enrolled_at": now,
+                    "updated_at": now,
+                }
+            )
+            due = self._due(now, first, lead, start)
+            messages.append(self._new_message(name, first, 0, lead.id, due, now))
+        if enrolments:
+            store_messages.enrol(conn, enrolments, messages)
         return len(enrolments)
+
+    def _enrol_picked(
+        self, conn: Conn, name: str, first: Step, now: datetime, start: datetime | None
+    ) -> int:
+        """Enrol the picked leads with one INSERT ... SELECT; their first message too when its
+        due time is the same for every lead (an always-open channel), else one per lead."""
+        hours = self.hours[first.channel]
+        if hours.always:
+            due = due_after(now, first.delay, hours, UTC, start)
+            message = self._new_message(name, first, 0, 0, due, now)
+            del message["lead_id"]
+            return store_enrolment.enrol_picked(conn, name, now, message)
+        rows = store_enrolment.picked(conn)
+        count = store_enrolment.enrol_picked(conn, name, now)
+        dues: dict[ZoneInfo, datetime] = {}
+        messages = []
+        for lead_id, timezone, phone in rows:
+            tz = LeadInfo(lead_id, None, phone, timezone, self.default_tz, {}).tz
+            if tz not in dues:
+                dues[tz] = due_after(now, first.delay, hours, tz, start)
+            messages.append(self._new_message(name, first, 0, lead_id, dues[tz], now))
+        store_enrolment.add_messages(conn, messages)
+        return count
+
+    @staticmethod
+    def _journal_errors(conn: Conn, name: str, errors: dict[int, str], now: datetime) -> None:
+        """An `audience.error` row for each lead the audience failed on, once per campaign."""
+        if not errors:
+            return
+        logged = store_enrolment.audience_errors_logged(conn, name, list(errors))
+        journal.add(
+            conn,
+            [
+                journal.entry(
+                    journal.Kind.AUDIENCE_ERROR,
+                    now,
+                    {"error": error},
+                    lead_id=lead_id,
+                    campaign=name,
+                    source="engine",
+                )
+                for lead_id, error in errors.items()
+                if lead_id not in logged
+            ],
+        )
 
     def _complete_blasts(self, now: datetime) -> None:
         """A blast whose every enrolment is done is completed (recorded in meta)."""

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from campaignctl.leads.columns import ColumnMap
 from campaignctl.leads.csvfile import Chunk, LeadsInputError
+from campaignctl.values import attr_value, normal_tags
 
 # The dot-atom local parts email-validator accepts without further ado; anything else (quoted,
 # internationalised, odd) goes through email-validator in full.
@@ -153,6 +154,17 @@ def json_string_object(pairs: Mapping[str, str]) -> str:
     return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in pairs.items()]) + "}"
 
 
+def _json_attr(value: str) -> str:
+    """One attribute value as stored: a JSON number when it looks like one (`values.attr_value`)."""
+    stored = attr_value(value)
+    return _quote(value) if stored is value else repr(stored)
+
+
+def json_attr_object(pairs: Mapping[str, str]) -> str:
+    """`_to_json({k: attr_value(v)})` for string keys and values, faster."""
+    return "{" + ",".join([_quote(k) + ":" + _json_attr(v) for k, v in pairs.items()]) + "}"
+
+
 class Normaliser:
     """Turns raw CSV records into `Parsed` rows; picklable, so workers get a copy.
 
@@ -173,7 +185,7 @@ class Normaliser:
         self.source = source
         self.delimiter = delimiter
         self.default_region = default_region
-        self.extra_tags = tuple(extra_tags)
+        self.extra_tags = tuple(normal_tags(extra_tags))
         self.width = len(columns.header)
         self.padding = [""] * self.width
         f = columns.fields
@@ -239,7 +251,7 @@ class Normaliser:
             tz = None
         tags = self.no_tags
         if self.tags is not None and (tag_text := raw[self.tags].strip()):
-            found = dict.fromkeys([t.strip() for t in _TAG_SPLIT.split(tag_text)])
+            found = dict.fromkeys([t.strip().lower() for t in _TAG_SPLIT.split(tag_text)])
             found.pop("", None)
             if self.extra_tags:
                 found.update(dict.fromkeys(self.extra_tags))
@@ -253,7 +265,7 @@ class Normaliser:
             raw[self.last].strip() or None if self.last is not None else None,
             tz,
             tags,
-            json_string_object(attrs),
+            json_attr_object(attrs),
             tuple(notes),
             dropped,
             None,

@@ -11,6 +11,7 @@ fast path through it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -79,6 +80,43 @@ class Dialect(Protocol):
 
     def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> list[Any]:
         """(campaign, step, lead_id, due_at) of the messages in `state` of these campaigns."""
+
+    # Audiences in SQL (store.audience_sql) and set-based enrolment (store.enrolment).
+
+    def json_field(self, path: str) -> tuple[str, str]:
+        """(value, type) SQL of the attribute at the JSON path bound as `path` (`:name`): the
+        type as SQLite's json_type spells it (text, integer, real, true, false, null, array,
+        object), NULL when absent."""
+
+    def has_tag(self, tag: str, quoted: str | None) -> str:
+        """SQL true when the lead's tags hold the tag bound as `tag`; `quoted` (when given) is
+        bound to its JSON text, for a quick test before the exact one."""
+
+    def pick_leads(
+        self,
+        conn: Connection,
+        campaign: str,
+        channels: list[str],
+        verdict: str,
+        params: dict[str, Any],
+    ) -> None:
+        """Note, in a scratch table, the leads not enrolled in `campaign` nor opted out of
+        `channels` whose `verdict` SQL is 1 or NULL (NULL: Python decides), with it."""
+
+    def unsure_picks(self, conn: Connection) -> list[int]:
+        """The ids of the picked leads whose verdict is NULL."""
+
+    def settle_picks(self, conn: Connection, verdicts: list[tuple[int, int]]) -> None:
+        """Set (verdict, lead id) for the picks Python decided."""
+
+    def picked_rows(self, conn: Connection) -> list[Any]:
+        """(id, timezone, phone) of the picked leads that match, by id."""
+
+    def enrol_picked(
+        self, conn: Connection, campaign: str, now: datetime, message: dict[str, Any] | None
+    ) -> int:
+        """Enrol the picked leads that match in `campaign` and, when `message` (the first
+        message's columns but `lead_id`) is given, add it for each; returns how many."""
 
 
 def scheme_of(url: str) -> str:

@@ -171,6 +171,36 @@ def m005_journal(conn: Connection) -> None:
 
 
 @migration
+def m007_audience_values(conn: Connection) -> None:
+    # issue 11: tags lower-case and each once, attribute values that look numeric as numbers
+    # (campaignctl.values), so audiences compare them as the import now stores them
+    import json
+
+    from campaignctl.values import attr_value, normal_tags
+
+    changed = []
+    for lead_id, tags_text, attrs_text in conn.exec_driver_sql(
+        "SELECT id, tags, attrs FROM lead"
+    ).fetchall():
+        tags = json.loads(tags_text or "[]")
+        attrs = json.loads(attrs_text or "{}")
+        new_tags = normal_tags(tags) if isinstance(tags, list) else tags
+        new_attrs = (
+            {k: attr_value(v) for k, v in attrs.items()} if isinstance(attrs, dict) else attrs
+        )
+        if new_tags != tags or new_attrs != attrs:
+            changed.append(
+                {
+                    "id": lead_id,
+                    "tags": json.dumps(new_tags, ensure_ascii=False, separators=(",", ":")),
+                    "attrs": json.dumps(new_attrs, ensure_ascii=False, separators=(",", ":")),
+                }
+            )
+    if changed:
+        conn.execute(text("UPDATE lead SET tags = :tags, attrs = :attrs WHERE id = :id"), changed)
+
+
+@migration
 def m010_lead_email_lower(conn: Connection) -> None:
     # leads are found by email in any case (`lower(email) = ?`: sync's replies, `leads optout`,
     # `explain`); without this index each lookup read every lead

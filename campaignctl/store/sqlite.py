@@ -204,6 +204,83 @@ class SQLiteDialect:
             .fetchall()
         )
 
+    # -------------------------------------------------------------- audiences and enrolment
+
+    def json_field(self, path: str) -> tuple[str, str]:
+        return f"json_extract(lead.attrs, {path})", f"json_type(lead.attrs, {path})"
+
+    def has_tag(self, tag: str, quoted: str | None) -> str:
+        exact = f"EXISTS (SELECT 1 FROM json_each(lead.tags) WHERE json_each.value = {tag})"
+        return f"(instr(lead.tags, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
+
+    def pick_leads(
+        self,
+        conn: Connection,
+        campaign: str,
+        channels: list[str],
+        verdict: str,
+        params: dict[str, Any],
+    ) -> None:
+        # through SQLAlchemy (not the raw connection), so a full or read-only database is
+        # reported like any other write (Store._errors_mapped)
+        raw = conn
+        raw.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS enrol_pick "
+            "(lead_id INTEGER PRIMARY KEY, verdict INTEGER)"
+        )
+        raw.exec_driver_sql("DELETE FROM enrol_pick")
+        marks = ", ".join(f":pick_ch{i}" for i in range(len(channels)))
+        names = {f"pick_ch{i}": ch for i, ch in enumerate(channels)}
+        # MATERIALIZED: the verdict is computed once per lead, not again for the WHERE
+        raw.exec_driver_sql(
+            "WITH c AS MATERIALIZED ("
+            f"SELECT lead.id AS id, {verdict} AS v FROM lead "
+            "WHERE lead.id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = :pick_campaign) "
+            f"AND lead.id NOT IN (SELECT lead_id FROM optout WHERE channel IN ({marks}))"
+            ") INSERT INTO enrol_pick (lead_id, verdict) SELECT id, v FROM c WHERE v IS NOT 0",
+            {**params, **names, "pick_campaign": campaign},
+        )
+
+    def unsure_picks(self, conn: Connection) -> list[int]:
+        rows = conn.exec_driver_sql("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
+        return [r[0] for r in rows]
+
+    def settle_picks(self, conn: Connection, verdicts: list[tuple[int, int]]) -> None:
+        conn.exec_driver_sql("UPDATE enrol_pick SET verdict = ? WHERE lead_id = ?", verdicts)
+
+    def picked_rows(self, conn: Connection) -> list[Any]:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT lead.id, lead.timezone, lead.phone FROM enrol_pick "
+                "JOIN lead ON lead.id = enrol_pick.lead_id WHERE verdict = 1 ORDER BY lead.id"
+            ).fetchall()
+        )
+
+    def enrol_picked(
+        self, conn: Connection, campaign: str, now: datetime, message: dict[str, Any] | None
+    ) -> int:
+        cur = conn.exec_driver_sql(
+            "INSERT INTO enrolment (campaign, lead_id, state, enrolled_at, updated_at) "
+            "SELECT ?, lead_id, 'active', ?, ? FROM enrol_pick WHERE verdict = 1 ORDER BY lead_id",
+            (campaign, _stamp(now), _stamp(now)),
+        )
+        count = cur.rowcount
+        if message:
+            cols = list(message)
+            values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
+            conn.exec_driver_sql(
+                f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
+                f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
+                "WHERE verdict = 1 ORDER BY lead_id",
+                tuple(values),
+            )
+        return count
+
+
+def _stamp(t: datetime) -> str:
+    """An aware datetime as SQLAlchemy's DateTime stores it on SQLite (naive UTC text)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
 
 def _raw(conn: Connection) -> sqlite3.Connection:
     """The sqlite3 connection under a SQLAlchemy one (same transaction)."""

@@ -1,0 +1,93 @@
+"""An audience's `Cond` tree (`campaignctl.audience.condition`) as one SQL expression over `lead`.
+
+The expression's value for a row is 1 (the lead matches), 0 (it does not) or NULL: Python must
+decide, because the SQL would not say what Python says (an `Opaque` part, a comparison Python
+refuses such as text `<` number, a list or object value). `and`/`or` keep Python's order, so
+`a and b` is NULL only when Python would have to look at the part that is NULL: the result is
+the same as evaluating every lead in Python (tests/test_audience_sql.py holds them together).
+
+Missing fields (absent, JSON null or an empty string, like `audience.lead_context`) compare
+false. The JSON access itself is the dialect's (`Dialect.json_field`, `Dialect.has_tag`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from campaignctl.audience import And, Compare, Cond, Const, HasTag, Not, OneOf, Opaque, Or
+from campaignctl.store.dialect import Dialect
+from campaignctl.store.fields import LEAD_FIXED_FIELDS
+
+_SQL_OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_TEXT_COLUMNS = frozenset(LEAD_FIXED_FIELDS) - {"tags"}
+
+
+class _Builder:
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.params: dict[str, Any] = {}
+
+    def param(self, value: Any) -> str:
+        name = f"aud{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def cond(self, c: Cond) -> str:
+        if isinstance(c, Const):
+            return "1" if c.value else "0"
+        if isinstance(c, Opaque):
+            return "NULL"
+        if isinstance(c, And):
+            return f"(CASE {self.cond(c.left)} WHEN 1 THEN {self.cond(c.right)} WHEN 0 THEN 0 END)"
+        if isinstance(c, Or):
+            return f"(CASE {self.cond(c.left)} WHEN 0 THEN {self.cond(c.right)} WHEN 1 THEN 1 END)"
+        if isinstance(c, Not):
+            return f"(CASE {self.cond(c.cond)} WHEN 1 THEN 0 WHEN 0 THEN 1 END)"
+        if isinstance(c, HasTag):
+            quoted = json.dumps(c.tag)
+            plain = c.tag.isascii() and quoted == f'"{c.tag}"'
+            sql = self.dialect.has_tag(self.param(c.tag), self.param(quoted) if plain else None)
+            return f"(NOT {sql})" if c.negated else sql
+        return self.field(c)
+
+    def field(self, c: Compare | OneOf) -> str:
+        text, num = self.text_test(c), self.number_test(c)
+        if c.field == "id":
+            return num.format(v="lead.id")
+        if c.field in _TEXT_COLUMNS:
+            col = f"lead.{c.field}"
+            return f"(CASE WHEN {col} IS NULL OR {col} = '' THEN 0 ELSE {text.format(v=col)} END)"
+        value, kind = self.dialect.json_field(self.param(f'$."{c.field}"'))
+        n = num.format(v=value)
+        return (
+            f"(CASE {kind} WHEN 'text' THEN (CASE WHEN {value} = '' THEN 0 "
+            f"ELSE {text.format(v=value)} END) "
+            f"WHEN 'integer' THEN {n} WHEN 'real' THEN {n} WHEN 'true' THEN {n} "
+            f"WHEN 'false' THEN {n} WHEN 'array' THEN NULL WHEN 'object' THEN NULL ELSE 0 END)"
+        )
+
+    def text_test(self, c: Compare | OneOf) -> str:
+        """The test on a present text value `{v}`."""
+        return self._test(c, lambda v: isinstance(v, str))
+
+    def number_test(self, c: Compare | OneOf) -> str:
+        """The test on a present number `{v}`."""
+        return self._test(c, lambda v: not isinstance(v, str))
+
+    def _test(self, c: Compare | OneOf, same: Any) -> str:
+        if isinstance(c, OneOf):
+            values = [self.param(v) for v in c.values if same(v)]
+            inside = f"{{v}} IN ({', '.join(values)})" if values else "0"
+            return f"(NOT {inside})" if c.negated else f"({inside})"
+        if same(c.value):
+            return f"({{v}} {_SQL_OPS[c.op]} {self.param(c.value)})"
+        # text against a number: never equal; ordered, Python refuses (a TypeError)
+        return {"==": "0", "!=": "1"}.get(c.op, "NULL")
+
+
+def verdict(cond: Cond, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """The SQL expression (1, 0 or NULL per lead row) and its bound parameters."""
+    b = _Builder(dialect)
+    sql = b.cond(cond)
+    return sql, b.params

@@ -1,0 +1,94 @@
+"""Set-based enrolment: the leads an audience picks, in SQL where it can be (`store.audience_sql`).
+
+`pick` notes the candidates of one campaign in a scratch table (matching, or for Python to
+decide); `settle` records Python's answers; `enrol_picked` enrols them with one INSERT ... SELECT
+(and their first message too when its due time is the same for all); `add_messages` adds first
+messages whose due time depends on the lead. All in the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from campaignctl.audience import Cond
+from campaignctl.store.audience_sql import verdict
+from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.journal import Kind
+from campaignctl.store.leads import CHUNK
+from campaignctl.store.schema import JOURNAL, MESSAGE
+
+
+def pick(conn: Conn, campaign: str, channels: Sequence[str], cond: Cond) -> None:
+    """Note the leads `campaign` may enrol (not enrolled, not opted out of `channels`) that
+    `cond` matches or leaves to Python."""
+    c = connection(conn)
+    d = dialect_of(c)
+    sql, params = verdict(cond, d)
+    d.pick_leads(c, campaign, list(channels), sql, params)
+
+
+def unsure(conn: Conn) -> list[int]:
+    """The picked leads Python must decide."""
+    c = connection(conn)
+    return dialect_of(c).unsure_picks(c)
+
+
+def settle(conn: Conn, matched: Sequence[int], unmatched: Sequence[int]) -> None:
+    """Record Python's answers for the unsure picks."""
+    c = connection(conn)
+    verdicts = [(1, i) for i in matched] + [(0, i) for i in unmatched]
+    if verdicts:
+        dialect_of(c).settle_picks(c, verdicts)
+
+
+def picked(conn: Conn) -> list[Any]:
+    """(id, timezone, phone) of the picked leads that match, by id."""
+    c = connection(conn)
+    return dialect_of(c).picked_rows(c)
+
+
+def enrol_picked(
+    conn: Conn, campaign: str, now: datetime, message: dict[str, Any] | None = None
+) -> int:
+    """Enrol the matching picks (and add `message`, its columns but `lead_id`, for each)."""
+    c = connection(conn)
+    return dialect_of(c).enrol_picked(c, campaign, now, message)
+
+
+def add_messages(conn: Conn, messages: list[dict[str, Any]]) -> None:
+    """Insert first messages (one already there is kept)."""
+    if messages:
+        c = connection(conn)
+        c.execute(dialect_of(c).insert_ignore(MESSAGE), messages)
+
+
+def audience_errors_logged(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> set[int]:
+    """Which of these leads already have an `audience.error` journal row for `campaign`."""
+    c = connection(conn)
+    out: set[int] = set()
+    ids = list(lead_ids)
+    for i in range(0, len(ids), CHUNK):
+        out.update(
+            r[0]
+            for r in c.execute(
+                select(JOURNAL.c.lead_id).where(
+                    JOURNAL.c.lead_id.in_(ids[i : i + CHUNK]),
+                    JOURNAL.c.kind == str(Kind.AUDIENCE_ERROR),
+                    JOURNAL.c.campaign == campaign,
+                )
+            )
+        )
+    return out
+
+
+def verdicts(conn: Conn, cond: Cond) -> dict[int, int | None]:
+    """lead id -> the SQL verdict of `cond` (1, 0, or None: Python decides), for every lead."""
+    from sqlalchemy import text
+
+    c = connection(conn)
+    sql, params = verdict(cond, dialect_of(c))
+    return {r[0]: r[1] for r in c.execute(text(f"SELECT lead.id, {sql} FROM lead"), params)}
