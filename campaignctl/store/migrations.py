@@ -178,26 +178,34 @@ def m007_audience_values(conn: Connection) -> None:
 
     from campaignctl.values import attr_value, normal_tags
 
-    changed = []
-    for lead_id, tags_text, attrs_text in conn.exec_driver_sql(
-        "SELECT id, tags, attrs FROM lead"
-    ).fetchall():
-        tags = json.loads(tags_text or "[]")
-        attrs = json.loads(attrs_text or "{}")
-        new_tags = normal_tags(tags) if isinstance(tags, list) else tags
-        new_attrs = (
-            {k: attr_value(v) for k, v in attrs.items()} if isinstance(attrs, dict) else attrs
-        )
-        if new_tags != tags or new_attrs != attrs:
-            changed.append(
-                {
-                    "id": lead_id,
-                    "tags": json.dumps(new_tags, ensure_ascii=False, separators=(",", ":")),
-                    "attrs": json.dumps(new_attrs, ensure_ascii=False, separators=(",", ":")),
-                }
+    last = 0
+    while True:  # in batches of ids, so memory stays flat however many leads there are
+        rows = conn.exec_driver_sql(
+            "SELECT id, tags, attrs FROM lead WHERE id > ? ORDER BY id LIMIT 5000", (last,)
+        ).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        changed = []
+        for lead_id, tags_text, attrs_text in rows:
+            tags = json.loads(tags_text or "[]")
+            attrs = json.loads(attrs_text or "{}")
+            new_tags = normal_tags(tags) if isinstance(tags, list) else tags
+            new_attrs = (
+                {k: attr_value(v) for k, v in attrs.items()} if isinstance(attrs, dict) else attrs
             )
-    if changed:
-        conn.execute(text("UPDATE lead SET tags = :tags, attrs = :attrs WHERE id = :id"), changed)
+            if new_tags != tags or new_attrs != attrs:
+                changed.append(
+                    {
+                        "id": lead_id,
+                        "tags": json.dumps(new_tags, ensure_ascii=False, separators=(",", ":")),
+                        "attrs": json.dumps(new_attrs, ensure_ascii=False, separators=(",", ":")),
+                    }
+                )
+        if changed:
+            conn.execute(
+                text("UPDATE lead SET tags = :tags, attrs = :attrs WHERE id = :id"), changed
+            )
 
 
 @migration
