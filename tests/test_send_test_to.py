@@ -50,6 +50,15 @@ def _outbox_project(folder: Path, daily_limit: int = 100) -> Path:
     )
 
 
+def _timeline(cli: Cli, folder: Path, lead: str) -> list[tuple[str, ...]]:
+    """What `explain` says about a lead, without the times (it says "as of now")."""
+    res = cli("-C", folder, "explain", lead, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    return [
+        (e["what"], e["campaign"], e["step"], e["text"]) for e in json.loads(res.stdout)["timeline"]
+    ]
+
+
 def test_an_email_test_send_over_smtp(
     cli: Cli, tmp_path: Path, fake_smtp: Callable[..., FakeSmtp]
 ) -> None:
@@ -57,6 +66,7 @@ def test_an_email_test_send_over_smtp(
     _smtp_project(tmp_path, relay)
     add_leads(tmp_path, JUAN, MARIA)
     before = status_steps(cli, tmp_path)
+    explained = _timeline(cli, tmp_path, JUAN["email"])
     res = cli("-C", tmp_path, "send", "--test-to", "Me@Sunrise.Example", "--campaign", "welcome")
     assert res.exit_code == 0, res.stderr
     (got,) = relay.received
@@ -73,6 +83,7 @@ def test_an_email_test_send_over_smtp(
     assert rows(tmp_path) == []
     assert enrolments(tmp_path) == {}
     assert status_steps(cli, tmp_path) == before
+    assert _timeline(cli, tmp_path, JUAN["email"]) == explained
 
 
 def test_a_thread_step_for_a_named_lead_on_a_draft_campaign(
