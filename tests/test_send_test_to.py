@@ -209,6 +209,12 @@ def test_provider_errors(cli: Cli, twilio_project: Path, fake_twilio: FakeTwilio
         with store.read() as s:
             since = datetime.now(UTC) - timedelta(days=1)
             assert messages.send_history(s, "sms", since) == []
+        # a 5xx may have reached the carrier: that one keeps counting
+        fake_twilio.fail_next(500, None, "Internal Server Error")
+        res = cli(*args)
+        assert res.exit_code == 75
+        with store.read() as s:
+            assert len(messages.send_history(s, "sms", since)) == 1
     finally:
         store.close()
 
