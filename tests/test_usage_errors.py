@@ -43,7 +43,7 @@ def test_a_usage_error_from_the_real_command_line(tmp_path):
     )
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
-        "campaignctl: error: No such option: --quite (Possible options: --quiet)",
+        "campaignctl: error: No such option: --quite (Possible options: --quiet, --step)",
         "hint: run `campaignctl send --help`",
     ]
 

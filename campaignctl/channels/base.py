@@ -37,6 +37,9 @@ class Outgoing:
     content_variables: dict[str, str] = field(default_factory=dict)
     to_name: str | None = None  # the lead's name, for email's `To: "First Last" <address>`
     unsubscribe_url: str | None = None  # rendered for this lead; None: the sender's as written
+    test: bool = (
+        False  # `send --test-to`: email gets `X-Campaignctl-Test: 1`; `id` is a test_send's
+    )
 
 
 @dataclass(frozen=True)

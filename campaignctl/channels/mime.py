@@ -142,7 +142,9 @@ def _build_email(msg: Outgoing, sender: Sender) -> Message:
         em["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if unsub:
         em["List-Unsubscribe"] = ", ".join(unsub)
-    em["X-Campaignctl"] = f"{msg.campaign}/{msg.step}/{msg.id}"
+    em["X-Campaignctl"] = f"{msg.campaign}/{msg.step}/{'test-' if msg.test else ''}{msg.id}"
+    if msg.test:
+        em["X-Campaignctl-Test"] = "1"
     _refuse_line_breaks(em)
     return em
 

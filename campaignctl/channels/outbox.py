@@ -1,11 +1,11 @@
 """The `outbox` channel: one file per message instead of a provider, for demos, staging and tests.
 
 Email becomes `<message id>.eml` (RFC 5322, written by `mime.email_bytes`), SMS and WhatsApp become
-`<message id>.json` with `to`, `from` and `body`. Files are written to a temporary name and
-renamed, so a file either exists whole or not at all, and `reconcile()` is "does the file
-exist". Files are not fsynced (that would cost milliseconds per message): a killed process
-loses nothing, and after a power cut a file may be missing for a message recorded as sent,
-never the reverse, which keeps "at most once" true.
+`<message id>.json` with `to`, `from` and `body` (`test-<id>.*` for `send --test-to`). Files are
+written to a temporary name and renamed, so a file either exists whole or not at all, and
+`reconcile()` is "does the file exist". Files are not fsynced (that would cost milliseconds per
+message): a killed process loses nothing, and after a power cut a file may be missing for a
+message recorded as sent, never the reverse, which keeps "at most once" true.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ class Outbox:
         self.sender_from = sender_from
 
     def _file(self, msg: Outgoing) -> Path:
-        return self.folder / f"{msg.id}.{'eml' if msg.kind == 'email' else 'json'}"
+        # a test send's id is a test_send row's, not a message's: its own names
+        stem = f"test-{msg.id}" if msg.test else str(msg.id)
+        return self.folder / f"{stem}.{'eml' if msg.kind == 'email' else 'json'}"
 
     def send(self, msg: Outgoing) -> Sent:
         """Write the message; an OSError (disk full, permissions) is transient."""

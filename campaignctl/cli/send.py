@@ -66,12 +66,47 @@ def send(
         help="Run beside another send on the same database (several workers); the database "
         "claims still send each message at most once and hold the limits together.",
     ),
+    test_to: str | None = typer.Option(
+        None,
+        "--test-to",
+        metavar="EMAIL_OR_PHONE",
+        help="Send ONE test message of a step of --campaign to this address instead (marked "
+        "[TEST]; counts against the channel's limits, changes no lead's progress; works on "
+        "draft and paused campaigns).",
+    ),
+    step: str | None = typer.Option(
+        None, "--step", metavar="STEP", help="With --test-to: the step (default: the first)."
+    ),
+    lead: str | None = typer.Option(
+        None,
+        "--lead",
+        metavar="EMAIL_OR_PHONE",
+        help="With --test-to: render for this lead of the database (default: the first lead "
+        "in the audience, or a built-in sample lead).",
+    ),
 ) -> None:
     """Send what is due now, within every limit and window; exit when nothing more is due."""
     from campaignctl.errors import UsageError
     from campaignctl.timespec import parse_duration
 
     st = state(ctx)
+    if test_to is not None:
+        refused = [o for o, v in (("--limit", limit), ("--max-time", max_time)) if v is not None]
+        refused += ["--channel"] if channel else []
+        if refused:
+            raise UsageError(f"--test-to: {', '.join(refused)} cannot be used with it")
+        if len(campaign) != 1:
+            raise UsageError(
+                "--test-to needs one --campaign",
+                "campaignctl send --test-to ADDRESS --campaign NAME [--step STEP]",
+            )
+        _test_send(st, campaign[0], step, test_to, lead, dry_run=dry_run, lock=not no_lock)
+        return
+    if step is not None or lead is not None:
+        raise UsageError(
+            f"{'--step' if step is not None else '--lead'} is for a test send: "
+            "add --test-to ADDRESS"
+        )
     check_names(st.config(), campaign, channel)
     cfg, store = st.config(), st.store(read_only=dry_run)
     try:
@@ -112,6 +147,39 @@ def send(
         # cron mails nothing and a wrapper can still tell (docs/operations.md)
         raise typer.Exit(int(ExitCode.TEMPFAIL)) from None
     _finish(result, quiet, view.transient)
+
+
+def _test_send(
+    st: Any,
+    campaign: str,
+    step: str | None,
+    to: str,
+    lead: str | None,
+    *,
+    dry_run: bool,
+    lock: bool,
+) -> None:
+    """`send --test-to`: one line saying what went where (or the message, with --dry-run)."""
+    from campaignctl.testsend import prepare, send_test
+
+    cfg, now = st.config(), _now()
+    # rendered (and every name and address checked) before a database is created
+    msg, out = prepare(cfg, st.store(read_only=True), campaign, step, to, lead, now)
+    if dry_run:
+        print(
+            f"test {msg.kind} for {msg.to} via {msg.channel}: {campaign}/{msg.step}, "
+            f"rendered for {msg.lead} (dry run: nothing sent)"
+        )
+        if msg.subject is not None:
+            print(f"Subject: {msg.subject}")
+        print(f"\n{msg.text}", flush=True)
+        return
+    msg = send_test(cfg, st.store(), msg, out, now, lock=lock)
+    print(
+        f"test {msg.kind} sent to {msg.to} via {msg.channel}: {campaign}/{msg.step}, rendered "
+        f"for {msg.lead}; provider id {msg.provider_id}",
+        flush=True,
+    )
 
 
 class _Stops:

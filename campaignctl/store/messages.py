@@ -24,6 +24,7 @@ from campaignctl.store.schema import (
     SENDING,
     SENT,
     SKIPPED,
+    TEST_SEND,
     UNCERTAIN,
     UTCDateTime,
 )
@@ -47,7 +48,39 @@ def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
             MESSAGE.c.claimed_at > since,
         )
     )
-    return sorted([r[0] for r in sent] + [r[0] for r in inflight])
+    # `send --test-to` messages count too (a row in flight by its claim, like `sending`)
+    tests = c.execute(
+        select(func.coalesce(TEST_SEND.c.sent_at, TEST_SEND.c.claimed_at)).where(
+            TEST_SEND.c.channel == channel, TEST_SEND.c.claimed_at > since
+        )
+    )
+    return sorted([r[0] for r in sent] + [r[0] for r in inflight] + [r[0] for r in tests])
+
+
+def add_test_send(conn: Conn, campaign: str, step: str, channel: str, now: datetime) -> int:
+    """Record a `send --test-to` message as in flight before its provider is called; its id."""
+    result = connection(conn).execute(
+        insert(TEST_SEND).values(
+            campaign=campaign, step=step, channel=channel, state=SENDING, claimed_at=now
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def finish_test_send(conn: Conn, row_id: int, now: datetime, provider_id: str | None) -> None:
+    """A test message the provider accepted: it counts from `now`. With `provider_id` None it
+    never left (the provider refused it): the row goes, and the limits no longer count it."""
+    c = connection(conn)
+    if provider_id is None:
+        c.execute(TEST_SEND.delete().where(TEST_SEND.c.id == row_id))
+        return
+    c.execute(
+        update(TEST_SEND)
+        .where(TEST_SEND.c.id == row_id)
+        .values(state=SENT, sent_at=now, provider_id=provider_id)
+    )
 
 
 class Writes:
@@ -402,16 +435,17 @@ def queues(conn: Conn) -> list[Any]:
 
 
 def sent_counts(conn: Conn, since: datetime) -> dict[str, int]:
-    """channel -> messages sent since `since`."""
-    return dict(
-        connection(conn)
-        .execute(
-            select(MESSAGE.c.channel, func.count())
-            .where(MESSAGE.c.state == SENT, MESSAGE.c.sent_at >= since)
-            .group_by(MESSAGE.c.channel)
-        )
-        .all()
-    )
+    """channel -> messages sent since `since`, test sends included (the limits count them)."""
+    c = connection(conn)
+    counts: dict[str, int] = defaultdict(int)
+    for table in (MESSAGE, TEST_SEND):
+        for ch, n in c.execute(
+            select(table.c.channel, func.count())
+            .where(table.c.state == SENT, table.c.sent_at >= since)
+            .group_by(table.c.channel)
+        ):
+            counts[ch] += n
+    return dict(counts)
 
 
 def plan_pending(conn: Conn, campaigns: list[str]) -> list[Any]:

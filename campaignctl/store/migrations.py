@@ -215,6 +215,27 @@ def m010_lead_email_lower(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_lead_email_lower ON lead (lower(email))")
 
 
+@migration
+def m012_test_send(conn: Connection) -> None:
+    # `send --test-to` messages: the channel's limits count them, no lead's progress does
+    _ddl(
+        conn,
+        """
+        CREATE TABLE test_send (
+            id INTEGER PRIMARY KEY,
+            campaign VARCHAR NOT NULL,
+            step VARCHAR NOT NULL,
+            channel VARCHAR NOT NULL,
+            state VARCHAR NOT NULL,
+            claimed_at DATETIME NOT NULL,
+            sent_at DATETIME,
+            provider_id VARCHAR
+        );
+        CREATE INDEX ix_test_send_channel ON test_send (channel, claimed_at)
+        """,
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

@@ -163,6 +163,22 @@ class Journal(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
+class TestSend(SQLModel, table=True):
+    """A `send --test-to` message: counted by the channel's limits and pacing (see
+    `store.messages.send_history`), never a lead's progress. The test address is not kept."""
+
+    __tablename__ = "test_send"
+    __test__ = False  # not a pytest test class
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str
+    step: str
+    channel: str
+    state: str = SENDING  # sending (handed to the provider) | sent
+    claimed_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    provider_id: str | None = None
+
+
 class Meta(SQLModel, table=True):
     """Small key/value state: sync cursors, daemon heartbeat."""
 
@@ -184,3 +200,4 @@ MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
 EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
 META: Table = SQLModel.metadata.tables[Meta.__tablename__]
 JOURNAL: Table = SQLModel.metadata.tables[Journal.__tablename__]
+TEST_SEND: Table = SQLModel.metadata.tables[TestSend.__tablename__]
