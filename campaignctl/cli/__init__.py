@@ -155,11 +155,13 @@ def _register() -> None:
     from campaignctl.cli import campaign as campaign_cmds
     from campaignctl.cli import check as check_cmds
     from campaignctl.cli import daemon as daemon_cmds
+    from campaignctl.cli import erase as erase_cmds
     from campaignctl.cli import init as init_cmds
     from campaignctl.cli import leads as leads_cmds
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
     from campaignctl.cli import send as send_cmds
+    from campaignctl.cli import suppress as suppress_cmds
     from campaignctl.cli import sync as sync_cmds
 
     init_cmds.register(app)
@@ -167,6 +169,8 @@ def _register() -> None:
     preview_cmds.register(app)
     leads_cmds.register(app)
     optout_cmds.register(leads_cmds.leads_app)
+    erase_cmds.register(leads_cmds.leads_app)
+    suppress_cmds.register(app)
     campaign_cmds.register(app)
     send_cmds.register(app)
     sync_cmds.register(app)

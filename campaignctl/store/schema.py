@@ -163,6 +163,20 @@ class Journal(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
+class Suppression(SQLModel, table=True):
+    """An address that may never be contacted on `channel` (`*`: every channel), kept only as
+    its keyed hash (`campaignctl.suppression.address_hash`), whether or not it is a lead's."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (UniqueConstraint("hash", "channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    hash: str  # HMAC-SHA256 (hex) of the normalised address under the database's key
+    channel: str
+    source: str  # erased | import | manual
+    note: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Meta(SQLModel, table=True):
     """Small key/value state: sync cursors, daemon heartbeat."""
 
@@ -184,3 +198,4 @@ MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
 EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
 META: Table = SQLModel.metadata.tables[Meta.__tablename__]
 JOURNAL: Table = SQLModel.metadata.tables[Journal.__tablename__]
+SUPPRESSION: Table = SQLModel.metadata.tables[Suppression.__tablename__]

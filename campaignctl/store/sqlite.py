@@ -263,6 +263,21 @@ class LeadInserts:
         )
 
 
+def suppression_of(conn: sqlite3.Connection) -> tuple[bytes | None, frozenset[str]]:
+    """The suppression key and every suppressed hash, for the leads import's report (none in an
+    in-memory copy of the lead table, which has no suppression list)."""
+    import sqlite3
+
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'suppression.key'").fetchone()
+        if row is None:
+            return None, frozenset()
+        hashes = frozenset(h for (h,) in conn.execute("SELECT DISTINCT hash FROM suppression"))
+    except sqlite3.OperationalError:  # no such table: a dry run's in-memory lead table
+        return None, frozenset()
+    return bytes.fromhex(row[0]), hashes
+
+
 def lead_schema(engine: Any) -> tuple[str, ...]:
     """The lead table's CREATE statements (the table before its indexes), to rebuild it in an
     in-memory database of another connection."""
