@@ -305,7 +305,7 @@ def plan(
         # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
         no_optouts: set[str] = set()
         rows = store_leads.plan_leads(conn)
-        suppressed = suppressed_addresses(conn, [r[:3] for r in rows], everything=True)
+        suppressed = suppressed_addresses(conn, (r[:3] for r in rows), everything=True)
         for lead_id, email, phone, timezone in rows:
             sim.leads[lead_id] = _Lead(
                 lead_id,

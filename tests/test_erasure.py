@@ -248,3 +248,18 @@ def test_the_claim_sees_a_suppression_added_after_enrolment(tmp_path: Path) -> N
     assert res.total("sent") == 2
     skipped = [m for m in messages(store) if m.state == "skipped"]
     assert [(m.lead_id, m.reason_code) for m in skipped] == [(2, "suppressed")]
+
+
+def test_an_erased_lead_is_never_enrolled_again(tmp_path: Path) -> None:
+    from campaignctl.channels.memory import MemoryChannel
+    from campaignctl.erasure import erase
+    from campaignctl.planner import plan
+
+    cfg = project(tmp_path, SMS_ONLY)
+    store = Store.for_config(cfg)
+    add_leads(store, 3)
+    erase(store, cfg, "+1 212 555 0001", T0)
+    assert plan(cfg, store, T0, days=2).campaigns["welcome"].sends == 2
+    eng = Engine(cfg, store, channels={"sms": MemoryChannel("sms", "sms")})
+    assert eng.enrol(T0) == 2
+    assert sorted(m.lead_id for m in messages(store)) == [1, 3]
