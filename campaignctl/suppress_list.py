@@ -126,20 +126,38 @@ def _address(value: str, cfg: Config) -> str:
     return address
 
 
-def remove(open_store: Callable[[], Store], cfg: Config, value: str, channel: str | None) -> int:
-    """Take an address off the list (on `channel` only, or on every channel it is on);
-    returns how many rows went. An address not on the list is a NotFoundError."""
+def _listed(session: Any, address: str, channel: str | None) -> str | None:
+    """The address's hash when it is on the list (on `channel`, or on any channel)."""
     from campaignctl.store import meta
     from campaignctl.store import suppression as store_suppression
 
+    key = meta.suppression_key(session)
+    if key is None:
+        return None
+    h = address_hash(key, address)
+    channels = store_suppression.channels_of(session, [h]).get(h, set())
+    return h if channels and (channel is None or channel in channels) else None
+
+
+def remove(open_store: Callable[[], Store], cfg: Config, value: str, channel: str | None) -> int:
+    """Take an address off the list (on `channel` only, or on every channel it is on);
+    returns how many rows went. An address not on the list is a NotFoundError, raised
+    before the database is opened for writing (so it creates none)."""
+    from campaignctl.store import Store
+    from campaignctl.store import suppression as store_suppression
+
     address = _address(value, cfg)
-    with open_store().write() as session:
-        key = meta.suppression_key(session)
-        gone = (
-            0
-            if key is None
-            else store_suppression.remove(session, address_hash(key, address), channel)
-        )
+    reader = Store.for_reading(cfg)
+    try:
+        with reader.read() as session:
+            listed = _listed(session, address, channel)
+    finally:
+        reader.close()
+    gone = 0
+    if listed is not None:
+        with open_store().write() as session:
+            h = _listed(session, address, channel)  # again, in the writing transaction
+            gone = 0 if h is None else store_suppression.remove(session, h, channel)
     if not gone:
         where = f" on channel {channel}" if channel else ""
         raise NotFoundError(

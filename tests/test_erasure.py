@@ -214,6 +214,9 @@ def test_suppress_bad_input(cli: Cli, project: Path) -> None:
     r = cli("-C", project, "suppress", "import", "x.csv", "--channel", "fax")
     assert r.exit_code == 2
     assert "no channel named 'fax'" in r.stderr
+    r = cli("-C", project, "suppress", "remove", ANA)
+    assert r.exit_code == 2
+    assert "is not on the suppression list" in r.stderr
     r = cli("-C", project, "suppress", "remove", "hello")
     assert r.exit_code == 2
     assert "'hello': not an email address or a phone number" in r.stderr
