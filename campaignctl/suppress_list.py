@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.errors import NotFoundError, UsageError
-from campaignctl.leads.addresses import address_hash, normalise_address
+from campaignctl.leads.addresses import address_hash, hasher, normalise_address
 from campaignctl.store.suppression import ALL_CHANNELS
 
 if TYPE_CHECKING:
@@ -99,9 +99,10 @@ def listing(store: Store) -> list[dict[str, Any]]:
         owners: dict[str, str] = {}
         if rows and key is not None:
             listed = {r.hash for r in rows}
+            hash_of = hasher(key)
             for _id, email, phone, _tz in store_leads.plan_leads(session):
                 for address in (email, phone):
-                    if address and (h := address_hash(key, address)) in listed:
+                    if address and (h := hash_of(address)) in listed:
                         owners.setdefault(h, email or phone)
     return [
         {

@@ -81,7 +81,7 @@ def suppressed_addresses(
     with an address on the suppression list; leads with none are left out. `everything` reads
     the whole list once instead of looking the addresses up (for callers that pass every lead).
     """
-    from campaignctl.leads.addresses import address_hash
+    from campaignctl.leads.addresses import hasher
     from campaignctl.store import meta
     from campaignctl.store import suppression as store_suppression
 
@@ -91,8 +91,9 @@ def suppressed_addresses(
     table = store_suppression.everything(conn) if everything else None
     if table is not None and not table:
         return {}
+    address_hash = hasher(key)
     hashed: list[tuple[int, str, str]] = [
-        (lead_id, address, address_hash(key, address))
+        (lead_id, address, address_hash(address))
         for lead_id, *addresses in leads
         for address in addresses
         if address

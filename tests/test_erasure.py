@@ -3,6 +3,7 @@ or suppressed address is never messaged again, checked in the claim transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from pathlib import Path
@@ -266,3 +267,34 @@ def test_an_erased_lead_is_never_enrolled_again(tmp_path: Path) -> None:
     eng = Engine(cfg, store, channels={"sms": MemoryChannel("sms", "sms")})
     assert eng.enrol(T0) == 2
     assert sorted(m.lead_id for m in messages(store)) == [1, 3]
+
+
+def test_hashes_are_keyed_per_database_and_a_copy_keeps_its_key(tmp_path: Path) -> None:
+    import shutil
+
+    from campaignctl.leads.addresses import address_hash, hasher
+    from campaignctl.store import meta
+    from campaignctl.suppression import suppressed_addresses
+
+    keys = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        cfg = project(tmp_path / name, SMS_ONLY)
+        (tmp_path / name / "dnc.csv").write_text(f"email\n{ANA}\n")
+        store = Store.for_config(cfg)
+        import_file(
+            functools.partial(Store.for_config, cfg), cfg, tmp_path / name / "dnc.csv", None, T0
+        )
+        with store.read() as s:
+            key = meta.suppression_key(s)
+            assert key is not None
+            keys.append(key)
+            (row,) = s.exec(select(Suppression)).all()
+        assert row.hash == address_hash(key, ANA) == hasher(key)(ANA)
+        store.close()
+    assert keys[0] != keys[1]
+    shutil.copy(tmp_path / "a" / "campaignctl.db", tmp_path / "copy.db")
+    copy = Store(f"sqlite:///{tmp_path / 'copy.db'}")
+    with copy.read() as s:
+        assert suppressed_addresses(s, [(7, ANA, None)]) == {7: {ANA: {"*"}}}
+    copy.close()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.errors import CampaignctlError
-from campaignctl.leads.addresses import address_hash
+from campaignctl.leads.addresses import hasher
 from campaignctl.leads.columns import map_columns, parse_mapping
 from campaignctl.leads.csvfile import (
     Chunk,
@@ -122,7 +122,8 @@ class _Writer:
         self.db = LeadInserts(conn, now)
         from campaignctl.store.sqlite import suppression_of
 
-        self.key, self.suppressed = suppression_of(conn)
+        key, self.suppressed = suppression_of(conn)
+        self.hash = hasher(key) if key is not None and self.suppressed else None
         self.uncommitted = 0
         self.in_transaction = False
 
@@ -153,11 +154,8 @@ class _Writer:
 
     def _suppressed(self, p: Parsed) -> bool:
         """Whether the row's email or phone is on the suppression list (any channel)."""
-        assert self.key is not None
-        return any(
-            a is not None and address_hash(self.key, a) in self.suppressed
-            for a in (p.email, p.phone)
-        )
+        assert self.hash is not None
+        return any(a is not None and self.hash(a) in self.suppressed for a in (p.email, p.phone))
 
     def _reject(self, chunk: Chunk, p: Parsed, reason: str) -> None:
         if self.rejects is None:
@@ -196,7 +194,7 @@ class _Writer:
                     insert(p[1:8])
                 inserted += 1
                 report.fields_dropped += p.dropped
-                if self.suppressed and self._suppressed(p):
+                if self.hash is not None and self._suppressed(p):
                     report.suppressed += 1
                     report.note(Note(p.line, SUPPRESSED_NOTE))
                 if p.notes:
