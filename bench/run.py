@@ -24,6 +24,7 @@ BENCHMARKS = [
     ("import_bench.py", "1000000", "20000"),
     ("explain_bench.py", "1000000", "20000"),
     ("messages_list.py", "1000000", "20000"),
+    ("suppression_cost.py", "20000", "2000"),
 ]
 
 

@@ -48,6 +48,7 @@ from campaignctl.pacing import (
 from campaignctl.store import Store, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
+from campaignctl.suppression import suppressed_addresses
 
 #: A message held longer than this by a limit counts as having waited for it (pacing gaps of
 #: a second or two do not).
@@ -124,6 +125,7 @@ class _Lead:
     timezone: str | None
     default_tz: str
     optouts: set[str]
+    suppressed: dict[str, set[str]]  # address -> channels on the suppression list
     _tz: ZoneInfo | None = None
 
     @property
@@ -266,6 +268,7 @@ class _Simulation:
                 ACTIVE,
                 ALWAYS_OPEN,
                 t,
+                lead.suppressed,
             )
             if not isinstance(decision, Send):
                 if isinstance(decision, Skip):
@@ -343,9 +346,17 @@ def plan(
         ]
         # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
         no_optouts: set[str] = set()
-        for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
+        rows = store_leads.plan_leads(conn)
+        suppressed = suppressed_addresses(conn, (r[:3] for r in rows), everything=True)
+        for lead_id, email, phone, timezone in rows:
             sim.leads[lead_id] = _Lead(
-                lead_id, email, phone, timezone, default_tz, optouts.get(lead_id, no_optouts)
+                lead_id,
+                email,
+                phone,
+                timezone,
+                default_tz,
+                optouts.get(lead_id, no_optouts),
+                suppressed.get(lead_id, {}),
             )
         # Only leads the next pass could enrol need their fields and an audience check.
         newcomers: dict[str, list[Any]] = {
@@ -377,6 +388,8 @@ def plan(
         needs_attrs = matches.fields is None or not matches.fields <= fixed
         for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers[name]:
             if sim.leads[lead_id].optouts & {first_channel, "*"}:
+                continue
+            if email is None and phone is None:  # erased (`leads delete`): never enrolled
                 continue
             ctx = lead_context(
                 id=lead_id,

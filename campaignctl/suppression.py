@@ -15,6 +15,12 @@ unsubscribe endpoint. The rule:
   channel when it comes due, and moves past it.
 - An opt-in (START, UNSTOP, YES) removes that channel's opt-out; a manual `*` opt-out stays,
   because a person decided it.
+- An address on the suppression list (`suppress import`, `leads delete`; kept as a keyed hash,
+  see `leads.addresses`) is never messaged on its channel (or any, for `*`): the claim looks the
+  candidates' addresses up (`suppressed_addresses`) and `engine.decide` skips the message
+  ("address on the suppression list"); the lead's next step follows, as after an opt-out in a
+  sequence that goes on. The address is suppressed, not the lead: a lead whose email is listed
+  still gets its SMS.
 
 Each function opens its own write transaction; its `_in` twin runs in the caller's, for callers
 that commit these writes with others (`sync` with its events and cursor, the engine with a batch
@@ -23,7 +29,7 @@ of outcomes). Deciding what an inbound message means is `classify`'s job, not th
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -36,7 +42,7 @@ from campaignctl.store.events import ALL_CHANNELS
 if TYPE_CHECKING:
     from campaignctl.config import Config
     from campaignctl.store import Enrolment, Lead, Store
-    from campaignctl.store.conn import Transaction
+    from campaignctl.store.conn import Conn, Transaction
 
 #: Each campaign's `stop_on`: the kinds (reply, optout, bounce) that end its sequences.
 StopOn = Mapping[str, Collection[str]]
@@ -56,6 +62,50 @@ class Effect:
 def stop_on_of(cfg: Config) -> dict[str, list[str]]:
     """Each campaign's `stop_on`, as the functions here take it."""
     return {name: list(c.stop_on) for name, c in cfg.campaigns.items()}
+
+
+# ---------------------------------------------------------------- the suppression list
+
+
+#: A lead with no suppressed address.
+NOT_SUPPRESSED: Mapping[str, set[str]] = {}
+
+
+def suppressed_addresses(
+    conn: Conn,
+    leads: Iterable[tuple[int, str | None, str | None]],
+    *,
+    everything: bool = False,
+) -> dict[int, dict[str, set[str]]]:
+    """lead id -> {address: channels (`*`: every channel)} for the leads (id, email, phone)
+    with an address on the suppression list; leads with none are left out. `everything` reads
+    the whole list once instead of looking the addresses up (for callers that pass every lead).
+    """
+    from campaignctl.leads.addresses import hasher
+    from campaignctl.store import meta
+    from campaignctl.store import suppression as store_suppression
+
+    key = meta.suppression_key(conn)
+    if key is None:
+        return {}
+    table = store_suppression.everything(conn) if everything else None
+    if table is not None and not table:
+        return {}
+    address_hash = hasher(key)
+    hashed: list[tuple[int, str, str]] = [
+        (lead_id, address, address_hash(address))
+        for lead_id, *addresses in leads
+        for address in addresses
+        if address
+    ]
+    if table is None:
+        table = store_suppression.channels_of(conn, [h for _, _, h in hashed])
+    out: dict[int, dict[str, set[str]]] = {}
+    for lead_id, address, h in hashed:
+        channels = table.get(h)
+        if channels:
+            out.setdefault(lead_id, {})[address] = set(channels)
+    return out
 
 
 # ---------------------------------------------------------------- in the caller's transaction

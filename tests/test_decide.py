@@ -77,6 +77,21 @@ def test_skips_in_order_with_their_reasons() -> None:
     assert ask(lead=Lead(email=None)) == Skip(Why.NO_ADDRESS, "lead has no email address")
 
 
+def test_a_suppressed_address_is_skipped_right_after_optouts_and_the_sequence_goes_on() -> None:
+    listed = {"ana@example.com": {"*"}, "+639171234567": {"whatsapp"}}
+    why = Skip(Why.SUPPRESSED, "address on the suppression list (email)")
+    assert ask(suppressed=listed) == why
+    assert ask(suppressed={"ana@example.com": {"email"}}) == why
+    assert ask(suppressed={"ana@example.com": {"news"}}) == Send("ana@example.com", None)
+    assert ask(channel="sms", kind="sms", suppressed=listed) == Send("+639171234567", None)
+    # opt-outs say it first; the suppression list before the step, the window, the variant
+    assert ask(optouts={"*"}, suppressed=listed) == Skip(Why.OPTED_OUT, "opted out of email")
+    assert ask(step="gone", suppressed=listed) == why
+    closed = Hours(parse_window("10:00-11:00"), None)
+    assert ask(hours=closed, suppressed=listed) == why
+    assert why.next_step_follows(CAMP)  # even when the campaign stops on optout
+
+
 def test_a_closed_window_defers_to_its_next_opening_in_the_leads_zone() -> None:
     hours = Hours(parse_window("10:00-11:00"), None)  # T0 is 09:00 in Manila
     got = ask(hours=hours)

@@ -10,12 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from typer.testing import Result
 
 from campaignctl.channels.memory import MemoryChannel
 from campaignctl.engine import Engine
 from campaignctl.planner import plan
 from campaignctl.store import Store
+from campaignctl.suppress_list import import_file
 from tests.support import T0, add_leads, messages, project
 
 WHATSAPP = """
@@ -108,10 +110,16 @@ body = "News"
 """
 
 
-def test_plan_matches_what_the_engine_then_sends(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suppressed", [False, True], ids=["plain", "suppressed"])
+def test_plan_matches_what_the_engine_then_sends(tmp_path: Path, suppressed: bool) -> None:
     cfg = project(tmp_path, SEQUENCE, tz="Asia/Manila")
     store = Store.for_config(cfg)
     add_leads(store, 50, timezone="Asia/Manila")
+    if suppressed:  # two addresses on every channel, two phones on sms: both skip them alike
+        (tmp_path / "all.csv").write_text("email\nl3@ex.com\nl7@ex.com\n")
+        (tmp_path / "sms.csv").write_text("phone\n+12125550010\n+12125550011\n")
+        import_file(lambda: store, cfg, tmp_path / "all.csv", None, T0 - timedelta(hours=3))
+        import_file(lambda: store, cfg, tmp_path / "sms.csv", "sms", T0 - timedelta(hours=3))
     start = T0 - timedelta(hours=2)  # 07:00 in Manila: the email window opens at 09:00
     forecast = plan(cfg, store, start, days=14)
     # the engine, passing every 30 minutes for 14 days
@@ -136,7 +144,10 @@ def test_plan_matches_what_the_engine_then_sends(tmp_path: Path) -> None:
     }
     assert {k: v for k, v in actual.items() if v} == expected
     assert forecast.campaigns["welcome"].finish_day is not None
-    assert forecast.campaigns["news"].sends == 50
+    assert forecast.campaigns["news"].sends == (48 if suppressed else 50)
+    if suppressed:
+        skipped = Counter(m.channel for m in messages(store) if m.reason_code == "suppressed")
+        assert skipped == {"email": 4, "sms": 2}  # welcome and news emails; l3, l7 go on to sms
     # priority: the welcome emails (priority 1) all went before any newsletter
     emails = [m for m in messages(store) if m.channel == "email" and m.sent_at]
     last_welcome = max(m.sent_at for m in emails if m.campaign == "welcome" and m.sent_at)

@@ -156,6 +156,7 @@ def _register() -> None:
     from campaignctl.cli import check as check_cmds
     from campaignctl.cli import daemon as daemon_cmds
     from campaignctl.cli import draft as draft_cmds
+    from campaignctl.cli import erase as erase_cmds
     from campaignctl.cli import explain as explain_cmds
     from campaignctl.cli import init as init_cmds
     from campaignctl.cli import leads as leads_cmds
@@ -163,6 +164,7 @@ def _register() -> None:
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
     from campaignctl.cli import send as send_cmds
+    from campaignctl.cli import suppress as suppress_cmds
     from campaignctl.cli import sync as sync_cmds
 
     init_cmds.register(app)
@@ -170,6 +172,8 @@ def _register() -> None:
     preview_cmds.register(app)
     leads_cmds.register(app)
     optout_cmds.register(leads_cmds.leads_app)
+    erase_cmds.register(leads_cmds.leads_app)
+    suppress_cmds.register(app)
     campaign_cmds.register(app)
     messages_cmds.register(app)
     send_cmds.register(app)

@@ -126,6 +126,13 @@ def _render_import(report: ImportReport) -> None:
     out.print(table)
     mapped = ", ".join(f"{f} <- {c!r}" for f, c in report.columns.items())
     out.print(f"columns: {mapped}", markup=False, highlight=False)
+    if report.suppressed:
+        out.print(
+            f"{report.suppressed:,} imported lead(s) have an address on the suppression list: "
+            "they are never messaged there (`campaignctl suppress list`)",
+            markup=False,
+            highlight=False,
+        )
     for note in report.notes[:NOTES_SHOWN]:
         out.print(str(note), markup=False, highlight=False)
     more = report.notes_total - min(len(report.notes), NOTES_SHOWN)

@@ -27,6 +27,7 @@ from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn
 from campaignctl.store.journal import Kind
+from campaignctl.suppression import NOT_SUPPRESSED, suppressed_addresses
 
 
 class Claims(Outcomes):
@@ -121,6 +122,10 @@ class Claims(Outcomes):
             ids = [r.lead_id for r in rows]
             leads = self._leads(conn, ids)
             optouts = store_leads.optouts_of(conn, ids)
+            # in this transaction: an address suppressed since enrolment is seen here
+            suppressed = suppressed_addresses(
+                conn, [(i.id, i.email, i.phone) for i in leads.values()]
+            )
             states = store_leads.enrolment_states(conn, ids)
             kind = self.cfg.channel_kind(ch)
             for r in rows:
@@ -138,6 +143,7 @@ class Claims(Outcomes):
                     states.get((r.campaign, r.lead_id), ACTIVE),
                     self.hours[ch],
                     now,
+                    suppressed.get(r.lead_id, NOT_SUPPRESSED),
                 )
                 if not isinstance(decision, Send):
                     self._hold(w, r, ch, lead, decision, now, res)

@@ -9,7 +9,7 @@ what the message row stores and `status` (later `explain` and `plan`) shows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -31,6 +31,7 @@ class Why(StrEnum):
     BACKOFF = "backoff"
     BREAKER = "breaker"
     OPTED_OUT = "opted_out"
+    SUPPRESSED = "suppressed"
     ENROLMENT_STOPPED = "enrolment_stopped"
     CAMPAIGN_ARCHIVED = "campaign_archived"
     NO_ADDRESS = "no_address"
@@ -46,11 +47,12 @@ class Skip:
     reason: str
 
     def next_step_follows(self, campaign: Campaign) -> bool:
-        """Whether the lead's next step follows this skip: after a missing address, and after
-        an opt-out unless the campaign's `stop_on` has `optout` (the enrolment stops then)."""
+        """Whether the lead's next step follows this skip: after a missing or suppressed
+        address, and after an opt-out unless the campaign's `stop_on` has `optout` (the
+        enrolment stops then)."""
         if self.why is Why.OPTED_OUT:
             return "optout" not in campaign.stop_on
-        return self.why is Why.NO_ADDRESS
+        return self.why in (Why.NO_ADDRESS, Why.SUPPRESSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ def channel_hold(
 
 #: The enrolment of a message whose lead has no enrolment row, and of every planned message.
 ACTIVE: tuple[str, str | None] = ("active", None)
+_NONE: frozenset[str] = frozenset()
 #: Hours for a caller that already knows the window is open (the planner parks closed zones).
 ALWAYS_OPEN = Hours()
 
@@ -155,11 +158,13 @@ def decide(
     enrolment: tuple[str, str | None],
     hours: Hours,
     now: datetime,
+    suppressed: Mapping[str, Set[str]] | None = None,
 ) -> Decision:
     """Send, defer or skip the due message `step_name` of `campaign_name` on `channel` to `lead`
     (None when it was deleted) at `now`, given the lead's opt-outs (channels, or `*`), its
-    enrolment (state and reason) and the channel's hours. Checked in this order: the lead,
-    the enrolment, opt-outs, the step, the window, the address."""
+    enrolment (state and reason), the channel's hours, and which of its addresses are on the
+    suppression list (address -> channels, or `*`). Checked in this order: the lead, the
+    enrolment, opt-outs, the suppression list, the step, the window, the address."""
     if lead is None:
         return Skip(Why.LEAD_DELETED, "lead deleted")
     state, why = enrolment
@@ -167,6 +172,9 @@ def decide(
         return Skip(Why.ENROLMENT_STOPPED, f"enrolment {state}" + (f": {why}" if why else ""))
     if optouts and optouts & {channel, "*"}:
         return Skip(Why.OPTED_OUT, f"opted out of {channel}")
+    address = lead.email if kind == "email" else lead.phone
+    if suppressed and address and suppressed.get(address, _NONE) & {channel, "*"}:
+        return Skip(Why.SUPPRESSED, f"address on the suppression list ({channel})")
     for step in campaign.steps:
         if step.name == step_name:
             break
@@ -174,7 +182,6 @@ def decide(
         return Skip(Why.STEP_REMOVED, "step removed from the campaign file")
     if not hours.always and not is_open(now, hours, lead.tz):
         return Defer(next_open(now, hours, lead.tz), Why.WINDOW, "outside the sending window")
-    address = lead.email if kind == "email" else lead.phone
     if not address:
         what = "email address" if kind == "email" else "phone number"
         return Skip(Why.NO_ADDRESS, f"lead has no {what}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.errors import CampaignctlError
+from campaignctl.leads.addresses import hasher
 from campaignctl.leads.columns import map_columns, parse_mapping
 from campaignctl.leads.csvfile import (
     Chunk,
@@ -46,6 +47,8 @@ COMMIT_ROWS = 20000  # rows per write transaction
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 WORKERS_ENV = "CAMPAIGNCTL_IMPORT_WORKERS"
+#: The note on an imported lead whose address is on the suppression list.
+SUPPRESSED_NOTE = "imported; address on the suppression list: it will never be messaged there"
 
 
 _worker: Normaliser | None = None
@@ -117,6 +120,10 @@ class _Writer:
         from campaignctl.store.sqlite import LeadInserts
 
         self.db = LeadInserts(conn, now)
+        from campaignctl.store.sqlite import suppression_of
+
+        key, self.suppressed = suppression_of(conn)
+        self.hash = hasher(key) if key is not None and self.suppressed else None
         self.uncommitted = 0
         self.in_transaction = False
 
@@ -144,6 +151,11 @@ class _Writer:
         else:  # a lone email or a lone phone can only conflict with itself
             return None
         return claim(p, emails, {p.phone})
+
+    def _suppressed(self, p: Parsed) -> bool:
+        """Whether the row's email or phone is on the suppression list (any channel)."""
+        assert self.hash is not None
+        return any(a is not None and self.hash(a) in self.suppressed for a in (p.email, p.phone))
 
     def _reject(self, chunk: Chunk, p: Parsed, reason: str) -> None:
         if self.rejects is None:
@@ -182,6 +194,9 @@ class _Writer:
                     insert(p[1:8])
                 inserted += 1
                 report.fields_dropped += p.dropped
+                if self.hash is not None and self._suppressed(p):
+                    report.suppressed += 1
+                    report.note(Note(p.line, SUPPRESSED_NOTE))
                 if p.notes:
                     reason = "; ".join(p.notes)
                     report.note(Note(p.line, reason))
@@ -521,3 +536,16 @@ def sample_leads_from_csv(
                         )
                     )
     return out
+
+
+def read_addresses(
+    path: Path, default_region: str | None, encoding: str | None = None
+) -> Iterator[Parsed]:
+    """Each non-blank record of a CSV file, normalised as `leads import` reads it (its email
+    and phone columns found the same way; `reject` says why a row has no valid address), in
+    file order. `suppress import` reads its files with it; no database is involved."""
+    src = _open_source(path, (), default_region, encoding=encoding)
+    with closing(src.chunks()) as chunks:
+        for chunk in chunks:
+            for line, raw in src.normaliser.records(chunk):
+                yield src.normaliser.row(line, raw)

@@ -32,6 +32,7 @@ class ImportReport:
     duplicates: int = 0
     fields_dropped: int = 0
     rejected: int = 0
+    suppressed: int = 0  # inserted leads with an address on the suppression list
     notes: list[Note] = field(default_factory=list)
     notes_total: int = 0
     warnings: list[str] = field(default_factory=list)

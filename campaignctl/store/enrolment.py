@@ -23,8 +23,8 @@ from campaignctl.store.schema import JOURNAL, MESSAGE
 
 
 def pick(conn: Conn, campaign: str, channels: Sequence[str], cond: Cond) -> None:
-    """Note the leads `campaign` may enrol (not enrolled, not opted out of `channels`) that
-    `cond` matches or leaves to Python."""
+    """Note the leads `campaign` may enrol (not enrolled, not opted out of `channels`, not
+    erased: the rule of `store.leads.enrollable`) that `cond` matches or leaves to Python."""
     c = connection(conn)
     d = dialect_of(c)
     sql, params = verdict(cond, d)

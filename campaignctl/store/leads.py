@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
@@ -29,11 +29,16 @@ def by_ids(conn: Conn, ids: Sequence[int]) -> Iterator[Any]:
 
 
 def enrollable(conn: Conn, campaign: str, channels: Sequence[str]) -> Iterator[Any]:
-    """Leads not enrolled in `campaign` and not opted out of any of `channels`."""
+    """Leads not enrolled in `campaign`, not opted out of any of `channels`, and not erased
+    (`leads delete` leaves a lead with neither email nor phone)."""
     enrolled = select(ENROLMENT.c.lead_id).where(ENROLMENT.c.campaign == campaign)
     opted = select(OPTOUT.c.lead_id).where(OPTOUT.c.channel.in_(channels))
     yield from connection(conn).execute(
-        select(*LEAD_COLUMNS).where(LEAD.c.id.not_in(enrolled), LEAD.c.id.not_in(opted))
+        select(*LEAD_COLUMNS).where(
+            LEAD.c.id.not_in(enrolled),
+            LEAD.c.id.not_in(opted),
+            or_(LEAD.c.email.is_not(None), LEAD.c.phone.is_not(None)),
+        )
     )
 
 

@@ -4,7 +4,8 @@ The keys and the text of their values are part of the database format (existing 
 working): `daemon.FIELD` (the heartbeat), `sync.CHANNEL.cursor` and `sync.CHANNEL.last_at`,
 `blast.NAME.enrolled`, `campaign.NAME.completed`, `audience.NAME.skipped` (JSON count and
 reason), `breaker.CHANNEL` (a circuit breaker's JSON) and `needs_person.CHANNEL` (JSON message
-and hint of a channel the daemon stopped). Only this module spells them.
+and hint of a channel the daemon stopped), `suppression.key` (the hex key the suppression
+list's hashes are made with: a copied database keeps it). Only this module spells them.
 """
 
 from __future__ import annotations
@@ -157,3 +158,25 @@ def set_needs_person(conn: Conn, channel: str, value: str | None, now: datetime)
         connection(conn).execute(META.delete().where(META.c.key == key))
     else:
         _set(conn, key, value, now)
+
+
+# ---------------------------------------------------------------- the suppression list's key
+
+
+def suppression_key(conn: Conn) -> bytes | None:
+    """The key the suppression list's address hashes are made with, or None before the first
+    address was suppressed (nothing is suppressed then)."""
+    value = _get(conn, "suppression.key")
+    return None if value is None else bytes.fromhex(value)
+
+
+def ensure_suppression_key(conn: Conn, now: datetime) -> bytes:
+    """The suppression key, made (32 random bytes) and kept on first use; call it in a write
+    transaction, so two processes never make two keys."""
+    import secrets
+
+    key = suppression_key(conn)
+    if key is None:
+        key = secrets.token_bytes(32)
+        _set(conn, "suppression.key", key.hex(), now)
+    return key

@@ -171,6 +171,26 @@ def m005_journal(conn: Connection) -> None:
 
 
 @migration
+def m006_suppression(conn: Connection) -> None:
+    # do-not-contact addresses, as keyed hashes (HMAC-SHA256 under the key in meta
+    # `suppression.key`): `suppress import` and `leads delete` add them; the claim reads them
+    _ddl(
+        conn,
+        """
+        CREATE TABLE suppression (
+            id INTEGER PRIMARY KEY,
+            hash VARCHAR NOT NULL,
+            channel VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            note VARCHAR,
+            created_at DATETIME NOT NULL,
+            UNIQUE (hash, channel)
+        )
+        """,
+    )
+
+
+@migration
 def m007_audience_values(conn: Connection) -> None:
     # issue 11: tags lower-case and each once, attribute values that look numeric as numbers
     # (campaignctl.values), so audiences compare them as the import now stores them

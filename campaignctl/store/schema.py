@@ -179,6 +179,20 @@ class TestSend(SQLModel, table=True):
     provider_id: str | None = None
 
 
+class Suppression(SQLModel, table=True):
+    """An address that may never be contacted on `channel` (`*`: every channel), kept only as
+    its keyed hash (`campaignctl.suppression.address_hash`), whether or not it is a lead's."""
+
+    __tablename__ = "suppression"
+    __table_args__ = (UniqueConstraint("hash", "channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    hash: str  # HMAC-SHA256 (hex) of the normalised address under the database's key
+    channel: str
+    source: str  # erased | import | manual
+    note: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Meta(SQLModel, table=True):
     """Small key/value state: sync cursors, daemon heartbeat."""
 
@@ -201,3 +215,6 @@ EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
 META: Table = SQLModel.metadata.tables[Meta.__tablename__]
 JOURNAL: Table = SQLModel.metadata.tables[Journal.__tablename__]
 TEST_SEND: Table = SQLModel.metadata.tables[TestSend.__tablename__]
+
+
+SUPPRESSION: Table = SQLModel.metadata.tables[Suppression.__tablename__]

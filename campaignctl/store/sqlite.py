@@ -236,7 +236,9 @@ class SQLiteDialect:
             "WITH c AS MATERIALIZED ("
             f"SELECT lead.id AS id, {verdict} AS v FROM lead "
             "WHERE lead.id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = :pick_campaign) "
-            f"AND lead.id NOT IN (SELECT lead_id FROM optout WHERE channel IN ({marks}))"
+            f"AND lead.id NOT IN (SELECT lead_id FROM optout WHERE channel IN ({marks})) "
+            # an erased lead (`leads delete`: neither email nor phone) never enrols again
+            "AND (lead.email IS NOT NULL OR lead.phone IS NOT NULL)"
             ") INSERT INTO enrol_pick (lead_id, verdict) SELECT id, v FROM c WHERE v IS NOT 0",
             {**params, **names, "pick_campaign": campaign},
         )
@@ -338,6 +340,21 @@ class LeadInserts:
         return (
             self.conn.execute("SELECT 1 FROM lead WHERE email = ?", (email,)).fetchone() is not None
         )
+
+
+def suppression_of(conn: sqlite3.Connection) -> tuple[bytes | None, frozenset[str]]:
+    """The suppression key and every suppressed hash, for the leads import's report (none in an
+    in-memory copy of the lead table, which has no suppression list)."""
+    import sqlite3
+
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'suppression.key'").fetchone()
+        if row is None:
+            return None, frozenset()
+        hashes = frozenset(h for (h,) in conn.execute("SELECT DISTINCT hash FROM suppression"))
+    except sqlite3.OperationalError:  # no such table: a dry run's in-memory lead table
+        return None, frozenset()
+    return bytes.fromhex(row[0]), hashes
 
 
 def lead_schema(engine: Any) -> tuple[str, ...]:
