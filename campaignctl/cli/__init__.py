@@ -156,6 +156,7 @@ def _register() -> None:
     from campaignctl.cli import check as check_cmds
     from campaignctl.cli import daemon as daemon_cmds
     from campaignctl.cli import init as init_cmds
+    from campaignctl.cli import lead_edit as lead_edit_cmds
     from campaignctl.cli import leads as leads_cmds
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
@@ -167,6 +168,7 @@ def _register() -> None:
     preview_cmds.register(app)
     leads_cmds.register(app)
     optout_cmds.register(leads_cmds.leads_app)
+    lead_edit_cmds.register(leads_cmds.leads_app)
     campaign_cmds.register(app)
     send_cmds.register(app)
     sync_cmds.register(app)
