@@ -22,6 +22,7 @@ BENCHMARKS = [
     ("plan_speed.py", "100000", "10000"),
     ("pacing_rate.py", "60", "5"),
     ("import_bench.py", "1000000", "20000"),
+    ("update_bench.py", "100000", "5000"),
 ]
 
 
