@@ -373,3 +373,18 @@ def test_lead_events_after_an_id(cli, imported):
             assert len(journal.lead_events(s, 0, limit=2)) == 2
     finally:
         store.close()
+
+
+def test_update_rejects_file_says_updated_or_unchanged(cli, imported):
+    (imported / "r.csv").write_text(
+        "email,phone,first_name\nben@x.com,+63 917 123 4567,Benny\nana@x.com,+63 917 765 4321,\n"
+    )
+    r = cli("-C", imported, "leads", "import", "r.csv", "--update", "--rejects", "rej.csv")
+    assert r.exit_code == 0, r.output
+    lines = (imported / "rej.csv").read_text().splitlines()
+    assert lines[1].endswith(
+        ",2,updated; phone +639171234567 already belongs to another lead; not updated"
+    )
+    assert lines[2].endswith(
+        ",3,unchanged; phone +639177654321 already belongs to another lead; not updated"
+    )

@@ -226,7 +226,7 @@ class _Writer:
         if notes:
             reason = "; ".join(notes)
             report.note(Note(row.line, reason))
-            self._reject(chunk, row, "updated; " + reason)
+            self._reject(chunk, row, ("unchanged; " if change is None else "updated; ") + reason)
         if change is None:
             report.unchanged += 1
             return
