@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from campaignctl.leads.normalise import Parsed
+from campaignctl.leads.normalise import Parsed, json_string_object, json_strings
 
 #: `--tags`: how `leads import --update` treats the tags of a lead it updates.
 TAGS_MODES = ("merge", "replace")
@@ -105,7 +105,11 @@ def update_from_row(
         changed = [k for k, v in row_attrs.items() if attrs.get(k) != v]
         if changed:
             attrs.update(row_attrs)
-            attrs_json = _to_json(attrs)
+            # the import's own quick encoding when every value is text, as the CSV's are
+            if all(type(v) is str for v in attrs.values()):
+                attrs_json = json_string_object(attrs)
+            else:
+                attrs_json = _to_json(attrs)
             fields.extend(changed)
     added: list[str] = []
     removed: list[str] = []
@@ -115,7 +119,7 @@ def update_from_row(
         after = replace_tags(before, new) if replace and row.tagged else merge_tags(before, new)
         if after != before:
             added, removed = tag_diff(before, after)
-            tags_json = _to_json(after)
+            tags_json = json_strings(after)
             if not (added or removed):  # the same tags in another order
                 fields.append("tags")
     if not (fields or added or removed):

@@ -237,6 +237,11 @@ _UPDATE_LEAD = (
     "UPDATE lead SET phone = ?, first_name = ?, last_name = ?, timezone = ?, tags = ?, "
     "attrs = ?, updated_at = :now WHERE id = ?"
 )
+# The same without the phone, which most updates leave: its unique index is not touched.
+_UPDATE_LEAD_KEEPING_PHONE = (
+    "UPDATE lead SET first_name = ?, last_name = ?, timezone = ?, tags = ?, "
+    "attrs = ?, updated_at = :now WHERE id = ?"
+)
 # The journal's kinds as `store.journal.Kind` spells them (that module loads SQLAlchemy, which
 # the import process does without); tests/test_leads_update.py reads the rows back as Kinds.
 _JOURNAL_IMPORTED = (
@@ -249,10 +254,12 @@ _JOURNAL_ROW = (
 )
 
 
-def _json(value: Any) -> str:
-    import json
+def _quote(text: str) -> str:
+    """A JSON string (the C quoting `json.dumps(..., ensure_ascii=False)` uses): journal details
+    are joined by hand, a few times faster than `json.dumps` on a small dict."""
+    from json.encoder import encode_basestring
 
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(encode_basestring(text))
 
 
 class LeadInserts:
@@ -280,9 +287,13 @@ class LeadInserts:
         file = "'" + source.replace("'", "''") + "'"
         self._imported_sql = _JOURNAL_IMPORTED.replace(":now", f"'{stamp}'").replace(":file", file)
         self._update = partial(conn.cursor().execute, _UPDATE_LEAD.replace(":now", f"'{stamp}'"))
+        self._update_keeping_phone = partial(
+            conn.cursor().execute, _UPDATE_LEAD_KEEPING_PHONE.replace(":now", f"'{stamp}'")
+        )
         self._journal_sql = _JOURNAL_ROW.replace(":now", f"'{stamp}'")
         self._pending: list[tuple[Any, ...]] = []
         self.source = source
+        self._file = _quote(source)
         for name, value in IMPORT_PRAGMAS.items():
             conn.execute(f"PRAGMA {name}={value}")
 
@@ -323,15 +334,19 @@ class LeadInserts:
     def updated(self, lead_id: int, values: tuple[Any, ...], fields: list[str], line: int) -> None:
         """Store a lead's new (phone, first_name, last_name, timezone, tags JSON, attrs JSON);
         its journal row `lead.updated` (the changed fields' names) waits for `flush`."""
-        self._update((*values, lead_id))
+        if "phone" in fields:
+            self._update((*values, lead_id))
+        else:
+            self._update_keeping_phone((*values[1:], lead_id))
         if fields:
-            detail = {"fields": fields, "file": self.source, "line": line}
-            self._pending.append(("lead.updated", lead_id, None, _json(detail)))
+            names = ",".join(map(_quote, fields))
+            detail = f'{{"fields":[{names}],"file":{self._file},"line":{line}}}'
+            self._pending.append(("lead.updated", lead_id, None, detail))
 
     def tagged(self, lead_id: int, code: str, tag: str, line: int) -> None:
         """A journal row `lead.tag` (code: added | removed), written by `flush`."""
-        detail = {"tag": tag, "file": self.source, "line": line}
-        self._pending.append(("lead.tag", lead_id, code, _json(detail)))
+        detail = f'{{"tag":{_quote(tag)},"file":{self._file},"line":{line}}}'
+        self._pending.append(("lead.tag", lead_id, code, detail))
 
     def flush(self) -> None:
         """Write the journal rows `updated` and `tagged` collected, in this transaction."""
