@@ -15,8 +15,9 @@ def set_(
     assignments: list[str] = typer.Argument(
         ...,
         metavar="KEY=VALUE...",
-        help="status=S, first_name=, last_name=, timezone=ZONE, email=, phone=, tags=a,b, "
-        "tags+=T, tags-=T, or any attribute (budget_max=3500000; city= removes it).",
+        help="status=S, first_name=X, last_name=X, timezone=ZONE, email=X, phone=X, tags=a,b, "
+        "tags+=T, tags-=T, or any attribute (budget_max=3500000). An empty value clears a "
+        "field (city= removes the attribute).",
     ),
 ) -> None:
     """Change one lead: status, names, time zone, email, phone, tags or attributes.

@@ -30,7 +30,8 @@ class Kind(StrEnum):
     LEAD_UPDATED = "lead.updated"
     #: A lead's status changed (detail: from, to). Campaigns can enrol on it.
     LEAD_STATUS = "lead.status"
-    #: A tag added or removed (code: added | removed; detail: tag). Campaigns can enrol on it.
+    #: A tag added or removed (code: added | removed; detail: tag, and file and line for an
+    #: import). Campaigns can enrol on it.
     LEAD_TAG = "lead.tag"
     #: A lead erased by `leads delete` (its fields are gone; this row stays).
     LEAD_ERASED = "lead.erased"
