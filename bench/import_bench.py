@@ -21,7 +21,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
-GEN = REPO.parent / "shared" / "bench" / "gen_leads.py"
+# ../shared beside the checkout (or beside its folder of worktrees)
+GEN = (
+    next(
+        (p for p in (REPO.parent / "shared", REPO.parent.parent / "shared") if p.is_dir()),
+        REPO.parent / "shared",
+    )
+    / "bench"
+    / "gen_leads.py"
+)
 BIN = Path(sys.executable).parent
 
 

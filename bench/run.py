@@ -25,6 +25,7 @@ BENCHMARKS = [
     ("explain_bench.py", "1000000", "20000"),
     ("messages_list.py", "1000000", "20000"),
     ("suppression_cost.py", "20000", "2000"),
+    ("update_bench.py", "100000", "5000"),
 ]
 
 

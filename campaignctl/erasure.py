@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from campaignctl.errors import NotFoundError, UsageError
-
 if TYPE_CHECKING:
     from campaignctl.config import Config
     from campaignctl.store import Lead, Store
@@ -43,26 +41,9 @@ class Erased:
 
 def _lead(session: Transaction, cfg: Config, who: str) -> Lead:
     """The lead `who` names, or the error saying why there is none."""
-    from campaignctl.leads.addresses import normalise_address
-    from campaignctl.store import events
+    from campaignctl.leads.lookup import find_lead
 
-    address, why = normalise_address(who, cfg.settings.default_region)
-    if address is None:
-        raise UsageError(
-            f"{who!r}: not an email address or a phone number ({why})",
-            "give the lead's email, or its phone with a country code (+63 917 123 4567)",
-        )
-    lead = events.lead_by_address(session, address)
-    if lead is None or lead.id is None:
-        part, field_ = (
-            (address.rsplit("@", 1)[-1], "email") if "@" in address else (address[-4:], "phone")
-        )
-        raise NotFoundError(
-            f"no lead with email or phone {who!r}",
-            f"find the lead with `campaignctl leads list --where \"'{part}' in {field_}\"`"
-            " (an erased lead cannot be found again)",
-        )
-    return lead
+    return find_lead(session, who, cfg.settings.default_region)
 
 
 def check(store: Store, cfg: Config, who: str) -> str:

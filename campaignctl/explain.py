@@ -76,7 +76,7 @@ def explain(cfg: Config, store: Store, address: str, now: datetime) -> Explanati
 
     tz = ZoneInfo(cfg.settings.timezone)
     with store.read() as s:
-        lead = find_lead(s, cfg, address)
+        lead = find_lead(s, address, cfg.settings.default_region)
         assert lead.id is not None
         conn = s.connection()
         logged = journal.for_lead(conn, lead.id)

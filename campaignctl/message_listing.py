@@ -132,6 +132,6 @@ def _check(cfg: Config, store: Store, campaign: str | None, lead: str | None) ->
                 )
         if lead is None:
             return None
-        found = find_lead(session, cfg, lead)
+        found = find_lead(session, lead, cfg.settings.default_region)
         assert found.id is not None
         return found.id

@@ -301,4 +301,4 @@ def _lead_to_opt_out(session: Transaction, cfg: Config, address: str, channel: s
         )
     from campaignctl.leads.lookup import find_lead
 
-    return find_lead(session, cfg, address)
+    return find_lead(session, address, cfg.settings.default_region)

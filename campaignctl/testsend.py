@@ -106,7 +106,10 @@ def _lead(
         from campaignctl.store import lead_context
 
         with store.read() as session:
-            ctx, source = lead_context(find_lead(session, cfg, lead)), "from the database"
+            ctx, source = (
+                lead_context(find_lead(session, lead, cfg.settings.default_region)),
+                "from the database",
+            )
     who = ctx.get("email") if kind == "email" else ctx.get("phone")
     who = who or ctx.get("email") or ctx.get("phone") or "a lead"
     return ctx, f"{who} ({source})"

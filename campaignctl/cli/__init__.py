@@ -159,6 +159,7 @@ def _register() -> None:
     from campaignctl.cli import erase as erase_cmds
     from campaignctl.cli import explain as explain_cmds
     from campaignctl.cli import init as init_cmds
+    from campaignctl.cli import lead_edit as lead_edit_cmds
     from campaignctl.cli import leads as leads_cmds
     from campaignctl.cli import messages as messages_cmds
     from campaignctl.cli import optout as optout_cmds
@@ -174,6 +175,7 @@ def _register() -> None:
     optout_cmds.register(leads_cmds.leads_app)
     erase_cmds.register(leads_cmds.leads_app)
     suppress_cmds.register(app)
+    lead_edit_cmds.register(leads_cmds.leads_app)
     campaign_cmds.register(app)
     messages_cmds.register(app)
     send_cmds.register(app)

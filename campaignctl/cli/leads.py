@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,13 @@ leads_app = typer.Typer(
 #: Notes printed after an import; `--rejects FILE` has every one.
 NOTES_SHOWN = 20
 LIST_COLUMNS = LEAD_FIXED_FIELDS
+
+
+class TagsMode(StrEnum):
+    """`leads import --update --tags`."""
+
+    MERGE = "merge"
+    REPLACE = "replace"
 
 
 @leads_app.command("import")
@@ -58,8 +66,22 @@ def import_(
         help="The file's text encoding (utf-8, cp1252, latin-1, cp1250, ...). Default: UTF-8 "
         "(with or without BOM), UTF-16 with a BOM, else a guess that is shown as a warning.",
     ),
+    update: bool = typer.Option(
+        False,
+        "--update",
+        help="Also update the leads already stored (found by email, else phone): fields, "
+        "attributes and tags the row has; an empty cell erases nothing. Status, opt-outs, "
+        "enrolments and history are never touched.",
+    ),
+    tags_mode: TagsMode = typer.Option(
+        TagsMode.MERGE,
+        "--tags",
+        help="With --update: merge adds the row's tags to the lead's; replace sets the lead's "
+        "tags to the row's (a row with an empty tags cell leaves them).",
+    ),
 ) -> None:
-    """Import leads from a CSV file; duplicates are counted, never inserted twice."""
+    """Import leads from a CSV file; duplicates are counted, never inserted twice (with
+    --update, existing leads are updated instead)."""
     from campaignctl.leads import import_leads
 
     st = state(ctx)
@@ -75,6 +97,8 @@ def import_(
         rejects=rejects,
         dry_run=dry_run,
         encoding=encoding,
+        update=update,
+        tags_mode=tags_mode.value,
     )
     if err.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -106,23 +130,17 @@ def _render_import(report: ImportReport) -> None:
     out = stdout()
     title = f"{report.path}" + (" (dry run: nothing written)" if report.dry_run else "")
     table = Table(title=title, title_justify="left")
-    table.add_column("read", justify="right")
-    table.add_column("inserted", justify="right")
-    table.add_column("duplicates", justify="right")
-    table.add_column("fields dropped", justify="right")
-    table.add_column("rejected", justify="right")
-    table.add_row(
-        *(
-            f"{n:,}"
-            for n in (
-                report.read,
-                report.inserted,
-                report.duplicates,
-                report.fields_dropped,
-                report.rejected,
-            )
-        )
-    )
+    counts = {"read": report.read, "inserted": report.inserted}
+    if report.update:
+        counts |= {"updated": report.updated, "unchanged": report.unchanged}
+    counts |= {
+        "duplicates": report.duplicates,
+        "fields dropped": report.fields_dropped,
+        "rejected": report.rejected,
+    }
+    for name in counts:
+        table.add_column(name, justify="right")
+    table.add_row(*(f"{n:,}" for n in counts.values()))
     out.print(table)
     mapped = ", ".join(f"{f} <- {c!r}" for f, c in report.columns.items())
     out.print(f"columns: {mapped}", markup=False, highlight=False)
@@ -133,6 +151,11 @@ def _render_import(report: ImportReport) -> None:
             markup=False,
             highlight=False,
         )
+    for change in report.changes[:NOTES_SHOWN]:
+        out.print(str(change), markup=False, highlight=False)
+    if report.updated > NOTES_SHOWN:
+        more = report.updated - NOTES_SHOWN
+        out.print(f"... and {more:,} more updated rows", markup=False, highlight=False)
     for note in report.notes[:NOTES_SHOWN]:
         out.print(str(note), markup=False, highlight=False)
     more = report.notes_total - min(len(report.notes), NOTES_SHOWN)

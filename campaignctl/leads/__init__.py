@@ -4,8 +4,10 @@
 - `columns`: which column fills which lead field;
 - `normalise`: one record to a lead row (email and phone rules) and the identity rule;
 - `importer`: the import, in a process of its own with workers (forkserver);
+- `changes`: what an `--update` row changes in a stored lead, and the tag rules;
+- `edit`: `leads set` and `leads tag`;
 - `report`: what an import did;
-- `listing`: `leads list`.
+- `listing`: `leads list` (and the `--where` matching `leads tag` shares).
 
 The import and worker processes load this package: nothing here imports SQL or CLI code at
 the top.

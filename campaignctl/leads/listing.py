@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from campaignctl.store import Store
+    from campaignctl.store import Lead, Store
+    from campaignctl.store.conn import Transaction
+
+
+def matching_leads(session: Transaction, where: str | None) -> Iterator[Lead]:
+    """The leads an audience expression matches (all for None), in import order: what
+    `leads list --where` shows and `leads tag --where` changes."""
+    from campaignctl.audience import compile_audience
+    from campaignctl.store import lead_context
+    from campaignctl.store import leads as store_leads
+
+    matches = compile_audience(where, "--where")
+    for lead in store_leads.in_import_order(session):
+        if where and not matches(lead_context(lead)):
+            continue
+        yield lead
 
 
 def list_leads(
@@ -14,20 +30,17 @@ def list_leads(
     """Leads as JSON-ready objects (fixed fields, `optouts`, then attributes), filtered by an
     audience expression and cut at `limit`, in import order."""
     from campaignctl.audience import compile_audience
-    from campaignctl.store import lead_context
     from campaignctl.store import leads as store_leads
 
-    matches = compile_audience(where, "--where")
+    compile_audience(where, "--where")  # a bad expression fails before anything is read
     out: list[dict[str, Any]] = []
     with store.read() as session:
         optouts: dict[int, list[str]] = {}
         for lead_id, channel in store_leads.all_optouts(session):
             optouts.setdefault(lead_id, []).append(channel)
-        for lead in store_leads.in_import_order(session):
+        for lead in matching_leads(session, where):
             if limit is not None and len(out) >= limit:
                 break
-            if where and not matches(lead_context(lead)):
-                continue
             obj: dict[str, Any] = {
                 "id": lead.id,
                 "email": lead.email,

@@ -1,4 +1,5 @@
-"""Which lead a person means by an email or phone typed on the command line."""
+"""Which lead a person means by an email or phone typed on the command line (`explain`,
+`leads set`, `leads delete`, `leads optout`, `messages list --lead`, `send --test-to --lead`)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,29 @@ from typing import TYPE_CHECKING
 from campaignctl.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from campaignctl.config import Config
     from campaignctl.store import Lead
     from campaignctl.store.conn import Transaction
 
 
-def find_lead(session: Transaction, cfg: Config, address: str) -> Lead:
-    """The lead with this email or phone (in any usual format), or the error saying why none."""
-    from campaignctl.classify import normalise_address
+def find_lead(session: Transaction, address: str, default_region: str | None) -> Lead:
+    """The lead with this email or phone (any usual format, read by the import's own rules;
+    `default_region` for numbers without a country code), or the error saying why there is
+    none, with the command that finds it."""
+    from campaignctl.leads.addresses import normalise_address
     from campaignctl.store import events
 
-    norm = normalise_address(address, cfg.settings.default_region)
+    norm, why = normalise_address(address, default_region)
     if norm is None:
         raise UsageError(
-            f"{address!r}: not an email address or a phone number",
+            f"{address!r}: not an email address or a phone number ({why})",
             "give the lead's email, or its phone with a country code (+63 917 123 4567)",
         )
-    # Search by the part least likely to be mistyped: the domain, or the last digits.
-    part, field_ = (norm.rsplit("@", 1)[-1], "email") if "@" in norm else (norm[-4:], "phone")
-    hint = f"find the lead with `campaignctl leads list --where \"'{part}' in {field_}\"`"
-    lead = events.lead_by_address(session, norm)
+    lead = events.lead_by_address(session, norm.lower() if "@" in norm else norm)
     if lead is None or lead.id is None:
-        raise NotFoundError(f"no lead with email or phone {address!r}", hint)
+        # search by the part least likely to be mistyped: the domain, or the last digits
+        part, field_ = (norm.rsplit("@", 1)[-1], "email") if "@" in norm else (norm[-4:], "phone")
+        raise NotFoundError(
+            f"no lead with email or phone {address!r}",
+            f"find the lead with `campaignctl leads list --where \"'{part}' in {field_}\"`",
+        )
     return lead

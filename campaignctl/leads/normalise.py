@@ -135,6 +135,7 @@ class Parsed(NamedTuple):
     dropped: int
     reject: str | None
     raw: list[str] | None = None  # the CSV fields, kept only when there is something to say
+    tagged: bool = False  # the row's tags cell was not empty (`--update --tags replace`)
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -250,7 +251,9 @@ class Normaliser:
             dropped += 1
             tz = None
         tags = self.no_tags
+        tagged = False
         if self.tags is not None and (tag_text := raw[self.tags].strip()):
+            tagged = True
             found = dict.fromkeys([t.strip().lower() for t in _TAG_SPLIT.split(tag_text)])
             found.pop("", None)
             if self.extra_tags:
@@ -270,6 +273,7 @@ class Normaliser:
             dropped,
             None,
             raw if notes else None,
+            tagged,
         )
 
 

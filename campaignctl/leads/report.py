@@ -39,8 +39,18 @@ class ImportReport:
     columns: dict[str, str] = field(default_factory=dict)
     attributes: list[str] = field(default_factory=list)
     rejects_path: Path | None = None
+    #: `--update`: rows that changed a stored lead, and rows that named one and changed nothing
+    update: bool = False
+    updated: int = 0
+    unchanged: int = 0
+    #: the first `NOTES_KEPT` updated rows, each with its line and what it changed
+    changes: list[Note] = field(default_factory=list)
 
     def note(self, note: Note) -> None:
         self.notes_total += 1
         if len(self.notes) < NOTES_KEPT:
             self.notes.append(note)
+
+    def change(self, note: Note) -> None:
+        if len(self.changes) < NOTES_KEPT:
+            self.changes.append(note)

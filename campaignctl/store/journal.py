@@ -30,7 +30,8 @@ class Kind(StrEnum):
     LEAD_UPDATED = "lead.updated"
     #: A lead's status changed (detail: from, to). Campaigns can enrol on it.
     LEAD_STATUS = "lead.status"
-    #: A tag added or removed (code: added | removed; detail: tag). Campaigns can enrol on it.
+    #: A tag added or removed (code: added | removed; detail: tag, and file and line for an
+    #: import). Campaigns can enrol on it.
     LEAD_TAG = "lead.tag"
     #: A lead erased by `leads delete` (its fields are gone; this row stays).
     LEAD_ERASED = "lead.erased"
@@ -93,3 +94,26 @@ def channel_holds(conn: Conn, channels: Iterable[str], since: datetime | None = 
     if since is not None:
         q = q.where(JOURNAL.c.at >= since)
     return list(connection(conn).execute(q.order_by(JOURNAL.c.at, JOURNAL.c.id)))
+
+
+#: The kinds `lead_events` returns by default: what campaigns can enrol on, and the rest of a
+#: lead's history.
+LEAD_KINDS = (Kind.LEAD_IMPORTED, Kind.LEAD_UPDATED, Kind.LEAD_STATUS, Kind.LEAD_TAG)
+
+
+def lead_events(
+    conn: Conn,
+    after_id: int = 0,
+    kinds: Iterable[Kind | str] = LEAD_KINDS,
+    limit: int | None = None,
+) -> list[Any]:
+    """The journal's lead rows of `kinds` with ids above `after_id`, by id: a reader that keeps
+    the last id it saw (a trigger's cursor) gets each change once, in the order written."""
+    q = (
+        select(JOURNAL)
+        .where(JOURNAL.c.id > after_id, JOURNAL.c.kind.in_([str(k) for k in kinds]))
+        .order_by(JOURNAL.c.id)
+    )
+    if limit is not None:
+        q = q.limit(limit)
+    return list(connection(conn).execute(q))

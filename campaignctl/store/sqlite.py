@@ -306,6 +306,40 @@ _INSERT_LEAD = (
     "ON CONFLICT DO NOTHING"
 )
 
+_FIND_BY_EMAIL = (
+    "SELECT id, phone, first_name, last_name, timezone, tags, attrs FROM lead WHERE email = ?"
+)
+_FIND_BY_PHONE = (
+    "SELECT id, phone, first_name, last_name, timezone, tags, attrs FROM lead WHERE phone = ?"
+)
+_UPDATE_LEAD = (
+    "UPDATE lead SET phone = ?, first_name = ?, last_name = ?, timezone = ?, tags = ?, "
+    "attrs = ?, updated_at = :now WHERE id = ?"
+)
+# The same without the phone, which most updates leave: its unique index is not touched.
+_UPDATE_LEAD_KEEPING_PHONE = (
+    "UPDATE lead SET first_name = ?, last_name = ?, timezone = ?, tags = ?, "
+    "attrs = ?, updated_at = :now WHERE id = ?"
+)
+# The journal's kinds as `store.journal.Kind` spells them (that module loads SQLAlchemy, which
+# the import process does without); tests/test_leads_update.py reads the rows back as Kinds.
+_JOURNAL_IMPORTED = (
+    "INSERT INTO journal (at, kind, lead_id, source, detail) VALUES "
+    "(:now, 'lead.imported', ?, 'import', json_object('file', :file, 'line', ?))"
+)
+_JOURNAL_ROW = (
+    "INSERT INTO journal (at, kind, lead_id, code, source, detail) "
+    "VALUES (:now, ?, ?, ?, 'import', ?)"
+)
+
+
+def _quote(text: str) -> str:
+    """A JSON string (the C quoting `json.dumps(..., ensure_ascii=False)` uses): journal details
+    are joined by hand, a few times faster than `json.dumps` on a small dict."""
+    from json.encoder import encode_basestring
+
+    return str(encode_basestring(text))
+
 
 class LeadInserts:
     """The leads import's writes through plain sqlite3, one row at a time in file order.
@@ -313,10 +347,12 @@ class LeadInserts:
     `insert(values)` runs the prepared INSERT for (email, phone, first_name, last_name,
     timezone, tags JSON, attrs JSON) and returns the cursor: its `rowcount` is 0 when a unique
     index refused the row (`ON CONFLICT DO NOTHING`). It is `cursor.execute` with the statement
-    bound, so the per-row cost is the driver's alone.
+    bound, so the per-row cost is the driver's alone. `find` and `updated` serve
+    `--update`; the journal rows (`imported`, `updated`, `tagged`) go in with the lead's
+    change, in the same transaction, `source` naming the file.
     """
 
-    def __init__(self, conn: sqlite3.Connection, now: datetime) -> None:
+    def __init__(self, conn: sqlite3.Connection, now: datetime, source: str = "") -> None:
         from functools import partial
 
         self.conn = conn
@@ -324,6 +360,19 @@ class LeadInserts:
         # a literal, made here from a datetime, so the insert binds only the lead's values.
         stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         self.insert = partial(conn.cursor().execute, _INSERT_LEAD.replace(":now", f"'{stamp}'"))
+        self._by_email = partial(conn.cursor().execute, _FIND_BY_EMAIL)
+        self._by_phone = partial(conn.cursor().execute, _FIND_BY_PHONE)
+        # The file's name is bound once as a literal (quoted), like the time stamp.
+        file = "'" + source.replace("'", "''") + "'"
+        self._imported_sql = _JOURNAL_IMPORTED.replace(":now", f"'{stamp}'").replace(":file", file)
+        self._update = partial(conn.cursor().execute, _UPDATE_LEAD.replace(":now", f"'{stamp}'"))
+        self._update_keeping_phone = partial(
+            conn.cursor().execute, _UPDATE_LEAD_KEEPING_PHONE.replace(":now", f"'{stamp}'")
+        )
+        self._journal_sql = _JOURNAL_ROW.replace(":now", f"'{stamp}'")
+        self._pending: list[tuple[Any, ...]] = []
+        self.source = source
+        self._file = _quote(source)
         for name, value in IMPORT_PRAGMAS.items():
             conn.execute(f"PRAGMA {name}={value}")
 
@@ -340,6 +389,49 @@ class LeadInserts:
         return (
             self.conn.execute("SELECT 1 FROM lead WHERE email = ?", (email,)).fetchone() is not None
         )
+
+    def phone_taken(self, phone: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM lead WHERE phone = ?", (phone,)).fetchone() is not None
+        )
+
+    def find(self, email: str | None, phone: str | None) -> tuple[Any, ...] | None:
+        """(id, phone, first_name, last_name, timezone, tags, attrs) of the lead a row names:
+        by its email when it has one, else by its phone (the import's identity rule)."""
+        if email is not None:
+            found: tuple[Any, ...] | None = self._by_email((email,)).fetchone()
+        else:
+            found = self._by_phone((phone,)).fetchone()
+        return found
+
+    def imported(self, leads: list[tuple[int | None, int]]) -> None:
+        """Journal rows `lead.imported` (file, line) for (lead id, line) pairs, in this
+        transaction: one `executemany` per chunk."""
+        if leads:
+            self.conn.executemany(self._imported_sql, leads)
+
+    def updated(self, lead_id: int, values: tuple[Any, ...], fields: list[str], line: int) -> None:
+        """Store a lead's new (phone, first_name, last_name, timezone, tags JSON, attrs JSON);
+        its journal row `lead.updated` (the changed fields' names) waits for `flush`."""
+        if "phone" in fields:
+            self._update((*values, lead_id))
+        else:
+            self._update_keeping_phone((*values[1:], lead_id))
+        if fields:
+            names = ",".join(map(_quote, fields))
+            detail = f'{{"fields":[{names}],"file":{self._file},"line":{line}}}'
+            self._pending.append(("lead.updated", lead_id, None, detail))
+
+    def tagged(self, lead_id: int, code: str, tag: str, line: int) -> None:
+        """A journal row `lead.tag` (code: added | removed), written by `flush`."""
+        detail = f'{{"tag":{_quote(tag)},"file":{self._file},"line":{line}}}'
+        self._pending.append(("lead.tag", lead_id, code, detail))
+
+    def flush(self) -> None:
+        """Write the journal rows `updated` and `tagged` collected, in this transaction."""
+        if self._pending:
+            self.conn.executemany(self._journal_sql, self._pending)
+            self._pending.clear()
 
 
 def suppression_of(conn: sqlite3.Connection) -> tuple[bytes | None, frozenset[str]]:
@@ -358,14 +450,14 @@ def suppression_of(conn: sqlite3.Connection) -> tuple[bytes | None, frozenset[st
 
 
 def lead_schema(engine: Any) -> tuple[str, ...]:
-    """The lead table's CREATE statements (the table before its indexes), to rebuild it in an
-    in-memory database of another connection."""
+    """The lead and journal tables' CREATE statements (each table before its indexes), to
+    rebuild them in an in-memory database of another connection."""
     from contextlib import closing
 
     with closing(engine.raw_connection()) as raw:
         rows = raw.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'lead' AND sql IS NOT NULL "
-            "ORDER BY type DESC"
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN ('lead', 'journal') "
+            "AND sql IS NOT NULL ORDER BY tbl_name DESC, type DESC"
         ).fetchall()
     return tuple(sql for (sql,) in rows)
 
