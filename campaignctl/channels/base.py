@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from campaignctl.attachments import Attachment
 from campaignctl.errors import CampaignctlError, ExitCode
 
 
@@ -37,6 +38,7 @@ class Outgoing:
     content_variables: dict[str, str] = field(default_factory=dict)
     to_name: str | None = None  # the lead's name, for email's `To: "First Last" <address>`
     unsubscribe_url: str | None = None  # rendered for this lead; None: the sender's as written
+    attachments: tuple[Attachment, ...] = ()  # email: files read when the MIME is built
 
 
 @dataclass(frozen=True)
