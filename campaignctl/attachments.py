@@ -21,9 +21,9 @@ from typing import Any
 #: `max_message_size` of SMTP and outbox channels.
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 
-#: Room the headers and the text and HTML parts take next to the attachments, for the estimate
-#: `check` makes before anything is built.
-_OVERHEAD = 64 * 1024
+#: Room the headers and MIME boundaries take next to the parts, for the estimate `check` and
+#: `preview` make before anything is built (the builder checks the exact size).
+_OVERHEAD = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,13 @@ def encoded_size(size: int) -> int:
     return b64 + 2 * ((b64 + 75) // 76)
 
 
-def estimated_message_size(attachments: tuple[Attachment, ...] | list[Attachment]) -> int:
-    """An upper estimate of a message's size with these attachments (headers and bodies are
-    counted as a fixed allowance); `check` and the builder compare it with the limit."""
-    return _OVERHEAD + sum(encoded_size(a.size) + 512 for a in attachments)
+def estimated_message_size(
+    attachments: tuple[Attachment, ...] | list[Attachment], *texts: str | None
+) -> int:
+    """About the size of a message with these attachments and text parts (headers counted as a
+    fixed allowance); `check` and `preview` compare it with the channel's limit."""
+    body = sum(len(t.encode()) for t in texts if t)
+    return _OVERHEAD + body + sum(encoded_size(a.size) + 256 for a in attachments)
 
 
 def max_message_size(channel: Any) -> int:

@@ -315,6 +315,10 @@ def _outcome(m: Any) -> Line:
     variant = f" (variant {m.variant})" if m.variant else ""
     if m.state == "sent":
         text = f"sent to {m.recipient}{variant}, provider id {m.provider_id or '-'}"
+        if getattr(m, "attachments", None):
+            from campaignctl.attachments import describe
+
+            text += f", attached {describe(m.attachments)}"
         if m.error:
             text += f"; later reported: {m.error}"
         return Line(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import google_auth_httplib2
 import httplib2
@@ -200,10 +201,12 @@ class GmailApiChannel:
         options = None
         # the client sends a batch to the discovery document's rootUrl, never to api_endpoint
         self._batch_uri = "https://gmail.googleapis.com/batch/gmail/v1"
+        self._endpoint: str | None = None
         if ch.api_endpoint:
             # the discovery paths are relative ("gmail/v1/users/..."): keep the endpoint's path
             options = {"api_endpoint": ch.api_endpoint.rstrip("/") + "/"}
             self._batch_uri = options["api_endpoint"] + "batch/gmail/v1"
+            self._endpoint = options["api_endpoint"]
         self._service = build(
             "gmail",
             "v1",
@@ -228,6 +231,12 @@ class GmailApiChannel:
 
             media = MediaIoBaseUpload(io.BytesIO(data), "message/rfc822", resumable=False)
             request = messages.send(userId="me", body=body, media_body=media)
+            if self._endpoint:
+                # the client moves only the host of an upload URL to api_endpoint: not its
+                # scheme, nor under its path
+                parts = urlsplit(request.uri)
+                query = f"?{parts.query}" if parts.query else ""
+                request.uri = self._endpoint + parts.path.lstrip("/") + query
         else:
             body["raw"] = base64.urlsafe_b64encode(data).decode("ascii")
             request = messages.send(userId="me", body=body)
