@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("pacing_rate.py", "60", "5"),
     ("import_bench.py", "1000000", "20000"),
     ("explain_bench.py", "1000000", "20000"),
+    ("attachment_size.py", "18", "2"),
 ]
 
 
