@@ -334,3 +334,75 @@ def test_preview_lists_the_attachments_with_sizes(cli: Cli, tmp_path: Path) -> N
     assert "# multipart/mixed: about " in r.stdout
     assert "OVER" not in r.stdout
     assert not (folder / "campaignctl.db").exists()
+
+
+def test_a_gmail_message_over_25_mb_fails_for_good_and_nothing_is_uploaded(
+    cli: Cli, tmp_path: Path, fake_gmail: FakeGmail
+) -> None:
+    folder = gmail_folder(tmp_path, fake_gmail)
+    (folder / "files").mkdir()
+    with (folder / "files" / "video.mp4").open("wb") as f:
+        f.truncate(20 * 1024 * 1024)  # sparse: 20 MB is 26.7 MB after base64
+    toml = folder / "campaigns.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'template = "hello.md.j2"',
+            'template = "hello.md.j2"\nattachments = ["files/video.mp4"]',
+        )
+    )
+    juan, maria = add_leads(
+        folder,
+        {"email": "juan@example.com", "first_name": "Juan"},
+        {"email": "maria@example.com", "first_name": "Maria"},
+    )
+    r = cli("-C", folder, "check")
+    assert r.exit_code == 1
+    assert "campaigns.welcome.steps[0].attachments: the message for lead " in r.stdout
+    r = cli("-C", folder, "send")
+    assert r.exit_code == 1, r.output
+    for lead in (juan, maria):  # the circuit breaker does not count them: both are tried
+        msg = row(folder, "hello", lead)
+        assert (msg.state, msg.error_code) == ("failed", UNSENDABLE)
+        assert "over channel email's limit of 25.0 MB" in (msg.error or "")
+    assert fake_gmail.sent == []
+    assert fake_gmail.uploads == []
+
+
+def test_a_line_break_in_a_rendered_path_never_reaches_a_header(cli: Cli, tmp_path: Path) -> None:
+    folder = _project(tmp_path, ["files/{{ lead.doc }}"])
+    (folder / "files" / "a\nBcc: x@evil.example.pdf").write_bytes(b"x")
+    good, bad = add_leads(
+        folder,
+        Lead(email="ana@example.com", first_name="Ana", attrs={"doc": "brochure.pdf"}),
+        Lead(
+            email="ben@example.com", first_name="Ben", attrs={"doc": "a\nBcc: x@evil.example.pdf"}
+        ),
+    )
+    r = cli("-C", folder, "send")
+    assert r.exit_code == 1, r.output
+    assert row(folder, "offer", good).state == "sent"
+    failed = row(folder, "offer", bad)
+    assert failed.state == "failed"
+    assert "contains a line break or control character" in (failed.error or "")
+    assert b"Bcc" not in b"".join(p.read_bytes() for p in (folder / "outbox").iterdir())
+
+
+def test_the_builder_refuses_a_file_name_with_a_line_break(tmp_path: Path) -> None:
+    path = tmp_path / "a\r\nBcc: x@evil.example.pdf"
+    path.write_bytes(b"x")
+    msg = Outgoing(
+        id=1,
+        campaign="c",
+        step="s",
+        channel="email",
+        kind="email",
+        to="juan@example.com",
+        text="hi",
+        claimed_at=T0,
+        subject="hi",
+        attachments=(Attachment("files/x", path, 1),),
+    )
+    with pytest.raises(ChannelError) as exc:
+        email_bytes(msg, Sender(name="Ana", email="ana@example.com"))
+    assert (exc.value.kind, exc.value.code) == (ErrorKind.PERMANENT, UNSENDABLE)
+    assert "line break" in exc.value.message
