@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -406,3 +407,33 @@ def test_the_builder_refuses_a_file_name_with_a_line_break(tmp_path: Path) -> No
         email_bytes(msg, Sender(name="Ana", email="ana@example.com"))
     assert (exc.value.kind, exc.value.code) == (ErrorKind.PERMANENT, UNSENDABLE)
     assert "line break" in exc.value.message
+
+
+def test_a_reconciled_message_says_how_many_files_it_carried(tmp_path: Path) -> None:
+    import random
+
+    from campaignctl.engine import Engine
+    from campaignctl.explain import explain
+    from campaignctl.store import Store
+    from campaignctl.store import messages as store_messages
+    from tests.support import project
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "brochure.pdf").write_bytes(PDF)
+    cfg = project(tmp_path, OUTBOX + "\n" + _campaign(["files/brochure.pdf"]))
+    store = Store.for_config(cfg)
+    (lead,) = add_leads(store, {"email": "juan@example.com", "first_name": "Juan"})
+    Engine(cfg, store).run_pass(T0, random.Random(1))
+    with store.write() as s:  # as if the process died after the outbox wrote the file
+        (msg,) = store_messages.of_lead(s, lead)
+        w = store_messages.Writes()
+        w.set(msg.id, T0, state="uncertain")
+        w.flush(s)
+    Engine(cfg, store).run_pass(T0 + timedelta(minutes=1), random.Random(1))
+    found = explain(cfg, store, "juan@example.com", T0 + timedelta(minutes=2))
+    texts = [x.text for x in found.lines]
+    assert any(
+        t.startswith("reconciled with the provider: the provider has it (a message with 1 attach")
+        for t in texts
+    ), texts
+    assert any("attached files/brochure.pdf (10.0 KB)" in t for t in texts), texts
