@@ -26,6 +26,7 @@ BENCHMARKS = [
     ("messages_list.py", "1000000", "20000"),
     ("suppression_cost.py", "20000", "2000"),
     ("update_bench.py", "100000", "5000"),
+    ("attachment_size.py", "18", "2"),
 ]
 
 

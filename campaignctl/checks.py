@@ -3,11 +3,12 @@
 In order: the file itself (syntax, keys, references, limits; a refused key does not stop the
 rest from being checked), outbox folders, audience expressions, every template compiled, then
 every step of every campaign (every variant of it) rendered in memory for every sample lead in
-the campaign's audience that the step's channel can reach. Warnings: SMS bodies over two
-segments, WhatsApp steps sending free text, an audience no sample lead matches or that fails
-on some sample leads (they are skipped, as `send` skips them), and the compliance lint (email
-without the sender's postal address; a campaign's first SMS or WhatsApp message without opt-out
-wording, see `OPTOUT_WORDING`). Everything else is an error.
+the campaign's audience that the step's channel can reach (attachment paths resolved for each,
+and their total size compared with the channel's limit, see campaignctl/attachments.py).
+Warnings: SMS bodies over two segments, WhatsApp steps sending free text, an audience no sample
+lead matches or that fails on some sample leads (they are skipped, as `send` skips them), and
+the compliance lint (email without the sender's postal address; a campaign's first SMS or
+WhatsApp message without opt-out wording, see `OPTOUT_WORDING`). Everything else is an error.
 
 Edits run the same checks (`check_text` on the edited text) and are refused on any error they
 introduce (see `edit._edit_locked`).
@@ -31,7 +32,7 @@ from campaignctl.config import (
 )
 from campaignctl.draft import draft_problems, step_texts
 from campaignctl.errors import CampaignctlError, Problem
-from campaignctl.render import Renderer, RenderError, lead_label
+from campaignctl.render import Rendered, Renderer, RenderError, lead_label
 from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
 from campaignctl.sms import analyze
 
@@ -339,6 +340,7 @@ def _check_step(
         lint_optout or bool(OPTOUT_WORDING.search(base["subject"] + "\n" + base["body"]))
     )
     draft_no_optout: dict[str, str] = {}
+    oversized: list[Problem] = []  # the first sample lead whose message exceeds the limit
     leads = [lead for lead in samples if reachable(lead, kind)] or samples
     # Every variant for every lead: a rarely chosen variant is sent to someone, some day.
     names: list[str | None] = [v.name for v in step.variants] or [None]
@@ -351,6 +353,8 @@ def _check_step(
             failures[k] = (first, count + 1)
             continue
         report.rendered += 1
+        if out.attachments and not oversized:
+            oversized = _oversized(cfg, step, sp, out, lead, lines)
         body_key = _body_key(step, sp, out.variant)
         if kind == "sms":
             info = analyze(out.text)
@@ -368,6 +372,7 @@ def _check_step(
             continue  # a setting (sender.unsubscribe_url) is reported once, not once per step
         more = f" (and {count - 1} more lead(s))" if count > 1 else ""
         report.problems.append(_problem(cfg, failed, lines, failed.detail + more))
+    report.problems.extend(oversized)
     for body_key, (segments, described, who) in longest.items():
         if segments > MAX_SMS_SEGMENTS:
             report.problems.append(
@@ -406,6 +411,25 @@ def _check_step(
                 cfg.path,
             )
         )
+
+
+def _oversized(
+    cfg: Config, step: Step, sp: str, out: Rendered, lead: dict[str, Any], lines: dict[str, int]
+) -> list[Problem]:
+    """An error when a message's attachments make it larger than its channel takes."""
+    from campaignctl.attachments import estimated_message_size, human_size, max_message_size
+
+    total = estimated_message_size(out.attachments, out.text, out.html)
+    limit = max_message_size(cfg.channels[step.channel])
+    if total <= limit:
+        return []
+    key = f"{sp}.attachments"
+    msg = (
+        f"the message for lead {lead_label(lead)} would be about {human_size(total)} after "
+        f"base64 encoding, over channel {step.channel}'s limit of {human_size(limit)}: "
+        "attach smaller files, or link to them"
+    )
+    return [Problem(key, msg, "error", line_of(key, lines), cfg.path)]
 
 
 def _body_key(step: Step, sp: str, variant: str | None) -> str:

@@ -158,6 +158,8 @@ def _journal_line(j: Any, tz: ZoneInfo) -> Line:
         return Line(j.at, "uncertain", f"outcome unknown: {d.get('reason')}", **where)
     if kind == Kind.RECONCILED:
         text = f"reconciled with the provider: {d.get('reason')}"
+        if d.get("attachments"):
+            text += f" (a message with {d['attachments']} attachment(s))"
         return Line(j.at, "reconciled", text, **where, data={"code": j.code})
     return Line(j.at, kind, str(d.get("reason") or kind), **where)
 
@@ -307,6 +309,10 @@ def _outcome(m: Any) -> Line:
     variant = f" (variant {m.variant})" if m.variant else ""
     if m.state == "sent":
         text = f"sent to {m.recipient}{variant}, provider id {m.provider_id or '-'}"
+        if getattr(m, "attachments", None):
+            from campaignctl.attachments import describe
+
+            text += f", attached {describe(m.attachments)}"
         if m.error:
             text += f"; later reported: {m.error}"
         return Line(

@@ -3,6 +3,7 @@
 Email goes through `channels.mime.email_bytes`, the same builder every email provider uses, so
 the headers shown are the headers sent; only the Message-ID (and In-Reply-To on thread steps)
 are placeholders, because real ones are generated and stored when the message is sent.
+Attachments are listed with their sizes (`Rendered.attachments`), never read.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Preview:
     email: EmailMessage | None = None
     sms: SmsInfo | None = None
     sender: str | None = None  # SMS/WhatsApp `from`, when the channel has one
+    max_size: int | None = None  # email: the channel's limit for one message (attachments)
 
     @property
     def is_draft(self) -> bool:
@@ -127,7 +129,10 @@ def render_preview(
     to = str(ctx["email"] if kind == "email" else ctx["phone"])
     out = Preview(campaign, index, st, len(camp.steps), kind, ctx, source, to, rendered)
     if kind == "email":
+        from campaignctl.attachments import max_message_size
+
         out.email = _email(cfg, renderer, campaign, index, st, ctx, rendered, now)
+        out.max_size = max_message_size(cfg.channels[st.channel])
         return out
     from campaignctl.channels.registry import get
 

@@ -40,7 +40,8 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 
-from campaignctl.config import Campaign, Config, Step, Variant, url_problem
+from campaignctl.attachments import Attachment
+from campaignctl.config import Campaign, Config, Step, Variant, header_problem, url_problem
 from campaignctl.errors import CampaignctlError
 from campaignctl.isolation import LimitExceeded, memory_message, working_on
 from campaignctl.sandbox import CappedSandbox
@@ -84,6 +85,7 @@ class Rendered:
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
     unsubscribe_url: str | None = None  # `sender.unsubscribe_url` rendered for this lead
+    attachments: tuple[Attachment, ...] = ()  # email only, resolved for this lead
 
 
 def choose_variant(
@@ -205,6 +207,7 @@ class _Body:
 class _StepTemplates:
     variants: dict[str | None, tuple[_Body | None, _Body | None]]  # subject, body per variant
     content_variables: dict[str, _Body]
+    attachments: list[_Body] = field(default_factory=list)
 
 
 def _template_line(exc: BaseException, filename: str | None) -> int | None:
@@ -359,7 +362,11 @@ class Renderer:
             k: self._compile_inline(v, f"{sp}.content_variables.{k}")
             for k, v in step.content_variables.items()
         }
-        compiled = _StepTemplates(per_variant, content_vars)
+        attachments = [
+            self._compile_inline(name, f"{sp}.attachments[{j}]")
+            for j, name in enumerate(step.attachments)
+        ]
+        compiled = _StepTemplates(per_variant, content_vars, attachments)
         self._steps[cache_key] = compiled
         return compiled
 
@@ -469,6 +476,11 @@ class Renderer:
                         reason=f"renders to a bad URL: {why}",
                     )
             text, html = self._email_footer(text, html, unsubscribe_url)
+        attachments = (
+            tuple(self._attachment(t, ctx, lead) for t in compiled.attachments)
+            if kind == "email"
+            else ()
+        )
         return Rendered(
             kind=kind,
             text=text,
@@ -478,7 +490,38 @@ class Renderer:
             content_sid=step.content_sid,
             content_variables=content_vars,
             unsubscribe_url=unsubscribe_url,
+            attachments=attachments,
         )
+
+    def _attachment(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> Attachment:
+        """An attachment's path rendered for the lead and resolved as `Config.attachment_path`
+        resolves it: one that leaves the project, or is missing, fails this message (the file
+        is never read here; the MIME builder reads it)."""
+        name = self._run(body, ctx, lead).strip()
+        who = lead_label(lead)
+
+        def fail(why: str, hint: str | None = None) -> NoReturn:
+            raise RenderError(
+                f"{why} for lead {who}", path=body.key, lead=who, reason=why, hint=hint
+            )
+
+        bad = header_problem(name)  # its file name goes into a header
+        if bad:
+            fail(f"attachment path renders to {name!r}: {bad}")
+        try:
+            path = self.cfg.attachment_path(name)
+        except ValueError as exc:
+            fail(str(exc))
+        try:
+            if not path.is_file():
+                fail(
+                    f"attachment file {name!r} not found (looked in {path})",
+                    "add the file, or give the path a fallback",
+                )
+            size = path.stat().st_size
+        except OSError as exc:
+            fail(f"attachment file {name!r} cannot be read: {exc.strerror}")
+        return Attachment(name, path, size)
 
     def _email_footer(
         self, text: str, html: str | None, unsubscribe_url: str | None

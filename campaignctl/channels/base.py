@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from campaignctl.attachments import Attachment
 from campaignctl.errors import CampaignctlError, ExitCode
 
 
@@ -40,6 +41,7 @@ class Outgoing:
     test: bool = (
         False  # `send --test-to`: email gets `X-Campaignctl-Test: 1`; `id` is a test_send's
     )
+    attachments: tuple[Attachment, ...] = ()  # email: files read when the MIME is built
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import google_auth_httplib2
 import httplib2
@@ -28,6 +30,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from campaignctl.attachments import DEFAULT_MAX_MESSAGE_SIZE
 from campaignctl.channels.base import (
     ChannelError,
     CredentialsError,
@@ -65,6 +68,9 @@ SEARCH_OVERLAP = timedelta(hours=1)
 #: belongs to, the next `sync` goes on from there, and only when every page is read does the
 #: cursor move on to where that round started.
 SYNC_MAX_PAGES = 10
+#: A message larger than this (or with attachments) goes through the upload URL, not `raw` in a
+#: JSON body, which Gmail refuses above a few MB (some accounts above 1 MB).
+RAW_LIMIT = 512 * 1024
 SYNC_PAGE_SIZE = 100
 #: `reconcile_many` ORs Message-IDs into one search, keeping each query this short at most
 #: (Gmail refuses very long queries), and reads the Message-ID of the messages found in batches
@@ -195,10 +201,12 @@ class GmailApiChannel:
         options = None
         # the client sends a batch to the discovery document's rootUrl, never to api_endpoint
         self._batch_uri = "https://gmail.googleapis.com/batch/gmail/v1"
+        self._endpoint: str | None = None
         if ch.api_endpoint:
             # the discovery paths are relative ("gmail/v1/users/..."): keep the endpoint's path
             options = {"api_endpoint": ch.api_endpoint.rstrip("/") + "/"}
             self._batch_uri = options["api_endpoint"] + "batch/gmail/v1"
+            self._endpoint = options["api_endpoint"]
         self._service = build(
             "gmail",
             "v1",
@@ -211,11 +219,27 @@ class GmailApiChannel:
     def send(self, msg: Outgoing) -> Sent:
         """`users.messages.send` with the raw MIME, in the first email's thread for thread steps."""
         # UTF-8 headers when an address is not ASCII: Gmail takes them (RFC 6532)
-        raw = base64.urlsafe_b64encode(email_bytes(msg, self._sender)).decode("ascii")
-        body: dict[str, str] = {"raw": raw}
+        data = email_bytes(msg, self._sender, max_size=DEFAULT_MAX_MESSAGE_SIZE)
+        body: dict[str, str] = {}
         if msg.thread_id:
             body["threadId"] = msg.thread_id
-        request = self._service.users().messages().send(userId="me", body=body)
+        messages = self._service.users().messages()
+        if msg.attachments or len(data) > RAW_LIMIT:
+            # the JSON body's `raw` is refused above a few MB (413): the upload URL takes up to
+            # 35 MB, as one multipart/related request (metadata, then the message)
+            from googleapiclient.http import MediaIoBaseUpload
+
+            media = MediaIoBaseUpload(io.BytesIO(data), "message/rfc822", resumable=False)
+            request = messages.send(userId="me", body=body, media_body=media)
+            if self._endpoint:
+                # the client moves only the host of an upload URL to api_endpoint: not its
+                # scheme, nor under its path
+                parts = urlsplit(request.uri)
+                query = f"?{parts.query}" if parts.query else ""
+                request.uri = self._endpoint + parts.path.lstrip("/") + query
+        else:
+            body["raw"] = base64.urlsafe_b64encode(data).decode("ascii")
+            request = messages.send(userId="me", body=body)
         resp = self._call(lambda: request.execute(num_retries=0))
         return Sent(provider_id=str(resp["id"]), thread_id=resp.get("threadId"))
 

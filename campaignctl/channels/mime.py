@@ -11,21 +11,30 @@ A message to or from an address outside ASCII (`josé@example.org`) cannot be 7-
 addr-spec is never RFC 2047 encoded, so its headers are raw UTF-8 (RFC 6532) and an SMTP relay
 must offer SMTPUTF8 (RFC 6531). `email_bytes` writes such a message with `policy.SMTPUTF8`,
 every other one with compat32 as before.
+
+A step's attachments (campaignctl/attachments.py) make it multipart/mixed: the body as above,
+then each file base64-encoded, its MIME type guessed by `mimetypes`, its name in
+`Content-Disposition` (RFC 2231 encoded when not ASCII, by the stdlib). The files are read here,
+when the message is built; a message over the channel's limit (`max_size`, counted as sent, after
+base64 and with CRLF line ends) is this message's permanent failure, and a file larger than the
+limit is refused before it is read.
 """
 
 from __future__ import annotations
 
-from email import policy
+from email import encoders, policy
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
 from email.message import Message
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid, quote
 from io import BytesIO
 from typing import Any
 
+from campaignctl.attachments import Attachment, encoded_size, human_size
 from campaignctl.channels.base import UNSENDABLE, ChannelError, ErrorKind, Outgoing
 from campaignctl.config import Sender, header_problem
 
@@ -88,13 +97,64 @@ def _body(msg: Outgoing) -> Message[str, Any]:
     return em
 
 
-def build_email(msg: Outgoing, sender: Sender) -> Message:
-    """multipart/alternative (text, plus HTML when there is some), threading and unsubscribe.
+def _attachment_part(a: Attachment) -> MIMEBase:
+    """One file as a base64 part named by `Content-Disposition`; its name is never a header's
+    line break (refused), and when it is not ASCII the stdlib writes it per RFC 2231."""
+    why = header_problem(a.filename)
+    if why:
+        raise ChannelError(
+            ErrorKind.PERMANENT,
+            f"attachment {a.name!r}: its file name {why}",
+            code=UNSENDABLE,
+            hint="rename the file",
+        )
+    try:
+        data = a.path.read_bytes()
+    except OSError as exc:
+        raise ChannelError(
+            ErrorKind.PERMANENT,
+            f"attachment {a.name!r} cannot be read: {exc.strerror}",
+            code=UNSENDABLE,
+            hint="check that the file is still in the project folder",
+        ) from None
+    main, sub = a.content_type
+    part = MIMEBase(main, sub)
+    del part["MIME-Version"]
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    name: str | tuple[str, str, str] = (
+        a.filename if a.filename.isascii() else ("utf-8", "", a.filename)
+    )
+    part.add_header("Content-Disposition", "attachment", filename=name)
+    return part
+
+
+def _too_large(size: int, limit: int, channel: str, estimated: bool = False) -> ChannelError:
+    what = "its attachments alone take" if estimated else "the message is"
+    return ChannelError(
+        ErrorKind.PERMANENT,
+        f"{what} {human_size(size)} after base64 encoding, over channel {channel}'s limit of "
+        f"{human_size(limit)} for one message",
+        code=UNSENDABLE,
+        hint="attach smaller files (or link to them); SMTP and outbox channels take "
+        "max_message_size in bytes",
+    )
+
+
+def build_email(msg: Outgoing, sender: Sender, *, max_size: int | None = None) -> Message:
+    """multipart/alternative (text, plus HTML when there is some), threading and unsubscribe,
+    in a multipart/mixed with the step's attachments when it has some.
+
+    `max_size`: attachments whose encoded size alone exceeds it are refused unread.
 
     Serialise it with `email_bytes`: a message with a non-ASCII address needs a UTF-8 policy.
     Any failure is this message's permanent ChannelError (see `UNSENDABLE`), raised before a
     provider is asked: never `uncertain`, never counted by the circuit breaker.
     """
+    if max_size is not None and msg.attachments:
+        encoded = sum(encoded_size(a.size) for a in msg.attachments)
+        if encoded > max_size:
+            raise _too_large(encoded, max_size, msg.channel, estimated=True)
     try:
         return _build_email(msg, sender)
     except ChannelError:
@@ -115,6 +175,12 @@ def _unsendable(exc: Exception) -> ChannelError:
 def _build_email(msg: Outgoing, sender: Sender) -> Message:
     utf8 = needs_utf8(msg, sender)
     em = _body(msg)
+    if msg.attachments:
+        body, em = em, MIMEMultipart("mixed")
+        del body["MIME-Version"]
+        em.attach(body)
+        for a in msg.attachments:
+            em.attach(_attachment_part(a))
     em["From"] = (
         format_address(sender.name, sender.email)
         if sender.email
@@ -153,10 +219,26 @@ def _build_email(msg: Outgoing, sender: Sender) -> Message:
 _UTF8_POLICY = policy.SMTPUTF8
 
 
-def email_bytes(msg: Outgoing, sender: Sender, *, linesep: str = "\n") -> bytes:
+def email_bytes(
+    msg: Outgoing, sender: Sender, *, linesep: str = "\n", max_size: int | None = None
+) -> bytes:
     """The message as a provider gets it: 7-bit with RFC 2047 headers, or UTF-8 headers when an
-    address is not ASCII. `linesep="\r\n"` for SMTP's DATA."""
-    return to_bytes(build_email(msg, sender), utf8=needs_utf8(msg, sender), linesep=linesep)
+    address is not ASCII. `linesep="\r\n"` for SMTP's DATA. `max_size`: the channel's limit
+    for the whole message (see `to_bytes`); None checks nothing (preview)."""
+    em = build_email(msg, sender, max_size=max_size)
+    data = to_bytes(em, utf8=needs_utf8(msg, sender), linesep=linesep)
+    check_size(data, max_size, msg.channel, linesep)
+    return data
+
+
+def check_size(data: bytes, max_size: int | None, channel: str, linesep: str = "\n") -> None:
+    """Refuse a message over `max_size` bytes as sent (line ends counted as CRLF): a permanent
+    failure of this message, before the provider is asked."""
+    if max_size is None:
+        return
+    size = len(data) + (data.count(b"\n") if linesep == "\n" else 0)
+    if size > max_size:
+        raise _too_large(size, max_size, channel)
 
 
 def to_bytes(em: Message, *, utf8: bool, linesep: str = "\n") -> bytes:

@@ -31,8 +31,17 @@ if TYPE_CHECKING:
 class Outbox:
     """Writes each message to `folder` atomically; the file name is the provider id."""
 
-    def __init__(self, name: str, kind: str, folder: Path, sender: Sender, sender_from: str):
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        folder: Path,
+        sender: Sender,
+        sender_from: str,
+        max_size: int | None = None,
+    ):
         self.name = name
+        self.max_size = max_size
         self.kind = kind
         self.folder = folder
         self.sender = sender
@@ -49,7 +58,7 @@ class Outbox:
 
         target = self._file(msg)
         if msg.kind == "email":
-            data = email_bytes(msg, self.sender)
+            data = email_bytes(msg, self.sender, max_size=self.max_size)
         else:
             data = json.dumps(
                 {"to": msg.to, "from": self.sender_from, "body": msg.text}, ensure_ascii=False
@@ -93,4 +102,6 @@ def open(cfg: Config, name: str) -> Outbox:
     assert isinstance(ch, OutboxChannel)
     kind = cfg.channel_kind(name)
     sender_from = cfg.sender.email or cfg.sender.name if kind == "email" else name
-    return Outbox(name, kind, cfg.resolve(ch.path), cfg.sender, sender_from or name)
+    return Outbox(
+        name, kind, cfg.resolve(ch.path), cfg.sender, sender_from or name, ch.max_message_size
+    )

@@ -26,7 +26,7 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.channels.mime import build_email, needs_utf8, to_bytes
+from campaignctl.channels.mime import build_email, check_size, needs_utf8, to_bytes
 from campaignctl.channels.providers.smtp import SmtpChannel
 from campaignctl.config import Config
 
@@ -123,9 +123,10 @@ class SmtpRelayChannel:
                 f"{self._where()}: [sender] email is not set",
                 hint="set email in [sender] of the campaign file",
             )
-        em = build_email(msg, self._sender)
+        em = build_email(msg, self._sender, max_size=self._ch.max_message_size)
         utf8 = needs_utf8(msg, self._sender)
         data = to_bytes(em, utf8=utf8, linesep="\r\n")
+        check_size(data, self._ch.max_message_size, self.name, "\r\n")
         try:
             conn = self._connection()
             conn.ehlo_or_helo_if_needed()

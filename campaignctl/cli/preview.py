@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from campaignctl.cli.context import state
+
+if TYPE_CHECKING:
+    from campaignctl.preview import Preview
 
 _STRUCTURE = ("Content-Type", "Content-Transfer-Encoding", "MIME-Version")
 
@@ -57,6 +62,7 @@ def preview(
         if html is not None:
             size = len(html.get_content().encode())
             echo(f"# multipart/alternative: this text part, and an HTML part of {size} bytes")
+        _attachments(p)
         echo("# Message-ID (and In-Reply-To) are placeholders: real ones are made at send time")
         return
     echo(f"To: {p.to}")
@@ -71,6 +77,25 @@ def preview(
     echo("")
     if p.sms is not None:
         echo(f"# {p.sms.describe()}")
+
+
+def _attachments(p: Preview) -> None:
+    """One line per attached file with its size, and the total against the channel's limit."""
+    from campaignctl.attachments import (
+        DEFAULT_MAX_MESSAGE_SIZE,
+        estimated_message_size,
+        human_size,
+    )
+
+    files = p.rendered.attachments
+    for a in files:
+        main, sub = a.content_type
+        typer.echo(f"# attachment: {a.name} ({human_size(a.size)}, {main}/{sub})")
+    if files:
+        total = estimated_message_size(files, p.rendered.text, p.rendered.html)
+        limit = p.max_size or DEFAULT_MAX_MESSAGE_SIZE
+        over = f", OVER the channel's limit of {human_size(limit)}" if total > limit else ""
+        typer.echo(f"# multipart/mixed: about {human_size(total)} after base64{over}")
 
 
 def register(app: typer.Typer) -> None:

@@ -293,6 +293,9 @@ class Step(_Model):
     content_sid: str | None = None
     content_variables: dict[str, str] = Field(default_factory=dict)
     variants: list[Variant] = Field(default_factory=list)
+    #: email only: files inside the project, each may be a template rendered per lead
+    #: (`files/{{ lead.city | lower }}.pdf`); see campaignctl/attachments.py
+    attachments: list[str] = Field(default_factory=list)
 
 
 class Campaign(_Model):
@@ -357,34 +360,52 @@ class Config(_Model):
         symlink that leaves the directory is refused (else `template = "/proc/self/environ"`
         would mail the process environment to every lead). Raises ValueError saying why.
         """
+        self._inside(name, "template")
+        return self.base_dir / name
+
+    def attachment_path(self, name: str) -> Path:
+        """An attachment's path: refused exactly as `template_path` refuses a template (outside
+        the directory, hidden, credentials, the database), any suffix allowed. ValueError."""
+        self._inside(name, "attachment")
+        return self.base_dir / name
+
+    def _inside(self, name: str, what: str) -> tuple[Path, Path]:
+        """(the real path, the real directory) of `name`, a `what` file inside the campaign
+        file's directory that is neither hidden nor a secret; ValueError saying why not."""
+        if not name.strip():
+            raise ValueError(f"{what} path is empty")
         if name.startswith("~") or Path(name).is_absolute():
             raise ValueError(
-                f"template path {name!r} must be relative to the campaign file's directory"
+                f"{what} path {name!r} must be relative to the campaign file's directory"
             )
         try:
             base = self.base_dir.resolve()
-            inside = (base / name).resolve().is_relative_to(base)
+            real = (base / name).resolve()
+            inside = real.is_relative_to(base)
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
-            raise ValueError(f"template path {name!r} cannot be resolved: {exc}") from None
+            raise ValueError(f"{what} path {name!r} cannot be resolved: {exc}") from None
         if not inside:
             raise ValueError(
-                f"template path {name!r} leads out of the campaign file's directory "
+                f"{what} path {name!r} leads out of the campaign file's directory "
                 f"{base} (through '..' or a symlink)"
             )
-        self._refuse_secret(name, base, (base / name).resolve())
-        return self.base_dir / name
+        self._refuse_secret(name, base, real, what)
+        return real, base
 
-    def _refuse_secret(self, name: str, base: Path, real: Path) -> None:
-        """Template files are text a campaign mails out: never a hidden file (`.env`,
-        `.git/config`, `.secrets/...`), a channel's credentials, the database, or a file without
-        a template suffix (`TEMPLATE_SUFFIXES`), even when a symlink points there."""
+    def _refuse_secret(self, name: str, base: Path, real: Path, what: str) -> None:
+        """Template files are text a campaign mails out, attachments files it mails out: never
+        a hidden file (`.env`, `.git/config`, `.secrets/...`), a template without a template
+        suffix (`TEMPLATE_SUFFIXES`), a channel's credentials or the database, even when a
+        symlink points there."""
         for shown in (Path(name), real.relative_to(base)):
             if any(part.startswith(".") and part not in (".", "..") for part in shown.parts):
                 raise ValueError(
-                    f"template path {name!r} is a hidden file or inside a hidden folder "
-                    f"({shown}): those hold credentials and settings, not templates"
+                    f"{what} path {name!r} is a hidden file or inside a hidden folder "
+                    f"({shown}): those hold credentials and settings, not {what}s"
                 )
-        if not real.name.endswith(TEMPLATE_SUFFIXES) or not name.endswith(TEMPLATE_SUFFIXES):
+        if what == "template" and not (
+            real.name.endswith(TEMPLATE_SUFFIXES) and name.endswith(TEMPLATE_SUFFIXES)
+        ):
             raise ValueError(
                 f"template path {name!r} does not end with a template suffix: use one of "
                 + ", ".join(TEMPLATE_SUFFIXES)
@@ -401,9 +422,7 @@ class Config(_Model):
             with contextlib.suppress(OSError, RuntimeError, ValueError):
                 same = secret.resolve() == real
             if same:
-                raise ValueError(
-                    f"template path {name!r} is a channel's credentials or the database"
-                )
+                raise ValueError(f"{what} path {name!r} is a channel's credentials or the database")
 
     def database_url(self) -> str:
         db = self.settings.database

@@ -317,6 +317,25 @@ def _template_file_problem(cfg: Config, name: str, key: str, add: Any) -> None:
         add(key, f"template file {name!r} not found (looked in {path})")
 
 
+def _attachment_problems(cfg: Config, step: Step, sp: str, kind: str | None, add: Any) -> None:
+    """Attachments on an email step only; each literal path inside the project and a file (a
+    templated one is resolved per sample lead by `check`, and per lead when sent)."""
+    if step.attachments and kind not in ("email", None):
+        add(f"{sp}.attachments", f"attachments are for email steps; {kind} messages carry none")
+        return
+    for j, name in enumerate(step.attachments):
+        key = f"{sp}.attachments[{j}]"
+        if "{{" in name or "{%" in name:
+            continue
+        try:
+            path = cfg.attachment_path(name)
+        except ValueError as exc:
+            add(key, str(exc))
+            continue
+        if not path.is_file():
+            add(key, f"attachment file {name!r} not found (looked in {path})")
+
+
 def _step_content_problems(cfg: Config, step: Step, sp: str, kind: str | None, add: Any) -> None:
     sources = [k for k in ("body", "template") if getattr(step, k)]
     if len(sources) > 1:
@@ -340,6 +359,7 @@ def _step_content_problems(cfg: Config, step: Step, sp: str, kind: str | None, a
         add(sp, "a step needs 'body' or 'template'")
     if step.template:
         _template_file_problem(cfg, step.template, f"{sp}.template", add)
+    _attachment_problems(cfg, step, sp, kind, add)
     if kind == "email":
         # Drafts are never sent: the step's own subject goes when every variant is a draft.
         live = [v for v in step.variants if v.status != "draft"]

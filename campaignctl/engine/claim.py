@@ -6,6 +6,7 @@ import random
 from datetime import datetime
 from typing import Any
 
+from campaignctl.attachments import records
 from campaignctl.channels.base import ChannelError, Outgoing
 from campaignctl.config import Campaign
 from campaignctl.engine.context import LeadInfo, full_name
@@ -256,6 +257,7 @@ class Claims(Outcomes):
             subject=subject,
             body=rendered.text if kind != "email" else None,
             content_sid=rendered.content_sid,
+            attachments=records(rendered.attachments),
         )
         msg = Outgoing(
             id=r.id,
@@ -275,6 +277,7 @@ class Claims(Outcomes):
             content_variables=rendered.content_variables,
             to_name=full_name(lead.context),
             unsubscribe_url=rendered.unsubscribe_url,
+            attachments=rendered.attachments,
         )
         return Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at)
 

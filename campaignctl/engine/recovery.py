@@ -152,11 +152,14 @@ class Recovery(Outcomes):
         """Record what the provider said about an uncertain message."""
 
         def log(code: str, reason: str) -> None:
+            detail: dict[str, Any] = {"reason": reason, "provider_id": answer.provider_id}
+            if r.attachments:  # how many files the claim attached (their names are the row's)
+                detail["attachments"] = len(r.attachments)
             w.log(
                 journal.entry(
                     Kind.RECONCILED,
                     now,
-                    {"reason": reason, "provider_id": answer.provider_id},
+                    detail,
                     lead_id=r.lead_id,
                     campaign=r.campaign,
                     step=r.step,

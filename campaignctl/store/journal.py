@@ -43,7 +43,8 @@ class Kind(StrEnum):
     RETRY = "message.retry"
     #: A claimed message whose outcome is unknown (detail: reason).
     UNCERTAIN = "message.uncertain"
-    #: An uncertain message settled by asking the provider (code: sent | pending | failed).
+    #: An uncertain message settled by asking the provider (code: sent | pending | failed;
+    #: detail: reason, provider_id, and `attachments`, how many files, when the claim had some).
     RECONCILED = "message.reconciled"
     #: A channel stopped claiming (code: limit | breaker; detail: until, reason).
     CHANNEL_HELD = "channel.held"

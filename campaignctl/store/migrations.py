@@ -256,6 +256,13 @@ def m012_test_send(conn: Connection) -> None:
     )
 
 
+@migration
+def m013_message_attachments(conn: Connection) -> None:
+    # which files a claim attached ([{"file": ..., "size": ...}], never the bytes), for
+    # reconcile and explain
+    conn.exec_driver_sql("ALTER TABLE message ADD COLUMN attachments JSON")
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

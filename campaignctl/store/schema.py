@@ -127,6 +127,8 @@ class Message(SQLModel, table=True):
     subject: str | None = None
     body: str | None = None  # the text part (an SMS's whole text)
     content_sid: str | None = None
+    # the files attached at the last claim: [{"file": path as rendered, "size": bytes}]
+    attachments: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
 
 
 class Event(SQLModel, table=True):

@@ -91,7 +91,7 @@ def erase_lead(
 
     The lead row stays (its id holds the history together) with no name, address, time zone,
     tags or attributes; its messages keep their state and timestamps but lose recipient,
-    subject, body and error text; its opt-outs lose their detail; each event in
+    subject, body, error text and attachment paths (rendered per lead); its opt-outs lose their detail; each event in
     `event_details` (id -> what its detail keeps) is rewritten. Pending messages are skipped
     (`skip_reason`, `skip_code`) and active enrolments stopped ("erased"). Returns counts.
     """
@@ -118,7 +118,7 @@ def erase_lead(
     messages = c.execute(
         update(MESSAGE)
         .where(MESSAGE.c.lead_id == lead_id)
-        .values(recipient=None, subject=None, body=None, error=None)
+        .values(recipient=None, subject=None, body=None, error=None, attachments=None)
     ).rowcount
     stopped = c.execute(
         update(ENROLMENT)

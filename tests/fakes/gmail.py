@@ -3,7 +3,10 @@
 What it serves (under `url`, which is the channel's `api_endpoint`):
 - `POST /token`: refresh_token, authorization_code and jwt-bearer (service account) grants;
 - `POST /gmail/v1/users/{u}/messages/send` (`raw`, `threadId`): threads like Gmail does, only
-  when the subject matches and `In-Reply-To`/`References` point into the thread;
+  when the subject matches and `In-Reply-To`/`References` point into the thread; a JSON body over
+  `raw_limit` (5 MB) is refused with 413, as Gmail refuses one;
+- `POST /upload/gmail/v1/users/{u}/messages/send?uploadType=multipart`: the same, the message as
+  the message/rfc822 part of a multipart/related body (up to 35 MB; kept in `uploads`);
 - `GET  /gmail/v1/users/{u}/messages` (`q` with AND, `{a b}` and `a OR b`, `labelIds`,
   `includeSpamTrash`, paging by `maxResults` and `pageToken`);
 - `GET  /gmail/v1/users/{u}/messages/{id}` (`format` = full | metadata | minimal | raw);
@@ -52,6 +55,18 @@ _HISTORY_TYPES = {
     "labelAdded": "labelsAdded",
     "labelRemoved": "labelsRemoved",
 }
+
+
+def _related_parts(body: bytes, boundary: str) -> list[tuple[bytes, bytes]]:
+    """(headers, content) of each part of a multipart/related body, content byte for byte."""
+    out = []
+    for chunk in body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        chunk = chunk.removeprefix(b"\r\n").removeprefix(b"\n")
+        head, _, content = chunk.partition(b"\r\n\r\n" if b"\r\n\r\n" in chunk[:2000] else b"\n\n")
+        out.append((head, content.removesuffix(b"\n").removesuffix(b"\r")))
+    return out
 
 
 def _parse(raw: bytes) -> Message:
@@ -172,6 +187,9 @@ class FakeGmail:
         self.clock = lambda: datetime.now(UTC)
         self._failures: list[_Failure] = []
         self.batched: list[Request] = []  # the requests inside `POST /batch/gmail/v1` bodies
+        self.uploads: list[bytes] = []  # messages sent through the upload URL
+        self.raw_limit = 5 * 1024 * 1024  # a JSON body with `raw` larger than this: 413
+        self.upload_limit = 36_700_160  # the discovery document's maxSize for messages.send
         self._ids = itertools.count(0x18C0000000000001)
         self._tokens = itertools.count(1)
         self.http = LoopbackHTTP(self._handle)
@@ -330,7 +348,7 @@ class FakeGmail:
             return Response(200, b"fake consent page")
         if req.path == "/batch/gmail/v1" and req.method == "POST":
             return self._batch(req)
-        m = re.fullmatch(r"/gmail/v1/users/([^/]+)/(.+)", req.path)
+        m = re.fullmatch(r"(?:/upload)?/gmail/v1/users/([^/]+)/(.+)", req.path)
         if not m:
             return _error(
                 404, f"fake Gmail has no {req.method} {req.path}", "notFound", "NOT_FOUND"
@@ -362,6 +380,8 @@ class FakeGmail:
                 return resp
         rest = m.group(2)
         if req.method == "POST" and rest == "messages/send":
+            if req.path.startswith("/upload/"):
+                return self._send_upload(req)
             return self._send(req)
         if req.method == "GET" and rest == "messages":
             return self._list(req)
@@ -421,7 +441,31 @@ class FakeGmail:
         body["access_token"] = self.issue_token()
         return Response(200, body)
 
+    def _send_upload(self, req: Request) -> Response:
+        """`uploadType=multipart`: a multipart/related body, the JSON metadata (`threadId`) then
+        the message/rfc822 bytes; up to `upload_limit` bytes, as Gmail's 35 MB."""
+        if len(req.body) > self.upload_limit:
+            return _error(413, "Request Entity Too Large", "uploadTooLarge", "INVALID_ARGUMENT")
+        kind = req.headers.get("content-type", "")
+        found = re.search(r'boundary="?([^";]+)"?', kind)
+        if req.arg("uploadType") != "multipart" or not kind.startswith("multipart/related"):
+            found = None
+        if found is None:
+            return _error(
+                400, "fake Gmail takes uploadType=multipart only", "badRequest", "INVALID_ARGUMENT"
+            )
+        parts = _related_parts(req.body, found.group(1))
+        if len(parts) != 2 or b"message/rfc822" not in parts[1][0].lower():
+            return _error(
+                400, "expected metadata and a message/rfc822 part", "badRequest", "INVALID_ARGUMENT"
+            )
+        meta, raw = parts[0][1], parts[1][1]
+        self.uploads.append(raw)
+        return self._accept(raw, json.loads(meta or b"{}"))
+
     def _send(self, req: Request) -> Response:
+        if len(req.body) > self.raw_limit:  # Gmail: `raw` in JSON only up to a few MB
+            return _error(413, "Request Entity Too Large", "payloadTooLarge", "INVALID_ARGUMENT")
         data = req.json() or {}
         try:
             raw = base64.urlsafe_b64decode(str(data["raw"]) + "=" * (-len(data["raw"]) % 4))
@@ -433,6 +477,9 @@ class FakeGmail:
                 "invalidArgument",
                 "INVALID_ARGUMENT",
             )
+        return self._accept(raw, data)
+
+    def _accept(self, raw: bytes, data: dict[str, Any]) -> Response:
         mime = _parse(raw)
         to = str(mime.get("To", ""))
         if not re.search(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", to):

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import PositiveInt
+
+from campaignctl.attachments import DEFAULT_MAX_MESSAGE_SIZE
 from campaignctl.channels.registry import Problem, Provider
 from campaignctl.config import CHANNEL_KINDS, ChannelBase
 
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
 class OutboxChannel(ChannelBase):
     provider: Literal["outbox"]
     path: str = "outbox"
+    #: bytes one email may take after base64 (attachments), as for SMTP: over it, it fails
+    max_message_size: PositiveInt = DEFAULT_MAX_MESSAGE_SIZE
 
 
 def unwritable(folder: Path) -> str | None:

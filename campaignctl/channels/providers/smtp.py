@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import PositiveInt
 
+from campaignctl.attachments import DEFAULT_MAX_MESSAGE_SIZE
 from campaignctl.channels.registry import Problem, Provider
 from campaignctl.config import ChannelBase, Duration
 
@@ -25,6 +26,8 @@ class SmtpChannel(ChannelBase):
     password_env: str | None = None
     ca_file: str | None = None  # extra CA bundle to trust (a private relay's certificate)
     timeout: Duration = timedelta(seconds=30)
+    #: bytes one whole message may take after base64 (attachments): over it, the message fails
+    max_message_size: PositiveInt = DEFAULT_MAX_MESSAGE_SIZE
 
 
 def _problems(ch: SmtpChannel) -> Iterator[Problem]:
