@@ -92,8 +92,9 @@ def erase_lead(
     The lead row stays (its id holds the history together) with no name, address, time zone,
     tags or attributes; its messages keep their state and timestamps but lose recipient,
     subject, body, error text and attachment paths (rendered per lead); its opt-outs lose
-    their detail; each event in `event_details` (id -> what its detail keeps) is rewritten. Pending messages are skipped
-    (`skip_reason`, `skip_code`) and active enrolments stopped ("erased"). Returns counts.
+    their detail; each event in `event_details` (id -> what its detail keeps) is rewritten.
+    Pending messages are skipped (`skip_reason`, `skip_code`) and active enrolments stopped
+    ("erased"). Returns counts.
     """
     c = connection(conn)
     c.execute(
