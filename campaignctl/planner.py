@@ -20,7 +20,8 @@ import heapq
 import json
 import math
 import random
-from collections import defaultdict
+from bisect import bisect_right
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,9 +39,8 @@ from campaignctl.pacing import (
     Limits,
     capacity,
     draw_jitter,
-    due_after,
-    is_open,
     lead_zone,
+    next_close,
     next_open,
     next_slot,
     priority_key,
@@ -116,15 +116,25 @@ class Plan:
         return (d - self.start.astimezone(ZoneInfo(self.timezone)).date()).days + 1
 
 
-@dataclass
 class _Lead:
-    id: int
-    email: str | None
-    phone: str | None
-    timezone: str | None
-    default_tz: str
-    optouts: set[str]
-    _tz: ZoneInfo | None = None
+    __slots__ = ("_tz", "default_tz", "email", "id", "optouts", "phone", "timezone")
+
+    def __init__(
+        self,
+        id: int,
+        email: str | None,
+        phone: str | None,
+        timezone: str | None,
+        default_tz: str,
+        optouts: set[str],
+    ) -> None:
+        self.id = id
+        self.email = email
+        self.phone = phone
+        self.timezone = timezone
+        self.default_tz = default_tz
+        self.optouts = optouts
+        self._tz: ZoneInfo | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -133,11 +143,51 @@ class _Lead:
         return self._tz
 
 
+_FAR = datetime.max.replace(tzinfo=UTC)
+
+
+class _Clock:
+    """One channel's hours in one zone, as the open stretches `pacing.next_open` and
+    `pacing.next_close` cut time into, found as far as asked and then answered by bisection:
+    the same answers as asking `pacing` about each instant, without a zone conversion each."""
+
+    __slots__ = ("closes", "hi", "hours", "lo", "opens", "tz")
+
+    def __init__(self, hours: Hours, tz: ZoneInfo, since: datetime):
+        self.hours = hours
+        self.tz = tz
+        self.lo = self.hi = since  # every open stretch meeting [lo, hi) is in opens/closes
+        self.opens: list[datetime] = []
+        self.closes: list[datetime] = []
+
+    def next_open(self, t: datetime) -> datetime:
+        """`pacing.next_open(t, hours, tz)`: `t` itself when open."""
+        if t < self.lo:
+            return next_open(t, self.hours, self.tz)
+        while t >= self.hi:
+            a = next_open(self.hi, self.hours, self.tz)
+            b = next_close(a, self.hours, self.tz) or _FAR
+            self.opens.append(a)
+            self.closes.append(b)
+            self.hi = b
+        i = bisect_right(self.opens, t) - 1
+        if i >= 0 and t < self.closes[i]:
+            return t
+        return self.opens[i + 1]
+
+
+#: a ready message: its priority key, campaign, step index and lead id
+_Ready = tuple[tuple[int, datetime, int], str, int, int]
+
+
 class _Simulation:
     """The engine's decisions replayed in memory, event by event.
 
-    Ready messages wait per channel in one heap per time zone, so a window that closes for a
-    zone parks that zone's heap as a whole instead of touching each message.
+    Due messages wait in one heap. Ready messages wait per channel in one queue per time zone
+    and campaign priority: messages become ready in the order of (due time, sequence), so each
+    queue is first in, first out, and the best message is the best of the queues' heads. A
+    window that closes for a zone parks that zone's queues as a whole. All the sends a limit
+    allows at one instant go in one step (capacity is asked once, the date read once).
     """
 
     def __init__(self, cfg: Config, now: datetime, horizon: datetime, rng: random.Random):
@@ -147,14 +197,14 @@ class _Simulation:
         self.rng = rng
         self.limits = {n: Limits.of(c) for n, c in cfg.channels.items()}
         self.hours = {n: Hours(c.window, c.days) for n, c in cfg.channels.items()}
+        self.always = {n: h.always for n, h in self.hours.items()}
         self.kinds = {n: cfg.channel_kind(n) for n in cfg.channels}
         self.history: dict[str, list[datetime]] = {n: [] for n in cfg.channels}
         self.jitter: dict[str, timedelta] = {n: timedelta(0) for n in cfg.channels}
         self.due: list[tuple[datetime, int, str, int, int]] = []  # due, seq, campaign, step, lead
-        self.ready: dict[str, dict[str, list[tuple[tuple[int, datetime, int], str, int, int]]]] = {
-            n: {} for n in cfg.channels
-        }
-        self.zones: dict[str, ZoneInfo] = {}
+        #: channel -> (zone key, priority) -> ready messages, oldest key first
+        self.ready: dict[str, dict[tuple[str, int], deque[_Ready]]] = {n: {} for n in cfg.channels}
+        self.clocks: dict[tuple[str, str], _Clock] = {}
         self.seq = 0
         self.tz = ZoneInfo(cfg.settings.timezone)
         self.per_day: dict[date, dict[str, int]] = defaultdict(
@@ -169,22 +219,31 @@ class _Simulation:
         self.seq += 1
         heapq.heappush(self.due, (due, self.seq, campaign, step, lead))
 
+    def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
+        c = self.clocks.get((ch, tz.key))
+        if c is None:
+            c = self.clocks[ch, tz.key] = _Clock(self.hours[ch], tz, self.now)
+        return c
+
     def schedule(self, campaign: str, step: int, lead: _Lead, base: datetime) -> None:
-        """The next step after `base` (enrolment or a send), as the engine's `_advance` does."""
+        """The next step after `base` (enrolment or a send), as the engine's `_advance` does
+        (`pacing.due_after`, its window answered by the zone's clock)."""
         camp = self.camps[campaign]
         if step >= len(camp.steps):
             return
         st = camp.steps[step]
-        hours = self.hours[st.channel]
         start = self.start_at[campaign]
-        raw = base + st.delay if start is None else max(base + st.delay, start)
-        due = raw if hours.always else due_after(base, st.delay, hours, lead.tz, start)
+        raw = base + st.delay
+        if start is not None and raw < start:
+            raw = start
+        due = raw if self.always[st.channel] else self.clock(st.channel, lead.tz).next_open(raw)
         plan = self.plans[campaign]
         if raw > base:
             plan.waits["delay"] += 1
         if due > raw:
             plan.waits["window"] += 1
-        self.push(due, campaign, step, lead.id)
+        self.seq += 1
+        heapq.heappush(self.due, (due, self.seq, campaign, step, lead.id))
 
     def run(self) -> None:
         t = self.now
@@ -199,35 +258,36 @@ class _Simulation:
                 return
             t = nxt
 
-    def _zone_key(self, ch: str, lead: _Lead) -> str:
-        if self.hours[ch].always:
-            return ""
-        z = lead.tz
-        self.zones.setdefault(z.key, z)
-        return z.key
-
-    def _open(self, ch: str, key: str, t: datetime) -> bool:
-        return key == "" or is_open(t, self.hours[ch], self.zones[key])
-
     def _release(self, t: datetime) -> None:
-        while self.due and self.due[0][0] <= t:
-            due, seq, campaign, step, lead = heapq.heappop(self.due)
-            ch = self.camps[campaign].steps[step].channel
-            key = priority_key(self.camps[campaign].priority, due, seq)
-            group = self.ready[ch].setdefault(self._zone_key(ch, self.leads[lead]), [])
-            heapq.heappush(group, (key, campaign, step, lead))
+        due_heap = self.due
+        while due_heap and due_heap[0][0] <= t:
+            due, seq, campaign, step, lead = heapq.heappop(due_heap)
+            camp = self.camps[campaign]
+            ch = camp.steps[step].channel
+            zkey = "" if self.always[ch] else self.clock(ch, self.leads[lead].tz).tz.key
+            queues = self.ready[ch]
+            q = queues.get((zkey, camp.priority))
+            if q is None:
+                q = queues[zkey, camp.priority] = deque()
+            q.append((priority_key(camp.priority, due, seq), campaign, step, lead))
+
+    def _open(self, ch: str, zkey: str, t: datetime) -> datetime:
+        """When the queue of zone `zkey` on `ch` may send next: `t` when open."""
+        if zkey == "":
+            return t
+        return self.clocks[ch, zkey].next_open(t)
 
     def _next_event(self, t: datetime) -> datetime | None:
         nxt = self.due[0][0] if self.due else None
-        for ch, groups in self.ready.items():
+        for ch, queues in self.ready.items():
             waiting_for_limit = False
-            for zkey, queue in groups.items():
+            for (zkey, _prio), queue in queues.items():
                 if not queue:
                     continue
-                if self._open(ch, zkey, t):
+                opens = self._open(ch, zkey, t)
+                if opens == t:
                     waiting_for_limit = True
                 else:
-                    opens = next_open(t, self.hours[ch], self.zones[zkey])
                     nxt = opens if nxt is None else min(nxt, opens)
             if waiting_for_limit:
                 slot = next_slot(self.limits[ch], self.history[ch], t, self.jitter[ch])
@@ -238,18 +298,25 @@ class _Simulation:
     def _send_at(self, ch: str, t: datetime) -> None:
         lim = self.limits[ch]
         hist = self.history[ch]
-        groups = self.ready[ch]
         kind = self.kinds[ch]
-        open_keys = [k for k, q in groups.items() if q and self._open(ch, k, t)]
-        while open_keys:
-            if capacity(lim, hist, t) <= 0:
-                return
-            if hist and lim.paced and next_slot(lim, hist, t, self.jitter[ch]) > t:
-                return
-            best = min(open_keys, key=lambda k: groups[k][0][0])
-            key, campaign, step, lead_id = heapq.heappop(groups[best])
-            if not groups[best]:
-                open_keys.remove(best)
+        open_queues = [
+            q for (z, _p), q in self.ready[ch].items() if q and self._open(ch, z, t) == t
+        ]
+        if not open_queues:
+            return
+        cap = capacity(lim, hist, t)
+        if cap > 0 and hist and lim.paced and next_slot(lim, hist, t, self.jitter[ch]) > t:
+            cap = 0
+        sent = 0
+        waited = t - LIMIT_WAIT
+        while open_queues and sent < cap:
+            best = open_queues[0]
+            for q in open_queues[1:]:
+                if q[0][0] < best[0][0]:
+                    best = q
+            key, campaign, step, lead_id = best.popleft()
+            if not best:
+                open_queues.remove(best)
             lead = self.leads[lead_id]
             camp = self.camps[campaign]
             plan = self.plans[campaign]
@@ -274,17 +341,17 @@ class _Simulation:
                     if decision.next_step_follows(camp):
                         self.schedule(campaign, step + 1, lead, t)
                 continue
-            if t - key[1] > LIMIT_WAIT:
+            if key[1] < waited:
                 plan.waits["limit"] += 1
             hist.append(t)
             if lim.jitter:
                 self.jitter[ch] = draw_jitter(lim, self.rng)
-            self.per_day[t.astimezone(self.tz).date()][ch] += 1
+            sent += 1
             plan.sends += 1
             plan.finish = t
             self.schedule(campaign, step + 1, lead, t)
-            if lim.paced:
-                return
+        if sent:
+            self.per_day[t.astimezone(self.tz).date()][ch] += sent
 
     def left(self) -> dict[str, dict[str, int]]:
         """Messages still to send per campaign and channel, later steps included."""
