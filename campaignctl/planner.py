@@ -144,6 +144,7 @@ class _Lead:
 
 
 _FAR = datetime.max.replace(tzinfo=UTC)
+_DAWN = datetime.min.replace(tzinfo=UTC)
 
 
 class _Clock:
@@ -176,6 +177,19 @@ class _Clock:
         return self.opens[i + 1]
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What the simulation reads of a campaign's step, looked up once."""
+
+    name: str
+    channel: str
+    delay: timedelta
+    always: bool  # the channel has no window
+    priority: int  # the campaign's
+    start: datetime | None  # the campaign's start_at
+    waits: dict[str, int]  # the campaign plan's
+
+
 #: a ready message: its priority key, campaign, step index and lead id
 _Ready = tuple[tuple[int, datetime, int], str, int, int]
 
@@ -201,10 +215,14 @@ class _Simulation:
         self.kinds = {n: cfg.channel_kind(n) for n in cfg.channels}
         self.history: dict[str, list[datetime]] = {n: [] for n in cfg.channels}
         self.jitter: dict[str, timedelta] = {n: timedelta(0) for n in cfg.channels}
+        #: per channel, `next_slot` asked at the dawn of time: the next slot at `t` is the
+        #: later of `t` and this (None: to ask again, after a send on the channel)
+        self.free: dict[str, datetime | None] = dict.fromkeys(cfg.channels)
         self.due: list[tuple[datetime, int, str, int, int]] = []  # due, seq, campaign, step, lead
         #: channel -> (zone key, priority) -> ready messages, oldest key first
         self.ready: dict[str, dict[tuple[str, int], deque[_Ready]]] = {n: {} for n in cfg.channels}
         self.clocks: dict[tuple[str, str], _Clock] = {}
+        self.step_info: dict[str, list[_Step]] = {}
         self.seq = 0
         self.tz = ZoneInfo(cfg.settings.timezone)
         self.per_day: dict[date, dict[str, int]] = defaultdict(
@@ -225,23 +243,39 @@ class _Simulation:
             c = self.clocks[ch, tz.key] = _Clock(self.hours[ch], tz, self.now)
         return c
 
+    def _steps(self, campaign: str) -> list[_Step]:
+        steps = self.step_info.get(campaign)
+        if steps is None:
+            camp = self.camps[campaign]
+            steps = self.step_info[campaign] = [
+                _Step(
+                    st.name,
+                    st.channel,
+                    st.delay,
+                    self.always[st.channel],
+                    camp.priority,
+                    self.start_at[campaign],
+                    self.plans[campaign].waits,
+                )
+                for st in camp.steps
+            ]
+        return steps
+
     def schedule(self, campaign: str, step: int, lead: _Lead, base: datetime) -> None:
         """The next step after `base` (enrolment or a send), as the engine's `_advance` does
         (`pacing.due_after`, its window answered by the zone's clock)."""
-        camp = self.camps[campaign]
-        if step >= len(camp.steps):
+        steps = self._steps(campaign)
+        if step >= len(steps):
             return
-        st = camp.steps[step]
-        start = self.start_at[campaign]
+        st = steps[step]
         raw = base + st.delay
-        if start is not None and raw < start:
-            raw = start
-        due = raw if self.always[st.channel] else self.clock(st.channel, lead.tz).next_open(raw)
-        plan = self.plans[campaign]
+        if st.start is not None and raw < st.start:
+            raw = st.start
+        due = raw if st.always else self.clock(st.channel, lead.tz).next_open(raw)
         if raw > base:
-            plan.waits["delay"] += 1
+            st.waits["delay"] += 1
         if due > raw:
-            plan.waits["window"] += 1
+            st.waits["window"] += 1
         self.seq += 1
         heapq.heappush(self.due, (due, self.seq, campaign, step, lead.id))
 
@@ -260,16 +294,17 @@ class _Simulation:
 
     def _release(self, t: datetime) -> None:
         due_heap = self.due
+        pop = heapq.heappop
         while due_heap and due_heap[0][0] <= t:
-            due, seq, campaign, step, lead = heapq.heappop(due_heap)
-            camp = self.camps[campaign]
-            ch = camp.steps[step].channel
-            zkey = "" if self.always[ch] else self.clock(ch, self.leads[lead].tz).tz.key
+            due, seq, campaign, step, lead = pop(due_heap)
+            st = self._steps(campaign)[step]
+            ch = st.channel
+            zkey = "" if st.always else self.clock(ch, self.leads[lead].tz).tz.key
             queues = self.ready[ch]
-            q = queues.get((zkey, camp.priority))
+            q = queues.get((zkey, st.priority))
             if q is None:
-                q = queues[zkey, camp.priority] = deque()
-            q.append((priority_key(camp.priority, due, seq), campaign, step, lead))
+                q = queues[zkey, st.priority] = deque()
+            q.append((priority_key(st.priority, due, seq), campaign, step, lead))
 
     def _open(self, ch: str, zkey: str, t: datetime) -> datetime:
         """When the queue of zone `zkey` on `ch` may send next: `t` when open."""
@@ -290,12 +325,20 @@ class _Simulation:
                 else:
                     nxt = opens if nxt is None else min(nxt, opens)
             if waiting_for_limit:
-                slot = next_slot(self.limits[ch], self.history[ch], t, self.jitter[ch])
-                slot = max(slot, t + timedelta(microseconds=1))
+                slot = max(self._free(ch), t + timedelta(microseconds=1))
                 nxt = slot if nxt is None else min(nxt, slot)
         return nxt
 
+    def _free(self, ch: str) -> datetime:
+        free = self.free[ch]
+        if free is None:
+            lim, hist = self.limits[ch], self.history[ch]
+            free = self.free[ch] = next_slot(lim, hist, _DAWN, self.jitter[ch])
+        return free
+
     def _send_at(self, ch: str, t: datetime) -> None:
+        if t < self._free(ch):
+            return  # a limit or the pacing holds the channel (next_slot > t)
         lim = self.limits[ch]
         hist = self.history[ch]
         kind = self.kinds[ch]
@@ -304,28 +347,28 @@ class _Simulation:
         ]
         if not open_queues:
             return
-        cap = capacity(lim, hist, t)
-        if cap > 0 and hist and lim.paced and next_slot(lim, hist, t, self.jitter[ch]) > t:
-            cap = 0
+        cap = capacity(lim, hist, t)  # at least 1, since next_slot(t) is t
         sent = 0
         waited = t - LIMIT_WAIT
         while open_queues and sent < cap:
             best = open_queues[0]
-            for q in open_queues[1:]:
-                if q[0][0] < best[0][0]:
-                    best = q
+            if len(open_queues) > 1:
+                for q in open_queues:
+                    if q[0][0] < best[0][0]:
+                        best = q
             key, campaign, step, lead_id = best.popleft()
             if not best:
                 open_queues.remove(best)
             lead = self.leads[lead_id]
             camp = self.camps[campaign]
             plan = self.plans[campaign]
+            name = self._steps(campaign)[step].name
             # the engine's own rule; the window is open (closed zones are parked), the
             # enrolment active (stopped ones are left out when pending messages are loaded)
             decision = decide(
                 campaign,
                 camp,
-                camp.steps[step].name,
+                name,
                 ch,
                 kind,
                 lead,
@@ -336,7 +379,7 @@ class _Simulation:
             )
             if not isinstance(decision, Send):
                 if isinstance(decision, Skip):
-                    k = (camp.steps[step].name, decision.why.value, decision.reason)
+                    k = (name, decision.why.value, decision.reason)
                     plan.skipped[k] = plan.skipped.get(k, 0) + 1
                     if decision.next_step_follows(camp):
                         self.schedule(campaign, step + 1, lead, t)
@@ -351,6 +394,7 @@ class _Simulation:
             plan.finish = t
             self.schedule(campaign, step + 1, lead, t)
         if sent:
+            self.free[ch] = None
             self.per_day[t.astimezone(self.tz).date()][ch] += sent
 
     def left(self) -> dict[str, dict[str, int]]:
@@ -442,6 +486,7 @@ def plan(
         # attributes are JSON to decode: skip it when the expression reads only fixed fields
         fixed = {"id", *FIXED_FIELDS}
         needs_attrs = matches.fields is None or not matches.fields <= fixed
+        needs_tags = matches.fields is None or "tags" in matches.fields
         for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers[name]:
             if sim.leads[lead_id].optouts & {first_channel, "*"}:
                 continue
@@ -453,7 +498,7 @@ def plan(
                 last_name=last,
                 timezone=timezone,
                 status=status,
-                tags=json.loads(tags) if tags else [],
+                tags=json.loads(tags) if tags and needs_tags else [],
                 attrs=json.loads(attrs) if attrs and needs_attrs else {},
             )
             if matches(ctx):
