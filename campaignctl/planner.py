@@ -20,7 +20,7 @@ import heapq
 import json
 import math
 import random
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -190,18 +190,44 @@ class _Step:
     waits: dict[str, int]  # the campaign plan's
 
 
-#: a ready message: its priority key, campaign, step index and lead id
-_Ready = tuple[tuple[int, datetime, int], str, int, int]
+class _Run:
+    """Messages of one campaign step due at one instant, for leads of one zone, in the order
+    the engine would take them (their sequence numbers ascending): moved as one."""
+
+    __slots__ = ("campaign", "due", "leads", "pos", "priority", "seqs", "step")
+
+    def __init__(
+        self,
+        priority: int,
+        due: datetime,
+        campaign: str,
+        step: int,
+        leads: list[int],
+        seqs: list[int],
+    ) -> None:
+        self.priority = priority
+        self.due = due
+        self.campaign = campaign
+        self.step = step
+        self.leads = leads
+        self.seqs = seqs
+        self.pos = 0  # members before it have been taken
+
+    def head(self) -> tuple[int, datetime, int]:
+        return priority_key(self.priority, self.due, self.seqs[self.pos])
 
 
 class _Simulation:
     """The engine's decisions replayed in memory, event by event.
 
-    Due messages wait in one heap. Ready messages wait per channel in one queue per time zone
-    and campaign priority: messages become ready in the order of (due time, sequence), so each
-    queue is first in, first out, and the best message is the best of the queues' heads. A
-    window that closes for a zone parks that zone's queues as a whole. All the sends a limit
-    allows at one instant go in one step (capacity is asked once, the date read once).
+    Messages move in runs (`_Run`): the messages of one campaign step that fall due at the
+    same instant for leads of one zone, which the engine would take one after the other.
+    Due runs wait in one heap. Ready runs wait per channel in one queue per time zone and
+    campaign priority: messages become ready in the order of (due time, sequence), so each
+    queue is first in, first out, and the best message is the best of the queues' heads; a
+    run is taken up to the next queue's head, or the channel's capacity at that instant. A
+    window that closes for a zone parks that zone's queues as a whole. `decide` is still
+    asked about every message, in the engine's order.
     """
 
     def __init__(self, cfg: Config, now: datetime, horizon: datetime, rng: random.Random):
@@ -218,9 +244,10 @@ class _Simulation:
         #: per channel, `next_slot` asked at the dawn of time: the next slot at `t` is the
         #: later of `t` and this (None: to ask again, after a send on the channel)
         self.free: dict[str, datetime | None] = dict.fromkeys(cfg.channels)
-        self.due: list[tuple[datetime, int, str, int, int]] = []  # due, seq, campaign, step, lead
-        #: channel -> (zone key, priority) -> ready messages, oldest key first
-        self.ready: dict[str, dict[tuple[str, int], deque[_Ready]]] = {n: {} for n in cfg.channels}
+        self.due: list[tuple[datetime, int, _Run]] = []  # due, first sequence number, run
+        self.last: tuple[str, _Run] | None = None  # the run pushed last (zone key), if not due
+        #: channel -> (zone key, priority) -> ready runs, oldest first
+        self.ready: dict[str, dict[tuple[str, int], deque[_Run]]] = {n: {} for n in cfg.channels}
         self.clocks: dict[tuple[str, str], _Clock] = {}
         self.step_info: dict[str, list[_Step]] = {}
         self.seq = 0
@@ -233,9 +260,26 @@ class _Simulation:
         self.leads: dict[int, _Lead] = {}
         self.start_at: dict[str, datetime | None] = {}
 
+    def _zkey(self, ch: str, lead: int) -> str:
+        """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
+        if self.always[ch]:
+            return ""
+        return self.clock(ch, self.leads[lead].tz).tz.key
+
     def push(self, due: datetime, campaign: str, step: int, lead: int) -> None:
+        """One message due at `due`, after every message pushed so far."""
         self.seq += 1
-        heapq.heappush(self.due, (due, self.seq, campaign, step, lead))
+        st = self._steps(campaign)[step]
+        zkey = self._zkey(st.channel, lead)
+        if self.last is not None:
+            lz, run = self.last
+            if (run.due, run.campaign, run.step, lz) == (due, campaign, step, zkey):
+                run.leads.append(lead)
+                run.seqs.append(self.seq)
+                return
+        run = _Run(st.priority, due, campaign, step, [lead], [self.seq])
+        heapq.heappush(self.due, (due, self.seq, run))
+        self.last = (zkey, run)
 
     def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
         c = self.clocks.get((ch, tz.key))
@@ -262,22 +306,53 @@ class _Simulation:
         return steps
 
     def schedule(self, campaign: str, step: int, lead: _Lead, base: datetime) -> None:
-        """The next step after `base` (enrolment or a send), as the engine's `_advance` does
-        (`pacing.due_after`, its window answered by the zone's clock)."""
+        """The next step after `base` (enrolment or a send), as the engine's `_advance` does."""
+        self.schedule_all(campaign, step, [lead.id], base)
+
+    def schedule_all(self, campaign: str, step: int, leads: list[int], base: datetime) -> None:
+        """The next step of each of `leads` (in this order) after `base`, as the engine's
+        `_advance` does (`pacing.due_after`, its window answered by each zone's clock)."""
         steps = self._steps(campaign)
-        if step >= len(steps):
+        if step >= len(steps) or not leads:
             return
         st = steps[step]
         raw = base + st.delay
         if st.start is not None and raw < st.start:
             raw = st.start
-        due = raw if st.always else self.clock(st.channel, lead.tz).next_open(raw)
         if raw > base:
-            st.waits["delay"] += 1
-        if due > raw:
-            st.waits["window"] += 1
-        self.seq += 1
-        heapq.heappush(self.due, (due, self.seq, campaign, step, lead.id))
+            st.waits["delay"] += len(leads)
+        if st.always:
+            if len(leads) == 1:
+                self.push(raw, campaign, step, leads[0])
+                return
+            first = self.seq + 1
+            self.seq += len(leads)
+            run = _Run(st.priority, raw, campaign, step, leads, list(range(first, self.seq + 1)))
+            heapq.heappush(self.due, (raw, first, run))
+            self.last = ("", run)
+            return
+        if len(leads) == 1:
+            lead = self.leads[leads[0]]
+            due = self.clock(st.channel, lead.tz).next_open(raw)
+            if due > raw:
+                st.waits["window"] += 1
+            self.push(due, campaign, step, leads[0])
+            return
+        groups: dict[str, _Run] = {}
+        for lead_id in leads:
+            self.seq += 1
+            tz = self.leads[lead_id].tz
+            group = groups.get(tz.key)
+            if group is None:
+                due = self.clock(st.channel, tz).next_open(raw)
+                group = groups[tz.key] = _Run(st.priority, due, campaign, step, [], [])
+            group.leads.append(lead_id)
+            group.seqs.append(self.seq)
+        for group in groups.values():
+            if group.due > raw:
+                st.waits["window"] += len(group.leads)
+            heapq.heappush(self.due, (group.due, group.seqs[0], group))
+        self.last = None
 
     def run(self) -> None:
         t = self.now
@@ -296,15 +371,15 @@ class _Simulation:
         due_heap = self.due
         pop = heapq.heappop
         while due_heap and due_heap[0][0] <= t:
-            due, seq, campaign, step, lead = pop(due_heap)
-            st = self._steps(campaign)[step]
-            ch = st.channel
-            zkey = "" if st.always else self.clock(ch, self.leads[lead].tz).tz.key
+            run = pop(due_heap)[2]
+            self.last = None
+            ch = self._steps(run.campaign)[run.step].channel
+            zkey = self._zkey(ch, run.leads[0])
             queues = self.ready[ch]
-            q = queues.get((zkey, st.priority))
+            q = queues.get((zkey, run.priority))
             if q is None:
-                q = queues[zkey, st.priority] = deque()
-            q.append((priority_key(st.priority, due, seq), campaign, step, lead))
+                q = queues[zkey, run.priority] = deque()
+            q.append(run)
 
     def _open(self, ch: str, zkey: str, t: datetime) -> datetime:
         """When the queue of zone `zkey` on `ch` may send next: `t` when open."""
@@ -351,48 +426,54 @@ class _Simulation:
         sent = 0
         waited = t - LIMIT_WAIT
         while open_queues and sent < cap:
-            best = open_queues[0]
-            if len(open_queues) > 1:
-                for q in open_queues:
-                    if q[0][0] < best[0][0]:
-                        best = q
-            key, campaign, step, lead_id = best.popleft()
-            if not best:
-                open_queues.remove(best)
-            lead = self.leads[lead_id]
+            # the best head, and how far its run stays ahead of every other queue's head
+            heads = sorted((q[0].head(), i) for i, q in enumerate(open_queues))
+            best = open_queues[heads[0][1]]
+            run = best[0]
+            end = len(run.leads)
+            if len(heads) > 1:
+                other = heads[1][0]
+                if (run.priority, run.due) == other[:2]:
+                    end = bisect_left(run.seqs, other[2], run.pos, end)
+            campaign, step = run.campaign, run.step
             camp = self.camps[campaign]
             plan = self.plans[campaign]
             name = self._steps(campaign)[step].name
-            # the engine's own rule; the window is open (closed zones are parked), the
-            # enrolment active (stopped ones are left out when pending messages are loaded)
-            decision = decide(
-                campaign,
-                camp,
-                name,
-                ch,
-                kind,
-                lead,
-                lead.optouts,
-                ACTIVE,
-                ALWAYS_OPEN,
-                t,
-            )
-            if not isinstance(decision, Send):
-                if isinstance(decision, Skip):
-                    k = (name, decision.why.value, decision.reason)
-                    plan.skipped[k] = plan.skipped.get(k, 0) + 1
-                    if decision.next_step_follows(camp):
-                        self.schedule(campaign, step + 1, lead, t)
-                continue
-            if key[1] < waited:
-                plan.waits["limit"] += 1
-            hist.append(t)
-            if lim.jitter:
-                self.jitter[ch] = draw_jitter(lim, self.rng)
-            sent += 1
-            plan.sends += 1
-            plan.finish = t
-            self.schedule(campaign, step + 1, lead, t)
+            follow: list[int] = []
+            i = run.pos
+            taken = 0
+            while i < end and sent + taken < cap:
+                lead = self.leads[run.leads[i]]
+                i += 1
+                # the engine's own rule; the window is open (closed zones are parked), the
+                # enrolment active (stopped ones are left out when pending messages are loaded)
+                decision = decide(
+                    campaign, camp, name, ch, kind, lead, lead.optouts, ACTIVE, ALWAYS_OPEN, t
+                )
+                if not isinstance(decision, Send):
+                    if isinstance(decision, Skip):
+                        k = (name, decision.why.value, decision.reason)
+                        plan.skipped[k] = plan.skipped.get(k, 0) + 1
+                        if decision.next_step_follows(camp):
+                            follow.append(lead.id)
+                    continue
+                taken += 1
+                if lim.jitter:
+                    self.jitter[ch] = draw_jitter(lim, self.rng)
+                follow.append(lead.id)
+            run.pos = i
+            if i == len(run.leads):
+                best.popleft()
+                if not best:
+                    open_queues.remove(best)
+            if taken:
+                if run.due < waited:
+                    plan.waits["limit"] += taken
+                hist.extend([t] * taken)
+                sent += taken
+                plan.sends += taken
+                plan.finish = t
+            self.schedule_all(campaign, step + 1, follow, t)
         if sent:
             self.free[ch] = None
             self.per_day[t.astimezone(self.tz).date()][ch] += sent
@@ -400,11 +481,11 @@ class _Simulation:
     def left(self) -> dict[str, dict[str, int]]:
         """Messages still to send per campaign and channel, later steps included."""
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        items = [(c, s) for _d, _q, c, s, _l in self.due]
-        items += [(c, s) for g in self.ready.values() for q in g.values() for _k, c, s, _l in q]
-        for campaign, step in items:
-            for st in self.camps[campaign].steps[step:]:
-                out[campaign][st.channel] += 1
+        runs = [r for _d, _q, r in self.due]
+        runs += [r for g in self.ready.values() for q in g.values() for r in q]
+        for r in runs:
+            for st in self.camps[r.campaign].steps[r.step :]:
+                out[r.campaign][st.channel] += len(r.leads) - r.pos
         return out
 
 

@@ -142,3 +142,55 @@ def test_next_close_agrees_with_a_scan_across_dst() -> None:
         assert closes == _scan_close(t, hours, tz), (tz, hours, t)
         if closes is not None and closes > t:
             assert next_open(closes, hours, tz) > closes
+
+
+INTERLEAVED = """
+[channels.mail]
+provider = "outbox"
+kind = "email"
+
+[channels.text]
+provider = "outbox"
+kind = "sms"
+daily_limit = 3
+window = "08:00-18:00"
+
+[channels.chat]
+provider = "outbox"
+kind = "sms"
+window = "08:00-09:00"
+
+[campaigns.c]
+status = "active"
+[[campaigns.c.steps]]
+channel = "mail"
+subject = "Hi"
+body = "Hi"
+[[campaigns.c.steps]]
+channel = "text"
+body = "Hi"
+[[campaigns.c.steps]]
+channel = "chat"
+body = "Hi"
+"""
+
+
+def test_a_run_is_cut_where_another_zones_queue_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ten leads alternating Tokyo and Manila: their second step falls due at one instant in
+    # both zones' queues, three a day; the engine takes them by sequence, across the zones,
+    # and the third step's day (UTC) tells which zone each went to.
+    cfg = project(tmp_path, INTERLEAVED, tz="UTC")
+    store = Store.for_config(cfg)
+    with store.write() as s:
+        s.add_all(
+            Lead(phone=f"+8190000000{i}", email=f"l{i}@ex.com", timezone=zone)
+            for i, zone in zip(range(10), ["Asia/Tokyo", "Asia/Manila"] * 5, strict=True)
+        )
+    fast = plan(cfg, store, T0, days=6, horizon_days=6)
+    monkeypatch.setattr(planner, "_Simulation", ReferenceSimulation)
+    slow = plan(cfg, store, T0, days=6, horizon_days=6)
+    store.close()
+    assert _answers(fast) == _answers(slow)
+    assert [d["chat"] for d in fast.per_day.values()][:2] == [2, 2]
