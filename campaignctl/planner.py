@@ -245,7 +245,10 @@ class _Simulation:
         #: later of `t` and this (None: to ask again, after a send on the channel)
         self.free: dict[str, datetime | None] = dict.fromkeys(cfg.channels)
         self.due: list[tuple[datetime, int, _Run]] = []  # due, first sequence number, run
-        self.last: tuple[str, _Run] | None = None  # the run pushed last (zone key), if not due
+        #: per queue (channel, zone key, priority) and due instant, the run pushed to it last,
+        #: while none is released: a message for the same campaign step joins it, since no
+        #: message can come between them in that queue
+        self.tails: dict[tuple[str, str, int, datetime], _Run] = {}
         #: channel -> (zone key, priority) -> ready runs, oldest first
         self.ready: dict[str, dict[tuple[str, int], deque[_Run]]] = {n: {} for n in cfg.channels}
         self.clocks: dict[tuple[str, str], _Clock] = {}
@@ -271,15 +274,14 @@ class _Simulation:
         self.seq += 1
         st = self._steps(campaign)[step]
         zkey = self._zkey(st.channel, lead)
-        if self.last is not None:
-            lz, run = self.last
-            if (run.due, run.campaign, run.step, lz) == (due, campaign, step, zkey):
-                run.leads.append(lead)
-                run.seqs.append(self.seq)
-                return
-        run = _Run(st.priority, due, campaign, step, [lead], [self.seq])
+        target = (st.channel, zkey, st.priority, due)
+        run = self.tails.get(target)
+        if run is not None and run.campaign == campaign and run.step == step:
+            run.leads.append(lead)
+            run.seqs.append(self.seq)
+            return
+        run = self.tails[target] = _Run(st.priority, due, campaign, step, [lead], [self.seq])
         heapq.heappush(self.due, (due, self.seq, run))
-        self.last = (zkey, run)
 
     def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
         c = self.clocks.get((ch, tz.key))
@@ -329,7 +331,7 @@ class _Simulation:
             self.seq += len(leads)
             run = _Run(st.priority, raw, campaign, step, leads, list(range(first, self.seq + 1)))
             heapq.heappush(self.due, (raw, first, run))
-            self.last = ("", run)
+            self.tails[st.channel, "", st.priority, raw] = run
             return
         if len(leads) == 1:
             lead = self.leads[leads[0]]
@@ -348,11 +350,11 @@ class _Simulation:
                 group = groups[tz.key] = _Run(st.priority, due, campaign, step, [], [])
             group.leads.append(lead_id)
             group.seqs.append(self.seq)
-        for group in groups.values():
+        for zkey, group in groups.items():
             if group.due > raw:
                 st.waits["window"] += len(group.leads)
             heapq.heappush(self.due, (group.due, group.seqs[0], group))
-        self.last = None
+            self.tails[st.channel, zkey, st.priority, group.due] = group
 
     def run(self) -> None:
         t = self.now
@@ -370,9 +372,10 @@ class _Simulation:
     def _release(self, t: datetime) -> None:
         due_heap = self.due
         pop = heapq.heappop
+        if due_heap and due_heap[0][0] <= t:
+            self.tails.clear()
         while due_heap and due_heap[0][0] <= t:
             run = pop(due_heap)[2]
-            self.last = None
             ch = self._steps(run.campaign)[run.step].channel
             zkey = self._zkey(ch, run.leads[0])
             queues = self.ready[ch]
