@@ -22,6 +22,7 @@ import math
 import random
 from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -542,51 +543,26 @@ def plan(
             sim.leads[lead_id] = _Lead(
                 lead_id, email, phone, timezone, default_tz, optouts.get(lead_id, no_optouts)
             )
-        # Only leads the next pass could enrol need their fields and an audience check.
-        newcomers: dict[str, list[Any]] = {
-            name: store_leads.plan_newcomers(conn, name) for name in need_audience
-        }
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
-        # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
-        pending = store_messages.plan_pending(conn, list(active))
         stopped = store_leads.ended_enrolments(conn)
-    index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
-    for camp_name, step_name, lead_id, due_text in pending:
-        step_index = index[camp_name].get(step_name)
-        if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
-            continue
-        due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
-        if due > now:
-            sim.plans[camp_name].waits["delay"] += 1
-        sim.push(max(due, now), camp_name, step_index, lead_id)
-    # Enrol as the next pass would.
-    for name in need_audience:
-        camp = active[name]
-        start = sim.start_at[name]
-        at = now if camp.kind == "sequence" or start is None else max(now, start)
-        matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
-        first_channel = camp.steps[0].channel
-        # attributes are JSON to decode: skip it when the expression reads only fixed fields
-        fixed = {"id", *FIXED_FIELDS}
-        needs_attrs = matches.fields is None or not matches.fields <= fixed
-        needs_tags = matches.fields is None or "tags" in matches.fields
-        for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers[name]:
-            if sim.leads[lead_id].optouts & {first_channel, "*"}:
+        index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
+        # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows;
+        # rows streamed from the cursor, never all held at once
+        for camp_name, step_name, lead_id, due_text in store_messages.plan_pending(
+            conn, list(active)
+        ):
+            step_index = index[camp_name].get(step_name)
+            if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
                 continue
-            ctx = lead_context(
-                id=lead_id,
-                email=email,
-                phone=phone,
-                first_name=first,
-                last_name=last,
-                timezone=timezone,
-                status=status,
-                tags=json.loads(tags) if tags and needs_tags else [],
-                attrs=json.loads(attrs) if attrs and needs_attrs else {},
-            )
-            if matches(ctx):
-                sim.schedule(name, 0, sim.leads[lead_id], at)
+            due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
+            if due > now:
+                sim.plans[camp_name].waits["delay"] += 1
+            sim.push(max(due, now), camp_name, step_index, lead_id)
+        # Enrol as the next pass would. Only leads the next pass could enrol need their fields
+        # and an audience check.
+        for name in need_audience:
+            _enrol(sim, name, active[name], now, store_leads.plan_newcomers(conn, name))
     sim.run()
     out = Plan(
         start=now,
@@ -603,6 +579,36 @@ def plan(
     )
     _finish_dates(out, sim, active, simulated)
     return out
+
+
+def _enrol(
+    sim: _Simulation, name: str, camp: Campaign, now: datetime, newcomers: Iterable[Any]
+) -> None:
+    """Enrol the `newcomers` of campaign `name` the audience matches, as the next pass would."""
+    start = sim.start_at[name]
+    at = now if camp.kind == "sequence" or start is None else max(now, start)
+    matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
+    first_channel = camp.steps[0].channel
+    # attributes and tags are JSON to decode: skip it when the expression does not read them
+    fixed = {"id", *FIXED_FIELDS}
+    needs_attrs = matches.fields is None or not matches.fields <= fixed
+    needs_tags = matches.fields is None or "tags" in matches.fields
+    for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers:
+        if sim.leads[lead_id].optouts & {first_channel, "*"}:
+            continue
+        ctx = lead_context(
+            id=lead_id,
+            email=email,
+            phone=phone,
+            first_name=first,
+            last_name=last,
+            timezone=timezone,
+            status=status,
+            tags=json.loads(tags) if tags and needs_tags else [],
+            attrs=json.loads(attrs) if attrs and needs_attrs else {},
+        )
+        if matches(ctx):
+            sim.schedule(name, 0, sim.leads[lead_id], at)
 
 
 def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign], simulated: int) -> None:
