@@ -20,6 +20,7 @@ import heapq
 import json
 import math
 import random
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
 from collections.abc import Iterable
@@ -193,7 +194,8 @@ class _Step:
 
 class _Run:
     """Messages of one campaign step due at one instant, for leads of one zone, in the order
-    the engine would take them (their sequence numbers ascending): moved as one."""
+    the engine would take them (their sequence numbers ascending): moved as one. Lead ids and
+    sequence numbers are packed arrays: 16 bytes a message."""
 
     __slots__ = ("campaign", "due", "leads", "pos", "priority", "seqs", "step")
 
@@ -203,8 +205,8 @@ class _Run:
         due: datetime,
         campaign: str,
         step: int,
-        leads: list[int],
-        seqs: list[int],
+        leads: array[int],
+        seqs: array[int],
     ) -> None:
         self.priority = priority
         self.due = due
@@ -281,7 +283,9 @@ class _Simulation:
             run.leads.append(lead)
             run.seqs.append(self.seq)
             return
-        run = self.tails[target] = _Run(st.priority, due, campaign, step, [lead], [self.seq])
+        run = self.tails[target] = _Run(
+            st.priority, due, campaign, step, array("q", (lead,)), array("q", (self.seq,))
+        )
         heapq.heappush(self.due, (due, self.seq, run))
 
     def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
@@ -330,7 +334,8 @@ class _Simulation:
                 return
             first = self.seq + 1
             self.seq += len(leads)
-            run = _Run(st.priority, raw, campaign, step, leads, list(range(first, self.seq + 1)))
+            seqs = array("q", range(first, self.seq + 1))
+            run = _Run(st.priority, raw, campaign, step, array("q", leads), seqs)
             heapq.heappush(self.due, (raw, first, run))
             self.tails[st.channel, "", st.priority, raw] = run
             return
@@ -348,7 +353,9 @@ class _Simulation:
             group = groups.get(tz.key)
             if group is None:
                 due = self.clock(st.channel, tz).next_open(raw)
-                group = groups[tz.key] = _Run(st.priority, due, campaign, step, [], [])
+                group = groups[tz.key] = _Run(
+                    st.priority, due, campaign, step, array("q"), array("q")
+                )
             group.leads.append(lead_id)
             group.seqs.append(self.seq)
         for zkey, group in groups.items():
@@ -539,7 +546,10 @@ def plan(
         ]
         # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
         no_optouts: set[str] = set()
+        zone_names: dict[str, str] = {}  # one string per zone name, not one per lead
         for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
+            if timezone is not None:
+                timezone = zone_names.setdefault(timezone, timezone)
             sim.leads[lead_id] = _Lead(
                 lead_id, email, phone, timezone, default_tz, optouts.get(lead_id, no_optouts)
             )
