@@ -177,6 +177,50 @@ def next_open(t: datetime, hours: Hours, tz: tzinfo) -> datetime:
     return best
 
 
+def next_close(t: datetime, hours: Hours, tz: tzinfo) -> datetime | None:
+    """The first instant >= `t` at which `hours` are closed in `tz` (None: they never close).
+
+    With `next_open` it cuts time into open and closed stretches, so a caller asking about many
+    instants (the planner) can answer from the stretches. While the local clock runs on, the
+    window closes only at a local window end or a local midnight (a day that is not allowed);
+    a DST transition before the first such instant is checked on its own.
+    """
+    if hours.always:
+        return None
+    if not is_open(t, hours, tz):
+        return t
+    local_date = t.astimezone(tz).date()
+    ends = [0]
+    if hours.window is not None and hours.window.end % 1440 not in ends:
+        ends.append(hours.window.end % 1440)
+    best: datetime | None = None
+    for offset in range(-1, 9):
+        d = local_date + timedelta(days=offset)
+        for minute in ends:
+            wall = datetime(d.year, d.month, d.day, minute // 60, minute % 60)
+            for fold in (0, 1):
+                c = wall_to_utc(wall, tz, fold)
+                if c > t and (best is None or c < best) and not is_open(c, hours, tz):
+                    best = c
+        if best is not None and best.astimezone(tz).date() <= d:
+            break
+    # The local clock jumps at a transition: the instant after the jump may be closed.
+    last = best if best is not None else t + timedelta(days=9)
+    before = t.astimezone(tz).utcoffset()
+    if (last - timedelta(microseconds=1)).astimezone(tz).utcoffset() != before:
+        lo, hi = int(t.timestamp()), int(last.timestamp())
+        while hi - lo > 1:  # transitions fall on whole seconds
+            mid = (lo + hi) // 2
+            if datetime.fromtimestamp(mid, tz).utcoffset() == before:
+                lo = mid
+            else:
+                hi = mid
+        jump = datetime.fromtimestamp(hi, UTC)
+        if t < jump < last:
+            return next_close(jump, hours, tz)
+    return best
+
+
 # ---------------------------------------------------------------- limits
 
 

@@ -20,7 +20,10 @@ import heapq
 import json
 import math
 import random
-from collections import defaultdict
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -38,9 +41,8 @@ from campaignctl.pacing import (
     Limits,
     capacity,
     draw_jitter,
-    due_after,
-    is_open,
     lead_zone,
+    next_close,
     next_open,
     next_slot,
     priority_key,
@@ -117,16 +119,27 @@ class Plan:
         return (d - self.start.astimezone(ZoneInfo(self.timezone)).date()).days + 1
 
 
-@dataclass
 class _Lead:
-    id: int
-    email: str | None
-    phone: str | None
-    timezone: str | None
-    default_tz: str
-    optouts: set[str]
-    suppressed: dict[str, set[str]]  # address -> channels on the suppression list
-    _tz: ZoneInfo | None = None
+    __slots__ = ("_tz", "default_tz", "email", "id", "optouts", "phone", "suppressed", "timezone")
+
+    def __init__(
+        self,
+        id: int,
+        email: str | None,
+        phone: str | None,
+        timezone: str | None,
+        default_tz: str,
+        optouts: set[str],
+    ) -> None:
+        self.id = id
+        self.email = email
+        self.phone = phone
+        self.timezone = timezone
+        self.default_tz = default_tz
+        self.optouts = optouts
+        # address -> channels on the suppression list (set once the leads are loaded)
+        self.suppressed: dict[str, set[str]] = {}
+        self._tz: ZoneInfo | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -135,11 +148,92 @@ class _Lead:
         return self._tz
 
 
+_FAR = datetime.max.replace(tzinfo=UTC)
+_DAWN = datetime.min.replace(tzinfo=UTC)
+
+
+class _Clock:
+    """One channel's hours in one zone, as the open stretches `pacing.next_open` and
+    `pacing.next_close` cut time into, found as far as asked and then answered by bisection:
+    the same answers as asking `pacing` about each instant, without a zone conversion each."""
+
+    __slots__ = ("closes", "hi", "hours", "lo", "opens", "tz")
+
+    def __init__(self, hours: Hours, tz: ZoneInfo, since: datetime):
+        self.hours = hours
+        self.tz = tz
+        self.lo = self.hi = since  # every open stretch meeting [lo, hi) is in opens/closes
+        self.opens: list[datetime] = []
+        self.closes: list[datetime] = []
+
+    def next_open(self, t: datetime) -> datetime:
+        """`pacing.next_open(t, hours, tz)`: `t` itself when open."""
+        if t < self.lo:
+            return next_open(t, self.hours, self.tz)
+        while t >= self.hi:
+            a = next_open(self.hi, self.hours, self.tz)
+            b = next_close(a, self.hours, self.tz) or _FAR
+            self.opens.append(a)
+            self.closes.append(b)
+            self.hi = b
+        i = bisect_right(self.opens, t) - 1
+        if i >= 0 and t < self.closes[i]:
+            return t
+        return self.opens[i + 1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What the simulation reads of a campaign's step, looked up once."""
+
+    name: str
+    channel: str
+    delay: timedelta
+    always: bool  # the channel has no window
+    priority: int  # the campaign's
+    start: datetime | None  # the campaign's start_at
+    waits: dict[str, int]  # the campaign plan's
+
+
+class _Run:
+    """Messages of one campaign step due at one instant, for leads of one zone, in the order
+    the engine would take them (their sequence numbers ascending): moved as one. Lead ids and
+    sequence numbers are packed arrays: 16 bytes a message."""
+
+    __slots__ = ("campaign", "due", "leads", "pos", "priority", "seqs", "step")
+
+    def __init__(
+        self,
+        priority: int,
+        due: datetime,
+        campaign: str,
+        step: int,
+        leads: array[int],
+        seqs: array[int],
+    ) -> None:
+        self.priority = priority
+        self.due = due
+        self.campaign = campaign
+        self.step = step
+        self.leads = leads
+        self.seqs = seqs
+        self.pos = 0  # members before it have been taken
+
+    def head(self) -> tuple[int, datetime, int]:
+        return priority_key(self.priority, self.due, self.seqs[self.pos])
+
+
 class _Simulation:
     """The engine's decisions replayed in memory, event by event.
 
-    Ready messages wait per channel in one heap per time zone, so a window that closes for a
-    zone parks that zone's heap as a whole instead of touching each message.
+    Messages move in runs (`_Run`): the messages of one campaign step that fall due at the
+    same instant for leads of one zone, which the engine would take one after the other.
+    Due runs wait in one heap. Ready runs wait per channel in one queue per time zone and
+    campaign priority: messages become ready in the order of (due time, sequence), so each
+    queue is first in, first out, and the best message is the best of the queues' heads; a
+    run is taken up to the next queue's head, or the channel's capacity at that instant. A
+    window that closes for a zone parks that zone's queues as a whole. `decide` is still
+    asked about every message, in the engine's order.
     """
 
     def __init__(self, cfg: Config, now: datetime, horizon: datetime, rng: random.Random):
@@ -149,14 +243,22 @@ class _Simulation:
         self.rng = rng
         self.limits = {n: Limits.of(c) for n, c in cfg.channels.items()}
         self.hours = {n: Hours(c.window, c.days) for n, c in cfg.channels.items()}
+        self.always = {n: h.always for n, h in self.hours.items()}
         self.kinds = {n: cfg.channel_kind(n) for n in cfg.channels}
         self.history: dict[str, list[datetime]] = {n: [] for n in cfg.channels}
         self.jitter: dict[str, timedelta] = {n: timedelta(0) for n in cfg.channels}
-        self.due: list[tuple[datetime, int, str, int, int]] = []  # due, seq, campaign, step, lead
-        self.ready: dict[str, dict[str, list[tuple[tuple[int, datetime, int], str, int, int]]]] = {
-            n: {} for n in cfg.channels
-        }
-        self.zones: dict[str, ZoneInfo] = {}
+        #: per channel, `next_slot` asked at the dawn of time: the next slot at `t` is the
+        #: later of `t` and this (None: to ask again, after a send on the channel)
+        self.free: dict[str, datetime | None] = dict.fromkeys(cfg.channels)
+        self.due: list[tuple[datetime, int, _Run]] = []  # due, first sequence number, run
+        #: per queue (channel, zone key, priority) and due instant, the run pushed to it last,
+        #: while none is released: a message for the same campaign step joins it, since no
+        #: message can come between them in that queue
+        self.tails: dict[tuple[str, str, int, datetime], _Run] = {}
+        #: channel -> (zone key, priority) -> ready runs, oldest first
+        self.ready: dict[str, dict[tuple[str, int], deque[_Run]]] = {n: {} for n in cfg.channels}
+        self.clocks: dict[tuple[str, str], _Clock] = {}
+        self.step_info: dict[str, list[_Step]] = {}
         self.seq = 0
         self.tz = ZoneInfo(cfg.settings.timezone)
         self.per_day: dict[date, dict[str, int]] = defaultdict(
@@ -167,26 +269,103 @@ class _Simulation:
         self.leads: dict[int, _Lead] = {}
         self.start_at: dict[str, datetime | None] = {}
 
+    def _zkey(self, ch: str, lead: int) -> str:
+        """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
+        if self.always[ch]:
+            return ""
+        return self.clock(ch, self.leads[lead].tz).tz.key
+
     def push(self, due: datetime, campaign: str, step: int, lead: int) -> None:
+        """One message due at `due`, after every message pushed so far."""
         self.seq += 1
-        heapq.heappush(self.due, (due, self.seq, campaign, step, lead))
+        st = self._steps(campaign)[step]
+        zkey = self._zkey(st.channel, lead)
+        target = (st.channel, zkey, st.priority, due)
+        run = self.tails.get(target)
+        if run is not None and run.campaign == campaign and run.step == step:
+            run.leads.append(lead)
+            run.seqs.append(self.seq)
+            return
+        run = self.tails[target] = _Run(
+            st.priority, due, campaign, step, array("q", (lead,)), array("q", (self.seq,))
+        )
+        heapq.heappush(self.due, (due, self.seq, run))
+
+    def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
+        c = self.clocks.get((ch, tz.key))
+        if c is None:
+            c = self.clocks[ch, tz.key] = _Clock(self.hours[ch], tz, self.now)
+        return c
+
+    def _steps(self, campaign: str) -> list[_Step]:
+        steps = self.step_info.get(campaign)
+        if steps is None:
+            camp = self.camps[campaign]
+            steps = self.step_info[campaign] = [
+                _Step(
+                    st.name,
+                    st.channel,
+                    st.delay,
+                    self.always[st.channel],
+                    camp.priority,
+                    self.start_at[campaign],
+                    self.plans[campaign].waits,
+                )
+                for st in camp.steps
+            ]
+        return steps
 
     def schedule(self, campaign: str, step: int, lead: _Lead, base: datetime) -> None:
         """The next step after `base` (enrolment or a send), as the engine's `_advance` does."""
-        camp = self.camps[campaign]
-        if step >= len(camp.steps):
+        self.schedule_all(campaign, step, [lead.id], base)
+
+    def schedule_all(self, campaign: str, step: int, leads: list[int], base: datetime) -> None:
+        """The next step of each of `leads` (in this order) after `base`, as the engine's
+        `_advance` does (`pacing.due_after`, its window answered by each zone's clock)."""
+        steps = self._steps(campaign)
+        if step >= len(steps) or not leads:
             return
-        st = camp.steps[step]
-        hours = self.hours[st.channel]
-        start = self.start_at[campaign]
-        raw = base + st.delay if start is None else max(base + st.delay, start)
-        due = raw if hours.always else due_after(base, st.delay, hours, lead.tz, start)
-        plan = self.plans[campaign]
+        st = steps[step]
+        raw = base + st.delay
+        if st.start is not None and raw < st.start:
+            raw = st.start
         if raw > base:
-            plan.waits["delay"] += 1
-        if due > raw:
-            plan.waits["window"] += 1
-        self.push(due, campaign, step, lead.id)
+            st.waits["delay"] += len(leads)
+        if st.always:
+            if len(leads) == 1:
+                self.push(raw, campaign, step, leads[0])
+                return
+            first = self.seq + 1
+            self.seq += len(leads)
+            seqs = array("q", range(first, self.seq + 1))
+            run = _Run(st.priority, raw, campaign, step, array("q", leads), seqs)
+            heapq.heappush(self.due, (raw, first, run))
+            self.tails[st.channel, "", st.priority, raw] = run
+            return
+        if len(leads) == 1:
+            lead = self.leads[leads[0]]
+            due = self.clock(st.channel, lead.tz).next_open(raw)
+            if due > raw:
+                st.waits["window"] += 1
+            self.push(due, campaign, step, leads[0])
+            return
+        groups: dict[str, _Run] = {}
+        for lead_id in leads:
+            self.seq += 1
+            tz = self.leads[lead_id].tz
+            group = groups.get(tz.key)
+            if group is None:
+                due = self.clock(st.channel, tz).next_open(raw)
+                group = groups[tz.key] = _Run(
+                    st.priority, due, campaign, step, array("q"), array("q")
+                )
+            group.leads.append(lead_id)
+            group.seqs.append(self.seq)
+        for zkey, group in groups.items():
+            if group.due > raw:
+                st.waits["window"] += len(group.leads)
+            heapq.heappush(self.due, (group.due, group.seqs[0], group))
+            self.tails[st.channel, zkey, st.priority, group.due] = group
 
     def run(self) -> None:
         t = self.now
@@ -201,102 +380,136 @@ class _Simulation:
                 return
             t = nxt
 
-    def _zone_key(self, ch: str, lead: _Lead) -> str:
-        if self.hours[ch].always:
-            return ""
-        z = lead.tz
-        self.zones.setdefault(z.key, z)
-        return z.key
-
-    def _open(self, ch: str, key: str, t: datetime) -> bool:
-        return key == "" or is_open(t, self.hours[ch], self.zones[key])
-
     def _release(self, t: datetime) -> None:
-        while self.due and self.due[0][0] <= t:
-            due, seq, campaign, step, lead = heapq.heappop(self.due)
-            ch = self.camps[campaign].steps[step].channel
-            key = priority_key(self.camps[campaign].priority, due, seq)
-            group = self.ready[ch].setdefault(self._zone_key(ch, self.leads[lead]), [])
-            heapq.heappush(group, (key, campaign, step, lead))
+        due_heap = self.due
+        pop = heapq.heappop
+        if due_heap and due_heap[0][0] <= t:
+            self.tails.clear()
+        while due_heap and due_heap[0][0] <= t:
+            run = pop(due_heap)[2]
+            ch = self._steps(run.campaign)[run.step].channel
+            zkey = self._zkey(ch, run.leads[0])
+            queues = self.ready[ch]
+            q = queues.get((zkey, run.priority))
+            if q is None:
+                q = queues[zkey, run.priority] = deque()
+            q.append(run)
+
+    def _open(self, ch: str, zkey: str, t: datetime) -> datetime:
+        """When the queue of zone `zkey` on `ch` may send next: `t` when open."""
+        if zkey == "":
+            return t
+        return self.clocks[ch, zkey].next_open(t)
 
     def _next_event(self, t: datetime) -> datetime | None:
         nxt = self.due[0][0] if self.due else None
-        for ch, groups in self.ready.items():
+        for ch, queues in self.ready.items():
             waiting_for_limit = False
-            for zkey, queue in groups.items():
+            for (zkey, _prio), queue in queues.items():
                 if not queue:
                     continue
-                if self._open(ch, zkey, t):
+                opens = self._open(ch, zkey, t)
+                if opens == t:
                     waiting_for_limit = True
                 else:
-                    opens = next_open(t, self.hours[ch], self.zones[zkey])
                     nxt = opens if nxt is None else min(nxt, opens)
             if waiting_for_limit:
-                slot = next_slot(self.limits[ch], self.history[ch], t, self.jitter[ch])
-                slot = max(slot, t + timedelta(microseconds=1))
+                slot = max(self._free(ch), t + timedelta(microseconds=1))
                 nxt = slot if nxt is None else min(nxt, slot)
         return nxt
 
+    def _free(self, ch: str) -> datetime:
+        free = self.free[ch]
+        if free is None:
+            lim, hist = self.limits[ch], self.history[ch]
+            free = self.free[ch] = next_slot(lim, hist, _DAWN, self.jitter[ch])
+        return free
+
     def _send_at(self, ch: str, t: datetime) -> None:
+        if t < self._free(ch):
+            return  # a limit or the pacing holds the channel (next_slot > t)
         lim = self.limits[ch]
         hist = self.history[ch]
-        groups = self.ready[ch]
         kind = self.kinds[ch]
-        open_keys = [k for k, q in groups.items() if q and self._open(ch, k, t)]
-        while open_keys:
-            if capacity(lim, hist, t) <= 0:
-                return
-            if hist and lim.paced and next_slot(lim, hist, t, self.jitter[ch]) > t:
-                return
-            best = min(open_keys, key=lambda k: groups[k][0][0])
-            key, campaign, step, lead_id = heapq.heappop(groups[best])
-            if not groups[best]:
-                open_keys.remove(best)
-            lead = self.leads[lead_id]
+        open_queues = [
+            q for (z, _p), q in self.ready[ch].items() if q and self._open(ch, z, t) == t
+        ]
+        if not open_queues:
+            return
+        cap = capacity(lim, hist, t)  # at least 1, since next_slot(t) is t
+        sent = 0
+        waited = t - LIMIT_WAIT
+        while open_queues and sent < cap:
+            # the best head, and how far its run stays ahead of every other queue's head
+            heads = sorted((q[0].head(), i) for i, q in enumerate(open_queues))
+            best = open_queues[heads[0][1]]
+            run = best[0]
+            end = len(run.leads)
+            if len(heads) > 1:
+                other = heads[1][0]
+                if (run.priority, run.due) == other[:2]:
+                    end = bisect_left(run.seqs, other[2], run.pos, end)
+            campaign, step = run.campaign, run.step
             camp = self.camps[campaign]
             plan = self.plans[campaign]
-            # the engine's own rule; the window is open (closed zones are parked), the
-            # enrolment active (stopped ones are left out when pending messages are loaded)
-            decision = decide(
-                campaign,
-                camp,
-                camp.steps[step].name,
-                ch,
-                kind,
-                lead,
-                lead.optouts,
-                ACTIVE,
-                ALWAYS_OPEN,
-                t,
-                lead.suppressed,
-            )
-            if not isinstance(decision, Send):
-                if isinstance(decision, Skip):
-                    k = (camp.steps[step].name, decision.why.value, decision.reason)
-                    plan.skipped[k] = plan.skipped.get(k, 0) + 1
-                    if decision.next_step_follows(camp):
-                        self.schedule(campaign, step + 1, lead, t)
-                continue
-            if t - key[1] > LIMIT_WAIT:
-                plan.waits["limit"] += 1
-            hist.append(t)
-            if lim.jitter:
-                self.jitter[ch] = draw_jitter(lim, self.rng)
-            self.per_day[t.astimezone(self.tz).date()][ch] += 1
-            plan.sends += 1
-            plan.finish = t
-            self.schedule(campaign, step + 1, lead, t)
-            if lim.paced:
-                return
+            name = self._steps(campaign)[step].name
+            follow: list[int] = []
+            i = run.pos
+            taken = 0
+            while i < end and sent + taken < cap:
+                lead = self.leads[run.leads[i]]
+                i += 1
+                # the engine's own rule; the window is open (closed zones are parked), the
+                # enrolment active (stopped ones are left out when pending messages are loaded)
+                decision = decide(
+                    campaign,
+                    camp,
+                    name,
+                    ch,
+                    kind,
+                    lead,
+                    lead.optouts,
+                    ACTIVE,
+                    ALWAYS_OPEN,
+                    t,
+                    lead.suppressed,
+                )
+                if not isinstance(decision, Send):
+                    if isinstance(decision, Skip):
+                        k = (name, decision.why.value, decision.reason)
+                        plan.skipped[k] = plan.skipped.get(k, 0) + 1
+                        if decision.next_step_follows(camp):
+                            follow.append(lead.id)
+                    continue
+                taken += 1
+                if lim.jitter:
+                    self.jitter[ch] = draw_jitter(lim, self.rng)
+                follow.append(lead.id)
+            run.pos = i
+            if i == len(run.leads):
+                best.popleft()
+                if not best:
+                    open_queues.remove(best)
+            if taken:
+                if run.due < waited:
+                    plan.waits["limit"] += taken
+                hist.extend([t] * taken)
+                sent += taken
+                plan.sends += taken
+                plan.finish = t
+            self.schedule_all(campaign, step + 1, follow, t)
+        if sent:
+            self.free[ch] = None
+            self.per_day[t.astimezone(self.tz).date()][ch] += sent
 
     def left(self) -> dict[str, dict[str, int]]:
         """Messages still to send per campaign and channel, later steps included."""
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        items = [(c, s) for _d, _q, c, s, _l in self.due]
-        items += [(c, s) for g in self.ready.values() for q in g.values() for _k, c, s, _l in q]
-        for campaign, step in items:
-            for st in self.camps[campaign].steps[step:]:
-                out[campaign][st.channel] += 1
+        runs = [r for _d, _q, r in self.due]
+        runs += [r for g in self.ready.values() for q in g.values() for r in q]
+        for r in runs:
+            for st in self.camps[r.campaign].steps[r.step :]:
+                out[r.campaign][st.channel] += len(r.leads) - r.pos
         return out
 
 
@@ -346,9 +559,10 @@ def plan(
         ]
         # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
         no_optouts: set[str] = set()
-        rows = store_leads.plan_leads(conn)
-        suppressed = suppressed_addresses(conn, (r[:3] for r in rows), everything=True)
-        for lead_id, email, phone, timezone in rows:
+        zone_names: dict[str, str] = {}  # one string per zone name, not one per lead
+        for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
+            if timezone is not None:
+                timezone = zone_names.setdefault(timezone, timezone)
             sim.leads[lead_id] = _Lead(
                 lead_id,
                 email,
@@ -356,54 +570,30 @@ def plan(
                 timezone,
                 default_tz,
                 optouts.get(lead_id, no_optouts),
-                suppressed.get(lead_id, {}),
             )
-        # Only leads the next pass could enrol need their fields and an audience check.
-        newcomers: dict[str, list[Any]] = {
-            name: store_leads.plan_newcomers(conn, name) for name in need_audience
-        }
+        addresses = ((x.id, x.email, x.phone) for x in sim.leads.values())
+        for lead_id, listed in suppressed_addresses(conn, addresses, everything=True).items():
+            sim.leads[lead_id].suppressed = listed
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
-        # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
-        pending = store_messages.plan_pending(conn, list(active))
         stopped = store_leads.ended_enrolments(conn)
-    index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
-    for camp_name, step_name, lead_id, due_text in pending:
-        step_index = index[camp_name].get(step_name)
-        if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
-            continue
-        due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
-        if due > now:
-            sim.plans[camp_name].waits["delay"] += 1
-        sim.push(max(due, now), camp_name, step_index, lead_id)
-    # Enrol as the next pass would.
-    for name in need_audience:
-        camp = active[name]
-        start = sim.start_at[name]
-        at = now if camp.kind == "sequence" or start is None else max(now, start)
-        matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
-        first_channel = camp.steps[0].channel
-        # attributes are JSON to decode: skip it when the expression reads only fixed fields
-        fixed = {"id", *FIXED_FIELDS}
-        needs_attrs = matches.fields is None or not matches.fields <= fixed
-        for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers[name]:
-            if sim.leads[lead_id].optouts & {first_channel, "*"}:
+        index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
+        # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows;
+        # rows streamed from the cursor, never all held at once
+        for camp_name, step_name, lead_id, due_text in store_messages.plan_pending(
+            conn, list(active)
+        ):
+            step_index = index[camp_name].get(step_name)
+            if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
                 continue
-            if email is None and phone is None:  # erased (`leads delete`): never enrolled
-                continue
-            ctx = lead_context(
-                id=lead_id,
-                email=email,
-                phone=phone,
-                first_name=first,
-                last_name=last,
-                timezone=timezone,
-                status=status,
-                tags=json.loads(tags) if tags else [],
-                attrs=json.loads(attrs) if attrs and needs_attrs else {},
-            )
-            if matches(ctx):
-                sim.schedule(name, 0, sim.leads[lead_id], at)
+            due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
+            if due > now:
+                sim.plans[camp_name].waits["delay"] += 1
+            sim.push(max(due, now), camp_name, step_index, lead_id)
+        # Enrol as the next pass would. Only leads the next pass could enrol need their fields
+        # and an audience check.
+        for name in need_audience:
+            _enrol(sim, name, active[name], now, store_leads.plan_newcomers(conn, name))
     sim.run()
     out = Plan(
         start=now,
@@ -420,6 +610,38 @@ def plan(
     )
     _finish_dates(out, sim, active, simulated)
     return out
+
+
+def _enrol(
+    sim: _Simulation, name: str, camp: Campaign, now: datetime, newcomers: Iterable[Any]
+) -> None:
+    """Enrol the `newcomers` of campaign `name` the audience matches, as the next pass would."""
+    start = sim.start_at[name]
+    at = now if camp.kind == "sequence" or start is None else max(now, start)
+    matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
+    first_channel = camp.steps[0].channel
+    # attributes and tags are JSON to decode: skip it when the expression does not read them
+    fixed = {"id", *FIXED_FIELDS}
+    needs_attrs = matches.fields is None or not matches.fields <= fixed
+    needs_tags = matches.fields is None or "tags" in matches.fields
+    for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers:
+        if email is None and phone is None:  # erased (`leads delete`): never enrolled
+            continue
+        if sim.leads[lead_id].optouts & {first_channel, "*"}:
+            continue
+        ctx = lead_context(
+            id=lead_id,
+            email=email,
+            phone=phone,
+            first_name=first,
+            last_name=last,
+            timezone=timezone,
+            status=status,
+            tags=json.loads(tags) if tags and needs_tags else [],
+            attrs=json.loads(attrs) if attrs and needs_attrs else {},
+        )
+        if matches(ctx):
+            sim.schedule(name, 0, sim.leads[lead_id], at)
 
 
 def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign], simulated: int) -> None:

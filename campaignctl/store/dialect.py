@@ -10,7 +10,7 @@ fast path through it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -69,16 +69,17 @@ class Dialect(Protocol):
         """A copy of the database in `folder` (for `send --dry-run`); returns its URL."""
 
     # The planner's bulk reads, as plain tuples (100,000 rows through SQLAlchemy's row
-    # machinery cost a second): JSON columns as their text, times as naive-UTC ISO text.
+    # machinery cost a second): JSON columns as their text, times as naive-UTC ISO text;
+    # streamed (a cursor, read inside the caller's transaction), never all held at once.
 
-    def lead_rows(self, conn: Connection) -> list[Any]:
+    def lead_rows(self, conn: Connection) -> Iterator[Any]:
         """(id, email, phone, timezone) of every lead."""
 
-    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> list[Any]:
+    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> Iterator[Any]:
         """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the
         leads not enrolled in `campaign`."""
 
-    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> list[Any]:
+    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> Iterator[Any]:
         """(campaign, step, lead_id, due_at) of the messages in `state` of these campaigns."""
 
     # Audiences in SQL (store.audience_sql) and set-based enrolment (store.enrolment).

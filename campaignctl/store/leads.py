@@ -146,15 +146,17 @@ def lead_context(lead: Any) -> dict[str, Any]:
     )
 
 
-def plan_leads(conn: Conn) -> list[Any]:
-    """(id, email, phone, timezone) of every lead, as plain tuples (the planner's bulk read)."""
+def plan_leads(conn: Conn) -> Iterator[Any]:
+    """(id, email, phone, timezone) of every lead, as plain tuples (the planner's bulk read),
+    streamed: read them inside the transaction."""
     c = connection(conn)
     return dialect_of(c).lead_rows(c)
 
 
-def plan_newcomers(conn: Conn, campaign: str) -> list[Any]:
+def plan_newcomers(conn: Conn, campaign: str) -> Iterator[Any]:
     """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the leads not
-    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text."""
+    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text. Streamed: read
+    them inside the transaction."""
     c = connection(conn)
     return dialect_of(c).unenrolled_lead_rows(c, campaign)
 

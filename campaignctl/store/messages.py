@@ -448,10 +448,10 @@ def sent_counts(conn: Conn, since: datetime) -> dict[str, int]:
     return dict(counts)
 
 
-def plan_pending(conn: Conn, campaigns: list[str]) -> list[Any]:
+def plan_pending(conn: Conn, campaigns: list[str]) -> Iterator[Any]:
     """(campaign, step, lead_id, due_at) of these campaigns' pending messages, as plain tuples:
     `due_at` as stored, naive-UTC ISO text (`datetime.fromisoformat` reads it, far cheaper than
-    SQLAlchemy's conversion on 100,000 rows)."""
+    SQLAlchemy's conversion on 100,000 rows). Streamed: read them inside the transaction."""
     c = connection(conn)
     return dialect_of(c).pending_rows(c, PENDING, campaigns)
 

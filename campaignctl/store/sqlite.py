@@ -178,30 +178,22 @@ class SQLiteDialect:
 
     # -------------------------------------------------------------- the planner's reads
 
-    def lead_rows(self, conn: Connection) -> list[Any]:
-        return _raw(conn).execute("SELECT id, email, phone, timezone FROM lead").fetchall()
+    def lead_rows(self, conn: Connection) -> Iterator[Any]:
+        return _raw(conn).execute("SELECT id, email, phone, timezone FROM lead")
 
-    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> list[Any]:
-        return (
-            _raw(conn)
-            .execute(
-                "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
-                "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
-                (campaign,),
-            )
-            .fetchall()
+    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> Iterator[Any]:
+        return _raw(conn).execute(
+            "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
+            "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
+            (campaign,),
         )
 
-    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> list[Any]:
+    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> Iterator[Any]:
         marks = ",".join("?" * len(campaigns))
-        return (
-            _raw(conn)
-            .execute(
-                "SELECT campaign, step, lead_id, due_at FROM message "
-                f"WHERE state = ? AND campaign IN ({marks})",
-                (state, *campaigns),
-            )
-            .fetchall()
+        return _raw(conn).execute(
+            "SELECT campaign, step, lead_id, due_at FROM message "
+            f"WHERE state = ? AND campaign IN ({marks})",
+            (state, *campaigns),
         )
 
     # -------------------------------------------------------------- audiences and enrolment
