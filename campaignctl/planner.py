@@ -32,7 +32,8 @@ from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
 )
-from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Send, Skip, decide
+from campaignctl.engine.ab import AbKey, ab_states, ab_steps
+from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -164,6 +165,8 @@ class _Simulation:
         self.camps: dict[str, Campaign] = {}
         self.leads: dict[int, _Lead] = {}
         self.start_at: dict[str, datetime | None] = {}
+        #: A/B steps' tests as the database holds them, then as the simulation moves them on
+        self.ab: dict[AbKey, AbState] = {}
 
     def push(self, due: datetime, campaign: str, step: int, lead: int) -> None:
         self.seq += 1
@@ -253,6 +256,7 @@ class _Simulation:
             lead = self.leads[lead_id]
             camp = self.camps[campaign]
             plan = self.plans[campaign]
+            ab = self._ab_state(campaign, step, t)
             # the engine's own rule; the window is open (closed zones are parked), the
             # enrolment active (stopped ones are left out when pending messages are loaded)
             decision = decide(
@@ -266,7 +270,14 @@ class _Simulation:
                 ACTIVE,
                 ALWAYS_OPEN,
                 t,
+                ab,
             )
+            if ab == AbState() and (isinstance(decision, Send) or decision.why is Why.AB_WAIT):
+                wait = camp.steps[step].ab.wait  # type: ignore[union-attr]
+                self.ab[(campaign, camp.steps[step].name)] = AbState(decide_at=t + wait)
+            if isinstance(decision, Defer):  # held for an A/B winner: due again at the decision
+                self.push(decision.until, campaign, step, lead_id)
+                continue
             if not isinstance(decision, Send):
                 if isinstance(decision, Skip):
                     k = (camp.steps[step].name, decision.why.value, decision.reason)
@@ -285,6 +296,19 @@ class _Simulation:
             self.schedule(campaign, step + 1, lead, t)
             if lim.paced:
                 return
+
+    def _ab_state(self, campaign: str, step: int, t: datetime) -> AbState | None:
+        """The A/B test of a step with an `ab` table at `t` (None for another step). A decision
+        due and not made yet is assumed to go to the fallback: which variant wins does not
+        change when or how many messages go."""
+        st = self.camps[campaign].steps[step]
+        if st.ab is None:
+            return None
+        key = (campaign, st.name)
+        state = self.ab.get(key, AbState())
+        if state.winner is None and state.decide_at is not None and state.decide_at <= t:
+            state = self.ab[key] = AbState(winner=st.ab.fallback)
+        return state
 
     def left(self) -> dict[str, dict[str, int]]:
         """Messages still to send per campaign and channel, later steps included."""
@@ -356,6 +380,7 @@ def plan(
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
         pending = store_messages.plan_pending(conn, list(active))
         stopped = store_leads.ended_enrolments(conn)
+        sim.ab = ab_states(conn, ab_steps(active))
     index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
     for camp_name, step_name, lead_id, due_text in pending:
         step_index = index[camp_name].get(step_name)

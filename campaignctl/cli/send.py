@@ -227,6 +227,7 @@ _HEADER = {
     "deferred_limit": "deferred (limit)",
     "deferred_window": "deferred (window)",
     "deferred_breaker": "deferred (breaker)",
+    "deferred_ab_wait": "held for A/B winner",
     "retry": "retrying",
 }
 
