@@ -29,7 +29,17 @@ from campaignctl.engine.decide import in_test_group
 from campaignctl.inbound import record
 from campaignctl.planner import plan
 from campaignctl.store import Message, Store, abtests
-from tests.support import T0, add_leads, days, messages, project
+from tests.support import (
+    OUTBOX_CHANNELS,
+    T0,
+    Cli,
+    add_leads,
+    days,
+    messages,
+    project,
+    status_steps,
+    write_project,
+)
 
 AB = """
 [channels.sms]
@@ -223,3 +233,137 @@ def test_no_spread_and_clicks_give_the_fallback() -> None:
     clicks = pick_winner([Arm("A", 200, 30), Arm("B", 200, 50)], 0.95, 1, "A", "click_rate")
     assert (clicks.winner, clicks.rule, clicks.p_value) == ("A", "not_tracked", None)
     assert not math.isnan(two_proportion(5, 10, 5, 10)[1])
+
+
+# ---------------------------------------------------------------- check
+
+
+def _check(cli: Cli, folder: Path, toml: str) -> tuple[int, list[str]]:
+    write_project(folder, OUTBOX_CHANNELS, toml)
+    res = cli("-C", folder, "check")
+    return res.exit_code, [ln for ln in res.stdout.splitlines() if ln.startswith(("error", "warn"))]
+
+
+AB_STEP = """
+[campaigns.promo]
+status = "active"
+
+[[campaigns.promo.steps]]
+name = "offer"
+channel = "sms"
+body = "Hi {{ lead.first_name | default('there') }}. Reply STOP to opt out."
+VARIANTS
+[campaigns.promo.steps.ab]
+AB
+"""
+TWO = """
+[[campaigns.promo.steps.variants]]
+name = "A"
+[[campaigns.promo.steps.variants]]
+name = "B"
+weight = 3
+"""
+
+
+def test_check_accepts_an_ab_table_and_warns_about_click_rate(cli: Cli, tmp_path: Path) -> None:
+    good = AB_STEP.replace("VARIANTS", TWO).replace("AB", 'fallback = "A"')
+    assert _check(cli, tmp_path, good) == (0, [])
+    clicks = AB_STEP.replace("VARIANTS", TWO).replace("AB", 'fallback = "A"\nmetric = "click_rate"')
+    code, lines = _check(cli, tmp_path, clicks)
+    assert code == 0
+    assert len(lines) == 1
+    assert lines[0].startswith("warning: campaigns.toml:")
+    assert "campaigns.promo.steps[0].ab.metric: click_rate needs click tracking" in lines[0]
+
+
+def test_check_refuses_bad_ab_tables_with_their_key_paths(cli: Cli, tmp_path: Path) -> None:
+    code, lines = _check(
+        cli, tmp_path, AB_STEP.replace("VARIANTS", "").replace("AB", 'fallback = "A"')
+    )
+    assert code == 1
+    assert len(lines) == 1
+    assert "campaigns.promo.steps[0].ab: an A/B test needs two variants at least" in lines[0]
+
+    code, lines = _check(
+        cli, tmp_path, AB_STEP.replace("VARIANTS", TWO).replace("AB", 'fallback = "Bx"')
+    )
+    assert code == 1
+    assert (
+        "campaigns.promo.steps[0].ab.fallback: fallback 'Bx' is not a variant of this step (A, B)"
+        in lines[0]
+    )
+    assert "did you mean 'B'?" in lines[0]
+
+    # weights are relative shares, each above 0: 0 does not add up to a share
+    zero = TWO.replace("weight = 3", "weight = 0")
+    code, lines = _check(
+        cli, tmp_path, AB_STEP.replace("VARIANTS", zero).replace("AB", 'fallback = "A"')
+    )
+    assert code == 1
+    assert "campaigns.promo.steps[0].variants[1].weight: must be a number above 0" in lines[0]
+
+    out_of_range = (
+        'fallback = "A"\ntest_fraction = 1.5\nwait = "0s"\nmetric = "open_rate"\n'
+        "confidence = 0.3\nmin_per_variant = 0\n"
+    )
+    code, lines = _check(
+        cli, tmp_path, AB_STEP.replace("VARIANTS", TWO).replace("AB", out_of_range)
+    )
+    assert code == 1
+    keys = [ln.split(": ")[2] for ln in lines]
+    ab = "campaigns.promo.steps[0].ab"
+    assert keys == [
+        f"{ab}.test_fraction",
+        f"{ab}.wait",
+        f"{ab}.metric",
+        f"{ab}.confidence",
+        f"{ab}.min_per_variant",
+    ]
+    assert "less than or equal to 1" in lines[0]
+    assert "must be a positive duration" in lines[1]
+    assert "'reply_rate', 'delivery_rate' or 'click_rate'" in lines[2]
+
+    missing = AB_STEP.replace("VARIANTS", TWO).replace("AB", "test_fraction = 0.1")
+    code, lines = _check(cli, tmp_path, missing)
+    assert code == 1
+    assert f"{ab}.fallback: required key is missing" in lines[0]
+
+
+# ---------------------------------------------------------------- status
+
+
+def test_status_shows_each_variants_figures_and_the_decision(cli: Cli, tmp_path: Path) -> None:
+    store, eng = _setup(tmp_path)
+    rng = random.Random(1)
+    eng.run_pass(T0, rng)
+    sent = [m for m in messages(store) if m.state == "sent"]
+    a = [m for m in sent if m.variant == "A"]
+    b = [m for m in sent if m.variant == "B"]
+    _reply(store, a[::10] + b[::2], 1)
+
+    step = status_steps(cli, tmp_path)["offer"]
+    assert [v["name"] for v in step["variants"]] == ["A", "B"]
+    va, vb = step["variants"]
+    assert (va["sent"], va["replies"], va["delivered"]) == (len(a), len(a[::10]), 0)
+    assert vb["rate"] == pytest.approx(len(b[::2]) / len(b))
+    assert step["ab"]["decision"] is None
+    assert step["ab"]["decide_at"] == (T0 + days(2)).isoformat()
+    res = cli("-C", tmp_path, "status")
+    assert "promo/offer: variants" in res.stdout
+    assert (
+        f"promo/offer: A/B test running, winner by reply_rate at {(T0 + days(2)).isoformat()[:16]}Z"
+        in res.stdout
+    )
+
+    eng.run_pass(T0 + days(2), rng)
+    step = status_steps(cli, tmp_path)["offer"]
+    decision = step["ab"]["decision"]
+    assert (decision["winner"], decision["rule"]) == ("B", SIGNIFICANT)
+    assert decision["figures"]["B"]["sends"] == len(b)
+    assert step["variants"][1]["sent"] > len(b)  # the held leads got B
+    res = cli("-C", tmp_path, "status")
+    line = next(ln for ln in res.stdout.splitlines() if "A/B winner" in ln)
+    assert line.startswith(
+        f"promo/offer: A/B winner B by reply_rate (p-value {decision['p_value']:.4g}, "
+    )
+    assert "rule significant: B beat A" in line
