@@ -367,3 +367,27 @@ def test_status_shows_each_variants_figures_and_the_decision(cli: Cli, tmp_path:
         f"promo/offer: A/B winner B by reply_rate (p-value {decision['p_value']:.4g}, "
     )
     assert "rule significant: B beat A" in line
+
+
+def test_explain_says_a_lead_was_held_for_the_winner_and_the_decision(
+    cli: Cli, tmp_path: Path
+) -> None:
+    store, eng = _setup(tmp_path)
+    rng = random.Random(1)
+    eng.run_pass(T0, rng)
+    held = next(m for m in messages(store) if m.state == "pending")
+    eng.run_pass(T0 + days(2), rng)
+    address = f"l{held.lead_id - 1}@ex.com"  # numbered leads: l0 has id 1
+    res = cli("-C", tmp_path, "explain", address, "--format", "json")
+    assert res.exit_code == 0, res.output
+    timeline = json.loads(res.stdout)["timeline"]
+    deferred = next(x for x in timeline if x["what"] == "deferred")
+    assert deferred["code"] == "ab_wait"
+    assert "held for the A/B winner (decided at" in deferred["text"]
+    decided = next(x for x in timeline if x["what"] == "ab decided")
+    assert decided["text"].startswith("A/B winner A by reply_rate (p-value ")
+    sent = next(x for x in timeline if x["what"] == "sent")
+    assert "(variant A)" in sent["text"]
+    text = cli("-C", tmp_path, "explain", address).stdout
+    assert "held for the A/B winner" in text
+    assert "A/B winner A by reply_rate" in text
