@@ -216,22 +216,19 @@ def _ab(
     their variant and the others wait for the decision (a test not started yet starts now)."""
     assert step.ab is not None
     live = [v for v in step.variants if v.status != "draft"]
-    names = {v.name for v in live}
     decide_at = ab.decide_at or now + step.ab.wait
     winner = ab.winner
     if winner is None and decide_at <= now:
         winner = step.ab.fallback  # past the decision with none recorded: the fallback
-    if winner is not None and winner in names:
-        return Send(address, winner)
-    if (
-        winner is None
-        and live
-        and in_test_group(step.ab.test_fraction, campaign, step.name, lead_id)
-    ):
-        return Send(address, _pick(live, _digest(campaign, step.name, lead_id)).name)
     if winner is None:
+        digest = _digest(campaign, step.name, lead_id)
+        # the test group, as `in_test_group` says, without hashing twice
+        if live and int.from_bytes(digest[8:16], "big") < step.ab.test_fraction * 2**64:
+            return Send(address, _pick(live, digest).name)
         when = decide_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return Defer(decide_at, Why.AB_WAIT, f"held for the A/B winner (decided at {when})")
+    if any(v.name == winner for v in live):
+        return Send(address, winner)
     # the winner left the file or became a draft: the weighted pick
     variant = choose_variant(step.variants, campaign, step.name, lead_id)
     return Send(address, variant.name if variant else None)
