@@ -391,3 +391,13 @@ def test_explain_says_a_lead_was_held_for_the_winner_and_the_decision(
     text = cli("-C", tmp_path, "explain", address).stdout
     assert "held for the A/B winner" in text
     assert "A/B winner A by reply_rate" in text
+
+
+def test_send_says_how_many_leads_wait_for_the_winner(cli: Cli, tmp_path: Path) -> None:
+    store, _ = _setup(tmp_path)
+    store.close()
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.output
+    summary = next(ln for ln in res.stdout.splitlines() if ln.startswith("summary: "))
+    held = LEADS - sum(1 for i in range(1, LEADS + 1) if in_test_group(0.5, "promo", "offer", i))
+    assert f", {held} held for the A/B winner" in summary

@@ -322,6 +322,11 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
             f", {last.total('deferred_breaker')} by breaker"
             if last.total("deferred_breaker")
             else ""
+        )
+        + (
+            f", {res.total('deferred_ab_wait')} held for the A/B winner"
+            if res.total("deferred_ab_wait")
+            else ""
         ),
     ]
     line = "summary: " + ", ".join(parts)
