@@ -5,7 +5,12 @@ production; claims are batched (one transaction for up to 100 claims, one for th
 The outbox folder sits on tmpfs when /dev/shm exists, so the figure is our own work rather than
 the file system's; a second run writes the outbox to disk for comparison.
 
-    /work/venv/bin/python bench/engine_overhead.py [LEADS]
+    /work/venv/bin/python bench/engine_overhead.py [LEADS] [--ab-pairs N]
+
+`--ab-pairs N` measures what A/B assignment costs instead: SMS to tmpfs, a step with two
+variants, without and with an `ab` table (test_fraction = 1, so every lead is in the test and
+sends at once: the hash and the tests' state are paid on every message), N runs of each taken
+alternately, then the medians and the difference.
 """
 
 from __future__ import annotations
@@ -20,8 +25,22 @@ from benchlib import bulk_leads, fresh_project, header, now
 from campaignctl.engine import Engine
 from campaignctl.runner import RunOptions, run
 
+VARIANTS = """
+[[campaigns.bench.steps.variants]]
+name = "A"
+[[campaigns.bench.steps.variants]]
+name = "B"
+body = "Hey {{ lead.first_name }}, another short note from the benchmark."
+"""
+AB = """
+[campaigns.bench.steps.ab]
+test_fraction = 1.0
+wait = "2d"
+fallback = "A"
+"""
 
-def measure(leads: int, kind: str, outbox: str) -> tuple[float, float, int]:
+
+def measure(leads: int, kind: str, outbox: str, step: str = "") -> tuple[float, float, int]:
     toml = (
         header()
         + f"""
@@ -37,6 +56,7 @@ channel = "out"
 subject = "Hello {{{{ lead.first_name }}}}"
 body = "Hi {{{{ lead.first_name }}}}, a short note from the benchmark."
 """
+        + step
     )
     cfg, store = fresh_project(f"overhead-{kind}", toml)
     bulk_leads(store, leads)
@@ -53,10 +73,37 @@ body = "Hi {{{{ lead.first_name }}}}, a short note from the benchmark."
     return enrol, elapsed, sent
 
 
+def ab_pairs(leads: int, pairs: int, tmpfs: str) -> None:
+    """Two variants without and with an `ab` table, alternately; medians and the difference."""
+    import shutil
+    import statistics
+
+    times: dict[str, list[float]] = {"variants": [], "variants + ab": []}
+    for i in range(pairs):
+        order = [("variants", VARIANTS), ("variants + ab", VARIANTS + AB)]
+        for name, step in order if i % 2 == 0 else order[::-1]:
+            shutil.rmtree(tmpfs, ignore_errors=True)
+            _, elapsed, sent = measure(leads, "sms", tmpfs, step)
+            times[name].append(elapsed)
+            print(
+                f"pair {i + 1} {name:13}: {sent} messages in {elapsed:.2f} s "
+                f"= {sent / elapsed:,.0f} msg/s"
+            )
+    shutil.rmtree(tmpfs, ignore_errors=True)
+    base, ab = (statistics.median(times[k]) for k in times)
+    print(
+        f"median: variants {leads / base:,.0f} msg/s, variants + ab {leads / ab:,.0f} msg/s; "
+        f"A/B assignment costs {(ab / base - 1) * 100:+.1f}% of the time"
+    )
+
+
 def main() -> None:
-    leads = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    leads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 20_000
     shm = Path("/dev/shm")
     tmpfs = str(shm / "campaignctl-bench-outbox") if shm.is_dir() else "outbox"
+    if "--ab-pairs" in sys.argv:
+        ab_pairs(leads, int(sys.argv[sys.argv.index("--ab-pairs") + 1]), tmpfs)
+        return
     for kind, outbox, where in (
         ("sms", tmpfs, "tmpfs outbox"),
         ("sms", "outbox", "disk outbox"),

@@ -5,7 +5,8 @@ The sources, each written where its decision was made:
   and reconciled sends, and the holds of the channels its messages waited on;
 - the enrolment rows (enrolled when, stopped or completed why) and the message rows (due, sent
   with the provider's id, failed, skipped with the reason);
-- the inbound `event` rows: deliveries, replies, opt-outs, bounces.
+- the inbound `event` rows: deliveries, replies, opt-outs, bounces;
+- the A/B decisions (`ab_decision`) of the steps its messages belong to.
 
 Only one thing is computed now rather than read: why a lead is *not* in a campaign (the audience
 evaluated on the lead as it is now, the campaign's status, an opt-out), since a decision not to
@@ -21,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.config import Campaign, Config
-from campaignctl.store import Store, journal
+from campaignctl.store import Store, abtests, journal
 from campaignctl.store import events as store_events
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
@@ -88,6 +89,7 @@ def explain(cfg: Config, store: Store, address: str, now: datetime) -> Explanati
         # the holds that can matter to this lead's messages began after its first enrolment
         first = min((e.enrolled_at for e in enrolments), default=now)
         holds = journal.channel_holds(conn, {m.channel for m in msgs}, first - HOLD_LOOKBACK)
+        decided = abtests.decisions(conn, sorted({m.campaign for m in msgs}))
         info = {
             "id": lead.id,
             "email": lead.email,
@@ -105,6 +107,8 @@ def explain(cfg: Config, store: Store, address: str, now: datetime) -> Explanati
     lines += _enrolments(cfg, enrolments, context, optouts, now)
     lines += _messages(cfg, enrolments, msgs, logged, holds, now, tz)
     lines += (_event_line(e) for e in came_back)
+    steps = {(m.campaign, m.step) for m in msgs}
+    lines += (_ab_line(d) for key, d in decided.items() if key in steps)
     order = {what: i for i, what in enumerate(_ORDER)}
     lines.sort(key=lambda x: (x.at, order.get(x.what, len(order))))
     return Explanation(info, lines, now)
@@ -344,6 +348,14 @@ def _pending(m: Any, now: datetime, tz: ZoneInfo) -> Line:
     if m.reason:
         text += f" (last moved: {m.reason})"
     return Line(at, "pending", text, **_where(m), data={"code": m.reason_code})
+
+
+def _ab_line(d: Any) -> Line:
+    """The A/B decision of a step this lead has a message in."""
+    p = "" if d.p_value is None else f"p-value {d.p_value:.4g}, "
+    text = f"A/B winner {d.winner} by {d.metric} ({p}rule {d.rule}: {d.reason})"
+    data = {"winner": d.winner, "rule": d.rule, "p_value": d.p_value}
+    return Line(d.decided_at, "ab decided", text, d.campaign, d.step, data=data)
 
 
 def _event_line(e: Any) -> Line:

@@ -35,7 +35,8 @@ from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
 )
-from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Send, Skip, decide
+from campaignctl.engine.ab import AbKey, ab_states, ab_steps
+from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -268,6 +269,8 @@ class _Simulation:
         self.camps: dict[str, Campaign] = {}
         self.leads: dict[int, _Lead] = {}
         self.start_at: dict[str, datetime | None] = {}
+        #: A/B steps' tests as the database holds them, then as the simulation moves them on
+        self.ab: dict[AbKey, AbState] = {}
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -456,6 +459,7 @@ class _Simulation:
             follow: list[int] = []
             i = run.pos
             taken = 0
+            ab = self._ab_state(campaign, step, t)
             while i < end and sent + taken < cap:
                 lead = self.leads[run.leads[i]]
                 i += 1
@@ -472,8 +476,19 @@ class _Simulation:
                     ACTIVE,
                     ALWAYS_OPEN,
                     t,
-                    lead.suppressed,
+                    suppressed=lead.suppressed,
+                    ab=ab,
                 )
+                if ab == AbState() and (
+                    isinstance(decision, Send)
+                    or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
+                ):  # this message starts the step's A/B test: the rest of the run sees it
+                    wait = camp.steps[step].ab.wait  # type: ignore[union-attr]
+                    self.ab[(campaign, name)] = AbState(decide_at=t + wait)
+                    ab = self._ab_state(campaign, step, t)
+                if isinstance(decision, Defer):  # held for an A/B winner: due at the decision
+                    self.push(decision.until, campaign, step, lead.id)
+                    continue
                 if not isinstance(decision, Send):
                     if isinstance(decision, Skip):
                         k = (name, decision.why.value, decision.reason)
@@ -501,6 +516,19 @@ class _Simulation:
         if sent:
             self.free[ch] = None
             self.per_day[t.astimezone(self.tz).date()][ch] += sent
+
+    def _ab_state(self, campaign: str, step: int, t: datetime) -> AbState | None:
+        """The A/B test of a step with an `ab` table at `t` (None for another step). A decision
+        due and not made yet is assumed to go to the fallback: which variant wins does not
+        change when or how many messages go."""
+        st = self.camps[campaign].steps[step]
+        if st.ab is None:
+            return None
+        key = (campaign, st.name)
+        state = self.ab.get(key, AbState())
+        if state.winner is None and state.decide_at is not None and state.decide_at <= t:
+            state = self.ab[key] = AbState(winner=st.ab.fallback)
+        return state
 
     def left(self) -> dict[str, dict[str, int]]:
         """Messages still to send per campaign and channel, later steps included."""
@@ -577,6 +605,7 @@ def plan(
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
         stopped = store_leads.ended_enrolments(conn)
+        sim.ab = ab_states(conn, ab_steps(active))
         index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows;
         # rows streamed from the cursor, never all held at once

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from campaignctl.config import Config
-from campaignctl.store import MESSAGE_STATES, Store, events, leads, messages, meta
+from campaignctl.config import Config, Step
+from campaignctl.store import MESSAGE_STATES, Store, abtests, events, leads, messages, meta
 
 #: Readable labels for the skip reason codes (`engine.decide.Why`); a message skipped before
 #: codes were stored is grouped under its reason text, or `other`.
@@ -26,6 +26,7 @@ REASON_LABELS = {
     "no_address": "no address",
     "step_removed": "step removed",
     "lead_deleted": "lead deleted",
+    "ab_wait": "held for the A/B winner",
     "other": "other",
 }
 DELIVERY_STATES = ("delivered", "undelivered", "read")
@@ -49,6 +50,12 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     event, each once: `store.events.DELIVERY_KINDS`); each campaign has `finish` and
     `finish_day` from `plan`, and `audience_skipped` ({count, reason}): leads its audience
     could not be evaluated for.
+
+    A step with variants has `variants`: [{name, status, sent, replies, delivered, rate}]
+    (rate: by its A/B `metric`, else replies per send; None for click_rate), and `ab` (None
+    without an `ab` table): {metric, test_fraction, started_at, decide_at, decision}, the
+    decision being None until made, then {winner, rule, reason, p_value, z, confidence,
+    decided_at, figures} as stored (`store.schema.AbDecision`).
     """
     from campaignctl.planner import plan
 
@@ -75,6 +82,11 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         )
         for camp, step, state, n in events.delivery_counts(s, names):
             delivery[(camp, step)][state] = n
+        per_variant: dict[tuple[str, str], dict[str, tuple[int, int, int]]] = defaultdict(dict)
+        for camp, step, variant, n, replies, delivered in abtests.variant_counts(s, names):
+            per_variant[(camp, step)][variant] = (n, replies, delivered)
+        ab_started = abtests.started(s, names)
+        ab_decided = abtests.decisions(s, names)
         audience_skipped = {k: json.loads(v) for k, v in meta.audience_skipped(s).items()}
         completed = meta.completed_campaigns(s)
     forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
@@ -93,6 +105,8 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                     "opted_out": opted.get((name, st.channel), 0) + opted.get((name, "*"), 0),
                     "skipped_by_reason": reasons.get((name, st.name), {}),
                     **delivery[(name, st.name)],
+                    "variants": _variants(st, per_variant[(name, st.name)]),
+                    "ab": _ab(st, ab_started.get((name, st.name)), ab_decided.get((name, st.name))),
                 }
             )
         fc = forecast.campaigns.get(name)
@@ -133,6 +147,54 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         for ch in cfg.channels
     ]
     return {"campaigns": out, "channels": channels, "daemon": daemon}
+
+
+def _variants(st: Step, figures: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:
+    """Each variant of the step (and any other variant its messages were sent as)."""
+    metric = st.ab.metric if st.ab else "reply_rate"
+    names = [v.name for v in st.variants] + [
+        n for n in figures if n not in {v.name for v in st.variants}
+    ]
+    status = {v.name: v.status for v in st.variants}
+    out = []
+    for name in names:
+        sent, replies, delivered = figures.get(name, (0, 0, 0))
+        hits = {"reply_rate": replies, "delivery_rate": delivered}.get(metric)
+        out.append(
+            {
+                "name": name,
+                "status": status.get(name, "removed"),
+                "sent": sent,
+                "replies": replies,
+                "delivered": delivered,
+                "rate": None if hits is None else (hits / sent if sent else 0.0),
+            }
+        )
+    return out
+
+
+def _ab(st: Step, started: datetime | None, decided: Any) -> dict[str, Any] | None:
+    if st.ab is None:
+        return None
+    decision = None
+    if decided is not None:
+        decision = {
+            "winner": decided.winner,
+            "rule": decided.rule,
+            "reason": decided.reason,
+            "p_value": decided.p_value,
+            "z": decided.z,
+            "confidence": decided.confidence,
+            "decided_at": decided.decided_at.isoformat(),
+            "figures": decided.figures,
+        }
+    return {
+        "metric": st.ab.metric,
+        "test_fraction": st.ab.test_fraction,
+        "started_at": started.isoformat() if started else None,
+        "decide_at": (started + st.ab.wait).isoformat() if started else None,
+        "decision": decision,
+    }
 
 
 def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:

@@ -227,6 +227,7 @@ _HEADER = {
     "deferred_limit": "deferred (limit)",
     "deferred_window": "deferred (window)",
     "deferred_breaker": "deferred (breaker)",
+    "deferred_ab_wait": "held for A/B winner",
     "retry": "retrying",
 }
 
@@ -320,6 +321,11 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
         + (
             f", {last.total('deferred_breaker')} by breaker"
             if last.total("deferred_breaker")
+            else ""
+        )
+        + (
+            f", {res.total('deferred_ab_wait')} held for the A/B winner"
+            if res.total("deferred_ab_wait")
             else ""
         ),
     ]
@@ -613,7 +619,8 @@ def status(
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
     """Per campaign and step: enrolled, pending, sent, failed, skipped (and why), uncertain,
-    opted out, and delivered, read, undelivered (from the delivery statuses `sync` recorded)."""
+    opted out, and delivered, read, undelivered (from the delivery statuses `sync` recorded);
+    per variant: sent, replies, delivered and rate, with the A/B winner once decided."""
     from campaignctl.status import reason_label
     from campaignctl.status import status as compute
 
@@ -647,6 +654,11 @@ def status(
                 ", ".join(f"{reason_label(code)} {n}" for code, n in why),
             )
         con.print(t)
+        for s in camp["steps"]:
+            if s["variants"]:
+                con.print(_variants_table(camp["name"], s))
+            for line in _ab_lines(camp["name"], s):
+                con.print(line, markup=False, highlight=False)
         skipped = camp["audience_skipped"]
         if skipped["count"]:
             con.print(
@@ -684,6 +696,39 @@ def status(
             f"{uncertain} message(s) uncertain: their channel cannot tell whether they went out; "
             "they will not be resent"
         )
+
+
+def _variants_table(campaign: str, step: dict[str, Any]) -> Any:
+    """A step's variants: sent, replies, delivered and the rate its A/B test compares."""
+    from rich.table import Table
+
+    metric = step["ab"]["metric"] if step["ab"] else "reply_rate"
+    t = Table(title=f"{campaign}/{step['name']}: variants")
+    for h in ("variant", "sent", "replies", "delivered", metric.replace("_", " ")):
+        t.add_column(h, justify="left" if h == "variant" else "right")
+    for v in step["variants"]:
+        name = v["name"] + (f" ({v['status']})" if v["status"] != "active" else "")
+        rate = "-" if v["rate"] is None else f"{v['rate']:.1%}"
+        t.add_row(name, str(v["sent"]), str(v["replies"]), str(v["delivered"]), rate)
+    return t
+
+
+def _ab_lines(campaign: str, step: dict[str, Any]) -> list[str]:
+    """`promo/offer: A/B winner B (p-value 0.0124, significant: ...)`, or where the test is."""
+    ab = step["ab"]
+    if ab is None:
+        return []
+    where = f"{campaign}/{step['name']}"
+    d = ab["decision"]
+    if d is not None:
+        p = "" if d["p_value"] is None else f"p-value {d['p_value']:.4g}, "
+        return [
+            f"{where}: A/B winner {d['winner']} by {ab['metric']} "
+            f"({p}rule {d['rule']}: {d['reason']}), decided {d['decided_at'][:16]}Z"
+        ]
+    if ab["started_at"] is None:
+        return [f"{where}: A/B test not started ({ab['test_fraction']:.0%} of leads in the test)"]
+    return [f"{where}: A/B test running, winner by {ab['metric']} at {ab['decide_at'][:16]}Z"]
 
 
 def _daemon_line(d: dict[str, Any]) -> str:

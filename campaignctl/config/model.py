@@ -282,6 +282,35 @@ class Variant(_Model):
     status: Literal["active", "draft"] = "active"
 
 
+#: What an A/B test compares: replies or delivery receipts per send (clicks once links are
+#: tracked: until then `check` warns and the fallback wins).
+AbMetric = Literal["reply_rate", "delivery_rate", "click_rate"]
+
+
+class AbTest(_Model):
+    """`[campaigns.C.steps.ab]`: the A/B test of a step with variants (see docs/engine.md).
+
+    `test_fraction` of the step's leads get a variant each (by weight); the rest wait `wait`
+    after the test's first send, then get the winner by `metric`: the best variant if a
+    two-proportion z-test against the runner-up has p < 1 - `confidence` and every variant was
+    sent at least `min_per_variant` times, else `fallback`.
+    """
+
+    test_fraction: float = Field(default=0.2, gt=0, le=1)
+    wait: Duration = timedelta(days=2)
+    metric: AbMetric = "reply_rate"
+    confidence: float = Field(default=0.95, ge=0.5, le=0.999)
+    min_per_variant: PositiveInt = 100
+    fallback: str
+
+    @field_validator("wait")
+    @classmethod
+    def _positive_wait(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration such as '2d'")
+        return v
+
+
 class Step(_Model):
     name: str = ""
     channel: str
@@ -296,6 +325,7 @@ class Step(_Model):
     #: email only: files inside the project, each may be a template rendered per lead
     #: (`files/{{ lead.city | lower }}.pdf`); see campaignctl/attachments.py
     attachments: list[str] = Field(default_factory=list)
+    ab: AbTest | None = None
 
 
 class Campaign(_Model):

@@ -304,7 +304,47 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
                 continue
             kind = infer_kind(step.channel, cfg.channels[step.channel])
             _step_content_problems(cfg, step, sp, kind, add)
+            _ab_problems(step, sp, add)
     return out
+
+
+def _ab_problems(step: Step, sp: str, add: Any) -> None:
+    """An `ab` table needs two variants at least and a fallback among them. Weights are
+    relative shares (each above 0, checked on the variant): they need not add up to 1 or 100."""
+    ab = step.ab
+    if ab is None:
+        return
+    if len(step.variants) < 2:
+        add(
+            f"{sp}.ab",
+            "an A/B test needs two variants at least on its step "
+            f"(it has {len(step.variants)}): add [[...steps.variants]] tables",
+        )
+        return
+    names = [v.name for v in step.variants]
+    if ab.fallback not in names:
+        add(
+            f"{sp}.ab.fallback",
+            f"fallback {ab.fallback!r} is not a variant of this step "
+            f"({', '.join(names)}){did_you_mean(ab.fallback, names)}",
+        )
+    elif any(v.name == ab.fallback and v.status == "draft" for v in step.variants):
+        add(f"{sp}.ab.fallback", f"fallback {ab.fallback!r} is a draft, which is never sent")
+    live = [v for v in step.variants if v.status != "draft"]
+    if len(live) < 2:
+        add(
+            f"{sp}.ab",
+            f"only {len(live)} variant is not a draft: the test compares nothing, "
+            "and the fallback wins",
+            "warning",
+        )
+    if ab.metric == "click_rate":
+        add(
+            f"{sp}.ab.metric",
+            "click_rate needs click tracking, which campaignctl does not have yet: "
+            "the fallback will win; use reply_rate or delivery_rate",
+            "warning",
+        )
 
 
 def _template_file_problem(cfg: Config, name: str, key: str, add: Any) -> None:

@@ -87,6 +87,7 @@ class Engine(Recovery, Enrolment, Claims):
         self._skip_archived(now, res)
         self._recover(now)
         self._reconcile(now, res)
+        self.decide_ab_tests(now)
         if (
             self._last_enrol is None
             or now - self._last_enrol >= self.enrol_every

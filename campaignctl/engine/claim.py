@@ -9,9 +9,11 @@ from typing import Any
 from campaignctl.attachments import records
 from campaignctl.channels.base import ChannelError, Outgoing
 from campaignctl.config import Campaign
+from campaignctl.engine.ab import AbTests, ab_states, ab_steps
 from campaignctl.engine.context import LeadInfo, full_name
 from campaignctl.engine.decide import (
     ACTIVE,
+    AbState,
     Defer,
     Hold,
     Send,
@@ -31,7 +33,7 @@ from campaignctl.store.journal import Kind
 from campaignctl.suppression import NOT_SUPPRESSED, suppressed_addresses
 
 
-class Claims(Outcomes):
+class Claims(Outcomes, AbTests):
     """Claims due messages within each channel's limits and breaker, in one transaction."""
 
     def _candidates(
@@ -114,6 +116,8 @@ class Claims(Outcomes):
 
         out: list[Claimed] = []
         index = {c: {st.name: i for i, st in enumerate(camp.steps)} for c, camp in active.items()}
+        tests = ab_steps(active)
+        ab = ab_states(conn, tests)
         w = store_messages.Writes()
         while len(out) < cap:
             w.flush(conn)
@@ -133,6 +137,8 @@ class Claims(Outcomes):
                 if len(out) >= cap:
                     break
                 lead = leads.get(r.lead_id)
+                key = (r.campaign, r.step)
+                test = ab.get(key)
                 decision = decide(
                     r.campaign,
                     active[r.campaign],
@@ -144,8 +150,13 @@ class Claims(Outcomes):
                     states.get((r.campaign, r.lead_id), ACTIVE),
                     self.hours[ch],
                     now,
-                    suppressed.get(r.lead_id, NOT_SUPPRESSED),
+                    suppressed=suppressed.get(r.lead_id, NOT_SUPPRESSED),
+                    ab=test,
                 )
+                # the test starts with its step's first message past the window and address
+                starts = isinstance(decision, Send) or decision.why is Why.AB_WAIT
+                if test is not None and test == AbState() and starts:
+                    ab[key] = self._ab_start(conn, key, tests[key], now)
                 if not isinstance(decision, Send):
                     self._hold(w, r, ch, lead, decision, now, res)
                     continue

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from campaignctl.breaker import Breaker
-from campaignctl.config import Campaign, Variant
+from campaignctl.config import Campaign, Step, Variant
 from campaignctl.pacing import DAY, HOUR, Hours, Limits, capacity, is_open, next_open, next_slot
 
 
@@ -37,6 +37,7 @@ class Why(StrEnum):
     NO_ADDRESS = "no_address"
     STEP_REMOVED = "step_removed"
     LEAD_DELETED = "lead_deleted"
+    AB_WAIT = "ab_wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,19 @@ class Recipient(Protocol):
     def tz(self) -> ZoneInfo: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AbState:
+    """Where a step's A/B test stands: not started (both None), started (`decide_at`: its
+    first message plus `wait`), or decided (`winner`)."""
+
+    decide_at: datetime | None = None
+    winner: str | None = None
+
+
+def _digest(campaign: str, step: str, lead_id: int | str) -> bytes:
+    return hashlib.sha256(f"{campaign}\x00{step}\x00{lead_id}".encode()).digest()
+
+
 def choose_variant(
     variants: list[Variant], campaign: str, step: str, lead_id: int | str
 ) -> Variant | None:
@@ -137,7 +151,16 @@ def choose_variant(
     variants = [v for v in variants if v.status != "draft"]
     if not variants:
         return None
-    digest = hashlib.sha256(f"{campaign}\x00{step}\x00{lead_id}".encode()).digest()
+    return _pick(variants, _digest(campaign, step, lead_id))
+
+
+def in_test_group(fraction: float, campaign: str, step: str, lead_id: int | str) -> bool:
+    """Whether the lead is in the step's A/B test group: bytes 8-16 of the same digest whose
+    first 8 pick the variant (independent of it), below `fraction` of 2**64."""
+    return int.from_bytes(_digest(campaign, step, lead_id)[8:16], "big") < fraction * 2**64
+
+
+def _pick(variants: list[Variant], digest: bytes) -> Variant:
     point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v.weight for v in variants)
     acc = 0.0
     for v in variants:
@@ -159,12 +182,14 @@ def decide(
     hours: Hours,
     now: datetime,
     suppressed: Mapping[str, Set[str]] | None = None,
+    ab: AbState | None = None,
 ) -> Decision:
     """Send, defer or skip the due message `step_name` of `campaign_name` on `channel` to `lead`
     (None when it was deleted) at `now`, given the lead's opt-outs (channels, or `*`), its
-    enrolment (state and reason), the channel's hours, and which of its addresses are on the
-    suppression list (address -> channels, or `*`). Checked in this order: the lead, the
-    enrolment, opt-outs, the suppression list, the step, the window, the address."""
+    enrolment (state and reason), the channel's hours, which of its addresses are on the
+    suppression list (address -> channels, or `*`) and, for a step with an `ab` table, its
+    test's state (None: not started). Checked in this order: the lead, the enrolment, opt-outs,
+    the suppression list, the step, the window, the address, the A/B test."""
     if lead is None:
         return Skip(Why.LEAD_DELETED, "lead deleted")
     state, why = enrolment
@@ -185,5 +210,32 @@ def decide(
     if not address:
         what = "email address" if kind == "email" else "phone number"
         return Skip(Why.NO_ADDRESS, f"lead has no {what}")
+    if step.ab is not None:
+        return _ab(campaign_name, step, lead.id, address, ab or AbState(), now)
     variant = choose_variant(step.variants, campaign_name, step.name, lead.id)
+    return Send(address, variant.name if variant else None)
+
+
+def _ab(
+    campaign: str, step: Step, lead_id: int, address: str, ab: AbState, now: datetime
+) -> Decision:
+    """A step with an A/B test: the winner once decided; before, the test group's leads get
+    their variant and the others wait for the decision (a test not started yet starts now)."""
+    assert step.ab is not None
+    live = [v for v in step.variants if v.status != "draft"]
+    decide_at = ab.decide_at or now + step.ab.wait
+    winner = ab.winner
+    if winner is None and decide_at <= now:
+        winner = step.ab.fallback  # past the decision with none recorded: the fallback
+    if winner is None:
+        digest = _digest(campaign, step.name, lead_id)
+        # the test group, as `in_test_group` says, without hashing twice
+        if live and int.from_bytes(digest[8:16], "big") < step.ab.test_fraction * 2**64:
+            return Send(address, _pick(live, digest).name)
+        when = decide_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return Defer(decide_at, Why.AB_WAIT, f"held for the A/B winner (decided at {when})")
+    if any(v.name == winner for v in live):
+        return Send(address, winner)
+    # the winner left the file or became a draft: the weighted pick
+    variant = choose_variant(step.variants, campaign, step.name, lead_id)
     return Send(address, variant.name if variant else None)

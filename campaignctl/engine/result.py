@@ -12,12 +12,13 @@ from campaignctl.channels.base import ChannelError
 
 #: What a pass counts, per (campaign, step, channel).
 #: `deferred_breaker`: due on a channel its circuit breaker pauses (the provider is failing),
-#: not held by a limit.
+#: not held by a limit. `deferred_ab_wait`: held for a step's A/B winner.
 COUNTERS = (
     "sent",
     "deferred_limit",
     "deferred_window",
     "deferred_breaker",
+    "deferred_ab_wait",
     "failed",
     "skipped",
     "retry",

@@ -50,6 +50,9 @@ class Kind(StrEnum):
     CHANNEL_HELD = "channel.held"
     #: A channel claims again after a hold.
     CHANNEL_RELEASED = "channel.released"
+    #: A step's A/B test decided (campaign, step; code: the rule, `abtest`; detail: winner,
+    #: metric, p_value, reason).
+    AB_DECIDED = "ab.decided"
 
 
 _COLUMNS = ("lead_id", "campaign", "step", "message_id", "channel", "code", "source")

@@ -263,6 +263,39 @@ def m013_message_attachments(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE message ADD COLUMN attachments JSON")
 
 
+@migration
+def m014_ab_decision(conn: Connection) -> None:
+    # A/B tests: when each step's test started (its decision is due `wait` later), and the
+    # decision, one row per step: written INSERT-or-ignore, so two processes never decide twice
+    _ddl(
+        conn,
+        """
+        CREATE TABLE ab_test (
+            id INTEGER PRIMARY KEY,
+            campaign VARCHAR NOT NULL,
+            step VARCHAR NOT NULL,
+            started_at DATETIME NOT NULL,
+            CONSTRAINT uq_ab_test UNIQUE (campaign, step)
+        );
+        CREATE TABLE ab_decision (
+            id INTEGER PRIMARY KEY,
+            campaign VARCHAR NOT NULL,
+            step VARCHAR NOT NULL,
+            decided_at DATETIME NOT NULL,
+            winner VARCHAR NOT NULL,
+            metric VARCHAR NOT NULL,
+            rule VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            z FLOAT,
+            p_value FLOAT,
+            confidence FLOAT NOT NULL,
+            figures JSON NOT NULL,
+            CONSTRAINT uq_ab_decision UNIQUE (campaign, step)
+        )
+        """,
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

@@ -195,6 +195,40 @@ class Suppression(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class AbTest(SQLModel, table=True):
+    """When a step's A/B test started: its first message past the window and address checks.
+    The decision is due `ab.wait` later (read from the file, so a changed wait applies)."""
+
+    __tablename__ = "ab_test"
+    __table_args__ = (UniqueConstraint("campaign", "step", name="uq_ab_test"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str
+    step: str
+    started_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class AbDecision(SQLModel, table=True):
+    """A step's A/B winner, decided once (a second insert is ignored), with its figures:
+    {variant: {sends, successes, rate}} in the test group, the z-test's z and p-value, and the
+    rule that decided (`campaignctl.abtest`: significant, not_significant, too_few_sends,
+    not_tracked) in words in `reason`."""
+
+    __tablename__ = "ab_decision"
+    __table_args__ = (UniqueConstraint("campaign", "step", name="uq_ab_decision"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str
+    step: str
+    decided_at: datetime = Field(sa_type=UTCDateTime)
+    winner: str
+    metric: str
+    rule: str
+    reason: str
+    z: float | None = None
+    p_value: float | None = None
+    confidence: float
+    figures: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
 class Meta(SQLModel, table=True):
     """Small key/value state: sync cursors, daemon heartbeat."""
 
@@ -220,3 +254,6 @@ TEST_SEND: Table = SQLModel.metadata.tables[TestSend.__tablename__]
 
 
 SUPPRESSION: Table = SQLModel.metadata.tables[Suppression.__tablename__]
+
+AB_TEST: Table = SQLModel.metadata.tables[AbTest.__tablename__]
+AB_DECISION: Table = SQLModel.metadata.tables[AbDecision.__tablename__]

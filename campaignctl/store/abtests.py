@@ -1,0 +1,134 @@
+"""Queries on A/B tests: when a step's test started, its decision, and its figures per variant.
+
+A test starts once and is decided once per (campaign, step): both rows are written with the
+dialect's INSERT-or-ignore, so when two processes race, the second write is dropped and both
+read back the same row.
+
+The figures count sent messages of the step by their `variant`. A reply is an inbound `reply`
+event of the message, or of its lead at or after the message was sent (a reply in a new thread
+still counts); a delivery is a `delivered` event of the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, or_, select
+
+from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.schema import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
+
+#: The metrics counted in SQL (click_rate has no data yet: it counts nothing).
+METRICS = ("reply_rate", "delivery_rate")
+
+
+def started(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], datetime]:
+    """{(campaign, step): started_at} of the tests these campaigns started."""
+    rows = connection(conn).execute(
+        select(AB_TEST.c.campaign, AB_TEST.c.step, AB_TEST.c.started_at).where(
+            AB_TEST.c.campaign.in_(campaigns)
+        )
+    )
+    return {(c, s): at for c, s, at in rows}
+
+
+def start(conn: Conn, campaign: str, step: str, now: datetime) -> datetime:
+    """Record that the step's test starts at `now` unless it started before; when it did."""
+    c = connection(conn)
+    c.execute(
+        dialect_of(c).insert_ignore(AB_TEST),
+        [{"campaign": campaign, "step": step, "started_at": now}],
+    )
+    at = c.execute(
+        select(AB_TEST.c.started_at).where(AB_TEST.c.campaign == campaign, AB_TEST.c.step == step)
+    ).scalar_one()
+    return at  # type: ignore[no-any-return]
+
+
+def decisions(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], Any]:
+    """{(campaign, step): decision row} of these campaigns (columns as in `AbDecision`)."""
+    rows = connection(conn).execute(
+        select(AB_DECISION).where(AB_DECISION.c.campaign.in_(campaigns))
+    )
+    return {(r.campaign, r.step): r for r in rows}
+
+
+def decide_once(conn: Conn, values: dict[str, Any]) -> bool:
+    """Store a decision unless the step has one already; whether this one was stored."""
+    c = connection(conn)
+    result = c.execute(dialect_of(c).insert_ignore(AB_DECISION).values(**values))
+    return bool(result.rowcount)
+
+
+def _replied(until: datetime | None) -> Any:
+    cond = and_(
+        EVENT.c.kind == "reply",
+        or_(
+            EVENT.c.message_id == MESSAGE.c.id,
+            and_(EVENT.c.lead_id == MESSAGE.c.lead_id, EVENT.c.occurred_at >= MESSAGE.c.sent_at),
+        ),
+    )
+    if until is not None:
+        cond = and_(cond, EVENT.c.occurred_at <= until)
+    return exists(select(EVENT.c.id).where(cond))
+
+
+def _delivered(until: datetime | None) -> Any:
+    cond = and_(EVENT.c.kind == "delivered", EVENT.c.message_id == MESSAGE.c.id)
+    if until is not None:
+        cond = and_(cond, EVENT.c.occurred_at <= until)
+    return exists(select(EVENT.c.id).where(cond))
+
+
+def _count(cond: Any) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def figures(
+    conn: Conn, campaign: str, step: str, metric: str, until: datetime
+) -> dict[str, tuple[int, int]]:
+    """{variant: (sends, successes)} of the step's messages sent up to `until`, successes by
+    `metric` (replies or deliveries recorded up to `until`; none for click_rate)."""
+    if metric == "reply_rate":
+        success: Any = _count(_replied(until))
+    elif metric == "delivery_rate":
+        success = _count(_delivered(until))
+    else:
+        success = func.sum(0)
+    rows = connection(conn).execute(
+        select(MESSAGE.c.variant, func.count(), success)
+        .where(
+            MESSAGE.c.campaign == campaign,
+            MESSAGE.c.step == step,
+            MESSAGE.c.state == SENT,
+            MESSAGE.c.variant.is_not(None),
+            MESSAGE.c.sent_at <= until,
+        )
+        .group_by(MESSAGE.c.variant)
+    )
+    return {str(v): (int(n), int(k or 0)) for v, n, k in rows}
+
+
+def variant_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+    """(campaign, step, variant, sent, replies, delivered) of every sent message with a
+    variant in these campaigns (`status`)."""
+    return list(
+        connection(conn).execute(
+            select(
+                MESSAGE.c.campaign,
+                MESSAGE.c.step,
+                MESSAGE.c.variant,
+                func.count(),
+                _count(_replied(None)),
+                _count(_delivered(None)),
+            )
+            .where(
+                MESSAGE.c.campaign.in_(campaigns),
+                MESSAGE.c.state == SENT,
+                MESSAGE.c.variant.is_not(None),
+            )
+            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.variant)
+        )
+    )
