@@ -32,7 +32,7 @@ from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
 )
-from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Send, Skip, decide
+from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Defer, Send, Skip, decide
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -101,6 +101,13 @@ class Plan:
     horizon: datetime  # where the simulation stops: the midnight after its last day
     horizon_hit: bool = False  # something was still to send at the horizon
     daily_limits: dict[str, int | None] = field(default_factory=dict)
+    #: per day shown, each channel's daily limit that day where it differs from `daily_limits`
+    #: (a warm-up's ramp, as in effect at the end of the day)
+    day_limits: dict[date, dict[str, int | None]] = field(default_factory=dict)
+
+    def limit_on(self, d: date, channel: str) -> int | None:
+        """The channel's daily limit on day `d` (following its warm-up)."""
+        return self.day_limits.get(d, {}).get(channel, self.daily_limits.get(channel))
 
     def last_simulated_day(self) -> date:
         return self.horizon.astimezone(ZoneInfo(self.timezone)).date() - timedelta(days=1)
@@ -108,7 +115,7 @@ class Plan:
     def headroom(self) -> dict[date, dict[str, Headroom]]:
         """Per day shown and channel: the daily limit, the sends planned, the spare."""
         return {
-            d: {ch: Headroom(self.daily_limits.get(ch), counts.get(ch, 0)) for ch in self.channels}
+            d: {ch: Headroom(self.limit_on(d, ch), counts.get(ch, 0)) for ch in self.channels}
             for d, counts in self.per_day.items()
         }
 
@@ -164,6 +171,9 @@ class _Simulation:
         self.camps: dict[str, Campaign] = {}
         self.leads: dict[int, _Lead] = {}
         self.start_at: dict[str, datetime | None] = {}
+        #: settings.max_per_lead, and each lead's sends it counts (loaded, then simulated)
+        self.cap = cfg.settings.max_per_lead
+        self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
 
     def push(self, due: datetime, campaign: str, step: int, lead: int) -> None:
         self.seq += 1
@@ -266,9 +276,13 @@ class _Simulation:
                 ACTIVE,
                 ALWAYS_OPEN,
                 t,
+                cap=self.cap,
+                recent=self.lead_sends.get(lead_id, ()) if self.cap else (),
             )
             if not isinstance(decision, Send):
-                if isinstance(decision, Skip):
+                if isinstance(decision, Defer):  # the frequency cap: it goes later, as a
+                    self.push(decision.until, campaign, step, lead_id)  # deferred row does
+                elif isinstance(decision, Skip):
                     k = (camp.steps[step].name, decision.why.value, decision.reason)
                     plan.skipped[k] = plan.skipped.get(k, 0) + 1
                     if decision.next_step_follows(camp):
@@ -277,6 +291,13 @@ class _Simulation:
             if t - key[1] > LIMIT_WAIT:
                 plan.waits["limit"] += 1
             hist.append(t)
+            if self.cap:
+                recent = self.lead_sends[lead_id]
+                recent.append(t)
+                if len(recent) > 4 * self.cap.count:  # forget what left the window long ago
+                    recent[:] = [x for x in recent if x > t - self.cap.span]
+            if lim.warmup is not None and lim.first_send is None:
+                self.limits[ch] = lim = lim.started(t)  # the warm-up's days count from here
             if lim.jitter:
                 self.jitter[ch] = draw_jitter(lim, self.rng)
             self.per_day[t.astimezone(self.tz).date()][ch] += 1
@@ -353,6 +374,14 @@ def plan(
         }
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
+        for ch, lim in sim.limits.items():
+            if lim.warmup is not None:
+                first = meta.warmup_start(conn, ch) or store_messages.first_send(conn, ch)
+                sim.limits[ch] = lim.started(first)
+        if sim.cap is not None:
+            sim.lead_sends.update(
+                store_messages.all_lead_sends(conn, list(cfg.channels), now - sim.cap.span)
+            )
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows
         pending = store_messages.plan_pending(conn, list(active))
         stopped = store_leads.ended_enrolments(conn)
@@ -404,8 +433,24 @@ def plan(
         campaigns=sim.plans,
         horizon=horizon,
         daily_limits={n: lim.daily for n, lim in sim.limits.items()},
+        day_limits=_ramps(sim, first_day, days, tz),
     )
     _finish_dates(out, sim, active, simulated)
+    return out
+
+
+def _ramps(
+    sim: _Simulation, first_day: date, days: int, tz: ZoneInfo
+) -> dict[date, dict[str, int | None]]:
+    """Each warming-up channel's daily limit per day shown: the one in effect at the end of the
+    day (the simulation filled in the first send, when it happens in it)."""
+    out: dict[date, dict[str, int | None]] = {}
+    for i in range(days):
+        d = first_day + timedelta(days=i + 1)
+        end = datetime(d.year, d.month, d.day, tzinfo=tz) - timedelta(microseconds=1)
+        out[first_day + timedelta(days=i)] = {
+            ch: lim.daily_at(end) for ch, lim in sim.limits.items() if lim.warmup is not None
+        }
     return out
 
 

@@ -227,6 +227,7 @@ _HEADER = {
     "deferred_limit": "deferred (limit)",
     "deferred_window": "deferred (window)",
     "deferred_breaker": "deferred (breaker)",
+    "deferred_frequency_cap": "deferred (frequency cap)",
     "retry": "retrying",
 }
 
@@ -320,6 +321,11 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
         + (
             f", {last.total('deferred_breaker')} by breaker"
             if last.total("deferred_breaker")
+            else ""
+        )
+        + (
+            f", {res.total('deferred_frequency_cap')} by frequency cap"
+            if res.total("deferred_frequency_cap")
             else ""
         ),
     ]

@@ -60,6 +60,7 @@ class Claims(Outcomes):
                 room = want - len(claimed)
                 if room <= 0:
                     break
+                self.warm_up(conn, ch, now)
                 breaker = self.breaker(conn, ch)
                 gate = breaker.gate(now)
                 hist = [] if gate == 0 else self.history(conn, ch, now)
@@ -122,6 +123,10 @@ class Claims(Outcomes):
             leads = self._leads(conn, ids)
             optouts = store_leads.optouts_of(conn, ids)
             states = store_leads.enrolment_states(conn, ids)
+            # the frequency cap: each candidate's sends in the window, on every channel (those
+            # claimed earlier in this transaction included: they are flushed, or added below)
+            per_lead = self.cap
+            recent = store_messages.lead_sends(conn, ids, now - per_lead.span) if per_lead else {}
             kind = self.cfg.channel_kind(ch)
             for r in rows:
                 if len(out) >= cap:
@@ -138,6 +143,8 @@ class Claims(Outcomes):
                     states.get((r.campaign, r.lead_id), ACTIVE),
                     self.hours[ch],
                     now,
+                    cap=per_lead,
+                    recent=recent.get(r.lead_id, ()),
                 )
                 if not isinstance(decision, Send):
                     self._hold(w, r, ch, lead, decision, now, res)
@@ -148,6 +155,9 @@ class Claims(Outcomes):
                     out.append(self._claim_one(conn, w, r, ch, kind, step, lead, decision, now))
                 except RenderError as exc:
                     self._render_failed(w, r, ch, lead, decision.address, exc.message, now, res)
+                else:
+                    if per_lead:  # the next candidate of this lead in the batch counts this one
+                        recent.setdefault(r.lead_id, []).append(now)
         w.flush(conn)
         return out
 
