@@ -32,6 +32,7 @@ from campaignctl.engine import (
     AudienceMatcher,
     campaign_start,
 )
+from campaignctl.engine.context import by_priority
 from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, Defer, Send, Skip, decide
 from campaignctl.pacing import (
     Hours,
@@ -350,6 +351,8 @@ def plan(
         if c.status == "active" and c.steps and (campaigns is None or n in campaigns)
     }
     sim.camps = active
+    # channels claim in the engine's order (a lead's frequency-cap slot goes to the first)
+    sim.ready = {ch: sim.ready[ch] for ch in by_priority(cfg.channels, active)}
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
     sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}

@@ -8,7 +8,7 @@ from typing import Any
 
 from campaignctl.channels.base import ChannelError, Outgoing
 from campaignctl.config import Campaign
-from campaignctl.engine.context import LeadInfo, full_name
+from campaignctl.engine.context import LeadInfo, by_priority, full_name
 from campaignctl.engine.decide import (
     ACTIVE,
     Defer,
@@ -56,7 +56,7 @@ class Claims(Outcomes):
         claimed: list[Claimed] = []
         with self.store.write() as s:
             conn = s.connection()
-            for ch in self.channel_names():
+            for ch in by_priority(self.channel_names(), active):
                 room = want - len(claimed)
                 if room <= 0:
                     break

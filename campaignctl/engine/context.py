@@ -70,6 +70,18 @@ def campaign_start(camp: Campaign, default_tz: str) -> datetime | None:
     return camp.start_at
 
 
+def by_priority(channels: Iterable[str], campaigns: Mapping[str, Campaign]) -> list[str]:
+    """`channels` in the order a claim visits them: by the best priority of the campaigns with
+    a step on each, then as in the file. With `settings.max_per_lead`, the first channel claimed
+    takes a lead's slot, so a high-priority campaign's channel goes before a newsletter's."""
+    best: dict[str, int] = {}
+    for camp in campaigns.values():
+        for st in camp.steps:
+            best[st.channel] = min(best.get(st.channel, camp.priority), camp.priority)
+    order = list(channels)
+    return sorted(order, key=lambda ch: best.get(ch, 1 << 30))
+
+
 @dataclass
 class LeadInfo:
     id: int
