@@ -5,7 +5,10 @@ production; claims are batched (one transaction for up to 100 claims, one for th
 The outbox folder sits on tmpfs when /dev/shm exists, so the figure is our own work rather than
 the file system's; a second run writes the outbox to disk for comparison.
 
-    /work/venv/bin/python bench/engine_overhead.py [LEADS]
+    /work/venv/bin/python bench/engine_overhead.py [LEADS] [MAX_PER_LEAD] [KINDS]
+
+MAX_PER_LEAD sets `settings.max_per_lead` (e.g. `1000/1d`, high enough to defer nothing: the
+cost of the frequency cap's look-up), `-` for none; KINDS picks runs (`sms-tmpfs`, default all).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from campaignctl.engine import Engine
 from campaignctl.runner import RunOptions, run
 
 
-def measure(leads: int, kind: str, outbox: str) -> tuple[float, float, int]:
+def measure(leads: int, kind: str, outbox: str, cap: str | None = None) -> tuple[float, float, int]:
+    settings = header().replace("[settings]\n", f'[settings]\nmax_per_lead = "{cap}"\n')
     toml = (
-        header()
+        (settings if cap else header())
         + f"""
 [channels.out]
 provider = "outbox"
@@ -55,6 +59,8 @@ body = "Hi {{{{ lead.first_name }}}}, a short note from the benchmark."
 
 def main() -> None:
     leads = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    cap = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    only = sys.argv[3].split(",") if len(sys.argv) > 3 else None
     shm = Path("/dev/shm")
     tmpfs = str(shm / "campaignctl-bench-outbox") if shm.is_dir() else "outbox"
     for kind, outbox, where in (
@@ -64,11 +70,15 @@ def main() -> None:
     ):
         import shutil
 
+        if only is not None and f"{kind}-{where.split()[0]}" not in only:
+            continue
         shutil.rmtree(outbox, ignore_errors=True) if outbox.startswith("/dev/shm") else None
-        enrol, elapsed, sent = measure(leads, kind, outbox)
+        enrol, elapsed, sent = measure(leads, kind, outbox, cap)
+        with_cap = f", max_per_lead {cap}" if cap else ""
         print(
-            f"{kind:5} ({where}): {sent} messages in {elapsed:.2f} s = {sent / elapsed:,.0f} msg/s "
-            f"({elapsed / sent * 1000:.3f} ms each); enrolment {enrol:.2f} s"
+            f"{kind:5} ({where}{with_cap}): {sent} messages in {elapsed:.2f} s = "
+            f"{sent / elapsed:,.0f} msg/s ({elapsed / sent * 1000:.3f} ms each); "
+            f"enrolment {enrol:.2f} s"
         )
         if outbox.startswith("/dev/shm"):
             shutil.rmtree(outbox, ignore_errors=True)

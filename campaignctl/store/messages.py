@@ -64,17 +64,23 @@ def lead_sends(conn: Conn, lead_ids: Sequence[int], since: datetime) -> dict[int
     out: dict[int, list[datetime]] = defaultdict(list)
     if not lead_ids:
         return out
+    # only lead_id is indexable here: a condition on state would let SQLite pick the
+    # (state, due_at) index and read every sent message instead of these leads' few rows
     rows = connection(conn).execute(
         select(MESSAGE.c.lead_id, MESSAGE.c.state, MESSAGE.c.sent_at, MESSAGE.c.claimed_at).where(
             MESSAGE.c.lead_id.in_(sorted(set(lead_ids))),
-            MESSAGE.c.state.in_([SENT, SENDING, UNCERTAIN]),
+            func.coalesce(MESSAGE.c.sent_at, MESSAGE.c.claimed_at) > since,
         )
     )
     for lead_id, state, sent_at, claimed_at in rows:
-        at = sent_at if state == SENT else claimed_at
+        at = sent_at if state == SENT else claimed_at if state in _IN_FLIGHT else None
         if at is not None and at > since:
             out[lead_id].append(at)
     return out
+
+
+#: Messages that may have gone out: the limits and the frequency cap count them at their claim.
+_IN_FLIGHT = (SENDING, UNCERTAIN)
 
 
 def all_lead_sends(
