@@ -179,3 +179,29 @@ def test_plan_shows_the_ramp(tmp_path: Path, cli: Callable[..., Result]) -> None
     res = cli("-C", tmp_path, "plan", "--days", "3")
     assert res.exit_code == 0, res.stderr
     assert "23 / 23 / 0" in res.stdout
+
+
+def test_status_shows_the_day_of_the_warm_up(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    cfg = project(tmp_path, channel() + BLAST)
+    store = Store.for_config(cfg)
+    add_leads(store, 30)
+    store.close()
+    res = cli("-C", tmp_path, "status", "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    (sms,) = json.loads(res.stdout)["channels"]
+    assert sms["warmup"] == {
+        "day": 1,
+        "days": 30,
+        "limit": 20,
+        "daily_limit": 110,
+        "first_send": None,
+    }
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.splitlines()[-1].startswith("summary: sent 20,")
+    res = cli("-C", tmp_path, "status")
+    assert res.exit_code == 0, res.stderr
+    assert "sms: warm-up day 1 of 30: 20 today, ramping to 110" in res.stdout
+    res = cli("-C", tmp_path, "status", "--format", "json")
+    (sms,) = json.loads(res.stdout)["channels"]
+    assert sms["warmup"]["first_send"] is not None

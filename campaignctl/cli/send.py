@@ -672,6 +672,15 @@ def status(
                 markup=False,
                 highlight=False,
             )
+        w = ch.get("warmup")
+        if w and w["day"] <= w["days"]:
+            started = "" if w["first_send"] else " (starts with its first send)"
+            con.print(
+                f"{ch['name']}: warm-up day {w['day']} of {w['days']}{started}: "
+                f"{w['limit']:,} today, ramping to {w['daily_limit']:,}",
+                markup=False,
+                highlight=False,
+            )
         b = ch["breaker"]
         if b["paused"]:
             what = "a probe message in flight" if b["probing"] else "paused by circuit breaker"
