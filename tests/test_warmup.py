@@ -205,3 +205,16 @@ def test_status_shows_the_day_of_the_warm_up(tmp_path: Path, cli: Callable[..., 
     res = cli("-C", tmp_path, "status", "--format", "json")
     (sms,) = json.loads(res.stdout)["channels"]
     assert sms["warmup"]["first_send"] is not None
+
+
+def test_the_daemons_live_view_shows_the_limit_of_the_day(tmp_path: Path) -> None:
+    from campaignctl.daemon import channel_view
+
+    cfg = project(tmp_path, channel() + BLAST)
+    store = Store.for_config(cfg)
+    add_leads(store, 100)
+    (row,) = channel_view(cfg, store, T0)
+    assert (row["daily_limit"], row["sent_24h"]) == (20, 0)
+    Engine(cfg, store).run_pass(T0, random.Random(1))
+    (row,) = channel_view(cfg, store, T0 + days(1))
+    assert row["daily_limit"] == 23
