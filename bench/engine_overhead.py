@@ -5,7 +5,10 @@ production; claims are batched (one transaction for up to 100 claims, one for th
 The outbox folder sits on tmpfs when /dev/shm exists, so the figure is our own work rather than
 the file system's; a second run writes the outbox to disk for comparison.
 
-    /work/venv/bin/python bench/engine_overhead.py [LEADS] [--ab-pairs N]
+    /work/venv/bin/python bench/engine_overhead.py [LEADS] [MAX_PER_LEAD] [KINDS] [--ab-pairs N]
+
+MAX_PER_LEAD sets `settings.max_per_lead` (e.g. `1000/1d`, high enough to defer nothing: the
+cost of the frequency cap's look-up), `-` for none; KINDS picks runs (`sms-tmpfs`, default all).
 
 `--ab-pairs N` measures what A/B assignment costs instead: SMS to tmpfs, a step with two
 variants, without and with an `ab` table (test_fraction = 1, so every lead is in the test and
@@ -40,9 +43,12 @@ fallback = "A"
 """
 
 
-def measure(leads: int, kind: str, outbox: str, step: str = "") -> tuple[float, float, int]:
+def measure(
+    leads: int, kind: str, outbox: str, step: str = "", cap: str | None = None
+) -> tuple[float, float, int, float]:
+    settings = header().replace("[settings]\n", f'[settings]\nmax_per_lead = "{cap}"\n')
     toml = (
-        header()
+        (settings if cap else header())
         + f"""
 [channels.out]
 provider = "outbox"
@@ -64,13 +70,14 @@ body = "Hi {{{{ lead.first_name }}}}, a short note from the benchmark."
     t0 = time.perf_counter()
     engine.enrol(now())
     enrol = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = run(engine, random.Random(1), RunOptions())  # the loop of passes `send` runs
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # steadier than wall time on a shared machine
     sent = result.total.total("sent")
     assert sent == leads, sent
     store.close()
-    return enrol, elapsed, sent
+    return enrol, elapsed, sent, cpu
 
 
 def ab_pairs(leads: int, pairs: int, tmpfs: str) -> None:
@@ -83,7 +90,7 @@ def ab_pairs(leads: int, pairs: int, tmpfs: str) -> None:
         order = [("variants", VARIANTS), ("variants + ab", VARIANTS + AB)]
         for name, step in order if i % 2 == 0 else order[::-1]:
             shutil.rmtree(tmpfs, ignore_errors=True)
-            _, elapsed, sent = measure(leads, "sms", tmpfs, step)
+            _, elapsed, sent, _cpu = measure(leads, "sms", tmpfs, step)
             times[name].append(elapsed)
             print(
                 f"pair {i + 1} {name:13}: {sent} messages in {elapsed:.2f} s "
@@ -98,7 +105,12 @@ def ab_pairs(leads: int, pairs: int, tmpfs: str) -> None:
 
 
 def main() -> None:
-    leads = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 20_000
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--ab-pairs" in sys.argv:
+        args = args[:1]
+    leads = int(args[0]) if args else 20_000
+    cap = args[1] if len(args) > 1 and args[1] != "-" else None
+    only = args[2].split(",") if len(args) > 2 else None
     shm = Path("/dev/shm")
     tmpfs = str(shm / "campaignctl-bench-outbox") if shm.is_dir() else "outbox"
     if "--ab-pairs" in sys.argv:
@@ -111,11 +123,15 @@ def main() -> None:
     ):
         import shutil
 
+        if only is not None and f"{kind}-{where.split()[0]}" not in only:
+            continue
         shutil.rmtree(outbox, ignore_errors=True) if outbox.startswith("/dev/shm") else None
-        enrol, elapsed, sent = measure(leads, kind, outbox)
+        enrol, elapsed, sent, cpu = measure(leads, kind, outbox, cap=cap)
+        with_cap = f", max_per_lead {cap}" if cap else ""
         print(
-            f"{kind:5} ({where}): {sent} messages in {elapsed:.2f} s = {sent / elapsed:,.0f} msg/s "
-            f"({elapsed / sent * 1000:.3f} ms each); enrolment {enrol:.2f} s"
+            f"{kind:5} ({where}{with_cap}): {sent} messages in {elapsed:.2f} s = "
+            f"{sent / elapsed:,.0f} msg/s ({elapsed / sent * 1000:.3f} ms each); "
+            f"enrolment {enrol:.2f} s; CPU {cpu:.2f} s"
         )
         if outbox.startswith("/dev/shm"):
             shutil.rmtree(outbox, ignore_errors=True)

@@ -131,12 +131,19 @@ def daemon_status(store: Store) -> dict[str, Any]:
 
 
 def channel_view(cfg: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
-    """Per channel: sent in the last 24 hours, its daily limit, queue, next due (live view)."""
-    from campaignctl.store import messages
+    """Per channel: sent in the last 24 hours, its daily limit (a warm-up's of the day), queue,
+    next due (live view)."""
+    from campaignctl.pacing import Limits
+    from campaignctl.store import messages, meta
 
     with store.read() as s:
         queue = {ch: (n, due) for ch, n, due in messages.queues(s)}
         sent = messages.sent_counts(s, now - timedelta(days=1))
+        firsts = {
+            name: meta.warmup_start(s, name) or messages.first_send(s, name)
+            for name, ch in cfg.channels.items()
+            if ch.warmup is not None
+        }
     rows = []
     for name, ch in cfg.channels.items():
         n, due = queue.get(name, (0, None))
@@ -144,7 +151,7 @@ def channel_view(cfg: Config, store: Store, now: datetime) -> list[dict[str, Any
             {
                 "channel": name,
                 "sent_24h": sent.get(name, 0),
-                "daily_limit": ch.daily_limit,
+                "daily_limit": Limits.of(ch).started(firsts.get(name)).daily_at(now),
                 "queue": n,
                 "next_due": due,
             }

@@ -11,7 +11,7 @@ import bisect
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -225,13 +225,45 @@ def next_close(t: datetime, hours: Hours, tz: tzinfo) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class Ramp:
+    """A channel's warm-up (`warmup = { start = 20, days = 30 }`): its daily limit ramps from
+    `start` to `daily_limit` over `days` from its first send."""
+
+    start: int
+    days: int
+
+
+def warmup_day(first_send: datetime | None, now: datetime) -> int:
+    """The day of the warm-up at `now`: 1 until the first send and in the 24 hours after it,
+    then 2, and so on (days counted from the instant of the first send)."""
+    if first_send is None or now < first_send:
+        return 1
+    return (now - first_send) // DAY + 1
+
+
+def warmup_limit(ramp: Ramp, daily_limit: int, first_send: datetime | None, now: datetime) -> int:
+    """The effective daily limit at `now` on a warming-up channel: `start` on day 1, then a
+    linear ramp, `start + (daily_limit - start) x (day - 1) / days` rounded down, reaching
+    `daily_limit` on day `days + 1` and staying there."""
+    day = warmup_day(first_send, now)
+    if day > ramp.days:
+        return daily_limit
+    return min(daily_limit, ramp.start + (daily_limit - ramp.start) * (day - 1) // ramp.days)
+
+
+@dataclass(frozen=True)
 class Limits:
-    """A channel's pacing, from its `[channels.NAME]` keys."""
+    """A channel's pacing, from its `[channels.NAME]` keys.
+
+    With a `warmup`, `daily` is the limit at the end of the ramp, and `daily_at(now)` the one in
+    effect (`first_send`, the channel's first send, is filled in by the engine or planner)."""
 
     daily: int | None = None
     hourly: int | None = None
     gap: timedelta = timedelta(0)  # the larger of min_interval and 1/per_second
     jitter: timedelta = timedelta(0)
+    warmup: Ramp | None = None
+    first_send: datetime | None = None
 
     @classmethod
     def of(cls, ch: object) -> Limits:
@@ -239,11 +271,15 @@ class Limits:
         per_second = getattr(ch, "per_second", None)
         min_interval = getattr(ch, "min_interval", None) or timedelta(0)
         gap = max(min_interval, timedelta(seconds=1 / per_second) if per_second else timedelta(0))
+        daily = getattr(ch, "daily_limit", None)
+        w = getattr(ch, "warmup", None)
+        ramp = Ramp(w.start, w.days) if w is not None and daily and w.days >= 1 else None
         return cls(
-            daily=getattr(ch, "daily_limit", None),
+            daily=daily,
             hourly=getattr(ch, "hourly_limit", None),
             gap=gap,
             jitter=getattr(ch, "jitter", None) or timedelta(0),
+            warmup=ramp,
         )
 
     @property
@@ -260,6 +296,43 @@ class Limits:
             return HOUR
         return self.gap + self.jitter
 
+    def started(self, first_send: datetime | None) -> Limits:
+        """These limits with the channel's first send known (None: it has not sent yet)."""
+        return replace(self, first_send=first_send)
+
+    def limits_only(self) -> Limits:
+        """The daily and hourly limits (and the ramp) without pacing between sends."""
+        return replace(self, gap=timedelta(0), jitter=timedelta(0))
+
+    def daily_at(self, now: datetime) -> int | None:
+        """The daily limit in effect at `now` (the warm-up's, while it ramps)."""
+        if self.warmup is None or not self.daily:
+            return self.daily
+        return warmup_limit(self.warmup, self.daily, self.first_send, now)
+
+    def ramp_change(self, now: datetime) -> datetime | None:
+        """When the warm-up's daily limit next changes after `now` (None: it no longer does)."""
+        if self.warmup is None or not self.daily:
+            return None
+        day = warmup_day(self.first_send, now)
+        if self.first_send is None or day > self.warmup.days:
+            return None
+        return self.first_send + day * DAY
+
+
+def _daily_slot(limits: Limits, history: Sequence[datetime], t: datetime) -> datetime:
+    """The earliest instant >= `t` at which the daily limit (following its ramp) has room."""
+    n = len(history)
+    while True:
+        daily = limits.daily_at(t)
+        if not daily or n < daily:
+            return t
+        free = history[n - daily] + DAY
+        change = limits.ramp_change(t)
+        if free <= t or change is None or free <= change:
+            return max(t, free)
+        t = change  # the ramp raises the limit before then: look again at that instant
+
 
 def next_slot(
     limits: Limits, history: Sequence[datetime], now: datetime, jitter: timedelta = timedelta(0)
@@ -268,12 +341,13 @@ def next_slot(
 
     `history` is the sorted send instants on the channel (at least `limits.lookback` of them,
     from every process); `jitter` is this gap's random extra, drawn once by the caller. A
-    rolling limit of N means no half-open interval of that length ever holds more than N.
+    rolling limit of N means no half-open interval of that length ever holds more than N. A
+    warming-up channel's daily limit is the one in effect at the instant considered.
     """
     t = now
     n = len(history)
-    if limits.daily and n >= limits.daily:
-        t = max(t, history[n - limits.daily] + DAY)
+    if limits.daily:
+        t = _daily_slot(limits, history, t)
     if limits.hourly and n >= limits.hourly:
         # only the last hour counts: the hourly-th most recent send inside it decides
         t = max(t, history[n - limits.hourly] + HOUR)
@@ -286,9 +360,10 @@ def capacity(limits: Limits, history: Sequence[datetime], now: datetime) -> int:
     """How many sends may go at `now` at once (1 for paced channels); a big number means many."""
     many = 1 << 30
     cap = 1 if limits.paced else many
-    if limits.daily:
+    daily = limits.daily_at(now)
+    if daily:
         used = len(history) - bisect.bisect_right(history, now - DAY)
-        cap = min(cap, limits.daily - used)
+        cap = min(cap, daily - used)
     if limits.hourly:
         used = len(history) - bisect.bisect_right(history, now - HOUR)
         cap = min(cap, limits.hourly - used)

@@ -36,6 +36,7 @@ from campaignctl.engine import (
     campaign_start,
 )
 from campaignctl.engine.ab import AbKey, ab_states, ab_steps
+from campaignctl.engine.context import by_priority
 from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
 from campaignctl.pacing import (
     Hours,
@@ -105,6 +106,13 @@ class Plan:
     horizon: datetime  # where the simulation stops: the midnight after its last day
     horizon_hit: bool = False  # something was still to send at the horizon
     daily_limits: dict[str, int | None] = field(default_factory=dict)
+    #: per day shown, each channel's daily limit that day where it differs from `daily_limits`
+    #: (a warm-up's ramp, as in effect at the end of the day)
+    day_limits: dict[date, dict[str, int | None]] = field(default_factory=dict)
+
+    def limit_on(self, d: date, channel: str) -> int | None:
+        """The channel's daily limit on day `d` (following its warm-up)."""
+        return self.day_limits.get(d, {}).get(channel, self.daily_limits.get(channel))
 
     def last_simulated_day(self) -> date:
         return self.horizon.astimezone(ZoneInfo(self.timezone)).date() - timedelta(days=1)
@@ -112,7 +120,7 @@ class Plan:
     def headroom(self) -> dict[date, dict[str, Headroom]]:
         """Per day shown and channel: the daily limit, the sends planned, the spare."""
         return {
-            d: {ch: Headroom(self.daily_limits.get(ch), counts.get(ch, 0)) for ch in self.channels}
+            d: {ch: Headroom(self.limit_on(d, ch), counts.get(ch, 0)) for ch in self.channels}
             for d, counts in self.per_day.items()
         }
 
@@ -271,6 +279,9 @@ class _Simulation:
         self.start_at: dict[str, datetime | None] = {}
         #: A/B steps' tests as the database holds them, then as the simulation moves them on
         self.ab: dict[AbKey, AbState] = {}
+        #: settings.max_per_lead, and each lead's sends it counts (loaded, then simulated)
+        self.cap = cfg.settings.max_per_lead
+        self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -478,6 +489,8 @@ class _Simulation:
                     t,
                     suppressed=lead.suppressed,
                     ab=ab,
+                    cap=self.cap,
+                    recent=self.lead_sends.get(lead.id, ()) if self.cap else (),
                 )
                 if ab == AbState() and (
                     isinstance(decision, Send)
@@ -486,8 +499,8 @@ class _Simulation:
                     wait = camp.steps[step].ab.wait  # type: ignore[union-attr]
                     self.ab[(campaign, name)] = AbState(decide_at=t + wait)
                     ab = self._ab_state(campaign, step, t)
-                if isinstance(decision, Defer):  # held for an A/B winner: due at the decision
-                    self.push(decision.until, campaign, step, lead.id)
+                if isinstance(decision, Defer):  # the frequency cap or an A/B winner: it goes
+                    self.push(decision.until, campaign, step, lead.id)  # later, as a row would
                     continue
                 if not isinstance(decision, Send):
                     if isinstance(decision, Skip):
@@ -497,6 +510,13 @@ class _Simulation:
                             follow.append(lead.id)
                     continue
                 taken += 1
+                if self.cap:
+                    recent = self.lead_sends[lead.id]
+                    recent.append(t)
+                    if len(recent) > 4 * self.cap.count:  # forget what left the window long ago
+                        recent[:] = [x for x in recent if x > t - self.cap.span]
+                if lim.warmup is not None and lim.first_send is None:
+                    self.limits[ch] = lim = lim.started(t)  # the warm-up's days count from here
                 if lim.jitter:
                     self.jitter[ch] = draw_jitter(lim, self.rng)
                 follow.append(lead.id)
@@ -573,6 +593,10 @@ def plan(
         if c.status == "active" and c.steps and (campaigns is None or n in campaigns)
     }
     sim.camps = active
+    # channels claim in the engine's order (a lead's frequency-cap slot goes to the first)
+    sim.ready = {ch: sim.ready[ch] for ch in by_priority(cfg.channels, active)}
+    # channels claim in the engine's order (a lead's frequency-cap slot goes to the first)
+    sim.ready = {ch: sim.ready[ch] for ch in by_priority(cfg.channels, active)}
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
     sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}
@@ -604,6 +628,14 @@ def plan(
             sim.leads[lead_id].suppressed = listed
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
+        for ch, lim in sim.limits.items():
+            if lim.warmup is not None:
+                first = meta.warmup_start(conn, ch) or store_messages.first_send(conn, ch)
+                sim.limits[ch] = lim.started(first)
+        if sim.cap is not None:
+            sim.lead_sends.update(
+                store_messages.all_lead_sends(conn, list(cfg.channels), now - sim.cap.span)
+            )
         stopped = store_leads.ended_enrolments(conn)
         sim.ab = ab_states(conn, ab_steps(active))
         index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
@@ -636,6 +668,7 @@ def plan(
         campaigns=sim.plans,
         horizon=horizon,
         daily_limits={n: lim.daily for n, lim in sim.limits.items()},
+        day_limits=_ramps(sim, first_day, days, tz),
     )
     _finish_dates(out, sim, active, simulated)
     return out
@@ -671,6 +704,21 @@ def _enrol(
         )
         if matches(ctx):
             sim.schedule(name, 0, sim.leads[lead_id], at)
+
+
+def _ramps(
+    sim: _Simulation, first_day: date, days: int, tz: ZoneInfo
+) -> dict[date, dict[str, int | None]]:
+    """Each warming-up channel's daily limit per day shown: the one in effect at the end of the
+    day (the simulation filled in the first send, when it happens in it)."""
+    out: dict[date, dict[str, int | None]] = {}
+    for i in range(days):
+        d = first_day + timedelta(days=i + 1)
+        end = datetime(d.year, d.month, d.day, tzinfo=tz) - timedelta(microseconds=1)
+        out[first_day + timedelta(days=i)] = {
+            ch: lim.daily_at(end) for ch, lim in sim.limits.items() if lim.warmup is not None
+        }
+    return out
 
 
 def _finish_dates(out: Plan, sim: _Simulation, active: dict[str, Campaign], simulated: int) -> None:

@@ -42,7 +42,8 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     "channels": [{name, provider, reads_replies, note, last_sync, breaker, needs_person}],
     "daemon": {running, pid, started_at, last_pass_at, last_sync_at, stopped_at}}; a breaker
     is {paused, probing, until, failed, attempts, last_error, deferred}; `needs_person` is
-    {message, hint} while a running daemon has stopped that channel for its credentials.
+    {message, hint} while a running daemon has stopped that channel for its credentials;
+    `warmup` is {day, days, limit, daily_limit, first_send} for a channel with a warm-up.
 
     Each step has a count per message state plus `opted_out` (enrolled leads opted out of the
     step's channel), `skipped_by_reason` ({reason code: count}: `REASON_LABELS` says them in
@@ -132,6 +133,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
 
     synced = last_syncs(store)
     breakers = _breakers(cfg, store, now, tz)
+    warmups = _warmups(cfg, store, now, tz)
     daemon = daemon_status(store)
     stuck = needs_person(store) if daemon["running"] else {}
     channels = [
@@ -143,6 +145,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
             "last_sync": synced.get(ch),
             "breaker": breakers[ch],
             "needs_person": stuck.get(ch),
+            "warmup": warmups.get(ch),
         }
         for ch in cfg.channels
     ]
@@ -220,6 +223,30 @@ def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[st
                 "attempts": attempts,
                 "last_error": last,
                 "deferred": deferred,
+            }
+    return out
+
+
+def _warmups(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+    """Each warming-up channel: {day, days, limit (today's), daily_limit, first_send}; `day`
+    past `days` once the ramp is over, `first_send` None before the channel's first send."""
+    from campaignctl.pacing import Limits, warmup_day
+
+    out: dict[str, Any] = {}
+    with store.read() as s:
+        for ch, ch_cfg in cfg.channels.items():
+            lim = Limits.of(ch_cfg)
+            ramp = lim.warmup
+            if ramp is None:
+                continue
+            first = meta.warmup_start(s, ch) or messages.first_send(s, ch)
+            lim = lim.started(first)
+            out[ch] = {
+                "day": warmup_day(first, now),
+                "days": ramp.days,
+                "limit": lim.daily_at(now),
+                "daily_limit": lim.daily,
+                "first_send": first.astimezone(tz).isoformat() if first else None,
             }
     return out
 

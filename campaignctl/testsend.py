@@ -175,6 +175,8 @@ def _check_room(cfg: Config, conn: Conn, channel: str, now: datetime) -> None:
     from campaignctl.store import messages, meta
 
     lim = Limits.of(cfg.channels[channel])
+    if lim.warmup is not None:  # the warm-up's limit of the day, from the channel's first send
+        lim = lim.started(meta.warmup_start(conn, channel) or messages.first_send(conn, channel))
     breaker = Breaker.from_json(meta.breaker(conn, channel))
     hist = (
         messages.send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))

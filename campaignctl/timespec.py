@@ -53,6 +53,35 @@ def format_duration(td: timedelta) -> str:
 
 
 @dataclass(frozen=True)
+class PerSpan:
+    """At most `count` in any rolling `span` (`settings.max_per_lead = "2/1d"`)."""
+
+    count: int
+    span: timedelta
+
+    def __str__(self) -> str:
+        return f"{self.count} in {format_duration(self.span)}"
+
+
+def parse_per_span(text: str) -> PerSpan:
+    """`2/1d`, `1/12h`, `5/1w` -> PerSpan. Raises ValueError with a readable message."""
+    form = "use N/DURATION, a whole number of messages per duration, e.g. '2/1d' or '1/12h'"
+    count, sep, span = text.strip().partition("/")
+    if not sep or not count.strip().isdigit() or len(count.strip()) > 9:
+        raise ValueError(f"invalid rate {text!r}: {form}")
+    n = int(count)
+    if n < 1:
+        raise ValueError(f"invalid rate {text!r}: the number must be at least 1; {form}")
+    try:
+        td = parse_duration(span)
+    except ValueError as exc:
+        raise ValueError(f"invalid rate {text!r}: {exc}") from None
+    if td <= timedelta(0):
+        raise ValueError(f"invalid rate {text!r}: the duration must be longer than 0s; {form}")
+    return PerSpan(n, td)
+
+
+@dataclass(frozen=True)
 class Window:
     """Daily sending hours in minutes since midnight: start inclusive, end exclusive.
 

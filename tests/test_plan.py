@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,7 @@ import pytest
 from typer.testing import Result
 
 from campaignctl.channels.memory import MemoryChannel
+from campaignctl.config import load
 from campaignctl.engine import Engine
 from campaignctl.planner import plan
 from campaignctl.store import Store
@@ -197,3 +199,43 @@ def test_plan_and_status_json_shapes(tmp_path: Path, cli: Callable[..., Result])
     }
     assert step["opted_out"] == 0
     assert camp["finish_day"] == 3  # the 350 left go over the next two days
+
+
+def test_plan_matches_the_engine_under_a_frequency_cap(tmp_path: Path) -> None:
+    """`settings.max_per_lead`: the planner defers as the claim does, priority first."""
+    cfg = project(tmp_path, SEQUENCE, tz="Asia/Manila")
+    toml = tmp_path / "campaigns.toml"
+    toml.write_text(toml.read_text().replace("[settings]\n", '[settings]\nmax_per_lead = "1/1d"\n'))
+    cfg = load(toml)
+    assert cfg.settings.max_per_lead is not None
+    store = Store.for_config(cfg)
+    add_leads(store, 50, timezone="Asia/Manila")
+    start = T0 - timedelta(hours=2)
+    forecast = plan(cfg, store, start, days=14)
+    eng = Engine(
+        cfg, store, channels={n: MemoryChannel(n, cfg.channel_kind(n)) for n in cfg.channels}
+    )
+    rng = random.Random(1)
+    t = start
+    while t < start + timedelta(days=14):
+        eng.run_pass(t, rng)
+        t += timedelta(minutes=30)
+    actual: Counter[tuple[str, str]] = Counter()
+    by_lead: dict[int, list[datetime]] = {}
+    for m in messages(store):
+        if m.state == "sent" and m.sent_at:
+            day = m.sent_at.astimezone(ZoneInfo(forecast.timezone)).date().isoformat()
+            actual[(day, m.channel)] += 1
+            by_lead.setdefault(m.lead_id, []).append(m.sent_at)
+    expected = {
+        (d.isoformat(), ch): n
+        for d, counts in forecast.per_day.items()
+        for ch, n in counts.items()
+        if n
+    }
+    assert {k: v for k, v in actual.items() if v} == expected
+    assert sum(actual.values()) == 150  # every message went, in the end
+    # never two sends to a lead within a day
+    for times in by_lead.values():
+        times.sort()
+        assert all(b - a >= timedelta(days=1) for a, b in itertools.pairwise(times))

@@ -228,6 +228,7 @@ _HEADER = {
     "deferred_window": "deferred (window)",
     "deferred_breaker": "deferred (breaker)",
     "deferred_ab_wait": "held for A/B winner",
+    "deferred_frequency_cap": "deferred (frequency cap)",
     "retry": "retrying",
 }
 
@@ -321,6 +322,11 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
         + (
             f", {last.total('deferred_breaker')} by breaker"
             if last.total("deferred_breaker")
+            else ""
+        )
+        + (
+            f", {res.total('deferred_frequency_cap')} by frequency cap"
+            if res.total("deferred_frequency_cap")
             else ""
         )
         + (
@@ -675,6 +681,15 @@ def status(
             hint = f" ({person['hint']})" if person["hint"] else ""
             con.print(
                 f"{ch['name']}: needs a person: {person['message']}{hint}",
+                markup=False,
+                highlight=False,
+            )
+        w = ch.get("warmup")
+        if w and w["day"] <= w["days"]:
+            started = "" if w["first_send"] else " (starts with its first send)"
+            con.print(
+                f"{ch['name']}: warm-up day {w['day']} of {w['days']}{started}: "
+                f"{w['limit']:,} today, ramping to {w['daily_limit']:,}",
                 markup=False,
                 highlight=False,
             )

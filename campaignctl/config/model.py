@@ -26,7 +26,14 @@ from pydantic import (
     field_validator,
 )
 
-from campaignctl.timespec import Window, parse_days, parse_duration, parse_window
+from campaignctl.timespec import (
+    PerSpan,
+    Window,
+    parse_days,
+    parse_duration,
+    parse_per_span,
+    parse_window,
+)
 
 DEFAULT_CONFIG = "campaigns.toml"
 CONFIG_ENV = "CAMPAIGNCTL_CONFIG"
@@ -59,6 +66,14 @@ def _to_days(v: Any) -> Any:
     if isinstance(v, str):
         return parse_days(v)
     raise ValueError("expected days such as 'mon-fri', 'sat,sun' or '*'")
+
+
+def _to_per_span(v: Any) -> Any:
+    if isinstance(v, PerSpan):
+        return v
+    if isinstance(v, str):
+        return parse_per_span(v)
+    raise ValueError("expected a rate string such as '2/1d' (messages per duration)")
 
 
 def _to_timezone(v: Any) -> Any:
@@ -101,6 +116,7 @@ Weight = Annotated[float, AfterValidator(_weight)]
 WindowSpec = Annotated[Window, BeforeValidator(_to_window)]
 DaysSpec = Annotated[frozenset[int], BeforeValidator(_to_days)]
 TimeZoneName = Annotated[str, BeforeValidator(_to_timezone)]
+PerSpanSpec = Annotated[PerSpan, BeforeValidator(_to_per_span)]
 
 
 class _Model(BaseModel):
@@ -111,6 +127,8 @@ class Settings(_Model):
     database: str = "campaignctl.db"
     timezone: TimeZoneName = "UTC"
     default_region: str | None = None
+    #: At most N messages to one lead in any rolling duration, across campaigns and channels.
+    max_per_lead: PerSpanSpec | None = None
 
     @field_validator("database")
     @classmethod
@@ -230,6 +248,14 @@ class Sender(_Model):
     unsubscribe_url: UnsubscribeUrl | None = None
 
 
+class Warmup(_Model):
+    """`warmup = { start = 20, days = 30 }`: the daily limit ramps from `start` to
+    `daily_limit` over `days` from the channel's first send (checked in `validate`)."""
+
+    start: int
+    days: int
+
+
 class ChannelBase(_Model):
     """Pacing and hours shared by every provider."""
 
@@ -244,6 +270,7 @@ class ChannelBase(_Model):
     jitter: Duration | None = None
     window: WindowSpec | None = None
     days: DaysSpec | None = None
+    warmup: Warmup | None = None
     max_attempts: PositiveInt = 5
     retry_backoff: Duration = timedelta(minutes=1)
     # a transient error never fails a message before this long after its first attempt

@@ -274,6 +274,7 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
                 f"{base}.hourly_limit",
                 f"hourly_limit ({ch.hourly_limit}) exceeds daily_limit ({ch.daily_limit})",
             )
+        _warmup_problems(ch, base, add)
         rules = get(ch.provider).problems
         for key, msg, severity in rules(ch) if rules else ():
             add(f"{base}.{key}", msg, severity)
@@ -345,6 +346,24 @@ def _ab_problems(step: Step, sp: str, add: Any) -> None:
             "the fallback will win; use reply_rate or delivery_rate",
             "warning",
         )
+
+
+def _warmup_problems(ch: Any, base: str, add: Any) -> None:
+    """A channel's `warmup` ramps up to its `daily_limit`: it needs one, and starts below it."""
+    w = ch.warmup
+    if w is None:
+        return
+    if not ch.daily_limit:
+        add(f"{base}.warmup", "warmup needs daily_limit: the limit it ramps up to")
+    if w.start < 1:
+        add(f"{base}.warmup.start", f"must be at least 1 (got {w.start})")
+    elif ch.daily_limit and w.start >= ch.daily_limit:
+        add(
+            f"{base}.warmup.start",
+            f"must be below daily_limit ({ch.daily_limit}): the ramp starts at {w.start}",
+        )
+    if w.days < 1:
+        add(f"{base}.warmup.days", f"must be at least 1 (got {w.days})")
 
 
 def _template_file_problem(cfg: Config, name: str, key: str, add: Any) -> None:

@@ -36,7 +36,7 @@ from campaignctl.engine.recovery import (
     Recovery,
 )
 from campaignctl.engine.result import COUNTERS, PassResult
-from campaignctl.pacing import Limits, capacity
+from campaignctl.pacing import capacity
 from campaignctl.store import messages as store_messages
 
 __all__ = [
@@ -125,6 +125,7 @@ class Engine(Recovery, Enrolment, Claims):
             for camp, step, ch, n in due:
                 waiting[ch].append((camp, step, n))
             for ch, rows in waiting.items():
+                self.warm_up(conn, ch, now, record=False)
                 breaker = self.breaker(conn, ch)
                 paused = breaker.paused(now)
                 for camp, step, n in rows:
@@ -138,10 +139,7 @@ class Engine(Recovery, Enrolment, Claims):
                 slot = self._slot(ch, hist, now, rng)
                 res.next_due = soonest(res.next_due, slot)
                 lim = self.limits[ch]
-                only_pace = (
-                    capacity(Limits(daily=lim.daily, hourly=lim.hourly), hist, now) > 0
-                    or slot <= now
-                )
+                only_pace = capacity(lim.limits_only(), hist, now) > 0 or slot <= now
                 if only_pace:
                     res.pace_until = soonest(res.pace_until, slot)
             later = store_messages.next_due(conn, now, list(active), names)

@@ -10,7 +10,7 @@ from campaignctl.attachments import records
 from campaignctl.channels.base import ChannelError, Outgoing
 from campaignctl.config import Campaign
 from campaignctl.engine.ab import AbTests, ab_states, ab_steps
-from campaignctl.engine.context import LeadInfo, full_name
+from campaignctl.engine.context import LeadInfo, by_priority, full_name
 from campaignctl.engine.decide import (
     ACTIVE,
     AbState,
@@ -60,10 +60,11 @@ class Claims(Outcomes, AbTests):
         claimed: list[Claimed] = []
         with self.store.write() as s:
             conn = s.connection()
-            for ch in self.channel_names():
+            for ch in by_priority(self.channel_names(), active):
                 room = want - len(claimed)
                 if room <= 0:
                     break
+                self.warm_up(conn, ch, now)
                 breaker = self.breaker(conn, ch)
                 gate = breaker.gate(now)
                 hist = [] if gate == 0 else self.history(conn, ch, now)
@@ -132,6 +133,10 @@ class Claims(Outcomes, AbTests):
                 conn, [(i.id, i.email, i.phone) for i in leads.values()]
             )
             states = store_leads.enrolment_states(conn, ids)
+            # the frequency cap: each candidate's sends in the window, on every channel (those
+            # claimed earlier in this transaction included: they are flushed, or added below)
+            per_lead = self.cap
+            recent = store_messages.lead_sends(conn, ids, now - per_lead.span) if per_lead else {}
             kind = self.cfg.channel_kind(ch)
             for r in rows:
                 if len(out) >= cap:
@@ -152,6 +157,8 @@ class Claims(Outcomes, AbTests):
                     now,
                     suppressed=suppressed.get(r.lead_id, NOT_SUPPRESSED),
                     ab=test,
+                    cap=per_lead,
+                    recent=recent.get(r.lead_id, ()),
                 )
                 # the test starts with its step's first message past the window and address
                 starts = isinstance(decision, Send) or decision.why is Why.AB_WAIT
@@ -166,6 +173,9 @@ class Claims(Outcomes, AbTests):
                     out.append(self._claim_one(conn, w, r, ch, kind, step, lead, decision, now))
                 except RenderError as exc:
                     self._render_failed(w, r, ch, lead, decision.address, exc.message, now, res)
+                else:
+                    if per_lead:  # the next candidate of this lead in the batch counts this one
+                        recent.setdefault(r.lead_id, []).append(now)
         w.flush(conn)
         return out
 

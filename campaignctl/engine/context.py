@@ -70,6 +70,18 @@ def campaign_start(camp: Campaign, default_tz: str) -> datetime | None:
     return camp.start_at
 
 
+def by_priority(channels: Iterable[str], campaigns: Mapping[str, Campaign]) -> list[str]:
+    """`channels` in the order a claim visits them: by the best priority of the campaigns with
+    a step on each, then as in the file. With `settings.max_per_lead`, the first channel claimed
+    takes a lead's slot, so a high-priority campaign's channel goes before a newsletter's."""
+    best: dict[str, int] = {}
+    for camp in campaigns.values():
+        for st in camp.steps:
+            best[st.channel] = min(best.get(st.channel, camp.priority), camp.priority)
+    order = list(channels)
+    return sorted(order, key=lambda ch: best.get(ch, 1 << 30))
+
+
 @dataclass
 class LeadInfo:
     id: int
@@ -151,6 +163,7 @@ class EngineContext:
         self._channels: dict[str, Channel] = dict(channels or {})
         self.limits = {name: Limits.of(ch) for name, ch in cfg.channels.items()}
         self.hours = {name: Hours(ch.window, ch.days) for name, ch in cfg.channels.items()}
+        self.cap = cfg.settings.max_per_lead
         self.default_tz = cfg.settings.timezone
         self._jitters: dict[tuple[str, datetime], timedelta] = {}
         self._last_enrol: datetime | None = None
@@ -206,6 +219,22 @@ class EngineContext:
         return {row.id: self._lead(row) for row in store_leads.by_ids(conn, list(set(ids)))}
 
     # -------------------------------------------------------------- limits
+
+    def warm_up(self, conn: Conn, channel: str, now: datetime, *, record: bool = True) -> None:
+        """Fill in a warming-up channel's first send (from `meta`; a channel that sent before
+        its warm-up was configured starts at its earliest sent message, recorded then). Once
+        known it never changes, so it is read only until then."""
+        lim = self.limits[channel]
+        if lim.warmup is None or lim.first_send is not None:
+            return
+        first = meta.warmup_start(conn, channel)
+        if first is None:
+            first = store_messages.first_send(conn, channel)
+            if first is None:
+                return
+            if record:
+                meta.set_warmup_start(conn, channel, first, now)
+        self.limits[channel] = lim.started(first)
 
     def history(self, conn: Conn, channel: str, now: datetime) -> list[datetime]:
         """The sends the channel's limits look at, at `now` (none for an unlimited channel)."""

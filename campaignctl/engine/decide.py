@@ -9,7 +9,7 @@ what the message row stores and `status` (later `explain` and `plan`) shows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,7 +18,18 @@ from zoneinfo import ZoneInfo
 
 from campaignctl.breaker import Breaker
 from campaignctl.config import Campaign, Step, Variant
-from campaignctl.pacing import DAY, HOUR, Hours, Limits, capacity, is_open, next_open, next_slot
+from campaignctl.pacing import (
+    DAY,
+    HOUR,
+    Hours,
+    Limits,
+    capacity,
+    is_open,
+    next_open,
+    next_slot,
+    warmup_day,
+)
+from campaignctl.timespec import PerSpan
 
 
 class Why(StrEnum):
@@ -101,10 +112,15 @@ def channel_hold(
         return Hold(Why.BREAKER, breaker.until, why)
     if capacity(limits, history, now) > 0:
         return None
-    until = next_slot(Limits(daily=limits.daily, hourly=limits.hourly), history, now)
-    spans = ((limits.daily, DAY, "daily", "24 hours"), (limits.hourly, HOUR, "hourly", "hour"))
+    until = next_slot(limits.limits_only(), history, now)
+    daily = limits.daily_at(now)
+    spans = ((daily, DAY, "daily", "24 hours"), (limits.hourly, HOUR, "hourly", "hour"))
     for limit, span, name, last in spans:
         if limit and sum(1 for t in history if t > now - span) >= limit:
+            if name == "daily" and limits.warmup is not None and daily != limits.daily:
+                day = warmup_day(limits.first_send, now)
+                ramp = f"warm-up day {day} of {limits.warmup.days}: {limit:,} today"
+                return Hold(Why.LIMIT, until, f"daily limit reached ({ramp})")
             return Hold(Why.LIMIT, until, f"{name} limit reached ({limit:,} in the last {last})")
     return Hold(Why.LIMIT, until, "limit reached")  # pragma: no cover - capacity says used up
 
@@ -140,6 +156,15 @@ class AbState:
 
 def _digest(campaign: str, step: str, lead_id: int | str) -> bytes:
     return hashlib.sha256(f"{campaign}\x00{step}\x00{lead_id}".encode()).digest()
+
+
+def frequency_hold(cap: PerSpan, recent: Sequence[datetime], now: datetime) -> datetime | None:
+    """When a lead with these `recent` sends may get one more under `cap` (None: now): the
+    instant the oldest send that fills the rolling window leaves it."""
+    counted = sorted(t for t in recent if t > now - cap.span)
+    if len(counted) < cap.count:
+        return None
+    return counted[len(counted) - cap.count] + cap.span
 
 
 def choose_variant(
@@ -183,13 +208,18 @@ def decide(
     now: datetime,
     suppressed: Mapping[str, Set[str]] | None = None,
     ab: AbState | None = None,
+    *,
+    cap: PerSpan | None = None,
+    recent: Sequence[datetime] = (),
 ) -> Decision:
     """Send, defer or skip the due message `step_name` of `campaign_name` on `channel` to `lead`
     (None when it was deleted) at `now`, given the lead's opt-outs (channels, or `*`), its
     enrolment (state and reason), the channel's hours, which of its addresses are on the
-    suppression list (address -> channels, or `*`) and, for a step with an `ab` table, its
-    test's state (None: not started). Checked in this order: the lead, the enrolment, opt-outs,
-    the suppression list, the step, the window, the address, the A/B test."""
+    suppression list (address -> channels, or `*`), for a step with an `ab` table its test's
+    state (None: not started), and `settings.max_per_lead` (`cap`) with the lead's `recent`
+    sends on every channel (sent, sending or uncertain). Checked in this order: the lead, the
+    enrolment, opt-outs, the suppression list, the step, the window, the address, the frequency
+    cap (a message that will never go is skipped rather than held), the A/B test."""
     if lead is None:
         return Skip(Why.LEAD_DELETED, "lead deleted")
     state, why = enrolment
@@ -210,6 +240,10 @@ def decide(
     if not address:
         what = "email address" if kind == "email" else "phone number"
         return Skip(Why.NO_ADDRESS, f"lead has no {what}")
+    if cap is not None and len(recent) >= cap.count:
+        held = frequency_hold(cap, recent, now)
+        if held is not None:
+            return Defer(held, Why.FREQUENCY_CAP, f"frequency cap: {cap}")
     if step.ab is not None:
         return _ab(campaign_name, step, lead.id, address, ab or AbState(), now)
     variant = choose_variant(step.variants, campaign_name, step.name, lead.id)

@@ -163,6 +163,9 @@ class Outcomes(EngineContext):
                     res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
             res.tripped |= self._record_breakers(s.connection(), outcomes, now)
+            # a warming-up channel's first send is recorded once, with the send itself
+            for ch in {c.out.channel for c, o in outcomes if isinstance(o, Sent)}:
+                self.warm_up(s.connection(), ch, now)
 
     @staticmethod
     def _about(

@@ -13,12 +13,15 @@ from campaignctl.channels.base import ChannelError
 #: What a pass counts, per (campaign, step, channel).
 #: `deferred_breaker`: due on a channel its circuit breaker pauses (the provider is failing),
 #: not held by a limit. `deferred_ab_wait`: held for a step's A/B winner.
+#: `deferred_frequency_cap`: held by `settings.max_per_lead` (the lead had its share of
+#: messages in the window).
 COUNTERS = (
     "sent",
     "deferred_limit",
     "deferred_window",
     "deferred_breaker",
     "deferred_ab_wait",
+    "deferred_frequency_cap",
     "failed",
     "skipped",
     "retry",

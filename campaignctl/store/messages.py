@@ -57,6 +57,66 @@ def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
     return sorted([r[0] for r in sent] + [r[0] for r in inflight] + [r[0] for r in tests])
 
 
+def lead_sends(conn: Conn, lead_ids: Sequence[int], since: datetime) -> dict[int, list[datetime]]:
+    """The leads' sends after `since` on every channel, as the frequency cap counts them: `sent`
+    ones at sent_at, `sending` and `uncertain` ones at their claim (they may have gone out).
+    One query (through the lead_id index) for a batch of candidates; test sends are no lead's."""
+    out: dict[int, list[datetime]] = defaultdict(list)
+    if not lead_ids:
+        return out
+    # only lead_id is indexable here: a condition on state would let SQLite pick the
+    # (state, due_at) index and read every sent message instead of these leads' few rows
+    rows = connection(conn).execute(
+        select(MESSAGE.c.lead_id, MESSAGE.c.state, MESSAGE.c.sent_at, MESSAGE.c.claimed_at).where(
+            MESSAGE.c.lead_id.in_(sorted(set(lead_ids))),
+            func.coalesce(MESSAGE.c.sent_at, MESSAGE.c.claimed_at) > since,
+        )
+    )
+    for lead_id, state, sent_at, claimed_at in rows:
+        at = sent_at if state == SENT else claimed_at if state in _IN_FLIGHT else None
+        if at is not None and at > since:
+            out[lead_id].append(at)
+    return out
+
+
+#: Messages that may have gone out: the limits and the frequency cap count them at their claim.
+_IN_FLIGHT = (SENDING, UNCERTAIN)
+
+
+def all_lead_sends(
+    conn: Conn, channels: Sequence[str], since: datetime
+) -> dict[int, list[datetime]]:
+    """Every lead's sends after `since` (as `lead_sends` counts them), for the planner."""
+    c = connection(conn)
+    out: dict[int, list[datetime]] = defaultdict(list)
+    for ch in channels:
+        rows = c.execute(
+            select(MESSAGE.c.lead_id, MESSAGE.c.sent_at).where(
+                MESSAGE.c.channel == ch, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
+            )
+        )
+        for lead_id, at in rows:
+            out[lead_id].append(at)
+    inflight = c.execute(
+        select(MESSAGE.c.lead_id, MESSAGE.c.claimed_at).where(
+            MESSAGE.c.state.in_([SENDING, UNCERTAIN]), MESSAGE.c.claimed_at > since
+        )
+    )
+    for lead_id, at in inflight:
+        out[lead_id].append(at)
+    return out
+
+
+def first_send(conn: Conn, channel: str) -> datetime | None:
+    """The earliest `sent` message on `channel` (a warm-up starts there), or None."""
+    first: datetime | None = connection(conn).scalar(
+        select(func.min(MESSAGE.c.sent_at)).where(
+            MESSAGE.c.channel == channel, MESSAGE.c.state == SENT
+        )
+    )
+    return first
+
+
 def add_test_send(conn: Conn, campaign: str, step: str, channel: str, now: datetime) -> int:
     """Record a `send --test-to` message as in flight before its provider is called; its id."""
     result = connection(conn).execute(

@@ -3,9 +3,10 @@
 The keys and the text of their values are part of the database format (existing databases keep
 working): `daemon.FIELD` (the heartbeat), `sync.CHANNEL.cursor` and `sync.CHANNEL.last_at`,
 `blast.NAME.enrolled`, `campaign.NAME.completed`, `audience.NAME.skipped` (JSON count and
-reason), `breaker.CHANNEL` (a circuit breaker's JSON) and `needs_person.CHANNEL` (JSON message
-and hint of a channel the daemon stopped), `suppression.key` (the hex key the suppression
-list's hashes are made with: a copied database keeps it). Only this module spells them.
+reason), `breaker.CHANNEL` (a circuit breaker's JSON), `warmup.CHANNEL.first_send` (ISO: when a
+warming-up channel first sent), `needs_person.CHANNEL` (JSON message and hint of a channel the
+daemon stopped) and `suppression.key` (the hex key the suppression list's hashes are made with:
+a copied database keeps it). Only this module spells them.
 """
 
 from __future__ import annotations
@@ -141,6 +142,20 @@ def set_hold(conn: Conn, channel: str, why: str | None, now: datetime) -> None:
         connection(conn).execute(META.delete().where(META.c.key == key))
     else:
         _set(conn, key, why, now)
+
+
+# ---------------------------------------------------------------- warm-up
+
+
+def warmup_start(conn: Conn, channel: str) -> datetime | None:
+    """When `channel` first sent, as recorded for its warm-up, or None."""
+    value = _get(conn, f"warmup.{channel}.first_send")
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def set_warmup_start(conn: Conn, channel: str, first: datetime, now: datetime) -> None:
+    """Record the channel's first send (once: the warm-up counts its days from it)."""
+    _set(conn, f"warmup.{channel}.first_send", first.isoformat(), now)
 
 
 # ---------------------------------------------------------------- channels that need a person

@@ -58,6 +58,11 @@ class ReferenceSimulation:
         self.camps: dict[str, Campaign] = {}
         self.leads: dict[int, _Lead] = {}
         self.start_at: dict[str, datetime | None] = {}
+        # what `plan()` sets on any simulation; the reference models neither a frequency cap nor
+        # A/B tests (the projects it is compared on have none)
+        self.cap = None
+        self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
+        self.ab: dict[object, object] = {}
 
     def push(self, due: datetime, campaign: str, step: int, lead: int) -> None:
         self.seq += 1
