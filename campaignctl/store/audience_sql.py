@@ -15,7 +15,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from campaignctl.audience import And, Compare, Cond, Const, HasTag, Not, OneOf, Opaque, Or
+from campaignctl.audience import (
+    And,
+    Compare,
+    Cond,
+    Const,
+    Contains,
+    HasTag,
+    Not,
+    OneOf,
+    Opaque,
+    Or,
+)
 from campaignctl.store.dialect import Dialect
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
 
@@ -49,7 +60,31 @@ class _Builder:
             plain = c.tag.isascii() and quoted == f'"{c.tag}"'
             sql = self.dialect.has_tag(self.param(c.tag), self.param(quoted) if plain else None)
             return f"(NOT {sql})" if c.negated else sql
+        if isinstance(c, Contains):
+            sql = self.contains(c)
+            return f"(CASE {sql} WHEN 1 THEN 0 WHEN 0 THEN 1 END)" if c.negated else sql
+
         return self.field(c)
+
+    def contains(self, c: Contains) -> str:
+        """`value in field`: in a list, an equal item; in a text, a substring (only for a text
+        value: Python refuses a number in a text); a missing field contains nothing. Anything
+        else (an object, a number) is Python's to decide."""
+        needle = self.param(c.value)
+        substring = f"(instr({{v}}, {needle}) > 0)" if isinstance(c.value, str) else "NULL"
+        if c.field in _TEXT_COLUMNS:
+            col = f"lead.{c.field}"
+            test = substring.format(v=col)
+            return f"(CASE WHEN {col} IS NULL OR {col} = '' THEN 0 ELSE {test} END)"
+        path = self.param(f'$."{c.field}"')
+        value, kind = self.dialect.json_field(path)
+        return (
+            f"(CASE {kind} WHEN 'text' THEN (CASE WHEN {value} = '' THEN 0 "
+            f"ELSE {substring.format(v=value)} END) "
+            f"WHEN 'array' THEN {self.dialect.array_has(path, needle)} "
+            f"WHEN 'null' THEN 0 WHEN 'object' THEN NULL WHEN 'integer' THEN NULL "
+            f"WHEN 'real' THEN NULL WHEN 'true' THEN NULL WHEN 'false' THEN NULL ELSE 0 END)"
+        )
 
     def field(self, c: Compare | OneOf) -> str:
         text, num = self.text_test(c), self.number_test(c)

@@ -1,0 +1,166 @@
+"""`campaignctl trigger` (kind = "trigger" campaigns): an event enrols its matches once, with
+its values as `item` in the audience and the templates (issue 12 #1)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import add_leads, outbox_files
+from tests.support.project import OUTBOX_CHANNELS, write_project
+
+TRIGGER = """\
+[campaigns.new-listing]
+kind = "trigger"
+status = "active"
+audience = "lead.budget_max >= item.price and item.city in lead.areas"
+
+[[campaigns.new-listing.steps]]
+name = "alert"
+channel = "sms"
+body = "{{ item.address }} just listed at {{ item.price }}. Reply STOP to opt out."
+"""
+
+EVENT = {"id": "listing-42", "price": 300000, "city": "Makati", "address": "12 Rada St"}
+
+
+@pytest.fixture
+def listing(tmp_path: Path) -> Path:
+    write_project(tmp_path, OUTBOX_CHANNELS, TRIGGER, tz="UTC", region=None)
+    add_leads(
+        tmp_path,
+        {"phone": "+12125550001", "attrs": {"budget_max": 500000, "areas": ["Makati", "Pasig"]}},
+        {"phone": "+12125550002", "attrs": {"budget_max": 100000, "areas": ["Makati"]}},
+        {"phone": "+12125550003", "attrs": {"budget_max": 900000, "areas": "Taguig; Makati"}},
+        {"phone": "+12125550004", "attrs": {"budget_max": 900000, "areas": ["Pasig"]}},
+        {"phone": "+12125550005", "attrs": {"areas": ["Makati"]}},
+    )
+    return tmp_path
+
+
+def _event(folder: Path, event: dict[str, object] | str = EVENT, name: str = "event.json") -> Path:
+    path = folder / name
+    path.write_text(event if isinstance(event, str) else json.dumps(event))
+    return path
+
+
+def _db(folder: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(folder / "campaignctl.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_trigger_enrols_matches_and_messages_carry_the_item(cli, listing):
+    r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing))
+    assert r.exit_code == 0, r.output
+    assert "enrolled 2 leads" in r.stdout
+    assert _db(listing, "SELECT lead_id FROM enrolment ORDER BY lead_id") == [(1,), (3,)]
+    r = cli("-C", listing, "send")
+    assert r.exit_code == 0, r.output
+    sent = outbox_files(listing / "outbox")
+    assert sorted(m["to"] for m in sent) == ["+12125550001", "+12125550003"]
+    assert all("12 Rada St just listed at 300000" in m["body"] for m in sent)
+
+
+def test_the_same_event_twice_enrols_nobody_the_second_time(cli, listing):
+    assert cli("-C", listing, "trigger", "new-listing", "--data", _event(listing)).exit_code == 0
+    again = {**EVENT, "id": "listing-42", "price": 1}  # same id, other values: still the same
+    r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing, again))
+    assert r.exit_code == 0, r.output
+    assert "already received" in r.stdout and "enrolled nobody" in r.stdout
+    assert _db(listing, "SELECT count(*) FROM message") == [(2,)]
+    assert _db(listing, "SELECT event_id, enrolled FROM trigger_event") == [("listing-42", 2)]
+
+
+def test_a_second_event_reaches_the_same_lead_again(cli, listing):
+    assert cli("-C", listing, "trigger", "new-listing", "--data", _event(listing)).exit_code == 0
+    assert cli("-C", listing, "send").exit_code == 0
+    second = {**EVENT, "id": 43, "address": "7 Legaspi St"}
+    r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing, second))
+    assert "enrolled 2 leads" in r.stdout, r.output
+    assert cli("-C", listing, "send").exit_code == 0
+    bodies = sorted(m["body"] for m in outbox_files(listing / "outbox") if m["to"].endswith("01"))
+    assert len(bodies) == 2 and "7 Legaspi St" in bodies[1] + bodies[0]
+    assert _db(listing, "SELECT count(*) FROM enrolment") == [(2,)]
+
+
+def test_event_from_stdin_and_json_output(cli, listing):
+    r = cli(
+        "-C", listing, "trigger", "new-listing", "--data", "-", "--format", "json",
+        input=json.dumps(EVENT),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["enrolled"] == 2
+
+
+def test_dry_run_lists_who_and_writes_nothing(cli, listing):
+    assert cli("-C", listing, "status").exit_code == 0  # the database exists
+    before = (listing / "campaignctl.db").read_bytes()
+    r = cli(
+        "-C", listing, "trigger", "new-listing", "--data", _event(listing), "--dry-run",
+        "--format", "json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["would_enrol"] == 2
+    assert [x["phone"] for x in out["leads"]] == ["+12125550001", "+12125550003"]
+    r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing), "--dry-run")
+    assert "would enrol 2 leads" in r.stdout and "+12125550003" in r.stdout
+    assert _db(listing, "SELECT count(*) FROM trigger_event") == [(0,)]
+    assert _db(listing, "SELECT count(*) FROM message") == [(0,)]
+    assert (listing / "campaignctl.db").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"id": 1,', "not JSON (line 1, column"),
+        ("[1, 2]", "must be a JSON object, not an array"),
+        ('{"price": 1}', 'has no "id"'),
+        ('{"id": [1]}', '"id" must be a non-empty string or an integer, not an array'),
+        ('{"id": true}', "not a boolean"),
+    ],
+)
+def test_bad_events_exit_2_naming_the_problem(cli, listing, text, says):
+    r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing, text))
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("campaignctl: error: ")
+    assert "event.json" in r.stderr and says in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_an_event_without_a_key_the_audience_reads_exits_2(cli, listing):
+    r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing, {"id": 1}))
+    assert r.exit_code == 2
+    assert "the event has no 'price'" in r.stderr
+
+
+def test_trigger_refuses_a_sequence(cli, listing):
+    r = cli("-C", listing, "trigger", "nope", "--data", _event(listing))
+    assert r.exit_code == 2
+
+
+def test_racing_processes_enrol_one_set(listing):
+    path = _event(listing)
+    cmd = [sys.executable, "-m", "campaignctl", "-C", str(listing), "trigger", "new-listing"]
+    procs = [
+        subprocess.Popen([*cmd, "--data", str(path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum("enrolled 2 leads" in o for o in outs) == 1
+    assert sum("enrolled nobody" in o for o in outs) == 3
+    assert _db(listing, "SELECT count(*) FROM message") == [(2,)]
+    assert _db(listing, "SELECT count(*) FROM trigger_event") == [(1,)]
+
+
+def test_check_wants_steps_on_a_trigger_campaign(cli, tmp_path):
+    write_project(tmp_path, OUTBOX_CHANNELS, '[campaigns.t]\nkind = "trigger"\n', region=None)
+    r = cli("-C", tmp_path, "check")
+    assert r.exit_code == 1
+    assert "campaigns.t.steps" in r.output and "trigger campaign needs" in r.output
