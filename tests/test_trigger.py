@@ -164,3 +164,52 @@ def test_check_wants_steps_on_a_trigger_campaign(cli, tmp_path):
     r = cli("-C", tmp_path, "check")
     assert r.exit_code == 1
     assert "campaigns.t.steps" in r.output and "trigger campaign needs" in r.output
+
+
+def test_m016_keeps_messages_and_the_events_that_point_at_them(tmp_path):
+    """The message table is rebuilt (its unique key gains `trigger_event`): rows, indexes and
+    the inbound events referring to messages survive, foreign keys on."""
+    from sqlalchemy import create_engine
+
+    from campaignctl.store import Store, migrations
+
+    db = tmp_path / "c.db"
+    engine = create_engine(f"sqlite:///{db}")
+    before = [m for m in migrations.MIGRATIONS if m[0] < "m016_trigger_event"]
+    with engine.begin() as conn:
+        for _, fn in before:
+            fn(conn)
+        conn.exec_driver_sql(
+            "CREATE TABLE schema_migration (name VARCHAR PRIMARY KEY, applied_at DATETIME)"
+        )
+        for name, _ in before:
+            conn.exec_driver_sql("INSERT INTO schema_migration VALUES (?, '2026-01-01')", (name,))
+        conn.exec_driver_sql(
+            "INSERT INTO lead (id, email, created_at, updated_at) VALUES (1, 'a@x.com', 0, 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO message (id, campaign, step, step_index, lead_id, channel, state, "
+            "due_at, attempts, updated_at) VALUES (7, 'c', 's', 0, 1, 'email', 'sent', 0, 1, 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO event (lead_id, message_id, kind, occurred_at, recorded_at) "
+            "VALUES (1, 7, 'reply', 0, 0)"
+        )
+    engine.dispose()
+    Store(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        assert conn.execute("SELECT id, trigger_event FROM message").fetchall() == [(7, 0)]
+        assert conn.execute("SELECT message_id FROM event").fetchall() == [(7,)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"ix_message_lead_id", "ix_message_state_due", "ix_message_channel_sent"} <= names
+        with pytest.raises(sqlite3.IntegrityError):  # the same step for the same event
+            conn.execute(
+                "INSERT INTO message (campaign, step, step_index, lead_id, channel, state, "
+                "due_at, attempts, updated_at) VALUES ('c', 's', 0, 1, 'email', 'sent', 0, 1, 0)"
+            )
+        conn.execute(  # another event's message for the same step and lead is a new row
+            "INSERT INTO message (campaign, step, step_index, lead_id, channel, state, due_at, "
+            "attempts, updated_at, trigger_event) VALUES ('c', 's', 0, 1, 'email', 'p', 0, 0, 0, 3)"
+        )

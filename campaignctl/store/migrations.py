@@ -265,7 +265,11 @@ def m013_message_attachments(conn: Connection) -> None:
 
 def _rebuild_unique(conn: Connection, table: str, old: str, new: str) -> None:
     """Replace `table`'s UNIQUE constraint `old` by `new` (SQLite cannot alter one): the table
-    is copied as it stands (every column later migrations added), then its indexes recreated."""
+    is copied as it stands (every column later migrations added), then its indexes recreated.
+
+    Foreign keys stay on (a migration runs in a transaction, where they cannot be turned off):
+    the columns of other tables that refer to `table` (`event.message_id`) are set aside and
+    cleared while the old table is dropped, then restored."""
     sql = conn.exec_driver_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).scalar_one()
@@ -279,14 +283,34 @@ def _rebuild_unique(conn: Connection, table: str, old: str, new: str) -> None:
             (table,),
         )
     ]
+    children = [
+        (name, fk[3])
+        for (name,) in conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != ?", (table,)
+        ).fetchall()
+        for fk in conn.exec_driver_sql(f'PRAGMA foreign_key_list("{name}")').fetchall()
+        if fk[2] == table
+    ]
+    for i, (name, col) in enumerate(children):  # set aside in SQL: memory stays flat
+        conn.exec_driver_sql(
+            f'CREATE TEMP TABLE rebuild_keep{i} AS SELECT rowid AS rid, "{col}" AS v '
+            f'FROM "{name}" WHERE "{col}" IS NOT NULL'
+        )
+        conn.exec_driver_sql(f'UPDATE "{name}" SET "{col}" = NULL WHERE "{col}" IS NOT NULL')
     created = sql.replace(old, new).replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_new", 1)
     conn.exec_driver_sql(created)
     conn.exec_driver_sql(f"INSERT INTO {table}_new SELECT * FROM {table}")
-    conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # event.message_id points here
     conn.exec_driver_sql(f"DROP TABLE {table}")
     conn.exec_driver_sql(f"ALTER TABLE {table}_new RENAME TO {table}")
     for index in indexes:
         conn.exec_driver_sql(index)
+    for i, (name, col) in enumerate(children):
+        keep = f"temp.rebuild_keep{i}"
+        conn.exec_driver_sql(
+            f'UPDATE "{name}" SET "{col}" = (SELECT v FROM {keep} WHERE rid = "{name}".rowid) '
+            f"WHERE rowid IN (SELECT rid FROM {keep})"
+        )
+        conn.exec_driver_sql(f"DROP TABLE {keep}")
 
 
 @migration
