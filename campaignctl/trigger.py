@@ -12,6 +12,7 @@ message for this event (`message.trigger_event`); `send` and the daemon send it 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -124,8 +125,23 @@ def _double_quoted(token: str) -> str:
 
 
 def _literal(value: Any) -> str:
-    """A JSON value as a Jinja literal (JSON's null, true and false are Jinja's too)."""
-    return f"({json.dumps(value, ensure_ascii=True)})"
+    """A JSON value as a Jinja literal: null is `none`; strings, numbers, lists and objects
+    as JSON writes them (Jinja reads those the same way)."""
+    return f"({_jinja(value)})"
+
+
+def _jinja(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"the event holds {value}: numbers in an event must be finite")
+    if isinstance(value, list):
+        return "[" + ", ".join(_jinja(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_jinja(str(k))}: {_jinja(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value, ensure_ascii=True)
 
 
 def run(

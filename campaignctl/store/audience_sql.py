@@ -61,27 +61,33 @@ class _Builder:
             sql = self.dialect.has_tag(self.param(c.tag), self.param(quoted) if plain else None)
             return f"(NOT {sql})" if c.negated else sql
         if isinstance(c, Contains):
-            sql = self.contains(c)
-            return f"(CASE {sql} WHEN 1 THEN 0 WHEN 0 THEN 1 END)" if c.negated else sql
+            return self.contains(c)
 
         return self.field(c)
 
     def contains(self, c: Contains) -> str:
         """`value in field`: in a list, an equal item; in a text, a substring (only for a text
-        value: Python refuses a number in a text); a missing field contains nothing. Anything
-        else (an object, a number) is Python's to decide."""
+        value: Python refuses a number in a text). A missing field makes both `in` and `not in`
+        false, as every comparison with it. Anything else (an object, a number) is Python's."""
         needle = self.param(c.value)
-        substring = f"(instr({{v}}, {needle}) > 0)" if isinstance(c.value, str) else "NULL"
+        flip = "= 0" if c.negated else "> 0"
+        substring = f"(instr({{v}}, {needle}) {flip})" if isinstance(c.value, str) else "NULL"
+        quick = None
+        if isinstance(c.value, str):  # a quick test on the JSON text before the exact one
+            quoted = json.dumps(c.value)
+            if c.value.isascii() and quoted == f'"{c.value}"':
+                quick = self.param(quoted)
+        has = self.dialect.array_has(path := self.param(f'$."{c.field}"'), needle, quick)
+        in_array = f"(NOT {has})" if c.negated else has
         if c.field in _TEXT_COLUMNS:
             col = f"lead.{c.field}"
             test = substring.format(v=col)
             return f"(CASE WHEN {col} IS NULL OR {col} = '' THEN 0 ELSE {test} END)"
-        path = self.param(f'$."{c.field}"')
         value, kind = self.dialect.json_field(path)
         return (
             f"(CASE {kind} WHEN 'text' THEN (CASE WHEN {value} = '' THEN 0 "
             f"ELSE {substring.format(v=value)} END) "
-            f"WHEN 'array' THEN {self.dialect.array_has(path, needle)} "
+            f"WHEN 'array' THEN {in_array} "
             f"WHEN 'null' THEN 0 WHEN 'object' THEN NULL WHEN 'integer' THEN NULL "
             f"WHEN 'real' THEN NULL WHEN 'true' THEN NULL WHEN 'false' THEN NULL ELSE 0 END)"
         )

@@ -92,9 +92,10 @@ class Dialect(Protocol):
         """SQL true when the lead's tags hold the tag bound as `tag`; `quoted` (when given) is
         bound to its JSON text, for a quick test before the exact one."""
 
-    def array_has(self, path: str, value: str) -> str:
+    def array_has(self, path: str, value: str, quoted: str | None = None) -> str:
         """SQL 1 when the attribute at the JSON path bound as `path` (an array) has an item
-        equal to the value bound as `value` (nested arrays and objects never equal), else 0."""
+        equal to the value bound as `value` (nested arrays and objects never equal), else 0;
+        `quoted` (when given) is bound to its JSON text, for a quick test before the exact one."""
 
     def pick_leads(
         self,

@@ -213,11 +213,12 @@ class SQLiteDialect:
         exact = f"EXISTS (SELECT 1 FROM json_each(lead.tags) WHERE json_each.value = {tag})"
         return f"(instr(lead.tags, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
 
-    def array_has(self, path: str, value: str) -> str:
-        return (
+    def array_has(self, path: str, value: str, quoted: str | None = None) -> str:
+        exact = (
             f"EXISTS (SELECT 1 FROM json_each(lead.attrs, {path}) WHERE json_each.value = {value} "
             "AND json_each.type NOT IN ('array', 'object'))"
         )
+        return f"(instr(lead.attrs, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
 
     def pick_leads(
         self,
