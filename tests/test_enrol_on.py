@@ -111,7 +111,8 @@ def test_unknown_enrol_on_events_are_check_errors(cli, tmp_path, events, says):
     project = _project(tmp_path, events)
     r = cli("-C", project, "check")
     assert r.exit_code == 1
-    assert says in r.output and '"status:VALUE"' in r.output
+    assert says in r.output
+    assert '"status:VALUE"' in r.output
 
 
 def test_reenrol_is_not_supported_yet(cli, tmp_path):
@@ -121,7 +122,8 @@ def test_reenrol_is_not_supported_yet(cli, tmp_path):
     (project / "campaigns.toml").write_text(text)
     r = cli("-C", project, "check")
     assert r.exit_code == 1
-    assert "campaigns.nurture.reenrol" in r.output and "not supported yet" in r.output
+    assert "campaigns.nurture.reenrol" in r.output
+    assert "not supported yet" in r.output
 
 
 def test_enrol_on_is_for_sequences(cli, tmp_path):

@@ -71,7 +71,8 @@ def test_the_same_event_twice_enrols_nobody_the_second_time(cli, listing):
     again = {**EVENT, "id": "listing-42", "price": 1}  # same id, other values: still the same
     r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing, again))
     assert r.exit_code == 0, r.output
-    assert "already received" in r.stdout and "enrolled nobody" in r.stdout
+    assert "already received" in r.stdout
+    assert "enrolled nobody" in r.stdout
     assert _db(listing, "SELECT count(*) FROM message") == [(2,)]
     assert _db(listing, "SELECT event_id, enrolled FROM trigger_event") == [("listing-42", 2)]
 
@@ -84,7 +85,8 @@ def test_a_second_event_reaches_the_same_lead_again(cli, listing):
     assert "enrolled 2 leads" in r.stdout, r.output
     assert cli("-C", listing, "send").exit_code == 0
     bodies = sorted(m["body"] for m in outbox_files(listing / "outbox") if m["to"].endswith("01"))
-    assert len(bodies) == 2 and "7 Legaspi St" in bodies[1] + bodies[0]
+    assert len(bodies) == 2
+    assert "7 Legaspi St" in bodies[1] + bodies[0]
     assert _db(listing, "SELECT count(*) FROM enrolment") == [(2,)]
 
 
@@ -109,7 +111,8 @@ def test_dry_run_lists_who_and_writes_nothing(cli, listing):
     assert out["would_enrol"] == 2
     assert [x["phone"] for x in out["leads"]] == ["+12125550001", "+12125550003"]
     r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing), "--dry-run")
-    assert "would enrol 2 leads" in r.stdout and "+12125550003" in r.stdout
+    assert "would enrol 2 leads" in r.stdout
+    assert "+12125550003" in r.stdout
     assert _db(listing, "SELECT count(*) FROM trigger_event") == [(0,)]
     assert _db(listing, "SELECT count(*) FROM message") == [(0,)]
     assert (listing / "campaignctl.db").read_bytes() == before
@@ -129,7 +132,8 @@ def test_bad_events_exit_2_naming_the_problem(cli, listing, text, says):
     r = cli("-C", listing, "trigger", "new-listing", "--data", _event(listing, text))
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith("campaignctl: error: ")
-    assert "event.json" in r.stderr and says in r.stderr
+    assert "event.json" in r.stderr
+    assert says in r.stderr
     assert "Traceback" not in r.output
 
 
@@ -163,7 +167,8 @@ def test_check_wants_steps_on_a_trigger_campaign(cli, tmp_path):
     write_project(tmp_path, OUTBOX_CHANNELS, '[campaigns.t]\nkind = "trigger"\n', region=None)
     r = cli("-C", tmp_path, "check")
     assert r.exit_code == 1
-    assert "campaigns.t.steps" in r.output and "trigger campaign needs" in r.output
+    assert "campaigns.t.steps" in r.output
+    assert "trigger campaign needs" in r.output
 
 
 def test_m016_keeps_messages_and_the_events_that_point_at_them(tmp_path):
@@ -213,3 +218,57 @@ def test_m016_keeps_messages_and_the_events_that_point_at_them(tmp_path):
             "INSERT INTO message (campaign, step, step_index, lead_id, channel, state, due_at, "
             "attempts, updated_at, trigger_event) VALUES ('c', 's', 0, 1, 'email', 'p', 0, 0, 0, 3)"
         )
+
+
+TWO_STEPS = """
+[channels.sms]
+provider = "outbox"
+kind = "sms"
+
+[campaigns.alerts]
+kind = "trigger"
+status = "active"
+audience = "lead.budget_max >= item.price"
+
+[[campaigns.alerts.steps]]
+name = "alert"
+channel = "sms"
+body = "New: {{ item.address }}"
+
+[[campaigns.alerts.steps]]
+name = "reminder"
+channel = "sms"
+delay = "2d"
+body = "Still available: {{ item.address }}"
+"""
+
+
+def test_later_steps_follow_their_own_event_and_the_enrolment_stays_active(tmp_path):
+    """Engine-level, with time travel: two events two days apart for the same lead; each
+    event's reminder renders its own item, and the enrolment takes both."""
+    import random
+
+    from campaignctl.engine import Engine
+    from campaignctl.store import Store
+    from campaignctl.trigger import run
+    from tests.support import T0, days, project
+
+    cfg = project(tmp_path, TWO_STEPS)
+    store = Store.for_config(cfg)
+    add_leads(store, {"phone": "+12125550001", "attrs": {"budget_max": 10}})
+    eng, rng = Engine(cfg, store), random.Random(1)
+    assert run(cfg, store, "alerts", {"id": 1, "price": 5, "address": "A St"}, T0).enrolled == 1
+    assert eng.run_pass(T0, rng).total("sent") == 1
+    assert (
+        run(cfg, store, "alerts", {"id": 2, "price": 5, "address": "B St"}, T0 + days(1)).enrolled
+        == 1
+    )
+    assert eng.run_pass(T0 + days(1), rng).total("sent") == 1
+    assert eng.run_pass(T0 + days(2), rng).total("sent") == 1  # event 1's reminder
+    assert eng.run_pass(T0 + days(3), rng).total("sent") == 1  # event 2's reminder
+    store.close()
+    bodies = [m["body"] for m in outbox_files(tmp_path / "outbox")]
+    assert sorted(bodies) == sorted(
+        ["New: A St", "New: B St", "Still available: A St", "Still available: B St"]
+    )
+    assert _db(tmp_path, "SELECT state FROM enrolment") == [("active",)]
