@@ -203,7 +203,7 @@ def test_every_editing_command_refuses_a_read_only_file(cli, commented, args):
             "campaignctl: error: campaigns.toml: campaigns.welcome: unknown key 'prioity'; "
             "did you mean 'priority'?",
             "hint: valid keys: kind, status, description, audience, stop_on, priority, "
-            "start_at, steps.NAME.KEY",
+            "start_at, enrol_on, reenrol, steps.NAME.KEY",
         ),
         (
             ["channel", "set", "smss", "daily_limit=5"],
