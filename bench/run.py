@@ -27,6 +27,7 @@ BENCHMARKS = [
     ("suppression_cost.py", "20000", "2000"),
     ("update_bench.py", "100000", "5000"),
     ("attachment_size.py", "18", "2"),
+    ("trigger_bench.py", "1000000", "20000"),
 ]
 
 

@@ -301,6 +301,16 @@ class HasTag:
 
 
 @dataclass(frozen=True)
+class Contains:
+    """`value in field` for a field other than tags (`negated`: `not in`): membership in a
+    list value, a substring of a text value (a trigger's `item.city in lead.areas`)."""
+
+    field: str
+    value: str | int | float
+    negated: bool = False
+
+
+@dataclass(frozen=True)
 class And:
     left: Cond
     right: Cond
@@ -327,7 +337,7 @@ class Opaque:
     """A part only Python evaluates (a filter, arithmetic, a test, ...)."""
 
 
-Cond = Compare | OneOf | HasTag | And | Or | Not | Const | Opaque
+Cond = Compare | OneOf | HasTag | Contains | And | Or | Not | Const | Opaque
 _OPS = {"eq": "==", "ne": "!=", "lt": "<", "lteq": "<=", "gt": ">", "gteq": ">="}
 _FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 #: Bare names that are not (only) fields: Jinja's globals and its own names.
@@ -395,6 +405,9 @@ def condition(expr: str | None) -> Cond:
         if field(right) == "tags" and isinstance(tag := const(left), str):
             return HasTag(tag.lower(), negated)
         name = field(left)
+        inside = field(right)
+        if name is None and inside not in (None, "tags", "id") and (v := const(left)) is not None:
+            return Contains(inside, v, negated)
         if name is None or name == "tags" or not isinstance(right, nodes.List | nodes.Tuple):
             return Opaque()
         values = [const(item) for item in right.items]

@@ -225,6 +225,9 @@ def _audiences(
             add(exc.message.removeprefix(f"{key}: "))
             selected[name] = samples
             continue
+        if camp.kind == "trigger":  # its audience reads the event (`item`): every sample
+            selected[name] = samples
+            continue
         chosen, skipped, refused = [], 0, False
         reason = ""
         for lead in samples:

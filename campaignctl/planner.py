@@ -7,7 +7,9 @@ sends each message at the first instant the engine's rules allow: `pacing.next_s
 `pacing.priority_key` for who goes first, and the engine's own `engine.decide.decide` for
 whether a message goes, is skipped, and whether the lead's next step follows. It assumes
 sending runs continuously (a daemon, or `send` from a frequent cron) and that no new leads
-arrive. Nothing is written.
+arrive. A trigger campaign (enrolling on `campaignctl trigger` events) and a sequence with
+`enrol_on` (enrolling on lead events) enrol nobody new in it: the events are yet to happen;
+their pending messages are forecast like any other. Nothing is written.
 
 The simulation always runs until nothing is left to send, or to `HORIZON_DAYS`, whatever the
 number of days shown: a finish date depends on the data, never on `--days`. Only a campaign
@@ -606,8 +608,14 @@ def plan(
         for lead_id, ch in store_leads.all_optouts(conn):
             optouts[lead_id].add(ch)
         blasts_done = meta.blasts_enrolled(conn)
+        # a trigger campaign enrols on `campaignctl trigger` events and an `enrol_on` sequence
+        # on lead events yet to happen: neither enrols anyone new in the forecast
         need_audience = [
-            n for n, c in active.items() if not (c.kind == "blast" and n in blasts_done)
+            n
+            for n, c in active.items()
+            if not (c.kind == "blast" and n in blasts_done)
+            and c.kind != "trigger"
+            and not c.enrol_on
         ]
         # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
         no_optouts: set[str] = set()

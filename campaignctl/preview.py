@@ -123,7 +123,9 @@ def render_preview(
                 f"lead {lead} has no {contact}: step {st.name!r} ({kind}) cannot reach them"
             )
     else:
-        ctx, source = first_matching(cfg, camp.audience, kind, f"campaigns.{campaign}.audience")
+        # a trigger campaign's audience reads the event (`item`): any reachable lead
+        audience = None if camp.kind == "trigger" else camp.audience
+        ctx, source = first_matching(cfg, audience, kind, f"campaigns.{campaign}.audience")
     renderer = Renderer(cfg)
     rendered = renderer.render(campaign, index, st, ctx, variant_name=variant)
     to = str(ctx["email"] if kind == "email" else ctx["phone"])

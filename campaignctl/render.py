@@ -135,6 +135,14 @@ class _Named(dict[str, Any]):
         self.label = label
 
 
+class SampleItem(dict[str, Any]):
+    """The `item` of a trigger campaign rendered without an event (`check`, `preview`, a test
+    send): every key reads as its own name in brackets, `[item.address]`."""
+
+    def __missing__(self, key: str) -> str:
+        return f"[item.{key}]"
+
+
 class _Undefined(Undefined):
     """Printing, iterating or computing with an undefined value is an error naming it
     (`lead.city is undefined`); testing it is not: it is false, `is defined` and `default`
@@ -378,12 +386,26 @@ class Renderer:
         return None
 
     def context(
-        self, campaign: str, step: Step, index: int, lead: Mapping[str, Any]
+        self,
+        campaign: str,
+        step: Step,
+        index: int,
+        lead: Mapping[str, Any],
+        item: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """What templates see: `lead`, `sender`, `campaign` and `step`."""
+        """What templates see: `lead`, `sender`, `campaign` and `step`; a trigger campaign's
+        messages `item` too (the event given to `campaignctl trigger`)."""
         camp: Campaign = self.cfg.campaigns[campaign]
         sender = self.cfg.sender.model_dump(exclude_none=True)
+        if item is None and camp.kind == "trigger":
+            item = SampleItem()
+        extra = (
+            {}
+            if item is None
+            else {"item": item if isinstance(item, SampleItem) else _Named("item", dict(item))}
+        )
         return {
+            **extra,
             "lead": _Named("lead", lead),
             "sender": _Named("sender", sender),
             "campaign": _Named(
@@ -432,6 +454,7 @@ class Renderer:
         *,
         lead_key: int | str | None = None,
         variant_name: str | None = None,
+        item: Mapping[str, Any] | None = None,
     ) -> Rendered:
         """Render one step for one lead (a `lead_context` mapping); RenderError names both.
 
@@ -450,7 +473,7 @@ class Renderer:
                 lead_key if lead_key is not None else lead.get("id", lead.get("email", "")),
             )
         subject_t, body = compiled.variants[variant.name if variant else None]
-        ctx = self.context(campaign, step, index, lead)
+        ctx = self.context(campaign, step, index, lead, item)
         subject = " ".join(self._run(subject_t, ctx, lead).split()) if subject_t else None
         text = html = None
         if body is not None:

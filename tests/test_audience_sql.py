@@ -74,6 +74,12 @@ atom = st.one_of(
         st.lists(const, max_size=3),
         st.booleans(),
     ),
+    st.builds(  # a constant in a field (a trigger's `item.city in lead.areas`): Contains
+        lambda c, f, neg: f"{_lit(c)} {'not in' if neg else 'in'} {f}",
+        const,
+        name,
+        st.booleans(),
+    ),
     st.builds(lambda f: f"{f}|int > 1", name),  # Python only
     st.builds(lambda f: f"lead.{f}", st.sampled_from(ATTRS)),  # truthiness: Python only
     st.sampled_from(["true", "false"]),

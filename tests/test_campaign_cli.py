@@ -203,7 +203,7 @@ def test_every_editing_command_refuses_a_read_only_file(cli, commented, args):
             "campaignctl: error: campaigns.toml: campaigns.welcome: unknown key 'prioity'; "
             "did you mean 'priority'?",
             "hint: valid keys: kind, status, description, audience, stop_on, priority, "
-            "start_at, steps.NAME.KEY",
+            "start_at, enrol_on, reenrol, steps.NAME.KEY",
         ),
         (
             ["channel", "set", "smss", "daily_limit=5"],
@@ -230,8 +230,8 @@ def test_every_editing_command_refuses_a_read_only_file(cli, commented, args):
         ),
         (
             ["campaign", "add", "promo", "--kind", "drip"],
-            "campaignctl: error: campaigns.toml: campaigns.promo.kind: Input should be 'blast' "
-            "or 'sequence'",
+            "campaignctl: error: campaigns.toml: campaigns.promo.kind: Input should be 'blast', "
+            "'sequence' or 'trigger'",
             "hint: the edit was refused; campaigns.toml is unchanged",
         ),
         (

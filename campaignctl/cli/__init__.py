@@ -167,6 +167,7 @@ def _register() -> None:
     from campaignctl.cli import send as send_cmds
     from campaignctl.cli import suppress as suppress_cmds
     from campaignctl.cli import sync as sync_cmds
+    from campaignctl.cli import trigger as trigger_cmds
 
     init_cmds.register(app)
     check_cmds.register(app)
@@ -184,6 +185,7 @@ def _register() -> None:
     explain_cmds.register(app)
     auth_cmds.register(app)
     draft_cmds.register(app)
+    trigger_cmds.register(app)
 
 
 _register()

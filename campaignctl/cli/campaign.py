@@ -109,7 +109,7 @@ def campaign_add(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="New campaign name (letters, digits, '-', '_')."),
     # Values are checked by the same validation as `check`, not by a second list here.
-    kind: str = typer.Option("sequence", "--kind", help="sequence or blast."),
+    kind: str = typer.Option("sequence", "--kind", help="sequence, blast or trigger."),
     audience: str | None = typer.Option(
         None, "--audience", help="Lead filter expression [default: every lead]."
     ),

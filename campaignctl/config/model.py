@@ -356,13 +356,20 @@ class Step(_Model):
 
 
 class Campaign(_Model):
-    kind: Literal["blast", "sequence"] = "sequence"
+    #: sequence: enrols on every pass (or on `enrol_on` events); blast: once; trigger: on
+    #: `campaignctl trigger` events (campaignctl/trigger.py)
+    kind: Literal["blast", "sequence", "trigger"] = "sequence"
     status: Literal["draft", "active", "paused", "completed", "archived"] = "draft"
     description: str | None = None
     audience: str | None = None
     stop_on: list[StopReason] = Field(default_factory=lambda: list(STOP_REASONS))
     priority: int = 10
     start_at: datetime | None = None
+    #: a sequence's enrolling lead events: "import", "status:VALUE", "tag:VALUE" (ENROL_ON_FORMS);
+    #: with it, a lead enrols when the event happens, not on every pass
+    enrol_on: list[str] = Field(default_factory=list)
+    #: enrol a lead again on a later event once its enrolment ended (not supported yet)
+    reenrol: bool = False
     steps: list[Step] = Field(default_factory=list)
 
 

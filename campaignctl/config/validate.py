@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from campaignctl.config.locator import format_loc, line_of, locate_keys
 from campaignctl.config.model import NAME_RE, Config, Step, infer_kind, use_providers
 from campaignctl.errors import ConfigError, Problem
+from campaignctl.lead_events import ENROL_ON_FORMS, enrol_on_event
 
 
 def did_you_mean(name: str, choices: Any) -> str:
@@ -285,6 +286,21 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
             add(base, "campaign names use letters, digits, '-' and '_'")
         if camp.status == "active" and not camp.steps:
             add(f"{base}.steps", "an active campaign needs at least one step")
+        if camp.kind == "trigger" and not camp.steps:
+            add(f"{base}.steps", "a trigger campaign needs at least one step")
+        if camp.enrol_on and camp.kind != "sequence":
+            add(f"{base}.enrol_on", f"enrol_on is for sequences; this campaign is a {camp.kind}")
+        for i, event in enumerate(camp.enrol_on):
+            if enrol_on_event(event) is None:
+                add(
+                    f"{base}.enrol_on[{i}]",
+                    f"unknown event {event!r}: use {ENROL_ON_FORMS}",
+                )
+        if camp.reenrol:
+            add(
+                f"{base}.reenrol",
+                "reenrol = true is not supported yet: a lead enrols once per campaign",
+            )
         seen: dict[str, int] = {}
         for i, step in enumerate(camp.steps):
             sp = f"{base}.steps[{i}]"

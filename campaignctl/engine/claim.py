@@ -28,6 +28,7 @@ from campaignctl.pacing import capacity
 from campaignctl.store import FAILED, SENDING, SKIPPED, journal, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
+from campaignctl.store import triggers as store_triggers
 from campaignctl.store.conn import Conn
 from campaignctl.store.journal import Kind
 from campaignctl.suppression import NOT_SUPPRESSED, suppressed_addresses
@@ -229,9 +230,9 @@ class Claims(Outcomes, AbTests):
         if lead is None:
             return
         if decision.why is Why.OPTED_OUT:
-            self._after_optout(w, r.campaign, r.step, lead, now)
+            self._after_optout(w, r.campaign, r.step, lead, now, r.trigger_event)
         elif decision.next_step_follows(self.cfg.campaigns[r.campaign]):
-            self._advance(w, r.campaign, r.step, lead, now)
+            self._advance(w, r.campaign, r.step, lead, now, r.trigger_event)
 
     def _claim_one(
         self,
@@ -248,8 +249,17 @@ class Claims(Outcomes, AbTests):
         """Render the message as decided and mark it `sending` (a RenderError marks nothing)."""
         step = self.cfg.campaigns[r.campaign].steps[index]
         to = decision.address
+        item = None
+        if r.trigger_event:  # a trigger campaign's message: its event is `item`
+            item = store_triggers.data_of(conn, [r.trigger_event]).get(r.trigger_event, {})
         rendered = self.renderer.render(
-            r.campaign, index, step, lead.context, lead_key=lead.id, variant_name=decision.variant
+            r.campaign,
+            index,
+            step,
+            lead.context,
+            lead_key=lead.id,
+            variant_name=decision.variant,
+            item=item,
         )
         subject = rendered.subject
         in_reply_to = thread_id = mid = None
@@ -300,7 +310,17 @@ class Claims(Outcomes, AbTests):
             unsubscribe_url=rendered.unsubscribe_url,
             attachments=rendered.attachments,
         )
-        return Claimed(r.id, r.campaign, step, index, lead, msg, r.attempts + 1, r.first_attempt_at)
+        return Claimed(
+            r.id,
+            r.campaign,
+            step,
+            index,
+            lead,
+            msg,
+            r.attempts + 1,
+            r.first_attempt_at,
+            r.trigger_event,
+        )
 
     def _render_failed(
         self,

@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.audience import AudienceError, Opaque, compile_audience, condition
 from campaignctl.config import Campaign, Step
 from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
+from campaignctl.lead_events import JOURNAL_KINDS, enrol_on_event
+from campaignctl.lead_events import matches as lead_event_matches
 from campaignctl.pacing import due_after
 from campaignctl.store import enrolment as store_enrolment
 from campaignctl.store import journal, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
+from campaignctl.store import triggers as store_triggers
 from campaignctl.store.conn import Conn
 from campaignctl.store.leads import lead_context
+
+if TYPE_CHECKING:
+    from campaignctl.trigger import TriggerResult
 
 # ---------------------------------------------------------------- audiences
 
@@ -104,6 +110,11 @@ class Enrolment(EngineContext):
         """
         total = 0
         for name, camp in self.active_campaigns().items():
+            if camp.kind == "trigger":  # enrols on `campaignctl trigger` events only
+                continue
+            if camp.enrol_on:  # enrols on lead events from the journal only
+                total += self._enrol_on_events(name, camp, now, res)
+                continue
             start = self.start_at(camp)
             if camp.kind == "blast":
                 if start is not None and now < start:
@@ -121,28 +132,28 @@ class Enrolment(EngineContext):
         now: datetime,
         start: datetime | None,
         res: PassResult | None = None,
+        ids: list[int] | None = None,
+        cursor: int | None = None,
     ) -> int:
         """Enrol one campaign's matching leads in one transaction: picked in SQL where the
         audience translates (`store.audience_sql`), the rest evaluated here. A lead the audience
-        fails on is skipped; the first failure per lead and campaign is journalled."""
+        fails on is skipped; the first failure per lead and campaign is journalled. `ids`: only
+        these leads (an `enrol_on` campaign's), and `cursor` its journal position to keep."""
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         cond = condition(camp.audience)
         first = camp.steps[0]
         errors: dict[int, str] = {}
         with self.store.write() as s:
             conn = s.connection()
-            if isinstance(cond, Opaque):
+            if cursor is not None:
+                meta.set_enrol_on_cursor(conn, name, cursor, now)
+            if ids is not None and not ids:
+                count = 0
+            elif isinstance(cond, Opaque) and ids is None:
                 count = self._enrol_each(conn, name, first, matches, now, start, errors)
             else:
-                store_enrolment.pick(conn, name, [first.channel, "*"], cond)
-                yes: list[int] = []
-                no: list[int] = []
-                for row in store_leads.by_ids(conn, store_enrolment.unsure(conn)):
-                    answer = matches.verdict(lead_context(row))
-                    (yes if answer is True else no).append(row.id)
-                    if isinstance(answer, str):
-                        errors[row.id] = answer
-                store_enrolment.settle(conn, yes, no)
+                store_enrolment.pick(conn, name, [first.channel, "*"], cond, ids=ids)
+                self._settle_picks(conn, matches, errors)
                 count = self._enrol_picked(conn, name, first, now, start)
             self._journal_errors(conn, name, errors, now)
             if camp.kind == "blast":
@@ -194,27 +205,133 @@ class Enrolment(EngineContext):
         return len(enrolments)
 
     def _enrol_picked(
-        self, conn: Conn, name: str, first: Step, now: datetime, start: datetime | None
+        self,
+        conn: Conn,
+        name: str,
+        first: Step,
+        now: datetime,
+        start: datetime | None,
+        event: int = 0,
     ) -> int:
         """Enrol the picked leads with one INSERT ... SELECT; their first message too when its
-        due time is the same for every lead (an always-open channel), else one per lead."""
+        due time is the same for every lead (an always-open channel), else one per lead.
+        `event`: a trigger event's row id, carried by each message."""
         hours = self.hours[first.channel]
+        enrol = store_enrolment.enrol_picked_event if event else store_enrolment.enrol_picked
         if hours.always:
             due = due_after(now, first.delay, hours, UTC, start)
             message = self._new_message(name, first, 0, 0, due, now)
             del message["lead_id"]
-            return store_enrolment.enrol_picked(conn, name, now, message)
+            if event:
+                message["trigger_event"] = event
+            return enrol(conn, name, now, message)
         rows = store_enrolment.picked(conn)
-        count = store_enrolment.enrol_picked(conn, name, now)
+        count = enrol(conn, name, now)
         dues: dict[ZoneInfo, datetime] = {}
         messages = []
         for lead_id, timezone, phone in rows:
             tz = LeadInfo(lead_id, None, phone, timezone, self.default_tz, {}).tz
             if tz not in dues:
                 dues[tz] = due_after(now, first.delay, hours, tz, start)
-            messages.append(self._new_message(name, first, 0, lead_id, dues[tz], now))
+            message = self._new_message(name, first, 0, lead_id, dues[tz], now)
+            if event:
+                message["trigger_event"] = event
+            messages.append(message)
         store_enrolment.add_messages(conn, messages)
         return count
+
+    def _enrol_on_events(
+        self, name: str, camp: Campaign, now: datetime, res: PassResult | None
+    ) -> int:
+        """Enrol the leads the journal's events since this campaign's cursor name in its
+        `enrol_on` (and its audience matches), once per lead; the cursor moves past them. On a
+        campaign's first pass the whole journal is read."""
+        events = [e for e in map(enrol_on_event, camp.enrol_on) if e is not None]
+        with self.store.read() as s:
+            after = meta.enrol_on_cursor(s, name)
+            last = after
+            ids: set[int] = set()
+            while True:
+                rows = journal.lead_events(s, last, JOURNAL_KINDS, limit=5000)
+                if not rows:
+                    break
+                last = rows[-1].id
+                ids.update(
+                    r.lead_id
+                    for r in rows
+                    if r.lead_id is not None
+                    and lead_event_matches(events, r.kind, r.code, r.detail)
+                )
+        if last == after:
+            return 0
+        return self._enrol_campaign(
+            name, camp, now, self.start_at(camp), res, ids=sorted(ids), cursor=last
+        )
+
+    def enrol_event(
+        self,
+        name: str,
+        camp: Campaign,
+        event_id: str,
+        event: dict[str, Any],
+        audience: str | None,
+        now: datetime,
+        dry_run: bool = False,
+        limit: int = 10,
+    ) -> TriggerResult:
+        """Record a trigger event and enrol the leads `audience` (the campaign's, with the
+        event's values in place of `item`) picks, in one write transaction: each gets the first
+        step's message about this event. A second delivery of the same event id enrols nobody.
+        A lead with an active enrolment takes the event; one whose enrolment stopped does not.
+        `dry_run`: the same pick in a read transaction, nothing written."""
+        from campaignctl.trigger import TriggerResult
+
+        where = f"campaigns.{name}.audience"
+        try:
+            matches = AudienceMatcher(audience, where)
+            cond = condition(audience)
+        except AudienceError as exc:
+            from campaignctl.errors import UsageError
+
+            raise UsageError(exc.message, exc.hint) from None
+        first = camp.steps[0]
+        result = TriggerResult(name, event_id, dry_run=dry_run)
+        with self.store.read() if dry_run else self.store.write() as s:
+            conn = s.connection()
+            before = store_triggers.recorded(conn, name, event_id)
+            row_id = None
+            if before is None and not dry_run:
+                row_id = store_triggers.record(conn, name, event_id, event, now)
+            if before is not None or (row_id is None and not dry_run):
+                again = before or store_triggers.recorded(conn, name, event_id)
+                assert again is not None
+                result.duplicate = (again.received_at, again.enrolled)
+                return result
+            store_enrolment.pick(conn, name, [first.channel, "*"], cond, stopped_only=True)
+            self._settle_picks(conn, matches, {})
+            if dry_run:
+                rows = store_enrolment.picked(conn)
+                result.enrolled = len(rows)
+                ids = [r[0] for r in rows[:limit]]
+                result.sample = [(r.id, r.email, r.phone) for r in store_leads.by_ids(conn, ids)]
+                return result
+            assert row_id is not None
+            result.enrolled = self._enrol_picked(
+                conn, name, first, now, self.start_at(camp), event=row_id
+            )
+            store_triggers.set_enrolled(conn, row_id, result.enrolled)
+        return result
+
+    def _settle_picks(self, conn: Conn, matches: AudienceMatcher, errors: dict[int, str]) -> None:
+        """Python's verdict on the picks SQL left open."""
+        yes: list[int] = []
+        no: list[int] = []
+        for row in store_leads.by_ids(conn, store_enrolment.unsure(conn)):
+            answer = matches.verdict(lead_context(row))
+            (yes if answer is True else no).append(row.id)
+            if isinstance(answer, str):
+                errors[row.id] = answer
+        store_enrolment.settle(conn, yes, no)
 
     @staticmethod
     def _journal_errors(conn: Conn, name: str, errors: dict[int, str], now: datetime) -> None:

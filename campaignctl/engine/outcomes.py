@@ -33,6 +33,7 @@ class Claimed:
     out: Outgoing
     attempts: int
     first_attempt: datetime | None  # before this claim (restored when released unsent)
+    trigger_event: int = 0  # a trigger campaign's event (`trigger_event.id`)
 
 
 def breaker_attempt(outcome: object, at: datetime) -> Attempt | None:
@@ -67,26 +68,41 @@ class Outcomes(EngineContext):
         step_name: str,
         lead: LeadInfo,
         base: datetime,
+        event: int = 0,
     ) -> None:
-        """After a step is done for a lead: create the next one, or complete the enrolment."""
+        """After a step is done for a lead: create the next one, or complete the enrolment.
+        A trigger campaign's next message is about the same event (`event`); its enrolment
+        stays active after the last step, to take the next event."""
         camp = self.cfg.campaigns.get(campaign)
         names = [s.name for s in camp.steps] if camp else []
         if camp is None or step_name not in names or names.index(step_name) + 1 >= len(names):
-            w.end_enrolment(campaign, lead.id, "completed", None, base)
+            if camp is None or camp.kind != "trigger":
+                w.end_enrolment(campaign, lead.id, "completed", None, base)
+            return
+        if camp.kind == "trigger" and not event:
             return
         index = names.index(step_name) + 1
         step = camp.steps[index]
         due = self._due(base, step, lead, self.start_at(camp))
-        w.messages.append(self._new_message(campaign, step, index, lead.id, due, base))
+        message = self._new_message(campaign, step, index, lead.id, due, base)
+        if event:
+            message["trigger_event"] = event
+        w.messages.append(message)
 
     def _after_optout(
-        self, w: store_messages.Writes, campaign: str, step: str, lead: LeadInfo, now: datetime
+        self,
+        w: store_messages.Writes,
+        campaign: str,
+        step: str,
+        lead: LeadInfo,
+        now: datetime,
+        event: int = 0,
     ) -> None:
         camp = self.cfg.campaigns.get(campaign)
         if camp is not None and "optout" in camp.stop_on:
             w.end_enrolment(campaign, lead.id, "stopped", "optout", now)
         else:
-            self._advance(w, campaign, step, lead, now)
+            self._advance(w, campaign, step, lead, now, event)
 
     def _send(
         self,
@@ -147,7 +163,17 @@ class Outcomes(EngineContext):
                     )
                 elif isinstance(o, Sent):
                     sent = Sent(o.provider_id, o.thread_id or c.out.thread_id)
-                    self._mark_sent(w, c.row_id, c.campaign, c.step.name, c.lead, now, now, sent)
+                    self._mark_sent(
+                        w,
+                        c.row_id,
+                        c.campaign,
+                        c.step.name,
+                        c.lead,
+                        now,
+                        now,
+                        sent,
+                        c.trigger_event,
+                    )
                     res.add(*key, "sent")
                     res.events.append({"event": "sent", **ev})
                 elif isinstance(o, ChannelError):
@@ -219,6 +245,7 @@ class Outcomes(EngineContext):
         at: datetime,
         now: datetime,
         sent: Sent,
+        event: int = 0,
     ) -> None:
         """Record a send at `at` and schedule what follows it."""
         w.set(
@@ -231,7 +258,7 @@ class Outcomes(EngineContext):
             error=None,
             error_code=None,
         )
-        self._advance(w, campaign, step, lead, at)
+        self._advance(w, campaign, step, lead, at, event)
 
     def _record_error(
         self,
@@ -318,6 +345,6 @@ class Outcomes(EngineContext):
             suppression.opt_out_in(
                 s, c.lead.id, ch, source="provider", detail=msg, now=now, stop_on=stop_on
             )
-            self._after_optout(w, c.campaign, c.step.name, c.lead, now)
+            self._after_optout(w, c.campaign, c.step.name, c.lead, now, c.trigger_event)
         else:
             w.end_enrolment(c.campaign, c.lead.id, "stopped", f"step {c.step.name} failed", now)

@@ -174,7 +174,7 @@ class Recovery(Outcomes):
             log("sent", "the provider has it")
             at = r.claimed_at or now
             sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
-            self._mark_sent(w, r.id, r.campaign, r.step, lead, at, now, sent)
+            self._mark_sent(w, r.id, r.campaign, r.step, lead, at, now, sent, r.trigger_event)
             w.set(r.id, now, reason="reconciled: the provider has it")
             res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
             return

@@ -15,7 +15,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from campaignctl.audience import And, Compare, Cond, Const, HasTag, Not, OneOf, Opaque, Or
+from campaignctl.audience import (
+    And,
+    Compare,
+    Cond,
+    Const,
+    Contains,
+    HasTag,
+    Not,
+    OneOf,
+    Opaque,
+    Or,
+)
 from campaignctl.store.dialect import Dialect
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
 
@@ -49,7 +60,37 @@ class _Builder:
             plain = c.tag.isascii() and quoted == f'"{c.tag}"'
             sql = self.dialect.has_tag(self.param(c.tag), self.param(quoted) if plain else None)
             return f"(NOT {sql})" if c.negated else sql
+        if isinstance(c, Contains):
+            return self.contains(c)
+
         return self.field(c)
+
+    def contains(self, c: Contains) -> str:
+        """`value in field`: in a list, an equal item; in a text, a substring (only for a text
+        value: Python refuses a number in a text). A missing field makes both `in` and `not in`
+        false, as every comparison with it. Anything else (an object, a number) is Python's."""
+        needle = self.param(c.value)
+        flip = "= 0" if c.negated else "> 0"
+        substring = f"(instr({{v}}, {needle}) {flip})" if isinstance(c.value, str) else "NULL"
+        quick = None
+        if isinstance(c.value, str):  # a quick test on the JSON text before the exact one
+            quoted = json.dumps(c.value)
+            if c.value.isascii() and quoted == f'"{c.value}"':
+                quick = self.param(quoted)
+        has = self.dialect.array_has(path := self.param(f'$."{c.field}"'), needle, quick)
+        in_array = f"(NOT {has})" if c.negated else has
+        if c.field in _TEXT_COLUMNS:
+            col = f"lead.{c.field}"
+            test = substring.format(v=col)
+            return f"(CASE WHEN {col} IS NULL OR {col} = '' THEN 0 ELSE {test} END)"
+        value, kind = self.dialect.json_field(path)
+        return (
+            f"(CASE {kind} WHEN 'text' THEN (CASE WHEN {value} = '' THEN 0 "
+            f"ELSE {substring.format(v=value)} END) "
+            f"WHEN 'array' THEN {in_array} "
+            f"WHEN 'null' THEN 0 WHEN 'object' THEN NULL WHEN 'integer' THEN NULL "
+            f"WHEN 'real' THEN NULL WHEN 'true' THEN NULL WHEN 'false' THEN NULL ELSE 0 END)"
+        )
 
     def field(self, c: Compare | OneOf) -> str:
         text, num = self.text_test(c), self.number_test(c)

@@ -93,6 +93,11 @@ class Dialect(Protocol):
         """SQL true when the lead's tags hold the tag bound as `tag`; `quoted` (when given) is
         bound to its JSON text, for a quick test before the exact one."""
 
+    def array_has(self, path: str, value: str, quoted: str | None = None) -> str:
+        """SQL 1 when the attribute at the JSON path bound as `path` (an array) has an item
+        equal to the value bound as `value` (nested arrays and objects never equal), else 0;
+        `quoted` (when given) is bound to its JSON text, for a quick test before the exact one."""
+
     def pick_leads(
         self,
         conn: Connection,
@@ -100,9 +105,14 @@ class Dialect(Protocol):
         channels: list[str],
         verdict: str,
         params: dict[str, Any],
+        *,
+        ids: list[int] | None = None,
+        stopped_only: bool = False,
     ) -> None:
         """Note, in a scratch table, the leads not enrolled in `campaign` nor opted out of
-        `channels` whose `verdict` SQL is 1 or NULL (NULL: Python decides), with it."""
+        `channels` whose `verdict` SQL is 1 or NULL (NULL: Python decides), with it. `ids`:
+        only those leads; `stopped_only`: only an enrolment that is not active keeps a lead out
+        (a trigger campaign's active enrolment takes each new event)."""
 
     def unsure_picks(self, conn: Connection) -> list[int]:
         """The ids of the picked leads whose verdict is NULL."""
@@ -118,6 +128,13 @@ class Dialect(Protocol):
     ) -> int:
         """Enrol the picked leads that match in `campaign` and, when `message` (the first
         message's columns but `lead_id`) is given, add it for each; returns how many."""
+
+    def enrol_picked_event(
+        self, conn: Connection, campaign: str, now: datetime, message: dict[str, Any] | None
+    ) -> int:
+        """A trigger event's `enrol_picked`: an active enrolment is kept (not counted twice),
+        a message is added for every match (`message` has `trigger_event`); returns how many
+        leads it enrolled for this event."""
 
 
 def scheme_of(url: str) -> str:

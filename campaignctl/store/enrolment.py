@@ -22,13 +22,31 @@ from campaignctl.store.leads import CHUNK
 from campaignctl.store.schema import JOURNAL, MESSAGE
 
 
-def pick(conn: Conn, campaign: str, channels: Sequence[str], cond: Cond) -> None:
+def pick(
+    conn: Conn,
+    campaign: str,
+    channels: Sequence[str],
+    cond: Cond,
+    *,
+    ids: Sequence[int] | None = None,
+    stopped_only: bool = False,
+) -> None:
     """Note the leads `campaign` may enrol (not enrolled, not opted out of `channels`, not
-    erased: the rule of `store.leads.enrollable`) that `cond` matches or leaves to Python."""
+    erased: the rule of `store.leads.enrollable`) that `cond` matches or leaves to Python.
+    `ids`: only these leads (an `enrol_on` event's); `stopped_only`: an active enrolment does
+    not keep a lead out (a trigger campaign takes each event)."""
     c = connection(conn)
     d = dialect_of(c)
     sql, params = verdict(cond, d)
-    d.pick_leads(c, campaign, list(channels), sql, params)
+    d.pick_leads(
+        c,
+        campaign,
+        list(channels),
+        sql,
+        params,
+        ids=None if ids is None else list(ids),
+        stopped_only=stopped_only,
+    )
 
 
 def unsure(conn: Conn) -> list[int]:
@@ -57,6 +75,15 @@ def enrol_picked(
     """Enrol the matching picks (and add `message`, its columns but `lead_id`, for each)."""
     c = connection(conn)
     return dialect_of(c).enrol_picked(c, campaign, now, message)
+
+
+def enrol_picked_event(
+    conn: Conn, campaign: str, now: datetime, message: dict[str, Any] | None = None
+) -> int:
+    """A trigger event's enrolment of the matching picks: their enrolment (an active one is
+    kept) and `message` (with its `trigger_event`) for each; returns how many matched."""
+    c = connection(conn)
+    return dialect_of(c).enrol_picked_event(c, campaign, now, message)
 
 
 def add_messages(conn: Conn, messages: list[dict[str, Any]]) -> None:

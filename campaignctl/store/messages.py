@@ -279,7 +279,8 @@ def claimable(
     conn: Conn, channel: str, now: datetime, groups: Iterable[Sequence[str]], n: int
 ) -> list[Any]:
     """Up to `n` due pending messages on `channel`: (id, campaign, step, lead_id, attempts,
-    first_attempt_at, due_at), the campaigns of the first group first, then by due time and id.
+    first_attempt_at, due_at, trigger_event), the campaigns of the first group first, then by
+    due time and id.
 
     One query per group, each ordered as the (state, due_at) index is, so SQLite reads only the
     rows it returns instead of sorting every due message.
@@ -296,6 +297,7 @@ def claimable(
                 MESSAGE.c.attempts,
                 MESSAGE.c.first_attempt_at,
                 MESSAGE.c.due_at,
+                MESSAGE.c.trigger_event,
             )
             .where(
                 MESSAGE.c.state == PENDING,

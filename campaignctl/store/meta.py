@@ -5,8 +5,9 @@ working): `daemon.FIELD` (the heartbeat), `sync.CHANNEL.cursor` and `sync.CHANNE
 `blast.NAME.enrolled`, `campaign.NAME.completed`, `audience.NAME.skipped` (JSON count and
 reason), `breaker.CHANNEL` (a circuit breaker's JSON), `warmup.CHANNEL.first_send` (ISO: when a
 warming-up channel first sent), `needs_person.CHANNEL` (JSON message and hint of a channel the
-daemon stopped) and `suppression.key` (the hex key the suppression list's hashes are made with:
-a copied database keeps it). Only this module spells them.
+daemon stopped), `suppression.key` (the hex key the suppression list's hashes are made with:
+a copied database keeps it) and `enrol_on.NAME.cursor` (the last journal id an `enrol_on`
+sequence has read). Only this module spells them.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def blast_enrolled(conn: Conn, campaign: str) -> str | None:
 
 def set_blast_enrolled(conn: Conn, campaign: str, now: datetime) -> None:
     _set(conn, f"blast.{campaign}.enrolled", now.isoformat(), now)
+
+
+def enrol_on_cursor(conn: Conn, campaign: str) -> int:
+    """The last journal id an `enrol_on` sequence has read (0: none yet)."""
+    value = _get(conn, f"enrol_on.{campaign}.cursor")
+    return int(value) if value is not None else 0
+
+
+def set_enrol_on_cursor(conn: Conn, campaign: str, journal_id: int, now: datetime) -> None:
+    _set(conn, f"enrol_on.{campaign}.cursor", str(journal_id), now)
 
 
 def blasts_enrolled(conn: Conn) -> set[str]:

@@ -296,6 +296,85 @@ def m014_ab_decision(conn: Connection) -> None:
     )
 
 
+def _rebuild_unique(conn: Connection, table: str, old: str, new: str) -> None:
+    """Replace `table`'s UNIQUE constraint `old` by `new` (SQLite cannot alter one): the table
+    is copied as it stands (every column later migrations added), then its indexes recreated.
+
+    Foreign keys stay on (a migration runs in a transaction, where they cannot be turned off):
+    the columns of other tables that refer to `table` (`event.message_id`) are set aside and
+    cleared while the old table is dropped, then restored."""
+    sql = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).scalar_one()
+    if old not in sql:  # pragma: no cover - a shipped table's guard
+        raise RuntimeError(f"{table}: no {old} to replace")
+    indexes = [
+        r[0]
+        for r in conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (table,),
+        )
+    ]
+    children = [
+        (name, fk[3])
+        for (name,) in conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != ?", (table,)
+        ).fetchall()
+        for fk in conn.exec_driver_sql(f'PRAGMA foreign_key_list("{name}")').fetchall()
+        if fk[2] == table
+    ]
+    for i, (name, col) in enumerate(children):  # set aside in SQL: memory stays flat
+        conn.exec_driver_sql(
+            f'CREATE TEMP TABLE rebuild_keep{i} AS SELECT rowid AS rid, "{col}" AS v '
+            f'FROM "{name}" WHERE "{col}" IS NOT NULL'
+        )
+        conn.exec_driver_sql(f'UPDATE "{name}" SET "{col}" = NULL WHERE "{col}" IS NOT NULL')
+    created = sql.replace(old, new).replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_new", 1)
+    conn.exec_driver_sql(created)
+    conn.exec_driver_sql(f"INSERT INTO {table}_new SELECT * FROM {table}")
+    conn.exec_driver_sql(f"DROP TABLE {table}")
+    conn.exec_driver_sql(f"ALTER TABLE {table}_new RENAME TO {table}")
+    for index in indexes:
+        conn.exec_driver_sql(index)
+    for i, (name, col) in enumerate(children):
+        keep = f"temp.rebuild_keep{i}"
+        conn.exec_driver_sql(
+            f'UPDATE "{name}" SET "{col}" = (SELECT v FROM {keep} WHERE rid = "{name}".rowid) '
+            f"WHERE rowid IN (SELECT rid FROM {keep})"
+        )
+        conn.exec_driver_sql(f"DROP TABLE {keep}")
+
+
+@migration
+def m016_trigger_event(conn: Connection) -> None:
+    # issue 12: `campaignctl trigger` records each event once per campaign (the unique row is
+    # the guard: the same event id never enrols anyone twice); a trigger campaign's messages
+    # carry the event's row id (0 for every other message), and the message key includes it,
+    # so a lead gets one message per step per event
+    _ddl(
+        conn,
+        """
+        CREATE TABLE trigger_event (
+            id INTEGER PRIMARY KEY,
+            campaign VARCHAR NOT NULL,
+            event_id VARCHAR NOT NULL,
+            data JSON NOT NULL,
+            received_at DATETIME NOT NULL,
+            enrolled INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (campaign, event_id)
+        );
+        ALTER TABLE message ADD COLUMN trigger_event INTEGER NOT NULL DEFAULT 0
+        """,
+    )
+    _rebuild_unique(
+        conn,
+        "message",
+        "UNIQUE (campaign, step, lead_id)",
+        "UNIQUE (campaign, step, lead_id, trigger_event)",
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

@@ -95,10 +95,11 @@ class Enrolment(SQLModel, table=True):
 
 
 class Message(SQLModel, table=True):
-    """One (campaign, step, lead): the unique key is what makes a message go at most once."""
+    """One (campaign, step, lead, trigger event): the unique key is what makes a message go at
+    most once (`trigger_event` is 0 but for a trigger campaign's messages: one per event)."""
 
     __tablename__ = "message"
-    __table_args__ = (UniqueConstraint("campaign", "step", "lead_id"),)
+    __table_args__ = (UniqueConstraint("campaign", "step", "lead_id", "trigger_event"),)
     id: int | None = Field(default=None, primary_key=True)
     campaign: str
     step: str
@@ -129,6 +130,8 @@ class Message(SQLModel, table=True):
     content_sid: str | None = None
     # the files attached at the last claim: [{"file": path as rendered, "size": bytes}]
     attachments: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
+    # a trigger campaign's event (`trigger_event.id`) the message is about; 0 for the others
+    trigger_event: int = 0
 
 
 class Event(SQLModel, table=True):
@@ -179,6 +182,21 @@ class TestSend(SQLModel, table=True):
     claimed_at: datetime = Field(sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     provider_id: str | None = None
+
+
+class TriggerEvent(SQLModel, table=True):
+    """One event given to `campaignctl trigger` for a trigger campaign: recorded once per
+    (campaign, event id), in the transaction that enrols its matches; templates see `data` as
+    `item` (the claim reads it by the message's `trigger_event`)."""
+
+    __tablename__ = "trigger_event"
+    __table_args__ = (UniqueConstraint("campaign", "event_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str
+    event_id: str  # the event's `id`, as text (1 and "1" are the same event)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    enrolled: int = 0  # how many leads it enrolled
 
 
 class Suppression(SQLModel, table=True):
@@ -251,6 +269,7 @@ EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
 META: Table = SQLModel.metadata.tables[Meta.__tablename__]
 JOURNAL: Table = SQLModel.metadata.tables[Journal.__tablename__]
 TEST_SEND: Table = SQLModel.metadata.tables[TestSend.__tablename__]
+TRIGGER_EVENT: Table = SQLModel.metadata.tables[TriggerEvent.__tablename__]
 
 
 SUPPRESSION: Table = SQLModel.metadata.tables[Suppression.__tablename__]

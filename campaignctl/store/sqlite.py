@@ -205,6 +205,13 @@ class SQLiteDialect:
         exact = f"EXISTS (SELECT 1 FROM json_each(lead.tags) WHERE json_each.value = {tag})"
         return f"(instr(lead.tags, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
 
+    def array_has(self, path: str, value: str, quoted: str | None = None) -> str:
+        exact = (
+            f"EXISTS (SELECT 1 FROM json_each(lead.attrs, {path}) WHERE json_each.value = {value} "
+            "AND json_each.type NOT IN ('array', 'object'))"
+        )
+        return f"(instr(lead.attrs, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
+
     def pick_leads(
         self,
         conn: Connection,
@@ -212,6 +219,9 @@ class SQLiteDialect:
         channels: list[str],
         verdict: str,
         params: dict[str, Any],
+        *,
+        ids: list[int] | None = None,
+        stopped_only: bool = False,
     ) -> None:
         # through SQLAlchemy (not the raw connection), so a full or read-only database is
         # reported like any other write (Store._errors_mapped)
@@ -221,13 +231,25 @@ class SQLiteDialect:
             "(lead_id INTEGER PRIMARY KEY, verdict INTEGER)"
         )
         raw.exec_driver_sql("DELETE FROM enrol_pick")
+        states = " AND state != 'active'" if stopped_only else ""
+        only = ""
+        if ids is not None:
+            raw.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS enrol_only (lead_id INTEGER PRIMARY KEY)"
+            )
+            raw.exec_driver_sql("DELETE FROM enrol_only")
+            raw.exec_driver_sql(
+                "INSERT OR IGNORE INTO enrol_only (lead_id) VALUES (?)", [(i,) for i in ids]
+            )
+            only = "AND lead.id IN (SELECT lead_id FROM enrol_only) "
         marks = ", ".join(f":pick_ch{i}" for i in range(len(channels)))
         names = {f"pick_ch{i}": ch for i, ch in enumerate(channels)}
         # MATERIALIZED: the verdict is computed once per lead, not again for the WHERE
         raw.exec_driver_sql(
             "WITH c AS MATERIALIZED ("
             f"SELECT lead.id AS id, {verdict} AS v FROM lead "
-            "WHERE lead.id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = :pick_campaign) "
+            "WHERE lead.id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = :pick_campaign"
+            f"{states}) {only}"
             f"AND lead.id NOT IN (SELECT lead_id FROM optout WHERE channel IN ({marks})) "
             # an erased lead (`leads delete`: neither email nor phone) never enrols again
             "AND (lead.email IS NOT NULL OR lead.phone IS NOT NULL)"
@@ -269,6 +291,26 @@ class SQLiteDialect:
                 tuple(values),
             )
         return count
+
+    def enrol_picked_event(
+        self, conn: Connection, campaign: str, now: datetime, message: dict[str, Any] | None
+    ) -> int:
+        conn.exec_driver_sql(
+            "INSERT OR IGNORE INTO enrolment (campaign, lead_id, state, enrolled_at, updated_at) "
+            "SELECT ?, lead_id, 'active', ?, ? FROM enrol_pick WHERE verdict = 1 ORDER BY lead_id",
+            (campaign, _stamp(now), _stamp(now)),
+        )
+        count = conn.exec_driver_sql("SELECT count(*) FROM enrol_pick WHERE verdict = 1").scalar()
+        if message:
+            cols = list(message)
+            values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
+            conn.exec_driver_sql(
+                f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
+                f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
+                "WHERE verdict = 1 ORDER BY lead_id",
+                tuple(values),
+            )
+        return int(count or 0)
 
 
 def _stamp(t: datetime) -> str:

@@ -1,0 +1,60 @@
+"""Trigger events (`campaignctl trigger`): one row per (campaign, event id), the guard that
+makes an event enrol its matches once, even from two processes at once (the row is inserted in
+the write transaction that enrols them; a second insert of the same id is ignored)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.schema import TRIGGER_EVENT
+
+
+def record(
+    conn: Conn, campaign: str, event_id: str, data: dict[str, Any], now: datetime
+) -> int | None:
+    """Record the event; its row id, or None when this campaign already had this event id."""
+    c = connection(conn)
+    cur = c.execute(
+        dialect_of(c).insert_ignore(TRIGGER_EVENT),
+        {"campaign": campaign, "event_id": event_id, "data": data, "received_at": now},
+    )
+    if cur.rowcount != 1:
+        return None
+    key = cur.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def recorded(conn: Conn, campaign: str, event_id: str) -> Any | None:
+    """The event's row (id, received_at, enrolled), or None when it was never received."""
+    return (
+        connection(conn)
+        .execute(
+            select(TRIGGER_EVENT.c.id, TRIGGER_EVENT.c.received_at, TRIGGER_EVENT.c.enrolled).where(
+                TRIGGER_EVENT.c.campaign == campaign, TRIGGER_EVENT.c.event_id == event_id
+            )
+        )
+        .first()
+    )
+
+
+def set_enrolled(conn: Conn, row_id: int, count: int) -> None:
+    connection(conn).execute(
+        update(TRIGGER_EVENT).where(TRIGGER_EVENT.c.id == row_id).values(enrolled=count)
+    )
+
+
+def data_of(conn: Conn, row_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Each event's data (what templates see as `item`), by row id."""
+    ids = sorted({i for i in row_ids if i})
+    if not ids:
+        return {}
+    rows = connection(conn).execute(
+        select(TRIGGER_EVENT.c.id, TRIGGER_EVENT.c.data).where(TRIGGER_EVENT.c.id.in_(ids))
+    )
+    return {r.id: r.data for r in rows}

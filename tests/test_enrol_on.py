@@ -1,0 +1,135 @@
+"""`enrol_on` on a sequence: a lead enrols when a lead event happens (a first import, a status
+change, a tag added), once per lead per campaign (issue 12 #2)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support.project import OUTBOX_CHANNELS, write_project
+
+CAMPAIGN = """\
+[campaigns.nurture]
+status = "active"
+enrol_on = {events}
+audience = {audience}
+
+[[campaigns.nurture.steps]]
+name = "hello"
+channel = "email"
+subject = "Hello"
+body = "Hi {{{{ lead.first_name | default('there') }}}}"
+"""
+
+LEADS = "Email,First Name\nana@x.com,Ana\nben@x.com,Ben\n"
+
+
+def _project(folder: Path, events: str, audience: str = '""') -> Path:
+    write_project(
+        folder,
+        OUTBOX_CHANNELS,
+        CAMPAIGN.format(events=events, audience=audience),
+        tz="UTC",
+        region=None,
+    )
+    (folder / "leads.csv").write_text(LEADS)
+    return folder
+
+
+def _enrolled(folder: Path) -> list[str]:
+    with sqlite3.connect(folder / "campaignctl.db") as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT lead.email FROM enrolment JOIN lead ON lead.id = enrolment.lead_id "
+                "WHERE campaign = 'nurture' ORDER BY lead.email"
+            )
+        ]
+
+
+def _messages(folder: Path) -> int:
+    with sqlite3.connect(folder / "campaignctl.db") as conn:
+        return int(conn.execute("SELECT count(*) FROM message").fetchone()[0])
+
+
+def test_import_enrols_each_imported_lead_once(cli, tmp_path):
+    project = _project(tmp_path, '["import"]')
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == ["ana@x.com", "ben@x.com"]
+    r = cli("-C", project, "leads", "import", "leads.csv", "--update")
+    assert r.exit_code == 0, r.output
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == ["ana@x.com", "ben@x.com"]
+    assert _messages(project) == 2
+
+
+def test_status_qualified_enrols_once_even_when_it_changes_twice(cli, tmp_path):
+    project = _project(tmp_path, '["status:qualified"]')
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == []  # importing is not the event; no pass enrols everyone
+    assert cli("-C", project, "leads", "set", "ana@x.com", "status=qualified").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == ["ana@x.com"]
+    assert cli("-C", project, "leads", "set", "ana@x.com", "status=new").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ana@x.com", "status=qualified").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == ["ana@x.com"]
+    assert _messages(project) == 1
+
+
+def test_tag_buyer_enrols_through_leads_tag_case_insensitively(cli, tmp_path):
+    project = _project(tmp_path, '["tag:Buyer"]', audience="\"first_name != 'Ben'\"")
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    r = cli("-C", project, "leads", "tag", "BUYER", "--where", "true")
+    assert r.exit_code == 0, r.output
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == ["ana@x.com"]  # the audience still applies: not Ben
+
+
+def test_events_before_and_between_passes_are_all_read(cli, tmp_path):
+    project = _project(tmp_path, '["status:qualified", "tag:buyer"]')
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ana@x.com", "status=qualified").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ben@x.com", "tags=buyer").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert _enrolled(project) == ["ana@x.com", "ben@x.com"]
+
+
+@pytest.mark.parametrize(
+    ("events", "says"),
+    [
+        ('["import", "stage:qualified"]', "campaigns.nurture.enrol_on[1]"),
+        ('["tag:"]', "campaigns.nurture.enrol_on[0]"),
+    ],
+)
+def test_unknown_enrol_on_events_are_check_errors(cli, tmp_path, events, says):
+    project = _project(tmp_path, events)
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1
+    assert says in r.output
+    assert '"status:VALUE"' in r.output
+
+
+def test_reenrol_is_not_supported_yet(cli, tmp_path):
+    project = _project(tmp_path, '["import"]')
+    text = (project / "campaigns.toml").read_text()
+    text = text.replace('enrol_on = ["import"]', 'enrol_on = ["import"]\nreenrol = true')
+    (project / "campaigns.toml").write_text(text)
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1
+    assert "campaigns.nurture.reenrol" in r.output
+    assert "not supported yet" in r.output
+
+
+def test_enrol_on_is_for_sequences(cli, tmp_path):
+    project = _project(tmp_path, '["import"]')
+    text = (project / "campaigns.toml").read_text()
+    (project / "campaigns.toml").write_text(text.replace('status = "active"', 'kind = "blast"'))
+    r = cli("-C", project, "check")
+    assert r.exit_code == 1
+    assert "enrol_on is for sequences" in r.output
