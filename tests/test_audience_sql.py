@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from campaignctl.audience import (
@@ -105,6 +105,8 @@ def _python(expr: str, ctx: dict[str, Any]) -> bool | None:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(lead, min_size=1, max_size=8), st.lists(expression, min_size=1, max_size=4))
+# SQLite's JSON functions cut a text at NUL: such a lead is left to Python (found by hypothesis)
+@example([{"status": "new", "first_name": None, "tags": [], "attrs": {"b": "\x00"}}], ["b != ''"])
 def test_sql_verdicts_agree_with_python(leads: list[dict[str, Any]], exprs: list[str]) -> None:
     with _STORE.write() as s:
         s.connection().exec_driver_sql("DELETE FROM lead")

@@ -131,4 +131,6 @@ def verdict(cond: Cond, dialect: Dialect) -> tuple[str, dict[str, Any]]:
     """The SQL expression (1, 0 or NULL per lead row) and its bound parameters."""
     b = _Builder(dialect)
     sql = b.cond(cond)
+    if sql not in ("0", "1", "NULL"):
+        sql = f"(CASE WHEN {dialect.json_unreliable()} THEN NULL ELSE {sql} END)"
     return sql, b.params

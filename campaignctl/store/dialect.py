@@ -89,6 +89,10 @@ class Dialect(Protocol):
         type as SQLite's json_type spells it (text, integer, real, true, false, null, array,
         object), NULL when absent."""
 
+    def json_unreliable(self) -> str:
+        """SQL true for a lead whose tags or attributes the JSON functions above would misread
+        (SQLite's cut a text at a NUL character), so that Python decides for it."""
+
     def has_tag(self, tag: str, quoted: str | None) -> str:
         """SQL true when the lead's tags hold the tag bound as `tag`; `quoted` (when given) is
         bound to its JSON text, for a quick test before the exact one."""

@@ -201,6 +201,10 @@ class SQLiteDialect:
     def json_field(self, path: str) -> tuple[str, str]:
         return f"json_extract(lead.attrs, {path})", f"json_type(lead.attrs, {path})"
 
+    def json_unreliable(self) -> str:
+        # json_extract and json_each end a text at NUL ("\u0000" in the stored JSON)
+        return "(instr(lead.attrs, '\\u0000') > 0 OR instr(lead.tags, '\\u0000') > 0)"
+
     def has_tag(self, tag: str, quoted: str | None) -> str:
         exact = f"EXISTS (SELECT 1 FROM json_each(lead.tags) WHERE json_each.value = {tag})"
         return f"(instr(lead.tags, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
