@@ -10,28 +10,14 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.errors import NotFoundError, UsageError
+from campaignctl.store.messages import LISTING_COLUMNS
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
     from campaignctl.store import Store
 
-#: The columns of each row, in order (csv header, json keys, table columns).
-COLUMNS = (
-    "id",
-    "lead",
-    "campaign",
-    "step",
-    "channel",
-    "variant",
-    "status",
-    "reason",
-    "reason_code",
-    "provider_id",
-    "attempts",
-    "due_at",
-    "claimed_at",
-    "sent_at",
-)
+#: The columns of each row, in order (csv header, json keys, table columns): the store's.
+COLUMNS = LISTING_COLUMNS
 _TIMES = tuple(i for i, c in enumerate(COLUMNS) if c.endswith("_at"))
 
 
