@@ -115,15 +115,75 @@ def test_unknown_enrol_on_events_are_check_errors(cli, tmp_path, events, says):
     assert '"status:VALUE"' in r.output
 
 
-def test_reenrol_is_not_supported_yet(cli, tmp_path):
-    project = _project(tmp_path, '["import"]')
+def _reenrol(project: Path) -> None:
     text = (project / "campaigns.toml").read_text()
-    text = text.replace('enrol_on = ["import"]', 'enrol_on = ["import"]\nreenrol = true')
-    (project / "campaigns.toml").write_text(text)
+    (project / "campaigns.toml").write_text(
+        text.replace("enrol_on =", "reenrol = true\nenrol_on =")
+    )
+
+
+def _runs(folder: Path) -> list[tuple[str, int, str]]:
+    with sqlite3.connect(folder / "campaignctl.db") as conn:
+        return list(
+            conn.execute(
+                "SELECT lead.email, message.trigger_event, message.state FROM message "
+                "JOIN lead ON lead.id = message.lead_id ORDER BY message.id"
+            )
+        )
+
+
+def test_reenrol_starts_the_sequence_again_once_per_new_event(cli, tmp_path):
+    project = _project(tmp_path, '["status:qualified"]')
+    _reenrol(project)
+    assert cli("-C", project, "check").exit_code == 0
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ana@x.com", "status=qualified").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert _runs(project) == [("ana@x.com", 0, "sent")]  # one step: the enrolment completed
+    # qualified again (twice between two passes): one new run, its message apart from the first
+    for status in ("new", "qualified", "new", "qualified"):
+        assert cli("-C", project, "leads", "set", "ana@x.com", f"status={status}").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    runs = _runs(project)
+    assert [(who, state) for who, _, state in runs] == [
+        ("ana@x.com", "sent"),
+        ("ana@x.com", "sent"),
+    ]
+    assert runs[1][1] < 0  # minus the journal row of the event that enrolled her again
+    assert len(list((project / "outbox").glob("*.eml"))) == 2
+    # nothing new: a pass sends nothing more, and an active enrolment is never restarted
+    assert cli("-C", project, "send").exit_code == 0
+    assert len(_runs(project)) == 2
+    assert _enrolled(project) == ["ana@x.com"]
+
+
+def test_reenrol_respects_opt_outs_and_the_audience(cli, tmp_path):
+    project = _project(tmp_path, '["tag:buyer"]', audience="\"status == 'new'\"")
+    _reenrol(project)
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    for who in ("ana@x.com", "ben@x.com"):
+        assert (
+            cli("-C", project, "leads", "tag", "buyer", "--where", f"email == '{who}'").exit_code
+            == 0
+        )
+    assert cli("-C", project, "send").exit_code == 0
+    assert len(_runs(project)) == 2
+    assert cli("-C", project, "leads", "optout", "ana@x.com").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ben@x.com", "status=won").exit_code == 0
+    for who in ("ana@x.com", "ben@x.com"):  # the event again, for both
+        assert cli("-C", project, "leads", "set", who, "tags-=buyer").exit_code == 0
+        assert cli("-C", project, "leads", "set", who, "tags+=buyer").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert len(_runs(project)) == 2  # ana opted out, ben no longer matches the audience
+
+
+def test_reenrol_needs_enrol_on(cli, tmp_path):
+    project = _project(tmp_path, "[]")
+    _reenrol(project)
     r = cli("-C", project, "check")
     assert r.exit_code == 1
     assert "campaigns.nurture.reenrol" in r.output
-    assert "not supported yet" in r.output
+    assert "reenrol applies to enrol_on events" in r.output
 
 
 def test_enrol_on_is_for_sequences(cli, tmp_path):

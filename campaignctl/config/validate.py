@@ -296,10 +296,10 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
                     f"{base}.enrol_on[{i}]",
                     f"unknown event {event!r}: use {ENROL_ON_FORMS}",
                 )
-        if camp.reenrol:
+        if camp.reenrol and not camp.enrol_on:
             add(
                 f"{base}.reenrol",
-                "reenrol = true is not supported yet: a lead enrols once per campaign",
+                "reenrol applies to enrol_on events: set enrol_on too, or remove reenrol",
             )
         seen: dict[str, int] = {}
         for i, step in enumerate(camp.steps):

@@ -250,7 +250,7 @@ class Claims(Outcomes, AbTests):
         step = self.cfg.campaigns[r.campaign].steps[index]
         to = decision.address
         item = None
-        if r.trigger_event:  # a trigger campaign's message: its event is `item`
+        if r.trigger_event > 0:  # a trigger campaign's message: its event is `item`
             item = store_triggers.data_of(conn, [r.trigger_event]).get(r.trigger_event, {})
         rendered = self.renderer.render(
             r.campaign,

@@ -134,11 +134,14 @@ class Enrolment(EngineContext):
         res: PassResult | None = None,
         ids: list[int] | None = None,
         cursor: int | None = None,
+        runs: dict[int, int] | None = None,
     ) -> int:
         """Enrol one campaign's matching leads in one transaction: picked in SQL where the
         audience translates (`store.audience_sql`), the rest evaluated here. A lead the audience
         fails on is skipped; the first failure per lead and campaign is journalled. `ids`: only
-        these leads (an `enrol_on` campaign's), and `cursor` its journal position to keep."""
+        these leads (an `enrol_on` campaign's), and `cursor` its journal position to keep.
+        `runs` (a `reenrol` campaign's): lead -> the journal row of its enrolling event; those
+        whose enrolment ended are enrolled again, in the same transaction."""
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         cond = condition(camp.audience)
         first = camp.steps[0]
@@ -155,6 +158,8 @@ class Enrolment(EngineContext):
                 store_enrolment.pick(conn, name, [first.channel, "*"], cond, ids=ids)
                 self._settle_picks(conn, matches, errors)
                 count = self._enrol_picked(conn, name, first, now, start)
+            if runs:
+                count += self._reenrol(conn, name, first, matches, now, start, runs, errors)
             self._journal_errors(conn, name, errors, now)
             if camp.kind == "blast":
                 meta.set_blast_enrolled(conn, name, now)
@@ -240,6 +245,50 @@ class Enrolment(EngineContext):
         store_enrolment.add_messages(conn, messages)
         return count
 
+    def _reenrol(
+        self,
+        conn: Conn,
+        name: str,
+        first: Step,
+        matches: AudienceMatcher,
+        now: datetime,
+        start: datetime | None,
+        runs: dict[int, int],
+        errors: dict[int, str],
+    ) -> int:
+        """`reenrol = true`: the leads in `runs` whose enrolment ended start the sequence again
+        when the audience still matches, as an enrolment would (not erased, not opted out of the
+        first step's channel). The new run's messages carry the enrolling journal row's id,
+        negated, in `trigger_event`: the message key (campaign, step, lead, trigger_event) keeps
+        each run's messages apart, and each still goes at most once."""
+        ended = store_enrolment.ended_of(conn, name, sorted(runs))
+        if not ended:
+            return 0
+        leads = self._leads(conn, ended)
+        optouts = store_leads.optouts_of(conn, ended)
+        again: list[int] = []
+        messages: list[dict[str, Any]] = []
+        for lead_id in ended:
+            lead = leads.get(lead_id)
+            if lead is None or not (lead.email or lead.phone):
+                continue  # erased
+            if optouts[lead_id] & {first.channel, "*"}:
+                continue
+            answer = matches.verdict(lead.context)
+            if isinstance(answer, str):
+                errors[lead_id] = answer
+            if answer is not True:
+                continue
+            again.append(lead_id)
+            message = self._new_message(
+                name, first, 0, lead_id, self._due(now, first, lead, start), now
+            )
+            message["trigger_event"] = -runs[lead_id]
+            messages.append(message)
+        store_enrolment.reactivate(conn, name, again, now)
+        store_enrolment.add_messages(conn, messages)
+        return len(again)
+
     def _enrol_on_events(
         self, name: str, camp: Campaign, now: datetime, res: PassResult | None
     ) -> int:
@@ -250,22 +299,28 @@ class Enrolment(EngineContext):
         with self.store.read() as s:
             after = meta.enrol_on_cursor(s, name)
             last = after
-            ids: set[int] = set()
+            runs: dict[int, int] = {}  # lead -> its last matching event's journal row
             while True:
                 rows = journal.lead_events(s, last, JOURNAL_KINDS, limit=5000)
                 if not rows:
                     break
                 last = rows[-1].id
-                ids.update(
-                    r.lead_id
-                    for r in rows
-                    if r.lead_id is not None
-                    and lead_event_matches(events, r.kind, r.code, r.detail)
-                )
+                for r in rows:
+                    if r.lead_id is not None and lead_event_matches(
+                        events, r.kind, r.code, r.detail
+                    ):
+                        runs[r.lead_id] = r.id
         if last == after:
             return 0
         return self._enrol_campaign(
-            name, camp, now, self.start_at(camp), res, ids=sorted(ids), cursor=last
+            name,
+            camp,
+            now,
+            self.start_at(camp),
+            res,
+            ids=sorted(runs),
+            cursor=last,
+            runs=runs if camp.reenrol else None,
         )
 
     def enrol_event(

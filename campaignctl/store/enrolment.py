@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaignctl.audience import Cond
 from campaignctl.store.audience_sql import verdict
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.journal import Kind
 from campaignctl.store.leads import CHUNK
-from campaignctl.store.schema import JOURNAL, MESSAGE
+from campaignctl.store.schema import ENROLMENT, JOURNAL, MESSAGE
 
 
 def pick(
@@ -119,3 +119,33 @@ def verdicts(conn: Conn, cond: Cond) -> dict[int, int | None]:
     c = connection(conn)
     sql, params = verdict(cond, dialect_of(c))
     return {r[0]: r[1] for r in c.execute(text(f"SELECT lead.id, {sql} FROM lead"), params)}
+
+
+def ended_of(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> list[int]:
+    """Which of these leads have an enrolment in `campaign` that ended (completed or stopped)."""
+    c = connection(conn)
+    out: list[int] = []
+    for i in range(0, len(lead_ids), CHUNK):
+        out += c.execute(
+            select(ENROLMENT.c.lead_id).where(
+                ENROLMENT.c.campaign == campaign,
+                ENROLMENT.c.lead_id.in_(lead_ids[i : i + CHUNK]),
+                ENROLMENT.c.state != "active",
+            )
+        ).scalars()
+    return sorted(out)
+
+
+def reactivate(conn: Conn, campaign: str, lead_ids: Sequence[int], now: datetime) -> None:
+    """Enrol these leads in `campaign` again (`reenrol`): their ended enrolment is active anew."""
+    c = connection(conn)
+    for i in range(0, len(lead_ids), CHUNK):
+        c.execute(
+            update(ENROLMENT)
+            .where(
+                ENROLMENT.c.campaign == campaign,
+                ENROLMENT.c.lead_id.in_(lead_ids[i : i + CHUNK]),
+                ENROLMENT.c.state != "active",
+            )
+            .values(state="active", reason=None, enrolled_at=now, updated_at=now)
+        )

@@ -96,7 +96,8 @@ class Enrolment(SQLModel, table=True):
 
 class Message(SQLModel, table=True):
     """One (campaign, step, lead, trigger event): the unique key is what makes a message go at
-    most once (`trigger_event` is 0 but for a trigger campaign's messages: one per event)."""
+    most once (`trigger_event` is 0 but for a trigger campaign's messages, one per event, and a
+    `reenrol` sequence's later runs, one per run)."""
 
     __tablename__ = "message"
     __table_args__ = (UniqueConstraint("campaign", "step", "lead_id", "trigger_event"),)
@@ -130,7 +131,9 @@ class Message(SQLModel, table=True):
     content_sid: str | None = None
     # the files attached at the last claim: [{"file": path as rendered, "size": bytes}]
     attachments: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
-    # a trigger campaign's event (`trigger_event.id`) the message is about; 0 for the others
+    # which run of the sequence the message belongs to: a trigger campaign's event
+    # (`trigger_event.id`); for a `reenrol` sequence enrolled again, minus the journal row of the
+    # event that enrolled it; 0 for every other message
     trigger_event: int = 0
 
 
