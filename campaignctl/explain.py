@@ -147,6 +147,9 @@ def _journal_line(j: Any, tz: ZoneInfo) -> Line:
         return Line(j.at, "tag", f"tag {d.get('tag')!r} {j.code} (by {j.source})")
     if kind == Kind.LEAD_ERASED:
         return Line(j.at, "erased", "erased: fields and message content removed")
+    if kind == Kind.REENROLLED:
+        text = "enrolled again (reenrol): the event that enrols came again after the sequence ended"
+        return Line(j.at, "enrolled", text, **where)
     if kind == Kind.AUDIENCE_ERROR:
         return Line(j.at, "not enrolled", f"audience not computable: {d.get('error')}", **where)
     if kind == Kind.DEFERRED:

@@ -3,6 +3,7 @@ change, a tag added), once per lead per campaign (issue 12 #2)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -151,6 +152,13 @@ def test_reenrol_starts_the_sequence_again_once_per_new_event(cli, tmp_path):
     ]
     assert runs[1][1] < 0  # minus the journal row of the event that enrolled her again
     assert len(list((project / "outbox").glob("*.eml"))) == 2
+    r = cli("-C", project, "explain", "ana@x.com", "--format", "json")
+    assert r.exit_code == 0, r.output
+    lines = [(x["what"], x["campaign"]) for x in json.loads(r.stdout)["timeline"]]
+    assert lines.count(("enrolled", "nurture")) == 2  # the first enrolment and the second
+    times = [x["at"] for x in json.loads(r.stdout)["timeline"] if x["what"] == "enrolled"]
+    assert times[0] < times[1]
+    assert any("enrolled again (reenrol)" in x["text"] for x in json.loads(r.stdout)["timeline"])
     # nothing new: a pass sends nothing more, and an active enrolment is never restarted
     assert cli("-C", project, "send").exit_code == 0
     assert len(_runs(project)) == 2

@@ -287,6 +287,20 @@ class Enrolment(EngineContext):
             messages.append(message)
         store_enrolment.reactivate(conn, name, again, now)
         store_enrolment.add_messages(conn, messages)
+        journal.add(
+            conn,
+            [
+                journal.entry(
+                    journal.Kind.REENROLLED,
+                    now,
+                    {"event": runs[lead_id]},
+                    lead_id=lead_id,
+                    campaign=name,
+                    source="engine",
+                )
+                for lead_id in again
+            ],
+        )
         return len(again)
 
     def _enrol_on_events(

@@ -137,7 +137,8 @@ def ended_of(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> list[int]:
 
 
 def reactivate(conn: Conn, campaign: str, lead_ids: Sequence[int], now: datetime) -> None:
-    """Enrol these leads in `campaign` again (`reenrol`): their ended enrolment is active anew."""
+    """Enrol these leads in `campaign` again (`reenrol`): their ended enrolment is active anew.
+    `enrolled_at` keeps the first enrolment; the journal records each later one."""
     c = connection(conn)
     for i in range(0, len(lead_ids), CHUNK):
         c.execute(
@@ -147,5 +148,5 @@ def reactivate(conn: Conn, campaign: str, lead_ids: Sequence[int], now: datetime
                 ENROLMENT.c.lead_id.in_(lead_ids[i : i + CHUNK]),
                 ENROLMENT.c.state != "active",
             )
-            .values(state="active", reason=None, enrolled_at=now, updated_at=now)
+            .values(state="active", reason=None, updated_at=now)
         )

@@ -37,6 +37,9 @@ class Kind(StrEnum):
     LEAD_ERASED = "lead.erased"
     #: A campaign's audience could not be evaluated on this lead (detail: error): not enrolled.
     AUDIENCE_ERROR = "audience.error"
+    #: A `reenrol` sequence enrolled the lead again (detail: event, the journal row that did;
+    #: its messages carry minus that id as `trigger_event`).
+    REENROLLED = "enrolment.again"
     #: A message moved later (code: engine.decide.Why; detail: until, reason).
     DEFERRED = "message.deferred"
     #: A send failed transiently and will be retried (code: error code; detail: until, error).
