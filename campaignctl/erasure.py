@@ -7,7 +7,7 @@ events keep their kind and time but lose what they quoted (reply text, addresses
 opt-outs lose their detail; pending messages are skipped ("lead erased") and active sequences
 stopped. Each address the lead had goes on the suppression list for every channel as a keyed
 hash (source "erased"), so a later import of the same person is never messaged. A `lead.erased`
-journal row records it; the journal holds no personal data, so it stays as it is.
+journal row records it; the journal stays, but its tag changes lose which tag (docs/erasure.md).
 """
 
 from __future__ import annotations

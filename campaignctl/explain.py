@@ -184,6 +184,12 @@ def _enrolments(
         camp = cfg.campaigns.get(e.campaign)
         if camp is None:
             why = "(campaign no longer in the campaign file)"
+        elif camp.kind == "trigger":
+            why = "a trigger event whose audience matched"
+        elif camp.enrol_on:
+            why = f"an event of its enrol_on ({', '.join(camp.enrol_on)})"
+            if camp.audience and camp.audience.strip():
+                why += f", audience matched: {camp.audience}"
         elif camp.audience and camp.audience.strip():
             why = f"audience matched: {camp.audience}"
         else:
@@ -219,6 +225,15 @@ def _not_enrolled(camp: Campaign, context: dict[str, Any], optouts: set[str], na
         if not matches:
             part = why_not(camp.audience, context, where)
             return f"audience {camp.audience!r} does not match: {part}"
+    if camp.kind == "trigger":
+        return (
+            "a trigger campaign: it enrols on `campaignctl trigger` events, none reached this lead"
+        )
+    if camp.enrol_on:
+        return (
+            f"it enrols on events ({', '.join(camp.enrol_on)}), and none of them has happened "
+            "to this lead since the campaign began reading them"
+        )
     if camp.kind == "blast":
         return "the blast enrolled its audience before this lead was added, or has not started"
     return "matches the audience: enrols at the next send pass"
@@ -238,8 +253,18 @@ def _messages(
         if j.kind == Kind.DEFERRED and j.message_id not in first_deferral:
             first_deferral[j.message_id] = j
     # what each message's due time was counted from: the enrolment, or the step before's send
-    bases = {(e.campaign, 0): e.enrolled_at for e in enrolments}
-    bases |= {(m.campaign, m.step_index + 1): m.sent_at for m in msgs if m.sent_at is not None}
+    # (per run: a re-enrolled run counts from its own enrolment, journalled as enrolment.again)
+    bases = {(e.campaign, 0, 0): e.enrolled_at for e in enrolments}
+    bases |= {
+        (j.campaign, 0, -int((j.detail or {}).get("event", 0))): j.at
+        for j in logged
+        if j.kind == Kind.REENROLLED
+    }
+    bases |= {
+        (m.campaign, m.step_index + 1, m.trigger_event): m.sent_at
+        for m in msgs
+        if m.sent_at is not None
+    }
     for m in msgs:
         where = _where(m)
         moved = first_deferral.get(m.id)
@@ -251,16 +276,20 @@ def _messages(
         end = m.sent_at or (m.updated_at if m.state in ("failed", "skipped") else now)
         if m.state == "pending":  # one line: when it goes, and what it waits for
             yield _pending(m, now, tz)
+        elif m.state == "skipped" and due > m.updated_at:  # skipped before it fell due
+            yield _outcome(m)
         else:
             yield Line(due, "due", f"due on {m.channel}{_scheduled(cfg, m, due, bases)}", **where)
             yield _outcome(m)
         yield from _held(m, holds, due, end, cfg, tz)
 
 
-def _scheduled(cfg: Config, m: Any, due: datetime, bases: dict[tuple[str, int], datetime]) -> str:
+def _scheduled(
+    cfg: Config, m: Any, due: datetime, bases: dict[tuple[str, int, int], datetime]
+) -> str:
     """How the due time was set: the step's delay after its base, moved to the campaign's start
     or to the channel's window in the lead's time zone."""
-    base = bases.get((m.campaign, m.step_index))
+    base = bases.get((m.campaign, m.step_index, m.trigger_event))
     camp = cfg.campaigns.get(m.campaign)
     if base is None or camp is None or m.step_index >= len(camp.steps):
         return ""

@@ -7,7 +7,7 @@ Each function is one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,20 +40,42 @@ class SuppressReport:
     notes: list[str] = field(default_factory=list)  # "line N: ..."
 
 
+def _addresses(path: Path, region: str | None, mapping: Sequence[str]) -> Iterator[Any]:
+    """The file's rows as `leads import` reads them; a file without an email or phone column
+    is refused with the `suppress import --map` that fixes it (never a hint to import the
+    addresses as leads, which would make them contactable)."""
+    from campaignctl.leads import LeadsInputError
+    from campaignctl.leads.importer import read_addresses
+
+    try:
+        yield from read_addresses(path, region, mapping=mapping)
+    except LeadsInputError as exc:
+        if "no email or phone column" not in exc.message:
+            raise
+        raise LeadsInputError(
+            exc.message,
+            f"campaignctl suppress import {path} --map email=COLUMN (or --map phone=COLUMN)",
+        ) from None
+
+
 def import_file(
-    open_store: Callable[[], Store], cfg: Config, path: Path, channel: str | None, now: datetime
+    open_store: Callable[[], Store],
+    cfg: Config,
+    path: Path,
+    channel: str | None,
+    now: datetime,
+    mapping: Sequence[str] = (),
 ) -> SuppressReport:
     """Suppress every address of a CSV file (its email and phone columns, found as `leads
     import` finds them) on `channel` (None: every channel). The file is read and checked
     before the database is opened (a bad file creates none); one transaction."""
-    from campaignctl.leads.importer import read_addresses
     from campaignctl.store import meta
     from campaignctl.store import suppression as store_suppression
 
     target = channel or ALL_CHANNELS
     report = SuppressReport(path, target)
     wanted: dict[str, int] = {}  # address -> first line
-    for p in read_addresses(path, cfg.settings.default_region):
+    for p in _addresses(path, cfg.settings.default_region, mapping):
         report.read += 1
         if p.reject is not None:
             report.rejected += 1

@@ -185,6 +185,40 @@ def test_reenrol_respects_opt_outs_and_the_audience(cli, tmp_path):
     assert len(_runs(project)) == 2  # ana opted out, ben no longer matches the audience
 
 
+def test_reenrol_waits_for_an_event_after_the_enrolment_ended(cli, tmp_path):
+    # an event recorded while the lead is still in the sequence does not restart it once the
+    # sequence has stopped (here on an opt-out): only a later event does
+    project = _project(tmp_path, '["tag:buyer"]')
+    text = (project / "campaigns.toml").read_text()
+    text += (
+        '\n[[campaigns.nurture.steps]]\nname = "later"\nchannel = "sms"\ndelay = "2d"\n'
+        'body = "Hi. Reply STOP to opt out"\n'
+    )
+    (project / "campaigns.toml").write_text(text)
+    _reenrol(project)
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ana@x.com", "tags+=buyer").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert [(who, state) for who, _, state in _runs(project)] == [
+        ("ana@x.com", "sent"),
+        ("ana@x.com", "pending"),
+    ]
+    # tagged again while active, then the sequence stops
+    assert cli("-C", project, "leads", "set", "ana@x.com", "tags-=buyer").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ana@x.com", "tags+=buyer").exit_code == 0
+    assert cli("-C", project, "leads", "optout", "ana@x.com", "--channel", "sms").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert len(_runs(project)) == 2  # the earlier event does not restart it
+    # tagged again after it stopped: a new run
+    assert cli("-C", project, "leads", "set", "ana@x.com", "tags-=buyer").exit_code == 0
+    assert cli("-C", project, "leads", "set", "ana@x.com", "tags+=buyer").exit_code == 0
+    assert cli("-C", project, "send").exit_code == 0
+    assert [(who, state) for who, _, state in _runs(project)][2:] == [
+        ("ana@x.com", "sent"),
+        ("ana@x.com", "pending"),
+    ]
+
+
 def test_reenrol_needs_enrol_on(cli, tmp_path):
     project = _project(tmp_path, "[]")
     _reenrol(project)

@@ -122,11 +122,16 @@ def test_erasure_clears_event_content_and_keeps_status_counts(cli: Cli, project:
             )
         )
     store.close()
+    assert cli("-C", project, "leads", "set", ANA, "tags+=Santos-Family").exit_code == 0
     before = cli("-C", project, "status", "--format", "json")
     assert before.exit_code == 0, before.output
 
     r = cli("-C", project, "leads", "delete", ANA_PHONE, "--yes")
     assert r.exit_code == 0, r.output
+    # the journal keeps that a tag was added, not which: a tag can say something about her
+    with sqlite3.connect(project / "campaignctl.db") as db:
+        tags = db.execute("SELECT code, detail FROM journal WHERE kind = 'lead.tag'").fetchall()
+    assert tags == [("added", "{}")]
 
     after = cli("-C", project, "status", "--format", "json")
     assert json.loads(after.stdout)["campaigns"] == json.loads(before.stdout)["campaigns"]
@@ -213,6 +218,9 @@ def test_suppress_bad_input(cli: Cli, project: Path) -> None:
     r = cli("-C", project, "suppress", "import", "x.csv")
     assert r.exit_code == 2
     assert "x.csv: no email or phone column; its columns: 'name', 'city'" in r.stderr
+    # the fix is --map on suppress import: never importing the addresses as leads
+    assert "hint: campaignctl suppress import x.csv --map email=COLUMN" in r.stderr
+    assert "leads import" not in r.stderr
     r = cli("-C", project, "suppress", "import", "x.csv", "--channel", "fax")
     assert r.exit_code == 2
     assert "no channel named 'fax'" in r.stderr

@@ -219,6 +219,11 @@ def test_tags_option_is_checked(cli, imported):
     r = cli("-C", imported, "leads", "import", "second.csv", "--update", "--tags", "swap")
     assert r.exit_code == 2
     assert "--tags" in r.stderr
+    # without --update it would change nothing: refused, with the command that does it
+    r = cli("-C", imported, "leads", "import", "second.csv", "--tags", "replace")
+    assert r.exit_code == 2
+    assert "--tags applies to leads already stored: it needs --update" in r.stderr
+    assert "campaignctl leads import second.csv --update --tags replace" in r.stderr
 
 
 # ---------------------------------------------------------------- leads set
@@ -388,3 +393,19 @@ def test_update_rejects_file_says_updated_or_unchanged(cli, imported):
     assert lines[2].endswith(
         ",3,unchanged; phone +639177654321 already belongs to another lead; not updated"
     )
+
+
+def test_tag_and_list_leave_out_a_lead_the_expression_fails_on(cli, project: Path) -> None:
+    # one "N/A" in a CSV column must not make tagging by that column impossible: the lead is
+    # left out, as a campaign's audience leaves it out, and a warning names it
+    (project / "bud.csv").write_text("email,budget\nc@example.com,5000000\nd@example.com,N/A\n")
+    assert cli("-C", project, "leads", "import", "bud.csv").exit_code == 0
+    r = cli("-C", project, "leads", "tag", "rich", "--where", "lead.budget >= 3000000")
+    assert r.exit_code == 0, r.output
+    assert "added tag 'rich' on 1 lead(s) (1 matched; 0 unchanged)." in r.stdout
+    assert "warning: 1 lead(s) left out" in r.stderr
+    assert "d@example.com" in r.stderr
+    r = cli("-C", project, "leads", "list", "--where", "lead.budget >= 3000000", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert [x["email"] for x in json.loads(r.stdout)] == ["c@example.com"]
+    assert "warning: 1 lead(s) left out" in r.stderr

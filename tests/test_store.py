@@ -80,6 +80,8 @@ def test_the_per_lead_lookups_explain_makes_use_indexes(tmp_path):
         "SELECT id FROM lead WHERE lower(email) = 'a@b.c'": "ix_lead_email_lower",
         "SELECT id FROM message WHERE lead_id = 1": "ix_message_lead_id",
         "SELECT id FROM event WHERE lead_id = 1": "ix_event_lead_id",
+        # one message's events: A/B figures and delivery statuses, once per sent message
+        "SELECT id FROM event WHERE message_id = 1 AND kind = 'reply'": "ix_event_message_kind",
         "SELECT id FROM journal WHERE lead_id = 1": "ix_journal_lead_at",
         "SELECT id FROM journal WHERE lead_id IS NULL AND channel = 'sms' AND at >= '2026'": (
             "ix_journal_lead_at"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from campaignctl.cli.context import state
+from campaignctl.cli.context import state, stderr
 
 
 def set_(
@@ -86,6 +86,8 @@ def tag(
         f"{verb} tag {result.tag!r} on {result.changed:,} lead(s) "
         f"({result.matched:,} matched; {result.matched - result.changed:,} unchanged)."
     )
+    if note := result.skipped.note():
+        stderr().print(f"warning: {note}", markup=False, highlight=False)
 
 
 def register(leads_app: typer.Typer) -> None:

@@ -73,17 +73,24 @@ def import_(
         "attributes and tags the row has; an empty cell erases nothing. Status, opt-outs, "
         "enrolments and history are never touched.",
     ),
-    tags_mode: TagsMode = typer.Option(
-        TagsMode.MERGE,
+    tags_mode: TagsMode | None = typer.Option(
+        None,
         "--tags",
-        help="With --update: merge adds the row's tags to the lead's; replace sets the lead's "
-        "tags to the row's (a row with an empty tags cell leaves them).",
+        help="With --update: merge (the default) adds the row's tags to the lead's; replace "
+        "sets the lead's tags to the row's (a row with an empty tags cell leaves them).",
     ),
 ) -> None:
     """Import leads from a CSV file; duplicates are counted, never inserted twice (with
     --update, existing leads are updated instead)."""
     from campaignctl.leads import import_leads
 
+    if tags_mode is not None and not update:
+        from campaignctl.errors import UsageError
+
+        raise UsageError(
+            "--tags applies to leads already stored: it needs --update",
+            f"campaignctl leads import {csv_path} --update --tags {tags_mode.value}",
+        )
     st = state(ctx)
     cfg = st.config()
     err = stderr()
@@ -98,7 +105,7 @@ def import_(
         dry_run=dry_run,
         encoding=encoding,
         update=update,
-        tags_mode=tags_mode.value,
+        tags_mode=(tags_mode or TagsMode.MERGE).value,
     )
     if err.is_terminal:
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -185,9 +192,13 @@ def list_(
 ) -> None:
     """List leads (with their attributes in csv and json)."""
     from campaignctl.leads import list_leads
+    from campaignctl.leads.listing import Skipped
 
     st = state(ctx)
-    leads = list_leads(st.store(read_only=True), where=where, limit=limit)
+    skipped = Skipped()
+    leads = list_leads(st.store(read_only=True), where=where, limit=limit, skipped=skipped)
+    if note := skipped.note():
+        stderr().print(f"warning: {note}", markup=False, highlight=False)
     if fmt is TableCsvJson.json:
         print_json(leads)
     elif fmt is TableCsvJson.csv:

@@ -28,6 +28,13 @@ def import_(
         ..., metavar="CSV", help="A CSV file with an email or phone column (as `leads import`)."
     ),
     channel: str | None = typer.Option(None, "--channel", metavar="CHANNEL", help=_CHANNEL_HELP),
+    mapping: list[str] = typer.Option(
+        [],
+        "--map",
+        metavar="FIELD=COLUMN",
+        help="Read email or phone from COLUMN when its header does not map by itself "
+        "(as `leads import --map`). Repeatable.",
+    ),
 ) -> None:
     """Suppress every address of a CSV file: added, already suppressed, rejected (by line)."""
     from campaignctl.store import utcnow
@@ -36,7 +43,7 @@ def import_(
     st = state(ctx)
     cfg = st.config()
     check_names(cfg, channels=[channel] if channel else None)
-    report = import_file(st.store, cfg, csv_path, channel, utcnow())
+    report = import_file(st.store, cfg, csv_path, channel, utcnow(), mapping)
     where = "every channel" if report.channel == "*" else f"channel {report.channel}"
     out = stdout()
     out.print(

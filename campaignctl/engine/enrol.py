@@ -134,14 +134,15 @@ class Enrolment(EngineContext):
         res: PassResult | None = None,
         ids: list[int] | None = None,
         cursor: int | None = None,
-        runs: dict[int, int] | None = None,
+        runs: dict[int, tuple[int, datetime]] | None = None,
     ) -> int:
         """Enrol one campaign's matching leads in one transaction: picked in SQL where the
         audience translates (`store.audience_sql`), the rest evaluated here. A lead the audience
         fails on is skipped; the first failure per lead and campaign is journalled. `ids`: only
         these leads (an `enrol_on` campaign's), and `cursor` its journal position to keep.
-        `runs` (a `reenrol` campaign's): lead -> the journal row of its enrolling event; those
-        whose enrolment ended are enrolled again, in the same transaction."""
+        `runs` (a `reenrol` campaign's): lead -> the journal row of its enrolling event and when
+        it was recorded; those whose enrolment ended before it are enrolled again, in the same
+        transaction."""
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         cond = condition(camp.audience)
         first = camp.steps[0]
@@ -253,7 +254,7 @@ class Enrolment(EngineContext):
         matches: AudienceMatcher,
         now: datetime,
         start: datetime | None,
-        runs: dict[int, int],
+        runs: dict[int, tuple[int, datetime]],
         errors: dict[int, str],
     ) -> int:
         """`reenrol = true`: the leads in `runs` whose enrolment ended start the sequence again
@@ -261,7 +262,13 @@ class Enrolment(EngineContext):
         first step's channel). The new run's messages carry the enrolling journal row's id,
         negated, in `trigger_event`: the message key (campaign, step, lead, trigger_event) keeps
         each run's messages apart, and each still goes at most once."""
-        ended = store_enrolment.ended_of(conn, name, sorted(runs))
+        # only an event after the enrolment ended starts it again: one recorded while the lead
+        # was still in the sequence (or before it stopped it) does not
+        ended = [
+            lead_id
+            for lead_id, ended_at in store_enrolment.ended_of(conn, name, sorted(runs)).items()
+            if runs[lead_id][1] > ended_at
+        ]
         if not ended:
             return 0
         leads = self._leads(conn, ended)
@@ -283,7 +290,7 @@ class Enrolment(EngineContext):
             message = self._new_message(
                 name, first, 0, lead_id, self._due(now, first, lead, start), now
             )
-            message["trigger_event"] = -runs[lead_id]
+            message["trigger_event"] = -runs[lead_id][0]
             messages.append(message)
         store_enrolment.reactivate(conn, name, again, now)
         store_enrolment.add_messages(conn, messages)
@@ -293,7 +300,7 @@ class Enrolment(EngineContext):
                 journal.entry(
                     journal.Kind.REENROLLED,
                     now,
-                    {"event": runs[lead_id]},
+                    {"event": runs[lead_id][0]},
                     lead_id=lead_id,
                     campaign=name,
                     source="engine",
@@ -313,7 +320,8 @@ class Enrolment(EngineContext):
         with self.store.read() as s:
             after = meta.enrol_on_cursor(s, name)
             last = after
-            runs: dict[int, int] = {}  # lead -> its last matching event's journal row
+            # lead -> its last matching event: the journal row and when it was recorded
+            runs: dict[int, tuple[int, datetime]] = {}
             while True:
                 rows = journal.lead_events(s, last, JOURNAL_KINDS, limit=5000)
                 if not rows:
@@ -323,7 +331,7 @@ class Enrolment(EngineContext):
                     if r.lead_id is not None and lead_event_matches(
                         events, r.kind, r.code, r.detail
                     ):
-                        runs[r.lead_id] = r.id
+                        runs[r.lead_id] = (r.id, r.at)
         if last == after:
             return 0
         return self._enrol_campaign(

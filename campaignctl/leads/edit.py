@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from campaignctl.errors import UsageError
 from campaignctl.leads.changes import merge_tags, remove_tags, replace_tags, tag_diff
 from campaignctl.leads.columns import snake_case
+from campaignctl.leads.listing import Skipped
 from campaignctl.leads.lookup import find_lead
 from campaignctl.values import attr_value
 
@@ -259,6 +260,8 @@ class TagResult:
     tag: str
     matched: int = 0
     changed: int = 0
+    #: leads the expression could not be evaluated on: left out (`leads.listing.Skipped`)
+    skipped: Skipped = field(default_factory=lambda: Skipped())
 
 
 def tag_leads(
@@ -282,7 +285,7 @@ def tag_leads(
     result = TagResult(key)
     with store.read() if dry_run else store.write() as session:
         changes: list[tuple[int, list[str]]] = []
-        for lead in matching_leads(session, where):
+        for lead in matching_leads(session, where, result.skipped):
             result.matched += 1
             before = list(lead.tags or [])
             after = remove_tags(before, [key]) if remove else merge_tags(before, [key])

@@ -631,12 +631,15 @@ def sample_leads_from_csv(
 
 
 def read_addresses(
-    path: Path, default_region: str | None, encoding: str | None = None
+    path: Path,
+    default_region: str | None,
+    encoding: str | None = None,
+    mapping: Sequence[str] = (),
 ) -> Iterator[Parsed]:
     """Each non-blank record of a CSV file, normalised as `leads import` reads it (its email
     and phone columns found the same way; `reject` says why a row has no valid address), in
     file order. `suppress import` reads its files with it; no database is involved."""
-    src = _open_source(path, (), default_region, encoding=encoding)
+    src = _open_source(path, mapping, default_region, encoding=encoding)
     with closing(src.chunks()) as chunks:
         for chunk in chunks:
             for line, raw in src.normaliser.records(chunk):

@@ -63,16 +63,23 @@ def decide_once(conn: Conn, values: dict[str, Any]) -> bool:
 
 
 def _replied(until: datetime | None) -> Any:
-    cond = and_(
-        EVENT.c.kind == "reply",
-        or_(
-            EVENT.c.message_id == MESSAGE.c.id,
-            and_(EVENT.c.lead_id == MESSAGE.c.lead_id, EVENT.c.occurred_at >= MESSAGE.c.sent_at),
-        ),
+    """A reply to the message: matched to it (its thread, its number), or from its lead after
+    it was sent and matched to no message. Two EXISTS, each read through an index
+    (`ix_event_message_kind`, `ix_event_lead_id`), never a scan of every event."""
+    late = [] if until is None else [EVENT.c.occurred_at <= until]
+    matched = exists(
+        select(EVENT.c.id).where(EVENT.c.message_id == MESSAGE.c.id, EVENT.c.kind == "reply", *late)
     )
-    if until is not None:
-        cond = and_(cond, EVENT.c.occurred_at <= until)
-    return exists(select(EVENT.c.id).where(cond))
+    unmatched = exists(
+        select(EVENT.c.id).where(
+            EVENT.c.lead_id == MESSAGE.c.lead_id,
+            EVENT.c.message_id.is_(None),
+            EVENT.c.kind == "reply",
+            EVENT.c.occurred_at >= MESSAGE.c.sent_at,
+            *late,
+        )
+    )
+    return or_(matched, unmatched)
 
 
 def _delivered(until: datetime | None) -> Any:

@@ -121,19 +121,21 @@ def verdicts(conn: Conn, cond: Cond) -> dict[int, int | None]:
     return {r[0]: r[1] for r in c.execute(text(f"SELECT lead.id, {sql} FROM lead"), params)}
 
 
-def ended_of(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> list[int]:
-    """Which of these leads have an enrolment in `campaign` that ended (completed or stopped)."""
+def ended_of(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> dict[int, datetime]:
+    """lead id -> when its enrolment in `campaign` ended (completed or stopped), for those of
+    these leads whose enrolment ended."""
     c = connection(conn)
-    out: list[int] = []
+    out: dict[int, datetime] = {}
     for i in range(0, len(lead_ids), CHUNK):
-        out += c.execute(
-            select(ENROLMENT.c.lead_id).where(
+        rows = c.execute(
+            select(ENROLMENT.c.lead_id, ENROLMENT.c.updated_at).where(
                 ENROLMENT.c.campaign == campaign,
                 ENROLMENT.c.lead_id.in_(lead_ids[i : i + CHUNK]),
                 ENROLMENT.c.state != "active",
             )
-        ).scalars()
-    return sorted(out)
+        )
+        out.update((r.lead_id, r.updated_at) for r in rows)
+    return out
 
 
 def reactivate(conn: Conn, campaign: str, lead_ids: Sequence[int], now: datetime) -> None:

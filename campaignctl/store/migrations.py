@@ -375,6 +375,13 @@ def m016_trigger_event(conn: Connection) -> None:
     )
 
 
+@migration
+def m017_event_message_index(conn: Connection) -> None:
+    # the events of one message (A/B figures, delivery statuses): without it, each sent
+    # message's look-up read every event
+    conn.exec_driver_sql("CREATE INDEX ix_event_message_kind ON event (message_id, kind)")
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

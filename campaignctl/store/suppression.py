@@ -15,6 +15,7 @@ from campaignctl.store.leads import CHUNK
 from campaignctl.store.schema import (
     ENROLMENT,
     EVENT,
+    JOURNAL,
     LEAD,
     MESSAGE,
     OPTOUT,
@@ -92,7 +93,8 @@ def erase_lead(
     The lead row stays (its id holds the history together) with no name, address, time zone,
     tags or attributes; its messages keep their state and timestamps but lose recipient,
     subject, body, error text and attachment paths (rendered per lead); its opt-outs lose
-    their detail; each event in `event_details` (id -> what its detail keeps) is rewritten.
+    their detail, and its journalled tag changes their tag; each event in `event_details`
+    (id -> what its detail keeps) is rewritten.
     Pending messages are skipped (`skip_reason`, `skip_code`) and active enrolments stopped
     ("erased"). Returns counts.
     """
@@ -127,6 +129,13 @@ def erase_lead(
         .values(state="stopped", reason="erased", updated_at=now)
     ).rowcount
     c.execute(update(OPTOUT).where(OPTOUT.c.lead_id == lead_id).values(detail=None))
+    # a tag can say something about the person (`divorced`, a family name): the lead's tag
+    # changes keep whether one was added or removed, not which
+    c.execute(
+        update(JOURNAL)
+        .where(JOURNAL.c.lead_id == lead_id, JOURNAL.c.kind == "lead.tag")
+        .values(detail={})
+    )
     for event_id, detail in event_details.items():
         c.execute(update(EVENT).where(EVENT.c.id == event_id).values(detail=detail))
     return {
