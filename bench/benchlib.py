@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +59,38 @@ def bulk_leads(store: Store, n: int, seed: int = 1) -> None:
     ]
     with store.write() as s:
         s.connection().execute(insert(LEAD), rows)
+
+
+def import_leads(
+    store: Store, n: int, tags_attrs: Callable[[int, random.Random], tuple[str, str]], seed: int = 1
+) -> float:
+    """n leads written through the leads import's own insert (`LeadInserts`), in one
+    transaction; `tags_attrs(i, rng)` gives lead i's tags and attributes as the import's JSON
+    text. Returns the seconds it took."""
+    from campaignctl.store.sqlite import LeadInserts, connect_raw
+
+    rng = random.Random(seed)
+    assert store.path is not None
+    conn = connect_raw(str(store.path))
+    t0 = time.perf_counter()
+    db = LeadInserts(conn, now())
+    db.begin()
+    for i in range(n):
+        tags, attrs = tags_attrs(i, rng)
+        db.insert(
+            (
+                f"lead{i}@example.com",
+                f"+1{rng.choice([212, 312, 415, 646])}{i:07d}",
+                f"Name{i}",
+                "Doe",
+                rng.choice(ZONES),
+                tags,
+                attrs,
+            )
+        )
+    db.commit()
+    conn.close()
+    return time.perf_counter() - t0
 
 
 def header(tz: str = "UTC") -> str:

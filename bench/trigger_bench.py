@@ -15,11 +15,9 @@ import resource
 import sys
 import time
 
-from benchlib import ZONES, fresh_project, header, now
+from benchlib import fresh_project, header, import_leads, now
 
 from campaignctl.leads.normalise import json_attr_object, json_strings
-from campaignctl.store import Store
-from campaignctl.store.sqlite import LeadInserts, connect_raw
 from campaignctl.trigger import run
 
 AUDIENCE = "lead.budget_max >= item.price and item.city in lead.areas"
@@ -27,35 +25,14 @@ CITIES = ["Makati", "Taguig", "Pasig", "Austin", "Quezon City"]
 EVENT = {"id": "listing-42", "price": 3000000, "city": "Makati", "address": "12 Rada St"}
 
 
-def generate(store: Store, n: int, seed: int = 1) -> float:
-    """n leads through the import's insert, in one transaction; returns the seconds it took."""
-    rng = random.Random(seed)
-    assert store.path is not None
-    conn = connect_raw(str(store.path))
-    t0 = time.perf_counter()
-    db = LeadInserts(conn, now())
-    db.begin()
-    for i in range(n):
-        areas = rng.sample(CITIES, rng.randint(0, 3))
-        budget = rng.choice(["1500000", "3000000", "4,500,000", "8000000"])
-        attrs_json = json_attr_object({"budget_max": budget})  # a number, as the import stores
-        # most leads: a list of areas; every tenth a text ("Makati; Pasig")
-        value = "; ".join(areas) if i % 10 == 0 else areas
-        attrs_json = attrs_json[:-1] + ',"areas":' + json.dumps(value) + "}"
-        db.insert(
-            (
-                f"lead{i}@example.com",
-                f"+1{rng.choice([212, 312, 415, 646])}{i:07d}",
-                f"Name{i}",
-                "Doe",
-                rng.choice(ZONES),
-                json_strings([]),
-                attrs_json,
-            )
-        )
-    db.commit()
-    conn.close()
-    return time.perf_counter() - t0
+def lead(i: int, rng: random.Random) -> tuple[str, str]:
+    """Lead i's tags (none) and attributes: a budget, and the areas it wants."""
+    areas = rng.sample(CITIES, rng.randint(0, 3))
+    budget = rng.choice(["1500000", "3000000", "4,500,000", "8000000"])
+    attrs_json = json_attr_object({"budget_max": budget})  # a number, as the import stores
+    # most leads: a list of areas; every tenth a text ("Makati; Pasig")
+    value = "; ".join(areas) if i % 10 == 0 else areas
+    return json_strings([]), attrs_json[:-1] + ',"areas":' + json.dumps(value) + "}"
 
 
 def main() -> None:
@@ -79,7 +56,7 @@ body = "{{{{ item.address }}}} just listed at {{{{ item.price }}}}. Reply STOP t
 """
     )
     cfg, store = fresh_project("trigger", toml)
-    made = generate(store, n)
+    made = import_leads(store, n, lead)
     print(f"generated {n:,} leads in {made:.1f} s (the import's insert)")
     t0 = time.perf_counter()
     result = run(cfg, store, "new-listing", dict(EVENT), now())

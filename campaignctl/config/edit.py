@@ -897,6 +897,22 @@ def _variant(table: Any, campaign: str, i: int, step: str, variant: str, path: P
     )
 
 
+def _draft(
+    doc: tomlkit.TOMLDocument, path: Path, campaign: str, step: str, variant: str, refused: str
+) -> tuple[int, int, Any, Any]:
+    """(step index, variant index, step table, variant table) of a draft variant; a variant
+    that is not a draft is refused with `refused` (what the command does to drafts only)."""
+    camp = _campaign(doc, campaign, path)
+    i, table = _step(camp, campaign, step, path)
+    j, var = _variant(table, campaign, i, step, variant, path)
+    if str(var.get("status", "active")) != "draft":
+        raise UsageError(
+            f"{path}: campaigns.{campaign}.steps[{i}].variants[{j}]: variant {variant!r} "
+            f"is not a draft; {refused}"
+        )
+    return i, j, table, var
+
+
 def add_variants(
     path: Path,
     campaign: str,
@@ -974,14 +990,7 @@ def approve_variant(path: Path, campaign: str, step: str, variant: str) -> Outco
     `check` finds no error in it as a draft (a dropped merge field or opt-out wording)."""
 
     def change(doc: tomlkit.TOMLDocument) -> str:
-        camp = _campaign(doc, campaign, path)
-        i, table = _step(camp, campaign, step, path)
-        j, var = _variant(table, campaign, i, step, variant, path)
-        if str(var.get("status", "active")) != "draft":
-            raise UsageError(
-                f"{path}: campaigns.{campaign}.steps[{i}].variants[{j}]: variant {variant!r} "
-                "is not a draft; it is already sent"
-            )
+        i, j, _table, var = _draft(doc, path, campaign, step, variant, "it is already sent")
         # Approving lifts the rules only drafts have: check it as it stands first.
         vp = f"campaigns.{campaign}.steps[{i}].variants[{j}]"
         errors = [
@@ -1005,14 +1014,9 @@ def reject_variant(path: Path, campaign: str, step: str, variant: str) -> Outcom
     """Remove a draft variant (only a draft: a variant in use is changed with `step set`)."""
 
     def change(doc: tomlkit.TOMLDocument) -> str:
-        camp = _campaign(doc, campaign, path)
-        i, table = _step(camp, campaign, step, path)
-        j, var = _variant(table, campaign, i, step, variant, path)
-        if str(var.get("status", "active")) != "draft":
-            raise UsageError(
-                f"{path}: campaigns.{campaign}.steps[{i}].variants[{j}]: variant {variant!r} "
-                "is not a draft; `draft reject` removes drafts only"
-            )
+        _i, j, table, var = _draft(
+            doc, path, campaign, step, variant, "`draft reject` removes drafts only"
+        )
         variants = table["variants"]
         if isinstance(variants, AoT):
             _remove_trivia(doc, var)

@@ -25,7 +25,7 @@ from campaignctl.engine.decide import (
 from campaignctl.engine.outcomes import Claimed, Outcomes
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import capacity
-from campaignctl.store import FAILED, SENDING, SKIPPED, journal, meta
+from campaignctl.store import FAILED, SENDING, SKIPPED, journal
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store import triggers as store_triggers
@@ -88,11 +88,11 @@ class Claims(Outcomes, AbTests):
 
     @staticmethod
     def _note_hold(conn: Conn, ch: str, hold: Hold | None, now: datetime) -> None:
-        """Journal a channel's hold and its release when they change (once, not every pass)."""
+        """Journal a channel's hold and its release when they change (once, not every pass): the
+        journal's last row for the channel is the state compared with."""
         why = None if hold is None else str(hold.why)
-        if meta.hold(conn, ch) == why:
+        if journal.current_hold(conn, ch) == why:
             return
-        meta.set_hold(conn, ch, why, now)
         if hold is None:
             entry = journal.entry(Kind.CHANNEL_RELEASED, now, channel=ch, source="engine")
         else:

@@ -124,3 +124,23 @@ def lead_events(
     if limit is not None:
         q = q.limit(limit)
     return list(connection(conn).execute(q))
+
+
+def current_hold(conn: Conn, channel: str) -> str | None:
+    """The code of `channel`'s hold as the journal last recorded it (limit, breaker), or None
+    when it was released or never held: the state a claim compares a new hold with."""
+    row = (
+        connection(conn)
+        .execute(
+            select(JOURNAL.c.kind, JOURNAL.c.code)
+            .where(
+                JOURNAL.c.lead_id.is_(None),
+                JOURNAL.c.channel == channel,
+                JOURNAL.c.kind.in_([str(Kind.CHANNEL_HELD), str(Kind.CHANNEL_RELEASED)]),
+            )
+            .order_by(JOURNAL.c.at.desc(), JOURNAL.c.id.desc())
+            .limit(1)
+        )
+        .first()
+    )
+    return None if row is None or row.kind == Kind.CHANNEL_RELEASED else str(row.code)

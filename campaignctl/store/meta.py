@@ -25,6 +25,14 @@ def _get(conn: Conn, key: str) -> str | None:
     return None if row is None else str(row.value)
 
 
+def _put(conn: Conn, key: str, value: str | None, now: datetime) -> None:
+    """Store `value` under `key`, or remove the key when `value` is None."""
+    if value is None:
+        connection(conn).execute(META.delete().where(META.c.key == key))
+    else:
+        _set(conn, key, value, now)
+
+
 def _set(conn: Conn, key: str, value: str, now: datetime) -> None:
     stmt = dialect_of(conn).upsert(META, "key", {"key": key, "value": value, "updated_at": now})
     connection(conn).execute(stmt)
@@ -116,11 +124,8 @@ def set_audience_skipped(conn: Conn, campaign: str, value: str | None, now: date
     """The JSON count and reason of leads the audience could not be evaluated for (None
     clears it). True when it differs from what was stored (`send --quiet` warns only then)."""
     key = f"audience.{campaign}.skipped"
-    if value is None:
-        connection(conn).execute(META.delete().where(META.c.key == key))
-        return False
-    changed = _get(conn, key) != value
-    _set(conn, key, value, now)
+    changed = value is not None and _get(conn, key) != value
+    _put(conn, key, value, now)
     return changed
 
 
@@ -139,20 +144,6 @@ def breaker(conn: Conn, channel: str) -> str | None:
 
 def set_breaker(conn: Conn, channel: str, value: str, now: datetime) -> None:
     _set(conn, f"breaker.{channel}", value, now)
-
-
-def hold(conn: Conn, channel: str) -> str | None:
-    """Why `channel` was held at the last pass (`engine.decide.Why`), or None."""
-    return _get(conn, f"hold.{channel}")
-
-
-def set_hold(conn: Conn, channel: str, why: str | None, now: datetime) -> None:
-    """Record the channel's hold (None: it claims again)."""
-    key = f"hold.{channel}"
-    if why is None:
-        connection(conn).execute(META.delete().where(META.c.key == key))
-    else:
-        _set(conn, key, why, now)
 
 
 # ---------------------------------------------------------------- warm-up
@@ -179,11 +170,7 @@ def needs_person(conn: Conn) -> dict[str, str]:
 
 def set_needs_person(conn: Conn, channel: str, value: str | None, now: datetime) -> None:
     """Record that the daemon stopped `channel` until a person acts (None clears it)."""
-    key = f"needs_person.{channel}"
-    if value is None:
-        connection(conn).execute(META.delete().where(META.c.key == key))
-    else:
-        _set(conn, key, value, now)
+    _put(conn, f"needs_person.{channel}", value, now)
 
 
 # ---------------------------------------------------------------- the suppression list's key

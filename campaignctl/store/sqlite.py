@@ -285,15 +285,7 @@ class SQLiteDialect:
             (campaign, _stamp(now), _stamp(now)),
         )
         count = cur.rowcount
-        if message:
-            cols = list(message)
-            values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
-            conn.exec_driver_sql(
-                f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
-                f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
-                "WHERE verdict = 1 ORDER BY lead_id",
-                tuple(values),
-            )
+        _insert_picked_messages(conn, message)
         return count
 
     def enrol_picked_event(
@@ -305,16 +297,22 @@ class SQLiteDialect:
             (campaign, _stamp(now), _stamp(now)),
         )
         count = conn.exec_driver_sql("SELECT count(*) FROM enrol_pick WHERE verdict = 1").scalar()
-        if message:
-            cols = list(message)
-            values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
-            conn.exec_driver_sql(
-                f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
-                f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
-                "WHERE verdict = 1 ORDER BY lead_id",
-                tuple(values),
-            )
+        _insert_picked_messages(conn, message)
         return int(count or 0)
+
+
+def _insert_picked_messages(conn: Connection, message: dict[str, Any] | None) -> None:
+    """`message` (its columns but `lead_id`) for each matching pick; one already there is kept."""
+    if not message:
+        return
+    cols = list(message)
+    values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
+    conn.exec_driver_sql(
+        f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
+        f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
+        "WHERE verdict = 1 ORDER BY lead_id",
+        tuple(values),
+    )
 
 
 def _stamp(t: datetime) -> str:
