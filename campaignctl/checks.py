@@ -149,6 +149,7 @@ def _check_text(
     lines = locate_keys(text)
     report.problems.extend(_provider_problems(cfg, lines))
     report.problems.extend(_postal_address_problems(cfg, lines))
+    report.problems.extend(_server_problems(cfg, lines))
     if samples is None and leads_csv is not None:
         from campaignctl.leads import sample_leads_from_csv
 
@@ -177,6 +178,28 @@ def _provider_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
             path = f"channels.{name}.{key}"
             out.append(Problem(path, msg, severity, line_of(path, lines), cfg.path))
     return out
+
+
+def _server_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
+    """`[server]` whose signing key is not in this environment: every email's unsubscribe link
+    is signed with it, so `send` would stop at the first one."""
+    import os
+
+    from campaignctl.web.keys import key_problem
+
+    problem = key_problem(cfg, os.environ)
+    if problem is None:
+        return []
+    key = "server.secret_env"
+    return [
+        Problem(
+            key,
+            f"{problem[0].split(': ', 1)[1]}; {problem[1]}",
+            "error",
+            line_of(key, lines),
+            cfg.path,
+        )
+    ]
 
 
 def _postal_address_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:

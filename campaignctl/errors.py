@@ -82,6 +82,21 @@ class ConfigError(CampaignctlError):
         super().__init__(f"{first}{more}", hint or "run `campaignctl check` to list every problem")
 
 
+class SetupError(CampaignctlError):
+    """A person must set something up first: a signing key, an optional package, a `[server]`
+    table. Exit 78, like refused credentials: retrying will not help."""
+
+    exit_code = ExitCode.CONFIG
+
+
+def missing_extra(package: str, extra: str, what: str) -> SetupError:
+    """The error for an optional dependency that is not installed, naming the extra."""
+    return SetupError(
+        f"{what} needs the {package!r} package, which is not installed",
+        f"pip install 'campaignctl[{extra}]'",
+    )
+
+
 class LockHeldError(CampaignctlError):
     """Another process holds the lock this command needs."""
 

@@ -165,6 +165,7 @@ def _register() -> None:
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
     from campaignctl.cli import send as send_cmds
+    from campaignctl.cli import serve as serve_cmds
     from campaignctl.cli import suppress as suppress_cmds
     from campaignctl.cli import sync as sync_cmds
     from campaignctl.cli import trigger as trigger_cmds
@@ -182,6 +183,7 @@ def _register() -> None:
     send_cmds.register(app)
     sync_cmds.register(app)
     daemon_cmds.register(app)
+    serve_cmds.register(app)
     explain_cmds.register(app)
     auth_cmds.register(app)
     draft_cmds.register(app)

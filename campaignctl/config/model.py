@@ -12,7 +12,7 @@ import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -248,6 +248,83 @@ class Sender(_Model):
     unsubscribe_url: UnsubscribeUrl | None = None
 
 
+def _base_url(v: str) -> str:
+    """`server.public_base_url`: an absolute http(s) URL with a host and nothing after the path
+    (links are built by appending `/u/TOKEN`); a trailing slash is dropped."""
+    from urllib.parse import urlsplit
+
+    why = header_problem(v)
+    parts = urlsplit(v.strip())
+    if why is None and parts.scheme.lower() not in ("https", "http"):
+        why = "must be an https:// (or http://) URL, e.g. https://out.example.com"
+    elif why is None and not parts.hostname:
+        why = "not a URL: it has no host (https://out.example.com)"
+    elif why is None and (parts.query or parts.fragment or " " in v.strip()):
+        why = "must not have a query, a fragment or a space: links are built below its path"
+    if why:
+        raise ValueError(why)
+    return v.strip().rstrip("/")
+
+
+def _env_names(v: str) -> str:
+    names = [n.strip() for n in v.split(",")]
+    if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) for n in names):
+        raise ValueError(
+            "must name environment variables, comma-separated (CAMPAIGNCTL_SECRET,OLD_SECRET)"
+        )
+    return ",".join(names)
+
+
+class Server(_Model):
+    """`[server]`: the web side (`campaignctl serve`, docs/web.md). Present means links in
+    emails point at it: one-click unsubscribe, and clicks and opens when tracked."""
+
+    #: What recipients and Twilio reach; every link and webhook URL is built on it.
+    public_base_url: Annotated[str, AfterValidator(_base_url)]
+    #: Environment variables holding the signing keys: the first signs, every one verifies, so
+    #: a key is rotated by putting the new one first and dropping the old one later.
+    secret_env: Annotated[str, AfterValidator(_env_names)] = "CAMPAIGNCTL_SECRET"
+    track_clicks: bool = False
+    track_opens: bool = False
+
+
+#: What `[[hooks]]` may subscribe to.
+HookEvent = Literal[
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "replied",
+    "optout",
+    "bounced",
+    "clicked",
+    "opened",
+]
+HOOK_EVENTS: tuple[str, ...] = get_args(HookEvent)
+
+
+def _hook_url(v: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(v.strip())
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an https:// (or http://) URL with a host")
+    why = header_problem(v)
+    if why:
+        raise ValueError(why)
+    return v.strip()
+
+
+class Hook(_Model):
+    """`[[hooks]]`: each event is POSTed as signed JSON to `url`, at least once, in order per
+    lead, retried with backoff until a 2xx (docs/web.md)."""
+
+    url: Annotated[str, AfterValidator(_hook_url)]
+    events: list[HookEvent] = Field(min_length=1)
+    #: The environment variable holding this hook's HMAC key (default: the server's signing key).
+    secret_env: Annotated[str, AfterValidator(_env_names)] | None = None
+
+
 class Warmup(_Model):
     """`warmup = { start = 20, days = 30 }`: the daily limit ramps from `start` to
     `daily_limit` over `days` from the channel's first send (checked in `validate`)."""
@@ -391,6 +468,8 @@ class Config(_Model):
     settings: Settings = Field(default_factory=Settings)
     sender: Sender = Field(default_factory=Sender)
     daemon: Daemon = Field(default_factory=Daemon)
+    server: Server | None = None
+    hooks: list[Hook] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     campaigns: dict[str, Campaign] = Field(default_factory=dict)
 
