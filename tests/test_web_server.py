@@ -11,6 +11,7 @@ import signal
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -215,3 +216,36 @@ def test_serve_on_a_taken_port_exits_75(served: Path, cli: Cli) -> None:
         res = cli("-C", served, "serve", "--port", str(port))
     assert res.exit_code == 75
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def test_concurrent_writes_share_commits_and_a_failing_one_is_undone_alone(served: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from campaignctl.store import meta, utcnow
+
+    with web_rig(served) as rig:
+        now = utcnow()
+
+        def put(i: int) -> int:
+            def fn(session: Any) -> int:
+                if i == 13:
+                    meta.set_cursor(session, "unlucky", "written then undone", now)
+                    raise ValueError("refused")
+                meta.set_cursor(session, f"ch{i}", str(i), now)
+                return i
+
+            return rig.web.write(fn)
+
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(put, i) for i in range(200)]
+        results = [f.exception() or f.result() for f in futures]
+        batches = rig.web.writer.batches
+        with rig.store.read() as session:
+            cursors = {ch: meta.cursor(session, ch) for ch in ("ch0", "ch199", "unlucky")}
+    assert isinstance(results[13], ValueError)
+    assert [r for i, r in enumerate(results) if i != 13] == [i for i in range(200) if i != 13]
+    assert cursors == {"ch0": "0", "ch199": "199", "unlucky": None}
+    assert 1 <= batches < 200  # commits were shared

@@ -4,6 +4,7 @@ build SQL with it."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeAlias
 
 from campaignctl.store.dialect import Dialect, scheme_of
@@ -29,3 +30,9 @@ def connection(conn: Conn) -> Connection:
 def dialect_of(conn: Conn) -> Dialect:
     """The dialect of the database `conn` talks to."""
     return dialect_named(scheme_of(connection(conn).dialect.name))
+
+
+def savepoint(session: Transaction) -> AbstractContextManager[object]:
+    """A savepoint in `session`'s transaction: what runs inside it is undone alone when it
+    raises, and the transaction goes on (the web side's group commit)."""
+    return session.begin_nested()

@@ -107,3 +107,4 @@ def serve(
         server.run(sockets=[sock])
     finally:
         sock.close()
+        web.close()

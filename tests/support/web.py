@@ -68,6 +68,7 @@ def web_rig(
     app = create_app(web, doors)
     with TestClient(app, base_url=BASE_URL, raise_server_exceptions=False) as client:
         yield WebRig(cfg, store, web, client)
+    web.close()
     store.close()
 
 
