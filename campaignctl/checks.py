@@ -181,24 +181,30 @@ def _provider_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
 
 
 def _server_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
-    """`[server]` whose signing key is not in this environment: every email's unsubscribe link
-    is signed with it, so `send` would stop at the first one."""
+    """`[server]` or a hook whose signing key is not in this environment: every email's
+    unsubscribe link is signed with the server's, each hook's POST with its own."""
     import os
 
+    from campaignctl.hooks import key_problems
     from campaignctl.web.keys import key_problem
 
+    out = [
+        Problem(key, why, "error", line_of(key, lines), cfg.path)
+        for key, why in key_problems(cfg, os.environ)
+    ]
     problem = key_problem(cfg, os.environ)
     if problem is None:
-        return []
+        return out
     key = "server.secret_env"
     return [
+        *out,
         Problem(
             key,
             f"{problem[0].split(': ', 1)[1]}; {problem[1]}",
             "error",
             line_of(key, lines),
             cfg.path,
-        )
+        ),
     ]
 
 

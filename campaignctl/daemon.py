@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 #: How late a tick or sync may start and still run (see `Daemon._add_jobs`).
 MISFIRE_GRACE = timedelta(seconds=30)
+#: Seconds the hooks job may spend posting per run (the jobs share one thread).
+HOOKS_BUDGET = 5.0
 HEARTBEAT_KEYS = ("pid", "started_at", "last_pass_at", "last_sync_at", "stopped_at")
 #: `Meta` key prefix of the channels that need a person ({"message", "hint"} as JSON).
 #: Send events that are errors (logged with their error, shown as a channel's last error).
@@ -171,6 +174,7 @@ class Daemon:
         clock: Callable[[], datetime] = wall_clock,
         rng: random.Random | None = None,
         on_change: Callable[[], None] = lambda: None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if store.path is None:
             raise UsageError(
@@ -183,6 +187,9 @@ class Daemon:
         self.clock = clock
         self.rng = rng or random.Random()
         self.on_change = on_change  # the live view redraws
+        self.environ = os.environ if environ is None else environ  # the hooks' keys
+        #: Hooks whose last POST failed: logged once until one succeeds again.
+        self._hooks_failing: set[str] = set()
         self.stop_requested = False
         self.interrupted = False
         #: Set when a person must act (credentials missing or refused): the daemon stops and
@@ -262,7 +269,12 @@ class Daemon:
 
     def _add_jobs(self, first: datetime) -> None:
         tick, every = self.cfg.daemon.tick, self.cfg.daemon.sync_interval
-        for func, job, interval in ((self._tick, "tick", tick), (self._sync, "sync", every)):
+        jobs = (
+            (self._tick, "tick", tick),
+            (self._sync, "sync", every),
+            (self._hooks, "hooks", tick),
+        )
+        for func, job, interval in jobs:
             self._scheduler.add_job(
                 func,
                 "interval",
@@ -331,6 +343,42 @@ class Daemon:
             self.log.emit("error", f"internal error in sync: {type(exc).__name__}: {exc}")
         self.on_change()
         self._stop_if_a_person_must_act()
+
+    def _hooks(self) -> None:
+        """Queue the hooks' share of new events and POST what is due, for at most a few
+        seconds (the jobs share one thread); a failing hook is logged once until it works."""
+        from campaignctl import hooks
+
+        if self.stop_requested:
+            return
+        try:
+            hooks.queue_events(self.store, self.cfg, self.clock())
+            if not self.cfg.hooks:
+                return
+            for where, why in hooks.key_problems(self.cfg, self.environ):
+                if where not in self._hooks_failing:  # once: its events wait in the queue
+                    self._hooks_failing.add(where)
+                    self.log.emit("error", f"hooks: {where}: {why}; its events wait")
+            budget = min(HOOKS_BUDGET, self.cfg.daemon.tick.total_seconds())
+            done = hooks.deliver(
+                self.store, self.cfg, self.environ, self.clock, rng=self.rng, budget=budget
+            )
+            for error in done.errors or ():
+                url = error.split(": ", 1)[0]
+                if url not in self._hooks_failing:
+                    self._hooks_failing.add(url)
+                    self.log.emit("error", f"hooks: {error} (retried with backoff)")
+            if done.delivered:
+                if not done.failed and self._hooks_failing:
+                    self.log.emit("hooks", "posting again")
+                    self._hooks_failing.clear()
+                self.log.emit("hooks", f"delivered={done.delivered} failed={done.failed}")
+        except KeyboardInterrupt:
+            self._stop_at_once()
+        except CampaignctlError as exc:
+            self.log.emit("error", f"hooks: {exc.message}", hint=exc.hint)
+        except Exception as exc:
+            self.log.emit("error", f"internal error in hooks: {type(exc).__name__}: {exc}")
 
     def _work_channels(self) -> set[str]:
         """The channels the active campaigns' steps use (every channel when none does)."""

@@ -149,7 +149,30 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         }
         for ch in cfg.channels
     ]
-    return {"campaigns": out, "channels": channels, "daemon": daemon}
+    return {"campaigns": out, "channels": channels, "daemon": daemon, "hooks": _hooks(cfg, store)}
+
+
+def _hooks(cfg: Config, store: Store) -> list[dict[str, Any]]:
+    """Each `[[hooks]]` URL's queue: what waits, since when, and the latest error."""
+    if not cfg.hooks:
+        return []
+    from campaignctl.store import hooks as store_hooks
+
+    with store.read() as session:
+        backlog = {r[0]: r for r in store_hooks.backlog(session)}
+    out = []
+    for h in cfg.hooks:
+        _, pending, oldest, attempts, error = backlog.get(h.url, (h.url, 0, None, 0, None))
+        out.append(
+            {
+                "url": h.url,
+                "pending": pending,
+                "oldest": oldest.isoformat() if oldest else None,
+                "attempts": attempts,
+                "last_error": error,
+            }
+        )
+    return out
 
 
 def _variants(st: Step, figures: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:

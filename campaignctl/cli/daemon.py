@@ -33,9 +33,21 @@ def daemon(
         "--live/--no-live",
         help="On a terminal, a live per-channel view above the log lines.",
     ),
+    serve: bool = typer.Option(
+        False,
+        "--serve",
+        help="Also run `campaignctl serve` in this process (the [server] table's web side).",
+    ),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="With --serve: the address to listen on."
+    ),
+    port: int = typer.Option(
+        8080, "--port", min=0, max=65535, metavar="PORT", help="With --serve: the port."
+    ),
 ) -> None:
-    """Run the engine every `tick` and `sync` every `sync_interval` ([daemon] table); the first
-    SIGTERM/SIGINT finishes the message in flight and exits 0, a second stops at once."""
+    """Run the engine every `tick` and `sync` every `sync_interval` ([daemon] table), and post
+    the outgoing hooks ([[hooks]]); the first SIGTERM/SIGINT finishes the message in flight and
+    exits 0, a second stops at once."""
     from campaignctl.daemon import Daemon, EventLog
 
     st = state(ctx)
@@ -43,6 +55,14 @@ def daemon(
     console = stdout()
     view = _LiveView() if live and log_format is LogFormat.text and console.is_terminal else None
     d = Daemon(st.config(), st.store(), log, on_change=view.refresh if view else lambda: None)
+    web = None
+    if serve:  # checked (key, extra, port) before the daemon takes the send lock
+        import os
+
+        from campaignctl.web.server import prepare
+
+        web = prepare(d.cfg, st.store(), host, port, os.environ)
+        log.emit("serve", f"serving {web.url}")
     if view is not None:
         view.attach(d)
         log.printer = view.print
@@ -64,12 +84,16 @@ def daemon(
     except ValueError:  # not the main thread (in-process tests): no handlers
         old = {}
     try:
+        if web is not None:
+            web.start()
         if view is not None:
             with view:
                 d.run()
         else:
             d.run()
     finally:
+        if web is not None:
+            web.stop()
         for s, h in old.items():
             signal.signal(s, h)
     if d.interrupted:

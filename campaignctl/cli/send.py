@@ -673,6 +673,13 @@ def status(
                 highlight=False,
             )
     con.print(_daemon_line(doc["daemon"]), markup=False, highlight=False)
+    for hook in doc.get("hooks", ()):
+        line = f"hook {hook['url']}: {hook['pending']} waiting"
+        if hook["pending"]:
+            line += f" since {hook['oldest'][:19]}Z"
+        if hook["last_error"]:
+            line += f"; last error: {hook['last_error']} ({hook['attempts']} attempt(s))"
+        con.print(line, markup=False, highlight=False)
     for ch in doc["channels"]:
         if not ch["reads_replies"]:
             con.print(f"{ch['name']} ({ch['provider']}): {ch['note']}", markup=False)

@@ -176,6 +176,7 @@ class Outcomes(EngineContext):
                     )
                     res.add(*key, "sent")
                     res.events.append({"event": "sent", **ev})
+                    self._hook(w, "sent", c, now)
                 elif isinstance(o, ChannelError):
                     self._record_error(s, w, c, o, now, rng, res)
                     ev |= {"error": o.message, "hint": o.hint}
@@ -192,6 +193,23 @@ class Outcomes(EngineContext):
             # a warming-up channel's first send is recorded once, with the send itself
             for ch in {c.out.channel for c, o in outcomes if isinstance(o, Sent)}:
                 self.warm_up(s.connection(), ch, now)
+
+    def _hook(self, w: store_messages.Writes, event: str, c: Claimed, now: datetime) -> None:
+        """Queue the outgoing hooks' rows for `event` of `c`, with the outcome (durable: the
+        same transaction)."""
+        if self.cfg.hooks:
+            from campaignctl.hooks import rows_for
+
+            w.hooks.extend(
+                rows_for(
+                    self.cfg,
+                    event,
+                    lead_id=c.lead.id,
+                    message_id=c.row_id,
+                    occurred_at=now,
+                    now=now,
+                )
+            )
 
     @staticmethod
     def _about(
@@ -337,6 +355,7 @@ class Outcomes(EngineContext):
         # the hint (e.g. "use a template (content_sid)") says what to change: keep it with the row
         w.set(c.row_id, now, state=FAILED, error_code=err.code, error=err.message, reason=reason)
         res.add(*key, "failed")
+        self._hook(w, "failed", c, now)
         if err.kind is ErrorKind.OPTED_OUT:  # the rule an inbound STOP follows too
             # what this batch queued for the lead lands first, as it would before a STOP
             w.flush(s.connection())

@@ -17,6 +17,7 @@ from sqlalchemy import JSON, bindparam, func, insert, literal, select, update
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.schema import (
     ENROLMENT,
+    HOOK_DELIVERY,
     JOURNAL,
     LEAD,
     MESSAGE,
@@ -151,6 +152,7 @@ class Writes:
         self.messages: list[dict[str, Any]] = []
         self.enrolments: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
         self.journal: list[dict[str, Any]] = []
+        self.hooks: list[dict[str, Any]] = []
 
     def log(self, entry: dict[str, Any]) -> None:
         """Append a journal row (`store.journal.entry`) with this batch."""
@@ -186,6 +188,9 @@ class Writes:
             )
         if self.journal:
             c.execute(insert(JOURNAL), self.journal)
+        if self.hooks:  # outgoing hooks' rows (`campaignctl.hooks.rows_for`)
+            c.execute(dialect_of(c).insert_ignore(HOOK_DELIVERY), self.hooks)
+        self.hooks.clear()
         self.updates.clear()
         self.journal.clear()
         self.messages.clear()

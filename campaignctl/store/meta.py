@@ -193,3 +193,13 @@ def ensure_suppression_key(conn: Conn, now: datetime) -> bytes:
         key = secrets.token_bytes(32)
         _set(conn, "suppression.key", key.hex(), now)
     return key
+
+
+def hook_since(conn: Conn, url: str) -> datetime | None:
+    """When the hook posting to `url` was first seen: it hears of events from then on."""
+    value = _get(conn, f"hook.since.{url}")
+    return datetime.fromisoformat(value) if value else None
+
+
+def set_hook_since(conn: Conn, url: str, now: datetime) -> None:
+    _set(conn, f"hook.since.{url}", now.isoformat(), now)

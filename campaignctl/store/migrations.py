@@ -382,6 +382,40 @@ def m017_event_message_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_event_message_kind ON event (message_id, kind)")
 
 
+@migration
+def m033_hooks(conn: Connection) -> None:
+    # outgoing hooks: a durable queue, and which events have been queued for them (events
+    # recorded before this migration are not announced)
+    _ddl(
+        conn,
+        """
+        CREATE TABLE hook_delivery (
+            id INTEGER PRIMARY KEY,
+            hook VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,
+            idem_key VARCHAR NOT NULL,
+            lead_id INTEGER NOT NULL,
+            message_id INTEGER,
+            event_id INTEGER,
+            occurred_at DATETIME NOT NULL,
+            created_at DATETIME NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at DATETIME NOT NULL,
+            lease_until DATETIME,
+            delivered_at DATETIME,
+            last_error VARCHAR,
+            UNIQUE (hook, idem_key)
+        );
+        CREATE INDEX ix_hook_delivery_pending ON hook_delivery (hook, lead_id, id)
+            WHERE delivered_at IS NULL;
+        CREATE INDEX ix_hook_delivery_lead_id ON hook_delivery (lead_id);
+        ALTER TABLE event ADD COLUMN hooked INTEGER NOT NULL DEFAULT 0;
+        UPDATE event SET hooked = 1;
+        CREATE INDEX ix_event_unhooked ON event (id) WHERE hooked = 0
+        """,
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

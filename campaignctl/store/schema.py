@@ -150,6 +150,8 @@ class Event(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # 1 once outgoing hooks have queued what they want of it (`campaignctl.hooks`)
+    hooked: int = 0
 
 
 class Journal(SQLModel, table=True):
@@ -279,3 +281,29 @@ SUPPRESSION: Table = SQLModel.metadata.tables[Suppression.__tablename__]
 
 AB_TEST: Table = SQLModel.metadata.tables[AbTest.__tablename__]
 AB_DECISION: Table = SQLModel.metadata.tables[AbDecision.__tablename__]
+
+
+class HookDelivery(SQLModel, table=True):
+    """One event to POST to one `[[hooks]]` URL: queued once (`idem_key` is unique per hook),
+    delivered at least once, in order per lead (`campaignctl.hooks`). Holds ids, never personal
+    data: the body is built from the live rows at each attempt, so erasure reaches it."""
+
+    __tablename__ = "hook_delivery"
+    __table_args__ = (UniqueConstraint("hook", "idem_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    hook: str  # the hook's URL
+    event: str  # sent, delivered, replied, ...
+    idem_key: str  # the Idempotency-Key header: the same fact always has the same key
+    lead_id: int = Field(index=True)
+    message_id: int | None = None
+    event_id: int | None = None  # the `event` row it announces, if any
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = 0
+    next_at: datetime = Field(sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = None
+
+
+HOOK_DELIVERY: Table = SQLModel.metadata.tables[HookDelivery.__tablename__]

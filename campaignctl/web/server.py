@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -64,7 +65,37 @@ def configure_logging() -> None:
     log.propagate = False
 
 
-def serve(
+class Prepared:
+    """A bound socket and the uvicorn server for it, ready to run (here or in a thread)."""
+
+    def __init__(self, web: Web, sock: socket.socket, server: Any) -> None:
+        self.web, self.sock, self.server = web, sock, server
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        """Serve in this thread until SIGTERM or Ctrl-C (when it is the main thread) or
+        `stop`."""
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.sock.close()
+            self.web.close()
+
+    def start(self) -> None:
+        """Serve in a thread of its own (`daemon --serve`)."""
+        self._thread = threading.Thread(target=self.run, name="campaignctl-serve", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the requests in flight and stop (the thread started by `start`)."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+
+def prepare(
     cfg: Config,
     store: Store,
     host: str,
@@ -72,10 +103,9 @@ def serve(
     environ: Mapping[str, str],
     *,
     clock: Callable[[], datetime] = utcnow,
-    on_ready: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until SIGINT or SIGTERM. SetupError (78) without `[server]`, its keys or the `web`
-    extra; PortInUseError (75) when the address is taken."""
+) -> Prepared:
+    """SetupError (78) without `[server]`, its keys or the `web` extra; PortInUseError (75)
+    when the address is taken."""
     web = Web.open(cfg, store, environ, clock)
     try:
         import starlette  # noqa: F401
@@ -85,7 +115,6 @@ def serve(
     from campaignctl.web.app import create_app
 
     sock = bind(host, port)
-    bound = sock.getsockname()
     configure_logging()
     config = uvicorn.Config(
         create_app(web),
@@ -96,15 +125,23 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=10,
     )
-    server = _server_class()(config)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    return Prepared(web, sock, _server_class()(config))
+
+
+def serve(
+    cfg: Config,
+    store: Store,
+    host: str,
+    port: int,
+    environ: Mapping[str, str],
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """`campaignctl serve`: serve until SIGTERM or Ctrl-C (see `prepare` for the errors)."""
+    prepared = prepare(cfg, store, host, port, environ, clock=clock)
     if on_ready:
-        on_ready(
-            f"serving {cfg.server.public_base_url if cfg.server else ''} on "
-            f"http://{bound[0]}:{bound[1]} (Ctrl-C stops)"
-        )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-        web.close()
+        base = cfg.server.public_base_url if cfg.server else ""
+        on_ready(f"serving {base} on {prepared.url} (Ctrl-C stops)")
+    prepared.run()
