@@ -110,7 +110,8 @@ SCREEN = {"typer", "click", "rich"}
 def test_the_engine_knows_no_screen():
     """Providers declare `campaignctl auth NAME` as data (`registry.Auth`): the CLI builds it."""
     offenders = _offenders(
-        _sources("engine", "planner", "store", "channels", "pacing", "render"), SCREEN
+        _sources("engine", "planner", "store", "channels", "pacing", "render", "web", "hooks"),
+        SCREEN,
     )
     assert offenders == [], "terminal output belongs in campaignctl/cli/: " + "; ".join(offenders)
 
