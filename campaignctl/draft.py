@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from campaignctl.errors import CampaignctlError, ExitCode, NotFoundError, UsageError
+from campaignctl.errors import CampaignctlError, ExitCode, NotFoundError, SetupError, UsageError
 
 if TYPE_CHECKING:
     from campaignctl.config import Config, Step
@@ -283,8 +283,9 @@ def _network_error(exc: BaseException) -> bool:
 def ask_model(model_id: str | None, prompt: str, kind: str) -> tuple[str, str]:
     """Ask the model (llm's default when `model_id` is None): (its id, its reply's text).
 
-    A model that is not installed or unknown, or that needs a key, is a UsageError (exit 2);
-    a network failure is ModelUnreachableError (75); any other failure a UsageError."""
+    A model that is not installed or unknown is a UsageError (exit 2); one whose key is not
+    set a SetupError (78: a person must set it); a network failure is ModelUnreachableError
+    (75); any other failure a UsageError."""
     try:
         import llm
     except ImportError:
@@ -306,7 +307,7 @@ def ask_model(model_id: str | None, prompt: str, kind: str) -> tuple[str, str]:
             response = model.prompt(prompt, system=SYSTEM)
         return mid, response.text()
     except llm.NeedsKeyException as exc:
-        raise UsageError(
+        raise SetupError(
             f"model {mid!r}: {exc}", "set its key with `llm keys set KEY` (see `llm models`)"
         ) from None
     except Exception as exc:  # a plugin's own errors: any failure is the model's

@@ -413,15 +413,15 @@ def test_llm_is_imported_only_when_a_model_is_asked() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_without_a_key_for_the_default_model_draft_exits_2_naming_llm_keys(
+def test_without_a_key_for_the_default_model_draft_exits_78_naming_llm_keys(
     folder: Path, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-home"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     before = (folder / "campaigns.toml").read_bytes()
     res = cli("-C", folder, "draft", "texts", "hello", "-n", "1")
-    assert res.exit_code == 2, res.stderr
-    assert "llm keys set" in res.stderr
+    assert res.exit_code == 78, res.stderr  # a person must set the key: not a usage error
+    assert "hint: set its key with `llm keys set KEY`" in res.stderr
     assert (folder / "campaigns.toml").read_bytes() == before
 
 
