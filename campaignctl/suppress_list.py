@@ -183,6 +183,20 @@ def remove(open_store: Callable[[], Store], cfg: Config, value: str, channel: st
             gone = 0 if h is None else store_suppression.remove(session, h, channel)
     if not gone:
         where = f" on channel {channel}" if channel else ""
+        if channel is not None and channel != ALL_CHANNELS:
+            reader = Store.for_reading(cfg)
+            try:
+                with reader.read() as session:
+                    everywhere = _listed(session, address, ALL_CHANNELS) is not None
+            finally:
+                reader.close()
+            if everywhere:
+                raise NotFoundError(
+                    f"{value!r} is suppressed on every channel (*), not on channel {channel} "
+                    "alone: nothing was removed",
+                    f"to allow it again everywhere: campaignctl suppress remove {value!r} "
+                    f"(then `suppress import` it for the channels it must stay off)",
+                )
         raise NotFoundError(
             f"{value!r} is not on the suppression list{where}",
             "`campaignctl suppress list` shows what is suppressed, and on which channel",

@@ -213,6 +213,17 @@ def test_suppress_on_one_channel_and_remove(cli: Cli, project: Path) -> None:
     assert json.loads(cli("-C", project, "suppress", "list", "--format", "json").stdout) == []
 
 
+def test_removing_one_channel_of_an_every_channel_entry_says_so(cli: Cli, project: Path) -> None:
+    (project / "dnc.csv").write_text(f"email\n{ANA}\n")
+    assert cli("-C", project, "suppress", "import", "dnc.csv").exit_code == 0  # every channel
+    r = cli("-C", project, "suppress", "remove", ANA, "--channel", "email")
+    assert r.exit_code == 2
+    assert "is suppressed on every channel (*), not on channel email alone" in r.stderr
+    assert f"hint: to allow it again everywhere: campaignctl suppress remove '{ANA}'" in r.stderr
+    listed = json.loads(cli("-C", project, "suppress", "list", "--format", "json").stdout)
+    assert len(listed) == 1  # nothing was removed
+
+
 def test_suppress_bad_input(cli: Cli, project: Path) -> None:
     (project / "x.csv").write_text("name,city\nAna,Makati\n")
     r = cli("-C", project, "suppress", "import", "x.csv")
