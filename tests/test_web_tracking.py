@@ -591,3 +591,15 @@ def test_a_click_through_a_real_server(sent: tuple[Path, str, str]) -> None:
     assert click not in err
     assert pixel not in err
     assert f"GET /c/{click[:10]}… 302 " in err
+
+
+def test_erasing_the_lead_keeps_the_verdict_and_drops_the_url(
+    sent: tuple[Path, str, str], cli: Cli
+) -> None:
+    folder, click, _ = sent
+    later = _sent_at(folder, 1) + timedelta(minutes=5)
+    with web_rig(folder, clock=lambda: later) as rig:
+        rig.client.get(f"/c/{click}", headers={"user-agent": BROWSER}, follow_redirects=False)
+    res = cli("-C", folder, "leads", "delete", "maria@example.com", "--yes")
+    assert res.exit_code == 0, res.stderr
+    assert [e[3] for e in _events(folder, "click")] == [{"machine": False, "erased": True}]
