@@ -125,7 +125,7 @@ class _Anchors(HTMLParser):
         for k, v in attrs:
             if k == "href" and v is not None and not changed:
                 fixed = self.fix(v.strip())
-                changed = fixed != v
+                changed = fixed != v.strip()
                 v = fixed
             new_attrs.append((k, v))
         raw = self.get_starttag_text()
@@ -152,9 +152,10 @@ def _rewrite_anchors(html: str, fix: Callable[[str], str]) -> str:
         return html
     # the parser counts lines by "\n" and columns from each line's start
     starts = [0]
-    for i, ch in enumerate(html):
-        if ch == "\n":
-            starts.append(i + 1)
+    at = html.find("\n")
+    while at >= 0:
+        starts.append(at + 1)
+        at = html.find("\n", at + 1)
     out, done = [], 0
     for (line, col), raw, new in parser.changes:
         at = starts[line - 1] + col

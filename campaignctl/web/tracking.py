@@ -42,6 +42,8 @@ def routes(web: Web) -> list[BaseRoute]:
         if found is None:
             raise HTTPException(404)
         message_id, url = found
+        if not url.lower().startswith(("https://", "http://")):
+            raise HTTPException(404)  # never signed by `send`: no other scheme is tracked
         _record(web, request, tracking.CLICK, message_id, url)
         headers = {**NO_CACHE, "Referrer-Policy": "no-referrer"}
         return RedirectResponse(url, 302, headers=headers)
