@@ -54,10 +54,9 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
 
     A step with variants has `variants`: [{name, status, sent, replies, delivered, clicked,
     rate}] (clicked: messages a person clicked in; rate: by its A/B `metric`, else replies per
-    send), and `ab` (None
-    without an `ab` table): {metric, test_fraction, started_at, decide_at, decision}, the
-    decision being None until made, then {winner, rule, reason, p_value, z, confidence,
-    decided_at, figures} as stored (`store.schema.AbDecision`).
+    send), and `ab` (None without an `ab` table): {metric, test_fraction, started_at,
+    decide_at, decision}, the decision being None until made, then {winner, rule, reason,
+    p_value, z, confidence, decided_at, figures} as stored (`store.schema.AbDecision`).
     """
     from campaignctl.planner import plan
 
