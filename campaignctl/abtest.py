@@ -16,7 +16,8 @@ from statistics import NormalDist
 SIGNIFICANT = "significant"  # the best beat the runner-up at the confidence asked
 NOT_SIGNIFICANT = "not_significant"  # p-value at or above 1 - confidence: the fallback
 TOO_FEW = "too_few_sends"  # a variant had fewer than min_per_variant sends: the fallback
-NOT_TRACKED = "not_tracked"  # click_rate: no click tracking yet, so the fallback
+# click_rate before clicks were tracked: decisions stored by an older campaignctl say it
+NOT_TRACKED = "not_tracked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ def two_proportion(s1: int, n1: int, s2: int, n2: int) -> tuple[float, float]:
 
 
 def pick_winner(
-    arms: Sequence[Arm], confidence: float, min_per_variant: int, fallback: str, metric: str
+    arms: Sequence[Arm], confidence: float, min_per_variant: int, fallback: str, metric: str = ""
 ) -> Outcome:
     """The winner among `arms` (every variant that could be sent, in the file's order).
 
@@ -70,14 +71,6 @@ def pick_winner(
     `min_per_variant` sends. Otherwise, and for a tie, `fallback` does.
     """
     alpha = 1 - confidence
-    if metric == "click_rate":
-        return Outcome(
-            fallback,
-            NOT_TRACKED,
-            "click_rate needs click tracking, which is not there yet",
-            None,
-            None,
-        )
     if len(arms) < 2:
         return Outcome(fallback, TOO_FEW, "fewer than two variants were sent", None, None)
     ranked = sorted(arms, key=lambda a: -a.rate)  # stable: a tie keeps the file's order

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from campaignctl.store import Lead, Store
     from campaignctl.store.conn import Transaction
 
-#: Event detail keys that hold no personal data: kept when a lead is erased.
-KEPT_DETAIL = ("status", "error_code", "by")
+#: Event detail keys that hold no personal data: kept when a lead is erased (a click's verdict
+#: stays, so rates do; its URL goes).
+KEPT_DETAIL = ("status", "error_code", "by", "machine", "why")
 #: The reason of the pending messages an erasure skips.
 ERASED_REASON = "lead erased"
 

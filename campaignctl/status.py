@@ -52,11 +52,11 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     `finish_day` from `plan`, and `audience_skipped` ({count, reason}): leads its audience
     could not be evaluated for.
 
-    A step with variants has `variants`: [{name, status, sent, replies, delivered, rate}]
-    (rate: by its A/B `metric`, else replies per send; None for click_rate), and `ab` (None
-    without an `ab` table): {metric, test_fraction, started_at, decide_at, decision}, the
-    decision being None until made, then {winner, rule, reason, p_value, z, confidence,
-    decided_at, figures} as stored (`store.schema.AbDecision`).
+    A step with variants has `variants`: [{name, status, sent, replies, delivered, clicked,
+    rate}] (clicked: messages a person clicked in; rate: by its A/B `metric`, else replies per
+    send), and `ab` (None without an `ab` table): {metric, test_fraction, started_at,
+    decide_at, decision}, the decision being None until made, then {winner, rule, reason,
+    p_value, z, confidence, decided_at, figures} as stored (`store.schema.AbDecision`).
     """
     from campaignctl.planner import plan
 
@@ -83,9 +83,9 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         )
         for camp, step, state, n in events.delivery_counts(s, names):
             delivery[(camp, step)][state] = n
-        per_variant: dict[tuple[str, str], dict[str, tuple[int, int, int]]] = defaultdict(dict)
-        for camp, step, variant, n, replies, delivered in abtests.variant_counts(s, names):
-            per_variant[(camp, step)][variant] = (n, replies, delivered)
+        per_variant: dict[tuple[str, str], dict[str, tuple[int, int, int, int]]] = defaultdict(dict)
+        for camp, step, variant, n, replies, delivered, clicked in abtests.variant_counts(s, names):
+            per_variant[(camp, step)][variant] = (n, replies, delivered, clicked)
         ab_started = abtests.started(s, names)
         ab_decided = abtests.decisions(s, names)
         audience_skipped = {k: json.loads(v) for k, v in meta.audience_skipped(s).items()}
@@ -175,7 +175,7 @@ def _hooks(cfg: Config, store: Store) -> list[dict[str, Any]]:
     return out
 
 
-def _variants(st: Step, figures: dict[str, tuple[int, int, int]]) -> list[dict[str, Any]]:
+def _variants(st: Step, figures: dict[str, tuple[int, int, int, int]]) -> list[dict[str, Any]]:
     """Each variant of the step (and any other variant its messages were sent as)."""
     metric = st.ab.metric if st.ab else "reply_rate"
     names = [v.name for v in st.variants] + [
@@ -184,8 +184,8 @@ def _variants(st: Step, figures: dict[str, tuple[int, int, int]]) -> list[dict[s
     status = {v.name: v.status for v in st.variants}
     out = []
     for name in names:
-        sent, replies, delivered = figures.get(name, (0, 0, 0))
-        hits = {"reply_rate": replies, "delivery_rate": delivered}.get(metric)
+        sent, replies, delivered, clicked = figures.get(name, (0, 0, 0, 0))
+        hits = {"reply_rate": replies, "delivery_rate": delivered, "click_rate": clicked}[metric]
         out.append(
             {
                 "name": name,
@@ -193,7 +193,8 @@ def _variants(st: Step, figures: dict[str, tuple[int, int, int]]) -> list[dict[s
                 "sent": sent,
                 "replies": replies,
                 "delivered": delivered,
-                "rate": None if hits is None else (hits / sent if sent else 0.0),
+                "clicked": clicked,
+                "rate": hits / sent if sent else 0.0,
             }
         )
     return out

@@ -226,12 +226,15 @@ def test_the_z_test_matches_a_hand_computed_example() -> None:
     assert pick_winner(arms, 0.95, 201, "A", "reply_rate").rule == TOO_FEW
 
 
-def test_no_spread_and_clicks_give_the_fallback() -> None:
+def test_no_spread_gives_the_fallback_and_clicks_get_the_same_test() -> None:
     assert two_proportion(0, 100, 0, 100) == (0.0, 1.0)
     arms = [Arm("A", 200, 0), Arm("B", 200, 0)]
     assert pick_winner(arms, 0.95, 1, "B", "reply_rate").winner == "B"
+    # issue 13 tracks clicks: click_rate is decided by the same z-test as the other metrics
     clicks = pick_winner([Arm("A", 200, 30), Arm("B", 200, 50)], 0.95, 1, "A", "click_rate")
-    assert (clicks.winner, clicks.rule, clicks.p_value) == ("A", "not_tracked", None)
+    replies = pick_winner([Arm("A", 200, 30), Arm("B", 200, 50)], 0.95, 1, "A", "reply_rate")
+    assert (clicks.winner, clicks.rule) == ("B", SIGNIFICANT)
+    assert clicks.p_value == replies.p_value
     assert not math.isnan(two_proportion(5, 10, 5, 10)[1])
 
 
@@ -265,15 +268,17 @@ weight = 3
 """
 
 
-def test_check_accepts_an_ab_table_and_warns_about_click_rate(cli: Cli, tmp_path: Path) -> None:
+def test_check_accepts_an_ab_table_and_refuses_click_rate_on_sms(cli: Cli, tmp_path: Path) -> None:
     good = AB_STEP.replace("VARIANTS", TWO).replace("AB", 'fallback = "A"')
     assert _check(cli, tmp_path, good) == (0, [])
+    # issue 13: clicks are tracked in emails only (tests/test_web_tracking.py has the email cases)
     clicks = AB_STEP.replace("VARIANTS", TWO).replace("AB", 'fallback = "A"\nmetric = "click_rate"')
     code, lines = _check(cli, tmp_path, clicks)
-    assert code == 0
+    assert code == 1
     assert len(lines) == 1
-    assert lines[0].startswith("warning: campaigns.toml:")
-    assert "campaigns.promo.steps[0].ab.metric: click_rate needs click tracking" in lines[0]
+    assert lines[0].startswith("error: campaigns.toml:")
+    assert "campaigns.promo.steps[0].ab.metric: click_rate counts tracked clicks" in lines[0]
+    assert "only emails have" in lines[0]
 
 
 def test_check_refuses_bad_ab_tables_with_their_key_paths(cli: Cli, tmp_path: Path) -> None:

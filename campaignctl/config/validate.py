@@ -321,13 +321,14 @@ def semantic_problems(cfg: Config, lines: dict[str, int] | None = None) -> list[
                 continue
             kind = infer_kind(step.channel, cfg.channels[step.channel])
             _step_content_problems(cfg, step, sp, kind, add)
-            _ab_problems(step, sp, add)
+            _ab_problems(cfg, step, sp, kind, add)
     return out
 
 
-def _ab_problems(step: Step, sp: str, add: Any) -> None:
+def _ab_problems(cfg: Config, step: Step, sp: str, kind: str | None, add: Any) -> None:
     """An `ab` table needs two variants at least and a fallback among them. Weights are
-    relative shares (each above 0, checked on the variant): they need not add up to 1 or 100."""
+    relative shares (each above 0, checked on the variant): they need not add up to 1 or 100.
+    `click_rate` needs tracked clicks, which only emails have."""
     ab = step.ab
     if ab is None:
         return
@@ -355,12 +356,17 @@ def _ab_problems(step: Step, sp: str, add: Any) -> None:
             "and the fallback wins",
             "warning",
         )
-    if ab.metric == "click_rate":
+    if ab.metric == "click_rate" and kind != "email":
         add(
             f"{sp}.ab.metric",
-            "click_rate needs click tracking, which campaignctl does not have yet: "
-            "the fallback will win; use reply_rate or delivery_rate",
-            "warning",
+            f"click_rate counts tracked clicks, which only emails have (this step sends "
+            f"{kind or 'no email'}): use reply_rate or delivery_rate",
+        )
+    elif ab.metric == "click_rate" and not (cfg.server and cfg.server.track_clicks):
+        add(
+            f"{sp}.ab.metric",
+            "click_rate counts tracked clicks, and clicks are not tracked: "
+            "set track_clicks = true in [server] (docs/web.md), or use reply_rate",
         )
 
 

@@ -261,6 +261,7 @@ class Claims(Outcomes, AbTests):
             variant_name=decision.variant,
             item=item,
         )
+        rendered = self.tracked(r.id, rendered)  # the message's id signs its tracked links
         subject = rendered.subject
         in_reply_to = thread_id = mid = None
         if kind == "email":

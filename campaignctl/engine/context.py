@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.breaker import Breaker
@@ -19,6 +19,10 @@ from campaignctl.store import PENDING, Store, lead_context, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn
+
+if TYPE_CHECKING:
+    from campaignctl.render import Rendered
+    from campaignctl.web.links import Links
 
 #: Claim at most this many messages per transaction (one commit covers them all).
 BATCH = 100
@@ -171,6 +175,7 @@ class EngineContext:
         # each channel's breaker as the last claim saw it (a batch stops sending when it trips)
         self._breakers: dict[str, Breaker] = {}
         self._asked: dict[int, datetime] = {}  # uncertain messages the channel could not settle
+        self._tracking_links: Links | None = None
 
     # -------------------------------------------------------------- configuration views
 
@@ -198,6 +203,34 @@ class EngineContext:
 
             self._channels[name] = open_channel(self.cfg, name)
         return self._channels[name]
+
+    def tracked(self, message_id: int, rendered: Rendered) -> Rendered:
+        """An email as `[server]`'s `track_clicks` and `track_opens` ask: its links signed
+        redirects for `message_id`, its HTML part with the open pixel (`web.rewrite`). The keys
+        are read on the first tracked email: a missing one is a SetupError (exit 78), raised
+        in the claim's transaction, so nothing is sent."""
+        server = self.cfg.server
+        if rendered.kind != "email" or server is None:
+            return rendered
+        if not (server.track_clicks or server.track_opens):
+            return rendered
+        from dataclasses import replace
+
+        from campaignctl.web.links import Links
+        from campaignctl.web.rewrite import Tracker
+
+        if self._tracking_links is None:
+            self._tracking_links = Links.for_config(self.cfg, os.environ)
+        assert self._tracking_links is not None
+        tracker = Tracker(
+            self._tracking_links,
+            message_id,
+            clicks=server.track_clicks,
+            opens=server.track_opens,
+            keep=(rendered.unsubscribe_url or "",),
+        )
+        text, html = tracker.bodies(rendered.text, rendered.html)
+        return replace(rendered, text=text, html=html)
 
     def retry_channels(self) -> None:
         """Give channels stopped by refused credentials another chance (a daemon does, later)."""

@@ -6,7 +6,9 @@ read back the same row.
 
 The figures count sent messages of the step by their `variant`. A reply is an inbound `reply`
 event of the message, or of its lead at or after the message was sent (a reply in a new thread
-still counts); a delivery is a `delivered` event of the message.
+still counts); a delivery is a `delivered` event of the message; a click is a `click` event of
+the message that was not a machine's (`store.tracking`: however often it was clicked, a message
+counts once).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select
 
+from campaignctl.store import tracking
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.schema import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
 
-#: The metrics counted in SQL (click_rate has no data yet: it counts nothing).
-METRICS = ("reply_rate", "delivery_rate")
+#: The metrics counted in SQL.
+METRICS = ("reply_rate", "delivery_rate", "click_rate")
 
 
 def started(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], datetime]:
@@ -97,13 +100,15 @@ def figures(
     conn: Conn, campaign: str, step: str, metric: str, until: datetime
 ) -> dict[str, tuple[int, int]]:
     """{variant: (sends, successes)} of the step's messages sent up to `until`, successes by
-    `metric` (replies or deliveries recorded up to `until`; none for click_rate)."""
+    `metric` (replies, deliveries or a person's clicks recorded up to `until`)."""
     if metric == "reply_rate":
         success: Any = _count(_replied(until))
     elif metric == "delivery_rate":
         success = _count(_delivered(until))
+    elif metric == "click_rate":
+        success = _count(tracking.human(tracking.CLICK, until))
     else:
-        success = func.sum(0)
+        raise ValueError(f"unknown A/B metric {metric!r}: one of {', '.join(METRICS)}")
     rows = connection(conn).execute(
         select(MESSAGE.c.variant, func.count(), success)
         .where(
@@ -119,8 +124,8 @@ def figures(
 
 
 def variant_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
-    """(campaign, step, variant, sent, replies, delivered) of every sent message with a
-    variant in these campaigns (`status`)."""
+    """(campaign, step, variant, sent, replies, delivered, clicked) of every sent message with
+    a variant in these campaigns (`status`; clicked: by a person, see `figures`)."""
     return list(
         connection(conn).execute(
             select(
@@ -130,6 +135,7 @@ def variant_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
                 func.count(),
                 _count(_replied(None)),
                 _count(_delivered(None)),
+                _count(tracking.human(tracking.CLICK)),
             )
             .where(
                 MESSAGE.c.campaign.in_(campaigns),
