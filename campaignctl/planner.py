@@ -33,13 +33,10 @@ from zoneinfo import ZoneInfo
 
 from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
-from campaignctl.engine import (
-    AudienceMatcher,
-    campaign_start,
-)
 from campaignctl.engine.ab import AbKey, ab_states, ab_steps
-from campaignctl.engine.context import by_priority
+from campaignctl.engine.context import by_priority, campaign_start
 from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
+from campaignctl.engine.enrol import AudienceMatcher
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -602,8 +599,7 @@ def plan(
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
     sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}
-    with store.read() as s:
-        conn = s.connection()
+    with store.reading() as conn:
         optouts: dict[int, set[str]] = defaultdict(set)
         for lead_id, ch in store_leads.all_optouts(conn):
             optouts[lead_id].add(ch)

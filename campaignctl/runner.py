@@ -15,10 +15,11 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.channels.base import Outgoing
+from campaignctl.clock import wall_clock as wall_clock
 from campaignctl.engine import Engine, PassResult
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ SEND_BUSY = (
     "another `campaignctl send` or the daemon is sending from this database; "
     "this run has nothing to add (cron will try again)"
 )
-
-
-def wall_clock() -> datetime:
-    """The real clock, aware, UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 def _now() -> datetime:
-    from campaignctl.runner import wall_clock
+    from campaignctl.clock import wall_clock
 
     return wall_clock()
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, or_, select
 
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.schema import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
+from campaignctl.store.tables import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
 
 #: The metrics counted in SQL (click_rate has no data yet: it counts nothing).
 METRICS = ("reply_rate", "delivery_rate")
