@@ -88,6 +88,8 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("leads", "list"),
         ("leads", "list", "--format", "csv"),
         ("leads", "list", "--format", "json"),
+        ("explain", "maria.santos@example.com"),
+        ("explain", "maria.santos@example.com", "--format", "json"),
     ],
     ids=" ".join,
 )

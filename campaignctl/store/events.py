@@ -16,7 +16,7 @@ from campaignctl.store.tables import EVENT, FAILED, MESSAGE, PENDING, SENT, SKIP
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from campaignctl.store.schema import Enrolment, Event, Lead, Message
+    from campaignctl.store.schema import Enrolment, Lead, Message
 
 # The functions on whole rows load SQLModel (and SQLAlchemy's ORM) when called: `status` reads
 # `delivery_counts` without them.
@@ -184,18 +184,14 @@ def end_enrolment(session: Session, e: Enrolment, state: str, reason: str, now: 
     session.add(e)
 
 
-def of_lead(session: Session, lead_id: int) -> list[Event]:
-    """Everything that came back about one lead, in time order."""
-    from sqlmodel import col, select
-
-    from campaignctl.store.schema import Event
-
+def of_lead(conn: Conn, lead_id: int) -> list[Any]:
+    """Everything that came back about one lead, in time order: whole `event` rows."""
     return list(
-        session.exec(
-            select(Event)
-            .where(Event.lead_id == lead_id)
-            .order_by(col(Event.occurred_at), col(Event.id))
-        ).all()
+        connection(conn).execute(
+            select(EVENT)
+            .where(EVENT.c.lead_id == lead_id)
+            .order_by(EVENT.c.occurred_at, EVENT.c.id)
+        )
     )
 
 

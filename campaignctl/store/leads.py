@@ -180,6 +180,13 @@ def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
     )
 
 
+def by_address(conn: Conn, address: str) -> Any:
+    """The whole row of the lead with this normalised address (a lower-case email, matched in
+    any case, or an E.164 phone), or None: `events.lead_by_address` without the ORM."""
+    where = func.lower(LEAD.c.email) == address if "@" in address else LEAD.c.phone == address
+    return connection(conn).execute(select(LEAD).where(where).limit(1)).first()
+
+
 def enrolments_of(conn: Conn, lead_id: int) -> list[Any]:
     """One lead's enrolments, whole rows."""
     return list(
