@@ -206,6 +206,11 @@ def send_lock(store: Store) -> FileLock | None:
     return store.send_lock()
 
 
+#: Messages a dry run claims per transaction: its database is a private copy nobody else waits
+#: on, so a batch ten times a real pass's costs ten times fewer round trips.
+DRY_RUN_BATCH = 1000
+
+
 @dataclass
 class DryRun:
     """What `send --dry-run` found: the messages that would go now, and the pass's counts."""
@@ -250,6 +255,7 @@ def dry_run(
             campaigns=campaigns,
             channel_names=channels,
             worker="dry-run",
+            batch=DRY_RUN_BATCH,
         )
         try:
             res = engine.run_pass(now, rng or random.Random(), limit=limit)
