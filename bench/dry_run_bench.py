@@ -81,7 +81,8 @@ def setup(leads: int) -> Path:
 def timed(cmd: list[str], code: Path | None = None) -> float:
     env = {**os.environ, "PYTHONPATH": str(code or REPO)}
     t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+    # from the checkout itself: `python -m` puts the working directory first on sys.path
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True, cwd=code or REPO)
     return time.perf_counter() - t0
 
 

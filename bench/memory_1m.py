@@ -89,22 +89,30 @@ def database(leads: int) -> Path:
     return folder
 
 
-def measure(code: Path, folder: Path, args: list[str], timeout: float) -> tuple[float, float, int]:
-    """(peak RSS MiB, seconds, exit code) of `campaignctl ARGS` run from the checkout `code`."""
+def measure(
+    code: Path, folder: Path, args: list[str], timeout: float
+) -> tuple[float, float, int, float]:
+    """(peak RSS MiB, seconds, exit code, CPU seconds) of `campaignctl ARGS` run from the
+    checkout `code` (its working directory too: `python -m` puts it first on sys.path)."""
     cmd = [sys.executable, "-m", "campaignctl", "-C", str(folder), *args]
     env = {**os.environ, "PYTHONPATH": str(code)}
     with open(os.devnull, "w") as devnull:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=devnull, stderr=devnull, env=env, cwd=code)
         rss = 0.0
-        while proc.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
             rss = max(rss, peak_mib(proc.pid))
             if time.perf_counter() - t0 > timeout:
                 proc.kill()
                 proc.wait()
-                return rss, time.perf_counter() - t0, -9
+                return rss, time.perf_counter() - t0, -9, 0.0
             time.sleep(0.02)
-    return rss, time.perf_counter() - t0, proc.returncode
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return rss, time.perf_counter() - t0, proc.returncode, cpu
 
 
 def send_copy(folder: Path) -> Path:
@@ -136,7 +144,7 @@ def main() -> int:
     print(f"{opts.leads:,} leads; load: {os.getloadavg()[0]:.2f}; goal <= {GOAL_MIB} MiB")
     worst = 0.0
     for name, args in commands.items():
-        figures: dict[str, list[tuple[float, float, int]]] = {k: [] for k in codes}
+        figures: dict[str, list[tuple[float, float, int, float]]] = {k: [] for k in codes}
         for _ in range(opts.runs):
             for label, code in codes.items():
                 where = send_copy(folder) if name == "send" else folder
@@ -145,14 +153,17 @@ def main() -> int:
         for label, runs in figures.items():
             rss = statistics.median(r[0] for r in runs)
             secs = statistics.median(r[1] for r in runs)
+            cpu = statistics.median(r[3] for r in runs)
             bad = [r[2] for r in runs if r[2] != 0]
-            line += f"  {label}: {rss:7.1f} MiB {secs:6.1f} s"
+            line += f"  {label}: {rss:7.1f} MiB {secs:6.1f} s (CPU {cpu:5.1f} s)"
             line += f" (exit {bad[0]})" if bad else ""
             if label == "this":
                 worst = max(worst, rss)
         if "anchor" in figures:
-            ratios = [a[0] / b[0] for a, b in zip(figures["this"], figures["anchor"], strict=True)]
-            line += f"  ratio {statistics.median(ratios):.2f}"
+            pairs = list(zip(figures["this"], figures["anchor"], strict=True))
+            rss_ratio = statistics.median(a[0] / b[0] for a, b in pairs)
+            cpu_ratio = statistics.median(a[3] / b[3] for a, b in pairs)
+            line += f"  ratio RSS {rss_ratio:.2f}, CPU {cpu_ratio:.2f}"
         print(line, flush=True)
     print(f"worst peak {worst:.1f} MiB: {'ok' if worst <= GOAL_MIB else 'MISS'}")
     return 0 if worst <= GOAL_MIB else 1

@@ -28,8 +28,11 @@ BIN = Path(sys.executable).parent
 
 
 def once(cmd: list[str], env: dict[str, str]) -> float:
+    # run from the checkout on PYTHONPATH: `python -m` puts the working directory first on
+    # sys.path, which would shadow another checkout's campaignctl with this one
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    cwd = env.get("PYTHONPATH", str(REPO))
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
     return time.perf_counter() - start
 
 
@@ -84,15 +87,17 @@ def small_commands(runs: int, anchor: Path) -> None:
         cmd = [sys.executable, "-m", "campaignctl", "-C", str(folder), *args]
         for env in envs.values():
             once(cmd, env)  # warm the file cache
-        times: dict[str, list[float]] = {k: [] for k in envs}
+        times: dict[str, list[tuple[float, float]]] = {k: [] for k in envs}
         for _ in range(runs):
             for label, env in envs.items():
-                times[label].append(once(cmd, env))
-        ratio = statistics.median(
-            a / b for a, b in zip(times["this"], times["anchor"], strict=True)
-        )
-        this, then = (statistics.median(times[k]) * 1000 for k in envs)
-        print(f"{name:<15}{this:>7.0f} ms  anchor {then:>7.0f} ms  ratio {ratio:.2f}")
+                times[label].append(cpu_once(cmd, env))
+        line = f"{name:<14}"
+        for i, what in ((0, "wall"), (1, "CPU")):
+            pairs = zip(times["this"], times["anchor"], strict=True)
+            ratio = statistics.median(a[i] / b[i] for a, b in pairs)
+            this, then = (statistics.median(t[i] for t in times[k]) * 1000 for k in envs)
+            line += f" {what} {this:>5.0f} ms (anchor {then:>5.0f}, ratio {ratio:.2f})"
+        print(line, flush=True)
 
 
 def main() -> None:
