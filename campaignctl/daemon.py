@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
+from campaignctl.clock import wall_clock
 from campaignctl.errors import CampaignctlError, ExitCode, UsageError
-from campaignctl.runner import Runner, RunOptions, send_lock, wall_clock
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
     from campaignctl.engine import PassResult
+    from campaignctl.runner import Runner
     from campaignctl.store import Store
     from campaignctl.sync import SyncResult
 
@@ -106,7 +107,7 @@ def needs_person(store: Store) -> dict[str, dict[str, str | None]]:
     """Channels a running daemon found needing a person: {channel: {"message", "hint"}}."""
     from campaignctl.store import meta
 
-    with store.read() as s:
+    with store.reading() as s:
         rows = meta.needs_person(s)
     out = {}
     for channel, value in rows.items():
@@ -123,10 +124,10 @@ def daemon_status(store: Store) -> dict[str, Any]:
     pid, started_at, last_pass_at, last_sync_at (ISO UTC, or None)."""
     from campaignctl.store import meta
 
-    with store.read() as s:
+    with store.reading() as s:
         beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
         beat |= meta.heartbeat(s)
-    lock = send_lock(store)
+    lock = store.send_lock()
     running = bool(
         lock is not None and lock.is_held() and beat["pid"] and lock.holder() == beat["pid"]
     )
@@ -214,6 +215,8 @@ class Daemon:
         from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.schedulers.blocking import BlockingScheduler
 
+        from campaignctl.runner import Runner
+
         runner = Runner(
             self.cfg,
             self.store,
@@ -298,6 +301,8 @@ class Daemon:
         try:
             self.reload_if_changed()
             assert self._runner is not None
+            from campaignctl.runner import RunOptions
+
             options = RunOptions(
                 stop_when_idle=True,
                 max_time=self.cfg.daemon.tick,

@@ -73,17 +73,15 @@ class Explanation:
 
 def explain(cfg: Config, store: Store, address: str, now: datetime) -> Explanation:
     """The timeline of the lead with this email or phone (a `NotFoundError` when there is none)."""
-    from campaignctl.leads.lookup import find_lead
+    from campaignctl.leads.lookup import find_lead_row
 
     tz = ZoneInfo(cfg.settings.timezone)
-    with store.read() as s:
-        lead = find_lead(s, address, cfg.settings.default_region)
-        assert lead.id is not None
-        conn = s.connection()
+    with store.reading() as conn:
+        lead = find_lead_row(conn, address, cfg.settings.default_region)
         logged = journal.for_lead(conn, lead.id)
         enrolments = store_leads.enrolments_of(conn, lead.id)
         msgs = store_messages.of_lead(conn, lead.id)
-        came_back = store_events.of_lead(s, lead.id)
+        came_back = store_events.of_lead(conn, lead.id)
         optouts = store_leads.optouts_of(conn, [lead.id])[lead.id]
         # a hold lasts a day at most (a rolling daily limit; a breaker's pause is shorter), so
         # the holds that can matter to this lead's messages began after its first enrolment

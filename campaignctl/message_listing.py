@@ -36,7 +36,7 @@ class MessageListing:
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         from campaignctl.store import messages
 
-        with self.store.read() as session:
+        with self.store.reading() as session:
             for row in messages.listing(
                 session,
                 campaign=self.campaign,

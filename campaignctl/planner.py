@@ -33,13 +33,10 @@ from zoneinfo import ZoneInfo
 
 from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
-from campaignctl.engine import (
-    AudienceMatcher,
-    campaign_start,
-)
 from campaignctl.engine.ab import AbKey, ab_states, ab_steps
-from campaignctl.engine.context import by_priority
+from campaignctl.engine.context import by_priority, campaign_start
 from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
+from campaignctl.engine.enrol import AudienceMatcher
 from campaignctl.pacing import (
     Hours,
     Limits,
@@ -64,6 +61,8 @@ RATE_WINDOW_DAYS = 7
 #: How far the simulation runs at most (days from today, today being day 1): the largest
 #: `--days`, so the days shown are always simulated and never change what lies beyond them.
 HORIZON_DAYS = 400
+#: Leads matched against the suppression list at a time, as they stream in.
+SUPPRESSION_CHUNK = 50_000
 
 
 @dataclass
@@ -130,33 +129,95 @@ class Plan:
         return (d - self.start.astimezone(ZoneInfo(self.timezone)).date()).days + 1
 
 
+#: A lead's flags in `_Leads.flags`: known to the simulation, has an email, has a phone.
+_KNOWN, _EMAIL, _PHONE = 1, 2, 4
+_NO_OPTOUTS: frozenset[str] = frozenset()
+_NOT_LISTED: dict[str, set[str]] = {}
+
+
 class _Lead:
-    __slots__ = ("_tz", "default_tz", "email", "id", "optouts", "phone", "suppressed", "timezone")
+    """One lead as `decide` reads it, built when one of its messages is decided. Its addresses
+    are stand-ins ("@" and "+": the simulation only asks whether it has one) but for a lead on
+    the suppression list, whose real addresses `decide` looks up."""
+
+    __slots__ = ("email", "id", "optouts", "phone", "suppressed", "tz")
 
     def __init__(
         self,
         id: int,
         email: str | None,
         phone: str | None,
-        timezone: str | None,
-        default_tz: str,
-        optouts: set[str],
+        tz: ZoneInfo,
+        optouts: frozenset[str] | set[str],
+        suppressed: dict[str, set[str]],
     ) -> None:
         self.id = id
         self.email = email
         self.phone = phone
-        self.timezone = timezone
-        self.default_tz = default_tz
+        self.tz = tz
         self.optouts = optouts
-        # address -> channels on the suppression list (set once the leads are loaded)
-        self.suppressed: dict[str, set[str]] = {}
-        self._tz: ZoneInfo | None = None
+        self.suppressed = suppressed
 
-    @property
-    def tz(self) -> ZoneInfo:
-        if self._tz is None:
-            self._tz = lead_zone(self.timezone, self.phone, self.default_tz)
-        return self._tz
+
+class _Leads:
+    """Every lead the simulation knows, in packed arrays indexed by lead id (a flag byte and a
+    zone number: 3 bytes a lead, so a million leads hold 3 MB, not the 400 MB of an object
+    each), with the few that have opt-outs or listed addresses in dictionaries of their own.
+    Zones are worked out as the leads are loaded, only when a channel keeps hours."""
+
+    def __init__(self, default_tz: str, zones: bool) -> None:
+        self.default_tz = default_tz
+        self.zones = zones
+        self.flags = array("B")
+        self.zone_of = array("H")
+        self.zone_list: list[ZoneInfo] = [lead_zone(None, None, default_tz)]
+        self.zone_index: dict[tuple[str | None, str | None], int] = {}
+        self.optouts: dict[int, set[str]] = {}
+        self.listed: dict[int, tuple[str | None, str | None, dict[str, set[str]]]] = {}
+
+    def add(self, lead_id: int, email: str | None, phone: str | None, timezone: str | None) -> None:
+        if lead_id >= len(self.flags):
+            grow = max(lead_id + 1 - len(self.flags), len(self.flags) // 2, 1024)
+            self.flags.extend(bytes(grow))
+            self.zone_of.extend(array("H", bytes(2 * grow)))
+        self.flags[lead_id] = _KNOWN | (_EMAIL if email else 0) | (_PHONE if phone else 0)
+        if self.zones:
+            self.zone_of[lead_id] = self._zone(timezone, phone)
+
+    def _zone(self, timezone: str | None, phone: str | None) -> int:
+        key = (timezone, None) if timezone else (None, phone)
+        i = self.zone_index.get(key)
+        if i is None:
+            tz = lead_zone(timezone, phone, self.default_tz)
+            try:
+                i = self.zone_list.index(tz)
+            except ValueError:
+                i = len(self.zone_list)
+                self.zone_list.append(tz)
+            if timezone and tz.key == timezone:  # a valid zone name: the same for every lead
+                self.zone_index[key] = i
+        return i
+
+    def __contains__(self, lead_id: int) -> bool:
+        return 0 <= lead_id < len(self.flags) and bool(self.flags[lead_id] & _KNOWN)
+
+    def tz(self, lead_id: int) -> ZoneInfo:
+        return self.zone_list[self.zone_of[lead_id]]
+
+    def opted_out(self, lead_id: int) -> frozenset[str] | set[str]:
+        return self.optouts.get(lead_id, _NO_OPTOUTS)
+
+    def __getitem__(self, lead_id: int) -> _Lead:
+        """The lead as `decide` reads it."""
+        flags = self.flags[lead_id]
+        listed = self.listed.get(lead_id)
+        if listed is not None:
+            email, phone, suppressed = listed
+        else:
+            email = "@" if flags & _EMAIL else None
+            phone = "+" if flags & _PHONE else None
+            suppressed = _NOT_LISTED
+        return _Lead(lead_id, email, phone, self.tz(lead_id), self.opted_out(lead_id), suppressed)
 
 
 _FAR = datetime.max.replace(tzinfo=UTC)
@@ -277,7 +338,7 @@ class _Simulation:
         )
         self.plans: dict[str, CampaignPlan] = {}
         self.camps: dict[str, Campaign] = {}
-        self.leads: dict[int, _Lead] = {}
+        self.leads = _Leads(cfg.settings.timezone, zones=False)
         self.start_at: dict[str, datetime | None] = {}
         #: A/B steps' tests as the database holds them, then as the simulation moves them on
         self.ab: dict[AbKey, AbState] = {}
@@ -289,7 +350,7 @@ class _Simulation:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
         if self.always[ch]:
             return ""
-        return self.clock(ch, self.leads[lead].tz).tz.key
+        return self.clock(ch, self.leads.tz(lead)).tz.key
 
     def push(self, due: datetime, campaign: str, step: int, lead: int) -> None:
         """One message due at `due`, after every message pushed so far."""
@@ -359,8 +420,7 @@ class _Simulation:
             self.tails[st.channel, "", st.priority, raw] = run
             return
         if len(leads) == 1:
-            lead = self.leads[leads[0]]
-            due = self.clock(st.channel, lead.tz).next_open(raw)
+            due = self.clock(st.channel, self.leads.tz(leads[0])).next_open(raw)
             if due > raw:
                 st.waits["window"] += 1
             self.push(due, campaign, step, leads[0])
@@ -368,7 +428,7 @@ class _Simulation:
         groups: dict[str, _Run] = {}
         for lead_id in leads:
             self.seq += 1
-            tz = self.leads[lead_id].tz
+            tz = self.leads.tz(lead_id)
             group = groups.get(tz.key)
             if group is None:
                 due = self.clock(st.channel, tz).next_open(raw)
@@ -602,11 +662,13 @@ def plan(
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
     sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}
-    with store.read() as s:
-        conn = s.connection()
-        optouts: dict[int, set[str]] = defaultdict(set)
+    with store.reading() as conn:
+        sim.leads = leads = _Leads(
+            default_tz,
+            zones=any(not sim.hours[st.channel].always for c in active.values() for st in c.steps),
+        )
         for lead_id, ch in store_leads.all_optouts(conn):
-            optouts[lead_id].add(ch)
+            leads.optouts.setdefault(lead_id, set()).add(ch)
         blasts_done = meta.blasts_enrolled(conn)
         # a trigger campaign enrols on `campaignctl trigger` events and an `enrol_on` sequence
         # on lead events yet to happen: neither enrols anyone new in the forecast
@@ -617,23 +679,16 @@ def plan(
             and c.kind != "trigger"
             and not c.enrol_on
         ]
-        # plain tuples: 100,000 rows through SQLAlchemy's row machinery cost a second
-        no_optouts: set[str] = set()
-        zone_names: dict[str, str] = {}  # one string per zone name, not one per lead
+        # plain tuples, streamed (100,000 rows through SQLAlchemy's row machinery cost a
+        # second); the suppression list is matched a chunk of leads at a time
+        chunk: list[tuple[int, str | None, str | None]] = []
         for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
-            if timezone is not None:
-                timezone = zone_names.setdefault(timezone, timezone)
-            sim.leads[lead_id] = _Lead(
-                lead_id,
-                email,
-                phone,
-                timezone,
-                default_tz,
-                optouts.get(lead_id, no_optouts),
-            )
-        addresses = ((x.id, x.email, x.phone) for x in sim.leads.values())
-        for lead_id, listed in suppressed_addresses(conn, addresses, everything=True).items():
-            sim.leads[lead_id].suppressed = listed
+            leads.add(lead_id, email, phone, timezone)
+            if email or phone:
+                chunk.append((lead_id, email, phone))
+            if len(chunk) >= SUPPRESSION_CHUNK:
+                _listed(conn, leads, chunk)
+        _listed(conn, leads, chunk)
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
         for ch, lim in sim.limits.items():
@@ -697,7 +752,7 @@ def _enrol(
     for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers:
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
             continue
-        if sim.leads[lead_id].optouts & {first_channel, "*"}:
+        if sim.leads.opted_out(lead_id) & {first_channel, "*"}:
             continue
         ctx = lead_context(
             id=lead_id,
@@ -712,6 +767,17 @@ def _enrol(
         )
         if matches(ctx):
             sim.schedule(name, 0, sim.leads[lead_id], at)
+
+
+def _listed(conn: Any, leads: _Leads, chunk: list[tuple[int, str | None, str | None]]) -> None:
+    """Note which of the `chunk` of leads have an address on the suppression list, and empty
+    the chunk."""
+    if chunk:
+        found = suppressed_addresses(conn, chunk, everything=True)
+        for lead_id, email, phone in chunk if found else ():
+            if lead_id in found:
+                leads.listed[lead_id] = (email, phone, found[lead_id])
+        chunk.clear()
 
 
 def _ramps(

@@ -15,10 +15,11 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.channels.base import Outgoing
+from campaignctl.clock import wall_clock as wall_clock
 from campaignctl.engine import Engine, PassResult
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ SEND_BUSY = (
     "another `campaignctl send` or the daemon is sending from this database; "
     "this run has nothing to add (cron will try again)"
 )
-
-
-def wall_clock() -> datetime:
-    """The real clock, aware, UTC."""
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -210,6 +206,11 @@ def send_lock(store: Store) -> FileLock | None:
     return store.send_lock()
 
 
+#: Messages a dry run claims per transaction: its database is a private copy nobody else waits
+#: on, so a batch ten times a real pass's costs ten times fewer round trips.
+DRY_RUN_BATCH = 1000
+
+
 @dataclass
 class DryRun:
     """What `send --dry-run` found: the messages that would go now, and the pass's counts."""
@@ -254,6 +255,7 @@ def dry_run(
             campaigns=campaigns,
             channel_names=channels,
             worker="dry-run",
+            batch=DRY_RUN_BATCH,
         )
         try:
             res = engine.run_pass(now, rng or random.Random(), limit=limit)

@@ -63,7 +63,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     if campaign is not None:
         cfg.campaign(campaign)  # a NotFoundError naming the typo
     names = [campaign] if campaign is not None else list(cfg.campaigns)
-    with store.read() as s:
+    with store.reading() as s:
         counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(MESSAGE_STATES, 0)
         )
@@ -227,13 +227,13 @@ def _ab(st: Step, started: datetime | None, decided: Any) -> dict[str, Any] | No
 def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
     """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error,
     deferred}; `deferred`: the messages due now that wait for it (0 when not paused)."""
-    from campaignctl.engine import Engine
+    from campaignctl.engine.context import EngineContext
     from campaignctl.store import messages
 
     out: dict[str, Any] = {}
-    with store.read() as s:
+    with store.reading() as s:
         for ch in cfg.channels:
-            b = Engine.breaker(s, ch)
+            b = EngineContext.breaker(s, ch)
             failed, attempts, last = b.failures()
             paused = b.paused(now)
             deferred = 0
@@ -257,7 +257,7 @@ def _warmups(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str
     from campaignctl.pacing import Limits, warmup_day
 
     out: dict[str, Any] = {}
-    with store.read() as s:
+    with store.reading() as s:
         for ch, ch_cfg in cfg.channels.items():
             lim = Limits.of(ch_cfg)
             ramp = lim.warmup

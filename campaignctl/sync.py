@@ -160,5 +160,5 @@ def last_syncs(store: Store) -> dict[str, str]:
     """channel -> ISO time of its last successful sync."""
     from campaignctl.store import meta
 
-    with store.read() as s:
+    with store.reading() as s:
         return meta.last_syncs(s)

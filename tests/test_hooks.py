@@ -87,7 +87,7 @@ def _rows(folder: Path) -> list[tuple[str, str, int]]:
         assert rows == []
         from sqlalchemy import select
 
-        from campaignctl.store.schema import HOOK_DELIVERY as D
+        from campaignctl.store.tables import HOOK_DELIVERY as D
 
         out = [
             (r.event, r.idem_key, r.attempts)

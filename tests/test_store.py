@@ -28,6 +28,44 @@ def test_schema_matches_models(tmp_path):
         assert cols == {c.name for c in table.columns}, table.name
 
 
+def _described(table):
+    """A table as the query modules rely on it: each column's type, keys, nullability and
+    Python-side default, and the unique constraints."""
+    from sqlalchemy import UniqueConstraint
+
+    cols = {}
+    for c in table.columns:
+        d = c.default
+        default = None if d is None else (d.arg.__name__ if d.is_callable else d.arg)
+        fks = sorted(fk.target_fullname for fk in c.foreign_keys)
+        kind = type(c.type).__name__.replace("AutoString", "String")
+        cols[c.name] = (
+            kind,
+            c.primary_key,
+            bool(c.unique),
+            bool(c.index),
+            c.nullable,
+            default,
+            fks,
+        )
+    uniques = sorted(
+        tuple(c.name for c in u.columns)
+        for u in table.constraints
+        if isinstance(u, UniqueConstraint)
+    )
+    return cols, uniques
+
+
+def test_core_tables_match_models():
+    """`store.tables` (what the query modules and read-only commands use, without SQLModel)
+    describes every table exactly as the SQLModel classes of `store.schema` do."""
+    from campaignctl.store.tables import metadata
+
+    assert set(metadata.tables) == set(SQLModel.metadata.tables)
+    for name, table in metadata.tables.items():
+        assert _described(table) == _described(SQLModel.metadata.tables[name]), name
+
+
 def test_newer_database_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
     Store(url).close()

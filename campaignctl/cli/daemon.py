@@ -131,8 +131,8 @@ class _LiveView:
 
         from rich.table import Table
 
+        from campaignctl.clock import wall_clock
         from campaignctl.daemon import channel_view
-        from campaignctl.runner import wall_clock
 
         d = self.daemon
         # a paced channel makes many passes a second: redraw (and query) at most once a second

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from campaignctl.cli.context import TableCsvJson, print_json, state, stderr, stdout
+from campaignctl.cli.context import TableCsvJson, state, stderr, stdout
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
 
 if TYPE_CHECKING:
@@ -191,20 +192,25 @@ def list_(
     ),
 ) -> None:
     """List leads (with their attributes in csv and json)."""
-    from campaignctl.leads import list_leads
-    from campaignctl.leads.listing import Skipped
+    from campaignctl.leads.listing import Skipped, iter_leads
 
     st = state(ctx)
+    store = st.store(read_only=True)
     skipped = Skipped()
-    leads = list_leads(st.store(read_only=True), where=where, limit=limit, skipped=skipped)
+    # csv and json stream, one lead at a time (flat memory on a million leads); the table
+    # needs every row for its widths
+    if fmt is TableCsvJson.json:
+        _print_json(iter_leads(store, where=where, limit=limit, skipped=skipped))
+    elif fmt is TableCsvJson.csv:
+        # the header names every attribute: a first pass finds them, a second writes the rows
+        _print_csv(
+            _attribute_keys(iter_leads(store, where=where, limit=limit)),
+            iter_leads(store, where=where, limit=limit, skipped=skipped),
+        )
+    else:
+        _print_table(list(iter_leads(store, where=where, limit=limit, skipped=skipped)))
     if note := skipped.note():
         stderr().print(f"warning: {note}", markup=False, highlight=False)
-    if fmt is TableCsvJson.json:
-        print_json(leads)
-    elif fmt is TableCsvJson.csv:
-        _print_csv(leads)
-    else:
-        _print_table(leads)
 
 
 def _cell(value: Any) -> str:
@@ -215,17 +221,41 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _print_csv(leads: list[dict[str, Any]]) -> None:
+def _attribute_keys(leads: Iterable[dict[str, Any]]) -> list[str]:
+    """The csv's columns: the fixed ones, `optouts`, then each attribute in the order the
+    leads first show it."""
+    columns = [*LIST_COLUMNS, "optouts"]
+    seen = set(columns)
+    for lead in leads:
+        for k in lead:
+            if k not in seen and k != "id":
+                seen.add(k)
+                columns.append(k)
+    return columns
+
+
+def _print_csv(columns: list[str], leads: Iterable[dict[str, Any]]) -> None:
     import csv
     import sys
 
-    columns = [*LIST_COLUMNS, "optouts"]
-    for lead in leads:
-        columns.extend(k for k in lead if k not in columns and k != "id")
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for lead in leads:
         writer.writerow([_cell(lead.get(c)) for c in columns])
+
+
+def _print_json(leads: Iterable[dict[str, Any]]) -> None:
+    """`print_json(list(leads))`, byte for byte, written one lead at a time."""
+    import json
+    import sys
+
+    out = sys.stdout
+    first = True
+    for lead in leads:
+        text = json.dumps(lead, indent=2, ensure_ascii=False, default=str)
+        out.write(("[\n" if first else ",\n") + "  " + text.replace("\n", "\n  "))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
 
 
 def _print_table(leads: list[dict[str, Any]]) -> None:

@@ -27,8 +27,12 @@ if TYPE_CHECKING:
     from campaignctl.runner import DryRun, RunResult
 
 
+#: Messages a dry run lists unless `--show` says otherwise: a screenful.
+DRY_SHOWN = 20
+
+
 def _now() -> datetime:
-    from campaignctl.runner import wall_clock
+    from campaignctl.clock import wall_clock
 
     return wall_clock()
 
@@ -40,6 +44,12 @@ def send(
     ctx: typer.Context,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what would go now; write nothing, send nothing."
+    ),
+    show: str | None = typer.Option(
+        None,
+        "--show",
+        metavar="N|all",
+        help=f"With --dry-run: list N messages that would go, or all [default: {DRY_SHOWN}].",
     ),
     campaign: list[str] = typer.Option(
         [], "--campaign", metavar="NAME", help="Only this campaign (repeatable)."
@@ -90,6 +100,7 @@ def send(
     from campaignctl.timespec import parse_duration
 
     st = state(ctx)
+    shown = _shown(show, dry_run)
     if test_to is not None:
         refused = [o for o, v in (("--limit", limit), ("--max-time", max_time)) if v is not None]
         refused += ["--channel"] if channel else []
@@ -119,7 +130,9 @@ def send(
         from campaignctl.runner import dry_run as run_dry
 
         _render_dry(
-            run_dry(cfg, store, _now(), campaigns=campaigns, channels=channels, limit=limit), quiet
+            run_dry(cfg, store, _now(), campaigns=campaigns, channels=channels, limit=limit),
+            quiet,
+            shown,
         )
         return
     from campaignctl.runner import Runner, RunOptions
@@ -406,15 +419,36 @@ def _exit_code(result: RunResult) -> ExitCode:
     return ExitCode.OK
 
 
-def _render_dry(dry: DryRun, quiet: bool) -> None:
+def _shown(show: str | None, dry_run: bool) -> int | None:
+    """`--show` as the number of messages a dry run lists (None: all)."""
+    from campaignctl.errors import UsageError
+
+    if show is None:
+        return DRY_SHOWN
+    if not dry_run:
+        raise UsageError("--show lists the messages of a dry run: add --dry-run")
+    if show == "all":
+        return None
+    if not show.isdigit():
+        raise UsageError(f"--show {show!r}: give a number of messages, or all")
+    return int(show)
+
+
+def _render_dry(dry: DryRun, quiet: bool, shown: int | None = DRY_SHOWN) -> None:
+    """A sample of what would go (the first `shown`, all for None), then the summary line."""
     res = dry.result
-    if not quiet:
+    listed = dry.messages if shown is None else dry.messages[:shown]
+    if not quiet and listed:
         from rich.table import Table
 
-        t = Table(title="would send now (dry run: nothing written)")
+        more = len(dry.messages) - len(listed)
+        t = Table(
+            title="would send now (dry run: nothing written)",
+            caption=f"and {more:,} more: --show all lists them" if more else None,
+        )
         for h in ("campaign", "step", "channel", "to", "subject / text"):
             t.add_column(h)
-        for m in dry.messages:
+        for m in listed:
             preview = m.subject or m.text.splitlines()[0] if m.text else (m.subject or "")
             t.add_row(m.campaign, m.step, m.channel, m.to, preview[:60])
         stdout().print(t)

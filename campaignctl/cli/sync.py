@@ -35,7 +35,7 @@ def sync(
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
     """Read replies, opt-outs, bounces and delivery statuses since the last sync; record them."""
-    from campaignctl.runner import wall_clock
+    from campaignctl.clock import wall_clock
     from campaignctl.sync import sync as run_sync
 
     st = state(ctx)

@@ -1,146 +1,63 @@
 """The sending engine: one pass enrols, reconciles, claims, sends and records.
 
-`send` (one run from cron or a terminal) and `daemon` drive the same `Engine.run_pass(now, rng)`;
-`campaignctl.runner` wraps it in an APScheduler loop. The database is the only source of truth:
-a message is claimed (`sending`, with who and when) in a short BEGIN IMMEDIATE transaction before
-its provider is called and recorded right after, so whatever the engine forgets when it crashes,
-the next pass finds in the database. See docs/engine.md.
+`send` (one run from cron or a terminal) and `daemon` drive the same `Engine.run_pass(now, rng)`
+(`engine.core`); `campaignctl.runner` wraps it in an APScheduler loop. The database is the only
+source of truth: a message is claimed (`sending`, with who and when) in a short BEGIN IMMEDIATE
+transaction before its provider is called and recorded right after, so whatever the engine
+forgets when it crashes, the next pass finds in the database. See docs/engine.md.
+
+The names below are imported on first use: `plan` and `status` replay `engine.decide` and read
+`engine.context`, and must not load the claim, send and recovery stages with their channels
+(issue 15: small commands import only what they use; tests/test_startup.py holds it).
 """
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
-from collections.abc import Callable
-from datetime import datetime
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from campaignctl.channels.base import Sent
-from campaignctl.engine.claim import Claims
-from campaignctl.engine.context import (
-    BATCH,
-    EngineContext,
-    LeadInfo,
-    campaign_start,
-    ensure_utc,
-    soonest,
-    worker_alive,
-    worker_id,
-)
-from campaignctl.engine.enrol import AudienceMatcher, Enrolment
-from campaignctl.engine.outcomes import Claimed, Outcomes, gives_up
-from campaignctl.engine.recovery import (
-    FOREIGN_CLAIM_TIMEOUT,
-    RECONCILE_AGAIN,
-    RECONCILE_BATCH,
-    RECONCILE_SINGLE,
-    Recovery,
-)
-from campaignctl.engine.result import COUNTERS, PassResult
-from campaignctl.pacing import capacity
-from campaignctl.store import messages as store_messages
+if TYPE_CHECKING:
+    from campaignctl.engine.context import BATCH as BATCH
+    from campaignctl.engine.context import EngineContext as EngineContext
+    from campaignctl.engine.context import LeadInfo as LeadInfo
+    from campaignctl.engine.context import campaign_start as campaign_start
+    from campaignctl.engine.context import ensure_utc as ensure_utc
+    from campaignctl.engine.context import worker_alive as worker_alive
+    from campaignctl.engine.context import worker_id as worker_id
+    from campaignctl.engine.core import Engine as Engine
+    from campaignctl.engine.enrol import AudienceMatcher as AudienceMatcher
+    from campaignctl.engine.outcomes import Claimed as Claimed
+    from campaignctl.engine.outcomes import Outcomes as Outcomes
+    from campaignctl.engine.outcomes import gives_up as gives_up
+    from campaignctl.engine.recovery import FOREIGN_CLAIM_TIMEOUT as FOREIGN_CLAIM_TIMEOUT
+    from campaignctl.engine.recovery import RECONCILE_AGAIN as RECONCILE_AGAIN
+    from campaignctl.engine.recovery import RECONCILE_BATCH as RECONCILE_BATCH
+    from campaignctl.engine.recovery import RECONCILE_SINGLE as RECONCILE_SINGLE
+    from campaignctl.engine.result import COUNTERS as COUNTERS
+    from campaignctl.engine.result import PassResult as PassResult
 
-__all__ = [
-    "BATCH",
-    "COUNTERS",
-    "FOREIGN_CLAIM_TIMEOUT",
-    "RECONCILE_AGAIN",
-    "RECONCILE_BATCH",
-    "RECONCILE_SINGLE",
-    "AudienceMatcher",
-    "Claimed",
-    "Engine",
-    "EngineContext",
-    "LeadInfo",
-    "Outcomes",
-    "PassResult",
-    "campaign_start",
-    "ensure_utc",
-    "gives_up",
-    "worker_alive",
-    "worker_id",
-]
+_HOME = {
+    "Engine": "core",
+    **dict.fromkeys(
+        ("BATCH", "EngineContext", "LeadInfo", "campaign_start", "ensure_utc"), "context"
+    ),
+    **dict.fromkeys(("worker_alive", "worker_id"), "context"),
+    "AudienceMatcher": "enrol",
+    **dict.fromkeys(("Claimed", "Outcomes", "gives_up"), "outcomes"),
+    **dict.fromkeys(
+        ("FOREIGN_CLAIM_TIMEOUT", "RECONCILE_AGAIN", "RECONCILE_BATCH", "RECONCILE_SINGLE"),
+        "recovery",
+    ),
+    **dict.fromkeys(("COUNTERS", "PassResult"), "result"),
+}
+
+__all__ = sorted(_HOME)
 
 
-class Engine(Recovery, Enrolment, Claims):
-    """Sends a campaign file's messages through its channels, recording everything in `store`.
-
-    Each stage is its own class over the shared `EngineContext`: `Recovery`, `Enrolment`,
-    `Claims` (which asks `decide` about every due message) and `Outcomes`; this class runs
-    them in order, one pass at a time.
-    """
-
-    def run_pass(
-        self,
-        now: datetime,
-        rng: random.Random,
-        *,
-        limit: int | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> PassResult:
-        """One pass at instant `now`: archive, recover, reconcile, enrol, then send what may go.
-
-        Sends at most `limit` messages; checks `should_stop` between sends. Every send in the
-        pass is stamped `now`: a pass sends only what may go at that instant (one message on a
-        paced channel), and its result says when the next pass has work.
-        """
-        res = PassResult()
-        self._skip_archived(now, res)
-        self._recover(now)
-        self._reconcile(now, res)
-        self.decide_ab_tests(now)
-        if (
-            self._last_enrol is None
-            or now - self._last_enrol >= self.enrol_every
-            or now < self._last_enrol
-        ):
-            self.enrol(now, res)
-            self._last_enrol = now
-        sent = 0
-        while limit is None or sent < limit:
-            if should_stop is not None and should_stop():
-                break
-            want = self.batch if limit is None else min(self.batch, limit - sent)
-            claimed = self._claim(now, rng, want, res)
-            if not claimed:
-                break
-            outcomes = self._send(claimed, res, should_stop)
-            self._record(outcomes, now, rng, res)
-            sent += sum(1 for _, o in outcomes if isinstance(o, Sent))
-        self._complete_blasts(now)
-        self._look_ahead(now, rng, res)
-        return res
-
-    # -------------------------------------------------------------- what comes next
-
-    def _look_ahead(self, now: datetime, rng: random.Random, res: PassResult) -> None:
-        """Count what waits, and find when the next pass has work (for `send` and `daemon`)."""
-        active = self.active_campaigns()
-        if not active:
-            return
-        names = self.channel_names()
-        with self.store.read() as s:
-            conn = s.connection()
-            due = store_messages.due_counts(conn, now, list(active), names)
-            waiting: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
-            for camp, step, ch, n in due:
-                waiting[ch].append((camp, step, n))
-            for ch, rows in waiting.items():
-                self.warm_up(conn, ch, now, record=False)
-                breaker = self.breaker(conn, ch)
-                paused = breaker.paused(now)
-                for camp, step, n in rows:
-                    res.add(camp, step, ch, "deferred_breaker" if paused else "deferred_limit", n)
-                if paused:
-                    # not a pacing gap: `send` ends, a daemon wakes for the probe
-                    res.paused[ch] = breaker
-                    res.next_due = soonest(res.next_due, breaker.until)
-                    continue
-                hist = self.history(conn, ch, now)
-                slot = self._slot(ch, hist, now, rng)
-                res.next_due = soonest(res.next_due, slot)
-                lim = self.limits[ch]
-                only_pace = capacity(lim.limits_only(), hist, now) > 0 or slot <= now
-                if only_pace:
-                    res.pace_until = soonest(res.pace_until, slot)
-            later = store_messages.next_due(conn, now, list(active), names)
-            res.next_due = soonest(res.next_due, later)
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

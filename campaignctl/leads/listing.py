@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from campaignctl.store import Lead, Store
-    from campaignctl.store.conn import Transaction
+    from campaignctl.store import Store
+    from campaignctl.store.conn import Conn
 
 
 @dataclass
@@ -29,11 +29,12 @@ class Skipped:
 
 
 def matching_leads(
-    session: Transaction, where: str | None, skipped: Skipped | None = None
-) -> Iterator[Lead]:
+    session: Conn, where: str | None, skipped: Skipped | None = None
+) -> Iterator[Any]:
     """The leads an audience expression matches (all for None), in import order: what
     `leads list --where` shows and `leads tag --where` changes. A lead the expression fails on
-    is left out and counted in `skipped`; an expression the sandbox refuses is an error."""
+    is left out and counted in `skipped`; an expression the sandbox refuses is an error.
+    Leads are rows of `store.leads.LEAD_COLUMNS`, streamed: read them inside the transaction."""
     from campaignctl.audience import AudienceError, AudienceRefused, compile_audience
     from campaignctl.store import lead_context
     from campaignctl.store import leads as store_leads
@@ -63,18 +64,29 @@ def list_leads(
     skipped: Skipped | None = None,
 ) -> list[dict[str, Any]]:
     """Leads as JSON-ready objects (fixed fields, `optouts`, then attributes), filtered by an
-    audience expression and cut at `limit`, in import order."""
+    audience expression and cut at `limit`, in import order (all held: `iter_leads` streams)."""
+    return list(iter_leads(store, where, limit, skipped))
+
+
+def iter_leads(
+    store: Store,
+    where: str | None = None,
+    limit: int | None = None,
+    skipped: Skipped | None = None,
+) -> Iterator[dict[str, Any]]:
+    """`list_leads`, one lead at a time: the rows stream from the database's cursor, so memory
+    stays flat in the number of leads (`leads list --format csv` on a million)."""
     from campaignctl.audience import compile_audience
     from campaignctl.store import leads as store_leads
 
     compile_audience(where, "--where")  # a bad expression fails before anything is read
-    out: list[dict[str, Any]] = []
-    with store.read() as session:
+    shown = 0
+    with store.reading() as conn:
         optouts: dict[int, list[str]] = {}
-        for lead_id, channel in store_leads.all_optouts(session):
+        for lead_id, channel in store_leads.all_optouts(conn):
             optouts.setdefault(lead_id, []).append(channel)
-        for lead in matching_leads(session, where, skipped):
-            if limit is not None and len(out) >= limit:
+        for lead in matching_leads(conn, where, skipped):
+            if limit is not None and shown >= limit:
                 break
             obj: dict[str, Any] = {
                 "id": lead.id,
@@ -89,5 +101,5 @@ def list_leads(
             }
             for key, value in (lead.attrs or {}).items():
                 obj.setdefault(key, value)
-            out.append(obj)
-    return out
+            shown += 1
+            yield obj

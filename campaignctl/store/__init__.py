@@ -28,25 +28,26 @@ from campaignctl.store.errors import DatabaseBusyError, DatabaseError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
     from sqlmodel import Session
 
     from campaignctl.locking import FileLock
     from campaignctl.store.leads import lead_context as lead_context
     from campaignctl.store.migrations import MIGRATIONS as MIGRATIONS
-    from campaignctl.store.schema import FAILED as FAILED
-    from campaignctl.store.schema import MESSAGE_STATES as MESSAGE_STATES
-    from campaignctl.store.schema import PENDING as PENDING
-    from campaignctl.store.schema import SENDING as SENDING
-    from campaignctl.store.schema import SENT as SENT
-    from campaignctl.store.schema import SKIPPED as SKIPPED
-    from campaignctl.store.schema import UNCERTAIN as UNCERTAIN
     from campaignctl.store.schema import Enrolment as Enrolment
     from campaignctl.store.schema import Event as Event
     from campaignctl.store.schema import Lead as Lead
     from campaignctl.store.schema import Message as Message
     from campaignctl.store.schema import Meta as Meta
     from campaignctl.store.schema import OptOut as OptOut
-    from campaignctl.store.schema import utcnow as utcnow
+    from campaignctl.store.tables import FAILED as FAILED
+    from campaignctl.store.tables import MESSAGE_STATES as MESSAGE_STATES
+    from campaignctl.store.tables import PENDING as PENDING
+    from campaignctl.store.tables import SENDING as SENDING
+    from campaignctl.store.tables import SENT as SENT
+    from campaignctl.store.tables import SKIPPED as SKIPPED
+    from campaignctl.store.tables import UNCERTAIN as UNCERTAIN
+    from campaignctl.store.tables import utcnow as utcnow
 
 __all__ = [
     "FAILED",
@@ -76,23 +77,15 @@ _LAZY = {
     "MIGRATIONS": "campaignctl.store.migrations",
     "lead_context": "campaignctl.store.leads",
     **dict.fromkeys(
-        (
-            "FAILED",
-            "MESSAGE_STATES",
-            "PENDING",
-            "SENDING",
-            "SENT",
-            "SKIPPED",
-            "UNCERTAIN",
-            "Enrolment",
-            "Event",
-            "Lead",
-            "Meta",
-            "Message",
-            "OptOut",
-            "utcnow",
-        ),
-        "campaignctl.store.schema",
+        ("FAILED", "MESSAGE_STATES", "PENDING", "SENDING", "SENT", "SKIPPED", "UNCERTAIN"),
+        "campaignctl.store.tables",
+    ),
+    **dict.fromkeys(
+        ("utcnow",),
+        "campaignctl.store.tables",
+    ),
+    **dict.fromkeys(
+        ("Enrolment", "Event", "Lead", "Meta", "Message", "OptOut"), "campaignctl.store.schema"
     ),
 }
 
@@ -190,6 +183,14 @@ class Store:
 
         with self._errors_mapped(), Session(self.engine) as session:
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A Core connection for reads (deferred transaction), without SQLModel's session: what
+        the commands that only read use, so they never import SQLAlchemy's ORM. Query functions
+        take it as they take a session."""
+        with self._errors_mapped(), self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Session]:

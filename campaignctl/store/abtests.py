@@ -21,7 +21,7 @@ from sqlalchemy import and_, case, exists, func, or_, select
 
 from campaignctl.store import tracking
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.schema import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
+from campaignctl.store.tables import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
 
 #: The metrics counted in SQL.
 METRICS = ("reply_rate", "delivery_rate", "click_rate")

@@ -19,7 +19,7 @@ from campaignctl.store.audience_sql import verdict
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.journal import Kind
 from campaignctl.store.leads import CHUNK
-from campaignctl.store.schema import ENROLMENT, JOURNAL, MESSAGE
+from campaignctl.store.tables import ENROLMENT, JOURNAL, MESSAGE
 
 
 def pick(

@@ -6,26 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, literal
-from sqlmodel import Session, col, delete, func, select, update
+from sqlalchemy import case, func, literal, select
 
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.schema import (
-    EVENT,
-    FAILED,
-    MESSAGE,
-    PENDING,
-    SENT,
-    SKIPPED,
-    UNCERTAIN,
-    Enrolment,
-    Event,
-    Lead,
-    Message,
-    OptOut,
-)
+from campaignctl.store.tables import EVENT, FAILED, MESSAGE, PENDING, SENT, SKIPPED, UNCERTAIN
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from campaignctl.store.schema import Enrolment, Lead, Message
+
+# The functions on whole rows load SQLModel (and SQLAlchemy's ORM) when called: `status` reads
+# `delivery_counts` without them.
 
 #: An opt-out of every channel.
 ALL_CHANNELS = "*"
@@ -37,6 +31,10 @@ DELIVERY_KINDS = ("delivered", "undelivered", "failed", "bounce")
 def handed_over(session: Session, channel: str | None = None) -> Iterator[Message]:
     """Every message handed (or maybe handed) to a provider, optionally on one channel, oldest
     first (so a thread id maps to the thread's first message)."""
+    from sqlmodel import col, select
+
+    from campaignctl.store.schema import Message
+
     q = select(Message).where(col(Message.state).in_((SENT, UNCERTAIN, FAILED)))
     if channel is not None:
         q = q.where(Message.channel == channel)
@@ -45,11 +43,19 @@ def handed_over(session: Session, channel: str | None = None) -> Iterator[Messag
 
 def lead_by_email(session: Session, email: str) -> Lead | None:
     """The lead with this email, in any case (`email` given in lower case)."""
+    from sqlmodel import func, select
+
+    from campaignctl.store.schema import Lead
+
     return session.exec(select(Lead).where(func.lower(Lead.email) == email)).first()
 
 
 def lead_by_phone(session: Session, phone: str) -> Lead | None:
     """The lead with this E.164 phone."""
+    from sqlmodel import select
+
+    from campaignctl.store.schema import Lead
+
     return session.exec(select(Lead).where(Lead.phone == phone)).first()
 
 
@@ -62,11 +68,17 @@ def lead_by_address(session: Session, address: str) -> Lead | None:
 
 def seen(session: Session, source_id: str | None) -> bool:
     """Whether an event with this provider id is recorded already."""
+    from sqlmodel import select
+
+    from campaignctl.store.schema import Event
+
     return session.exec(select(Event.id).where(Event.source_id == source_id)).first() is not None
 
 
 def add_event(session: Session, **values: Any) -> None:
     """Record an event; flushed at once, so the unique source_id also holds within a batch."""
+    from campaignctl.store.schema import Event
+
     session.add(Event(**values))
     session.flush()
 
@@ -75,6 +87,8 @@ def mark_message_error(
     session: Session, message_id: int, code: str, error: str | None, now: datetime
 ) -> None:
     """Note a permanent delivery error on a sent message (its state stays `sent`)."""
+    from campaignctl.store.schema import Message
+
     msg = session.get(Message, message_id)
     if msg is None:
         return
@@ -88,6 +102,10 @@ def add_optout(
     session: Session, lead_id: int, channel: str, source: str, detail: str | None, now: datetime
 ) -> None:
     """Add the opt-out unless the lead already has it on that channel."""
+    from sqlmodel import select
+
+    from campaignctl.store.schema import OptOut
+
     existing = session.exec(
         select(OptOut).where(OptOut.lead_id == lead_id, OptOut.channel == channel)
     ).first()
@@ -98,6 +116,10 @@ def add_optout(
 
 
 def remove_optout(session: Session, lead_id: int, channel: str) -> None:
+    from sqlmodel import col, delete
+
+    from campaignctl.store.schema import OptOut
+
     session.exec(
         delete(OptOut).where(col(OptOut.lead_id) == lead_id, col(OptOut.channel) == channel)
     )
@@ -105,6 +127,10 @@ def remove_optout(session: Session, lead_id: int, channel: str) -> None:
 
 def optout_channels(session: Session, lead_id: int, channels: Sequence[str]) -> list[str]:
     """Which of `channels` the lead is opted out of."""
+    from sqlmodel import col, select
+
+    from campaignctl.store.schema import OptOut
+
     return list(
         session.exec(
             select(OptOut.channel).where(
@@ -124,6 +150,10 @@ def skip_pending(
     campaigns: Collection[str] | None = None,
 ) -> int:
     """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many."""
+    from sqlmodel import col, update
+
+    from campaignctl.store.schema import Message
+
     where = [col(Message.lead_id) == lead_id, col(Message.state) == PENDING]
     if channel != ALL_CHANNELS:
         where.append(col(Message.channel) == channel)
@@ -138,6 +168,10 @@ def skip_pending(
 
 
 def active_enrolments(session: Session, lead_id: int) -> list[Enrolment]:
+    from sqlmodel import select
+
+    from campaignctl.store.schema import Enrolment
+
     return list(
         session.exec(
             select(Enrolment).where(Enrolment.lead_id == lead_id, Enrolment.state == "active")
@@ -150,14 +184,14 @@ def end_enrolment(session: Session, e: Enrolment, state: str, reason: str, now: 
     session.add(e)
 
 
-def of_lead(session: Session, lead_id: int) -> list[Event]:
-    """Everything that came back about one lead, in time order."""
+def of_lead(conn: Conn, lead_id: int) -> list[Any]:
+    """Everything that came back about one lead, in time order: whole `event` rows."""
     return list(
-        session.exec(
-            select(Event)
-            .where(Event.lead_id == lead_id)
-            .order_by(col(Event.occurred_at), col(Event.id))
-        ).all()
+        connection(conn).execute(
+            select(EVENT)
+            .where(EVENT.c.lead_id == lead_id)
+            .order_by(EVENT.c.occurred_at, EVENT.c.id)
+        )
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.schema import EVENT, HOOK_DELIVERY, LEAD, MESSAGE
+from campaignctl.store.tables import EVENT, HOOK_DELIVERY, LEAD, MESSAGE
 
 D = HOOK_DELIVERY
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.schema import JOURNAL
+from campaignctl.store.tables import JOURNAL
 
 
 class Kind(StrEnum):

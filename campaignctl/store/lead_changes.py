@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.schema import LEAD
+from campaignctl.store.tables import LEAD
 
 
 def address_owner(conn: Conn, column: str, value: str) -> int | None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
 
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
-from campaignctl.store.schema import ENROLMENT, LEAD, OPTOUT, Lead
+from campaignctl.store.tables import ENROLMENT, LEAD, OPTOUT
+
+if TYPE_CHECKING:
+    from campaignctl.store.schema import Lead
 
 LEAD_COLUMNS = [LEAD.c[k] for k in ("id", *LEAD_FIXED_FIELDS, "attrs")]
 #: Ids per `IN (...)` list.
@@ -121,12 +124,14 @@ def optout_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     )
 
 
-def in_import_order(conn: Conn) -> Iterator[Lead]:
-    """Every lead, as `Lead` objects, in import order."""
-    from sqlmodel import Session, select
-
-    assert isinstance(conn, Session)
-    yield from conn.exec(select(Lead).order_by(Lead.id))  # type: ignore[arg-type]
+def in_import_order(conn: Conn, batch: int = 1000) -> Iterator[Any]:
+    """Every lead, as rows of `LEAD_COLUMNS` (`tags` and `attrs` decoded), in import order:
+    streamed from the cursor `batch` rows at a time, never all held (`leads list` on a million
+    leads); read them inside the transaction."""
+    rows = connection(conn).execute(
+        select(*LEAD_COLUMNS).order_by(LEAD.c.id).execution_options(yield_per=batch)
+    )
+    yield from rows
 
 
 def lead_context(lead: Any) -> dict[str, Any]:
@@ -165,12 +170,21 @@ def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
     """Up to `n` leads with ids above `last_id`, as `Lead` objects, by id."""
     from sqlmodel import Session, select
 
+    from campaignctl.store.schema import Lead
+
     assert isinstance(conn, Session)
     return list(
         conn.exec(
             select(Lead).where(Lead.id > last_id).order_by(Lead.id).limit(n)  # type: ignore[arg-type,operator]
         ).all()
     )
+
+
+def by_address(conn: Conn, address: str) -> Any:
+    """The whole row of the lead with this normalised address (a lower-case email, matched in
+    any case, or an E.164 phone), or None: `events.lead_by_address` without the ORM."""
+    where = func.lower(LEAD.c.email) == address if "@" in address else LEAD.c.phone == address
+    return connection(conn).execute(select(LEAD).where(where).limit(1)).first()
 
 
 def enrolments_of(conn: Conn, lead_id: int) -> list[Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, bindparam, func, insert, literal, select, update
 
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.schema import (
+from campaignctl.store.tables import (
     ENROLMENT,
     HOOK_DELIVERY,
     JOURNAL,

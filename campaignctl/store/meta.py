@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.schema import META
+from campaignctl.store.tables import META
 
 
 def _get(conn: Conn, key: str) -> str | None:

@@ -1,55 +1,79 @@
-"""The tables (SQLModel) and the message states: what the database holds.
+"""The tables as SQLModel classes, for the queries that load whole rows as objects.
 
 The schema is created by the named migrations in `store.migrations`; the classes below describe
-the same tables (a test holds the two together). The lead's fixed fields are spelled in
-`store.fields`; `Lead` is checked against them at import.
+the same tables (a test holds the two together), and so do the Core tables of `store.tables`,
+which the query modules use (re-exported here with the message states). The lead's fixed
+fields are spelled in `store.fields`; `Lead` is checked against them at import.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Table, UniqueConstraint
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from campaignctl.store.fields import LEAD_BOOKKEEPING, LEAD_FIXED_FIELDS
-
-
-def utcnow() -> datetime:
-    """The wall clock, aware and in UTC. Core code takes `now` as a parameter instead."""
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in and out; stored naive in UTC, so text order is time order."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; pass an aware datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-# Message states. `sending` is claimed and handed to a provider; `uncertain` is a `sending` whose
-# process died, waiting for the channel to say whether it went out.
-PENDING, SENDING, SENT, FAILED, SKIPPED, UNCERTAIN = (
-    "pending",
-    "sending",
-    "sent",
-    "failed",
-    "skipped",
-    "uncertain",
+from campaignctl.store.tables import (
+    AB_DECISION,
+    AB_TEST,
+    ENROLMENT,
+    EVENT,
+    FAILED,
+    JOURNAL,
+    LEAD,
+    MESSAGE,
+    MESSAGE_STATES,
+    META,
+    OPTOUT,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    SUPPRESSION,
+    TEST_SEND,
+    TRIGGER_EVENT,
+    UNCERTAIN,
+    UTCDateTime,
+    utcnow,
 )
-MESSAGE_STATES = (PENDING, SENDING, SENT, FAILED, SKIPPED, UNCERTAIN)
+
+__all__ = [
+    "AB_DECISION",
+    "AB_TEST",
+    "ENROLMENT",
+    "EVENT",
+    "FAILED",
+    "JOURNAL",
+    "LEAD",
+    "MESSAGE",
+    "MESSAGE_STATES",
+    "META",
+    "OPTOUT",
+    "PENDING",
+    "SENDING",
+    "SENT",
+    "SKIPPED",
+    "SUPPRESSION",
+    "TEST_SEND",
+    "TRIGGER_EVENT",
+    "UNCERTAIN",
+    "AbDecision",
+    "AbTest",
+    "Enrolment",
+    "Event",
+    "Journal",
+    "Lead",
+    "Message",
+    "Meta",
+    "OptOut",
+    "Suppression",
+    "TestSend",
+    "TriggerEvent",
+    "UTCDateTime",
+    "utcnow",
+]
 
 
 class Lead(SQLModel, table=True):
@@ -265,23 +289,6 @@ _lead_columns = set(SQLModel.metadata.tables[Lead.__tablename__].c.keys())
 if _lead_columns != {*LEAD_FIXED_FIELDS, *LEAD_BOOKKEEPING}:  # pragma: no cover - a typo's guard
     raise RuntimeError(f"Lead's columns {sorted(_lead_columns)} differ from store.fields")
 
-# The same tables as SQLAlchemy Core objects, for the query modules' bulk statements.
-LEAD: Table = SQLModel.metadata.tables[Lead.__tablename__]
-OPTOUT: Table = SQLModel.metadata.tables[OptOut.__tablename__]
-ENROLMENT: Table = SQLModel.metadata.tables[Enrolment.__tablename__]
-MESSAGE: Table = SQLModel.metadata.tables[Message.__tablename__]
-EVENT: Table = SQLModel.metadata.tables[Event.__tablename__]
-META: Table = SQLModel.metadata.tables[Meta.__tablename__]
-JOURNAL: Table = SQLModel.metadata.tables[Journal.__tablename__]
-TEST_SEND: Table = SQLModel.metadata.tables[TestSend.__tablename__]
-TRIGGER_EVENT: Table = SQLModel.metadata.tables[TriggerEvent.__tablename__]
-
-
-SUPPRESSION: Table = SQLModel.metadata.tables[Suppression.__tablename__]
-
-AB_TEST: Table = SQLModel.metadata.tables[AbTest.__tablename__]
-AB_DECISION: Table = SQLModel.metadata.tables[AbDecision.__tablename__]
-
 
 class HookDelivery(SQLModel, table=True):
     """One event to POST to one `[[hooks]]` URL: queued once (`idem_key` is unique per hook),
@@ -304,6 +311,3 @@ class HookDelivery(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
-
-
-HOOK_DELIVERY: Table = SQLModel.metadata.tables[HookDelivery.__tablename__]

@@ -34,6 +34,9 @@ PRAGMAS = {
     "foreign_keys": "ON",
     "synchronous": "FULL",
 }
+#: The private copies `send --dry-run` works on (`private_copy`): thrown away at its end, so
+#: their commits skip the fsync (synchronous=OFF) that a real database's keep.
+_SCRATCH: set[str] = set()
 #: The connection the leads import writes through (plain sqlite3, no SQLAlchemy).
 RawConnection: TypeAlias = "sqlite3.Connection"
 #: Seconds a connection waits for another process's lock.
@@ -101,6 +104,7 @@ class SQLiteDialect:
         from sqlalchemy import create_engine, event
 
         engine = create_engine(url, connect_args={"timeout": TIMEOUT, "check_same_thread": False})
+        scratch = url in _SCRATCH
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -109,6 +113,8 @@ class SQLiteDialect:
             cur = dbapi_conn.cursor()
             for name, value in PRAGMAS.items():
                 cur.execute(f"PRAGMA {name}={value}")
+            if scratch:
+                cur.execute("PRAGMA synchronous=OFF")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -174,6 +180,7 @@ class SQLiteDialect:
             finally:
                 src.close()
                 dst.close()
+        _SCRATCH.add(f"sqlite:///{copy}")
         return f"sqlite:///{copy}"
 
     # -------------------------------------------------------------- the planner's reads

@@ -12,7 +12,7 @@ from sqlalchemy import delete, or_, select, update
 
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.leads import CHUNK
-from campaignctl.store.schema import (
+from campaignctl.store.tables import (
     ENROLMENT,
     EVENT,
     JOURNAL,

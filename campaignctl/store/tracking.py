@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, exists, false, select, update
 
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.schema import EVENT, MESSAGE
+from campaignctl.store.tables import EVENT, MESSAGE
 
 CLICK = "click"
 OPEN = "open"

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.schema import TRIGGER_EVENT
+from campaignctl.store.tables import TRIGGER_EVENT
 
 
 def record(

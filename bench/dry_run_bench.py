@@ -1,0 +1,121 @@
+"""`send --dry-run` of 10,000 emails against `mailmerge --dry-run --no-limit` (issue 15 #5:
+ratio <= 0.5), on the same leads and the same template, as whole commands to /dev/null.
+
+Runs alternate (campaignctl, mailmerge, campaignctl, ...: A B A B) and the figure is the median
+of each pair's ratio. With `--anchor DIR` (another checkout, e.g. `git worktree add
+/tmp/anchor15 4b975a0`) that checkout's `send --dry-run` runs in each round too. The project
+and the CSV are generated under bench/out/dry_run/.
+
+    python bench/dry_run_bench.py [LEADS] [--runs N] [--anchor DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchlib import OUT, REPO, header
+
+BIN = Path(sys.executable).parent
+TOML = """
+[channels.email]
+provider = "outbox"
+
+[campaigns.welcome]
+status = "active"
+[[campaigns.welcome.steps]]
+name = "hello"
+channel = "email"
+subject = "Welcome, {{ lead.first_name }}"
+body = "Hi {{ lead.first_name }},\\n\\nYour home search in {{ lead.city }} starts here."
+"""
+MAILMERGE = """TO: {{email}}
+SUBJECT: Welcome, {{first_name}}
+FROM: Bench <bench@example.com>
+
+Hi {{first_name}},
+
+Your home search in {{city}} starts here.
+"""
+SERVER = """[smtp_server]
+host = localhost
+port = 25
+security = Never
+username = bench
+ratelimit = 0
+"""
+CITIES = ["Makati", "Taguig", "Austin", "Quezon City"]
+
+
+def setup(leads: int) -> Path:
+    folder = OUT / "dry_run" / str(leads)
+    if (folder / "complete").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with open(folder / "leads.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["email", "first_name", "city"])
+        for i in range(leads):
+            w.writerow([f"lead{i}@example.com", f"Name{i}", CITIES[i % len(CITIES)]])
+    (folder / "campaigns.toml").write_text(header() + TOML)
+    (folder / "template.txt").write_text(MAILMERGE)
+    (folder / "server.conf").write_text(SERVER)
+    subprocess.run(
+        [sys.executable, "-m", "campaignctl", "-C", str(folder), "leads", "import", "leads.csv"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    (folder / "complete").write_text(f"{leads}\n")
+    return folder
+
+
+def timed(cmd: list[str], code: Path | None = None) -> float:
+    env = {**os.environ, "PYTHONPATH": str(code or REPO)}
+    t0 = time.perf_counter()
+    # from the checkout itself: `python -m` puts the working directory first on sys.path
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True, cwd=code or REPO)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("leads", nargs="?", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--anchor", type=Path, help="another checkout, run in each round too")
+    opts = ap.parse_args()
+    folder = setup(opts.leads)
+    ours = [sys.executable, "-m", "campaignctl", "-C", str(folder), "send", "--dry-run"]
+    theirs = [str(BIN / "mailmerge"), "--dry-run", "--no-limit", "--output-format", "text"]
+    theirs += ["--template", str(folder / "template.txt"), "--database"]
+    theirs += [str(folder / "leads.csv"), "--config", str(folder / "server.conf")]
+    anchor = opts.anchor.resolve() if opts.anchor else None
+    print(f"{opts.leads:,} messages; load: {os.getloadavg()[0]:.2f}")
+    a, b, c = [], [], []
+    for _ in range(opts.runs):
+        a.append(timed(ours))
+        b.append(timed(theirs))
+        if anchor is not None:
+            c.append(timed(ours, anchor))
+    ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
+    print(f"campaignctl send --dry-run     {statistics.median(a):7.2f} s (median of {opts.runs})")
+    print(f"mailmerge --dry-run --no-limit {statistics.median(b):7.2f} s")
+    if anchor is not None:
+        anchored = statistics.median(z / y for z, y in zip(c, b, strict=True))
+        print(f"anchor send --dry-run          {statistics.median(c):7.2f} s  ratio {anchored:.2f}")
+    print(
+        f"ratio (median of pairs)        {ratio:7.2f}   {'ok' if ratio <= 0.5 else 'MISS'} (<= 0.5)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
