@@ -4,7 +4,7 @@ sync batch, per send batch or per `leads optout`); `campaignctl.suppression` gro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,27 @@ ALL_CHANNELS = "*"
 #: Event kinds that say what became of a sent message: delivered (`read` when the provider's
 #: status said so), or not delivered (undelivered, failed, bounced).
 DELIVERY_KINDS = ("delivered", "undelivered", "failed", "bounce")
+#: How far along each delivery status is: a message's status only moves forward (a late
+#: "delivered" never overwrites "read"); not delivered is final. A delivered event whose
+#: provider status was `read` ranks as read.
+DELIVERY_RANK = {"delivered": 1, "read": 2, "undelivered": 3, "failed": 3, "bounce": 3}
+
+
+def delivery_rank(kind: str, detail: Mapping[str, Any] | None) -> int:
+    """The rank (DELIVERY_RANK) of a delivery event; 0 for any other kind."""
+    if kind == "delivered" and (detail or {}).get("status") == "read":
+        return DELIVERY_RANK["read"]
+    return DELIVERY_RANK.get(kind, 0)
+
+
+def delivery_rank_of(session: Session, message_id: int) -> int:
+    """The rank of the message's furthest delivery event so far (0: none)."""
+    rows = session.exec(
+        select(Event.kind, Event.detail).where(
+            Event.message_id == message_id, col(Event.kind).in_(DELIVERY_KINDS)
+        )
+    )
+    return max((delivery_rank(kind, detail) for kind, detail in rows), default=0)
 
 
 def handed_over(session: Session, channel: str | None = None) -> Iterator[Message]:
@@ -41,6 +62,18 @@ def handed_over(session: Session, channel: str | None = None) -> Iterator[Messag
     if channel is not None:
         q = q.where(Message.channel == channel)
     yield from session.exec(q.order_by(col(Message.sent_at), col(Message.id)))
+
+
+def handed_over_by_provider_id(session: Session, provider_ids: Collection[str]) -> list[Message]:
+    """The handed-over messages with these provider ids (a Twilio sid): one webhook's look-up,
+    through `ix_message_provider_id`."""
+    if not provider_ids:
+        return []
+    q = select(Message).where(
+        col(Message.provider_id).in_(list(provider_ids)),
+        col(Message.state).in_((SENT, UNCERTAIN, FAILED)),
+    )
+    return list(session.exec(q.order_by(col(Message.sent_at), col(Message.id))))
 
 
 def lead_by_email(session: Session, email: str) -> Lead | None:
@@ -162,19 +195,24 @@ def of_lead(session: Session, lead_id: int) -> list[Event]:
 
 
 def delivery_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
-    """(campaign, step, status, count): these campaigns' messages by their latest delivery
-    event, each message once; status is `delivered`, `read` (a delivered event whose provider
-    status was read) or `undelivered` (undelivered, failed or bounce)."""
+    """(campaign, step, status, count): these campaigns' messages by their furthest delivery
+    event (DELIVERY_RANK: statuses only move forward, whatever order they were recorded in),
+    each message once; status is `delivered`, `read` (a delivered event whose provider status
+    was read) or `undelivered` (undelivered, failed or bounce)."""
+    is_read = (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read")
     status = case(
-        (
-            (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read"),
-            literal("read"),
-        ),
+        (is_read, literal("read")),
         (EVENT.c.kind == "delivered", literal("delivered")),
         else_=literal("undelivered"),
     )
+    rank = case(
+        (is_read, literal(DELIVERY_RANK["read"])),
+        *((EVENT.c.kind == k, literal(r)) for k, r in DELIVERY_RANK.items() if k != "read"),
+        else_=literal(0),
+    )
     latest = func.row_number().over(
-        partition_by=EVENT.c.message_id, order_by=(EVENT.c.occurred_at.desc(), EVENT.c.id.desc())
+        partition_by=EVENT.c.message_id,
+        order_by=(rank.desc(), EVENT.c.occurred_at.desc(), EVENT.c.id.desc()),
     )
     ranked = (
         select(EVENT.c.message_id, status.label("status"), latest.label("rank"))

@@ -382,6 +382,13 @@ def m017_event_message_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_event_message_kind ON event (message_id, kind)")
 
 
+@migration
+def m031_message_provider_index(conn: Connection) -> None:
+    # a Twilio status callback names its message by sid: without it, each callback read every
+    # message
+    conn.exec_driver_sql("CREATE INDEX ix_message_provider_id ON message (provider_id)")
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []
