@@ -108,18 +108,18 @@ class TwilioSide:
                 names.extend(channels)
         return names
 
-    def channel_for(self, form: Mapping[str, str], signed: Sequence[str], ours: str) -> str:
-        """Of the channels that signed, the one whose number (or messaging service) is the
-        form's `ours` field (To for an incoming message, From for a status); else the first."""
+    def channel_for(self, form: Mapping[str, str], signed: Sequence[str], ours: str) -> str | None:
+        """The channel the webhook is about: the one whose number is the form's `ours` field
+        (To for an incoming message, From for a status), else whose messaging service it
+        names, else the first that signed. None when that channel's own token did not sign
+        it (another account's token for this number: not from Twilio)."""
         address = form.get(ours) or ""
         service = form.get("MessagingServiceSid") or ""
-        for name in signed:
-            if address and self.addresses.get(name) == address:
-                return name
-        for name in signed:
-            if service and self.services.get(name) == service:
-                return name
-        return signed[0]
+        named = [n for n, a in self.addresses.items() if address and a == address]
+        named = named or [n for n, v in self.services.items() if service and v == service]
+        if not named:
+            return signed[0]
+        return next((n for n in named if n in signed), None)
 
 
 def routes(web: Web, environ: Mapping[str, str] | None = None) -> list[BaseRoute]:
@@ -161,8 +161,10 @@ def routes(web: Web, environ: Mapping[str, str] | None = None) -> list[BaseRoute
         form, signed = checked
         resource = twilio_webhook_resource(form, inbound=False)
         # queued, sending, sent...: the message's own state says as much; nothing to record
+        channel = side.channel_for(form, signed, "From")
+        if channel is None:
+            return _forbidden()
         if resource["sid"] and str(resource["status"] or "").lower() in TWILIO_FINAL:
-            channel = side.channel_for(form, signed, "From")
             await run_in_threadpool(record, channel, resource)
         return Response(status_code=204)
 
@@ -172,8 +174,10 @@ def routes(web: Web, environ: Mapping[str, str] | None = None) -> list[BaseRoute
             return _forbidden()
         form, signed = checked
         resource = twilio_webhook_resource(form, inbound=True)
+        channel = side.channel_for(form, signed, "To")
+        if channel is None:
+            return _forbidden()
         if resource["sid"]:
-            channel = side.channel_for(form, signed, "To")
             await run_in_threadpool(record, channel, resource)
         return Response(EMPTY_TWIML, media_type="text/xml")
 
