@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, literal
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, delete, func, select, update
 
 from campaignctl.store.conn import Conn, connection
@@ -47,9 +48,9 @@ def delivery_rank(kind: str, detail: Mapping[str, Any] | None) -> int:
 
 def delivery_rank_of(session: Session, message_id: int) -> int:
     """The rank of the message's furthest delivery event so far (0: none)."""
-    rows = session.exec(
-        select(Event.kind, Event.detail).where(
-            Event.message_id == message_id, col(Event.kind).in_(DELIVERY_KINDS)
+    rows = session.connection().execute(
+        core_select(EVENT.c.kind, EVENT.c.detail).where(
+            EVENT.c.message_id == message_id, EVENT.c.kind.in_(DELIVERY_KINDS)
         )
     )
     return max((delivery_rank(kind, detail) for kind, detail in rows), default=0)
@@ -64,16 +65,18 @@ def handed_over(session: Session, channel: str | None = None) -> Iterator[Messag
     yield from session.exec(q.order_by(col(Message.sent_at), col(Message.id)))
 
 
-def handed_over_by_provider_id(session: Session, provider_ids: Collection[str]) -> list[Message]:
-    """The handed-over messages with these provider ids (a Twilio sid): one webhook's look-up,
-    through `ix_message_provider_id`."""
+def handed_over_by_provider_id(session: Session, provider_ids: Collection[str]) -> list[Any]:
+    """(id, lead_id, channel, sent_at, provider_id) of the handed-over messages with these
+    provider ids (a Twilio sid): one webhook's look-up, through `ix_message_provider_id`."""
     if not provider_ids:
         return []
-    q = select(Message).where(
-        col(Message.provider_id).in_(list(provider_ids)),
-        col(Message.state).in_((SENT, UNCERTAIN, FAILED)),
+    m = MESSAGE.c
+    q = (
+        core_select(m.id, m.lead_id, m.channel, m.sent_at, m.provider_id)
+        .where(m.provider_id.in_(list(provider_ids)), m.state.in_((SENT, UNCERTAIN, FAILED)))
+        .order_by(m.sent_at, m.id)
     )
-    return list(session.exec(q.order_by(col(Message.sent_at), col(Message.id))))
+    return list(session.connection().execute(q))
 
 
 def lead_by_email(session: Session, email: str) -> Lead | None:
@@ -95,13 +98,15 @@ def lead_by_address(session: Session, address: str) -> Lead | None:
 
 def seen(session: Session, source_id: str | None) -> bool:
     """Whether an event with this provider id is recorded already."""
-    return session.exec(select(Event.id).where(Event.source_id == source_id)).first() is not None
+    q = core_select(EVENT.c.id).where(EVENT.c.source_id == source_id).limit(1)
+    return session.connection().execute(q).first() is not None
 
 
 def add_event(session: Session, **values: Any) -> None:
-    """Record an event; flushed at once, so the unique source_id also holds within a batch."""
-    session.add(Event(**values))
-    session.flush()
+    """Record an event, written at once (a Core insert: a webhook's request path is this), so
+    the unique source_id also holds within a batch."""
+    values.setdefault("detail", {})
+    session.connection().execute(EVENT.insert().values(**values))
 
 
 def mark_message_error(
@@ -156,15 +161,29 @@ def skip_pending(
     channel: str = ALL_CHANNELS,
     campaigns: Collection[str] | None = None,
 ) -> int:
-    """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many."""
-    where = [col(Message.lead_id) == lead_id, col(Message.state) == PENDING]
-    if channel != ALL_CHANNELS:
-        where.append(col(Message.channel) == channel)
-    if campaigns is not None:
-        where.append(col(Message.campaign).in_(campaigns))
+    """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many.
+
+    The lead's messages are read by `ix_message_lead_id` alone and updated by id: with the
+    state in the WHERE, SQLite's planner reads `ix_message_state_due` instead, every pending
+    message of every lead (a reply cost milliseconds per 10,000 pending). The caller's write
+    transaction holds the lock, so the states read are the states updated."""
+    mine = session.exec(
+        select(Message.id, Message.state, Message.channel, Message.campaign).where(
+            col(Message.lead_id) == lead_id
+        )
+    )
+    ids = [
+        i
+        for i, state, ch, campaign in mine
+        if state == PENDING
+        and (channel == ALL_CHANNELS or ch == channel)
+        and (campaigns is None or campaign in campaigns)
+    ]
+    if not ids:
+        return 0
     result = session.exec(
         update(Message)
-        .where(*where)
+        .where(col(Message.id).in_(ids))
         .values(state=SKIPPED, reason=reason, reason_code=None, updated_at=now)
     )
     return int(result.rowcount or 0)
