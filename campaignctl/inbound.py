@@ -100,8 +100,8 @@ def record(
             continue
         lead_id = item.lead_id
         if lead_id is None and item.address:
-            lead = find_lead(session, item.address, default_region)
-            lead_id = lead.id if lead else None
+            norm = normalise_address(item.address, default_region)
+            lead_id = None if norm is None else events.lead_id_by_address(session, norm)
         detail = dict(item.detail)
         if item.address:
             detail.setdefault("address", item.address)

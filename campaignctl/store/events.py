@@ -16,6 +16,7 @@ from campaignctl.store.conn import Conn, connection
 from campaignctl.store.schema import (
     EVENT,
     FAILED,
+    LEAD,
     MESSAGE,
     PENDING,
     SENT,
@@ -94,6 +95,15 @@ def lead_by_address(session: Session, address: str) -> Lead | None:
     if "@" in address:
         return lead_by_email(session, address)
     return lead_by_phone(session, address)
+
+
+def lead_id_by_address(session: Session, address: str) -> int | None:
+    """The id of the lead with this normalised address (a lower-case email or an E.164
+    phone), read by its index alone."""
+    lead = LEAD.c
+    where = func.lower(lead.email) == address if "@" in address else lead.phone == address
+    row = session.connection().execute(core_select(lead.id).where(where).limit(1)).first()
+    return None if row is None else int(row[0])
 
 
 def seen(session: Session, source_id: str | None) -> bool:
