@@ -29,6 +29,7 @@ BENCHMARKS = [
     ("attachment_size.py", "18", "2"),
     ("trigger_bench.py", "1000000", "20000"),
     ("tracking_cost.py", "5000", "500"),
+    ("serve_load.py", "60", "5"),
 ]
 
 

@@ -360,7 +360,9 @@ TWILIO_PERMANENT = {
     "63024": "WhatsApp: invalid message recipient",
 }
 TWILIO_UNSUBSCRIBED = "21610"
-_TWILIO_FINAL = {
+#: The Twilio statuses recorded as events; the others (queued, accepted, scheduled, sending,
+#: sent) say no more than the message's own `sent` state.
+TWILIO_FINAL = {
     "delivered": Kind.DELIVERED,
     "read": Kind.DELIVERED,  # WhatsApp: read implies delivered
     "undelivered": Kind.UNDELIVERED,
@@ -387,6 +389,25 @@ def _twilio_time(value: Any, fallback: datetime) -> datetime:
                 return fallback
         return parsed if parsed.tzinfo else fallback
     return fallback
+
+
+def twilio_webhook_resource(form: Mapping[str, str], *, inbound: bool) -> dict[str, Any]:
+    """A Twilio webhook's form (a StatusCallback, or an incoming message) as the Message
+    resource's REST JSON names, so `classify_twilio` reads it as it reads what `sync` lists.
+    A webhook carries no date: the time it arrives stands for it."""
+    return {
+        "sid": form.get("MessageSid") or form.get("SmsSid") or "",
+        "direction": "inbound" if inbound else "outbound-api",
+        "from": form.get("From"),
+        "to": form.get("To"),
+        "body": form.get("Body") if inbound else None,
+        "status": "received" if inbound else (form.get("MessageStatus") or form.get("SmsStatus")),
+        "error_code": form.get("ErrorCode") or None,
+        "error_message": form.get("ErrorMessage") or None,
+        "messaging_service_sid": form.get("MessagingServiceSid") or None,
+        "date_sent": None,
+        "date_created": None,
+    }
 
 
 def classify_twilio(
@@ -416,7 +437,7 @@ def classify_twilio(
         )
     ref = known.by_provider_id.get(sid)
     status = str(resource.get("status") or "").lower()
-    final = _TWILIO_FINAL.get(status)
+    final = TWILIO_FINAL.get(status)
     if ref is None or final is None:
         return None  # not ours, or still on its way (queued, sending, sent)
     code = resource.get("error_code")
@@ -429,7 +450,9 @@ def classify_twilio(
     return Inbound(
         kind=final,
         channel=ref.channel,
-        source_id=_source_id(final, sid),
+        # the status word, not the kind: "read" is a delivered event of its own, after
+        # "delivered"; the same shape whether sync or the status callback saw it first
+        source_id=f"{status}:{sid}",
         occurred_at=when,
         lead_id=ref.lead_id,
         message_id=ref.message_id,

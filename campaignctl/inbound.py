@@ -48,12 +48,23 @@ def load_known(session: Transaction, channel: str | None = None) -> Known:
     return known
 
 
+def known_by_provider_id(session: Transaction, provider_ids: Collection[str]) -> Known:
+    """Our messages with these provider ids only: what one webhook about them needs (where
+    `load_known` reads every message, for a sync's many)."""
+    known = Known()
+    for m in events.handed_over_by_provider_id(session, provider_ids):
+        assert m.id is not None
+        assert m.provider_id is not None
+        known.by_provider_id[m.provider_id] = SentRef(m.id, m.lead_id, m.channel, m.sent_at)
+    return known
+
+
 @dataclass
 class Recorded:
     """What one `record` call did."""
 
     events: Counter[str] = field(default_factory=Counter)  # kind -> newly recorded
-    duplicates: int = 0  # seen before (same source_id): nothing done
+    duplicates: int = 0  # seen before (same source_id), or a status behind: nothing done
     unknown_leads: int = 0  # recorded, but no lead has that address
     stopped: int = 0  # enrolments stopped
     skipped: int = 0  # pending messages skipped
@@ -84,13 +95,13 @@ def record(
     """
     out = Recorded()
     for item in items:
-        if events.seen(session, item.source_id):
+        if events.seen(session, item.source_id) or _behind(session, item):
             out.duplicates += 1
             continue
         lead_id = item.lead_id
         if lead_id is None and item.address:
-            lead = find_lead(session, item.address, default_region)
-            lead_id = lead.id if lead else None
+            norm = normalise_address(item.address, default_region)
+            lead_id = None if norm is None else events.lead_id_by_address(session, norm)
         detail = dict(item.detail)
         if item.address:
             detail.setdefault("address", item.address)
@@ -117,6 +128,16 @@ def record(
         out.stopped += done.stopped
         out.skipped += done.skipped
     return out
+
+
+def _behind(session: Transaction, item: Inbound) -> bool:
+    """A delivery status that does not move its message forward (`events.DELIVERY_RANK`): a
+    late "delivered" after "read", anything after "undelivered". Sync and webhooks see the
+    same statuses in different orders; what is further along stays."""
+    rank = events.delivery_rank(item.kind.value, item.detail)
+    if rank == 0 or item.message_id is None:
+        return False
+    return rank <= events.delivery_rank_of(session, item.message_id)
 
 
 def _apply(

@@ -9,7 +9,7 @@ old cursor. Recording is idempotent, so the overlap providers need is harmless.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -20,7 +20,9 @@ from campaignctl.errors import ExitCode
 if TYPE_CHECKING:
     from campaignctl.classify import Inbound, Known
     from campaignctl.config import Config
+    from campaignctl.inbound import Recorded
     from campaignctl.store import Store
+    from campaignctl.store.conn import Transaction
 
 
 @dataclass
@@ -116,9 +118,8 @@ def sync(
 
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
-    from campaignctl.inbound import get_cursor, load_known, record, set_cursor
+    from campaignctl.inbound import get_cursor, load_known, set_cursor
     from campaignctl.store import meta
-    from campaignctl.suppression import stop_on_of
 
     name = inbox.name
     with store.read() as s:
@@ -126,17 +127,7 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
     fetched = inbox.fetch_inbound(cursor, now)
     items = fetched.items
     with store.write() as s:
-        known = load_known(s, name)
-        classified = [c for c in (_classify(cfg, name, r, known, now) for r in items) if c]
-        # in the order they happened: a START after a STOP leaves the lead opted in
-        classified.sort(key=lambda c: c.occurred_at)
-        done = record(
-            s,
-            classified,
-            stop_on=stop_on_of(cfg),
-            now=now,
-            default_region=cfg.settings.default_region,
-        )
+        done = record_received(cfg, s, name, items, load_known(s, name), now)
         set_cursor(s, name, fetched.cursor, now)
         meta.set_last_sync(s, name, now)
     res.events.update(done.events)
@@ -145,6 +136,33 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
     res.stopped += done.stopped
     res.skipped += done.skipped
     res.more = fetched.more
+
+
+def record_received(
+    cfg: Config,
+    session: Transaction,
+    channel: str,
+    items: Iterable[Received],
+    known: Known,
+    now: datetime,
+    stop_on: Mapping[str, Collection[str]] | None = None,
+) -> Recorded:
+    """Classify what `channel`'s provider handed back and record it (`inbound.record`), in the
+    caller's transaction: a sync's fetched items, or one webhook's (`web.twilio`), the same
+    way. `stop_on` defaults to the campaign file's."""
+    from campaignctl.inbound import record
+    from campaignctl.suppression import stop_on_of
+
+    classified = [c for c in (_classify(cfg, channel, r, known, now) for r in items) if c]
+    # in the order they happened: a START after a STOP leaves the lead opted in
+    classified.sort(key=lambda c: c.occurred_at)
+    return record(
+        session,
+        classified,
+        stop_on=stop_on_of(cfg) if stop_on is None else stop_on,
+        now=now,
+        default_region=cfg.settings.default_region,
+    )
 
 
 def _classify(

@@ -175,6 +175,15 @@ def call(name: str, ch: TwilioChannel, fn: Callable[[], T]) -> T:
         ) from None
 
 
+def served_status_callback(cfg: Config) -> str | None:
+    """`serve`'s status callback URL when the campaign file has `[server]`, else None."""
+    from campaignctl.web.links import TWILIO_STATUS_PATH
+
+    if cfg.server is None:
+        return None
+    return cfg.server.public_base_url.rstrip("/") + TWILIO_STATUS_PATH
+
+
 class TwilioMessagesChannel:
     """One Twilio sender: a number, a WhatsApp sender, or a messaging service."""
 
@@ -184,6 +193,7 @@ class TwilioMessagesChannel:
         self._ch = ch
         self._client = make_client(name, ch)
         self._from = self._address(ch.from_) if ch.from_ else None
+        self._status_callback = ch.status_callback or served_status_callback(cfg)
 
     def _address(self, number: str) -> str:
         if self.kind == "whatsapp" and not number.startswith("whatsapp:"):
@@ -203,8 +213,8 @@ class TwilioMessagesChannel:
                 params["content_variables"] = json.dumps(msg.content_variables)
         else:
             params["body"] = msg.text
-        if self._ch.status_callback:
-            params["status_callback"] = self._ch.status_callback
+        if self._status_callback:
+            params["status_callback"] = self._status_callback
         created = call(self.name, self._ch, lambda: self._client.messages.create(**params))
         return Sent(provider_id=str(created.sid))
 

@@ -4,14 +4,23 @@ sync batch, per send batch or per `leads optout`); `campaignctl.suppression` gro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, literal, select
 
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import EVENT, FAILED, MESSAGE, PENDING, SENT, SKIPPED, UNCERTAIN
+from campaignctl.store.tables import (
+    EVENT,
+    FAILED,
+    LEAD,
+    MESSAGE,
+    PENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+)
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -26,6 +35,27 @@ ALL_CHANNELS = "*"
 #: Event kinds that say what became of a sent message: delivered (`read` when the provider's
 #: status said so), or not delivered (undelivered, failed, bounced).
 DELIVERY_KINDS = ("delivered", "undelivered", "failed", "bounce")
+#: How far along each delivery status is: a message's status only moves forward (a late
+#: "delivered" never overwrites "read"); not delivered is final. A delivered event whose
+#: provider status was `read` ranks as read.
+DELIVERY_RANK = {"delivered": 1, "read": 2, "undelivered": 3, "failed": 3, "bounce": 3}
+
+
+def delivery_rank(kind: str, detail: Mapping[str, Any] | None) -> int:
+    """The rank (DELIVERY_RANK) of a delivery event; 0 for any other kind."""
+    if kind == "delivered" and (detail or {}).get("status") == "read":
+        return DELIVERY_RANK["read"]
+    return DELIVERY_RANK.get(kind, 0)
+
+
+def delivery_rank_of(session: Session, message_id: int) -> int:
+    """The rank of the message's furthest delivery event so far (0: none)."""
+    rows = session.connection().execute(
+        select(EVENT.c.kind, EVENT.c.detail).where(
+            EVENT.c.message_id == message_id, EVENT.c.kind.in_(DELIVERY_KINDS)
+        )
+    )
+    return max((delivery_rank(kind, detail) for kind, detail in rows), default=0)
 
 
 def handed_over(session: Session, channel: str | None = None) -> Iterator[Message]:
@@ -39,6 +69,20 @@ def handed_over(session: Session, channel: str | None = None) -> Iterator[Messag
     if channel is not None:
         q = q.where(Message.channel == channel)
     yield from session.exec(q.order_by(col(Message.sent_at), col(Message.id)))
+
+
+def handed_over_by_provider_id(session: Session, provider_ids: Collection[str]) -> list[Any]:
+    """(id, lead_id, channel, sent_at, provider_id) of the handed-over messages with these
+    provider ids (a Twilio sid): one webhook's look-up, through `ix_message_provider_id`."""
+    if not provider_ids:
+        return []
+    m = MESSAGE.c
+    q = (
+        select(m.id, m.lead_id, m.channel, m.sent_at, m.provider_id)
+        .where(m.provider_id.in_(list(provider_ids)), m.state.in_((SENT, UNCERTAIN, FAILED)))
+        .order_by(m.sent_at, m.id)
+    )
+    return list(session.connection().execute(q))
 
 
 def lead_by_email(session: Session, email: str) -> Lead | None:
@@ -66,21 +110,26 @@ def lead_by_address(session: Session, address: str) -> Lead | None:
     return lead_by_phone(session, address)
 
 
+def lead_id_by_address(session: Session, address: str) -> int | None:
+    """The id of the lead with this normalised address (a lower-case email or an E.164
+    phone), read by its index alone."""
+    lead = LEAD.c
+    where = func.lower(lead.email) == address if "@" in address else lead.phone == address
+    row = session.connection().execute(select(lead.id).where(where).limit(1)).first()
+    return None if row is None else int(row[0])
+
+
 def seen(session: Session, source_id: str | None) -> bool:
     """Whether an event with this provider id is recorded already."""
-    from sqlmodel import select
-
-    from campaignctl.store.schema import Event
-
-    return session.exec(select(Event.id).where(Event.source_id == source_id)).first() is not None
+    q = select(EVENT.c.id).where(EVENT.c.source_id == source_id).limit(1)
+    return session.connection().execute(q).first() is not None
 
 
 def add_event(session: Session, **values: Any) -> None:
-    """Record an event; flushed at once, so the unique source_id also holds within a batch."""
-    from campaignctl.store.schema import Event
-
-    session.add(Event(**values))
-    session.flush()
+    """Record an event, written at once (a Core insert: a webhook's request path is this), so
+    the unique source_id also holds within a batch."""
+    values.setdefault("detail", {})
+    session.connection().execute(EVENT.insert().values(**values))
 
 
 def mark_message_error(
@@ -149,19 +198,32 @@ def skip_pending(
     channel: str = ALL_CHANNELS,
     campaigns: Collection[str] | None = None,
 ) -> int:
-    """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many."""
+    """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many.
+
+    The lead's messages are read by `ix_message_lead_id` alone and updated by id: with the
+    state in the WHERE, SQLite's planner reads `ix_message_state_due` instead, every pending
+    message of every lead (a reply cost milliseconds per 10,000 pending). The caller's write
+    transaction holds the lock, so the states read are the states updated."""
     from sqlmodel import col, update
 
     from campaignctl.store.schema import Message
 
-    where = [col(Message.lead_id) == lead_id, col(Message.state) == PENDING]
-    if channel != ALL_CHANNELS:
-        where.append(col(Message.channel) == channel)
-    if campaigns is not None:
-        where.append(col(Message.campaign).in_(campaigns))
+    m = MESSAGE.c
+    mine = session.connection().execute(
+        select(m.id, m.state, m.channel, m.campaign).where(m.lead_id == lead_id)
+    )
+    ids = [
+        i
+        for i, state, ch, campaign in mine
+        if state == PENDING
+        and (channel == ALL_CHANNELS or ch == channel)
+        and (campaigns is None or campaign in campaigns)
+    ]
+    if not ids:
+        return 0
     result = session.exec(
         update(Message)
-        .where(*where)
+        .where(col(Message.id).in_(ids))
         .values(state=SKIPPED, reason=reason, reason_code=None, updated_at=now)
     )
     return int(result.rowcount or 0)
@@ -196,19 +258,24 @@ def of_lead(conn: Conn, lead_id: int) -> list[Any]:
 
 
 def delivery_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
-    """(campaign, step, status, count): these campaigns' messages by their latest delivery
-    event, each message once; status is `delivered`, `read` (a delivered event whose provider
-    status was read) or `undelivered` (undelivered, failed or bounce)."""
+    """(campaign, step, status, count): these campaigns' messages by their furthest delivery
+    event (DELIVERY_RANK: statuses only move forward, whatever order they were recorded in),
+    each message once; status is `delivered`, `read` (a delivered event whose provider status
+    was read) or `undelivered` (undelivered, failed or bounce)."""
+    is_read = (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read")
     status = case(
-        (
-            (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read"),
-            literal("read"),
-        ),
+        (is_read, literal("read")),
         (EVENT.c.kind == "delivered", literal("delivered")),
         else_=literal("undelivered"),
     )
+    rank = case(
+        (is_read, literal(DELIVERY_RANK["read"])),
+        *((EVENT.c.kind == k, literal(r)) for k, r in DELIVERY_RANK.items() if k != "read"),
+        else_=literal(0),
+    )
     latest = func.row_number().over(
-        partition_by=EVENT.c.message_id, order_by=(EVENT.c.occurred_at.desc(), EVENT.c.id.desc())
+        partition_by=EVENT.c.message_id,
+        order_by=(rank.desc(), EVENT.c.occurred_at.desc(), EVENT.c.id.desc()),
     )
     ranked = (
         select(EVENT.c.message_id, status.label("status"), latest.label("rank"))

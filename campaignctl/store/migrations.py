@@ -383,6 +383,13 @@ def m017_event_message_index(conn: Connection) -> None:
 
 
 @migration
+def m031_message_provider_index(conn: Connection) -> None:
+    # a Twilio status callback names its message by sid: without it, each callback read every
+    # message
+    conn.exec_driver_sql("CREATE INDEX ix_message_provider_id ON message (provider_id)")
+
+
+@migration
 def m033_hooks(conn: Connection) -> None:
     # outgoing hooks: a durable queue, and which events have been queued for them (events
     # recorded before this migration are not announced)

@@ -33,9 +33,9 @@ RouteFactory = Callable[[Web], Iterable[BaseRoute]]
 
 def _doors() -> list[RouteFactory]:
     """The modules that add routes. Each door is a module with `routes(web)`."""
-    from campaignctl.web import tracking
+    from campaignctl.web import tracking, twilio
 
-    return [_health_routes, tracking.routes]
+    return [_health_routes, tracking.routes, twilio.routes]
 
 
 def _health_routes(web: Web) -> list[BaseRoute]:
