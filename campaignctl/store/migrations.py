@@ -382,6 +382,17 @@ def m017_event_message_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_event_message_kind ON event (message_id, kind)")
 
 
+@migration
+def m020_message_report_index(conn: Connection) -> None:
+    # issue 14: `report` counts a campaign's messages per state, step, variant and channel in
+    # this order (one pass, no sort), and its sends per day as ranges of sent_at in each of
+    # those groups, without reading the table
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_message_report "
+        "ON message (campaign, state, step, variant, channel, sent_at)"
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []

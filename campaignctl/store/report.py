@@ -1,0 +1,272 @@
+"""Queries for `campaignctl report`: a campaign's results counted in SQL, never row by row.
+
+Every function returns a few grouped rows (per campaign, step and variant; per minute for the
+day charts), so a campaign of a million messages takes the memory of a few thousand rows.
+
+`since` limits each count to what happened at or after it: messages by their send time (a
+failed message by when it last changed), enrolments by when they began, events by when they
+occurred. An outcome (delivered, replied, ...) counts a sent message once:
+
+- delivered / undelivered: the message's latest delivery event (`events.DELIVERY_KINDS`; a
+  `read` status is delivered), as `status` counts them;
+- replied, opted out: an event of that kind matched to the message, or from its lead, matched
+  to no message, at or after it was sent (as the A/B figures count replies);
+- bounced: a `bounce` event of the message;
+- clicked: a `click` event of the message whose detail does not say {"machine": true}
+  (mail scanners and link previews are left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any
+
+from sqlalchemy import String, and_, bindparam, case, cast, func, or_, select, union_all
+
+from campaignctl.store.conn import Conn, connection
+from campaignctl.store.events import DELIVERY_KINDS
+from campaignctl.store.schema import ENROLMENT, EVENT, FAILED, MESSAGE, SENT, UTCDateTime
+
+#: The outcomes `outcome_counts` counts, in the order a report shows them.
+OUTCOMES = ("delivered", "undelivered", "replied", "opted_out", "bounced", "clicked")
+#: How many characters of a stored time name its minute ("2026-03-02 09:30"): the day charts
+#: count per UTC minute in SQL and the caller folds the minutes into days of its time zone
+#: (any zone's offset is a whole number of minutes).
+_MINUTE = 16
+
+
+def _since(column: Any, since: datetime | None) -> list[Any]:
+    return [] if since is None else [column >= since]
+
+
+def _minute(column: Any) -> Any:
+    return func.substr(cast(column, String), 1, _MINUTE)
+
+
+def _sent_or_changed() -> Any:
+    return func.coalesce(MESSAGE.c.sent_at, MESSAGE.c.updated_at)
+
+
+def message_counts(conn: Conn, campaign: str, since: datetime | None) -> list[Any]:
+    """(state, step, variant, channel, count) of the campaign's messages: one pass over
+    `ix_message_report`, in its order (no sort)."""
+    m = MESSAGE.c
+    return list(
+        connection(conn).execute(
+            select(m.state, m.step, m.variant, m.channel, func.count())
+            .where(m.campaign == campaign, *_since(_sent_or_changed(), since))
+            .group_by(m.state, m.step, m.variant, m.channel)
+        )
+    )
+
+
+def failed_counts(conn: Conn, campaign: str, since: datetime | None) -> list[Any]:
+    """(step, variant, error_code, count) of the campaign's failed messages."""
+    m = MESSAGE.c
+    return list(
+        connection(conn).execute(
+            select(m.step, m.variant, m.error_code, func.count())
+            .where(m.campaign == campaign, m.state == FAILED, *_since(m.updated_at, since))
+            .group_by(m.step, m.variant, m.error_code)
+        )
+    )
+
+
+def enrolled_count(conn: Conn, campaign: str, since: datetime | None) -> int:
+    """The campaign's enrolments (begun since `since`)."""
+    e = ENROLMENT.c
+    n = (
+        connection(conn)
+        .execute(select(func.count()).where(e.campaign == campaign, *_since(e.enrolled_at, since)))
+        .scalar_one()
+    )
+    return int(n)
+
+
+def _not_machine() -> Any:
+    return func.coalesce(EVENT.c.detail["machine"].as_boolean(), False) == False  # noqa: E712
+
+
+def _flag(cond: Any) -> Any:
+    return func.max(case((cond, 1), else_=0))
+
+
+def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
+    """(campaign, state, step, variant, delivered, undelivered, replied, opted_out, bounced,
+    clicked, any_click) of every message with an event, each message counted once per outcome
+    (see the module's docstring; `any_click` counts machine hits too: whether clicks are
+    tracked at all); only messages sent since `since` count. The caller keeps the `sent` rows
+    of the campaigns it reports.
+
+    The events are read once, grouped per message, then each group looks up its message by
+    its key: no condition on the message table, so no database starts from a campaign's
+    million messages and probes the events for each. A reply or opt-out matched to no message
+    is `unmatched_counts`'."""
+    e = EVENT.c
+    undelivered = [k for k in DELIVERY_KINDS if k != "delivered"]
+    per_message = (
+        select(
+            e.message_id.label("mid"),
+            func.max(case((e.kind == "delivered", e.occurred_at), else_=None)).label("d_at"),
+            func.max(case((e.kind.in_(undelivered), e.occurred_at), else_=None)).label("u_at"),
+            _flag(e.kind == "reply").label("replied"),
+            _flag(e.kind == "optout").label("opted_out"),
+            _flag(e.kind == "bounce").label("bounced"),
+            _flag(and_(e.kind == "click", _not_machine())).label("clicked"),
+            _flag(e.kind == "click").label("any_click"),
+        )
+        .where(e.message_id.is_not(None))
+        .group_by(e.message_id)
+        .subquery("per_message")
+    )
+    p = per_message.c
+    m = MESSAGE.c
+    counted: Any = True if since is None else m.sent_at >= since
+    delivered = and_(counted, p.d_at.is_not(None), or_(p.u_at.is_(None), p.d_at >= p.u_at))
+    not_delivered = and_(counted, p.u_at.is_not(None), or_(p.d_at.is_(None), p.u_at > p.d_at))
+
+    def flagged(column: Any) -> Any:
+        return _sum(and_(counted, column == 1))
+
+    return list(
+        connection(conn).execute(
+            select(
+                m.campaign,
+                m.state,
+                m.step,
+                m.variant,
+                _sum(delivered),
+                _sum(not_delivered),
+                flagged(p.replied),
+                flagged(p.opted_out),
+                flagged(p.bounced),
+                flagged(p.clicked),
+                flagged(p.any_click),
+            )
+            .join_from(per_message, MESSAGE, m.id == p.mid)
+            .group_by(m.campaign, m.state, m.step, m.variant)
+        )
+    )
+
+
+def _sum(cond: Any) -> Any:
+    return func.sum(case((cond, 1), else_=0))
+
+
+def _answered(since: datetime | None) -> Any:
+    """(event id, kind, occurred_at, message id): each reply or opt-out matched to no message,
+    with the message it answers: its lead's latest message sent at or before it (of any
+    campaign). One look-up per such event through `ix_message_lead_id`."""
+    e = EVENT.c
+    mm = MESSAGE.alias("prior")
+    latest = (
+        select(mm.c.id)
+        .where(mm.c.lead_id == e.lead_id, mm.c.sent_at <= e.occurred_at)
+        .order_by(mm.c.sent_at.desc(), mm.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(e.id, e.kind, e.occurred_at, latest.label("mid"))
+        .where(
+            e.kind.in_(("reply", "optout")),
+            e.message_id.is_(None),
+            e.lead_id.is_not(None),
+            *_since(e.occurred_at, since),
+        )
+        .subquery("answered")
+    )
+
+
+def unmatched_counts(conn: Conn, campaign: str, since: datetime | None) -> list[Any]:
+    """(step, variant, kind, messages): the campaign's sent messages that a reply or opt-out
+    matched to no message answers, and that no matched one of the same kind already counts."""
+    answered = _answered(None)
+    a = answered.c
+    m = MESSAGE.c
+    e = EVENT.c
+    matched = select(e.id).where(e.message_id == m.id, e.kind == a.kind).exists()
+    return list(
+        connection(conn).execute(
+            select(m.step, m.variant, a.kind, func.count(func.distinct(m.id)))
+            .join_from(MESSAGE, answered, m.id == a.mid)
+            .where(
+                m.campaign == campaign,
+                m.state == SENT,
+                *_since(m.sent_at, since),
+                ~matched,
+            )
+            .group_by(m.step, m.variant, a.kind)
+        )
+    )
+
+
+def send_span(
+    conn: Conn, campaign: str, since: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The campaign's first and last send time."""
+    m = MESSAGE.c
+    first, last = (
+        connection(conn)
+        .execute(
+            select(func.min(m.sent_at), func.max(m.sent_at)).where(
+                m.campaign == campaign, m.state == SENT, *_since(m.sent_at, since)
+            )
+        )
+        .one()
+    )
+    return _aware(first), _aware(last)
+
+
+def _aware(t: Any) -> datetime | None:
+    if t is None:
+        return None
+    at: datetime = datetime.fromisoformat(t) if isinstance(t, str) else t
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def sends_between(
+    conn: Conn,
+    campaign: str,
+    segment: tuple[str, str | None, str],
+    bounds: Sequence[datetime],
+) -> list[int]:
+    """How many of the campaign's messages of one (step, variant, channel) were sent in each
+    span [bounds[i], bounds[i + 1]): each a range of `ix_message_report`, counted in it."""
+    step, variant, channel = segment
+    m = MESSAGE.c
+    c = connection(conn)
+    q = select(func.count()).where(
+        m.campaign == campaign,
+        m.state == SENT,
+        m.step == step,
+        m.variant.is_(None) if variant is None else m.variant == variant,
+        m.channel == channel,
+        m.sent_at >= bindparam("a", type_=UTCDateTime()),
+        m.sent_at < bindparam("b", type_=UTCDateTime()),
+    )
+    return [int(c.execute(q, {"a": a, "b": b}).scalar_one()) for a, b in pairwise(bounds)]
+
+
+def reply_times(conn: Conn, campaign: str, since: datetime | None) -> list[Any]:
+    """("YYYY-MM-DD HH:MM" in UTC, replies) of the replies to the campaign: matched to one of
+    its messages, or answering one (`_answered`)."""
+    e = EVENT.c
+    m = MESSAGE.c
+    answered = _answered(since)
+    a = answered.c
+    matched = (
+        select(e.occurred_at.label("at"))
+        .join_from(EVENT, MESSAGE, m.id == e.message_id)
+        .where(e.kind == "reply", m.campaign == campaign, *_since(e.occurred_at, since))
+    )
+    unmatched = (
+        select(a.occurred_at.label("at"))
+        .join_from(answered, MESSAGE, m.id == a.mid)
+        .where(a.kind == "reply", m.campaign == campaign)
+    )
+    both = union_all(matched, unmatched).subquery("replies")
+    minute = _minute(both.c.at).label("minute")
+    return list(connection(conn).execute(select(minute, func.count()).group_by(minute)))
