@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -186,6 +187,7 @@ def main() -> int:
     cmd = [sys.executable, "-m", "campaignctl", "-C", str(folder)]
     cmd += ["report", "welcome", "--format", "html", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     rss = 0.0
@@ -193,6 +195,8 @@ def main() -> int:
         rss = max(rss, peak_mib(proc.pid))
         time.sleep(0.01)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     if proc.returncode != 0:
         print(f"report failed: exit {proc.returncode}")
         return 1
@@ -200,7 +204,8 @@ def main() -> int:
     print(
         f"report welcome --format html ({messages:,} messages): {wall:.2f} s "
         f"(goal <= {GOAL_S:.0f} s), peak RSS {rss:.1f} MiB (goal <= {GOAL_MIB} MiB), "
-        f"{size / 1024:.0f} KiB of HTML"
+        f"{size / 1024:.0f} KiB of HTML; {cpu:.2f} s of CPU (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
     return 0 if wall <= GOAL_S and rss <= GOAL_MIB else 1
 

@@ -138,7 +138,7 @@ def _campaign(
     days = _days(s, name, since, tz, segments)
     camp = cfg.campaigns[name]
     tracked = track_setting or any_click > 0
-    steps = _steps(name, camp, counts, reasons, channels, decisions, tracked)
+    steps = _steps(name, camp, counts, reasons, channels, decisions, tracked, tz)
     total = _sum([{k: st[k] for k in COUNTS if k in st} | _zero_click(st) for st in steps])
     row = _row(total, _merge([st["failed_by_reason"] for st in steps]), tracked)
     return {
@@ -167,6 +167,7 @@ def _steps(
     channels: dict[str, str],
     decisions: dict[tuple[str, str], Any],
     tracked: bool,
+    tz: ZoneInfo,
 ) -> list[dict[str, Any]]:
     """Each step of the file, then any step only the database still has (removed)."""
     in_file = [st.name for st in camp.steps]
@@ -192,7 +193,7 @@ def _steps(
                 "removed": st is None,
                 **row,
                 "variants": variants,
-                "decision": _decision(d) if d is not None else None,
+                "decision": _decision(d, tz) if d is not None else None,
             }
         )
     return out
@@ -230,7 +231,7 @@ def _row(c: dict[str, int], failed_by: dict[str, int], tracked: bool) -> dict[st
     }
 
 
-def _decision(d: Any) -> dict[str, Any]:
+def _decision(d: Any, tz: ZoneInfo) -> dict[str, Any]:
     return {
         "winner": d.winner,
         "metric": d.metric,
@@ -239,7 +240,7 @@ def _decision(d: Any) -> dict[str, Any]:
         "z": d.z,
         "p_value": d.p_value,
         "confidence": d.confidence,
-        "decided_at": d.decided_at.astimezone(UTC).isoformat(),
+        "decided_at": d.decided_at.astimezone(tz).isoformat(),
         "figures": d.figures,
     }
 
