@@ -72,9 +72,9 @@ def report(
     tracked), each rate with its denominator, the A/B decision, and sends and replies per day.
 
     Rates are per sent message (failed: per attempted, sent + failed) and "-" when there is
-    nothing to divide by; a campaign's figures are its steps' summed. Days are in settings.timezone. The html format is
-    one file with inline SVG charts that fetches nothing; the same data gives the same bytes.
-    Nothing is written to the database.
+    nothing to divide by; a campaign's figures are its steps' summed. Days are in
+    settings.timezone. The html format is one file with inline SVG charts that fetches
+    nothing; the same data gives the same bytes. Nothing is written to the database.
     """
     from campaignctl.report import build, check_out, parse_since, write_out
     from campaignctl.store import utcnow
