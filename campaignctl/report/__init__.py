@@ -261,9 +261,8 @@ def _days(
     for minute, n in q.reply_times(s, name, since):
         at = datetime.fromisoformat(minute).replace(tzinfo=UTC)
         replies[at.astimezone(tz).date()] += n
-    first, last = q.send_span(s, name, since)
-    bounds_days = [t.astimezone(tz).date() for t in (first, last) if t is not None]
-    bounds_days += list(replies)
+    ends = [t for seg in segments for t in q.send_span(s, name, seg, since) if t is not None]
+    bounds_days = [t.astimezone(tz).date() for t in ends] + list(replies)
     if not bounds_days:
         return []
     start, end = min(bounds_days), max(bounds_days)
@@ -276,7 +275,7 @@ def _days(
     ]
     channels = sorted({ch for _st, _v, ch in segments})
     sends = {ch: [0] * count for ch in channels}
-    if first is not None:
+    if ends:
         for segment in sorted(segments, key=lambda x: (x[0], x[1] or "", x[2])):
             per_day = q.sends_between(s, name, segment, bounds)
             for i, n in enumerate(per_day):

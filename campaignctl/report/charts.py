@@ -52,7 +52,7 @@ def _ticks(top: int) -> int:
     step = 1
     while step * 10 <= top:
         step *= 10
-    for m in (1, 2, 5, 10):
+    for m in (1, 2, 3, 4, 5, 6, 8, 10):
         if m * step >= top:
             return m * step
     return 10 * step  # pragma: no cover - unreachable

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, or_, select, union_all
+from sqlalchemy import String, and_, bindparam, case, cast, func, select, union_all
 
 from campaignctl.store.conn import Conn, connection
 from campaignctl.store.events import DELIVERY_KINDS
@@ -106,15 +106,19 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
     is `unmatched_counts`'."""
     e = EVENT.c
     undelivered = [k for k in DELIVERY_KINDS if k != "delivered"]
+    # kinds only, so the events are read from `ix_event_message_kind` alone; a click's detail
+    # is read for click rows only
     per_message = (
         select(
             e.message_id.label("mid"),
-            func.max(case((e.kind == "delivered", e.occurred_at), else_=None)).label("d_at"),
-            func.max(case((e.kind.in_(undelivered), e.occurred_at), else_=None)).label("u_at"),
+            _flag(e.kind == "delivered").label("d"),
+            _flag(e.kind.in_(undelivered)).label("u"),
             _flag(e.kind == "reply").label("replied"),
             _flag(e.kind == "optout").label("opted_out"),
             _flag(e.kind == "bounce").label("bounced"),
-            _flag(and_(e.kind == "click", _not_machine())).label("clicked"),
+            func.max(case((e.kind == "click", case((_not_machine(), 1), else_=0)), else_=0)).label(
+                "clicked"
+            ),
             _flag(e.kind == "click").label("any_click"),
         )
         .where(e.message_id.is_not(None))
@@ -123,9 +127,24 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
     )
     p = per_message.c
     m = MESSAGE.c
+    # a message with both kinds of delivery event (rare): its latest one decides
+    later = EVENT.alias("later")
+    latest = (
+        select(later.c.kind)
+        .where(later.c.message_id == p.mid, later.c.kind.in_(DELIVERY_KINDS))
+        .order_by(later.c.occurred_at.desc(), later.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    status = case(
+        (and_(p.d == 1, p.u == 1), latest),
+        (p.d == 1, "delivered"),
+        (p.u == 1, "undelivered"),
+        else_=None,
+    )
     counted: Any = True if since is None else m.sent_at >= since
-    delivered = and_(counted, p.d_at.is_not(None), or_(p.u_at.is_(None), p.d_at >= p.u_at))
-    not_delivered = and_(counted, p.u_at.is_not(None), or_(p.d_at.is_(None), p.u_at > p.d_at))
+    delivered = and_(counted, status == "delivered")
+    not_delivered = and_(counted, status.is_not(None), status != "delivered")
 
     def flagged(column: Any) -> Any:
         return _sum(and_(counted, column == 1))
@@ -204,20 +223,27 @@ def unmatched_counts(conn: Conn, campaign: str, since: datetime | None) -> list[
 
 
 def send_span(
-    conn: Conn, campaign: str, since: datetime | None
+    conn: Conn, campaign: str, segment: tuple[str, str | None, str], since: datetime | None
 ) -> tuple[datetime | None, datetime | None]:
-    """The campaign's first and last send time."""
-    m = MESSAGE.c
-    first, last = (
-        connection(conn)
-        .execute(
-            select(func.min(m.sent_at), func.max(m.sent_at)).where(
-                m.campaign == campaign, m.state == SENT, *_since(m.sent_at, since)
-            )
-        )
-        .one()
-    )
+    """The first and last send time of the campaign's messages of one (step, variant,
+    channel): each one end of a range of `ix_message_report`."""
+    where = _segment(campaign, segment) + _since(MESSAGE.c.sent_at, since)
+    c = connection(conn)
+    first = c.execute(select(func.min(MESSAGE.c.sent_at)).where(*where)).scalar_one()
+    last = c.execute(select(func.max(MESSAGE.c.sent_at)).where(*where)).scalar_one()
     return _aware(first), _aware(last)
+
+
+def _segment(campaign: str, segment: tuple[str, str | None, str]) -> list[Any]:
+    step, variant, channel = segment
+    m = MESSAGE.c
+    return [
+        m.campaign == campaign,
+        m.state == SENT,
+        m.step == step,
+        m.variant.is_(None) if variant is None else m.variant == variant,
+        m.channel == channel,
+    ]
 
 
 def _aware(t: Any) -> datetime | None:
@@ -235,15 +261,10 @@ def sends_between(
 ) -> list[int]:
     """How many of the campaign's messages of one (step, variant, channel) were sent in each
     span [bounds[i], bounds[i + 1]): each a range of `ix_message_report`, counted in it."""
-    step, variant, channel = segment
     m = MESSAGE.c
     c = connection(conn)
     q = select(func.count()).where(
-        m.campaign == campaign,
-        m.state == SENT,
-        m.step == step,
-        m.variant.is_(None) if variant is None else m.variant == variant,
-        m.channel == channel,
+        *_segment(campaign, segment),
         m.sent_at >= bindparam("a", type_=UTCDateTime()),
         m.sent_at < bindparam("b", type_=UTCDateTime()),
     )
