@@ -86,8 +86,11 @@ def build(
     with store.read() as s:
         decisions = abtests.decisions(s, names)
         outcomes = report_queries.outcome_counts(s, since)
+        replies = report_queries.reply_times(s, since)
         for name in names:
-            out.append(_campaign(s, cfg, name, since, tz, decisions, track_setting, outcomes))
+            out.append(
+                _campaign(s, cfg, name, since, tz, decisions, track_setting, outcomes, replies)
+            )
     return {
         "timezone": cfg.settings.timezone,
         "since": since.astimezone(tz).isoformat() if since else None,
@@ -104,6 +107,7 @@ def _campaign(
     decisions: dict[tuple[str, str], Any],
     track_setting: bool,
     outcomes: list[Any],
+    replies: list[Any],
 ) -> dict[str, Any]:
     from campaignctl.store import report as q
     from campaignctl.store.report import OUTCOMES
@@ -135,7 +139,7 @@ def _campaign(
     for step, variant, kind, n in q.unmatched_counts(s, name, since):
         counts[(step, variant)]["replied" if kind == "reply" else "opted_out"] += n
     enrolled = q.enrolled_count(s, name, since)
-    days = _days(s, name, since, tz, segments)
+    days = _days(s, name, since, tz, segments, replies)
     camp = cfg.campaigns[name]
     tracked = track_setting or any_click > 0
     steps = _steps(name, camp, counts, reasons, channels, decisions, tracked, tz)
@@ -251,6 +255,7 @@ def _days(
     since: datetime | None,
     tz: ZoneInfo,
     segments: list[tuple[str, str | None, str]],
+    replies_all: list[Any],
 ) -> list[dict[str, Any]]:
     """[{day, sends: {channel: n}, replies}]: every day in `tz` from the first to the last with
     a send or a reply (a quiet day shows as 0). Sends are counted per day in SQL (a range of
@@ -258,7 +263,9 @@ def _days(
     from campaignctl.store import report as q
 
     replies: dict[date, int] = defaultdict(int)
-    for minute, n in q.reply_times(s, name, since):
+    for camp, minute, n in replies_all:
+        if camp != name:
+            continue
         at = datetime.fromisoformat(minute).replace(tzinfo=UTC)
         replies[at.astimezone(tz).date()] += n
     ends = [t for seg in segments for t in q.send_span(s, name, seg, since) if t is not None]

@@ -271,23 +271,29 @@ def sends_between(
     return [int(c.execute(q, {"a": a, "b": b}).scalar_one()) for a, b in pairwise(bounds)]
 
 
-def reply_times(conn: Conn, campaign: str, since: datetime | None) -> list[Any]:
-    """("YYYY-MM-DD HH:MM" in UTC, replies) of the replies to the campaign: matched to one of
-    its messages, or answering one (`_answered`)."""
+def reply_times(conn: Conn, since: datetime | None) -> list[Any]:
+    """(campaign, "YYYY-MM-DD HH:MM" in UTC, replies) of the replies to every campaign: matched
+    to one of its messages, or answering one (`_answered`). Read from the reply events (no
+    condition on the message table, so the database starts from the few replies, not from a
+    campaign's messages); the caller keeps the campaigns it reports."""
     e = EVENT.c
     m = MESSAGE.c
     answered = _answered(since)
     a = answered.c
     matched = (
-        select(e.occurred_at.label("at"))
+        select(m.campaign, e.occurred_at.label("at"))
         .join_from(EVENT, MESSAGE, m.id == e.message_id)
-        .where(e.kind == "reply", m.campaign == campaign, *_since(e.occurred_at, since))
+        .where(e.kind == "reply", *_since(e.occurred_at, since))
     )
     unmatched = (
-        select(a.occurred_at.label("at"))
+        select(m.campaign, a.occurred_at.label("at"))
         .join_from(answered, MESSAGE, m.id == a.mid)
-        .where(a.kind == "reply", m.campaign == campaign)
+        .where(a.kind == "reply")
     )
     both = union_all(matched, unmatched).subquery("replies")
     minute = _minute(both.c.at).label("minute")
-    return list(connection(conn).execute(select(minute, func.count()).group_by(minute)))
+    return list(
+        connection(conn).execute(
+            select(both.c.campaign, minute, func.count()).group_by(both.c.campaign, minute)
+        )
+    )
