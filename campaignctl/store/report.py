@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, select, union_all
+from sqlalchemy import String, and_, bindparam, case, cast, func, literal, select, union_all
 
 from campaignctl.store.conn import Conn, connection
 from campaignctl.store.events import DELIVERY_KINDS
@@ -93,6 +93,19 @@ def _flag(cond: Any) -> Any:
     return func.max(case((cond, 1), else_=0))
 
 
+#: One bit per event kind, so a message's kinds add up to a mask of them.
+_BITS = {
+    "delivered": 1,
+    "undelivered": 2,
+    "reply": 4,
+    "optout": 8,
+    "bounce": 16,
+    "click": 32,
+    "failed": 64,
+}
+_UNDELIVERED = _BITS["undelivered"] | _BITS["bounce"] | _BITS["failed"]
+
+
 def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
     """(campaign, state, step, variant, delivered, undelivered, replied, opted_out, bounced,
     clicked, any_click) of every message with an event, each message counted once per outcome
@@ -100,34 +113,25 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
     tracked at all); only messages sent since `since` count. The caller keeps the `sent` rows
     of the campaigns it reports.
 
-    The events are read once, grouped per message, then each group looks up its message by
-    its key: no condition on the message table, so no database starts from a campaign's
-    million messages and probes the events for each. A reply or opt-out matched to no message
-    is `unmatched_counts`'."""
+    The (message, kind) pairs are read from `ix_event_message_kind` alone and summed into one
+    mask of kinds per message; each mask then looks up its message by its key. No condition
+    falls on the message table, so no database starts from a campaign's million messages and
+    probes the events of each. Where a message has both a delivered and an undelivered kind of
+    event (rare), its latest delivery event decides. Clicks by people are read apart (their
+    detail says whether a machine made them). A reply or opt-out matched to no message is
+    `unmatched_counts`'."""
     e = EVENT.c
-    undelivered = [k for k in DELIVERY_KINDS if k != "delivered"]
-    # kinds only, so the events are read from `ix_event_message_kind` alone; a click's detail
-    # is read for click rows only
+    pairs = (
+        select(e.message_id, e.kind).where(e.message_id.is_not(None)).distinct().subquery("pairs")
+    )
+    bit = case(_BITS, value=pairs.c.kind, else_=0)
     per_message = (
-        select(
-            e.message_id.label("mid"),
-            _flag(e.kind == "delivered").label("d"),
-            _flag(e.kind.in_(undelivered)).label("u"),
-            _flag(e.kind == "reply").label("replied"),
-            _flag(e.kind == "optout").label("opted_out"),
-            _flag(e.kind == "bounce").label("bounced"),
-            func.max(case((e.kind == "click", case((_not_machine(), 1), else_=0)), else_=0)).label(
-                "clicked"
-            ),
-            _flag(e.kind == "click").label("any_click"),
-        )
-        .where(e.message_id.is_not(None))
-        .group_by(e.message_id)
+        select(pairs.c.message_id.label("mid"), func.sum(bit).label("mask"))
+        .group_by(pairs.c.message_id)
         .subquery("per_message")
     )
     p = per_message.c
     m = MESSAGE.c
-    # a message with both kinds of delivery event (rare): its latest one decides
     later = EVENT.alias("later")
     latest = (
         select(later.c.kind)
@@ -136,38 +140,61 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
         .limit(1)
         .scalar_subquery()
     )
-    status = case(
-        (and_(p.d == 1, p.u == 1), latest),
-        (p.d == 1, "delivered"),
-        (p.u == 1, "undelivered"),
-        else_=None,
+    counted: Any = literal(1) if since is None else case((m.sent_at >= since, 1), else_=0)
+    c = connection(conn)
+    rows = c.execute(
+        select(m.campaign, m.state, m.step, m.variant, p.mask, counted, func.count())
+        .join_from(per_message, MESSAGE, m.id == p.mid)
+        .group_by(m.campaign, m.state, m.step, m.variant, p.mask, counted)
     )
-    counted: Any = True if since is None else m.sent_at >= since
-    delivered = and_(counted, status == "delivered")
-    not_delivered = and_(counted, status.is_not(None), status != "delivered")
-
-    def flagged(column: Any) -> Any:
-        return _sum(and_(counted, column == 1))
-
-    return list(
-        connection(conn).execute(
-            select(
-                m.campaign,
-                m.state,
-                m.step,
-                m.variant,
-                _sum(delivered),
-                _sum(not_delivered),
-                flagged(p.replied),
-                flagged(p.opted_out),
-                flagged(p.bounced),
-                flagged(p.clicked),
-                flagged(p.any_click),
-            )
-            .join_from(per_message, MESSAGE, m.id == p.mid)
-            .group_by(m.campaign, m.state, m.step, m.variant)
+    out: dict[tuple[str, str, str, str | None], list[int]] = {}
+    overlap = False
+    for camp, state, step, variant, mask, ok, n in rows:
+        if not ok:
+            continue
+        figures = out.setdefault((camp, state, step, variant), [0] * 7)
+        mask = int(mask or 0)
+        d, u = mask & _BITS["delivered"], mask & _UNDELIVERED
+        if d and u:
+            overlap = True  # counted below, by the latest delivery event
+        elif d:
+            figures[0] += n
+        elif u:
+            figures[1] += n
+        for i, kind in enumerate(("reply", "optout", "bounce"), start=2):
+            if mask & _BITS[kind]:
+                figures[i] += n
+        if mask & _BITS["click"]:
+            figures[6] += n
+    if overlap:
+        later = EVENT.alias("later")
+        latest = (
+            select(later.c.kind)
+            .where(later.c.message_id == p.mid, later.c.kind.in_(DELIVERY_KINDS))
+            .order_by(later.c.occurred_at.desc(), later.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
+        both = and_(p.mask.op("&")(_BITS["delivered"]) != 0, p.mask.op("&")(_UNDELIVERED) != 0)
+        delivered_last = case((latest == "delivered", 1), else_=0)
+        rows = c.execute(
+            select(m.campaign, m.state, m.step, m.variant, delivered_last, counted, func.count())
+            .join_from(per_message, MESSAGE, m.id == p.mid)
+            .where(both)
+            .group_by(m.campaign, m.state, m.step, m.variant, delivered_last, counted)
+        )
+        for camp, state, step, variant, last, ok, n in rows:
+            if ok:
+                out.setdefault((camp, state, step, variant), [0] * 7)[0 if last else 1] += n
+    people = (
+        select(m.campaign, m.state, m.step, m.variant, func.count(func.distinct(e.message_id)))
+        .join_from(EVENT, MESSAGE, m.id == e.message_id)
+        .where(e.kind == "click", _not_machine(), *_since(m.sent_at, since))
+        .group_by(m.campaign, m.state, m.step, m.variant)
     )
+    for camp, state, step, variant, n in c.execute(people):
+        out.setdefault((camp, state, step, variant), [0] * 7)[5] += n
+    return [(*key, *figures) for key, figures in sorted(out.items(), key=lambda kv: str(kv[0]))]
 
 
 def _sum(cond: Any) -> Any:
