@@ -1,7 +1,8 @@
 """Queries for `campaignctl report`: a campaign's results counted in SQL, never row by row.
 
-Every function returns a few grouped rows (per campaign, step and variant; per minute for the
-day charts), so a campaign of a million messages takes the memory of a few thousand rows.
+Every function returns a few grouped rows (per state, step and variant; per minute for the
+replies; one count per day and segment for the sends), so a campaign of a million messages
+takes the memory of a few thousand rows. docs/report.md says which index each one reads.
 
 `since` limits each count to what happened at or after it: messages by their send time (a
 failed message by when it last changed), enrolments by when they began, events by when they
@@ -10,7 +11,7 @@ occurred. An outcome (delivered, replied, ...) counts a sent message once:
 - delivered / undelivered: the message's latest delivery event (`events.DELIVERY_KINDS`; a
   `read` status is delivered), as `status` counts them;
 - replied, opted out: an event of that kind matched to the message, or from its lead, matched
-  to no message, at or after it was sent (as the A/B figures count replies);
+  to no message, that answers it: the lead's latest message sent at or before the event;
 - bounced: a `bounce` event of the message;
 - clicked: a `click` event of the message whose detail does not say {"machine": true}
   (mail scanners and link previews are left out).
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, literal, select, union_all
+from sqlalchemy import String, and_, bindparam, case, cast, func, select, union_all
 
 from campaignctl.store.conn import Conn, connection
 from campaignctl.store.events import DELIVERY_KINDS
@@ -89,10 +90,6 @@ def _not_machine() -> Any:
     return func.coalesce(EVENT.c.detail["machine"].as_boolean(), False) == False  # noqa: E712
 
 
-def _flag(cond: Any) -> Any:
-    return func.max(case((cond, 1), else_=0))
-
-
 #: One bit per event kind, so a message's kinds add up to a mask of them.
 _BITS = {
     "delivered": 1,
@@ -104,6 +101,7 @@ _BITS = {
     "failed": 64,
 }
 _UNDELIVERED = _BITS["undelivered"] | _BITS["bounce"] | _BITS["failed"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
@@ -140,7 +138,8 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
         .limit(1)
         .scalar_subquery()
     )
-    counted: Any = literal(1) if since is None else case((m.sent_at >= since, 1), else_=0)
+    # a column, not a constant: a constant in GROUP BY is a column number to some databases
+    counted = case((m.sent_at >= (since or _EPOCH), 1), else_=0)
     c = connection(conn)
     rows = c.execute(
         select(m.campaign, m.state, m.step, m.variant, p.mask, counted, func.count())
@@ -195,10 +194,6 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
     for camp, state, step, variant, n in c.execute(people):
         out.setdefault((camp, state, step, variant), [0] * 7)[5] += n
     return [(*key, *figures) for key, figures in sorted(out.items(), key=lambda kv: str(kv[0]))]
-
-
-def _sum(cond: Any) -> Any:
-    return func.sum(case((cond, 1), else_=0))
 
 
 def _answered(since: datetime | None) -> Any:
