@@ -480,3 +480,20 @@ def test_html_renders_in_chromium(tmp_path: Path, cli: Callable[..., Result]) ->
         assert f'aria-label="{label}"' in dom
     assert "Steps and variants" in dom
     assert "mailbox_full" in dom
+
+
+def test_a_fresh_project_reports_no_sends_and_creates_no_database(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
+    write_project(tmp_path, CHANNELS, CAMPAIGNS)
+    res = cli("-C", tmp_path, "report")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.count("no sends yet: nothing to report") == 2
+    assert not list(tmp_path.glob("campaignctl.db*"))
+
+
+def test_out_naming_a_folder_exits_2(tmp_path: Path, cli: Callable[..., Result]) -> None:
+    write_project(tmp_path, CHANNELS, CAMPAIGNS)
+    res = cli("-C", tmp_path, "report", "--out", tmp_path)
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"campaignctl: error: --out {tmp_path}: is a folder")
