@@ -30,6 +30,7 @@ BENCHMARKS = [
     ("trigger_bench.py", "1000000", "20000"),
     ("tracking_cost.py", "5000", "500"),
     ("serve_load.py", "60", "5"),
+    ("report_bench.py", "1000000", "20000"),
 ]
 
 

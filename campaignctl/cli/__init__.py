@@ -164,6 +164,7 @@ def _register() -> None:
     from campaignctl.cli import messages as messages_cmds
     from campaignctl.cli import optout as optout_cmds
     from campaignctl.cli import preview as preview_cmds
+    from campaignctl.cli import report as report_cmds
     from campaignctl.cli import send as send_cmds
     from campaignctl.cli import serve as serve_cmds
     from campaignctl.cli import suppress as suppress_cmds
@@ -188,6 +189,7 @@ def _register() -> None:
     auth_cmds.register(app)
     draft_cmds.register(app)
     trigger_cmds.register(app)
+    report_cmds.register(app)
 
 
 _register()

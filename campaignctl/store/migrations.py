@@ -383,6 +383,17 @@ def m017_event_message_index(conn: Connection) -> None:
 
 
 @migration
+def m020_message_report_index(conn: Connection) -> None:
+    # issue 14: `report` counts a campaign's messages per state, step, variant and channel in
+    # this order (one pass, no sort), and its sends per day as ranges of sent_at in each of
+    # those groups, without reading the table
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_message_report "
+        "ON message (campaign, state, step, variant, channel, sent_at)"
+    )
+
+
+@migration
 def m031_message_provider_index(conn: Connection) -> None:
     # a Twilio status callback names its message by sid: without it, each callback read every
     # message
