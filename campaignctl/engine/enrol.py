@@ -14,7 +14,7 @@ from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
 from campaignctl.lead_events import JOURNAL_KINDS, enrol_on_event
 from campaignctl.lead_events import matches as lead_event_matches
-from campaignctl.pacing import due_after
+from campaignctl.pacing import due_after, zone
 from campaignctl.store import enrolment as store_enrolment
 from campaignctl.store import journal, meta
 from campaignctl.store import leads as store_leads
@@ -231,19 +231,38 @@ class Enrolment(EngineContext):
             if event:
                 message["trigger_event"] = event
             return enrol(conn, name, now, message)
-        rows = store_enrolment.picked(conn)
         count = enrol(conn, name, now)
+        # The due time depends on the lead's zone only: one per time zone name the leads hold
+        # (a handful), computed here and joined in SQL; a lead without a valid one (its zone
+        # is its phone number's, or the default) gets its own, noted a batch at a time.
         dues: dict[ZoneInfo, datetime] = {}
-        messages = []
-        for lead_id, timezone, phone in rows:
-            tz = LeadInfo(lead_id, None, phone, timezone, self.default_tz, {}).tz
+
+        def due_in(tz: ZoneInfo) -> datetime:
             if tz not in dues:
                 dues[tz] = due_after(now, first.delay, hours, tz, start)
-            message = self._new_message(name, first, 0, lead_id, dues[tz], now)
-            if event:
-                message["trigger_event"] = event
-            messages.append(message)
-        store_enrolment.add_messages(conn, messages)
+            return dues[tz]
+
+        named = {
+            tz_name: due_in(tz)
+            for tz_name in store_enrolment.picked_timezones(conn)
+            if tz_name and (tz := zone(tz_name)) is not None
+        }
+        for rows in store_enrolment.picked_outside(conn, sorted(named)):
+            store_enrolment.note_dues(
+                conn,
+                [
+                    (
+                        lead_id,
+                        due_in(LeadInfo(lead_id, None, phone, tz_name, self.default_tz, {}).tz),
+                    )
+                    for lead_id, tz_name, phone in rows
+                ],
+            )
+        message = self._new_message(name, first, 0, 0, now, now)
+        del message["lead_id"], message["due_at"]
+        if event:
+            message["trigger_event"] = event
+        store_enrolment.add_picked_messages(conn, message, named)
         return count
 
     def _reenrol(
