@@ -8,6 +8,8 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from campaignctl.engine import Engine
 from campaignctl.pacing import due_after, lead_zone
 from campaignctl.store import Store
@@ -68,4 +70,54 @@ def test_first_messages_are_due_in_each_leads_own_zone(tmp_path: Path) -> None:
         )
     # named zones, zones from phone numbers, and the default all occur
     assert {"Asia/Manila", "America/New_York", "Australia/Sydney", "Asia/Tokyo"} <= zones_seen
+    store.close()
+
+
+OPAQUE = """
+[channels.sms]
+provider = "outbox"
+kind = "sms"
+
+[campaigns.welcome]
+status = "active"
+audience = "lead.budget|int > 100"
+[[campaigns.welcome.steps]]
+channel = "sms"
+body = "hi"
+"""
+
+
+def test_an_audience_sql_cannot_read_is_decided_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of `|int` translates: Python decides every lead, a batch at a time, and the
+    leads it matches enrol set-based; one it cannot evaluate (no budget) is left out and
+    journalled."""
+    import campaignctl.engine.enrol as enrol
+    from campaignctl.audience import Opaque, condition
+    from campaignctl.store import journal
+
+    assert isinstance(condition("lead.budget|int > 100"), Opaque)
+    monkeypatch.setattr(enrol, "SETTLE_BATCH", 7)
+    cfg = project(tmp_path, OPAQUE)
+    store = Store.for_config(cfg)
+    budgets = [50, 150, None, 101, 100, 999] * 5
+    ids = add_leads(
+        store,
+        *[
+            {
+                "email": f"b{i}@example.com",
+                "status": "new",
+                "attrs": {} if b is None else {"budget": b},
+            }
+            for i, b in enumerate(budgets)
+        ],
+    )
+    assert Engine(cfg, store).enrol(T0) == 15
+    want = [i for i, b in zip(ids, budgets, strict=True) if b in (150, 101, 999)]
+    assert [m.lead_id for m in messages(store)] == want
+    kind = str(journal.Kind.AUDIENCE_ERROR)
+    with store.read() as s:
+        errors = [i for i in ids if any(e.kind == kind for e in journal.for_lead(s, i))]
+    assert errors == [i for i, b in zip(ids, budgets, strict=True) if b is None]
     store.close()

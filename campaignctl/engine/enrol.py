@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from campaignctl.audience import AudienceError, Opaque, compile_audience, condition
+from campaignctl.audience import AudienceError, compile_audience, condition
 from campaignctl.config import Campaign, Step
 from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
@@ -18,7 +18,6 @@ from campaignctl.pacing import due_after, zone
 from campaignctl.store import enrolment as store_enrolment
 from campaignctl.store import journal, meta
 from campaignctl.store import leads as store_leads
-from campaignctl.store import messages as store_messages
 from campaignctl.store import triggers as store_triggers
 from campaignctl.store.conn import Conn
 from campaignctl.store.leads import lead_context
@@ -27,6 +26,9 @@ if TYPE_CHECKING:
     from campaignctl.trigger import TriggerResult
 
 # ---------------------------------------------------------------- audiences
+
+#: Leads whose audience Python decides per read and write (`_settle_picks`).
+SETTLE_BATCH = 5000
 
 
 def _frozen(value: Any) -> Any:
@@ -153,9 +155,9 @@ class Enrolment(EngineContext):
                 meta.set_enrol_on_cursor(conn, name, cursor, now)
             if ids is not None and not ids:
                 count = 0
-            elif isinstance(cond, Opaque) and ids is None:
-                count = self._enrol_each(conn, name, first, matches, now, start, errors)
             else:
+                # An audience SQL cannot read at all (Opaque) picks every candidate as unsure:
+                # Python decides them a batch at a time, and the enrolment is set-based still.
                 store_enrolment.pick(conn, name, [first.channel, "*"], cond, ids=ids)
                 self._settle_picks(conn, matches, errors)
                 count = self._enrol_picked(conn, name, first, now, start)
@@ -174,41 +176,6 @@ class Enrolment(EngineContext):
             if changed and value is not None and res is not None:
                 res.audience_changed.add(name)
         return count
-
-    def _enrol_each(
-        self,
-        conn: Conn,
-        name: str,
-        first: Step,
-        matches: AudienceMatcher,
-        now: datetime,
-        start: datetime | None,
-        errors: dict[int, str],
-    ) -> int:
-        """Enrolment lead by lead, for an audience SQL cannot read at all."""
-        enrolments: list[dict[str, Any]] = []
-        messages: list[dict[str, Any]] = []
-        for row in store_leads.enrollable(conn, name, [first.channel, "*"]):
-            lead = self._lead(row)
-            answer = matches.verdict(lead.context)
-            if isinstance(answer, str):
-                errors[lead.id] = answer
-            if answer is not True:
-                continue
-            enrolments.append(
-                {
-                    "campaign": name,
-                    "lead_id": lead.id,
-                    "state": "active",
-                    "enrolled_at": now,
-                    "updated_at": now,
-                }
-            )
-            due = self._due(now, first, lead, start)
-            messages.append(self._new_message(name, first, 0, lead.id, due, now))
-        if enrolments:
-            store_messages.enrol(conn, enrolments, messages)
-        return len(enrolments)
 
     def _enrol_picked(
         self,
@@ -419,15 +386,18 @@ class Enrolment(EngineContext):
         return result
 
     def _settle_picks(self, conn: Conn, matches: AudienceMatcher, errors: dict[int, str]) -> None:
-        """Python's verdict on the picks SQL left open."""
-        yes: list[int] = []
-        no: list[int] = []
-        for row in store_leads.by_ids(conn, store_enrolment.unsure(conn)):
-            answer = matches.verdict(lead_context(row))
-            (yes if answer is True else no).append(row.id)
-            if isinstance(answer, str):
-                errors[row.id] = answer
-        store_enrolment.settle(conn, yes, no)
+        """Python's verdict on the picks SQL left open, a batch at a time (memory stays flat
+        when an audience SQL cannot read leaves every lead to Python)."""
+        unsure = store_enrolment.unsure(conn)
+        for i in range(0, len(unsure), SETTLE_BATCH):
+            yes: list[int] = []
+            no: list[int] = []
+            for row in store_leads.by_ids(conn, unsure[i : i + SETTLE_BATCH]):
+                answer = matches.verdict(lead_context(row))
+                (yes if answer is True else no).append(row.id)
+                if isinstance(answer, str):
+                    errors[row.id] = answer
+            store_enrolment.settle(conn, yes, no)
 
     @staticmethod
     def _journal_errors(conn: Conn, name: str, errors: dict[int, str], now: datetime) -> None:
