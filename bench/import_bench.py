@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -80,9 +81,29 @@ class Tree:
             self.seen[int(entry.name)] = (cmd, int(hwm.group(1)) / 1024 if hwm else 0.0, cpu)
 
 
+def _become_subreaper() -> None:
+    """Adopt the orphans of the commands run here (Linux `PR_SET_CHILD_SUBREAPER`).
+
+    A process a command leaves running (a forkserver that exits after it) is then re-parented
+    to this process instead of init, and reaped here: so `RUSAGE_CHILDREN` counts the CPU time
+    of every process of the command, whichever of them reaped which, and none twice."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_measured(cmd: list[str], **kw) -> tuple[float, float, float, str]:
-    """(wall s, largest peak RSS of any one process in MiB, CPU s of all of them, stdout)."""
+    """(wall s, largest peak RSS of any one process in MiB, CPU s of all of them, stdout).
+
+    Also prints how many of the command's processes were still running when it exited."""
     out_path, err_path = OUT / "stdout.txt", OUT / "stderr.txt"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out_path, "w") as out, open(err_path, "w") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, **kw)
@@ -94,14 +115,25 @@ def run_measured(cmd: list[str], **kw) -> tuple[float, float, float, str]:
             tree.poll()
             time.sleep(0.1)
         wall = time.perf_counter() - start
+    left = Tree(proc.pid)
+    left.poll()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # reap what it left (re-parented here), once it exits
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.05)
+        except ChildProcessError:
+            break
+    cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(before)
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{err_path.read_text()}")
-    tree.seen.pop(proc.pid, None)  # wait4 has the exact figures for the process itself
-    rss, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
-    print(f"  {Path(cmd[0]).name} {' '.join(cmd[1:4])}...: peak {rss:.1f} MiB, {cpu:.1f} CPU s")
-    for name, child_rss, child_cpu in tree.seen.values():
-        print(f"    child {name!r}: peak {child_rss:.1f} MiB, {child_cpu:.1f} CPU s")
-        rss, cpu = max(rss, child_rss), cpu + child_cpu
+    tree.seen.pop(proc.pid, None)
+    rss = usage.ru_maxrss / 1024  # the command's process, or a descendant it reaped
+    print(f"  {Path(cmd[0]).name} {' '.join(cmd[1:4])}...: peak {rss:.1f} MiB")
+    for name, child_rss, _child_cpu in tree.seen.values():
+        print(f"    child {name!r}: peak {child_rss:.1f} MiB")
+        rss = max(rss, child_rss)
+    print(f"    CPU {cpu:.1f} s (every process); still running at its exit: {len(left.seen)}")
     return wall, rss, cpu, out_path.read_text()
 
 
@@ -148,6 +180,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3, help="interleaved runs of each tool")
     ap.add_argument("--anchor", type=Path, help="another checkout to run as well (its .venv)")
     a = ap.parse_args()
+    _become_subreaper()
     rows = a.rows
     csv_path, summary = generate(rows)
     project = OUT / f"project-{rows}"

@@ -129,11 +129,12 @@ def test_the_import_formats_take_the_fast_path() -> None:
         "+63 917 123 4567": "US",
         "+639171234567": "PH",
         "917 123 4567": "PH",
+        "0917-123-4567": "PH",  # a national prefix, stripped as parse strips it
+        "09171234567": "PH",
     }
     for value, region in plain.items():
         assert parse_plain(as_read(value), region) is not None, value
     left_to_parse = {
-        "0917-123-4567": "PH",  # a national prefix
         "1-415-555-0132": "US",  # the country code without +
         "011 44 20 7946 0000": "US",  # an international prefix
         "+39 06 1234 5678": "US",  # a leading zero

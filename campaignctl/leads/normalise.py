@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from campaignctl.leads.columns import ColumnMap
 from campaignctl.leads.csvfile import Chunk, LeadsInputError
@@ -109,6 +109,14 @@ class _Plan(NamedTuple):
     country_code_text: str
     idd: Callable[[str], object]  # `international_prefix` matched at the start
     national_prefix: Callable[[str], object] | None  # `national_prefix_for_parsing`, likewise
+    metadata: Any  # phonenumbers' PhoneMetadata of the region
+
+
+@lru_cache(maxsize=1)
+def _unstripped() -> frozenset[int]:
+    from phonenumbers.phonenumberutil import ValidationResult as V
+
+    return frozenset({V.TOO_SHORT, V.IS_POSSIBLE_LOCAL_ONLY, V.INVALID_LENGTH})
 
 
 @lru_cache(maxsize=512)
@@ -126,6 +134,7 @@ def _plan(region: str | None) -> _Plan | None:
         str(meta.country_code),
         re.compile(meta.international_prefix).match,
         re.compile(prefix).match if prefix else None,
+        meta,
     )
 
 
@@ -149,9 +158,10 @@ def parse_plain(value: str, region: str | None) -> PhoneNumber | None:
 
     The plain forms are `+` and digits (E.164) and national digits alone. Each step is the
     one `parse` takes on such a value, read from phonenumbers' own metadata (country codes,
-    international and national prefixes); wherever `parse` could do more (an international
-    or national prefix to strip, a country code written without `+`, a leading zero), the
-    value is left to `parse`. `tests/test_phone_fast_path.py` holds it equal to `parse`.
+    international and national prefixes), and a national prefix is stripped by phonenumbers'
+    own step for it; wherever `parse` could do more (an international prefix, a country code
+    written without `+`, a leading zero, anything but digits), the value is left to `parse`.
+    `tests/test_phone_fast_path.py` holds it equal to `parse`.
     """
     if _DIGITS.fullmatch(value) is None:
         return None
@@ -175,9 +185,19 @@ def parse_plain(value: str, region: str | None) -> PhoneNumber | None:
         if plan is None or plan.idd(value) or value.startswith(plan.country_code_text):
             return None
         code, national = plan.country_code, value
-    if plan is None or len(national) < 2 or national[0] == "0":
+    if plan is None or len(national) < 2:
         return None
     if plan.national_prefix is not None and plan.national_prefix(national):
+        # a national prefix ("0917 ..." in PH): stripped by phonenumbers' own step, kept only
+        # when what is left has a possible length, as parse does
+        from phonenumbers import phonenumberutil as pnu
+
+        _, stripped, _ = pnu._maybe_strip_national_prefix_carrier_code(national, plan.metadata)
+        if pnu._test_number_length(stripped, plan.metadata) not in _unstripped():
+            national = stripped
+        if len(national) < 2:
+            return None
+    if national[0] == "0":  # a leading zero parse keeps (Italy): left to parse
         return None
     from phonenumbers import PhoneNumber
 
