@@ -2,7 +2,7 @@
 
     /work/venv/bin/python bench/update_bench.py [ROWS]      (default 100,000)
 
-The CSV is import_bench's (../shared/bench/gen_leads.py, seeded, cached in bench/out/). In one
+The CSV is import_bench's (bench/gen_leads.py, seeded, cached in bench/out/). In one
 run, as subprocesses like import_bench: (1) a fresh import of the file into an empty database;
 (2) `--update` of the same file over those leads (every row names a stored lead and changes
 nothing); (3) `--update` of the same rows with one more column (`score`), so every lead is

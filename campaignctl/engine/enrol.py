@@ -8,17 +8,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from campaignctl.audience import AudienceError, Opaque, compile_audience, condition
+from campaignctl.audience import AudienceError, compile_audience, condition
 from campaignctl.config import Campaign, Step
 from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
 from campaignctl.lead_events import JOURNAL_KINDS, enrol_on_event
 from campaignctl.lead_events import matches as lead_event_matches
-from campaignctl.pacing import due_after
+from campaignctl.pacing import due_after, zone
 from campaignctl.store import enrolment as store_enrolment
 from campaignctl.store import journal, meta
 from campaignctl.store import leads as store_leads
-from campaignctl.store import messages as store_messages
 from campaignctl.store import triggers as store_triggers
 from campaignctl.store.conn import Conn
 from campaignctl.store.leads import lead_context
@@ -27,6 +26,9 @@ if TYPE_CHECKING:
     from campaignctl.trigger import TriggerResult
 
 # ---------------------------------------------------------------- audiences
+
+#: Leads whose audience Python decides per read and write (`_settle_picks`).
+SETTLE_BATCH = 5000
 
 
 def _frozen(value: Any) -> Any:
@@ -153,9 +155,9 @@ class Enrolment(EngineContext):
                 meta.set_enrol_on_cursor(conn, name, cursor, now)
             if ids is not None and not ids:
                 count = 0
-            elif isinstance(cond, Opaque) and ids is None:
-                count = self._enrol_each(conn, name, first, matches, now, start, errors)
             else:
+                # An audience SQL cannot read at all (Opaque) picks every candidate as unsure:
+                # Python decides them a batch at a time, and the enrolment is set-based still.
                 store_enrolment.pick(conn, name, [first.channel, "*"], cond, ids=ids)
                 self._settle_picks(conn, matches, errors)
                 count = self._enrol_picked(conn, name, first, now, start)
@@ -174,41 +176,6 @@ class Enrolment(EngineContext):
             if changed and value is not None and res is not None:
                 res.audience_changed.add(name)
         return count
-
-    def _enrol_each(
-        self,
-        conn: Conn,
-        name: str,
-        first: Step,
-        matches: AudienceMatcher,
-        now: datetime,
-        start: datetime | None,
-        errors: dict[int, str],
-    ) -> int:
-        """Enrolment lead by lead, for an audience SQL cannot read at all."""
-        enrolments: list[dict[str, Any]] = []
-        messages: list[dict[str, Any]] = []
-        for row in store_leads.enrollable(conn, name, [first.channel, "*"]):
-            lead = self._lead(row)
-            answer = matches.verdict(lead.context)
-            if isinstance(answer, str):
-                errors[lead.id] = answer
-            if answer is not True:
-                continue
-            enrolments.append(
-                {
-                    "campaign": name,
-                    "lead_id": lead.id,
-                    "state": "active",
-                    "enrolled_at": now,
-                    "updated_at": now,
-                }
-            )
-            due = self._due(now, first, lead, start)
-            messages.append(self._new_message(name, first, 0, lead.id, due, now))
-        if enrolments:
-            store_messages.enrol(conn, enrolments, messages)
-        return len(enrolments)
 
     def _enrol_picked(
         self,
@@ -231,19 +198,38 @@ class Enrolment(EngineContext):
             if event:
                 message["trigger_event"] = event
             return enrol(conn, name, now, message)
-        rows = store_enrolment.picked(conn)
         count = enrol(conn, name, now)
+        # The due time depends on the lead's zone only: one per time zone name the leads hold
+        # (a handful), computed here and joined in SQL; a lead without a valid one (its zone
+        # is its phone number's, or the default) gets its own, noted a batch at a time.
         dues: dict[ZoneInfo, datetime] = {}
-        messages = []
-        for lead_id, timezone, phone in rows:
-            tz = LeadInfo(lead_id, None, phone, timezone, self.default_tz, {}).tz
+
+        def due_in(tz: ZoneInfo) -> datetime:
             if tz not in dues:
                 dues[tz] = due_after(now, first.delay, hours, tz, start)
-            message = self._new_message(name, first, 0, lead_id, dues[tz], now)
-            if event:
-                message["trigger_event"] = event
-            messages.append(message)
-        store_enrolment.add_messages(conn, messages)
+            return dues[tz]
+
+        named = {
+            tz_name: due_in(tz)
+            for tz_name in store_enrolment.picked_timezones(conn)
+            if tz_name and (tz := zone(tz_name)) is not None
+        }
+        for rows in store_enrolment.picked_outside(conn, sorted(named)):
+            store_enrolment.note_dues(
+                conn,
+                [
+                    (
+                        lead_id,
+                        due_in(LeadInfo(lead_id, None, phone, tz_name, self.default_tz, {}).tz),
+                    )
+                    for lead_id, tz_name, phone in rows
+                ],
+            )
+        message = self._new_message(name, first, 0, 0, now, now)
+        del message["lead_id"], message["due_at"]
+        if event:
+            message["trigger_event"] = event
+        store_enrolment.add_picked_messages(conn, message, named)
         return count
 
     def _reenrol(
@@ -400,15 +386,18 @@ class Enrolment(EngineContext):
         return result
 
     def _settle_picks(self, conn: Conn, matches: AudienceMatcher, errors: dict[int, str]) -> None:
-        """Python's verdict on the picks SQL left open."""
-        yes: list[int] = []
-        no: list[int] = []
-        for row in store_leads.by_ids(conn, store_enrolment.unsure(conn)):
-            answer = matches.verdict(lead_context(row))
-            (yes if answer is True else no).append(row.id)
-            if isinstance(answer, str):
-                errors[row.id] = answer
-        store_enrolment.settle(conn, yes, no)
+        """Python's verdict on the picks SQL left open, a batch at a time (memory stays flat
+        when an audience SQL cannot read leaves every lead to Python)."""
+        unsure = store_enrolment.unsure(conn)
+        for i in range(0, len(unsure), SETTLE_BATCH):
+            yes: list[int] = []
+            no: list[int] = []
+            for row in store_leads.by_ids(conn, unsure[i : i + SETTLE_BATCH]):
+                answer = matches.verdict(lead_context(row))
+                (yes if answer is True else no).append(row.id)
+                if isinstance(answer, str):
+                    errors[row.id] = answer
+            store_enrolment.settle(conn, yes, no)
 
     @staticmethod
     def _journal_errors(conn: Conn, name: str, errors: dict[int, str], now: datetime) -> None:

@@ -56,8 +56,14 @@ _worker: Normaliser | None = None
 
 
 def _init_worker(normaliser: Normaliser) -> None:
+    import signal
+
     global _worker
     _worker = normaliser
+    # Ctrl-C reaches every process of the group. A worker starts from the forkserver with
+    # Python's own SIGINT handler, so it would die of it with a traceback; the import process
+    # stops the workers itself (the pool's shutdown).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _work(chunk: Chunk) -> list[tuple[Any, ...]]:
@@ -515,42 +521,78 @@ class _ImportJob:
         proc = ctx.Process(target=_import_process, args=(self, send), name="campaignctl-import")
         proc.start()
         send.close()  # so that recv() sees EOF if the import process dies
+        outcome = None
         try:
-            while True:
-                try:
-                    kind, *payload = receive.recv()
-                except EOFError:
-                    proc.join()
-                    raise CampaignctlError(
-                        f"{self.src.fmt.path}: the import process stopped "
-                        f"(exit code {proc.exitcode}); whole transactions are kept",
-                        "import the file again to complete it (duplicates are not inserted twice)",
-                    ) from None
-                if kind == "progress":
-                    if progress is not None:
-                        progress(*payload)
-                    continue
-                # The outcome is the import process's last word: let it exit by itself, or the
-                # SIGTERM below would interrupt it mid-exit and print a traceback.
-                proc.join(timeout=60)
-                if kind == "done":
-                    report: ImportReport = payload[0]
-                    return report
-                else:  # "error": rebuilt here, with its hint (exceptions pickle without it)
-                    error_type, message, hint = payload
-                    if isinstance(error_type, type) and issubclass(error_type, CampaignctlError):
-                        raise error_type(message, hint)
-                    raise RuntimeError(f"import process: {message}")
+            outcome = _outcome(receive, progress)
+            # Its last word is sent: the import process exits by itself, unasked.
+            proc.join(timeout=JOIN_SECONDS)
+        except BaseException:
+            # Interrupted here (Ctrl-C): SIGTERM makes the import process roll back its open
+            # transaction and shut its workers down (`_import_process`).
+            proc.terminate()
+            proc.join(timeout=JOIN_SECONDS)
+            raise
         finally:
-            if proc.is_alive():
-                # Interrupted here (Ctrl-C): SIGTERM makes the import process roll back its
-                # open transaction and shut its workers down (`_import_process`).
-                proc.terminate()
-                proc.join(timeout=60)
-                if proc.is_alive():
-                    proc.kill()
+            if proc.is_alive():  # stuck after its last word, or deaf to SIGTERM
+                proc.kill()
             proc.join()
             receive.close()
+            if proc.exitcode == 0:
+                # It ended by itself, its workers stopped: nothing else uses the forkserver
+                # and the resource tracker, so they stop at once. (After a crash, orphaned
+                # workers may still hold them: then they are left to stop by themselves.)
+                _stop_helper_processes()
+        if outcome is None:
+            raise CampaignctlError(
+                f"{self.src.fmt.path}: the import process stopped "
+                f"(exit code {proc.exitcode}); whole transactions are kept",
+                "import the file again to complete it (duplicates are not inserted twice)",
+            )
+        kind, *payload = outcome
+        if kind == "done":
+            report: ImportReport = payload[0]
+            return report
+        # "error": rebuilt here, with its hint (exceptions pickle without it)
+        error_type, message, hint = payload
+        if isinstance(error_type, type) and issubclass(error_type, CampaignctlError):
+            raise error_type(message, hint)
+        raise RuntimeError(f"import process: {message}")
+
+
+#: How long the CLI process waits for the import process to exit by itself.
+JOIN_SECONDS = 60
+
+
+def _outcome(receive: Any, progress: Callable[[int, int], None] | None) -> tuple[Any, ...] | None:
+    """Pass progress messages on; the import process's last word ("done" or "error" and its
+    payload), or None when it died without one."""
+    while True:
+        try:
+            message: tuple[Any, ...] = receive.recv()
+        except EOFError:
+            return None
+        if message[0] != "progress":
+            return message
+        if progress is not None:
+            progress(*message[1:])
+
+
+def _stop_helper_processes() -> None:
+    """Stop the forkserver and resource tracker this process started, and wait for them.
+
+    Left alone, each exits when it reads EOF from the process that started it, that is after
+    that process has exited: they would outlive the command, orphaned, for a moment or (under
+    load) much longer. A process that inherited them (`_pid` None) leaves them to their
+    starter. `_stop()` is multiprocessing's own (its tests use it); it reopens them on demand.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    server: Any = forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None) is not None:
+        server._stop()
+    tracker: Any = resource_tracker._resource_tracker
+    if getattr(tracker, "_pid", None) is not None:
+        tracker._stop()
 
 
 def _import_process(job: _ImportJob, send: Any) -> None:
@@ -566,13 +608,21 @@ def _import_process(job: _ImportJob, send: Any) -> None:
     try:
         report = job.run(lambda done, total: send.send(("progress", done, total)))
     except CampaignctlError as exc:
-        send.send(("error", type(exc), exc.message, exc.hint))
+        outcome: tuple[Any, ...] = ("error", type(exc), exc.message, exc.hint)
+    except KeyboardInterrupt:  # SIGTERM from the CLI process, which no longer listens
+        outcome = ("error", None, "interrupted", None)
     except BaseException as exc:  # a bug: sent back as text, with its type
         import traceback
 
-        send.send(("error", None, "".join(traceback.format_exception(exc)).strip(), None))
+        outcome = ("error", None, "".join(traceback.format_exception(exc)).strip(), None)
     else:
-        send.send(("done", report))
+        outcome = ("done", report)
+    # The work is over (rolled back or committed, workers stopped): from here a SIGTERM just
+    # ends the process, never with a KeyboardInterrupt raised in the middle of its exit.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        _stop_helper_processes()  # the workers' forkserver, started here
+        send.send(outcome)
     finally:
         send.close()
 

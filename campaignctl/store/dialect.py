@@ -140,6 +140,25 @@ class Dialect(Protocol):
         a message is added for every match (`message` has `trigger_event`); returns how many
         leads it enrolled for this event."""
 
+    def picked_timezones(self, conn: Connection) -> list[str]:
+        """The distinct time zone names (not NULL) of the picked leads that match."""
+
+    def picked_rows_outside(
+        self, conn: Connection, timezones: list[str], after: int, limit: int
+    ) -> list[Any]:
+        """(id, timezone, phone) of up to `limit` matching picks after lead `after` whose
+        timezone is NULL or none of `timezones`, by id."""
+
+    def note_picked_dues(self, conn: Connection, dues: list[tuple[int, datetime]]) -> None:
+        """Note (lead id, due time) for picks whose due time is their own (scratch table)."""
+
+    def insert_picked_messages_due(
+        self, conn: Connection, message: dict[str, Any], dues: dict[str, datetime]
+    ) -> None:
+        """Add `message` (its columns but `lead_id` and `due_at`) for each matching pick, in
+        lead order, due at `dues[its timezone]`, else at the time `note_picked_dues` noted
+        for it; a message already there is kept."""
+
 
 def scheme_of(url: str) -> str:
     """`sqlite` for `sqlite:///x.db` and `sqlite+pysqlite:///x.db`."""

@@ -8,7 +8,7 @@ messages whose due time depends on the lead. All in the caller's write transacti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,37 @@ def add_messages(conn: Conn, messages: list[dict[str, Any]]) -> None:
     if messages:
         c = connection(conn)
         c.execute(dialect_of(c).insert_ignore(MESSAGE), messages)
+
+
+def picked_timezones(conn: Conn) -> list[str]:
+    """The distinct time zone names (not NULL) of the matching picks."""
+    c = connection(conn)
+    return dialect_of(c).picked_timezones(c)
+
+
+def picked_outside(conn: Conn, timezones: list[str], batch: int = 5000) -> Iterator[list[Any]]:
+    """(id, timezone, phone) of the matching picks whose timezone is NULL or not one of
+    `timezones`, by id, a batch at a time (memory stays flat whatever their number)."""
+    c = connection(conn)
+    d = dialect_of(c)
+    after = 0
+    while rows := d.picked_rows_outside(c, timezones, after, batch):
+        yield rows
+        after = rows[-1][0]
+
+
+def note_dues(conn: Conn, dues: list[tuple[int, datetime]]) -> None:
+    """Note (lead id, due time) for picks whose first message's due time is their own."""
+    if dues:
+        c = connection(conn)
+        dialect_of(c).note_picked_dues(c, dues)
+
+
+def add_picked_messages(conn: Conn, message: dict[str, Any], dues: dict[str, datetime]) -> None:
+    """`message` (its columns but `lead_id` and `due_at`) for each matching pick, with one
+    INSERT ... SELECT: due at `dues[its timezone]`, else at what `note_dues` noted for it."""
+    c = connection(conn)
+    dialect_of(c).insert_picked_messages_due(c, message, dues)
 
 
 def audience_errors_logged(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> set[int]:

@@ -307,6 +307,69 @@ class SQLiteDialect:
         _insert_picked_messages(conn, message)
         return int(count or 0)
 
+    def picked_timezones(self, conn: Connection) -> list[str]:
+        rows = conn.exec_driver_sql(
+            "SELECT DISTINCT lead.timezone FROM enrol_pick JOIN lead ON lead.id = "
+            "enrol_pick.lead_id WHERE verdict = 1 AND lead.timezone IS NOT NULL"
+        )
+        return [r[0] for r in rows]
+
+    def picked_rows_outside(
+        self, conn: Connection, timezones: list[str], after: int, limit: int
+    ) -> list[Any]:
+        _zone_table(conn, timezones)
+        return list(
+            conn.exec_driver_sql(
+                "SELECT lead.id, lead.timezone, lead.phone FROM enrol_pick "
+                "JOIN lead ON lead.id = enrol_pick.lead_id "
+                "WHERE verdict = 1 AND lead.id > ? "
+                "AND (lead.timezone IS NULL OR lead.timezone NOT IN (SELECT name FROM enrol_zone)) "
+                "ORDER BY lead.id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        )
+
+    def note_picked_dues(self, conn: Connection, dues: list[tuple[int, datetime]]) -> None:
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS enrol_due (lead_id INTEGER PRIMARY KEY, due TEXT)"
+        )
+        _raw(conn).executemany(
+            "INSERT OR REPLACE INTO enrol_due (lead_id, due) VALUES (?, ?)",
+            [(i, _stamp(due)) for i, due in dues],
+        )
+
+    def insert_picked_messages_due(
+        self, conn: Connection, message: dict[str, Any], dues: dict[str, datetime]
+    ) -> None:
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS enrol_due (lead_id INTEGER PRIMARY KEY, due TEXT)"
+        )
+        stamps: list[str | None] = [_stamp(d) for d in dues.values()]
+        _zone_table(conn, list(dues), stamps)
+        cols = list(message)
+        values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
+        conn.exec_driver_sql(
+            f"INSERT OR IGNORE INTO message ({', '.join(cols)}, due_at, lead_id) "
+            f"SELECT {', '.join('?' * len(cols))}, coalesce(enrol_zone.due, enrol_due.due), "
+            "enrol_pick.lead_id FROM enrol_pick JOIN lead ON lead.id = enrol_pick.lead_id "
+            "LEFT JOIN enrol_zone ON enrol_zone.name = lead.timezone "
+            "LEFT JOIN enrol_due ON enrol_due.lead_id = enrol_pick.lead_id "
+            "WHERE verdict = 1 ORDER BY enrol_pick.lead_id",
+            tuple(values),
+        )
+        conn.exec_driver_sql("DELETE FROM enrol_due")
+
+
+def _zone_table(conn: Connection, names: list[str], dues: list[str | None] | None = None) -> None:
+    """The temp table `enrol_zone`: these time zone names, with their due times if given."""
+    conn.exec_driver_sql(
+        "CREATE TEMP TABLE IF NOT EXISTS enrol_zone (name TEXT PRIMARY KEY, due TEXT)"
+    )
+    conn.exec_driver_sql("DELETE FROM enrol_zone")
+    rows = list(zip(names, dues if dues is not None else [None] * len(names), strict=True))
+    if rows:
+        _raw(conn).executemany("INSERT INTO enrol_zone (name, due) VALUES (?, ?)", rows)
+
 
 def _insert_picked_messages(conn: Connection, message: dict[str, Any] | None) -> None:
     """`message` (its columns but `lead_id`) for each matching pick; one already there is kept."""
