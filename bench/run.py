@@ -35,6 +35,8 @@ BENCHMARKS = [
     ("tracking_cost.py", "5000", "500"),
     ("serve_load.py", "60", "5"),
     ("report_bench.py", "1000000", "20000"),
+    ("memory_1m.py", "1000000", "20000"),
+    ("dry_run_bench.py", "10000", "1000"),
 ]
 
 
