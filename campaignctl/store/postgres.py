@@ -19,6 +19,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -596,3 +597,206 @@ def _insert_picked_messages(conn: Connection, message: dict[str, Any] | None) ->
     values = [literal(v, type_=msg.c[k].type).label(k) for k, v in message.items()]
     picked = select(*values, pick.c.lead_id).where(pick.c.verdict == 1).order_by(pick.c.lead_id)
     conn.execute(insert(msg).from_select([*message, "lead_id"], picked).on_conflict_do_nothing())
+
+
+# ---------------------------------------------------------------- the leads import (COPY)
+
+# The lean import process reaches these without SQLAlchemy: plain psycopg, like SQLite's raw
+# sqlite3 fast path (`store.sqlite.LeadInserts`), with the same interface.
+
+_LEAD_COLUMNS = "email, phone, first_name, last_name, timezone, tags, attrs"
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS lead_in (n INTEGER, email VARCHAR, phone VARCHAR, "
+    "first_name VARCHAR, last_name VARCHAR, timezone VARCHAR, tags TEXT, attrs TEXT)"
+)
+_FIND = (
+    "SELECT id, phone, first_name, last_name, timezone, CAST(tags AS text), "
+    "CAST(attrs AS text) FROM lead WHERE "
+)
+
+
+def connect_raw(url: str) -> Any:
+    """A plain psycopg connection for the leads import (transactions are the caller's)."""
+    import psycopg
+
+    return psycopg.connect(
+        libpq_url(url),
+        application_name=f"campaignctl import pid={os.getpid()}",
+        options=f"-c timezone=UTC -c lock_timeout={LOCK_TIMEOUT * 1000}",
+    )
+
+
+class _Inserted:
+    """What a single insert reports: as sqlite3's cursor, `rowcount` and `lastrowid`."""
+
+    __slots__ = ("lastrowid", "rowcount")
+
+    def __init__(self, lead_id: int | None) -> None:
+        self.lastrowid = lead_id
+        self.rowcount = 0 if lead_id is None else 1
+
+
+class LeadInserts:
+    """The leads import's writes on PostgreSQL: `insert_many` sends a chunk's new leads with
+    `COPY` into a scratch table, then one `INSERT ... SELECT ... ON CONFLICT DO NOTHING` in
+    file order; the journal's `lead.imported` rows go in by `COPY` too. `insert` (one row, for
+    a row the unique indexes refused and `claim` retries), `find`, `updated`, `tagged` and
+    `flush` are `store.sqlite.LeadInserts`'s, row by row."""
+
+    def __init__(self, conn: Any, now: datetime, source: str = "") -> None:
+        from json.encoder import encode_basestring
+
+        self.conn = conn
+        self.now = _naive(now)
+        self.source = source
+        self._file = str(encode_basestring(source))
+        self._pending: list[tuple[Any, ...]] = []
+        self._staged = False
+
+    # transactions: each takes the write lock, as Store.write() does
+    def begin(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def insert(self, values: tuple[Any, ...]) -> _Inserted:
+        row = self.conn.execute(
+            f"INSERT INTO lead ({_LEAD_COLUMNS}, status, created_at, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, 'new', %s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            (*values, self.now, self.now),
+        ).fetchone()
+        return _Inserted(None if row is None else row[0])
+
+    def insert_many(self, rows: list[tuple[Any, ...]]) -> list[int | None] | None:
+        """Insert (email, phone, first_name, last_name, timezone, tags JSON, attrs JSON) rows in
+        order; the new lead's id for each, None where a unique index refused it.
+
+        Returns None, having inserted nothing, when one-by-one inserts would differ: a refused
+        row with an email and a phone whose email is new (or first taken by a later row of
+        the batch) is kept without its phone by `claim`, before the rows after it."""
+        if not rows:
+            return []
+        cur = self.conn.cursor()
+        if not self._staged:
+            cur.execute(_STAGE)
+            self._staged = True
+        cur.execute("SAVEPOINT lead_batch")
+        cur.execute("DELETE FROM lead_in")
+        with cur.copy(f"COPY lead_in (n, {_LEAD_COLUMNS}) FROM STDIN") as copy:
+            for n, values in enumerate(rows):
+                copy.write_row((n, *values))
+        cur.execute(
+            f"INSERT INTO lead ({_LEAD_COLUMNS}, status, created_at, updated_at) "
+            "SELECT email, phone, first_name, last_name, timezone, CAST(tags AS json), "
+            "CAST(attrs AS json), 'new', %s, %s FROM lead_in ORDER BY n "
+            "ON CONFLICT DO NOTHING RETURNING id, email, phone",
+            (self.now, self.now),
+        )
+        made = {(email, phone): lead_id for lead_id, email, phone in cur.fetchall()}
+        # the first row with an (email, phone) pair is the one a new lead can come from
+        ids: list[int | None] = [made.pop((v[0], v[1]), None) for v in rows]
+        refused = [
+            (n, v[0])
+            for n, (v, lead_id) in enumerate(zip(rows, ids, strict=True))
+            if lead_id is None and v[0] is not None and v[1] is not None
+        ]
+        if refused:
+            cur.execute(
+                "SELECT email, id FROM lead WHERE email = ANY(%s)", ([e for _, e in refused],)
+            )
+            owner = dict(cur.fetchall())
+            row_of = {lead_id: n for n, lead_id in enumerate(ids) if lead_id is not None}
+            if any(
+                owner.get(email) is None or row_of.get(owner[email], -1) > n for n, email in refused
+            ):
+                cur.execute("ROLLBACK TO SAVEPOINT lead_batch")
+                return None
+        cur.execute("RELEASE SAVEPOINT lead_batch")
+        return ids
+
+    def email_taken(self, email: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM lead WHERE email = %s", (email,)).fetchone()
+        return row is not None
+
+    def phone_taken(self, phone: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM lead WHERE phone = %s", (phone,)).fetchone()
+        return row is not None
+
+    def find(self, email: str | None, phone: str | None) -> tuple[Any, ...] | None:
+        if email is not None:
+            found = self.conn.execute(_FIND + "email = %s", (email,)).fetchone()
+        else:
+            found = self.conn.execute(_FIND + "phone = %s", (phone,)).fetchone()
+        return None if found is None else tuple(found)
+
+    def imported(self, leads: list[tuple[int | None, int]]) -> None:
+        if not leads:
+            return
+        cur = self.conn.cursor()
+        with cur.copy("COPY journal (at, kind, lead_id, source, detail) FROM STDIN") as copy:
+            for lead_id, line in leads:
+                detail = f'{{"file":{self._file},"line":{line}}}'
+                copy.write_row((self.now, "lead.imported", lead_id, "import", detail))
+
+    def updated(self, lead_id: int, values: tuple[Any, ...], fields: list[str], line: int) -> None:
+        from json.encoder import encode_basestring
+
+        if "phone" in fields:
+            self.conn.execute(
+                "UPDATE lead SET phone = %s, first_name = %s, last_name = %s, timezone = %s, "
+                "tags = %s, attrs = %s, updated_at = %s WHERE id = %s",
+                (*values, self.now, lead_id),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE lead SET first_name = %s, last_name = %s, timezone = %s, tags = %s, "
+                "attrs = %s, updated_at = %s WHERE id = %s",
+                (*values[1:], self.now, lead_id),
+            )
+        if fields:
+            names = ",".join(str(encode_basestring(f)) for f in fields)
+            detail = f'{{"fields":[{names}],"file":{self._file},"line":{line}}}'
+            self._pending.append(("lead.updated", lead_id, None, detail))
+
+    def tagged(self, lead_id: int, code: str, tag: str, line: int) -> None:
+        from json.encoder import encode_basestring
+
+        detail = f'{{"tag":{encode_basestring(tag)},"file":{self._file},"line":{line}}}'
+        self._pending.append(("lead.tag", lead_id, code, detail))
+
+    def flush(self) -> None:
+        if self._pending:
+            self.conn.cursor().executemany(
+                "INSERT INTO journal (at, kind, lead_id, code, source, detail) "
+                "VALUES (%s, %s, %s, %s, 'import', %s)",
+                [(self.now, *row) for row in self._pending],
+            )
+            self._pending.clear()
+
+
+def suppression_of(conn: Any) -> tuple[bytes | None, frozenset[str]]:
+    """The suppression key and every suppressed hash, for the leads import's report."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'suppression.key'").fetchone()
+    if row is None:
+        return None, frozenset()
+    hashes = frozenset(h for (h,) in conn.execute("SELECT DISTINCT hash FROM suppression"))
+    return bytes.fromhex(row[0]), hashes
+
+
+@contextmanager
+def errors_mapped(where: str) -> Iterator[None]:
+    """The server, connection, rights or a lock as one line naming the database."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        mapped = database_error(shown(where), exc)
+        if mapped is None:
+            raise
+        raise mapped from None
