@@ -32,6 +32,7 @@ from campaignctl.audience import (
 from campaignctl.store.dialect import Dialect
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
 
+_NULL = "CAST(NULL AS INTEGER)"
 _SQL_OPS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _TEXT_COLUMNS = frozenset(LEAD_FIXED_FIELDS) - {"tags"}
 
@@ -52,11 +53,11 @@ class _Builder:
         if isinstance(c, Opaque):
             return "NULL"
         if isinstance(c, And):
-            return f"(CASE {self.cond(c.left)} WHEN 1 THEN {self.cond(c.right)} WHEN 0 THEN 0 END)"
+            return f"(CASE {self.part(c.left)} WHEN 1 THEN {self.cond(c.right)} WHEN 0 THEN 0 END)"
         if isinstance(c, Or):
-            return f"(CASE {self.cond(c.left)} WHEN 0 THEN {self.cond(c.right)} WHEN 1 THEN 1 END)"
+            return f"(CASE {self.part(c.left)} WHEN 0 THEN {self.cond(c.right)} WHEN 1 THEN 1 END)"
         if isinstance(c, Not):
-            return f"(CASE {self.cond(c.cond)} WHEN 1 THEN 0 WHEN 0 THEN 1 END)"
+            return f"(CASE {self.part(c.cond)} WHEN 1 THEN 0 WHEN 0 THEN 1 END)"
         if isinstance(c, HasTag):
             quoted = json.dumps(c.tag)
             plain = c.tag.isascii() and quoted == f'"{c.tag}"'
@@ -66,6 +67,12 @@ class _Builder:
             return self.contains(c)
 
         return self.field(c)
+
+    def part(self, c: Cond) -> str:
+        """`cond` where a CASE compares it with 1 and 0: a NULL typed as a number (an untyped
+        NULL is a text to PostgreSQL)."""
+        sql = self.cond(c)
+        return _NULL if sql == "NULL" else sql
 
     def contains(self, c: Contains) -> str:
         """`value in field`: in a list, an equal item; in a text, a substring (only for a text
@@ -152,4 +159,4 @@ def verdict(cond: Cond, dialect: Dialect) -> tuple[str, dict[str, Any]]:
     sql = b.cond(cond)
     if sql not in ("0", "1", "NULL"):
         sql = f"(CASE WHEN {dialect.json_unreliable()} THEN NULL ELSE {sql} END)"
-    return sql, b.params
+    return (_NULL if sql == "NULL" else sql), b.params
