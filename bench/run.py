@@ -26,6 +26,7 @@ BENCHMARKS = [
     ("pacing_rate.py", "60", "5"),
     ("import_bench.py", "1000000", "20000"),
     ("enrol_bench.py", "1000000", "20000"),
+    ("pg_import.py", "1000000", "20000"),
     ("explain_bench.py", "1000000", "20000"),
     ("messages_list.py", "1000000", "20000"),
     ("suppression_cost.py", "20000", "2000"),

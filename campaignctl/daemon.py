@@ -177,10 +177,11 @@ class Daemon:
         on_change: Callable[[], None] = lambda: None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if store.path is None:
+        if store.send_lock() is None:
             raise UsageError(
-                f"{store.url}: the daemon needs a SQLite database file (its lock lives beside it)",
-                "point settings.database at a SQLite file",
+                f"{store.where}: the daemon needs a database file or server (its send lock "
+                "lives there), not one in memory",
+                "point settings.database at a SQLite file or a postgresql:// URL",
             )
         self.cfg = cfg
         self.store = store

@@ -34,7 +34,7 @@ ZONES = ["Asia/Manila", "America/New_York", "Europe/Berlin", "Mars/Base", "", No
 PHONES = ["+12125550100", "+639171234567", "+442079460000", "+61291234567", None]
 
 
-def test_first_messages_are_due_in_each_leads_own_zone(tmp_path: Path) -> None:
+def test_first_messages_are_due_in_each_leads_own_zone(tmp_path: Path, db_url: str) -> None:
     cfg = project(tmp_path, WINDOW, tz="Asia/Tokyo")
     store = Store.for_config(cfg)
     rng = random.Random(7)
@@ -88,7 +88,7 @@ body = "hi"
 
 
 def test_an_audience_sql_cannot_read_is_decided_in_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
     """Nothing of `|int` translates: Python decides every lead, a batch at a time, and the
     leads it matches enrol set-based; one it cannot evaluate (no budget) is left out and
