@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from campaignctl.breaker import Breaker
@@ -19,6 +19,9 @@ from campaignctl.store import PENDING, Store, lead_context, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn
+
+if TYPE_CHECKING:
+    from campaignctl.web.links import Links
 
 #: Claim at most this many messages per transaction (one commit covers them all).
 BATCH = 100
@@ -138,6 +141,7 @@ class EngineContext:
         worker: str | None = None,
         batch: int = BATCH,
         enrol_every: timedelta = timedelta(seconds=60),
+        links: Links | None = None,
     ) -> None:
         from campaignctl.render import Renderer
 
@@ -146,7 +150,8 @@ class EngineContext:
         self.worker = worker or worker_id()
         self.batch = batch
         self.enrol_every = enrol_every
-        self.renderer = Renderer(cfg)
+        # with [server], the signed links emails carry (`web.links`; `Runner` reads the keys)
+        self.renderer = Renderer(cfg, links)
         self.campaign_filter = set(campaigns) if campaigns is not None else None
         self.channel_filter = set(channel_names) if channel_names is not None else None
         for name in self.campaign_filter or ():

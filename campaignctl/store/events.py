@@ -114,6 +114,17 @@ def optout_channels(session: Session, lead_id: int, channels: Sequence[str]) -> 
     )
 
 
+def optout_sources(session: Session, lead_id: int, channels: Sequence[str]) -> dict[str, str]:
+    """channel -> who said so (`OptOut.source`), for those of `channels` the lead is opted out
+    of."""
+    rows = session.exec(
+        select(OptOut.channel, OptOut.source).where(
+            OptOut.lead_id == lead_id, col(OptOut.channel).in_(channels)
+        )
+    )
+    return dict(rows.all())
+
+
 def skip_pending(
     session: Session,
     lead_id: int,

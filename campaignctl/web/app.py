@@ -33,7 +33,9 @@ RouteFactory = Callable[[Web], Iterable[BaseRoute]]
 
 def _doors() -> list[RouteFactory]:
     """The modules that add routes. Each door is a module with `routes(web)`."""
-    return [_health_routes]
+    from campaignctl.web import unsubscribe
+
+    return [_health_routes, unsubscribe.routes]
 
 
 def _health_routes(web: Web) -> list[BaseRoute]:
