@@ -200,9 +200,9 @@ def _sender(cfg: Config) -> str:
 
 
 def _about(cfg: Config, sub: Subscription) -> str:
-    """`m***@example.com, emails from Sunrise Realty (channel "email")`."""
-    to = f"{sub.to}: " if sub.to else ""
-    return f'{to}{sub.what} from {_sender(cfg)} (channel "{sub.channel}")'
+    """`emails from Sunrise Realty to m***@example.com (channel "email")`."""
+    to = f" to {sub.to}" if sub.to else ""
+    return f'{sub.what} from {_sender(cfg)}{to} (channel "{sub.channel}")'
 
 
 _NOTHING = (
@@ -270,7 +270,7 @@ class _Door:
             return self._show(
                 200,
                 "Already unsubscribed",
-                f"Already unsubscribed: {_about(cfg, sub)}.",
+                f"Already unsubscribed from {_about(cfg, sub)}.",
                 undo=f"{token}/undo" if sub.undoable else None,
             )
         return self._show(
@@ -295,10 +295,12 @@ class _Door:
             return self._show(
                 200,
                 "Already unsubscribed",
-                f"Nothing changed: already unsubscribed, {_about(cfg, sub)}.",
+                f"Nothing changed: you were already unsubscribed from {_about(cfg, sub)}.",
                 undo=undo,
             )
-        return self._show(200, "Unsubscribed", f"Unsubscribed: {_about(cfg, sub)}.", undo=undo)
+        return self._show(
+            200, "Unsubscribed", f"Unsubscribed: no more {_about(cfg, sub)}.", undo=undo
+        )
 
     async def undo(self, request: Request) -> Response:
         token, named = self._subject(request)
@@ -322,7 +324,7 @@ class _Door:
             return self._show(
                 200,
                 "Subscribed again",
-                f"Subscribed again: {_about(cfg, sub)}. Messages skipped meanwhile stay skipped.",
+                f"Subscribed again to {_about(cfg, sub)}. Messages skipped meanwhile stay skipped.",
                 unsubscribe=again,
                 note=note,
             )
@@ -330,13 +332,13 @@ class _Door:
             return self._show(
                 200,
                 "Nothing to undo",
-                f"Nothing changed: not unsubscribed, {_about(cfg, sub)}.",
+                f"Nothing changed: you are not unsubscribed from {_about(cfg, sub)}.",
                 unsubscribe=again,
             )
         return self._show(
             200,
             "Nothing to undo",
-            f"Nothing changed: {_about(cfg, sub)} stopped another way (a reply, or at your "
+            f"Nothing changed: {_about(cfg, sub)} were stopped another way (a reply, or a "
             f"request to {_sender(cfg)}), which this page cannot undo.",
         )
 
