@@ -22,7 +22,7 @@ through `Web.write` (group commit).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -146,7 +146,7 @@ def unsubscribe_in(
         now=now,
         stop_on=suppression.stop_on_of(cfg),
     )
-    after = look(session, cfg, lead_id, channel)
+    after = replace(sub, opted_out=True, undoable=True)
     return Outcome(after, True, done.skipped, done.stopped)
 
 
