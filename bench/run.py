@@ -28,6 +28,7 @@ BENCHMARKS = [
     ("update_bench.py", "100000", "5000"),
     ("attachment_size.py", "18", "2"),
     ("trigger_bench.py", "1000000", "20000"),
+    ("unsubscribe_bench.py", "60", "5"),
 ]
 
 

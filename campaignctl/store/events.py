@@ -135,14 +135,27 @@ def skip_pending(
     campaigns: Collection[str] | None = None,
 ) -> int:
     """Skip the lead's pending messages (on `channel`, of `campaigns`); returns how many."""
-    where = [col(Message.lead_id) == lead_id, col(Message.state) == PENDING]
-    if channel != ALL_CHANNELS:
-        where.append(col(Message.channel) == channel)
-    if campaigns is not None:
-        where.append(col(Message.campaign).in_(campaigns))
+    # The lead's few messages are read by `lead_id` alone, then updated by id: with `state` or
+    # `channel` beside it in one WHERE, SQLite (without ANALYZE's statistics) may pick their
+    # index instead of the lead's and scan every pending message (40 ms at 100,000, for each
+    # opt-out: the web unsubscribe's one-click POSTs come in hundreds per second).
+    mine = session.exec(
+        select(Message.id, Message.state, Message.channel, Message.campaign).where(
+            col(Message.lead_id) == lead_id
+        )
+    ).all()
+    ids = [
+        mid
+        for mid, state, ch, campaign in mine
+        if state == PENDING
+        and (channel == ALL_CHANNELS or ch == channel)
+        and (campaigns is None or campaign in campaigns)
+    ]
+    if not ids:
+        return 0
     result = session.exec(
         update(Message)
-        .where(*where)
+        .where(col(Message.id).in_(ids), col(Message.state) == PENDING)
         .values(state=SKIPPED, reason=reason, reason_code=None, updated_at=now)
     )
     return int(result.rowcount or 0)
