@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 from benchlib import REPO, bulk_leads, fresh_project, header
@@ -43,6 +44,12 @@ channel = "out"
 subject = "Hello"
 body = "Hi {{{{ lead.first_name }}}}"
 """
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -99,6 +106,7 @@ def main() -> None:
     for w in workers:
         w.join()
     elapsed = time.perf_counter() - started
+    serve_cpu = _cpu_seconds(serve.pid)
     send_running = send.poll() is None
     if send_running:
         send.terminate()  # finishes the email in flight, then stops
@@ -129,6 +137,8 @@ def main() -> None:
         f"p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.0f} ms"
     )
     print(f"  statuses {dict(sorted(statuses.items()))}; opt-outs in the database {opted:,}")
+    per = serve_cpu / max(1, len(latencies)) * 1000
+    print(f"  serve used {serve_cpu:.1f} CPU s: {per:.1f} ms of CPU per POST")
     print(f"  lost: {ok - opted}; 'database is locked' lines: {locked}")
     print(
         f"  send: exit {send.returncode}, {sent:,} emails written"
