@@ -488,3 +488,29 @@ def test_the_page_in_a_real_browser(served: Path, juan: int, tmp_path: Path) -> 
             browser.close()
     for shot in ("unsubscribe-page.png", "unsubscribed.png"):
         assert (tmp_path / shot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_daemon_reload_adding_server_without_its_key_keeps_the_old_file(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from campaignctl.config import load
+    from campaignctl.daemon import Daemon, EventLog
+    from campaignctl.runner import Runner
+    from campaignctl.store import Store
+
+    monkeypatch.delenv("CAMPAIGNCTL_SECRET", raising=False)
+    cfg = load(project / "campaigns.toml")
+    store = Store.for_config(cfg)
+    out = io.StringIO()
+    daemon = Daemon(cfg, store, EventLog(out=out))
+    daemon._runner = Runner(cfg, store, lock=False, environ={})  # as while the daemon runs
+    with (project / "campaigns.toml").open("a") as f:
+        f.write("\n" + server_section())
+    assert daemon.reload_if_changed() is False
+    assert daemon.cfg is cfg
+    line = out.getvalue().splitlines()[-1]
+    assert "server.secret_env: environment variable CAMPAIGNCTL_SECRET is not set" in line
+    assert "keeping the previous campaign file (hint: export CAMPAIGNCTL_SECRET=" in line
+    store.close()
