@@ -243,8 +243,8 @@ def _template_line(exc: BaseException, filename: str | None) -> int | None:
 def _undefined_hint(reason: str) -> str:
     if "'unsubscribe_url'" in reason:
         return (
-            "add [server] (one-click unsubscribe links, docs/web.md) or sender.unsubscribe_url, "
-            "or test it: {% if unsubscribe_url %}"
+            "add [server] (one-click unsubscribe links, docs/web.md; for email, "
+            "sender.unsubscribe_url also gives it), or test it: {% if unsubscribe_url %}"
         )
     return "give it a fallback: {{ lead.x | default('...') }}"
 

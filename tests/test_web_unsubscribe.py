@@ -334,7 +334,7 @@ def test_without_server_unsubscribe_url_is_the_senders_or_undefined(
     assert "'unsubscribe_url' is undefined" in res.stdout
     res = cli("-C", project, "preview", "welcome")
     assert res.exit_code != 0
-    assert "hint: add [server] (one-click unsubscribe links, docs/web.md)" in res.stderr
+    assert "hint: add [server] (one-click unsubscribe links, docs/web.md;" in res.stderr
     write(
         project,
         'postal_address = "',

@@ -227,7 +227,6 @@ class _Door:
         *,
         unsubscribe: str | None = None,
         undo: str | None = None,
-        label: str = "Unsubscribe",
         note: str | None = None,
     ) -> Response:
         html = page(
@@ -235,7 +234,6 @@ class _Door:
             title=title,
             message=message,
             unsubscribe_action=unsubscribe,
-            unsubscribe_label=label,
             undo_action=undo,
             note=note,
         )
