@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from campaignctl.config import (
     Config,
@@ -35,6 +35,9 @@ from campaignctl.errors import CampaignctlError, Problem
 from campaignctl.render import Rendered, Renderer, RenderError, lead_label
 from campaignctl.samples import SAMPLE_LIMIT, builtin_samples, database_samples, reachable
 from campaignctl.sms import analyze
+
+if TYPE_CHECKING:
+    from campaignctl.web.links import Links
 
 #: An SMS step that renders into more segments than this gets a warning.
 MAX_SMS_SEGMENTS = 2
@@ -192,20 +195,48 @@ def _server_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
         Problem(key, why, "error", line_of(key, lines), cfg.path)
         for key, why in key_problems(cfg, os.environ)
     ]
+    if cfg.server is not None and cfg.sender.unsubscribe_url is not None:
+        key = "sender.unsubscribe_url"
+        msg = (
+            "not used while [server] is configured: emails carry the server's signed one-click "
+            "link (/u/TOKEN) in List-Unsubscribe, the footer and {{ unsubscribe_url }}; "
+            "remove it, or remove [server] to use it"
+        )
+        out.append(Problem(key, msg, "warning", line_of(key, lines), cfg.path))
     problem = key_problem(cfg, os.environ)
     if problem is None:
         return out
     key = "server.secret_env"
-    return [
-        *out,
+    out.append(
         Problem(
             key,
             f"{problem[0].split(': ', 1)[1]}; {problem[1]}",
             "error",
             line_of(key, lines),
             cfg.path,
-        ),
-    ]
+        )
+    )
+    return out
+
+
+#: Signs `check`'s links when `[server]`'s key is missing (reported at server.secret_env), so
+#: the templates still render with `{{ unsubscribe_url }}` in the shape `send` gives it.
+_PLACEHOLDER_KEY = "check-placeholder-key-not-for-sending"
+
+
+def _links(cfg: Config) -> Links | None:
+    import os
+
+    from campaignctl.errors import SetupError
+    from campaignctl.web.links import Links
+    from campaignctl.web.tokens import Signer
+
+    if cfg.server is None:
+        return None
+    try:
+        return Links.for_config(cfg, os.environ)
+    except SetupError:
+        return Links(cfg.server.public_base_url, Signer([_PLACEHOLDER_KEY]))
 
 
 def _postal_address_problems(cfg: Config, lines: dict[str, int]) -> list[Problem]:
@@ -302,7 +333,7 @@ def _render_all(
     lines: dict[str, int],
     report: CheckReport,
 ) -> None:
-    renderer = Renderer(cfg)
+    renderer = Renderer(cfg, _links(cfg))
     config_problems = list(report.problems)
     try:
         renderer.compile_unsubscribe_url()

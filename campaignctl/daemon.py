@@ -540,7 +540,16 @@ class Daemon:
             return False
         old_daemon = self.cfg.daemon
         if self._runner is not None:
-            self._runner.use(cfg)
+            try:
+                self._runner.use(cfg)
+            except CampaignctlError as exc:  # a [server] added whose key this process lacks
+                self.log.emit(
+                    "config",
+                    f"{exc.message}; keeping the previous campaign file",
+                    problem=exc.message,
+                    hint=exc.hint,
+                )
+                return False
         self.cfg = cfg
         if cfg.daemon != old_daemon and self._scheduler is not None:
             for job, every in (("tick", cfg.daemon.tick), ("sync", cfg.daemon.sync_interval)):

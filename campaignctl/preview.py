@@ -8,16 +8,20 @@ Attachments are listed with their sizes (`Rendered.attachments`), never read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_string, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from campaignctl.config import Config, Step, did_you_mean
 from campaignctl.errors import NotFoundError, UsageError
 from campaignctl.render import Rendered, Renderer
 from campaignctl.sms import SmsInfo, analyze
+
+if TYPE_CHECKING:
+    from campaignctl.web.links import Links
 
 
 @dataclass
@@ -80,13 +84,19 @@ def build_preview(
     *,
     now: datetime,
     variant: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Preview:
     """`render_preview` in a worker process with memory, CPU and time limits (the campaign
     file's templates are untrusted, see isolation.py); a limit reached is a CampaignctlError
-    naming the template's key path."""
-    from campaignctl.isolation import run_limited
+    naming the template's key path. With `[server]` the links are signed with the keys in
+    `environ` (default: the process's), as `send` signs them: a missing key is a SetupError."""
+    import os
 
-    return run_limited(render_preview, cfg, campaign, step, lead, now, variant)
+    from campaignctl.isolation import run_limited
+    from campaignctl.web.links import Links
+
+    links = Links.for_config(cfg, os.environ if environ is None else environ)
+    return run_limited(render_preview, cfg, campaign, step, lead, now, variant, links)
 
 
 def render_preview(
@@ -96,6 +106,7 @@ def render_preview(
     lead: str | None,
     now: datetime,
     variant: str | None = None,
+    links: Links | None = None,
 ) -> Preview:
     """Render `step` (name or 1-based number; default the first) of `campaign` for a lead.
 
@@ -126,7 +137,7 @@ def render_preview(
         # a trigger campaign's audience reads the event (`item`): any reachable lead
         audience = None if camp.kind == "trigger" else camp.audience
         ctx, source = first_matching(cfg, audience, kind, f"campaigns.{campaign}.audience")
-    renderer = Renderer(cfg)
+    renderer = Renderer(cfg, links)
     rendered = renderer.render(campaign, index, st, ctx, variant_name=variant)
     to = str(ctx["email"] if kind == "email" else ctx["phone"])
     out = Preview(campaign, index, st, len(camp.steps), kind, ctx, source, to, rendered)

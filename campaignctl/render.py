@@ -16,6 +16,12 @@ Printing an undefined value is an error, so nobody receives "Hi ,"; testing one 
 
 `sender.unsubscribe_url` is a template too, rendered per lead with every `{{ value }}`
 URL-encoded (`?e={{ lead.email }}` gives `?e=maria%40example.com`).
+
+With `[server]` (and its `links`), the unsubscribe URL is instead the lead's signed one-click
+link for the step's channel (`Links.unsubscribe`, `/u/TOKEN`, docs/web.md), signed once per
+message; `sender.unsubscribe_url` is then not used. Templates see the URL as
+`{{ unsubscribe_url }}` (undefined when neither is configured); email footers and the
+`List-Unsubscribe` header carry it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from jinja2 import (
@@ -45,6 +51,9 @@ from campaignctl.config import Campaign, Config, Step, Variant, header_problem, 
 from campaignctl.errors import CampaignctlError
 from campaignctl.isolation import LimitExceeded, memory_message, working_on
 from campaignctl.sandbox import CappedSandbox
+
+if TYPE_CHECKING:
+    from campaignctl.web.links import Links
 
 
 class RenderError(CampaignctlError):
@@ -84,7 +93,9 @@ class Rendered:
     variant: str | None = None
     content_sid: str | None = None
     content_variables: dict[str, str] = field(default_factory=dict)
-    unsubscribe_url: str | None = None  # `sender.unsubscribe_url` rendered for this lead
+    #: email: the signed `/u/TOKEN` link with `[server]`, else `sender.unsubscribe_url`
+    #: rendered for this lead
+    unsubscribe_url: str | None = None
     attachments: tuple[Attachment, ...] = ()  # email only, resolved for this lead
 
 
@@ -229,6 +240,15 @@ def _template_line(exc: BaseException, filename: str | None) -> int | None:
     return line
 
 
+def _undefined_hint(reason: str) -> str:
+    if "'unsubscribe_url'" in reason:
+        return (
+            "add [server] (one-click unsubscribe links, docs/web.md; for email, "
+            "sender.unsubscribe_url also gives it), or test it: {% if unsubscribe_url %}"
+        )
+    return "give it a fallback: {{ lead.x | default('...') }}"
+
+
 def lead_label(lead: Mapping[str, Any]) -> str:
     """How a lead is named in messages: email, else phone, else name."""
     for key in ("email", "phone"):
@@ -239,10 +259,15 @@ def lead_label(lead: Mapping[str, Any]) -> str:
 
 
 class Renderer:
-    """Compiles each step's templates once and renders them for any lead."""
+    """Compiles each step's templates once and renders them for any lead.
 
-    def __init__(self, cfg: Config) -> None:
+    `links` signs the one-click unsubscribe links when the campaign file has `[server]`
+    (`Links.for_config`); without them the sender's `unsubscribe_url` is used, as before
+    `[server]` existed (an engine that only enrols renders nothing)."""
+
+    def __init__(self, cfg: Config, links: Links | None = None) -> None:
         self.cfg = cfg
+        self.links = links if cfg.server is not None else None
         self._steps: dict[tuple[str, str], _StepTemplates] = {}
 
     @cached_property
@@ -442,7 +467,7 @@ class Renderer:
                 line=_template_line(exc, body.template.filename) if body.file else None,
                 lead=lead_label(lead),
                 reason=reason,
-                hint="give it a fallback: {{ lead.x | default('...') }}" if undefined else None,
+                hint=_undefined_hint(reason) if undefined else None,
             ) from None
 
     def render(
@@ -455,11 +480,14 @@ class Renderer:
         lead_key: int | str | None = None,
         variant_name: str | None = None,
         item: Mapping[str, Any] | None = None,
+        unsubscribe_lead: int | None = None,
     ) -> Rendered:
         """Render one step for one lead (a `lead_context` mapping); RenderError names both.
 
         The variant is the one the lead hashes to, or `variant_name` when given (`check`
-        renders every variant for every sample lead)."""
+        renders every variant for every sample lead). The unsubscribe link names
+        `unsubscribe_lead` when given (a test send's names lead 0: nobody), else the lead's
+        id (0 for a sample lead without one)."""
         kind = self.cfg.channel_kind(step.channel)
         compiled = self._compiled(campaign, index, step)
         variant: Variant | None
@@ -474,6 +502,12 @@ class Renderer:
             )
         subject_t, body = compiled.variants[variant.name if variant else None]
         ctx = self.context(campaign, step, index, lead, item)
+        if unsubscribe_lead is None:
+            key = lead_key if lead_key is not None else lead.get("id")
+            unsubscribe_lead = key if isinstance(key, int) else 0
+        unsubscribe_url = self._unsubscribe_url(kind, step.channel, unsubscribe_lead, ctx, lead)
+        if unsubscribe_url is not None:
+            ctx["unsubscribe_url"] = unsubscribe_url
         subject = " ".join(self._run(subject_t, ctx, lead).split()) if subject_t else None
         text = html = None
         if body is not None:
@@ -486,18 +520,7 @@ class Renderer:
                 text = out
         content_vars = {k: self._run(t, ctx, lead) for k, t in compiled.content_variables.items()}
         text = (text or "").strip("\n")
-        unsubscribe_url = None
         if kind == "email":
-            if self._unsubscribe is not None:
-                unsubscribe_url = self._run(self._unsubscribe, ctx, lead)
-                why = url_problem(unsubscribe_url)
-                if why:  # a lead's value must not break the header (values are URL-encoded)
-                    raise RenderError(
-                        f"renders to {unsubscribe_url!r} for lead {lead_label(lead)}: {why}",
-                        path=self._unsubscribe.key,
-                        lead=lead_label(lead),
-                        reason=f"renders to a bad URL: {why}",
-                    )
             text, html = self._email_footer(text, html, unsubscribe_url)
         attachments = (
             tuple(self._attachment(t, ctx, lead) for t in compiled.attachments)
@@ -512,9 +535,29 @@ class Renderer:
             variant=variant.name if variant else None,
             content_sid=step.content_sid,
             content_variables=content_vars,
-            unsubscribe_url=unsubscribe_url,
+            unsubscribe_url=unsubscribe_url if kind == "email" else None,
             attachments=attachments,
         )
+
+    def _unsubscribe_url(
+        self, kind: str, channel: str, lead_id: int, ctx: dict[str, Any], lead: Mapping[str, Any]
+    ) -> str | None:
+        """The lead's unsubscribe URL for this message: the signed one-click link for its
+        channel with `[server]`, else (email only) `sender.unsubscribe_url` rendered for it."""
+        if self.links is not None:
+            return self.links.unsubscribe(lead_id, channel)
+        if kind != "email" or self._unsubscribe is None:
+            return None
+        url = self._run(self._unsubscribe, ctx, lead)
+        why = url_problem(url)
+        if why:  # a lead's value must not break the header (values are URL-encoded)
+            raise RenderError(
+                f"renders to {url!r} for lead {lead_label(lead)}: {why}",
+                path=self._unsubscribe.key,
+                lead=lead_label(lead),
+                reason=f"renders to a bad URL: {why}",
+            )
+        return url
 
     def _attachment(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> Attachment:
         """An attachment's path rendered for the lead and resolved as `Config.attachment_path`

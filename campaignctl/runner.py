@@ -11,9 +11,10 @@ tick (`daemon.py`) and never starts a scheduler of its own inside one (see docs/
 
 from __future__ import annotations
 
+import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -68,7 +69,9 @@ class Runner:
     `with Runner(cfg, store) as runner: runner.run(options)`. The lock (an flock beside the
     database) makes a second `send` or daemon on the same database fail at once with exit 75;
     correctness never depends on it, the claims do that. `lock=False` runs without it
-    (`send --no-lock`, several workers).
+    (`send --no-lock`, several workers). With `[server]`, the signing keys are read from
+    `environ` (default: the process's) when the engine is built: a missing one is a SetupError
+    (exit 78) before anything is sent.
     """
 
     def __init__(
@@ -82,9 +85,11 @@ class Runner:
         busy: str = SEND_BUSY,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = wall_clock,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.environ = os.environ if environ is None else environ
         self.campaigns = list(campaigns) if campaigns is not None else None
         self.channels = list(channels) if channels is not None else None
         self.rng = rng or random.Random()
@@ -131,7 +136,15 @@ class Runner:
         return run(self.engine, self.rng, options, self.clock)
 
     def _build(self, cfg: Config) -> Engine:
-        return Engine(cfg, self.store, campaigns=self.campaigns, channel_names=self.channels)
+        from campaignctl.web.links import Links
+
+        return Engine(
+            cfg,
+            self.store,
+            campaigns=self.campaigns,
+            channel_names=self.channels,
+            links=Links.for_config(cfg, self.environ),
+        )
 
 
 def run(
@@ -228,6 +241,7 @@ def dry_run(
     channels: list[str] | None = None,
     limit: int | None = None,
     rng: random.Random | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DryRun:
     """One pass on a private copy of the database through memory channels: nothing is written.
 
@@ -238,7 +252,9 @@ def dry_run(
     from pathlib import Path
 
     from campaignctl.channels.memory import MemoryChannel
+    from campaignctl.web.links import Links
 
+    links = Links.for_config(cfg, os.environ if environ is None else environ)
     with tempfile.TemporaryDirectory(prefix="campaignctl-dry-") as tmp:
         shadow = store.private_copy(Path(tmp))
         fakes = {n: MemoryChannel(n, cfg.channel_kind(n)) for n in cfg.channels}
@@ -250,6 +266,7 @@ def dry_run(
             channel_names=channels,
             worker="dry-run",
             batch=DRY_RUN_BATCH,
+            links=links,
         )
         try:
             res = engine.run_pass(now, rng or random.Random(), limit=limit)

@@ -2,8 +2,8 @@
 
 Every door writes them here, so the effects are the same whichever way they came in: an inbound
 STOP or unsubscribe reply and a bounce (`inbound.record`, during `sync`), a provider's refusal
-during a send (Twilio 21610, the engine), `campaignctl leads optout`, and later the web
-unsubscribe endpoint. The rule:
+during a send (Twilio 21610, the engine), `campaignctl leads optout`, and the web
+unsubscribe link (`web.unsubscribe`, and its undo). The rule:
 
 - An opt-out of a channel (or of `*`, every channel) is kept once per lead and channel. In the
   sequences that stop on it, the lead's pending messages on that channel are skipped ("opted out

@@ -11,6 +11,7 @@ within the channel's daily and hourly limits, and it is recorded in the `test_se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from campaignctl.render import Rendered
     from campaignctl.store import Store
     from campaignctl.store.conn import Conn
+    from campaignctl.web.links import Links
 
 #: What marks a test: before an email's subject, an SMS's or WhatsApp message's text.
 PREFIX = "[TEST] "
@@ -72,15 +74,23 @@ def address_for(cfg: Config, kind: str, value: str, step: str, channel: str) -> 
 
 
 def _render(
-    cfg: Config, campaign: str, index: int, step: Step, lead: dict[str, Any]
+    cfg: Config,
+    campaign: str,
+    index: int,
+    step: Step,
+    lead: dict[str, Any],
+    links: Links | None = None,
 ) -> tuple[Rendered, str | None]:
     """The step for `lead`, and its subject (a thread step's is the first email's, with Re:).
-    Runs in the sandboxed worker (`isolation.run_limited`): templates are untrusted."""
+    Runs in the sandboxed worker (`isolation.run_limited`): templates are untrusted.
+
+    Its unsubscribe link names no lead (lead 0): a test goes to the person testing, and
+    following its link must not opt out the lead it was rendered for."""
     from campaignctl.channels.mime import reply_subject
     from campaignctl.render import Renderer
 
-    renderer = Renderer(cfg)
-    rendered = renderer.render(campaign, index, step, lead)
+    renderer = Renderer(cfg, links)
+    rendered = renderer.render(campaign, index, step, lead, unsubscribe_lead=0)
     subject = rendered.subject
     if subject is None and rendered.kind == "email":
         steps = cfg.campaigns[campaign].steps
@@ -123,18 +133,24 @@ def prepare(
     to: str,
     lead: str | None,
     now: datetime,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[TestMessage, Outgoing]:
     """Render the test message (nothing written, nothing sent): what it says and the `Outgoing`
-    to hand the channel (`id` 0 until it is recorded)."""
+    to hand the channel (`id` 0 until it is recorded). With `[server]`, links are signed with
+    the keys in `environ` (default: the process's); a missing key is a SetupError (78)."""
+    import os
+
     from campaignctl.isolation import run_limited
     from campaignctl.preview import _find_step as find_step
+    from campaignctl.web.links import Links
 
     cfg.campaign(campaign)  # a NotFoundError with "did you mean"
     index, st = find_step(cfg, campaign, step)
     kind = cfg.channel_kind(st.channel)
     address = address_for(cfg, kind, to, st.name, st.channel)
     ctx, who = _lead(cfg, store, campaign, kind, lead)
-    rendered, subject = run_limited(_render, cfg, campaign, index, st, ctx)
+    links = Links.for_config(cfg, os.environ if environ is None else environ)
+    rendered, subject = run_limited(_render, cfg, campaign, index, st, ctx, links)
     text = rendered.text
     if kind == "email":
         from campaignctl.channels.mime import new_message_id

@@ -63,7 +63,7 @@ def test_raw_mime_has_alternative_parts_and_headers(gmail_project, fake_gmail):
     assert mime["Subject"] == "Welcome, Juan!"
     assert mime["Message-ID"] == msg.rfc_message_id
     assert mime["List-Unsubscribe"] == (
-        "<mailto:ana@sunrise.example?subject=unsubscribe>, <https://sunrise.example/unsubscribe>"
+        "<https://sunrise.example/unsubscribe>, <mailto:ana@sunrise.example?subject=unsubscribe>"
     )
     assert mime["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert b"12 Ayala Ave" in raw

@@ -44,7 +44,7 @@ def test_headers_a_mail_client_and_gmail_rely_on():
     assert em["Reply-To"] == "ana+replies@sunrise.example"
     assert em["Message-ID"] == "<m1@sunrise.example>"
     assert em["List-Unsubscribe"] == (
-        "<mailto:ana@sunrise.example?subject=unsubscribe>, <https://sunrise.example/unsubscribe>"
+        "<https://sunrise.example/unsubscribe>, <mailto:ana@sunrise.example?subject=unsubscribe>"
     )
     assert em["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert em["Date"].datetime.isoformat() == "2026-11-21T08:00:00+00:00"

@@ -70,8 +70,8 @@ def test_send_then_thread_step(cli: Cli, folder: Path, fake_gmail: FakeGmail) ->
         assert mime["From"] == "Ana Cruz <ana@sunrise.example>"
         assert mime["Subject"] == f"Welcome, {lead['first_name']}!"
         assert mime["List-Unsubscribe"] == (
-            "<mailto:ana@sunrise.example?subject=unsubscribe>, "
-            "<https://sunrise.example/unsubscribe>"
+            "<https://sunrise.example/unsubscribe>, "
+            "<mailto:ana@sunrise.example?subject=unsubscribe>"
         )
         assert "In-Reply-To" not in mime
         html = mime.get_body(("html",))

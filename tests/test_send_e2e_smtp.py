@@ -80,7 +80,9 @@ def test_a_real_send(cli: Cli, tmp_path: Path, relay: FakeSmtp) -> None:
         assert _to(got.message).addr_spec == lead["email"]
         assert _to(got.message).display_name == lead["first_name"]
         assert got.message["Subject"] == f"Welcome, {lead['first_name']}!"
-        assert got.message["List-Unsubscribe"].startswith("<mailto:ana@sunrise.example?")
+        assert got.message["List-Unsubscribe"].endswith(
+            ", <mailto:ana@sunrise.example?subject=unsubscribe>"
+        )
         assert b"12 Ayala Ave, Makati City" in got.data
     assert PASSWORD not in res.stdout + res.stderr
     assert status_steps(cli, tmp_path)["hello"]["sent"] == 2

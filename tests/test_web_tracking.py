@@ -145,8 +145,10 @@ def test_send_writes_tracked_links_and_the_pixel_into_the_eml(tracked: Path, cli
     assert 'href="mailto:ana@sunrise.example"' in html
     assert 'href="tel:+6321234567"' in html
     assert 'href="/relative"' in html
-    # the footer's unsubscribe link (the lead's sender.unsubscribe_url) is never tracked
-    assert "Unsubscribe: https://sunrise.example/unsubscribe" in text
+    # the footer's unsubscribe link (the server's signed one, with [server]) is never tracked
+    (unsubscribe,) = _tokens(text, "/u/")
+    assert links.read_unsubscribe(unsubscribe) == (1, "email")
+    assert f"Unsubscribe: {BASE_URL}/u/{unsubscribe}" in text
     # the open pixel, once, for message 1
     (pixel,) = _tokens(html, "/o/")
     assert pixel.endswith(".gif")

@@ -199,13 +199,16 @@ def _build_email(msg: Outgoing, sender: Sender) -> Message:
         em["In-Reply-To"] = msg.in_reply_to
         em["References"] = msg.in_reply_to
     unsub = []
-    if sender.email:
-        unsub.append(f"<mailto:{sender.email}?subject=unsubscribe>")
-    # rendered for the lead when the sender's URL is a template (see render.py)
+    # the signed one-click link with [server], else the sender's URL rendered for the lead
+    # (see render.py); first, since mail clients use the leftmost method they support
+    # (RFC 2369), and the one-click POST (RFC 8058) takes effect at once, the mailto only
+    # when `sync` reads the reply
     url = msg.unsubscribe_url if msg.unsubscribe_url is not None else sender.unsubscribe_url
     if url:
         unsub.append(f"<{url}>")
         em["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if sender.email:
+        unsub.append(f"<mailto:{sender.email}?subject=unsubscribe>")
     if unsub:
         em["List-Unsubscribe"] = ", ".join(unsub)
     em["X-Campaignctl"] = f"{msg.campaign}/{msg.step}/{'test-' if msg.test else ''}{msg.id}"

@@ -142,6 +142,7 @@ class EngineContext:
         worker: str | None = None,
         batch: int = BATCH,
         enrol_every: timedelta = timedelta(seconds=60),
+        links: Links | None = None,
     ) -> None:
         from campaignctl.render import Renderer
 
@@ -150,7 +151,8 @@ class EngineContext:
         self.worker = worker or worker_id()
         self.batch = batch
         self.enrol_every = enrol_every
-        self.renderer = Renderer(cfg)
+        # with [server], the signed links emails carry (`web.links`; `Runner` reads the keys)
+        self.renderer = Renderer(cfg, links)
         self.campaign_filter = set(campaigns) if campaigns is not None else None
         self.channel_filter = set(channel_names) if channel_names is not None else None
         for name in self.campaign_filter or ():
@@ -175,7 +177,8 @@ class EngineContext:
         # each channel's breaker as the last claim saw it (a batch stops sending when it trips)
         self._breakers: dict[str, Breaker] = {}
         self._asked: dict[int, datetime] = {}  # uncertain messages the channel could not settle
-        self._tracking_links: Links | None = None
+        # the same links sign the tracked clicks and opens (built on first use without them)
+        self._tracking_links: Links | None = links
 
     # -------------------------------------------------------------- configuration views
 

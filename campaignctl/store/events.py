@@ -16,6 +16,7 @@ from campaignctl.store.tables import (
     FAILED,
     LEAD,
     MESSAGE,
+    OPTOUT,
     PENDING,
     SENT,
     SKIPPED,
@@ -189,6 +190,16 @@ def optout_channels(session: Session, lead_id: int, channels: Sequence[str]) -> 
     )
 
 
+def optout_sources(session: Session, lead_id: int, channels: Sequence[str]) -> dict[str, str]:
+    """channel -> who said so (`OptOut.source`), for those of `channels` the lead is opted out
+    of."""
+    o = OPTOUT.c
+    rows = session.connection().execute(
+        select(o.channel, o.source).where(o.lead_id == lead_id, o.channel.in_(list(channels)))
+    )
+    return {str(ch): str(src) for ch, src in rows}
+
+
 def skip_pending(
     session: Session,
     lead_id: int,
@@ -223,7 +234,7 @@ def skip_pending(
         return 0
     result = session.exec(
         update(Message)
-        .where(col(Message.id).in_(ids))
+        .where(col(Message.id).in_(ids), col(Message.state) == PENDING)
         .values(state=SKIPPED, reason=reason, reason_code=None, updated_at=now)
     )
     return int(result.rowcount or 0)

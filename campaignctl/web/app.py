@@ -33,9 +33,9 @@ RouteFactory = Callable[[Web], Iterable[BaseRoute]]
 
 def _doors() -> list[RouteFactory]:
     """The modules that add routes. Each door is a module with `routes(web)`."""
-    from campaignctl.web import tracking, twilio
+    from campaignctl.web import tracking, twilio, unsubscribe
 
-    return [_health_routes, tracking.routes, twilio.routes]
+    return [_health_routes, unsubscribe.routes, tracking.routes, twilio.routes]
 
 
 def _health_routes(web: Web) -> list[BaseRoute]:
