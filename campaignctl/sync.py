@@ -117,7 +117,7 @@ def sync(
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
     from campaignctl.inbound import get_cursor, load_known, record, set_cursor
-    from campaignctl.store import meta
+    from campaignctl.store import locks, meta
     from campaignctl.suppression import stop_on_of
 
     name = inbox.name
@@ -126,6 +126,11 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
     fetched = inbox.fetch_inbound(cursor, now)
     items = fetched.items
     with store.write() as s:
+        # one process records a channel's inbound at a time (its events are recorded once);
+        # when another synced it since our read, its fetch covered ours up to its cursor
+        locks.hold(s, [locks.sync(name)])
+        if get_cursor(s, name) != cursor:
+            return
         known = load_known(s, name)
         classified = [c for c in (_classify(cfg, name, r, known, now) for r in items) if c]
         # in the order they happened: a START after a STOP leaves the lead opted in

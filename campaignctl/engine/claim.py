@@ -25,7 +25,7 @@ from campaignctl.engine.decide import (
 from campaignctl.engine.outcomes import Claimed, Outcomes
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import capacity
-from campaignctl.store import FAILED, SENDING, SKIPPED, journal
+from campaignctl.store import FAILED, SENDING, SKIPPED, journal, locks
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store import triggers as store_triggers
@@ -61,7 +61,10 @@ class Claims(Outcomes, AbTests):
         claimed: list[Claimed] = []
         with self.store.write() as s:
             conn = s.connection()
-            for ch in by_priority(self.channel_names(), active):
+            self.beat(conn, now)
+            channels = by_priority(self.channel_names(), active)
+            self._lock_shared(conn, channels, now)
+            for ch in channels:
                 room = want - len(claimed)
                 if room <= 0:
                     break
@@ -85,6 +88,20 @@ class Claims(Outcomes, AbTests):
                 self._breakers[ch] = breaker.probe(now) if got and gate == 1 else breaker
                 claimed.extend(got)
         return claimed
+
+    def _lock_shared(self, conn: Conn, channels: list[str], now: datetime) -> None:
+        """Take the lock of each channel whose claim must see every other process's: one with
+        a daily or hourly limit or pacing (counted and reserved together, exactly, whichever
+        daemon claims) and one whose circuit breaker is not closed (one probe between them).
+        Taken at the start of the claim transaction, all at once in one order, and held to its
+        commit; the history is read after it, so it holds every claim committed before. Other
+        channels take no lock: their claims skip each other's rows (`claimable`)."""
+        shared = [
+            ch
+            for ch in channels
+            if self.limits[ch].counted or self.breaker(conn, ch).gate(now) is not None
+        ]
+        locks.hold(conn, map(locks.channel, shared))
 
     @staticmethod
     def _note_hold(conn: Conn, ch: str, hold: Hold | None, now: datetime) -> None:

@@ -21,6 +21,7 @@ from campaignctl.errors import CampaignctlError
 if TYPE_CHECKING:
     from sqlalchemy import Engine, Table
     from sqlalchemy.engine import Connection
+    from sqlalchemy.sql import Select
     from sqlalchemy.sql.dml import Insert
 
     from campaignctl.locking import FileLock
@@ -61,6 +62,17 @@ class Dialect(Protocol):
 
     def upsert(self, table: Table, key: str, values: dict[str, Any]) -> Any:
         """An INSERT of `values` that replaces the row with the same `key`."""
+
+    def lock(self, conn: Connection, key: int) -> None:
+        """Hold the lock named by `key` (a signed 64-bit number, `store.locks.key_of`) until the
+        transaction on `conn` ends; another process's `lock` of the same key waits for it.
+        Where a write transaction already holds the whole database (SQLite), nothing."""
+
+    def claim_rows(self, query: Select[Any]) -> Select[Any]:
+        """`query`, which reads rows about to be claimed, made to lock them and to skip rows
+        another transaction has locked (PostgreSQL: FOR UPDATE SKIP LOCKED), so processes
+        claiming at once take disjoint rows without waiting; unchanged where one writer at a
+        time holds the whole database (SQLite)."""
 
     def send_lock(self, url: str) -> FileLock | None:
         """The lock one `send` or daemon holds at a time; None where there is no file."""

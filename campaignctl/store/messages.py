@@ -275,6 +275,17 @@ def uncertain(conn: Conn, channels: Sequence[str]) -> list[Any]:
     )
 
 
+def still_uncertain(conn: Conn, ids: Sequence[int]) -> set[int]:
+    """Which of these messages are still `uncertain`, locked for this write transaction: a
+    reconcile records only those (another process may have settled one meanwhile, and it may
+    even have been claimed again since)."""
+    if not ids:
+        return set()
+    c = connection(conn)
+    query = select(MESSAGE.c.id).where(MESSAGE.c.id.in_(sorted(ids)), MESSAGE.c.state == UNCERTAIN)
+    return {int(r[0]) for r in c.execute(dialect_of(c).claim_rows(query).order_by(MESSAGE.c.id))}
+
+
 def claimable(
     conn: Conn, channel: str, now: datetime, groups: Iterable[Sequence[str]], n: int
 ) -> list[Any]:
@@ -283,12 +294,16 @@ def claimable(
     due time and id.
 
     One query per group, each ordered as the (state, due_at) index is, so SQLite reads only the
-    rows it returns instead of sorting every due message.
+    rows it returns instead of sorting every due message. Each is a bounded candidate set read
+    through `Dialect.claim_rows`: on PostgreSQL the rows are locked as they are read and rows
+    another process is claiming are skipped (FOR UPDATE SKIP LOCKED), so daemons claiming at
+    once take disjoint messages without waiting on each other.
     """
     c = connection(conn)
+    dialect = dialect_of(c)
     rows: list[Any] = []
     for group in groups:
-        rows += c.execute(
+        query = (
             select(
                 MESSAGE.c.id,
                 MESSAGE.c.campaign,
@@ -307,7 +322,8 @@ def claimable(
             )
             .order_by(MESSAGE.c.due_at, MESSAGE.c.id)
             .limit(n - len(rows))
-        ).all()
+        )
+        rows += c.execute(dialect.claim_rows(query)).all()
         if len(rows) >= n:
             break
     return rows

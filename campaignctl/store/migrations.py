@@ -382,6 +382,26 @@ def m017_event_message_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_event_message_kind ON event (message_id, kind)")
 
 
+@migration
+def m026_worker(conn: Connection) -> None:
+    # issue 16: each `send` and daemon process registers as a worker and beats while it runs;
+    # a live worker recovers the claims of one whose heartbeat is older than
+    # `engine.recovery.WORKER_TIMEOUT` (`id` is what the worker writes in `message.claimed_by`)
+    _ddl(
+        conn,
+        """
+        CREATE TABLE worker (
+            id VARCHAR PRIMARY KEY,
+            host VARCHAR NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at DATETIME NOT NULL,
+            heartbeat_at DATETIME NOT NULL
+        );
+        CREATE INDEX ix_worker_heartbeat_at ON worker (heartbeat_at)
+        """,
+    )
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []
