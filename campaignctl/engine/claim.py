@@ -59,7 +59,9 @@ class Claims(Outcomes, AbTests):
         if not active:
             return []
         claimed: list[Claimed] = []
-        with self.store.write() as s:
+        # beside other daemons' claims: rows are taken with SKIP LOCKED, limits under the
+        # channels' locks (`_lock_shared`)
+        with self.store.write(shared=True) as s:
             conn = s.connection()
             self.beat(conn, now)
             channels = by_priority(self.channel_names(), active)

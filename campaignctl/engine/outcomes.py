@@ -147,7 +147,13 @@ class Outcomes(EngineContext):
     ) -> None:
         """Write every outcome of a batch in one transaction."""
         w = store_messages.Writes()
-        with self.store.write() as s:
+        # beside other daemons' records (each writes its own claimed rows; breakers under the
+        # channels' locks), unless a provider's opt-out must be recorded: that path reads then
+        # writes opt-outs and sequences as an inbound STOP does, alone
+        alone = any(
+            isinstance(o, ChannelError) and o.kind is ErrorKind.OPTED_OUT for _, o in outcomes
+        )
+        with self.store.write(shared=not alone) as s:
             self.beat(s.connection(), now)
             self._lock_breakers(s.connection(), outcomes)
             for c, o in outcomes:

@@ -192,12 +192,20 @@ class Store:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session whose transaction takes the write lock at its start and commits on exit."""
+    def write(self, *, shared: bool = False) -> Iterator[Session]:
+        """A session whose transaction takes the write lock at its start and commits on exit.
+
+        `shared`: a transaction that runs beside other processes' writes where the database
+        allows it (PostgreSQL), relying on the row locks and named locks (`store.locks`) it
+        takes itself: the engine's claims and records, so daemons on several hosts send side
+        by side. On SQLite it is the same write lock."""
         from sqlmodel import Session
 
         with self._errors_mapped(), self.engine.connect() as conn:
-            self.dialect.for_writing(conn)
+            if shared:
+                self.dialect.for_sharing(conn)
+            else:
+                self.dialect.for_writing(conn)
             with Session(bind=conn) as session:
                 session.connection()  # BEGIN IMMEDIATE now, not at the first statement
                 try:

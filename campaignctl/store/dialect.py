@@ -42,6 +42,11 @@ class Dialect(Protocol):
     def for_writing(self, conn: Connection) -> None:
         """Make the next transaction on `conn` take the write lock at its start."""
 
+    def for_sharing(self, conn: Connection) -> None:
+        """Make the next transaction on `conn` a write that runs beside other processes'
+        writes, relying on the row and named locks it takes itself (`Store.write(shared=True)`);
+        where the database has no such locks (SQLite), the same as `for_writing`."""
+
     def path(self, url: str) -> Path | None:
         """The database file (lock files live beside it); None when there is none."""
 

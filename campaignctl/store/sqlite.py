@@ -122,6 +122,10 @@ class SQLiteDialect:
     def for_writing(self, conn: Connection) -> None:
         conn.execution_options(sqlite_begin="IMMEDIATE")
 
+    def for_sharing(self, conn: Connection) -> None:
+        # no row locks: a write that shares the database still takes the one write lock
+        self.for_writing(conn)
+
     def path(self, url: str) -> Path | None:
         db = database_of(url)
         return Path(db) if db and db != ":memory:" else None
