@@ -121,7 +121,7 @@ body = "Hi {{{{ lead.first_name }}}}"
         """n leads with a phone each, through `leads import` (COPY on PostgreSQL)."""
         csv = self.folder / "leads.csv"
         lines = ["email,phone,first_name"]
-        lines += [f"l{i}@ex.com,+1646{i:07d},N{i}" for i in range(n)]
+        lines += [f"l{i}@ex.com,+1646{2000000 + i:07d},N{i}" for i in range(n)]
         csv.write_text("\n".join(lines) + "\n")
         self.cli("leads", "import", str(csv))
 
