@@ -127,10 +127,21 @@ def daemon_status(store: Store) -> dict[str, Any]:
         beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
         beat |= meta.heartbeat(s)
     lock = send_lock(store)
-    running = bool(
-        lock is not None and lock.is_held() and beat["pid"] and lock.holder() == beat["pid"]
-    )
+    if lock is None:  # PostgreSQL: no send lock; a worker that beat lately is running
+        running = bool(live_workers(store, wall_clock()))
+    else:
+        running = bool(lock.is_held() and beat["pid"] and lock.holder() == beat["pid"])
     return {"running": running, **{k: beat[k] for k in HEARTBEAT_KEYS}}
+
+
+def live_workers(store: Store, now: datetime) -> list[Any]:
+    """The `send` and daemon processes on the database whose heartbeat is recent: (id, host,
+    pid, started_at, heartbeat_at), latest first."""
+    from campaignctl.engine.recovery import WORKER_TIMEOUT
+    from campaignctl.store import workers
+
+    with store.read() as s:
+        return [w for w in workers.listing(s) if now - w.heartbeat_at <= WORKER_TIMEOUT]
 
 
 def channel_view(cfg: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
