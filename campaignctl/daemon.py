@@ -188,7 +188,7 @@ class Daemon:
     ) -> None:
         if store.in_memory:
             raise UsageError(
-                f"{store.url}: the daemon needs a database other processes can see "
+                f"{store.where}: the daemon needs a database other processes can see "
                 "(an in-memory one is gone at exit)",
                 "point settings.database at a SQLite file or a postgresql:// URL",
             )

@@ -1,4 +1,6 @@
-"""OS file locks (flock): a killed process never leaves a lock behind."""
+"""Locks a killed process never leaves behind: OS file locks (flock) beside a SQLite database,
+and the `Lock` interface they share with PostgreSQL's advisory send lock
+(`campaignctl.store.postgres.AdvisoryLock`)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,29 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from campaignctl.errors import LockHeldError
+
+
+class Lock(Protocol):
+    """One holder at a time; `holder()` names its pid, `is_held()` probes without taking it."""
+
+    what: str
+
+    def holder(self) -> str | None: ...
+
+    def is_held(self) -> bool: ...
+
+    def acquire(self, hint: str | None = None, timeout: float = 0.0) -> Lock: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> Lock: ...
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class FileLock:

@@ -23,7 +23,7 @@ from campaignctl.engine import Engine, PassResult
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
-    from campaignctl.locking import FileLock
+    from campaignctl.locking import Lock
     from campaignctl.store import Store
 
 #: A pass that starts within this long of its planned instant is stamped with that instant, so
@@ -224,9 +224,9 @@ def _sleep_until(
     return False
 
 
-def send_lock(store: Store) -> FileLock | None:
-    """The database's send lock (beside a SQLite file; None for other databases): one `send`
-    or one daemon at a time."""
+def send_lock(store: Store) -> Lock | None:
+    """The database's send lock (beside a SQLite file, an advisory lock on PostgreSQL; None in
+    memory): one `send` or one daemon at a time."""
     return store.send_lock()
 
 
@@ -257,13 +257,7 @@ def dry_run(
     from pathlib import Path
 
     from campaignctl.channels.memory import MemoryChannel
-    from campaignctl.errors import UsageError
 
-    if store.path is None and not store.in_memory:
-        raise UsageError(
-            f"{store.url}: --dry-run needs a SQLite database file",
-            "run without --dry-run, or point settings.database at a SQLite file",
-        )
     with tempfile.TemporaryDirectory(prefix="campaignctl-dry-") as tmp:
         shadow = store.private_copy(Path(tmp))
         fakes = {n: MemoryChannel(n, cfg.channel_kind(n)) for n in cfg.channels}

@@ -5,9 +5,11 @@ lead to Python. Random leads and random expressions (hypothesis)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,9 +25,21 @@ from campaignctl.audience import (
 from campaignctl.store import Lead, Store
 from campaignctl.store import enrolment as store_enrolment
 from campaignctl.store import leads as store_leads
+from tests.support.databases import DATABASES
 
-_DB = Path(tempfile.mkdtemp(prefix="audience-sql-")) / "a.db"
-_STORE = Store(f"sqlite:///{_DB}")
+
+@pytest.fixture(scope="module", params=DATABASES)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """One store for the module (hypothesis runs many examples in one test), on SQLite and on
+    PostgreSQL (tests/support/databases.py)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='audience-sql-')) / 'a.db'}"
+    else:
+        url = request.getfixturevalue("pg_cluster").create_database()
+    opened = Store(url)
+    yield opened
+    opened.close()
+
 
 ATTRS = ["a", "b", "budget_max"]
 FIELDS = [*ATTRS, "status", "first_name", "email", "id", "nope"]
@@ -107,8 +121,10 @@ def _python(expr: str, ctx: dict[str, Any]) -> bool | None:
 @given(st.lists(lead, min_size=1, max_size=8), st.lists(expression, min_size=1, max_size=4))
 # SQLite's JSON functions cut a text at NUL: such a lead is left to Python (found by hypothesis)
 @example([{"status": "new", "first_name": None, "tags": [], "attrs": {"b": "\x00"}}], ["b != ''"])
-def test_sql_verdicts_agree_with_python(leads: list[dict[str, Any]], exprs: list[str]) -> None:
-    with _STORE.write() as s:
+def test_sql_verdicts_agree_with_python(
+    store: Store, leads: list[dict[str, Any]], exprs: list[str]
+) -> None:
+    with store.write() as s:
         s.connection().exec_driver_sql("DELETE FROM lead")
         rows = [Lead(email=f"{i}@x.com", **fields) for i, fields in enumerate(leads)]
         s.add_all(rows)
@@ -125,11 +141,11 @@ def test_sql_verdicts_agree_with_python(leads: list[dict[str, Any]], exprs: list
                     assert bool(sql) is py, (expr, ctx, sql, py)
 
 
-def test_the_translatable_subset_needs_no_python_on_ordinary_leads() -> None:
+def test_the_translatable_subset_needs_no_python_on_ordinary_leads(store: Store) -> None:
     expr = "lead.budget_max >= 3000000 and 'Buyer' in tags"
     assert condition(expr) == And(Compare("budget_max", ">=", 3000000), HasTag("buyer"))
     assert isinstance(condition("lead.budget|int > 5"), Opaque)
-    with _STORE.write() as s:
+    with store.write() as s:
         s.connection().exec_driver_sql("DELETE FROM lead")
         leads = [
             Lead(email="a@x.com", tags=["buyer"], attrs={"budget_max": 3000000}),

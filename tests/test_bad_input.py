@@ -120,12 +120,11 @@ def test_huge_or_deep_audience_names_its_key(
 @pytest.mark.parametrize(
     ("url", "scheme"),
     [
-        ("postgresql://u:p@localhost/db", "postgresql"),
         ("mysql://u:p@localhost/db", "mysql"),
         ("nosuchdriver://x", "nosuchdriver"),
     ],
 )
-def test_a_database_that_is_not_sqlite_is_a_config_error(
+def test_a_database_that_is_not_sqlite_or_postgresql_is_a_config_error(
     project: Path, cli: Cli, url: str, scheme: str
 ) -> None:
     _toml(project, "[settings]", f'[settings]\ndatabase = "{url}"')

@@ -8,6 +8,7 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import col, select
 
 from campaignctl.channels.base import (
@@ -32,6 +33,9 @@ from tests.support import (
     sent_times,
     transient,
 )
+
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 SEQUENCE = """
 [channels.sms]
@@ -435,6 +439,7 @@ def test_daily_limit_across_passes(tmp_path: Path) -> None:
         assert sum(1 for u in times if t <= u < t + days(1)) <= 4
 
 
+@pytest.mark.sqlite_only
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     cfg = project(tmp_path, SEQUENCE)
     store = Store.for_config(cfg)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,12 @@ from campaignctl.leads import (
 )
 from campaignctl.store import Lead, OptOut, Store
 from tests.support import PUBLIC_DATA
+from tests.support.rows import sql_rows
 
 E164 = re.compile(r"\+[1-9]\d{1,14}")
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 
 def make_cfg(tmp_path: Path, region: str | None = "US") -> Config:
@@ -50,8 +52,7 @@ def run_import(tmp_path: Path, csv_path: Path, region: str | None = "US", **kw):
 def db_rows(
     tmp_path: Path, sql: str = "SELECT email, phone FROM lead ORDER BY id"
 ) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(tmp_path / "leads.db") as conn:
-        return conn.execute(sql).fetchall()
+    return sql_rows(tmp_path / "leads.db", sql)
 
 
 def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -153,7 +154,7 @@ def test_public_data_attributes_in_snake_case(tmp_path):
     }
     assert "phone_2" in report.attributes
     assert "subscription_date" in report.attributes
-    store = Store(f"sqlite:///{tmp_path / 'leads.db'}")
+    store = Store.for_config(make_cfg(tmp_path))
     lead = list_leads(store, limit=1)[0]
     assert lead["first_name"] == "Sheryl"
     assert lead["customer_id"] == "DD37Cf93aecA6Dc"
@@ -162,6 +163,7 @@ def test_public_data_attributes_in_snake_case(tmp_path):
     assert lead["status"] == "new"
 
 
+@pytest.mark.sqlite_only  # two databases side by side
 def test_workers_give_the_same_result_as_one_process(tmp_path):
     path = PUBLIC_DATA / "customers-10000.csv"
     (tmp_path / "a").mkdir()
@@ -267,7 +269,7 @@ def test_map_tags_timezone_and_attributes(tmp_path):
         "timezone": "Time Zone",
         "tags": "Labels",
     }
-    store = Store(f"sqlite:///{tmp_path / 'leads.db'}")
+    store = Store.for_config(make_cfg(tmp_path))
     ana, ben = list_leads(store)
     assert ana["tags"] == ["buyer", "vip", "hot"]
     assert ben["tags"] == ["hot", "buyer"]
@@ -447,7 +449,7 @@ def test_list_leads_with_optouts_and_where(tmp_path):
         "email,tags,city\nana@x.com,buyer,Makati\nben@x.com,seller,Taguig\n",
     )
     run_import(tmp_path, path)
-    store = Store(f"sqlite:///{tmp_path / 'leads.db'}")
+    store = Store.for_config(make_cfg(tmp_path))
     with store.write() as session:
         ana = session.get(Lead, 1)
         assert ana is not None

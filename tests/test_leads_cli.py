@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import PUBLIC_DATA, REPO
+from tests.support.rows import sql_rows
+
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 SAMPLE = (
     "E-mail,First Name,Last Name,Mobile,Country,Tags,Budget Max\n"
@@ -32,8 +35,7 @@ def leads_csv(project: Path) -> Path:
 
 
 def lead_count(project: Path) -> int:
-    with sqlite3.connect(project / "campaignctl.db") as conn:
-        return int(conn.execute("SELECT count(*) FROM lead").fetchone()[0])
+    return int(sql_rows(project / "campaignctl.db", "SELECT count(*) FROM lead")[0][0])
 
 
 def test_import_summary_and_notes(cli, project, leads_csv):
@@ -126,6 +128,7 @@ def test_no_contact_column_suggests_map(cli, project):
     assert "hint: campaignctl leads import l.csv --map email=COLUMN" in r.stderr
 
 
+@pytest.mark.sqlite_only  # the file is made by the first import
 def test_bad_input_leaves_the_database_untouched(cli, project, leads_csv):
     assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
     db = project / "campaignctl.db"

@@ -4,7 +4,6 @@ their changes leave (what `enrol_on = ["status:qualified", "tag:buyer"]` will re
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,10 @@ import pytest
 from campaignctl.store import journal
 from campaignctl.store.journal import Kind
 from tests.support import open_store
+from tests.support.rows import sql_dicts, sql_rows
+
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 FIRST = (
     "Email,First Name,Phone,Tags,Budget Max,City\n"
@@ -30,9 +33,7 @@ SECOND = (
 
 
 def lead_rows(project: Path) -> dict[str, dict[str, Any]]:
-    with sqlite3.connect(project / "campaignctl.db") as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM lead ORDER BY id").fetchall()
+    rows = sql_dicts(project / "campaignctl.db", "SELECT * FROM lead ORDER BY id")
     out = {}
     for r in rows:
         d = dict(r)
@@ -42,9 +43,7 @@ def lead_rows(project: Path) -> dict[str, dict[str, Any]]:
 
 
 def journal_rows(project: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    with sqlite3.connect(project / "campaignctl.db") as conn:
-        conn.row_factory = sqlite3.Row
-        rows = [dict(r) for r in conn.execute("SELECT * FROM journal ORDER BY id")]
+    rows = sql_dicts(project / "campaignctl.db", "SELECT * FROM journal ORDER BY id")
     for r in rows:
         r["detail"] = json.loads(r["detail"])
     return [r for r in rows if kind is None or r["kind"] == kind]
@@ -95,8 +94,7 @@ def test_update_changes_fields_attributes_and_merges_tags(cli, imported):
     assert ana["status"] == "qualified"  # never touched
     assert leads["+639177654321"]["first_name"] == "Philip"
     assert leads["cy@x.com"]["first_name"] == "Cy"
-    with sqlite3.connect(project / "campaignctl.db") as conn:
-        assert conn.execute("SELECT channel FROM optout").fetchall() == [("*",)]
+    assert sql_rows(project / "campaignctl.db", "SELECT channel FROM optout") == [("*",)]
 
     again = cli("-C", project, "leads", "import", "second.csv", "--update")
     assert summary(again.stdout)["unchanged"] == 4

@@ -15,6 +15,6 @@ def test_sqlite_urls_share_one_cached_dialect():
 
 def test_an_unknown_scheme_names_the_supported_ones():
     with pytest.raises(CampaignctlError) as info:
-        dialect_for("postgresql://u@h/d")
-    assert "'postgresql' databases are not supported" in info.value.message
-    assert info.value.hint == "supported: sqlite"
+        dialect_for("mysql://u@h/d")
+    assert "'mysql' databases are not supported" in info.value.message
+    assert info.value.hint == "supported: postgres, postgresql, sqlite"

@@ -37,6 +37,10 @@ from campaignctl.timespec import (
 
 DEFAULT_CONFIG = "campaigns.toml"
 CONFIG_ENV = "CAMPAIGNCTL_CONFIG"
+#: A database URL (or SQLite file) that overrides `settings.database` for every command.
+DATABASE_ENV = "CAMPAIGNCTL_DATABASE"
+#: The URL schemes `settings.database` may use (a bare path is SQLite).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 ChannelKind = Literal["email", "sms", "whatsapp"]
 StopReason = Literal["reply", "optout", "bounce"]
@@ -132,15 +136,14 @@ class Settings(_Model):
 
     @field_validator("database")
     @classmethod
-    def _sqlite_only(cls, v: str) -> str:
+    def _supported(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must name the SQLite database file, e.g. 'campaignctl.db'")
         scheme = v.split("://", 1)[0].lower() if "://" in v else "sqlite"
-        if scheme.split("+", 1)[0] != "sqlite":
-            # leads import, send --dry-run and the locks work on a SQLite file only
+        if scheme.split("+", 1)[0] not in DATABASE_SCHEMES:
             raise ValueError(
-                f"{scheme!r} databases are not supported: campaignctl keeps its data in SQLite; "
-                "give a file path such as 'campaignctl.db'"
+                f"{scheme!r} databases are not supported: campaignctl keeps its data in SQLite "
+                "or PostgreSQL; give a file path such as 'campaignctl.db' or a postgresql:// URL"
             )
         return v
 
@@ -489,7 +492,9 @@ class Config(_Model):
                 raise ValueError(f"{what} path {name!r} is a channel's credentials or the database")
 
     def database_url(self) -> str:
-        db = self.settings.database
+        """The database every command uses: $CAMPAIGNCTL_DATABASE when set (a URL, or a file
+        path relative to the campaign file), else `settings.database`."""
+        db = os.environ.get(DATABASE_ENV) or self.settings.database
         if "://" in db:
             return db
         return f"sqlite:///{self.resolve(db)}"

@@ -101,11 +101,12 @@ def _normalised(
 
 
 class _Writer:
-    """Deduplicates chunks against the database and inserts them through raw sqlite3."""
+    """Deduplicates chunks against the database and inserts them through the database's raw
+    driver: sqlite3 row by row, or psycopg with COPY a chunk at a time (`store.postgres`)."""
 
     def __init__(
         self,
-        conn: RawConnection,
+        conn: RawConnection | Any,
         normaliser: Normaliser,
         report: ImportReport,
         rejects: _Rejects | None,
@@ -114,6 +115,7 @@ class _Writer:
         dry_run: bool,
         update: bool = False,
         replace_tags: bool = False,
+        raw: Any = None,
     ) -> None:
         self.conn = conn
         self.normaliser = normaliser
@@ -123,11 +125,16 @@ class _Writer:
         self.update = update
         self.replace_tags = replace_tags
         self.named = bytearray()  # `--update`: the leads rows of this file named (`_seen`)
-        from campaignctl.store.sqlite import LeadInserts, suppression_of
+        if raw is None:
+            from campaignctl.store import sqlite as raw
 
-        key, self.suppressed = suppression_of(conn)
+        key, self.suppressed = raw.suppression_of(conn)
         self.hash = hasher(key) if key is not None and self.suppressed else None
-        self.db = LeadInserts(conn, now, normaliser.source)
+        self.db = raw.LeadInserts(conn, now, normaliser.source)
+        # PostgreSQL: a chunk's new leads go in together (COPY), then the refused ones
+        self.batch: Callable[[list[tuple[Any, ...]]], list[int | None] | None] | None = getattr(
+            self.db, "insert_many", None
+        )
         self.uncommitted = 0
         self.in_transaction = False
 
@@ -175,7 +182,9 @@ class _Writer:
         Rows go in one by one, in file order, with `ON CONFLICT DO NOTHING`: the unique email
         and phone indexes find duplicates while inserting, so no lookup precedes the insert
         (a lookup per chunk cost about a third of this process's CPU on 1M rows). Only a
-        refused row is looked at again (`_conflict`), to apply `claim`'s rules.
+        refused row is looked at again (`_conflict`), to apply `claim`'s rules. On PostgreSQL
+        the chunk's new rows go in first, together (`_insert_batch`), then every row is
+        reported in file order as above.
         """
         report = self.report
         self._begin()
@@ -184,30 +193,41 @@ class _Writer:
         inserted = 0
         new: list[tuple[int | None, int]] = []  # (lead id, line): their `lead.imported` rows
         try:
-            for row in parsed:
+            made: dict[int, int | None] | None = None  # `batch`: row index -> new lead id
+            lookup: Callable[[int, Parsed], Any] | None = None  # `--update`: the stored lead
+            if self.batch is not None:
+                made, found = self._insert_batch(parsed, find)
+                lookup = (lambda i, _row: found.get(i)) if find is not None else None
+            if lookup is None and find is not None:
+                lookup = lambda _i, row: find(row.email, row.phone)  # noqa: E731
+            for i, row in enumerate(parsed):
                 if row.reject is not None:
                     report.rejected += 1
                     report.note(Note(row.line, row.reject, rejected=True))
                     self._reject(chunk, row, row.reject)
                     continue
-                if find is not None and (stored := find(row.email, row.phone)) is not None:
+                if lookup is not None and (stored := lookup(i, row)) is not None:
                     if self._seen(stored[0]):  # earlier in the file: the first row wins
                         report.duplicates += 1
                     else:
                         self._update(chunk, row, stored)
                     continue
                 p = row
-                cur = insert(p[1:8])  # email ... attrs
-                if not cur.rowcount:
+                if made is not None:
+                    lead_id = made[i]
+                else:
+                    cur = insert(p[1:8])  # email ... attrs
+                    lead_id = cur.lastrowid if cur.rowcount else None
+                if lead_id is None:
                     again = self._conflict(row)
                     if again is None:
                         report.duplicates += 1
                         continue
                     p = again
-                    cur = insert(p[1:8])
-                new.append((cur.lastrowid, p.line))
-                if find is not None:
-                    self._seen(cur.lastrowid)
+                    lead_id = insert(p[1:8]).lastrowid
+                new.append((lead_id, p.line))
+                if self.update:
+                    self._seen(lead_id)
                 inserted += 1
                 report.fields_dropped += p.dropped
                 if self.hash is not None and self._suppressed(p):
@@ -227,6 +247,27 @@ class _Writer:
         self.uncommitted += len(parsed)
         if self.uncommitted >= COMMIT_ROWS and not self.dry_run:
             self._end(commit=True)
+
+    def _insert_batch(
+        self, parsed: list[Parsed], find: Callable[..., Any] | None
+    ) -> tuple[dict[int, int | None] | None, dict[int, Any]]:
+        """PostgreSQL's path: a chunk's new leads inserted together (COPY, then one INSERT in
+        file order), before the rows are reported in order. Returns the new lead id of each
+        inserted row's index (None: a unique index refused it, `_conflict` decides; None for
+        all: the batch would differ from one-by-one inserts and inserted nothing) and, with
+        `--update`, the stored lead each other row names."""
+        assert self.batch is not None
+        found: dict[int, Any] = {}
+        new: list[int] = []
+        for i, row in enumerate(parsed):
+            if row.reject is not None:
+                continue
+            if find is not None and (stored := find(row.email, row.phone)) is not None:
+                found[i] = stored
+                continue
+            new.append(i)
+        ids = self.batch([parsed[i][1:8] for i in new])
+        return (None if ids is None else dict(zip(new, ids, strict=True))), found
 
     def _update(self, chunk: Chunk, row: Parsed, stored: tuple[Any, ...]) -> None:
         """`--update`: apply a row to the lead it names (`changes.update_from_row`)."""
@@ -416,25 +457,34 @@ def import_leads(
 
 @dataclass(frozen=True)
 class _Database:
-    """Where an import writes: a SQLite file, or `:memory:` built from `schema` (a dry run
-    without a database file, so that it creates nothing)."""
+    """Where an import writes: a SQLite file, `:memory:` built from `schema` (a dry run
+    without a database file, so that it creates nothing), or a PostgreSQL `url`."""
 
     path: str
     schema: tuple[str, ...] = ()
+    url: str = ""
 
-    def connect(self) -> RawConnection:
-        from campaignctl.store.sqlite import connect_raw
+    def raw(self) -> Any:
+        """The store module with the import's raw fast path for this database."""
+        if self.url:
+            from campaignctl.store import postgres
 
+            return postgres
+        from campaignctl.store import sqlite
+
+        return sqlite
+
+    def connect(self) -> Any:
+        if self.url:
+            return self.raw().connect_raw(self.url)
         # The Store's settings; BEGIN is issued by `_Writer`.
-        return connect_raw(self.path, self.schema)
+        return self.raw().connect_raw(self.path, self.schema)
 
 
 @contextmanager
-def _database_errors_mapped(database: str) -> Iterator[None]:
-    """A read-only, full or locked database file as one line naming it."""
-    from campaignctl.store.sqlite import errors_mapped
-
-    with errors_mapped(database):
+def _database_errors_mapped(database: _Database) -> Iterator[None]:
+    """A read-only, full or locked database (or an unreachable server) as one line naming it."""
+    with database.raw().errors_mapped(database.url or database.path):
         yield
 
 
@@ -443,7 +493,9 @@ def _database_of(store: Store) -> _Database:
     if path is not None:
         return _Database(str(path))
     if not store.in_memory:
-        raise LeadsInputError(f"{store.url}: leads import writes only to SQLite databases")
+        if store.dialect.name == "postgresql":
+            return _Database(store.where, url=store.url)
+        raise LeadsInputError(f"{store.where}: leads import writes only to SQLite or PostgreSQL")
     # An in-memory store lives only in its own connection: copy the lead table's schema.
     from campaignctl.store.sqlite import lead_schema
 
@@ -477,7 +529,7 @@ class _ImportJob:
         sink = _Rejects(self.rejects, columns.header, src.fmt.delimiter) if self.rejects else None
         try:
             with (
-                _database_errors_mapped(self.database.path),
+                _database_errors_mapped(self.database),
                 closing(self.database.connect()) as conn,
             ):
                 writer = _Writer(
@@ -489,6 +541,7 @@ class _ImportJob:
                     dry_run=self.dry_run,
                     update=self.update,
                     replace_tags=self.replace_tags,
+                    raw=self.database.raw(),
                 )
                 try:
                     with closing(_normalised(src.normaliser, src.chunks(), self.workers)) as done:

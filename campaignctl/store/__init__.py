@@ -4,11 +4,12 @@
 - `store.migrations`: append-only named migrations.
 - `store.messages`, `store.leads`, `store.events`, `store.meta`: named queries by subject; the
   rest of campaignctl calls these and never builds SQL (tests/test_architecture.py holds this).
-- `store.dialect`: the `Dialect` interface and its factory; `store.sqlite`: SQLite's.
+- `store.dialect`: the `Dialect` interface and its factory; `store.sqlite`: SQLite's;
+  `store.postgres`: PostgreSQL's.
 
 SQLite runs in WAL mode with a busy timeout; every write goes through `Store.write()`, which
-opens the transaction with `BEGIN IMMEDIATE` so that two processes never interleave a
-read-then-write.
+opens the transaction with `BEGIN IMMEDIATE` (on PostgreSQL, a transaction-level advisory lock)
+so that two processes never interleave a read-then-write.
 
 The table classes are re-exported lazily: importing `campaignctl.store.sqlite` (the leads
 import's lean process) loads no SQLAlchemy.
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlmodel import Session
 
-    from campaignctl.locking import FileLock
+    from campaignctl.locking import Lock
     from campaignctl.store.leads import lead_context as lead_context
     from campaignctl.store.migrations import MIGRATIONS as MIGRATIONS
     from campaignctl.store.schema import FAILED as FAILED
@@ -123,7 +124,7 @@ class Store:
             except CampaignctlError:
                 raise
             except Exception as exc:  # a corrupt or foreign file
-                reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+                reason = (str(getattr(exc, "orig", exc)).splitlines() or ["unknown error"])[0]
                 raise DatabaseError(f"{self.where}: cannot open the database: {reason}") from None
 
     @classmethod
@@ -158,11 +159,11 @@ class Store:
     @property
     def where(self) -> str:
         """The database as errors name it: its file, else its URL."""
-        path = self.path
-        return str(path) if path is not None else self.url
+        return self.dialect.where(self.url)
 
-    def send_lock(self) -> FileLock | None:
-        """The lock one `send` or daemon holds at a time (beside a SQLite file)."""
+    def send_lock(self) -> Lock | None:
+        """The lock one `send` or daemon holds at a time (beside a SQLite file; an advisory
+        lock on PostgreSQL)."""
         return self.dialect.send_lock(self.url)
 
     def private_copy(self, folder: Path) -> Store:

@@ -1,8 +1,8 @@
 """What differs between databases, behind one interface, and the factory that picks it.
 
 `dialect_for(url)` maps a database URL's scheme to its `Dialect` (cached: one object per
-scheme). SQLite is the only one today (`store.sqlite`); a `store.postgres` implements the same
-protocol and adds one line to `_DIALECTS`, touching nothing else.
+scheme): SQLite (`store.sqlite`) and PostgreSQL (`store.postgres`, `postgresql://` and
+`postgres://`). The migrations are written in SQLite's words; `Dialect.ddl` translates them.
 
 Importing this module loads no SQLAlchemy: the lean leads-import process reaches the SQLite
 fast path through it.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import Select
     from sqlalchemy.sql.dml import Insert
 
-    from campaignctl.locking import FileLock
+    from campaignctl.locking import Lock
     from campaignctl.store.errors import DatabaseError
 
 
@@ -50,6 +50,9 @@ class Dialect(Protocol):
     def path(self, url: str) -> Path | None:
         """The database file (lock files live beside it); None when there is none."""
 
+    def where(self, url: str) -> str:
+        """The database as errors name it: its file, else its URL without a password."""
+
     def exists(self, url: str) -> bool:
         """Whether the database is there already (opening it would not create it)."""
 
@@ -61,6 +64,13 @@ class Dialect(Protocol):
 
     def map_error(self, where: str, exc: BaseException) -> DatabaseError | None:
         """Our error for a driver error about the file, disk or lock; None for a bug."""
+
+    def ddl(self, sql: str) -> str:
+        """A migration's statement (written in SQLite's words: INTEGER PRIMARY KEY, DATETIME,
+        `?` marks) in this database's own."""
+
+    def replace_unique(self, conn: Connection, table: str, old: str, new: str) -> None:
+        """Replace `table`'s UNIQUE constraint `old` (as written, `UNIQUE (a, b)`) by `new`."""
 
     def insert_ignore(self, table: Table) -> Insert:
         """An INSERT that skips rows a unique constraint refuses."""
@@ -79,8 +89,10 @@ class Dialect(Protocol):
         claiming at once take disjoint rows without waiting; unchanged where one writer at a
         time holds the whole database (SQLite)."""
 
-    def send_lock(self, url: str) -> FileLock | None:
-        """The lock one `send` or daemon holds at a time; None where there is no file."""
+    def send_lock(self, url: str) -> Lock | None:
+        """The lock one `send` or daemon holds at a time (a file beside SQLite's); None where
+        several send side by side (PostgreSQL: claims and limits hold them together) and for a
+        database in memory."""
 
     def private_copy(self, url: str, folder: Path) -> str:
         """A copy of the database in `folder` (for `send --dry-run`); returns its URL."""
@@ -106,6 +118,16 @@ class Dialect(Protocol):
         type as SQLite's json_type spells it (text, integer, real, true, false, null, array,
         object), NULL when absent."""
 
+    def json_number(self, path: str) -> str:
+        """SQL of the attribute at the JSON path bound as `path` as a number, for a value
+        `json_field` says is integer, real, true (1) or false (0)."""
+
+    def find_text(self, haystack: str, needle: str) -> str:
+        """SQL of the 1-based position of `needle` in `haystack` (0: absent), as instr()."""
+
+    def truth(self, condition: str) -> str:
+        """A SQL condition as 1, 0 or NULL (SQLite's conditions are those numbers already)."""
+
     def json_unreliable(self) -> str:
         """SQL true for a lead whose tags or attributes the JSON functions above would misread
         (SQLite's cut a text at a NUL character), so that Python decides for it."""
@@ -114,10 +136,13 @@ class Dialect(Protocol):
         """SQL true when the lead's tags hold the tag bound as `tag`; `quoted` (when given) is
         bound to its JSON text, for a quick test before the exact one."""
 
-    def array_has(self, path: str, value: str, quoted: str | None = None) -> str:
+    def array_has(
+        self, path: str, value: str, quoted: str | None = None, *, is_text: bool = True
+    ) -> str:
         """SQL 1 when the attribute at the JSON path bound as `path` (an array) has an item
         equal to the value bound as `value` (nested arrays and objects never equal), else 0;
-        `quoted` (when given) is bound to its JSON text, for a quick test before the exact one."""
+        `quoted` (when given) is bound to its JSON text, for a quick test before the exact one;
+        `is_text`: the value is a text (else a number)."""
 
     def pick_leads(
         self,
@@ -169,7 +194,17 @@ def _sqlite() -> Dialect:
     return SQLiteDialect()
 
 
-_DIALECTS: dict[str, Callable[[], Dialect]] = {"sqlite": _sqlite}
+def _postgres() -> Dialect:
+    from campaignctl.store.postgres import PostgresDialect
+
+    return PostgresDialect()
+
+
+_DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
 
 
 class UnknownDialectError(CampaignctlError):
@@ -181,8 +216,8 @@ def _dialect(scheme: str) -> Dialect:
     make = _DIALECTS.get(scheme)
     if make is None:
         raise UnknownDialectError(
-            f"{scheme!r} databases are not supported: campaignctl keeps its data in SQLite; "
-            "give a file path such as 'campaignctl.db'",
+            f"{scheme!r} databases are not supported: campaignctl keeps its data in SQLite or "
+            "PostgreSQL; give a file path such as 'campaignctl.db' or a postgresql:// URL",
             f"supported: {', '.join(sorted(_DIALECTS))}",
         )
     return make()

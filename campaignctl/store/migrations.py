@@ -2,12 +2,17 @@
 
 Never edit or reorder a migration that has shipped: add one. Each is a function of a
 connection; `migrate` applies the ones a database has not seen, in one write transaction.
+
+Migrations are written in SQLite's words (INTEGER PRIMARY KEY, DATETIME, `?` marks, plain
+VARCHAR/INTEGER/TEXT/JSON columns): on another database, `migrate` hands each one a connection
+whose `exec_driver_sql` translates them through `Dialect.ddl` (PostgreSQL's in
+`store.postgres`), so a migration is written once and means the same on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
@@ -302,7 +307,13 @@ def _rebuild_unique(conn: Connection, table: str, old: str, new: str) -> None:
 
     Foreign keys stay on (a migration runs in a transaction, where they cannot be turned off):
     the columns of other tables that refer to `table` (`event.message_id`) are set aside and
-    cleared while the old table is dropped, then restored."""
+    cleared while the old table is dropped, then restored. Another database alters the
+    constraint in place (`Dialect.replace_unique`)."""
+    if conn.dialect.name != "sqlite":
+        from campaignctl.store.dialect import dialect_for
+
+        dialect_for(conn.dialect.name).replace_unique(conn, table, old, new)
+        return
     sql = conn.exec_driver_sql(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ).scalar_one()
@@ -402,12 +413,31 @@ def m026_worker(conn: Connection) -> None:
     )
 
 
+class _Translated:
+    """A connection whose `exec_driver_sql` speaks the database's dialect: what a migration
+    receives on a database other than SQLite. Everything else is the connection's own."""
+
+    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def exec_driver_sql(self, sql: str, params: Any = None) -> Any:
+        sql = self._dialect.ddl(sql)
+        if params is None:
+            return self._conn.exec_driver_sql(sql)
+        return self._conn.exec_driver_sql(sql.replace("%", "%%").replace("?", "%s"), params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
     applied: list[str] = []
-    with engine.connect() as conn:
-        dialect.for_writing(conn)
-        with conn.begin():
+    with engine.connect() as raw:
+        dialect.for_writing(raw)
+        conn = raw if dialect.name == "sqlite" else cast(Connection, _Translated(raw, dialect))
+        with raw.begin():
             conn.exec_driver_sql(
                 "CREATE TABLE IF NOT EXISTS schema_migration "
                 "(name VARCHAR PRIMARY KEY, applied_at DATETIME NOT NULL)"

@@ -130,6 +130,10 @@ class SQLiteDialect:
         db = database_of(url)
         return Path(db) if db and db != ":memory:" else None
 
+    def where(self, url: str) -> str:
+        path = self.path(url)
+        return str(path) if path is not None else url
+
     def exists(self, url: str) -> bool:
         db = database_of(url)
         return bool(db) and db != ":memory:" and Path(db).is_file()
@@ -147,6 +151,14 @@ class SQLiteDialect:
 
     def map_error(self, where: str, exc: BaseException) -> DatabaseError | None:
         return database_error(where, exc)
+
+    def ddl(self, sql: str) -> str:
+        return sql
+
+    def replace_unique(self, conn: Connection, table: str, old: str, new: str) -> None:
+        from campaignctl.store.migrations import _rebuild_unique
+
+        _rebuild_unique(conn, table, old, new)
 
     def insert_ignore(self, table: Table) -> Insert:
         from sqlalchemy import insert
@@ -213,6 +225,15 @@ class SQLiteDialect:
     def json_field(self, path: str) -> tuple[str, str]:
         return f"json_extract(lead.attrs, {path})", f"json_type(lead.attrs, {path})"
 
+    def json_number(self, path: str) -> str:
+        return f"json_extract(lead.attrs, {path})"
+
+    def find_text(self, haystack: str, needle: str) -> str:
+        return f"instr({haystack}, {needle})"
+
+    def truth(self, condition: str) -> str:
+        return condition
+
     def json_unreliable(self) -> str:
         # json_extract and json_each end a text at NUL ("\u0000" in the stored JSON)
         return "(instr(lead.attrs, '\\u0000') > 0 OR instr(lead.tags, '\\u0000') > 0)"
@@ -221,7 +242,9 @@ class SQLiteDialect:
         exact = f"EXISTS (SELECT 1 FROM json_each(lead.tags) WHERE json_each.value = {tag})"
         return f"(instr(lead.tags, {quoted}) > 0 AND {exact})" if quoted else f"({exact})"
 
-    def array_has(self, path: str, value: str, quoted: str | None = None) -> str:
+    def array_has(
+        self, path: str, value: str, quoted: str | None = None, *, is_text: bool = True
+    ) -> str:
         exact = (
             f"EXISTS (SELECT 1 FROM json_each(lead.attrs, {path}) WHERE json_each.value = {value} "
             "AND json_each.type NOT IN ('array', 'object'))"

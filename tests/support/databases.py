@@ -5,7 +5,9 @@ the default database of a project in `tmp_path` (`campaignctl.db` beside its cam
 on PostgreSQL a fresh, empty database in the session's throwaway cluster (`pg_cluster`), also
 put in `CAMPAIGNCTL_DATABASE`, so every project, `cli(...)` call and subprocess the test starts
 uses it. A module runs all its tests on both with
-`pytestmark = pytest.mark.usefixtures("db_url")`.
+`pytestmark = pytest.mark.usefixtures("db_url")`; a test of that module about SQLite's file
+itself (its bytes, its -wal, sqlite3 opened on it) says so with `@pytest.mark.sqlite_only`, and
+its postgresql run is deselected.
 
 The cluster starts once per session, only when a test asks for PostgreSQL; if it cannot start,
 those tests FAIL with the reason (never skip): `.ci/deps` installs Debian's `postgresql`.
@@ -23,6 +25,24 @@ from tests.support.postgres import Cluster, PostgresUnavailable
 #: The variable that points every command at a database (campaignctl.config.model).
 DATABASE_ENV = "CAMPAIGNCTL_DATABASE"
 DATABASES = ["sqlite", "postgresql"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: a db_url test about SQLite's file: no postgresql run"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        on_pg = spec is not None and spec.params.get("db_url") == "postgresql"
+        (drop if on_pg and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
