@@ -97,13 +97,17 @@ class Claims(Outcomes, AbTests):
         daemon claims) and one whose circuit breaker is not closed (one probe between them).
         Taken at the start of the claim transaction, all at once in one order, and held to its
         commit; the history is read after it, so it holds every claim committed before. Other
-        channels take no lock: their claims skip each other's rows (`claimable`)."""
+        channels take no lock: their claims skip each other's rows (`claimable`). With
+        `settings.max_per_lead`, a lead's sends on every channel count, so every claim takes
+        the frequency cap's lock too."""
         shared = [
-            ch
+            locks.channel(ch)
             for ch in channels
             if self.limits[ch].counted or self.breaker(conn, ch).gate(now) is not None
         ]
-        locks.hold(conn, map(locks.channel, shared))
+        if self.cap:
+            shared.append(locks.FREQUENCY_CAP)
+        locks.hold(conn, shared)
 
     @staticmethod
     def _note_hold(conn: Conn, ch: str, hold: Hold | None, now: datetime) -> None:

@@ -55,5 +55,7 @@ def sync(channel: str) -> str:
     return f"sync:{channel}"
 
 
+#: The lock of the frequency cap (`settings.max_per_lead`): a lead's sends on every channel.
+FREQUENCY_CAP = "frequency-cap"
 #: The lock of marking dead workers' claims uncertain (journalled once).
 RECOVERY = "recover"

@@ -12,7 +12,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    JSON,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.schema import (
@@ -33,28 +43,26 @@ from campaignctl.store.schema import (
 def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
     """Send instants after `since` on `channel` that limits count, from every process, sorted.
 
-    `sending` and `uncertain` messages count as sent: they may well have gone out.
+    `sending` and `uncertain` messages count as sent: they may well have gone out. One
+    statement, so one snapshot: on PostgreSQL, where each statement of a transaction sees the
+    commits made before it began, a message recorded `sent` between two separate reads (one of
+    the sent, one of those in flight) would be in neither.
     """
     c = connection(conn)
-    sent = c.execute(
-        select(MESSAGE.c.sent_at).where(
-            MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
-        )
+    sent = select(MESSAGE.c.sent_at.label("at")).where(
+        MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
     )
-    inflight = c.execute(
-        select(MESSAGE.c.claimed_at).where(
-            MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
-            MESSAGE.c.channel == channel,
-            MESSAGE.c.claimed_at > since,
-        )
+    inflight = select(MESSAGE.c.claimed_at.label("at")).where(
+        MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
+        MESSAGE.c.channel == channel,
+        MESSAGE.c.claimed_at > since,
     )
     # `send --test-to` messages count too (a row in flight by its claim, like `sending`)
-    tests = c.execute(
-        select(func.coalesce(TEST_SEND.c.sent_at, TEST_SEND.c.claimed_at)).where(
-            TEST_SEND.c.channel == channel, TEST_SEND.c.claimed_at > since
-        )
+    tests = select(func.coalesce(TEST_SEND.c.sent_at, TEST_SEND.c.claimed_at).label("at")).where(
+        TEST_SEND.c.channel == channel, TEST_SEND.c.claimed_at > since
     )
-    return sorted([r[0] for r in sent] + [r[0] for r in inflight] + [r[0] for r in tests])
+    at = union_all(sent, inflight, tests).subquery()
+    return sorted(r[0] for r in c.execute(select(type_coerce(at.c.at, UTCDateTime()))))
 
 
 def lead_sends(conn: Conn, lead_ids: Sequence[int], since: datetime) -> dict[int, list[datetime]]:
