@@ -32,6 +32,8 @@ channel = "sms"
 body = "Hi {{ lead.first_name }}"
 """
 
+pytestmark = pytest.mark.usefixtures("db_url")  # on SQLite and on PostgreSQL
+
 #: Another host: its pids mean nothing here, so only its heartbeat tells whether it lives.
 FAR = "far-host:4242:99"
 NEAR = "near-host:4343:99"
