@@ -22,6 +22,8 @@ BENCHMARKS = [
     ("plan_speed.py", "100000", "10000"),
     ("pacing_rate.py", "60", "5"),
     ("import_bench.py", "1000000", "20000"),
+    ("pg_import.py", "1000000", "20000"),
+    ("pg_daemons.py", "20000", "2000"),
     ("explain_bench.py", "1000000", "20000"),
     ("messages_list.py", "1000000", "20000"),
     ("suppression_cost.py", "20000", "2000"),

@@ -225,8 +225,8 @@ def _sleep_until(
 
 
 def send_lock(store: Store) -> Lock | None:
-    """The database's send lock (beside a SQLite file, an advisory lock on PostgreSQL; None in
-    memory): one `send` or one daemon at a time."""
+    """The database's send lock (beside a SQLite file): one `send` or one daemon at a time;
+    None on PostgreSQL, where they run side by side, and in memory."""
     return store.send_lock()
 
 

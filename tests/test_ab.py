@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,10 @@ from tests.support import (
     status_steps,
     write_project,
 )
+from tests.support.rows import sql_rows
+
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 AB = """
 [channels.sms]
@@ -80,11 +83,10 @@ def _setup(tmp_path: Path, min_per_variant: int = 10) -> tuple[Store, Engine]:
 
 
 def rows(store: Store, query: str) -> list[tuple[Any, ...]]:
-    """What the database holds, read with sqlite3 beside the store."""
+    """What the database holds, read beside the store (SQLite's file, or PostgreSQL)."""
     path = store.engine.url.database
     assert path is not None
-    with sqlite3.connect(path) as con:
-        return con.execute(query).fetchall()
+    return sql_rows(Path(path), query)
 
 
 def _reply(store: Store, msgs: list[Message], at_days: float) -> None:

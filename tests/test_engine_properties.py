@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import random
 import tempfile
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,18 @@ from campaignctl.pacing import Hours, is_open, lead_zone
 from campaignctl.store import Store
 from campaignctl.timespec import parse_days, parse_window
 from tests.support import T0, add_leads, messages, project
+from tests.support.databases import DATABASES
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def fresh_url(request: pytest.FixtureRequest) -> Callable[[Path], str]:
+    """A new empty database for each example: a file in its folder, or a PostgreSQL database
+    in the session's cluster (tests/support/databases.py)."""
+    if request.param == "sqlite":
+        return lambda folder: f"sqlite:///{folder / 'campaignctl.db'}"
+    cluster = request.getfixturevalue("pg_cluster")
+    return lambda _folder: str(cluster.create_database())
+
 
 ZONES = ["Asia/Manila", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", None]
 
@@ -60,10 +74,12 @@ def _toml(sc: dict[str, object]) -> str:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios())
-def test_limits_windows_and_at_most_once_hold(sc: dict[str, object]) -> None:
+def test_limits_windows_and_at_most_once_hold(
+    fresh_url: Callable[[Path], str], sc: dict[str, object]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = project(Path(tmp), _toml(sc), tz="Asia/Manila")
-        store = Store.for_config(cfg)
+        store = Store(fresh_url(Path(tmp)))
         zones = list(sc["zones"])  # type: ignore[call-overload]
         for i, z in enumerate(zones):
             add_leads(store, 1, start=i, timezone=z)

@@ -4,12 +4,15 @@ change, a tag added), once per lead per campaign (issue 12 #2)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from tests.support.project import OUTBOX_CHANNELS, write_project
+from tests.support.rows import sql_rows
+
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 CAMPAIGN = """\
 [campaigns.nurture]
@@ -40,19 +43,18 @@ def _project(folder: Path, events: str, audience: str = '""') -> Path:
 
 
 def _enrolled(folder: Path) -> list[str]:
-    with sqlite3.connect(folder / "campaignctl.db") as conn:
-        return [
-            r[0]
-            for r in conn.execute(
-                "SELECT lead.email FROM enrolment JOIN lead ON lead.id = enrolment.lead_id "
-                "WHERE campaign = 'nurture' ORDER BY lead.email"
-            )
-        ]
+    return [
+        r[0]
+        for r in sql_rows(
+            folder / "campaignctl.db",
+            "SELECT lead.email FROM enrolment JOIN lead ON lead.id = enrolment.lead_id "
+            "WHERE campaign = 'nurture' ORDER BY lead.email",
+        )
+    ]
 
 
 def _messages(folder: Path) -> int:
-    with sqlite3.connect(folder / "campaignctl.db") as conn:
-        return int(conn.execute("SELECT count(*) FROM message").fetchone()[0])
+    return int(sql_rows(folder / "campaignctl.db", "SELECT count(*) FROM message")[0][0])
 
 
 def test_import_enrols_each_imported_lead_once(cli, tmp_path):
@@ -124,13 +126,11 @@ def _reenrol(project: Path) -> None:
 
 
 def _runs(folder: Path) -> list[tuple[str, int, str]]:
-    with sqlite3.connect(folder / "campaignctl.db") as conn:
-        return list(
-            conn.execute(
-                "SELECT lead.email, message.trigger_event, message.state FROM message "
-                "JOIN lead ON lead.id = message.lead_id ORDER BY message.id"
-            )
-        )
+    return sql_rows(
+        folder / "campaignctl.db",
+        "SELECT lead.email, message.trigger_event, message.state FROM message "
+        "JOIN lead ON lead.id = message.lead_id ORDER BY message.id",
+    )
 
 
 def test_reenrol_starts_the_sequence_again_once_per_new_event(cli, tmp_path):

@@ -30,6 +30,9 @@ from tests.support import (
     twilio_folder,
 )
 
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
+
 
 def _is_gmail_send(r: Request) -> bool:
     return r.method == "POST" and r.path.endswith("/messages/send")

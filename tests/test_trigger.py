@@ -13,6 +13,10 @@ import pytest
 
 from tests.support import add_leads, outbox_files
 from tests.support.project import OUTBOX_CHANNELS, write_project
+from tests.support.rows import sql_rows
+
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
 
 TRIGGER = """\
 [campaigns.new-listing]
@@ -50,8 +54,7 @@ def _event(folder: Path, event: dict[str, object] | str = EVENT, name: str = "ev
 
 
 def _db(folder: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(folder / "campaignctl.db") as conn:
-        return conn.execute(sql).fetchall()
+    return sql_rows(folder / "campaignctl.db", sql)
 
 
 def test_trigger_enrols_matches_and_messages_carry_the_item(cli, listing):
@@ -99,6 +102,7 @@ def test_event_from_stdin_and_json_output(cli, listing):
     assert json.loads(r.stdout)["enrolled"] == 2
 
 
+@pytest.mark.sqlite_only  # the file's bytes
 def test_dry_run_lists_who_and_writes_nothing(cli, listing):
     assert cli("-C", listing, "status").exit_code == 0  # the database exists
     before = (listing / "campaignctl.db").read_bytes()
@@ -171,6 +175,7 @@ def test_check_wants_steps_on_a_trigger_campaign(cli, tmp_path):
     assert "trigger campaign needs" in r.output
 
 
+@pytest.mark.sqlite_only  # SQLite's table rebuild
 def test_m016_keeps_messages_and_the_events_that_point_at_them(tmp_path):
     """The message table is rebuilt (its unique key gains `trigger_event`): rows, indexes and
     the inbound events referring to messages survive, foreign keys on."""

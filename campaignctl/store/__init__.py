@@ -9,7 +9,9 @@
 
 SQLite runs in WAL mode with a busy timeout; every write goes through `Store.write()`, which
 opens the transaction with `BEGIN IMMEDIATE` (on PostgreSQL, a transaction-level advisory lock)
-so that two processes never interleave a read-then-write.
+so that two processes never interleave a read-then-write; `Store.write(shared=True)` (the
+engine's claims and records) does without it on PostgreSQL, relying on its own row and named
+locks (`store.locks`).
 
 The table classes are re-exported lazily: importing `campaignctl.store.sqlite` (the leads
 import's lean process) loads no SQLAlchemy.
@@ -162,8 +164,8 @@ class Store:
         return self.dialect.where(self.url)
 
     def send_lock(self) -> Lock | None:
-        """The lock one `send` or daemon holds at a time (beside a SQLite file; an advisory
-        lock on PostgreSQL)."""
+        """The lock one `send` or daemon holds at a time (beside a SQLite file); None on
+        PostgreSQL, where they run side by side (docs/scaling.md)."""
         return self.dialect.send_lock(self.url)
 
     def private_copy(self, folder: Path) -> Store:

@@ -58,8 +58,10 @@ def decisions(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], Any
 def decide_once(conn: Conn, values: dict[str, Any]) -> bool:
     """Store a decision unless the step has one already; whether this one was stored."""
     c = connection(conn)
-    result = c.execute(dialect_of(c).insert_ignore(AB_DECISION).values(**values))
-    return bool(result.rowcount)
+    # RETURNING says whether the row went in on every database (PostgreSQL's rowcount is -1
+    # once SQLAlchemy asks for the new key)
+    stmt = dialect_of(c).insert_ignore(AB_DECISION).values(**values).returning(AB_DECISION.c.id)
+    return c.execute(stmt).first() is not None
 
 
 def _replied(until: datetime | None) -> Any:

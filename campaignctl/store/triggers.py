@@ -19,15 +19,13 @@ def record(
 ) -> int | None:
     """Record the event; its row id, or None when this campaign already had this event id."""
     c = connection(conn)
-    cur = c.execute(
-        dialect_of(c).insert_ignore(TRIGGER_EVENT),
+    # RETURNING says whether the row went in on every database (PostgreSQL's rowcount is -1
+    # once SQLAlchemy asks for the new key)
+    row = c.execute(
+        dialect_of(c).insert_ignore(TRIGGER_EVENT).returning(TRIGGER_EVENT.c.id),
         {"campaign": campaign, "event_id": event_id, "data": data, "received_at": now},
-    )
-    if cur.rowcount != 1:
-        return None
-    key = cur.inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    ).first()
+    return None if row is None else int(row[0])
 
 
 def recorded(conn: Conn, campaign: str, event_id: str) -> Any | None:
