@@ -5,13 +5,14 @@ guarded in the database. Time is a parameter: the tests travel, never sleep."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from campaignctl.channels.base import Reconciled
 from campaignctl.config import Config
+from campaignctl.daemon import daemon_status
 from campaignctl.engine import Engine, PassResult
 from campaignctl.engine.recovery import WORKER_TIMEOUT
 from campaignctl.runner import Runner, RunOptions
@@ -195,6 +196,58 @@ def test_a_blast_enrols_once_even_when_a_second_process_saw_it_unenrolled(
     camp = cfg.campaigns["news"]
     assert two._enrol_campaign("news", camp, T0, None) == 0
     assert len(messages(store)) == 2
+    store.close()
+
+
+ON_IMPORT = """
+[channels.sms]
+provider = "outbox"
+kind = "sms"
+
+[campaigns.nurture]
+status = "active"
+enrol_on = ["import"]
+
+[[campaigns.nurture.steps]]
+name = "only"
+channel = "sms"
+body = "Hello"
+"""
+
+
+def test_enrol_on_events_read_by_another_process_meanwhile_enrol_nobody_twice(
+    tmp_path: Path,
+) -> None:
+    cfg = project(tmp_path, ON_IMPORT)
+    store = Store.for_config(cfg)
+    ids = add_leads(store, 2)
+    with store.write() as s:  # another process read the events up to 7 and moved on
+        meta.set_enrol_on_cursor(s, "nurture", 7, T0)
+    eng = _engine(cfg, store, NEAR)
+    camp = cfg.campaigns["nurture"]
+    # this one read them from the old cursor (0): under the lock it sees the cursor moved
+    got = eng._enrol_campaign("nurture", camp, T0, None, ids=ids, cursor=9, read_from=0)
+    assert got == 0
+    assert messages(store) == []
+    with store.read() as s:
+        assert meta.enrol_on_cursor(s, "nurture") == 7
+    assert eng._enrol_campaign("nurture", camp, T0, None, ids=ids, cursor=9, read_from=7) == 2
+    store.close()
+
+
+def test_status_without_a_send_lock_says_the_daemon_runs_while_a_worker_beats(
+    pg_url: str,
+) -> None:
+    store = Store(pg_url)
+    assert store.send_lock() is None
+    assert daemon_status(store)["running"] is False
+    now = datetime.now(UTC)
+    with store.write() as s:
+        workers.beat(s, FAR, "far-host", 4242, now)
+    assert daemon_status(store)["running"] is True
+    with store.write() as s:  # its heartbeat stopped long ago: dead
+        workers.beat(s, FAR, "far-host", 4242, now - WORKER_TIMEOUT - timedelta(minutes=1))
+    assert daemon_status(store)["running"] is False
     store.close()
 
 
