@@ -27,6 +27,7 @@ BENCHMARKS = [
     ("import_bench.py", "1000000", "20000"),
     ("enrol_bench.py", "1000000", "20000"),
     ("pg_import.py", "1000000", "20000"),
+    ("pg_daemons.py", "20000", "2000"),
     ("explain_bench.py", "1000000", "20000"),
     ("messages_list.py", "1000000", "20000"),
     ("suppression_cost.py", "20000", "2000"),

@@ -9,7 +9,9 @@ the runner's loop of passes, without a scheduler of its own, until nothing is du
 pacing gaps (at most one tick long), so a paced channel keeps its rate between ticks.
 
 Because of that lock, a `send` started meanwhile, or a second daemon, exits 75 at once naming
-this pid. The campaign file is re-read when it changes;
+this pid. On PostgreSQL there is no send lock: daemons on several hosts run side by side, each a
+worker beating in the `worker` table (after every tick, and in its claims), and a live one
+recovers a dead one's claims (docs/scaling.md). The campaign file is re-read when it changes;
 an invalid file is logged and the previous one kept. Its heartbeat (pid, started_at,
 last_pass_at, last_sync_at) lives in `Meta`, where `status` reads it.
 
@@ -128,10 +130,21 @@ def daemon_status(store: Store) -> dict[str, Any]:
         beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
         beat |= meta.heartbeat(s)
     lock = store.send_lock()
-    running = bool(
-        lock is not None and lock.is_held() and beat["pid"] and lock.holder() == beat["pid"]
-    )
+    if lock is None:  # PostgreSQL: no send lock; a worker that beat lately is running
+        running = not store.in_memory and bool(live_workers(store, wall_clock()))
+    else:
+        running = bool(lock.is_held() and beat["pid"] and lock.holder() == beat["pid"])
     return {"running": running, **{k: beat[k] for k in HEARTBEAT_KEYS}}
+
+
+def live_workers(store: Store, now: datetime) -> list[Any]:
+    """The `send` and daemon processes on the database whose heartbeat is recent: (id, host,
+    pid, started_at, heartbeat_at), latest first."""
+    from campaignctl.engine.recovery import WORKER_TIMEOUT
+    from campaignctl.store import workers
+
+    with store.read() as s:
+        return [w for w in workers.listing(s) if now - w.heartbeat_at <= WORKER_TIMEOUT]
 
 
 def channel_view(cfg: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
@@ -177,10 +190,10 @@ class Daemon:
         on_change: Callable[[], None] = lambda: None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if store.send_lock() is None:
+        if store.in_memory:
             raise UsageError(
-                f"{store.where}: the daemon needs a database file or server (its send lock "
-                "lives there), not one in memory",
+                f"{store.where}: the daemon needs a database other processes can see "
+                "(an in-memory one is gone at exit)",
                 "point settings.database at a SQLite file or a postgresql:// URL",
             )
         self.cfg = cfg
@@ -231,7 +244,9 @@ class Daemon:
         logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
         with runner:
             self._runner = runner
-            pid = runner.lock.holder() if runner.lock is not None else None
+            # SQLite: the send lock's holder; PostgreSQL has no send lock (daemons run side
+            # by side, each a worker with its own heartbeat: docs/scaling.md)
+            pid = runner.lock.holder() if runner.lock is not None else str(os.getpid())
             try:
                 for ch in needs_person(self.store):  # a previous daemon's: tried again now
                     _needs_person_write(self.store, ch, None)
@@ -313,7 +328,7 @@ class Daemon:
             result = self._runner.run(options)  # the loop of passes: no scheduler inside ours
             self.next_due = result.next_due
             now = self.clock()
-            _meta_write(self.store, {"last_pass_at": now.isoformat()}, now)
+            self._beat(now)
         except KeyboardInterrupt:
             self._stop_at_once()
         except CampaignctlError as exc:
@@ -325,6 +340,16 @@ class Daemon:
             )
         self.on_change()
         self._stop_if_a_person_must_act()
+
+    def _beat(self, now: datetime) -> None:
+        """After each tick: the heartbeat `status` shows, and this worker's in `worker` (which
+        other daemons on the database judge its claims by), in one transaction."""
+        from campaignctl.store import meta
+
+        assert self._runner is not None
+        with self.store.write() as s:
+            meta.set_heartbeat(s, {"last_pass_at": now.isoformat()}, now)
+            self._runner.engine.beat(s.connection(), now)
 
     def _sync(self) -> None:
         from campaignctl.sync import sync

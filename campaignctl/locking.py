@@ -1,6 +1,6 @@
 """Locks a killed process never leaves behind: OS file locks (flock) beside a SQLite database,
-and the `Lock` interface they share with PostgreSQL's advisory send lock
-(`campaignctl.store.postgres.AdvisoryLock`)."""
+and the `Lock` interface a send lock offers (PostgreSQL has none: its daemons run side by
+side, docs/scaling.md)."""
 
 from __future__ import annotations
 

@@ -288,6 +288,11 @@ class Limits:
         return bool(self.gap or self.jitter)
 
     @property
+    def counted(self) -> bool:
+        """Whether a send here must see the channel's other sends (a limit or pacing)."""
+        return bool(self.daily or self.hourly or self.paced)
+
+    @property
     def lookback(self) -> timedelta:
         """How far back the send history matters."""
         if self.daily:

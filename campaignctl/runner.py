@@ -112,11 +112,31 @@ class Runner:
     def __exit__(self, *exc: Any) -> None:
         try:
             if self._engine is not None:
+                self._leave(self._engine)
                 self._engine.close()
                 self._engine = None
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+    def _leave(self, engine: Engine) -> None:
+        """This worker stops: what it left `sending` (a pass interrupted mid-send) becomes
+        `uncertain`, and its row goes. A database that fails now is left as it is: the next
+        worker finds the claims by their dead process, or by the heartbeat's age."""
+        from campaignctl.errors import CampaignctlError
+
+        try:
+            engine.abandon_claims(self.clock())
+        except (CampaignctlError, OSError):
+            pass
+        except Exception as exc:  # the driver's own errors (a connection gone)
+            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "sqlite3", "psycopg"):
+                raise
+
+    def beat(self, now: datetime) -> None:
+        """The worker's heartbeat, in a transaction of its own (the daemon's, after a tick)."""
+        with self.store.write() as s:
+            self.engine.beat(s.connection(), now)
 
     @property
     def engine(self) -> Engine:
@@ -214,8 +234,8 @@ def _sleep_until(
 
 
 def send_lock(store: Store) -> Lock | None:
-    """The database's send lock (beside a SQLite file, an advisory lock on PostgreSQL; None in
-    memory): one `send` or one daemon at a time."""
+    """The database's send lock (beside a SQLite file): one `send` or one daemon at a time;
+    None on PostgreSQL, where they run side by side, and in memory."""
     return store.send_lock()
 
 

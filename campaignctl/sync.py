@@ -119,7 +119,7 @@ def sync(
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
     from campaignctl.inbound import get_cursor, load_known, set_cursor
-    from campaignctl.store import meta
+    from campaignctl.store import locks, meta
 
     name = inbox.name
     with store.read() as s:
@@ -127,6 +127,11 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
     fetched = inbox.fetch_inbound(cursor, now)
     items = fetched.items
     with store.write() as s:
+        # one process records a channel's inbound at a time (its events are recorded once);
+        # when another synced it since our read, its fetch covered ours up to its cursor
+        locks.hold(s, [locks.sync(name)])
+        if get_cursor(s, name) != cursor:
+            return
         done = record_received(cfg, s, name, items, load_known(s, name), now)
         set_cursor(s, name, fetched.cursor, now)
         meta.set_last_sync(s, name, now)

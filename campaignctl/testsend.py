@@ -224,7 +224,7 @@ def send_test(
     """
     from campaignctl.channels import open_channel
     from campaignctl.runner import SEND_BUSY, send_lock
-    from campaignctl.store import messages
+    from campaignctl.store import locks, messages
 
     held = send_lock(store) if lock else None
     if held is not None:
@@ -234,6 +234,8 @@ def send_test(
         try:
             # the limits read and the row written in one transaction, as the engine claims
             with store.write() as s:
+                # counted and reserved under the channel's lock, as the engine's claims are
+                locks.hold(s, [locks.channel(msg.channel)])
                 _check_room(cfg, s, msg.channel, now)
                 row = messages.add_test_send(s, msg.campaign, msg.step, msg.channel, now)
         except BaseException:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 class Outbox:
     """Writes each message to `folder` atomically; the file name is the provider id."""
 
+    #: Only the host whose disk holds the folder can tell what was sent: a message this
+    #: channel may have sent is reconciled by a worker of the host that claimed it.
+    host_local = True
+
     def __init__(
         self,
         name: str,

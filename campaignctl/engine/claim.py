@@ -25,7 +25,7 @@ from campaignctl.engine.decide import (
 from campaignctl.engine.outcomes import Claimed, Outcomes
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import capacity
-from campaignctl.store import FAILED, SENDING, SKIPPED, journal
+from campaignctl.store import FAILED, SENDING, SKIPPED, journal, locks
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store import triggers as store_triggers
@@ -59,9 +59,14 @@ class Claims(Outcomes, AbTests):
         if not active:
             return []
         claimed: list[Claimed] = []
-        with self.store.write() as s:
+        # beside other daemons' claims: rows are taken with SKIP LOCKED, limits under the
+        # channels' locks (`_lock_shared`)
+        with self.store.write(shared=True) as s:
             conn = s.connection()
-            for ch in by_priority(self.channel_names(), active):
+            self.beat(conn, now)
+            channels = by_priority(self.channel_names(), active)
+            self._lock_shared(conn, channels, now)
+            for ch in channels:
                 room = want - len(claimed)
                 if room <= 0:
                     break
@@ -85,6 +90,24 @@ class Claims(Outcomes, AbTests):
                 self._breakers[ch] = breaker.probe(now) if got and gate == 1 else breaker
                 claimed.extend(got)
         return claimed
+
+    def _lock_shared(self, conn: Conn, channels: list[str], now: datetime) -> None:
+        """Take the lock of each channel whose claim must see every other process's: one with
+        a daily or hourly limit or pacing (counted and reserved together, exactly, whichever
+        daemon claims) and one whose circuit breaker is not closed (one probe between them).
+        Taken at the start of the claim transaction, all at once in one order, and held to its
+        commit; the history is read after it, so it holds every claim committed before. Other
+        channels take no lock: their claims skip each other's rows (`claimable`). With
+        `settings.max_per_lead`, a lead's sends on every channel count, so every claim takes
+        the frequency cap's lock too."""
+        shared = [
+            locks.channel(ch)
+            for ch in channels
+            if self.limits[ch].counted or self.breaker(conn, ch).gate(now) is not None
+        ]
+        if self.cap:
+            shared.append(locks.FREQUENCY_CAP)
+        locks.hold(conn, shared)
 
     @staticmethod
     def _note_hold(conn: Conn, ch: str, hold: Hold | None, now: datetime) -> None:

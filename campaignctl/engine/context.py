@@ -15,7 +15,7 @@ from campaignctl.breaker import Breaker
 from campaignctl.channels.base import Channel
 from campaignctl.config import Campaign, Config, Step
 from campaignctl.pacing import Hours, Limits, draw_jitter, due_after, lead_zone, next_slot
-from campaignctl.store import PENDING, Store, lead_context, meta
+from campaignctl.store import PENDING, Store, lead_context, meta, workers
 from campaignctl.store import leads as store_leads
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn
@@ -40,17 +40,33 @@ def _start_ticks(pid: int) -> str:
         return ""
 
 
+#: The environment variable naming this machine for the workers on it (default: its hostname).
+HOST_ENV = "CAMPAIGNCTL_HOST"
+
+
+def host_name() -> str:
+    """The name this machine's workers go by: `CAMPAIGNCTL_HOST` when set (a container whose
+    hostname changes at every restart sets a stable one, so a restarted daemon recovers its
+    host's claims at once), else the hostname. Never holds a colon (worker ids are split on it)."""
+    return (os.environ.get(HOST_ENV) or socket.gethostname()).replace(":", "-")
+
+
 def worker_id() -> str:
     """This process, as written in `claimed_by`: host, pid and start time."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+    return f"{host_name()}:{pid}:{_start_ticks(pid)}"
+
+
+def worker_host(worker: str) -> str:
+    """The host part of a worker id (the whole id when it has none)."""
+    return worker.partition(":")[0]
 
 
 def worker_alive(worker: str) -> bool | None:
     """Whether the process that wrote `claimed_by` still runs; None when it is on another host."""
     host, _, rest = worker.partition(":")
     pid_s, _, ticks = rest.partition(":")
-    if host != socket.gethostname() or not pid_s.isdigit():
+    if host != host_name() or not pid_s.isdigit():
         return None
     pid = int(pid_s)
     try:
@@ -149,6 +165,8 @@ class EngineContext:
         self.cfg = cfg
         self.store = store
         self.worker = worker or worker_id()
+        pid = self.worker.partition(":")[2].partition(":")[0]
+        self.worker_pid = int(pid) if pid.isdigit() else 0
         self.batch = batch
         self.enrol_every = enrol_every
         # with [server], the signed links emails carry (`web.links`; `Runner` reads the keys)
@@ -254,6 +272,12 @@ class EngineContext:
     def _leads(self, conn: Conn, ids: Iterable[int]) -> dict[int, LeadInfo]:
         return {row.id: self._lead(row) for row in store_leads.by_ids(conn, list(set(ids)))}
 
+    # -------------------------------------------------------------- this worker
+
+    def beat(self, conn: Conn, now: datetime) -> None:
+        """This worker's heartbeat, in the caller's write transaction (`store.workers`)."""
+        workers.beat(conn, self.worker, worker_host(self.worker), self.worker_pid, now)
+
     # -------------------------------------------------------------- limits
 
     def warm_up(self, conn: Conn, channel: str, now: datetime, *, record: bool = True) -> None:
@@ -269,13 +293,13 @@ class EngineContext:
             if first is None:
                 return
             if record:
-                meta.set_warmup_start(conn, channel, first, now)
+                first = meta.set_warmup_start(conn, channel, first, now)
         self.limits[channel] = lim.started(first)
 
     def history(self, conn: Conn, channel: str, now: datetime) -> list[datetime]:
         """The sends the channel's limits look at, at `now` (none for an unlimited channel)."""
         lim = self.limits[channel]
-        if not (lim.daily or lim.hourly or lim.paced):
+        if not lim.counted:
             return []
         return store_messages.send_history(conn, channel, now - lim.lookback - timedelta(seconds=1))
 

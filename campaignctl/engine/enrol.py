@@ -16,7 +16,7 @@ from campaignctl.lead_events import JOURNAL_KINDS, enrol_on_event
 from campaignctl.lead_events import matches as lead_event_matches
 from campaignctl.pacing import due_after, zone
 from campaignctl.store import enrolment as store_enrolment
-from campaignctl.store import journal, meta
+from campaignctl.store import journal, locks, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import triggers as store_triggers
 from campaignctl.store.conn import Conn
@@ -137,6 +137,7 @@ class Enrolment(EngineContext):
         ids: list[int] | None = None,
         cursor: int | None = None,
         runs: dict[int, tuple[int, datetime]] | None = None,
+        read_from: int | None = None,
     ) -> int:
         """Enrol one campaign's matching leads in one transaction: picked in SQL where the
         audience translates (`store.audience_sql`), the rest evaluated here. A lead the audience
@@ -144,13 +145,23 @@ class Enrolment(EngineContext):
         these leads (an `enrol_on` campaign's), and `cursor` its journal position to keep.
         `runs` (a `reenrol` campaign's): lead -> the journal row of its enrolling event and when
         it was recorded; those whose enrolment ended before it are enrolled again, in the same
-        transaction."""
+        transaction; `read_from`: the cursor those events were read after.
+
+        Guarded in the database, not in memory: the transaction first takes the campaign's
+        enrolment lock (`store.locks`), then looks again at what another process may have done
+        meanwhile: a blast enrolled, an `enrol_on` cursor moved (then this one enrols nobody;
+        the next pass reads on from the new cursor)."""
         matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
         cond = condition(camp.audience)
         first = camp.steps[0]
         errors: dict[int, str] = {}
         with self.store.write() as s:
             conn = s.connection()
+            locks.hold(conn, [locks.enrolment(name)])
+            if camp.kind == "blast" and meta.blast_enrolled(conn, name) is not None:
+                return 0  # another process enrolled it: a blast enrols once
+            if read_from is not None and meta.enrol_on_cursor(conn, name) != read_from:
+                return 0  # another process read these events
             if cursor is not None:
                 meta.set_enrol_on_cursor(conn, name, cursor, now)
             if ids is not None and not ids:
@@ -329,6 +340,7 @@ class Enrolment(EngineContext):
             ids=sorted(runs),
             cursor=last,
             runs=runs if camp.reenrol else None,
+            read_from=after,
         )
 
     def enrol_event(
@@ -361,6 +373,8 @@ class Enrolment(EngineContext):
         result = TriggerResult(name, event_id, dry_run=dry_run)
         with self.store.read() if dry_run else self.store.write() as s:
             conn = s.connection()
+            if not dry_run:
+                locks.hold(conn, [locks.enrolment(name)])
             before = store_triggers.recorded(conn, name, event_id)
             row_id = None
             if before is None and not dry_run:
@@ -433,5 +447,8 @@ class Enrolment(EngineContext):
                     continue
             with self.store.write() as s:
                 conn = s.connection()
+                locks.hold(conn, [locks.completion(name)])
+                if meta.campaign_completed(conn, name) is not None:
+                    continue  # another process recorded it
                 if store_leads.active_count(conn, name) == 0:
                     meta.set_campaign_completed(conn, name, now)

@@ -17,7 +17,7 @@ from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.decide import Why
 from campaignctl.engine.result import PassResult
 from campaignctl.pacing import retry_delay
-from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN, journal
+from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN, journal, locks
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn, Transaction
 from campaignctl.store.journal import Kind
@@ -147,7 +147,15 @@ class Outcomes(EngineContext):
     ) -> None:
         """Write every outcome of a batch in one transaction."""
         w = store_messages.Writes()
-        with self.store.write() as s:
+        # beside other daemons' records (each writes its own claimed rows; breakers under the
+        # channels' locks), unless a provider's opt-out must be recorded: that path reads then
+        # writes opt-outs and sequences as an inbound STOP does, alone
+        alone = any(
+            isinstance(o, ChannelError) and o.kind is ErrorKind.OPTED_OUT for _, o in outcomes
+        )
+        with self.store.write(shared=not alone) as s:
+            self.beat(s.connection(), now)
+            self._lock_breakers(s.connection(), outcomes)
             for c, o in outcomes:
                 key = (c.campaign, c.step.name, c.out.channel)
                 ev = {"id": c.row_id, "campaign": c.campaign, "step": c.step.name}
@@ -228,6 +236,25 @@ class Outcomes(EngineContext):
             code=code,
             source="engine",
         )
+
+    def _lock_breakers(
+        self,
+        conn: Conn,
+        outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]],
+    ) -> None:
+        """Before anything is written: the lock of each channel whose stored breaker this batch
+        may change (a failed attempt, or a breaker that is not quiet), so two processes
+        recording at once add up their attempts instead of one overwriting the other's."""
+        failing: set[str] = set()
+        tried: set[str] = set()
+        for c, o in outcomes:
+            attempt = breaker_attempt(o, c.out.claimed_at)
+            if attempt is not None:
+                tried.add(c.out.channel)
+                if not attempt.ok:
+                    failing.add(c.out.channel)
+        shared = [ch for ch in tried if ch in failing or not self.breaker(conn, ch).quiet()]
+        locks.hold(conn, map(locks.channel, shared))
 
     def _record_breakers(
         self,

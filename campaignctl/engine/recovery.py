@@ -15,15 +15,20 @@ from campaignctl.channels.base import (
     Reconciliation,
     Sent,
 )
-from campaignctl.engine.context import LeadInfo, worker_alive
+from campaignctl.engine.context import LeadInfo, worker_alive, worker_host
 from campaignctl.engine.decide import Why
 from campaignctl.engine.outcomes import Outcomes, gives_up
 from campaignctl.engine.result import PassResult
-from campaignctl.store import FAILED, PENDING, journal
+from campaignctl.store import FAILED, PENDING, journal, locks, workers
 from campaignctl.store import messages as store_messages
 from campaignctl.store.journal import Kind
 
-#: A `sending` row claimed on another host is judged abandoned after this long.
+#: A worker whose heartbeat is older than this is dead: another worker recovers its claims.
+#: A worker beats in every claim and record transaction (and the daemon after every tick),
+#: so only a batch that takes longer than this to send could be taken for dead.
+WORKER_TIMEOUT = timedelta(minutes=5)
+#: A `sending` row claimed on another host by a worker without a row in `worker` (one that
+#: stopped, or a campaignctl before issue 16) is judged abandoned after this long.
 FOREIGN_CLAIM_TIMEOUT = timedelta(hours=1)
 #: Uncertain messages settled per pass: by a channel that answers for many with one request,
 #: by one asked message by message; one it could not settle is asked again this much later.
@@ -53,27 +58,49 @@ class Recovery(Outcomes):
             )
 
     def _recover(self, now: datetime) -> None:
-        """A `sending` row whose process is gone becomes `uncertain` (no blind resend)."""
+        """A `sending` row whose process is gone becomes `uncertain` (no blind resend): ours
+        from a pass that died half way, a process of this host that no longer runs, or a worker
+        whose heartbeat is older than `WORKER_TIMEOUT` (on any host). Dead workers' rows go."""
         with self.store.read() as s:
             rows = store_messages.sending(s)
-            stale = []
-            for r in rows:
-                if r.claimed_by == self.worker:
-                    stale.append(r.id)  # ours from a pass that died half way
-                    continue
-                alive = worker_alive(r.claimed_by or "")
-                if alive is False or (
-                    alive is None
-                    and r.claimed_at is not None
-                    and now - r.claimed_at > FOREIGN_CLAIM_TIMEOUT
-                ):
-                    stale.append(r.id)
-        if not stale:
+            dead = set(workers.stale(s, now - WORKER_TIMEOUT))
+            beats = workers.heartbeats(s, [r.claimed_by for r in rows if r.claimed_by])
+        stale = [r.id for r in rows if self._abandoned(r, beats, now)]
+        dead |= {r.claimed_by for r in rows if r.id in set(stale) and r.claimed_by in beats}
+        dead.discard(self.worker)
+        if not stale and not dead:
             return
         with self.store.write() as s:
-            store_messages.mark_uncertain(
-                s, stale, "the sending process stopped before recording the outcome", now
-            )
+            locks.hold(s, [locks.RECOVERY])  # one process journals each recovered claim
+            if stale:
+                store_messages.mark_uncertain(
+                    s, stale, "the sending process stopped before recording the outcome", now
+                )
+            workers.remove(s, sorted(dead))
+
+    def _abandoned(self, r: Any, beats: dict[str, datetime], now: datetime) -> bool:
+        """Whether the process that claimed `sending` row `r` is gone."""
+        if r.claimed_by == self.worker:
+            return True  # ours from a pass that died half way
+        alive = worker_alive(r.claimed_by or "")
+        if alive is not None:
+            return not alive  # a process of this host: its pid says
+        beat = beats.get(r.claimed_by or "")
+        if beat is not None:
+            return now - beat > WORKER_TIMEOUT
+        return r.claimed_at is not None and now - r.claimed_at > FOREIGN_CLAIM_TIMEOUT
+
+    def abandon_claims(self, now: datetime) -> None:
+        """This worker stops: its `sending` claims (a pass interrupted mid-send) become
+        `uncertain` for whichever worker reconciles next, and its row goes."""
+        with self.store.write() as s:
+            locks.hold(s, [locks.RECOVERY])
+            mine = [r.id for r in store_messages.sending(s) if r.claimed_by == self.worker]
+            if mine:
+                store_messages.mark_uncertain(
+                    s, mine, "the sending process stopped before recording the outcome", now
+                )
+            workers.remove(s, [self.worker])
 
     def _reconcile(self, now: datetime, res: PassResult) -> None:
         """Ask each channel about its `uncertain` messages before sending anything new.
@@ -91,25 +118,43 @@ class Recovery(Outcomes):
                 return
             leads = self._leads(conn, (r.lead_id for r in rows))
         by_channel: dict[str, list[Any]] = defaultdict(list)
+        here = worker_host(self.worker)
         for r in rows:
             last = self._asked.get(r.id)
-            if r.lead_id not in leads or (last is not None and now - last < RECONCILE_AGAIN):
+            if (
+                r.lead_id not in leads
+                or (last is not None and now - last < RECONCILE_AGAIN)
+                or (self._host_local(r.channel) and worker_host(r.claimed_by or "") != here)
+            ):
                 res.add(r.campaign, r.step, r.channel, "uncertain")
             else:
                 by_channel[r.channel].append(r)
         for ch, todo in by_channel.items():
             answers, asked = self._ask(ch, todo, leads, now, res)
-            w = store_messages.Writes()
-            for r in todo:
-                answer = answers.get(r.id)
-                if answer is None or answer.outcome is Reconciled.UNKNOWN:
-                    if r.id in asked:
-                        self._asked[r.id] = now
-                    res.add(r.campaign, r.step, r.channel, "uncertain")
-                else:
-                    self._settle(w, r, leads[r.lead_id], answer, now, res)
             with self.store.write() as s:
-                w.flush(s.connection())
+                conn = s.connection()
+                # another process may have settled one meanwhile (and it may be claimed again)
+                still = store_messages.still_uncertain(conn, [r.id for r in todo])
+                w = store_messages.Writes()
+                for r in todo:
+                    answer = answers.get(r.id)
+                    if r.id not in still:
+                        continue
+                    if answer is None or answer.outcome is Reconciled.UNKNOWN:
+                        if r.id in asked:
+                            self._asked[r.id] = now
+                        res.add(r.campaign, r.step, r.channel, "uncertain")
+                    else:
+                        self._settle(w, r, leads[r.lead_id], answer, now, res)
+                w.flush(conn)
+
+    def _host_local(self, ch: str) -> bool:
+        """Whether only this host can tell what `ch` sent (an outbox's folder is on a disk of
+        its own): its uncertain messages are reconciled by a worker of the claiming host."""
+        try:
+            return bool(getattr(self.channel(ch), "host_local", False))
+        except Exception:  # a channel that cannot open: `_ask` reports it
+            return False
 
     def _ask(
         self, ch: str, rows: list[Any], leads: dict[int, LeadInfo], now: datetime, res: PassResult

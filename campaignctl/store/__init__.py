@@ -9,7 +9,9 @@
 
 SQLite runs in WAL mode with a busy timeout; every write goes through `Store.write()`, which
 opens the transaction with `BEGIN IMMEDIATE` (on PostgreSQL, a transaction-level advisory lock)
-so that two processes never interleave a read-then-write.
+so that two processes never interleave a read-then-write; `Store.write(shared=True)` (the
+engine's claims and records) does without it on PostgreSQL, relying on its own row and named
+locks (`store.locks`).
 
 The table classes are re-exported lazily: importing `campaignctl.store.sqlite` (the leads
 import's lean process) loads no SQLAlchemy.
@@ -155,8 +157,8 @@ class Store:
         return self.dialect.where(self.url)
 
     def send_lock(self) -> Lock | None:
-        """The lock one `send` or daemon holds at a time (beside a SQLite file; an advisory
-        lock on PostgreSQL)."""
+        """The lock one `send` or daemon holds at a time (beside a SQLite file); None on
+        PostgreSQL, where they run side by side (docs/scaling.md)."""
         return self.dialect.send_lock(self.url)
 
     def private_copy(self, folder: Path) -> Store:
@@ -194,12 +196,20 @@ class Store:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session whose transaction takes the write lock at its start and commits on exit."""
+    def write(self, *, shared: bool = False) -> Iterator[Session]:
+        """A session whose transaction takes the write lock at its start and commits on exit.
+
+        `shared`: a transaction that runs beside other processes' writes where the database
+        allows it (PostgreSQL), relying on the row locks and named locks (`store.locks`) it
+        takes itself: the engine's claims and records, so daemons on several hosts send side
+        by side. On SQLite it is the same write lock."""
         from sqlmodel import Session
 
         with self._errors_mapped(), self.engine.connect() as conn:
-            self.dialect.for_writing(conn)
+            if shared:
+                self.dialect.for_sharing(conn)
+            else:
+                self.dialect.for_writing(conn)
             with Session(bind=conn) as session:
                 session.connection()  # BEGIN IMMEDIATE now, not at the first statement
                 try:

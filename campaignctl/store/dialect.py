@@ -21,6 +21,7 @@ from campaignctl.errors import CampaignctlError
 if TYPE_CHECKING:
     from sqlalchemy import Engine, Table
     from sqlalchemy.engine import Connection
+    from sqlalchemy.sql import Select
     from sqlalchemy.sql.dml import Insert
 
     from campaignctl.locking import Lock
@@ -40,6 +41,11 @@ class Dialect(Protocol):
 
     def for_writing(self, conn: Connection) -> None:
         """Make the next transaction on `conn` take the write lock at its start."""
+
+    def for_sharing(self, conn: Connection) -> None:
+        """Make the next transaction on `conn` a write that runs beside other processes'
+        writes, relying on the row and named locks it takes itself (`Store.write(shared=True)`);
+        where the database has no such locks (SQLite), the same as `for_writing`."""
 
     def path(self, url: str) -> Path | None:
         """The database file (lock files live beside it); None when there is none."""
@@ -72,9 +78,21 @@ class Dialect(Protocol):
     def upsert(self, table: Table, key: str, values: dict[str, Any]) -> Any:
         """An INSERT of `values` that replaces the row with the same `key`."""
 
+    def lock(self, conn: Connection, key: int) -> None:
+        """Hold the lock named by `key` (a signed 64-bit number, `store.locks.key_of`) until the
+        transaction on `conn` ends; another process's `lock` of the same key waits for it.
+        Where a write transaction already holds the whole database (SQLite), nothing."""
+
+    def claim_rows(self, query: Select[Any]) -> Select[Any]:
+        """`query`, which reads rows about to be claimed, made to lock them and to skip rows
+        another transaction has locked (PostgreSQL: FOR UPDATE SKIP LOCKED), so processes
+        claiming at once take disjoint rows without waiting; unchanged where one writer at a
+        time holds the whole database (SQLite)."""
+
     def send_lock(self, url: str) -> Lock | None:
-        """The lock one `send` or daemon holds at a time (a file beside SQLite's, an advisory
-        lock on PostgreSQL); None for a database in memory."""
+        """The lock one `send` or daemon holds at a time (a file beside SQLite's); None where
+        several send side by side (PostgreSQL: claims and limits hold them together) and for a
+        database in memory."""
 
     def private_copy(self, url: str, folder: Path) -> str:
         """A copy of the database in `folder` (for `send --dry-run`); returns its URL."""

@@ -12,7 +12,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, insert, literal, select, update
+from sqlalchemy import (
+    JSON,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.tables import (
@@ -34,28 +44,26 @@ from campaignctl.store.tables import (
 def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
     """Send instants after `since` on `channel` that limits count, from every process, sorted.
 
-    `sending` and `uncertain` messages count as sent: they may well have gone out.
+    `sending` and `uncertain` messages count as sent: they may well have gone out. One
+    statement, so one snapshot: on PostgreSQL, where each statement of a transaction sees the
+    commits made before it began, a message recorded `sent` between two separate reads (one of
+    the sent, one of those in flight) would be in neither.
     """
     c = connection(conn)
-    sent = c.execute(
-        select(MESSAGE.c.sent_at).where(
-            MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
-        )
+    sent = select(MESSAGE.c.sent_at.label("at")).where(
+        MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
     )
-    inflight = c.execute(
-        select(MESSAGE.c.claimed_at).where(
-            MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
-            MESSAGE.c.channel == channel,
-            MESSAGE.c.claimed_at > since,
-        )
+    inflight = select(MESSAGE.c.claimed_at.label("at")).where(
+        MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
+        MESSAGE.c.channel == channel,
+        MESSAGE.c.claimed_at > since,
     )
     # `send --test-to` messages count too (a row in flight by its claim, like `sending`)
-    tests = c.execute(
-        select(func.coalesce(TEST_SEND.c.sent_at, TEST_SEND.c.claimed_at)).where(
-            TEST_SEND.c.channel == channel, TEST_SEND.c.claimed_at > since
-        )
+    tests = select(func.coalesce(TEST_SEND.c.sent_at, TEST_SEND.c.claimed_at).label("at")).where(
+        TEST_SEND.c.channel == channel, TEST_SEND.c.claimed_at > since
     )
-    return sorted([r[0] for r in sent] + [r[0] for r in inflight] + [r[0] for r in tests])
+    at = union_all(sent, inflight, tests).subquery()
+    return sorted(r[0] for r in c.execute(select(type_coerce(at.c.at, UTCDateTime()))))
 
 
 def lead_sends(conn: Conn, lead_ids: Sequence[int], since: datetime) -> dict[int, list[datetime]]:
@@ -280,6 +288,17 @@ def uncertain(conn: Conn, channels: Sequence[str]) -> list[Any]:
     )
 
 
+def still_uncertain(conn: Conn, ids: Sequence[int]) -> set[int]:
+    """Which of these messages are still `uncertain`, locked for this write transaction: a
+    reconcile records only those (another process may have settled one meanwhile, and it may
+    even have been claimed again since)."""
+    if not ids:
+        return set()
+    c = connection(conn)
+    query = select(MESSAGE.c.id).where(MESSAGE.c.id.in_(sorted(ids)), MESSAGE.c.state == UNCERTAIN)
+    return {int(r[0]) for r in c.execute(dialect_of(c).claim_rows(query).order_by(MESSAGE.c.id))}
+
+
 def claimable(
     conn: Conn, channel: str, now: datetime, groups: Iterable[Sequence[str]], n: int
 ) -> list[Any]:
@@ -288,12 +307,16 @@ def claimable(
     due time and id.
 
     One query per group, each ordered as the (state, due_at) index is, so SQLite reads only the
-    rows it returns instead of sorting every due message.
+    rows it returns instead of sorting every due message. Each is a bounded candidate set read
+    through `Dialect.claim_rows`: on PostgreSQL the rows are locked as they are read and rows
+    another process is claiming are skipped (FOR UPDATE SKIP LOCKED), so daemons claiming at
+    once take disjoint messages without waiting on each other.
     """
     c = connection(conn)
+    dialect = dialect_of(c)
     rows: list[Any] = []
     for group in groups:
-        rows += c.execute(
+        query = (
             select(
                 MESSAGE.c.id,
                 MESSAGE.c.campaign,
@@ -312,7 +335,8 @@ def claimable(
             )
             .order_by(MESSAGE.c.due_at, MESSAGE.c.id)
             .limit(n - len(rows))
-        ).all()
+        )
+        rows += c.execute(dialect.claim_rows(query)).all()
         if len(rows) >= n:
             break
     return rows

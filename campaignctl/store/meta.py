@@ -38,6 +38,16 @@ def _set(conn: Conn, key: str, value: str, now: datetime) -> None:
     connection(conn).execute(stmt)
 
 
+def _set_once(conn: Conn, key: str, value: str, now: datetime) -> str:
+    """Store `value` under `key` unless another process stored one first; the value kept.
+    (An insert that a unique key refuses: the first writer wins on every database.)"""
+    c = connection(conn)
+    c.execute(dialect_of(c).insert_ignore(META), [{"key": key, "value": value, "updated_at": now}])
+    kept = _get(conn, key)
+    assert kept is not None
+    return kept
+
+
 def _like(conn: Conn, prefix: str, suffix: str) -> dict[str, str]:
     """{middle: value} for the keys `prefix` + middle + `suffix`."""
     rows = connection(conn).execute(
@@ -155,9 +165,12 @@ def warmup_start(conn: Conn, channel: str) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def set_warmup_start(conn: Conn, channel: str, first: datetime, now: datetime) -> None:
-    """Record the channel's first send (once: the warm-up counts its days from it)."""
-    _set(conn, f"warmup.{channel}.first_send", first.isoformat(), now)
+def set_warmup_start(conn: Conn, channel: str, first: datetime, now: datetime) -> datetime:
+    """Record the channel's first send (once: the warm-up counts its days from it); the one
+    kept (another process's, when it recorded one first)."""
+    return datetime.fromisoformat(
+        _set_once(conn, f"warmup.{channel}.first_send", first.isoformat(), now)
+    )
 
 
 # ---------------------------------------------------------------- channels that need a person
@@ -189,9 +202,8 @@ def ensure_suppression_key(conn: Conn, now: datetime) -> bytes:
     import secrets
 
     key = suppression_key(conn)
-    if key is None:
-        key = secrets.token_bytes(32)
-        _set(conn, "suppression.key", key.hex(), now)
+    if key is None:  # the first writer's key is kept: every hash is made with one key
+        key = bytes.fromhex(_set_once(conn, "suppression.key", secrets.token_bytes(32).hex(), now))
     return key
 
 

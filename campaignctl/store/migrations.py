@@ -405,6 +405,26 @@ def m020_message_report_index(conn: Connection) -> None:
 
 
 @migration
+def m026_worker(conn: Connection) -> None:
+    # issue 16: each `send` and daemon process registers as a worker and beats while it runs;
+    # a live worker recovers the claims of one whose heartbeat is older than
+    # `engine.recovery.WORKER_TIMEOUT` (`id` is what the worker writes in `message.claimed_by`)
+    _ddl(
+        conn,
+        """
+        CREATE TABLE worker (
+            id VARCHAR PRIMARY KEY,
+            host VARCHAR NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at DATETIME NOT NULL,
+            heartbeat_at DATETIME NOT NULL
+        );
+        CREATE INDEX ix_worker_heartbeat_at ON worker (heartbeat_at)
+        """,
+    )
+
+
+@migration
 def m031_message_provider_index(conn: Connection) -> None:
     # a Twilio status callback names its message by sid: without it, each callback read every
     # message

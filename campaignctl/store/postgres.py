@@ -1,7 +1,7 @@
 """Everything PostgreSQL-specific: the engine (psycopg 3 through SQLAlchemy), the write lock,
-`ON CONFLICT`, the send lock as an advisory lock, the migrations' DDL in PostgreSQL's words,
-JSON access for audiences, the planner's streamed reads, the error mapping, and the leads
-import's `COPY`.
+`ON CONFLICT`, claims with `FOR UPDATE SKIP LOCKED` and advisory locks, the migrations' DDL in
+PostgreSQL's words, JSON access for audiences, the planner's streamed reads, the error mapping,
+and the leads import's `COPY`.
 
 `database = "postgresql://user@host/db"` (or `postgres://`, `postgresql+psycopg://`) selects it;
 the driver is the `postgres` extra: `pip install 'campaignctl[postgres]'`.
@@ -9,8 +9,11 @@ the driver is the `postgres` extra: `pip install 'campaignctl[postgres]'`.
 Writers are serialised as on SQLite: `Store.write()` (through `for_writing`) takes a
 transaction-level advisory lock (`WRITE_LOCK`) as its first statement, so that a read-then-write
 transaction sees every earlier commit and no other writer interleaves, exactly what SQLite's
-`BEGIN IMMEDIATE` gives. Readers never wait. (Claims that do without the single lock come with
-`FOR UPDATE SKIP LOCKED`: docs/scaling.md.)
+`BEGIN IMMEDIATE` gives. Readers never wait. The engine's claims and records do without it
+(`Store.write(shared=True)`, `for_sharing`): they read their candidates with
+`FOR UPDATE SKIP LOCKED` (`claim_rows`) and count limits under a channel's own advisory lock
+(`lock`), so daemons on several hosts claim side by side; there is no send lock
+(docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -22,24 +25,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from campaignctl.errors import CampaignctlError, LockHeldError
+from campaignctl.errors import CampaignctlError
 from campaignctl.store.errors import DatabaseBusyError, DatabaseError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine, Table
     from sqlalchemy.engine import Connection
+    from sqlalchemy.sql import Select
     from sqlalchemy.sql.dml import Insert
 
 #: The one-line fix for a missing driver.
 INSTALL = "pip install 'campaignctl[postgres]'"
 SCHEMES = ("postgresql", "postgres")
 #: Advisory lock keys (64-bit, "camp" in the high half): every write transaction takes
-#: WRITE_LOCK for its length; one `send` or daemon holds SEND_LOCK for its life.
+#: WRITE_LOCK for its length (the engine's claims and records excepted: `for_sharing`).
 WRITE_LOCK = 0x63616D70_00000001
-SEND_LOCK = 0x63616D70_00000002
 #: Seconds a statement waits for a lock (SQLite's busy timeout is the same).
 LOCK_TIMEOUT = 30
 #: Rows a server-side cursor fetches at a time (the planner's streamed reads).
@@ -74,7 +76,7 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def libpq_url(url: str) -> str:
-    """The URL psycopg connects to directly (the import's COPY, the send lock)."""
+    """The URL psycopg connects to directly (the import's COPY)."""
     return "postgresql://" + url.split("://", 1)[1]
 
 
@@ -145,99 +147,6 @@ def database_error(where: str, exc: BaseException) -> DatabaseError | None:
         if prefix in _HINTS:
             return DatabaseError(f"{where}: cannot use the database: {reason}", _HINTS[prefix])
     return None
-
-
-# ---------------------------------------------------------------- the send lock
-
-
-class AdvisoryLock:
-    """The send lock on PostgreSQL: a session-level advisory lock (`SEND_LOCK`) held on a
-    connection of its own, so it is released when the holder's connection ends, however the
-    process dies. The holder's pid is in its connection's `application_name`."""
-
-    def __init__(self, url: str, what: str = "send lock") -> None:
-        self.url = url
-        self.path = shown(url)  # what messages name, like FileLock's path
-        self.what = what
-        self._conn: Any = None
-
-    def _connect(self, **kwargs: Any) -> Any:
-        import psycopg
-
-        try:
-            return psycopg.connect(libpq_url(self.url), autocommit=True, **kwargs)
-        except psycopg.Error as exc:
-            mapped = database_error(self.path, exc)
-            if mapped is None:
-                raise
-            raise mapped from None
-
-    def holder(self) -> str | None:
-        """The pid of the process holding the lock (from its connection's name), or None."""
-        conn = self._connect()
-        try:
-            row = conn.execute(
-                "SELECT a.application_name FROM pg_locks l "
-                "JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
-                "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s",
-                (SEND_LOCK,),
-            ).fetchone()
-        finally:
-            conn.close()
-        if row is None:
-            return None
-        found = re.search(r"pid=(\d+)", row[0] or "")
-        return found.group(1) if found else None
-
-    def is_held(self) -> bool:
-        """Whether some process holds the lock now (a probe: it never keeps it)."""
-        conn = self._connect()
-        try:
-            got = conn.execute("SELECT pg_try_advisory_lock_shared(%s)", (SEND_LOCK,)).fetchone()
-            if got and got[0]:
-                conn.execute("SELECT pg_advisory_unlock_shared(%s)", (SEND_LOCK,))
-                return False
-            return True
-        finally:
-            conn.close()
-
-    def acquire(self, hint: str | None = None, timeout: float = 0.0) -> AdvisoryLock:
-        import time
-
-        conn = self._connect(application_name=f"campaignctl send lock pid={os.getpid()}")
-        deadline = time.monotonic() + timeout
-        while True:
-            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (SEND_LOCK,)).fetchone()
-            if got and got[0]:
-                self._conn = conn
-                return self
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.05)
-        conn.close()
-        pid = self.holder()
-        who = f" (pid {pid})" if pid else ""
-        raise LockHeldError(
-            f"{self.path}: another process holds the {self.what}{who}",
-            hint or "it will be free when that run ends; cron can simply try again later",
-        )
-
-    def release(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()  # ends the session: the lock goes with it
-            finally:
-                self._conn = None
-
-    def __enter__(self) -> AdvisoryLock:
-        return self.acquire()
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 # ---------------------------------------------------------------- the dialect
@@ -358,8 +267,23 @@ class PostgresDialect:
         rest = {k: v for k, v in values.items() if k != key}
         return insert(table).values(**values).on_conflict_do_update(index_elements=[key], set_=rest)
 
-    def send_lock(self, url: str) -> AdvisoryLock:
-        return AdvisoryLock(url)
+    def lock(self, conn: Connection, key: int) -> None:
+        # released by the commit or rollback, or by the server when the connection drops
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": key})
+
+    def claim_rows(self, query: Select[Any]) -> Select[Any]:
+        # the bounded candidate set is locked as it is read; rows another claim holds are
+        # skipped, not waited for (FOR UPDATE SKIP LOCKED, as Oban and procrastinate claim)
+        return query.with_for_update(skip_locked=True)
+
+    def for_sharing(self, conn: Connection) -> None:
+        return None  # no WRITE_LOCK: the claim's row locks and named locks are its own
+
+    def send_lock(self, url: str) -> None:
+        # daemons and sends run side by side: claims skip each other's rows, limits are
+        # counted under each channel's lock, and a dead worker's claims are recovered by
+        # heartbeat (docs/scaling.md)
+        return None
 
     def private_copy(self, url: str, folder: Path) -> str:
         """A SQLite copy of the whole database, table by table through a server-side cursor

@@ -276,6 +276,19 @@ class AbDecision(SQLModel, table=True):
     figures: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
+class Worker(SQLModel, table=True):
+    """A `send` or daemon process on some host: registered when it starts, its heartbeat moved
+    on while it runs, gone when it stops. `id` is what its claims write in `claimed_by`; a
+    worker whose heartbeat is too old is dead, and its claims are recovered (docs/scaling.md)."""
+
+    __tablename__ = "worker"
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 class Meta(SQLModel, table=True):
     """Small key/value state: sync cursors, daemon heartbeat."""
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine, Table
     from sqlalchemy.engine import Connection
+    from sqlalchemy.sql import Select
     from sqlalchemy.sql.dml import Insert
 
     from campaignctl.locking import FileLock
@@ -127,6 +128,10 @@ class SQLiteDialect:
     def for_writing(self, conn: Connection) -> None:
         conn.execution_options(sqlite_begin="IMMEDIATE")
 
+    def for_sharing(self, conn: Connection) -> None:
+        # no row locks: a write that shares the database still takes the one write lock
+        self.for_writing(conn)
+
     def path(self, url: str) -> Path | None:
         db = database_of(url)
         return Path(db) if db and db != ":memory:" else None
@@ -170,6 +175,13 @@ class SQLiteDialect:
         from sqlalchemy import insert
 
         return insert(table).prefix_with("OR REPLACE").values(**values)
+
+    def lock(self, conn: Connection, key: int) -> None:
+        # every write transaction begins IMMEDIATE: it holds the database's one write lock
+        return None
+
+    def claim_rows(self, query: Select[Any]) -> Select[Any]:
+        return query  # one writer at a time (BEGIN IMMEDIATE): no row is locked by another
 
     def send_lock(self, url: str) -> FileLock | None:
         from campaignctl.locking import FileLock

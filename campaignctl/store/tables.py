@@ -273,3 +273,14 @@ HOOK_DELIVERY = Table(
     Column("last_error", String()),
     UniqueConstraint("hook", "idem_key"),
 )
+
+
+WORKER = Table(
+    "worker",
+    metadata,
+    Column("id", String(), primary_key=True),
+    Column("host", String(), nullable=False),
+    Column("pid", Integer(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("heartbeat_at", UTCDateTime(), nullable=False, index=True),
+)
