@@ -22,29 +22,6 @@ class ReportFormat(StrEnum):
     html = "html"
 
 
-#: The csv's columns: one row per campaign, step and variant.
-CSV_COUNTS = (
-    "enrolled",
-    "messages",
-    "sent",
-    "delivered",
-    "undelivered",
-    "failed",
-    "replied",
-    "opted_out",
-    "bounced",
-    "clicked",
-)
-CSV_RATES = (
-    "delivery_rate",
-    "failure_rate",
-    "reply_rate",
-    "optout_rate",
-    "bounce_rate",
-    "click_rate",
-)
-
-
 def report(
     ctx: typer.Context,
     campaign: str | None = typer.Argument(
@@ -121,11 +98,14 @@ def report(
 def _csv(data: dict[str, Any]) -> str:
     import csv
 
+    from campaignctl.report import COUNTS, STEP_RATES
+
+    # one row per campaign, step and variant; the rates in the order the report defines them
+    counts = ("enrolled", *COUNTS)
+    rate_names = tuple(k for k in STEP_RATES if k != "undelivered_rate")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        ("campaign", "step", "variant", "channel", *CSV_COUNTS, *CSV_RATES, "failed_by_reason")
-    )
+    w.writerow(("campaign", "step", "variant", "channel", *counts, *rate_names, "failed_by_reason"))
     for c in data["campaigns"]:
         rows: list[tuple[str, str, dict[str, Any]]] = [("", "", c)]
         for st in c["steps"]:
@@ -140,10 +120,10 @@ def _csv(data: dict[str, Any]) -> str:
                     step,
                     variant,
                     channel,
-                    *("" if r.get(k) is None else r[k] for k in CSV_COUNTS),
+                    *("" if r.get(k) is None else r[k] for k in counts),
                     *(
                         "" if rates.get(k, {}).get("value") is None else rates[k]["value"]
-                        for k in CSV_RATES
+                        for k in rate_names
                     ),
                     ";".join(f"{k}={n}" for k, n in r.get("failed_by_reason", {}).items()),
                 )

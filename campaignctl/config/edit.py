@@ -15,10 +15,8 @@ edits also move that "trivia" the way a person editing the file would (`_settle`
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
 import stat
-import tempfile
 import tomllib
 import typing
 from collections.abc import Callable, Iterator
@@ -94,32 +92,18 @@ def _ensure_writable(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text`: temp file in the same folder, fsync, rename; keeps mode."""
-    st = path.stat()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise CampaignctlError(
+    """Replace the campaign file with `text` atomically, keeping its mode and owner."""
+    from campaignctl.files import write_atomic as replace
+
+    replace(
+        path,
+        text,
+        like=path.stat(),
+        folder_error=lambda exc: CampaignctlError(
             f"{path.parent}: cannot write in the campaign file's folder: {exc.strerror}",
             "the file is replaced atomically, so its folder must be writable",
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        with contextlib.suppress(OSError):  # only root can give a file away; that is fine
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
+        ),
+    )
 
 
 Change = Callable[[tomlkit.TOMLDocument], str]

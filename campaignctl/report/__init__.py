@@ -335,26 +335,13 @@ def check_out(path: Path) -> None:
 def write_out(path: Path, text: str) -> None:
     """Write `text` to `path` atomically: a temp file in the same folder, then a rename, so a
     reader never sees half a report and a failed write leaves the old file as it was."""
-    import os
-    import tempfile
-
     from campaignctl.errors import CampaignctlError
+    from campaignctl.files import write_atomic
 
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise CampaignctlError(
+    write_atomic(
+        path,
+        text,
+        folder_error=lambda exc: CampaignctlError(
             f"--out {path}: cannot write in {path.parent}: {exc.strerror}"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as a plain open() would have made it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        ),
+    )
