@@ -2,7 +2,7 @@
 
     python bench/pg_import.py [ROWS]      (default 1,000,000)
 
-The CSV is import_bench.py's (../shared/bench/gen_leads.py, seeded, cached in bench/out/). A
+The CSV is import_bench.py's (bench/gen_leads.py, seeded, cached in bench/out/). A
 throwaway PostgreSQL cluster is started for the run with the tests' support code
 (tests/support/postgres.py: Debian's server, a temporary folder, 127.0.0.1, fsync off as in
 the tests, removed at the end), then the same file is imported into a fresh SQLite file and a
