@@ -35,7 +35,17 @@ from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
 from campaignctl.engine.ab import AbKey, ab_states, ab_steps
 from campaignctl.engine.context import by_priority, campaign_start
-from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
+from campaignctl.engine.decide import (
+    ACTIVE,
+    ALWAYS_OPEN,
+    AbState,
+    Decision,
+    Defer,
+    Send,
+    Skip,
+    Why,
+    decide,
+)
 from campaignctl.engine.enrol import AudienceMatcher
 from campaignctl.pacing import (
     Hours,
@@ -131,6 +141,7 @@ class Plan:
 
 #: A lead's flags in `_Leads.flags`: known to the simulation, has an email, has a phone.
 _KNOWN, _EMAIL, _PHONE = 1, 2, 4
+_ADDRESSES = _EMAIL | _PHONE
 _NO_OPTOUTS: frozenset[str] = frozenset()
 _NOT_LISTED: dict[str, set[str]] = {}
 
@@ -265,6 +276,7 @@ class _Step:
     priority: int  # the campaign's
     start: datetime | None  # the campaign's start_at
     waits: dict[str, int]  # the campaign plan's
+    picks: bool  # a variant to pick (one not a draft): `decide` hashes the lead for it
 
 
 class _Run:
@@ -345,6 +357,8 @@ class _Simulation:
         #: settings.max_per_lead, and each lead's sends it counts (loaded, then simulated)
         self.cap = cfg.settings.max_per_lead
         self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
+        #: (campaign, step) -> a lead's address flags -> what `decide` says to a plain lead
+        self.same: dict[tuple[str, int], dict[int, Decision]] = defaultdict(dict)
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -387,6 +401,7 @@ class _Simulation:
                     camp.priority,
                     self.start_at[campaign],
                     self.plans[campaign].waits,
+                    any(v.status != "draft" for v in st.variants),
                 )
                 for st in camp.steps
             ]
@@ -533,27 +548,46 @@ class _Simulation:
             i = run.pos
             taken = 0
             ab = self._ab_state(campaign, step, t)
+            # A lead without opt-outs or listed addresses, on a step without an A/B test or a
+            # variant to pick and with no frequency cap, gets the same decision as any other
+            # that has the same addresses: `decide` reads nothing else of it then (the window
+            # is open, the enrolment active). Asked once per step for each such kind of lead.
+            plain = ab is None and self.cap is None and not self._steps(campaign)[step].picks
+            same = self.same[campaign, step]
+            leads, flags = self.leads, self.leads.flags
             while i < end and sent + taken < cap:
-                lead = self.leads[run.leads[i]]
+                lead_id = run.leads[i]
                 i += 1
-                # the engine's own rule; the window is open (closed zones are parked), the
-                # enrolment active (stopped ones are left out when pending messages are loaded)
-                decision = decide(
-                    campaign,
-                    camp,
-                    name,
-                    ch,
-                    kind,
-                    lead,
-                    lead.optouts,
-                    ACTIVE,
-                    ALWAYS_OPEN,
-                    t,
-                    suppressed=lead.suppressed,
-                    ab=ab,
-                    cap=self.cap,
-                    recent=self.lead_sends.get(lead.id, ()) if self.cap else (),
-                )
+                if (
+                    plain
+                    and lead_id not in leads.optouts
+                    and lead_id not in leads.listed
+                    and (flags[lead_id] & _ADDRESSES) in same
+                ):
+                    decision = same[flags[lead_id] & _ADDRESSES]
+                else:
+                    lead = leads[lead_id]
+                    # the engine's own rule; the window is open (closed zones are parked), the
+                    # enrolment active (stopped ones are left out when pending messages are
+                    # loaded)
+                    decision = decide(
+                        campaign,
+                        camp,
+                        name,
+                        ch,
+                        kind,
+                        lead,
+                        lead.optouts,
+                        ACTIVE,
+                        ALWAYS_OPEN,
+                        t,
+                        suppressed=lead.suppressed,
+                        ab=ab,
+                        cap=self.cap,
+                        recent=self.lead_sends.get(lead_id, ()) if self.cap else (),
+                    )
+                    if plain and lead.optouts is _NO_OPTOUTS and lead.suppressed is _NOT_LISTED:
+                        same[flags[lead_id] & _ADDRESSES] = decision
                 if ab == AbState() and (
                     isinstance(decision, Send)
                     or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
@@ -562,18 +596,18 @@ class _Simulation:
                     self.ab[(campaign, name)] = AbState(decide_at=t + wait)
                     ab = self._ab_state(campaign, step, t)
                 if isinstance(decision, Defer):  # the frequency cap or an A/B winner: it goes
-                    self.push(decision.until, campaign, step, lead.id)  # later, as a row would
+                    self.push(decision.until, campaign, step, lead_id)  # later, as a row would
                     continue
                 if not isinstance(decision, Send):
                     if isinstance(decision, Skip):
                         k = (name, decision.why.value, decision.reason)
                         plan.skipped[k] = plan.skipped.get(k, 0) + 1
                         if decision.next_step_follows(camp):
-                            follow.append(lead.id)
+                            follow.append(lead_id)
                     continue
                 taken += 1
                 if self.cap:
-                    recent = self.lead_sends[lead.id]
+                    recent = self.lead_sends[lead_id]
                     recent.append(t)
                     if len(recent) > 4 * self.cap.count:  # forget what left the window long ago
                         recent[:] = [x for x in recent if x > t - self.cap.span]
@@ -581,7 +615,7 @@ class _Simulation:
                     self.limits[ch] = lim = lim.started(t)  # the warm-up's days count from here
                 if lim.jitter:
                     self.jitter[ch] = draw_jitter(lim, self.rng)
-                follow.append(lead.id)
+                follow.append(lead_id)
             run.pos = i
             if i == len(run.leads):
                 best.popleft()
