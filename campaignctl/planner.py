@@ -783,24 +783,47 @@ def _enrol(
     fixed = {"id", *FIXED_FIELDS}
     needs_attrs = matches.fields is None or not matches.fields <= fixed
     needs_tags = matches.fields is None or "tags" in matches.fields
-    for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers:
+    # An expression reading only columns many leads share (`status == 'new'`) has one answer
+    # per distinct set of their values as stored: remembered here, before any lead's context
+    # is built (the matcher remembers it too, but per context).
+    shared = matches.fields is not None and matches.fields <= _SHARED_COLUMNS.keys()
+    columns = [_SHARED_COLUMNS[f] for f in sorted(matches.fields or ())] if shared else []
+    known: dict[tuple[Any, ...], bool] = {}
+    for row in newcomers:
+        lead_id, email, phone = row[0], row[1], row[2]
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
             continue
         if sim.leads.opted_out(lead_id) & {first_channel, "*"}:
             continue
-        ctx = lead_context(
-            id=lead_id,
-            email=email,
-            phone=phone,
-            first_name=first,
-            last_name=last,
-            timezone=timezone,
-            status=status,
-            tags=json.loads(tags) if tags and needs_tags else [],
-            attrs=json.loads(attrs) if attrs and needs_attrs else {},
-        )
-        if matches(ctx):
+        key = tuple(row[c] for c in columns) if shared else None
+        answer = known.get(key) if key is not None else None
+        if answer is None:
+            answer = matches(_context(row, needs_tags, needs_attrs))
+            if key is not None and len(known) < _SHARED_MEMO:
+                known[key] = answer
+        if answer:
             sim.schedule(name, 0, sim.leads[lead_id], at)
+
+
+#: The columns of a newcomer's row (`store.leads.plan_newcomers`) whose values many leads share.
+_SHARED_COLUMNS = {"timezone": 5, "status": 6, "tags": 7}
+_SHARED_MEMO = 10_000
+
+
+def _context(row: Any, needs_tags: bool, needs_attrs: bool) -> dict[str, Any]:
+    """A newcomer's row as the audience reads it (JSON decoded only when read)."""
+    lead_id, email, phone, first, last, timezone, status, tags, attrs = row
+    return lead_context(
+        id=lead_id,
+        email=email,
+        phone=phone,
+        first_name=first,
+        last_name=last,
+        timezone=timezone,
+        status=status,
+        tags=json.loads(tags) if tags and needs_tags else [],
+        attrs=json.loads(attrs) if attrs and needs_attrs else {},
+    )
 
 
 def _listed(conn: Any, leads: _Leads, chunk: list[tuple[int, str | None, str | None]]) -> None:
