@@ -411,7 +411,9 @@ class _Simulation:
         """The next step after `base` (enrolment or a send), as the engine's `_advance` does."""
         self.schedule_all(campaign, step, [lead.id], base)
 
-    def schedule_all(self, campaign: str, step: int, leads: list[int], base: datetime) -> None:
+    def schedule_all(
+        self, campaign: str, step: int, leads: list[int] | array[int], base: datetime
+    ) -> None:
         """The next step of each of `leads` (in this order) after `base`, as the engine's
         `_advance` does (`pacing.due_after`, its window answered by each zone's clock)."""
         steps = self._steps(campaign)
@@ -771,6 +773,11 @@ def plan(
     return out
 
 
+#: The simulation that takes newcomers in one batch (the tests swap `_Simulation` for the
+#: event-by-event reference, which takes them lead by lead).
+_BATCHED = _Simulation
+
+
 def _enrol(
     sim: _Simulation, name: str, camp: Campaign, now: datetime, newcomers: Iterable[Any]
 ) -> None:
@@ -789,6 +796,8 @@ def _enrol(
     shared = matches.fields is not None and matches.fields <= _SHARED_COLUMNS.keys()
     columns = [_SHARED_COLUMNS[f] for f in sorted(matches.fields or ())] if shared else []
     known: dict[tuple[Any, ...], bool] = {}
+    # the simulation takes them all at once (one run per zone); the reference, lead by lead
+    batch: array[int] | None = array("q") if isinstance(sim, _BATCHED) else None
     for row in newcomers:
         lead_id, email, phone = row[0], row[1], row[2]
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
@@ -801,8 +810,12 @@ def _enrol(
             answer = matches(_context(row, needs_tags, needs_attrs))
             if key is not None and len(known) < _SHARED_MEMO:
                 known[key] = answer
-        if answer:
+        if answer and batch is not None:
+            batch.append(lead_id)
+        elif answer:
             sim.schedule(name, 0, sim.leads[lead_id], at)
+    if batch:
+        sim.schedule_all(name, 0, batch, at)
 
 
 #: The columns of a newcomer's row (`store.leads.plan_newcomers`) whose values many leads share.
