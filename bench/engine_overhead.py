@@ -5,7 +5,13 @@ production; claims are batched (one transaction for up to 100 claims, one for th
 The outbox folder sits on tmpfs when /dev/shm exists, so the figure is our own work rather than
 the file system's; a second run writes the outbox to disk for comparison.
 
-    /work/venv/bin/python bench/engine_overhead.py [LEADS] [MAX_PER_LEAD] [KINDS] [--ab-pairs N]
+    python bench/engine_overhead.py --commands [LEADS] [--pairs N] [--anchor DIR] [--kind K]
+    python bench/engine_overhead.py [LEADS] [MAX_PER_LEAD] [KINDS] [--ab-pairs N]
+
+`--commands` (issue 15 #6) times whole `campaignctl send` commands on LEADS (default 20,000)
+messages, email and SMS, each against another checkout with `--anchor DIR` (A B A B, median
+of the pairs' ratios, CPU seconds beside wall): see bench/engine_commands.py. The other modes
+time the engine's pass in this process.
 
 MAX_PER_LEAD sets `settings.max_per_lead` (e.g. `1000/1d`, high enough to defer nothing: the
 cost of the frequency cap's look-up), `-` for none; KINDS picks runs (`sms-tmpfs`, default all).
@@ -105,6 +111,11 @@ def ab_pairs(leads: int, pairs: int, tmpfs: str) -> None:
 
 
 def main() -> None:
+    if "--commands" in sys.argv:
+        from engine_commands import main as commands
+
+        commands([a for a in sys.argv[1:] if a != "--commands"])
+        return
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     if "--ab-pairs" in sys.argv:
         args = args[:1]

@@ -5,7 +5,11 @@ and the same with office hours on both channels (which needs each lead's local t
 phone number when it has no time zone). Two database states: freshly imported leads (the plan
 evaluates every lead's audience) and leads already enrolled by a first `send` pass.
 
-    /work/venv/bin/python bench/plan_speed.py [LEADS]
+    python bench/plan_speed.py [LEADS]
+    python bench/plan_speed.py --commands [LEADS] [--pairs N] [--anchor DIR]
+
+`--commands` times `plan` as whole commands on freshly imported leads, each checkout's own,
+against another checkout with `--anchor DIR` (A B A B, CPU beside wall): bench/plan_commands.py.
 """
 
 from __future__ import annotations
@@ -73,6 +77,11 @@ def timed(cfg, store, label: str, repeat: int = 3) -> None:  # type: ignore[no-u
 
 
 def main() -> None:
+    if "--commands" in sys.argv:
+        from plan_commands import main as commands
+
+        commands([a for a in sys.argv[1:] if a != "--commands"])
+        return
     leads = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     for name, hours in (
         ("example limits", ("", "")),

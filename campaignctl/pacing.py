@@ -38,8 +38,45 @@ def zone(name: str) -> ZoneInfo | None:
         return None
 
 
-@lru_cache(maxsize=65536)
 def phone_zone(phone: str, preferred: str) -> str | None:
+    """The time zone a phone number implies: the only one, or `preferred` among several.
+
+    phonenumbers looks the zone up by the longest prefix of the E.164 digits in its table
+    (`TIMEZONE_LONGEST_PREFIX`, 9 digits), so a number already in E.164 whose national part
+    keeps its digits as written (no `00` or all-zero national number, which its formatting
+    would change) has the zone of its first digits: remembered per prefix, as most leads share
+    a few thousand of them (tests/test_phone_zone.py holds it to `phone_zone_of`).
+    """
+    if _prefix_keyed(phone):
+        return _prefix_zone(phone[: 1 + _LONGEST_PREFIX], preferred)
+    return phone_zone_of(phone, preferred)
+
+
+#: phonenumbers.timezone.TIMEZONE_LONGEST_PREFIX (tests/test_phone_zone.py checks it)
+_LONGEST_PREFIX = 9
+
+
+def _prefix_keyed(phone: str) -> bool:
+    if not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
+        return False
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    for size in (1, 2, 3):
+        if int(phone[1 : 1 + size]) in COUNTRY_CODE_TO_REGION_CODE:
+            rest = phone[1 + size :]
+            return not rest.startswith("00") and rest.strip("0") != ""
+    return False
+
+
+@lru_cache(maxsize=65536)
+def _prefix_zone(prefix: str, preferred: str) -> str | None:
+    """The zone of the numbers starting with `prefix` (itself a number `_prefix_keyed` takes:
+    its own digits are the ones looked up)."""
+    return phone_zone_of(prefix, preferred)
+
+
+@lru_cache(maxsize=65536)
+def phone_zone_of(phone: str, preferred: str) -> str | None:
     """The time zone a phone number implies: the only one, or `preferred` among several.
 
     Leads' phones are stored in E.164, so the country code is read off the digits and the

@@ -35,7 +35,17 @@ from campaignctl.audience import FIXED_FIELDS, lead_context
 from campaignctl.config import Campaign, Config
 from campaignctl.engine.ab import AbKey, ab_states, ab_steps
 from campaignctl.engine.context import by_priority, campaign_start
-from campaignctl.engine.decide import ACTIVE, ALWAYS_OPEN, AbState, Defer, Send, Skip, Why, decide
+from campaignctl.engine.decide import (
+    ACTIVE,
+    ALWAYS_OPEN,
+    AbState,
+    Decision,
+    Defer,
+    Send,
+    Skip,
+    Why,
+    decide,
+)
 from campaignctl.engine.enrol import AudienceMatcher
 from campaignctl.pacing import (
     Hours,
@@ -131,6 +141,7 @@ class Plan:
 
 #: A lead's flags in `_Leads.flags`: known to the simulation, has an email, has a phone.
 _KNOWN, _EMAIL, _PHONE = 1, 2, 4
+_ADDRESSES = _EMAIL | _PHONE
 _NO_OPTOUTS: frozenset[str] = frozenset()
 _NOT_LISTED: dict[str, set[str]] = {}
 
@@ -265,6 +276,7 @@ class _Step:
     priority: int  # the campaign's
     start: datetime | None  # the campaign's start_at
     waits: dict[str, int]  # the campaign plan's
+    picks: bool  # a variant to pick (one not a draft): `decide` hashes the lead for it
 
 
 class _Run:
@@ -345,6 +357,8 @@ class _Simulation:
         #: settings.max_per_lead, and each lead's sends it counts (loaded, then simulated)
         self.cap = cfg.settings.max_per_lead
         self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
+        #: (campaign, step) -> a lead's address flags -> what `decide` says to a plain lead
+        self.same: dict[tuple[str, int], dict[int, Decision]] = defaultdict(dict)
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -387,6 +401,7 @@ class _Simulation:
                     camp.priority,
                     self.start_at[campaign],
                     self.plans[campaign].waits,
+                    any(v.status != "draft" for v in st.variants),
                 )
                 for st in camp.steps
             ]
@@ -396,7 +411,9 @@ class _Simulation:
         """The next step after `base` (enrolment or a send), as the engine's `_advance` does."""
         self.schedule_all(campaign, step, [lead.id], base)
 
-    def schedule_all(self, campaign: str, step: int, leads: list[int], base: datetime) -> None:
+    def schedule_all(
+        self, campaign: str, step: int, leads: list[int] | array[int], base: datetime
+    ) -> None:
         """The next step of each of `leads` (in this order) after `base`, as the engine's
         `_advance` does (`pacing.due_after`, its window answered by each zone's clock)."""
         steps = self._steps(campaign)
@@ -533,27 +550,46 @@ class _Simulation:
             i = run.pos
             taken = 0
             ab = self._ab_state(campaign, step, t)
+            # A lead without opt-outs or listed addresses, on a step without an A/B test or a
+            # variant to pick and with no frequency cap, gets the same decision as any other
+            # that has the same addresses: `decide` reads nothing else of it then (the window
+            # is open, the enrolment active). Asked once per step for each such kind of lead.
+            plain = ab is None and self.cap is None and not self._steps(campaign)[step].picks
+            same = self.same[campaign, step]
+            leads, flags = self.leads, self.leads.flags
             while i < end and sent + taken < cap:
-                lead = self.leads[run.leads[i]]
+                lead_id = run.leads[i]
                 i += 1
-                # the engine's own rule; the window is open (closed zones are parked), the
-                # enrolment active (stopped ones are left out when pending messages are loaded)
-                decision = decide(
-                    campaign,
-                    camp,
-                    name,
-                    ch,
-                    kind,
-                    lead,
-                    lead.optouts,
-                    ACTIVE,
-                    ALWAYS_OPEN,
-                    t,
-                    suppressed=lead.suppressed,
-                    ab=ab,
-                    cap=self.cap,
-                    recent=self.lead_sends.get(lead.id, ()) if self.cap else (),
-                )
+                if (
+                    plain
+                    and lead_id not in leads.optouts
+                    and lead_id not in leads.listed
+                    and (flags[lead_id] & _ADDRESSES) in same
+                ):
+                    decision = same[flags[lead_id] & _ADDRESSES]
+                else:
+                    lead = leads[lead_id]
+                    # the engine's own rule; the window is open (closed zones are parked), the
+                    # enrolment active (stopped ones are left out when pending messages are
+                    # loaded)
+                    decision = decide(
+                        campaign,
+                        camp,
+                        name,
+                        ch,
+                        kind,
+                        lead,
+                        lead.optouts,
+                        ACTIVE,
+                        ALWAYS_OPEN,
+                        t,
+                        suppressed=lead.suppressed,
+                        ab=ab,
+                        cap=self.cap,
+                        recent=self.lead_sends.get(lead_id, ()) if self.cap else (),
+                    )
+                    if plain and lead.optouts is _NO_OPTOUTS and lead.suppressed is _NOT_LISTED:
+                        same[flags[lead_id] & _ADDRESSES] = decision
                 if ab == AbState() and (
                     isinstance(decision, Send)
                     or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
@@ -562,18 +598,18 @@ class _Simulation:
                     self.ab[(campaign, name)] = AbState(decide_at=t + wait)
                     ab = self._ab_state(campaign, step, t)
                 if isinstance(decision, Defer):  # the frequency cap or an A/B winner: it goes
-                    self.push(decision.until, campaign, step, lead.id)  # later, as a row would
+                    self.push(decision.until, campaign, step, lead_id)  # later, as a row would
                     continue
                 if not isinstance(decision, Send):
                     if isinstance(decision, Skip):
                         k = (name, decision.why.value, decision.reason)
                         plan.skipped[k] = plan.skipped.get(k, 0) + 1
                         if decision.next_step_follows(camp):
-                            follow.append(lead.id)
+                            follow.append(lead_id)
                     continue
                 taken += 1
                 if self.cap:
-                    recent = self.lead_sends[lead.id]
+                    recent = self.lead_sends[lead_id]
                     recent.append(t)
                     if len(recent) > 4 * self.cap.count:  # forget what left the window long ago
                         recent[:] = [x for x in recent if x > t - self.cap.span]
@@ -581,7 +617,7 @@ class _Simulation:
                     self.limits[ch] = lim = lim.started(t)  # the warm-up's days count from here
                 if lim.jitter:
                     self.jitter[ch] = draw_jitter(lim, self.rng)
-                follow.append(lead.id)
+                follow.append(lead_id)
             run.pos = i
             if i == len(run.leads):
                 best.popleft()
@@ -737,6 +773,11 @@ def plan(
     return out
 
 
+#: The simulation that takes newcomers in one batch (the tests swap `_Simulation` for the
+#: event-by-event reference, which takes them lead by lead).
+_BATCHED = _Simulation
+
+
 def _enrol(
     sim: _Simulation, name: str, camp: Campaign, now: datetime, newcomers: Iterable[Any]
 ) -> None:
@@ -749,24 +790,53 @@ def _enrol(
     fixed = {"id", *FIXED_FIELDS}
     needs_attrs = matches.fields is None or not matches.fields <= fixed
     needs_tags = matches.fields is None or "tags" in matches.fields
-    for lead_id, email, phone, first, last, timezone, status, tags, attrs in newcomers:
+    # An expression reading only columns many leads share (`status == 'new'`) has one answer
+    # per distinct set of their values as stored: remembered here, before any lead's context
+    # is built (the matcher remembers it too, but per context).
+    shared = matches.fields is not None and matches.fields <= _SHARED_COLUMNS.keys()
+    columns = [_SHARED_COLUMNS[f] for f in sorted(matches.fields or ())] if shared else []
+    known: dict[tuple[Any, ...], bool] = {}
+    # the simulation takes them all at once (one run per zone); the reference, lead by lead
+    batch: array[int] | None = array("q") if isinstance(sim, _BATCHED) else None
+    for row in newcomers:
+        lead_id, email, phone = row[0], row[1], row[2]
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
             continue
         if sim.leads.opted_out(lead_id) & {first_channel, "*"}:
             continue
-        ctx = lead_context(
-            id=lead_id,
-            email=email,
-            phone=phone,
-            first_name=first,
-            last_name=last,
-            timezone=timezone,
-            status=status,
-            tags=json.loads(tags) if tags and needs_tags else [],
-            attrs=json.loads(attrs) if attrs and needs_attrs else {},
-        )
-        if matches(ctx):
+        key = tuple(row[c] for c in columns) if shared else None
+        answer = known.get(key) if key is not None else None
+        if answer is None:
+            answer = matches(_context(row, needs_tags, needs_attrs))
+            if key is not None and len(known) < _SHARED_MEMO:
+                known[key] = answer
+        if answer and batch is not None:
+            batch.append(lead_id)
+        elif answer:
             sim.schedule(name, 0, sim.leads[lead_id], at)
+    if batch:
+        sim.schedule_all(name, 0, batch, at)
+
+
+#: The columns of a newcomer's row (`store.leads.plan_newcomers`) whose values many leads share.
+_SHARED_COLUMNS = {"timezone": 5, "status": 6, "tags": 7}
+_SHARED_MEMO = 10_000
+
+
+def _context(row: Any, needs_tags: bool, needs_attrs: bool) -> dict[str, Any]:
+    """A newcomer's row as the audience reads it (JSON decoded only when read)."""
+    lead_id, email, phone, first, last, timezone, status, tags, attrs = row
+    return lead_context(
+        id=lead_id,
+        email=email,
+        phone=phone,
+        first_name=first,
+        last_name=last,
+        timezone=timezone,
+        status=status,
+        tags=json.loads(tags) if tags and needs_tags else [],
+        attrs=json.loads(attrs) if attrs and needs_attrs else {},
+    )
 
 
 def _listed(conn: Any, leads: _Leads, chunk: list[tuple[int, str | None, str | None]]) -> None:
