@@ -31,7 +31,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,6 @@ from typing import Any
 from campaignctl import __version__
 from campaignctl.config import Config
 from campaignctl.config.model import Hook
-from campaignctl.errors import SetupError
 from campaignctl.pacing import retry_delay
 from campaignctl.store import Store, meta
 from campaignctl.store import hooks as store_hooks
@@ -318,17 +317,3 @@ def deliver(
                 assert result.errors is not None
                 result.errors.append(f"{row.hook}: {row.event} {row.idem_key}: {error}")
     return result
-
-
-def require_keys(cfg: Config, environ: Mapping[str, str]) -> None:
-    """SetupError (78) naming the first hook without a key."""
-    problems = key_problems(cfg, environ)
-    if problems:
-        where, why = problems[0]
-        raise SetupError(f"{cfg.path}: {where}: {why}")
-
-
-def status_rows(store: Store) -> Sequence[Any]:
-    """Per hook: (url, pending, oldest, most attempts, an error), for `status`."""
-    with store.read() as session:
-        return store_hooks.backlog(session)

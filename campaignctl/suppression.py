@@ -199,6 +199,53 @@ def _suppress(
     return events.skip_pending(session, lead_id, reason, now, channel=channel, campaigns=stopping)
 
 
+def asked_opt_out_in(
+    session: Transaction,
+    cfg: Config,
+    lead_id: int,
+    channel: str,
+    *,
+    source: str,
+    by: str,
+    now: datetime,
+) -> Effect:
+    """An opt-out a person asked for here rather than by a message (`leads optout`, the
+    unsubscribe page): an `optout` event saying how (`by`), then `opt_out_in` with `source`."""
+    _asked_event(session, "optout", source, lead_id, channel, by, now)
+    return opt_out_in(session, lead_id, channel, source=source, now=now, stop_on=stop_on_of(cfg))
+
+
+def asked_opt_in_in(
+    session: Transaction, lead_id: int, channel: str, *, key: str, by: str, now: datetime
+) -> None:
+    """The opt-in twin of `asked_opt_out_in` (the unsubscribe page's undo); `key` prefixes the
+    event's source id."""
+    _asked_event(session, "optin", key, lead_id, channel, by, now)
+    opt_in_in(session, lead_id, channel)
+
+
+def _asked_event(
+    session: Transaction,
+    kind: str,
+    key: str,
+    lead_id: int,
+    channel: str,
+    by: str,
+    now: datetime,
+) -> None:
+    events.add_event(
+        session,
+        lead_id=lead_id,
+        message_id=None,
+        channel=channel,
+        kind=kind,
+        source_id=f"{key}:{lead_id}:{channel}:{now.isoformat()}",
+        detail={"by": by},
+        occurred_at=now,
+        recorded_at=now,
+    )
+
+
 # ---------------------------------------------------------------- each in its own transaction
 
 
@@ -272,19 +319,9 @@ def opt_out_by_hand(
         name = lead.email or lead.phone or str(lead.id)
         if events.optout_channels(session, lead.id, [target, ALL_CHANNELS]):
             return ManualOptOut(name, target, True, 0, 0)
-        events.add_event(
-            session,
-            lead_id=lead.id,
-            message_id=None,
-            channel=target,
-            kind="optout",
-            source_id=f"manual:{lead.id}:{target}:{now.isoformat()}",
-            detail={"by": "campaignctl leads optout"},
-            occurred_at=now,
-            recorded_at=now,
+        done = asked_opt_out_in(
+            session, cfg, lead.id, target, source="manual", by="campaignctl leads optout", now=now
         )
-        stop_on = stop_on_of(cfg)
-        done = opt_out_in(session, lead.id, target, source="manual", now=now, stop_on=stop_on)
         return ManualOptOut(name, target, False, done.stopped, done.skipped)
 
 

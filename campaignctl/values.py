@@ -37,8 +37,3 @@ def attr_value(value: Any) -> Any:
     if sum(c.isdigit() for c in text) > MAX_DIGITS:
         return value
     return float(text) if "." in text else int(text)
-
-
-def looks_numeric(value: str) -> bool:
-    """Whether `attr_value` turns this text into a number."""
-    return attr_value(value) is not value

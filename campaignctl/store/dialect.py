@@ -226,6 +226,30 @@ _DIALECTS: dict[str, Callable[[], Dialect]] = {
 }
 
 
+class PickReads:
+    """The reads of enrolment's scratch table `enrol_pick` (see `Dialect.pick_leads`), in SQL
+    both databases speak: each dialect inherits them."""
+
+    def unsure_picks(self, conn: Connection) -> list[int]:
+        rows = conn.exec_driver_sql("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
+        return [r[0] for r in rows]
+
+    def picked_rows(self, conn: Connection) -> list[Any]:
+        return list(
+            conn.exec_driver_sql(
+                "SELECT lead.id, lead.timezone, lead.phone FROM enrol_pick "
+                "JOIN lead ON lead.id = enrol_pick.lead_id WHERE verdict = 1 ORDER BY lead.id"
+            ).fetchall()
+        )
+
+    def picked_timezones(self, conn: Connection) -> list[str]:
+        rows = conn.exec_driver_sql(
+            "SELECT DISTINCT lead.timezone FROM enrol_pick JOIN lead ON lead.id = "
+            "enrol_pick.lead_id WHERE verdict = 1 AND lead.timezone IS NOT NULL"
+        )
+        return [r[0] for r in rows]
+
+
 class UnknownDialectError(CampaignctlError):
     """A database URL whose scheme no dialect handles."""
 

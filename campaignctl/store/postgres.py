@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.errors import CampaignctlError
+from campaignctl.store.dialect import PickReads
 from campaignctl.store.errors import DatabaseBusyError, DatabaseError
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ _ISO = "to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')"
 _AT = "jsonb_path_query_first(CAST(lead.attrs AS jsonb), CAST({} AS jsonpath))"
 
 
-class PostgresDialect:
+class PostgresDialect(PickReads):
     """The `Dialect` for `postgresql://` URLs."""
 
     name = "postgresql"
@@ -447,24 +448,12 @@ class PostgresDialect:
             {**params, **names, "pick_campaign": campaign},
         )
 
-    def unsure_picks(self, conn: Connection) -> list[int]:
-        rows = conn.exec_driver_sql("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
-        return [r[0] for r in rows]
-
     def settle_picks(self, conn: Connection, verdicts: list[tuple[int, int]]) -> None:
         from sqlalchemy import text
 
         conn.execute(
             text("UPDATE enrol_pick SET verdict = :v WHERE lead_id = :id"),
             [{"v": v, "id": i} for v, i in verdicts],
-        )
-
-    def picked_rows(self, conn: Connection) -> list[Any]:
-        return list(
-            conn.exec_driver_sql(
-                "SELECT lead.id, lead.timezone, lead.phone FROM enrol_pick "
-                "JOIN lead ON lead.id = enrol_pick.lead_id WHERE verdict = 1 ORDER BY lead.id"
-            ).fetchall()
         )
 
     def enrol_picked(
@@ -481,13 +470,6 @@ class PostgresDialect:
         count = conn.exec_driver_sql("SELECT count(*) FROM enrol_pick WHERE verdict = 1").scalar()
         _insert_picked_messages(conn, message)
         return int(count or 0)
-
-    def picked_timezones(self, conn: Connection) -> list[str]:
-        rows = conn.exec_driver_sql(
-            "SELECT DISTINCT lead.timezone FROM enrol_pick JOIN lead ON lead.id = "
-            "enrol_pick.lead_id WHERE verdict = 1 AND lead.timezone IS NOT NULL"
-        )
-        return [r[0] for r in rows]
 
     def picked_rows_outside(
         self, conn: Connection, timezones: list[str], after: int, limit: int

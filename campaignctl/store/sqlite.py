@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from campaignctl.errors import CampaignctlError
+from campaignctl.store.dialect import PickReads
 from campaignctl.store.errors import DatabaseBusyError, DatabaseError
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def database_error(database: object, exc: BaseException) -> DatabaseError | None
     return cls(f"{database}: cannot use the database: {reason}", _ENVIRONMENT_HINTS[primary])
 
 
-class SQLiteDialect:
+class SQLiteDialect(PickReads):
     """The `Dialect` for `sqlite:///FILE` URLs."""
 
     name = "sqlite"
@@ -303,20 +304,8 @@ class SQLiteDialect:
             {**params, **names, "pick_campaign": campaign},
         )
 
-    def unsure_picks(self, conn: Connection) -> list[int]:
-        rows = conn.exec_driver_sql("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
-        return [r[0] for r in rows]
-
     def settle_picks(self, conn: Connection, verdicts: list[tuple[int, int]]) -> None:
         conn.exec_driver_sql("UPDATE enrol_pick SET verdict = ? WHERE lead_id = ?", verdicts)
-
-    def picked_rows(self, conn: Connection) -> list[Any]:
-        return list(
-            conn.exec_driver_sql(
-                "SELECT lead.id, lead.timezone, lead.phone FROM enrol_pick "
-                "JOIN lead ON lead.id = enrol_pick.lead_id WHERE verdict = 1 ORDER BY lead.id"
-            ).fetchall()
-        )
 
     def enrol_picked(
         self, conn: Connection, campaign: str, now: datetime, message: dict[str, Any] | None
@@ -341,13 +330,6 @@ class SQLiteDialect:
         count = conn.exec_driver_sql("SELECT count(*) FROM enrol_pick WHERE verdict = 1").scalar()
         _insert_picked_messages(conn, message)
         return int(count or 0)
-
-    def picked_timezones(self, conn: Connection) -> list[str]:
-        rows = conn.exec_driver_sql(
-            "SELECT DISTINCT lead.timezone FROM enrol_pick JOIN lead ON lead.id = "
-            "enrol_pick.lead_id WHERE verdict = 1 AND lead.timezone IS NOT NULL"
-        )
-        return [r[0] for r in rows]
 
     def picked_rows_outside(
         self, conn: Connection, timezones: list[str], after: int, limit: int

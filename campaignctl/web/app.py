@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from campaignctl.store.errors import DatabaseError
 from campaignctl.web.context import Web, log
 from campaignctl.web.pages import message_page
+from campaignctl.web.tokens import redact
 
 #: Each door's routes: `routes(web)` of the modules that serve them.
 RouteFactory = Callable[[Web], Iterable[BaseRoute]]
@@ -94,13 +94,10 @@ async def _database_error(request: Request, exc: Exception) -> Response:
 
 _TOO_LARGE = "The request body is larger than this service accepts."
 
-_LONG_SEGMENT = re.compile(r"(?<=/)([^/]{10})[^/]{6,}")
-
 
 def _shown_path(path: str) -> str:
-    """The path as logs show it: a segment longer than 16 characters (a token) cut to its
-    first 10."""
-    return _LONG_SEGMENT.sub(lambda m: m.group(1) + "…", path)
+    """The path as logs show it: each token cut short (`tokens.redact`)."""
+    return "/".join(redact(part) for part in path.split("/"))
 
 
 class _TooLarge(HTTPException):

@@ -54,6 +54,7 @@ class Signer:
             return None
 
 
-def redact(token: str) -> str:
-    """What logs show of a token: enough to match two log lines, never enough to use it."""
-    return token if len(token) <= 10 else token[:8] + "…"
+def redact(segment: str) -> str:
+    """A path segment as logs show it: one longer than 16 characters (a token) cut to its
+    first 10, enough to match two log lines, never enough to use it."""
+    return segment if len(segment) <= 16 else segment[:10] + "…"

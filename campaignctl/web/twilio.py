@@ -154,32 +154,31 @@ def routes(web: Web, environ: Mapping[str, str] | None = None) -> list[BaseRoute
 
         return web.write(work)
 
-    async def status(request: Request) -> Response:
-        checked = await verified(request, web.links.twilio_status())
+    async def webhook(request: Request, *, inbound: bool) -> Response:
+        """Verify, then record through `sync`'s path: an incoming message (its channel is the
+        number it was sent To), or a status callback (From our number) whose status is final;
+        queued, sending, sent...: the message's own state says as much, nothing to record."""
+        url = web.links.twilio_inbound() if inbound else web.links.twilio_status()
+        checked = await verified(request, url)
         if checked is None:
             return _forbidden()
         form, signed = checked
-        resource = twilio_webhook_resource(form, inbound=False)
-        # queued, sending, sent...: the message's own state says as much; nothing to record
-        channel = side.channel_for(form, signed, "From")
+        resource = twilio_webhook_resource(form, inbound=inbound)
+        channel = side.channel_for(form, signed, "To" if inbound else "From")
         if channel is None:
             return _forbidden()
-        if resource["sid"] and str(resource["status"] or "").lower() in TWILIO_FINAL:
+        wanted = inbound or str(resource["status"] or "").lower() in TWILIO_FINAL
+        if resource["sid"] and wanted:
             await run_in_threadpool(record, channel, resource)
+        if inbound:
+            return Response(EMPTY_TWIML, media_type="text/xml")
         return Response(status_code=204)
 
+    async def status(request: Request) -> Response:
+        return await webhook(request, inbound=False)
+
     async def inbound(request: Request) -> Response:
-        checked = await verified(request, web.links.twilio_inbound())
-        if checked is None:
-            return _forbidden()
-        form, signed = checked
-        resource = twilio_webhook_resource(form, inbound=True)
-        channel = side.channel_for(form, signed, "To")
-        if channel is None:
-            return _forbidden()
-        if resource["sid"]:
-            await run_in_threadpool(record, channel, resource)
-        return Response(EMPTY_TWIML, media_type="text/xml")
+        return await webhook(request, inbound=True)
 
     return [
         Route(TWILIO_STATUS_PATH, status, methods=["POST"]),

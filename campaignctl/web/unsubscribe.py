@@ -127,24 +127,8 @@ def unsubscribe_in(
     sub = look(session, cfg, lead_id, channel)
     if sub is None or sub.opted_out:
         return Outcome(sub, False)
-    events.add_event(
-        session,
-        lead_id=lead_id,
-        message_id=None,
-        channel=channel,
-        kind="optout",
-        source_id=f"{SOURCE}:{lead_id}:{channel}:{now.isoformat()}",
-        detail={"by": by},
-        occurred_at=now,
-        recorded_at=now,
-    )
-    done = suppression.opt_out_in(
-        session,
-        lead_id,
-        channel,
-        source=SOURCE,
-        now=now,
-        stop_on=suppression.stop_on_of(cfg),
+    done = suppression.asked_opt_out_in(
+        session, cfg, lead_id, channel, source=SOURCE, by=by, now=now
     )
     after = replace(sub, opted_out=True, undoable=True)
     return Outcome(after, True, done.skipped, done.stopped)
@@ -158,18 +142,9 @@ def undo_in(
     sub = look(session, cfg, lead_id, channel)
     if sub is None or not sub.undoable:
         return Outcome(sub, False)
-    events.add_event(
-        session,
-        lead_id=lead_id,
-        message_id=None,
-        channel=channel,
-        kind="optin",
-        source_id=f"{SOURCE}-undo:{lead_id}:{channel}:{now.isoformat()}",
-        detail={"by": "unsubscribe page (undo)"},
-        occurred_at=now,
-        recorded_at=now,
+    suppression.asked_opt_in_in(
+        session, lead_id, channel, key=f"{SOURCE}-undo", by="unsubscribe page (undo)", now=now
     )
-    suppression.opt_in_in(session, lead_id, channel)
     return Outcome(look(session, cfg, lead_id, channel), True)
 
 
