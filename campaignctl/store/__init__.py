@@ -43,14 +43,14 @@ if TYPE_CHECKING:
     from campaignctl.store.schema import Message as Message
     from campaignctl.store.schema import Meta as Meta
     from campaignctl.store.schema import OptOut as OptOut
-    from campaignctl.store.tables import FAILED as FAILED
-    from campaignctl.store.tables import MESSAGE_STATES as MESSAGE_STATES
-    from campaignctl.store.tables import PENDING as PENDING
-    from campaignctl.store.tables import SENDING as SENDING
-    from campaignctl.store.tables import SENT as SENT
-    from campaignctl.store.tables import SKIPPED as SKIPPED
-    from campaignctl.store.tables import UNCERTAIN as UNCERTAIN
-    from campaignctl.store.tables import utcnow as utcnow
+    from campaignctl.store.states import FAILED as FAILED
+    from campaignctl.store.states import MESSAGE_STATES as MESSAGE_STATES
+    from campaignctl.store.states import PENDING as PENDING
+    from campaignctl.store.states import SENDING as SENDING
+    from campaignctl.store.states import SENT as SENT
+    from campaignctl.store.states import SKIPPED as SKIPPED
+    from campaignctl.store.states import UNCERTAIN as UNCERTAIN
+    from campaignctl.store.states import utcnow as utcnow
 
 __all__ = [
     "FAILED",
@@ -80,12 +80,17 @@ _LAZY = {
     "MIGRATIONS": "campaignctl.store.migrations",
     "lead_context": "campaignctl.store.leads",
     **dict.fromkeys(
-        ("FAILED", "MESSAGE_STATES", "PENDING", "SENDING", "SENT", "SKIPPED", "UNCERTAIN"),
-        "campaignctl.store.tables",
-    ),
-    **dict.fromkeys(
-        ("utcnow",),
-        "campaignctl.store.tables",
+        (
+            "FAILED",
+            "MESSAGE_STATES",
+            "PENDING",
+            "SENDING",
+            "SENT",
+            "SKIPPED",
+            "UNCERTAIN",
+            "utcnow",
+        ),
+        "campaignctl.store.states",
     ),
     **dict.fromkeys(
         ("Enrolment", "Event", "Lead", "Meta", "Message", "OptOut"), "campaignctl.store.schema"

@@ -17,11 +17,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
-
 from campaignctl.store import tracking
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.tables import AB_DECISION, AB_TEST, EVENT, MESSAGE, SENT
+from campaignctl.store.states import SENT
 
 #: The metrics counted in SQL.
 METRICS = ("reply_rate", "delivery_rate", "click_rate")
@@ -29,6 +27,10 @@ METRICS = ("reply_rate", "delivery_rate", "click_rate")
 
 def started(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], datetime]:
     """{(campaign, step): started_at} of the tests these campaigns started."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import AB_TEST
+
     rows = connection(conn).execute(
         select(AB_TEST.c.campaign, AB_TEST.c.step, AB_TEST.c.started_at).where(
             AB_TEST.c.campaign.in_(campaigns)
@@ -39,6 +41,10 @@ def started(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], datet
 
 def start(conn: Conn, campaign: str, step: str, now: datetime) -> datetime:
     """Record that the step's test starts at `now` unless it started before; when it did."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import AB_TEST
+
     c = connection(conn)
     c.execute(
         dialect_of(c).insert_ignore(AB_TEST),
@@ -52,6 +58,10 @@ def start(conn: Conn, campaign: str, step: str, now: datetime) -> datetime:
 
 def decisions(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], Any]:
     """{(campaign, step): decision row} of these campaigns (columns as in `AbDecision`)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import AB_DECISION
+
     rows = connection(conn).execute(
         select(AB_DECISION).where(AB_DECISION.c.campaign.in_(campaigns))
     )
@@ -60,6 +70,8 @@ def decisions(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], Any
 
 def decide_once(conn: Conn, values: dict[str, Any]) -> bool:
     """Store a decision unless the step has one already; whether this one was stored."""
+    from campaignctl.store.tables import AB_DECISION
+
     c = connection(conn)
     # RETURNING says whether the row went in on every database (PostgreSQL's rowcount is -1
     # once SQLAlchemy asks for the new key)
@@ -71,6 +83,10 @@ def _replied(until: datetime | None) -> Any:
     """A reply to the message: matched to it (its thread, its number), or from its lead after
     it was sent and matched to no message. Two EXISTS, each read through an index
     (`ix_event_message_kind`, `ix_event_lead_id`), never a scan of every event."""
+    from sqlalchemy import exists, or_, select
+
+    from campaignctl.store.tables import EVENT, MESSAGE
+
     late = [] if until is None else [EVENT.c.occurred_at <= until]
     matched = exists(
         select(EVENT.c.id).where(EVENT.c.message_id == MESSAGE.c.id, EVENT.c.kind == "reply", *late)
@@ -88,6 +104,10 @@ def _replied(until: datetime | None) -> Any:
 
 
 def _delivered(until: datetime | None) -> Any:
+    from sqlalchemy import and_, exists, select
+
+    from campaignctl.store.tables import EVENT, MESSAGE
+
     cond = and_(EVENT.c.kind == "delivered", EVENT.c.message_id == MESSAGE.c.id)
     if until is not None:
         cond = and_(cond, EVENT.c.occurred_at <= until)
@@ -95,6 +115,8 @@ def _delivered(until: datetime | None) -> Any:
 
 
 def _count(cond: Any) -> Any:
+    from sqlalchemy import case, func
+
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
@@ -103,6 +125,10 @@ def figures(
 ) -> dict[str, tuple[int, int]]:
     """{variant: (sends, successes)} of the step's messages sent up to `until`, successes by
     `metric` (replies, deliveries or a person's clicks recorded up to `until`)."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     if metric == "reply_rate":
         success: Any = _count(_replied(until))
     elif metric == "delivery_rate":
@@ -128,6 +154,10 @@ def figures(
 def variant_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, step, variant, sent, replies, delivered, clicked) of every sent message with
     a variant in these campaigns (`status`; clicked: by a person, see `figures`)."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(

@@ -12,14 +12,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-
 from campaignctl.audience import Cond
 from campaignctl.store.audience_sql import verdict
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.journal import Kind
 from campaignctl.store.leads import CHUNK
-from campaignctl.store.tables import ENROLMENT, JOURNAL, MESSAGE
 
 
 def pick(
@@ -88,6 +85,8 @@ def enrol_picked_event(
 
 def add_messages(conn: Conn, messages: list[dict[str, Any]]) -> None:
     """Insert first messages (one already there is kept)."""
+    from campaignctl.store.tables import MESSAGE
+
     if messages:
         c = connection(conn)
         c.execute(dialect_of(c).insert_ignore(MESSAGE), messages)
@@ -126,6 +125,10 @@ def add_picked_messages(conn: Conn, message: dict[str, Any], dues: dict[str, dat
 
 def audience_errors_logged(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> set[int]:
     """Which of these leads already have an `audience.error` journal row for `campaign`."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import JOURNAL
+
     c = connection(conn)
     out: set[int] = set()
     ids = list(lead_ids)
@@ -155,6 +158,10 @@ def verdicts(conn: Conn, cond: Cond) -> dict[int, int | None]:
 def ended_of(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> dict[int, datetime]:
     """lead id -> when its enrolment in `campaign` ended (completed or stopped), for those of
     these leads whose enrolment ended."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import ENROLMENT
+
     c = connection(conn)
     out: dict[int, datetime] = {}
     for i in range(0, len(lead_ids), CHUNK):
@@ -172,6 +179,10 @@ def ended_of(conn: Conn, campaign: str, lead_ids: Sequence[int]) -> dict[int, da
 def reactivate(conn: Conn, campaign: str, lead_ids: Sequence[int], now: datetime) -> None:
     """Enrol these leads in `campaign` again (`reenrol`): their ended enrolment is active anew.
     `enrolled_at` keeps the first enrolment; the journal records each later one."""
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import ENROLMENT
+
     c = connection(conn)
     for i in range(0, len(lead_ids), CHUNK):
         c.execute(

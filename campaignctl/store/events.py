@@ -8,20 +8,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, literal, select
-
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import (
-    EVENT,
-    FAILED,
-    LEAD,
-    MESSAGE,
-    OPTOUT,
-    PENDING,
-    SENT,
-    SKIPPED,
-    UNCERTAIN,
-)
+from campaignctl.store.states import FAILED, PENDING, SENT, SKIPPED, UNCERTAIN
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -51,6 +39,10 @@ def delivery_rank(kind: str, detail: Mapping[str, Any] | None) -> int:
 
 def delivery_rank_of(session: Session, message_id: int) -> int:
     """The rank of the message's furthest delivery event so far (0: none)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT
+
     rows = session.connection().execute(
         select(EVENT.c.kind, EVENT.c.detail).where(
             EVENT.c.message_id == message_id, EVENT.c.kind.in_(DELIVERY_KINDS)
@@ -75,6 +67,10 @@ def handed_over(session: Session, channel: str | None = None) -> Iterator[Messag
 def handed_over_by_provider_id(session: Session, provider_ids: Collection[str]) -> list[Any]:
     """(id, lead_id, channel, sent_at, provider_id) of the handed-over messages with these
     provider ids (a Twilio sid): one webhook's look-up, through `ix_message_provider_id`."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     if not provider_ids:
         return []
     m = MESSAGE.c
@@ -114,6 +110,10 @@ def lead_by_address(session: Session, address: str) -> Lead | None:
 def lead_id_by_address(session: Session, address: str) -> int | None:
     """The id of the lead with this normalised address (a lower-case email or an E.164
     phone), read by its index alone."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import LEAD
+
     lead = LEAD.c
     where = func.lower(lead.email) == address if "@" in address else lead.phone == address
     row = session.connection().execute(select(lead.id).where(where).limit(1)).first()
@@ -122,6 +122,10 @@ def lead_id_by_address(session: Session, address: str) -> int | None:
 
 def seen(session: Session, source_id: str | None) -> bool:
     """Whether an event with this provider id is recorded already."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT
+
     q = select(EVENT.c.id).where(EVENT.c.source_id == source_id).limit(1)
     return session.connection().execute(q).first() is not None
 
@@ -129,6 +133,8 @@ def seen(session: Session, source_id: str | None) -> bool:
 def add_event(session: Session, **values: Any) -> None:
     """Record an event, written at once (a Core insert: a webhook's request path is this), so
     the unique source_id also holds within a batch."""
+    from campaignctl.store.tables import EVENT
+
     values.setdefault("detail", {})
     session.connection().execute(EVENT.insert().values(**values))
 
@@ -193,6 +199,10 @@ def optout_channels(session: Session, lead_id: int, channels: Sequence[str]) -> 
 def optout_sources(session: Session, lead_id: int, channels: Sequence[str]) -> dict[str, str]:
     """channel -> who said so (`OptOut.source`), for those of `channels` the lead is opted out
     of."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import OPTOUT
+
     o = OPTOUT.c
     rows = session.connection().execute(
         select(o.channel, o.source).where(o.lead_id == lead_id, o.channel.in_(list(channels)))
@@ -215,9 +225,11 @@ def skip_pending(
     state in the WHERE, SQLite's planner reads `ix_message_state_due` instead, every pending
     message of every lead (a reply cost milliseconds per 10,000 pending). The caller's write
     transaction holds the lock, so the states read are the states updated."""
+    from sqlalchemy import select
     from sqlmodel import col, update
 
     from campaignctl.store.schema import Message
+    from campaignctl.store.tables import MESSAGE
 
     m = MESSAGE.c
     mine = session.connection().execute(
@@ -259,6 +271,10 @@ def end_enrolment(session: Session, e: Enrolment, state: str, reason: str, now: 
 
 def of_lead(conn: Conn, lead_id: int) -> list[Any]:
     """Everything that came back about one lead, in time order: whole `event` rows."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT
+
     return list(
         connection(conn).execute(
             select(EVENT)
@@ -273,6 +289,10 @@ def delivery_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     event (DELIVERY_RANK: statuses only move forward, whatever order they were recorded in),
     each message once; status is `delivered`, `read` (a delivered event whose provider status
     was read) or `undelivered` (undelivered, failed or bounce)."""
+    from sqlalchemy import case, func, literal, select
+
+    from campaignctl.store.tables import EVENT, MESSAGE
+
     is_read = (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read")
     status = case(
         (is_read, literal("read")),

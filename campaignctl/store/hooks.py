@@ -12,16 +12,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.tables import EVENT, HOOK_DELIVERY, LEAD, MESSAGE
-
-D = HOOK_DELIVERY
 
 
 def queue(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
     """Queue deliveries (columns as in `HookDelivery`); one already queued is kept."""
+    from campaignctl.store.tables import HOOK_DELIVERY as D
+
     if rows:
         c = connection(conn)
         c.execute(dialect_of(c).insert_ignore(D), list(rows))
@@ -30,6 +27,10 @@ def queue(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
 def unhooked_events(conn: Conn, limit: int) -> list[Any]:
     """The oldest events not yet looked at by the hooks (id, lead_id, message_id, channel,
     kind, detail, occurred_at, recorded_at)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT
+
     e = EVENT.c
     return list(
         connection(conn).execute(
@@ -52,6 +53,10 @@ def unhooked_events(conn: Conn, limit: int) -> list[Any]:
 
 def mark_hooked(conn: Conn, ids: Iterable[int] | None = None) -> int:
     """Mark these events (every event, when None) as looked at; how many were."""
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import EVENT
+
     stmt = update(EVENT).where(EVENT.c.hooked == 0)
     if ids is not None:
         ids = list(ids)
@@ -64,6 +69,10 @@ def mark_hooked(conn: Conn, ids: Iterable[int] | None = None) -> int:
 def due(conn: Conn, hooks: Sequence[str], now: datetime, limit: int) -> list[Any]:
     """Rows to post now: for each (hook, lead), only its oldest undelivered row (in order per
     lead: a later event waits for an earlier one), and only when due and not leased."""
+    from sqlalchemy import or_, select
+
+    from campaignctl.store.tables import HOOK_DELIVERY as D
+
     if not hooks:
         return []
     earlier = D.alias("earlier")
@@ -96,6 +105,10 @@ def due(conn: Conn, hooks: Sequence[str], now: datetime, limit: int) -> list[Any
 def lease(conn: Conn, row_id: int, now: datetime, until: datetime) -> bool:
     """Take the row for one POST until `until`, unless another process holds it; whether
     this one did."""
+    from sqlalchemy import or_, update
+
+    from campaignctl.store.tables import HOOK_DELIVERY as D
+
     res = connection(conn).execute(
         update(D)
         .where(
@@ -109,6 +122,10 @@ def lease(conn: Conn, row_id: int, now: datetime, until: datetime) -> bool:
 
 
 def delivered(conn: Conn, row_id: int, now: datetime) -> None:
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import HOOK_DELIVERY as D
+
     connection(conn).execute(
         update(D)
         .where(D.c.id == row_id)
@@ -117,6 +134,10 @@ def delivered(conn: Conn, row_id: int, now: datetime) -> None:
 
 
 def failed(conn: Conn, row_id: int, next_at: datetime, error: str) -> None:
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import HOOK_DELIVERY as D
+
     connection(conn).execute(
         update(D)
         .where(D.c.id == row_id)
@@ -127,6 +148,10 @@ def failed(conn: Conn, row_id: int, next_at: datetime, error: str) -> None:
 def body_rows(conn: Conn, row: Any) -> tuple[Any, Any | None, Any | None]:
     """(the lead, the message or None, the event or None) a queued row is about, as they
     are now."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT, LEAD, MESSAGE
+
     c = connection(conn)
     lead = c.execute(
         select(LEAD.c.id, LEAD.c.email, LEAD.c.phone, LEAD.c.first_name, LEAD.c.last_name).where(
@@ -151,6 +176,10 @@ def body_rows(conn: Conn, row: Any) -> tuple[Any, Any | None, Any | None]:
 
 def backlog(conn: Conn) -> list[Any]:
     """Per hook: undelivered rows, the oldest one's time, the latest error."""
+    from sqlalchemy import and_, func, select
+
+    from campaignctl.store.tables import HOOK_DELIVERY as D
+
     pending = and_(D.c.delivered_at.is_(None))
     rows = connection(conn).execute(
         select(

@@ -14,10 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select
-
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import JOURNAL
 
 
 class Kind(StrEnum):
@@ -78,12 +75,20 @@ def entry(
 
 def add(conn: Conn, entries: Sequence[dict[str, Any]]) -> None:
     """Append `entries` (from `entry`), in the caller's transaction."""
+    from sqlalchemy import insert
+
+    from campaignctl.store.tables import JOURNAL
+
     if entries:
         connection(conn).execute(insert(JOURNAL), list(entries))
 
 
 def for_lead(conn: Conn, lead_id: int) -> list[Any]:
     """Every row about one lead, in time order."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import JOURNAL
+
     return list(
         connection(conn).execute(
             select(JOURNAL).where(JOURNAL.c.lead_id == lead_id).order_by(JOURNAL.c.at, JOURNAL.c.id)
@@ -93,6 +98,10 @@ def for_lead(conn: Conn, lead_id: int) -> list[Any]:
 
 def channel_holds(conn: Conn, channels: Iterable[str], since: datetime | None = None) -> list[Any]:
     """The holds and releases of `channels` (after `since`), in time order."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import JOURNAL
+
     q = select(JOURNAL).where(
         JOURNAL.c.lead_id.is_(None),
         JOURNAL.c.kind.in_([str(Kind.CHANNEL_HELD), str(Kind.CHANNEL_RELEASED)]),
@@ -116,6 +125,10 @@ def lead_events(
 ) -> list[Any]:
     """The journal's lead rows of `kinds` with ids above `after_id`, by id: a reader that keeps
     the last id it saw (a trigger's cursor) gets each change once, in the order written."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import JOURNAL
+
     q = (
         select(JOURNAL)
         .where(JOURNAL.c.id > after_id, JOURNAL.c.kind.in_([str(k) for k in kinds]))
@@ -129,6 +142,10 @@ def lead_events(
 def current_hold(conn: Conn, channel: str) -> str | None:
     """The code of `channel`'s hold as the journal last recorded it (limit, breaker), or None
     when it was released or never held: the state a claim compares a new hold with."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import JOURNAL
+
     row = (
         connection(conn)
         .execute(

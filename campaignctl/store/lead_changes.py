@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
-
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import LEAD
 
 
 def address_owner(conn: Conn, column: str, value: str) -> int | None:
     """The id of the lead whose `email` or `phone` is `value` (None: nobody's)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import LEAD
+
     if column not in ("email", "phone"):
         raise ValueError(f"address_owner: {column!r} is not an address column")
     found = connection(conn).execute(select(LEAD.c.id).where(LEAD.c[column] == value)).first()
@@ -26,6 +27,10 @@ def address_owner(conn: Conn, column: str, value: str) -> int | None:
 
 def set_values(conn: Conn, lead_id: int, values: dict[str, Any], now: datetime) -> None:
     """Set columns of one lead (`updated_at` too)."""
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import LEAD
+
     connection(conn).execute(
         update(LEAD).where(LEAD.c.id == lead_id).values(**values, updated_at=now)
     )
@@ -33,6 +38,10 @@ def set_values(conn: Conn, lead_id: int, values: dict[str, Any], now: datetime) 
 
 def set_tags(conn: Conn, changes: Sequence[tuple[int, list[str]]], now: datetime) -> None:
     """Set the tags of many leads: (lead id, tags) pairs, in one executemany."""
+    from sqlalchemy import bindparam, update
+
+    from campaignctl.store.tables import LEAD
+
     if not changes:
         return
     stmt = (

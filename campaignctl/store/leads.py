@@ -10,34 +10,47 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
-
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
-from campaignctl.store.tables import ENROLMENT, LEAD, OPTOUT
 
 if TYPE_CHECKING:
     from campaignctl.store.schema import Lead
 
-LEAD_COLUMNS = [LEAD.c[k] for k in ("id", *LEAD_FIXED_FIELDS, "attrs")]
+#: The names of the columns a lead row has, in order.
+LEAD_COLUMNS = ("id", *LEAD_FIXED_FIELDS, "attrs")
 #: Ids per `IN (...)` list.
 CHUNK = 500
 
 
+def _columns() -> list[Any]:
+    """The `LEAD_COLUMNS` as columns of the lead table."""
+    from campaignctl.store.tables import LEAD
+
+    return [LEAD.c[k] for k in LEAD_COLUMNS]
+
+
 def by_ids(conn: Conn, ids: Sequence[int]) -> Iterator[Any]:
     """The leads with these ids (missing ones left out), in chunks of `CHUNK` ids."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import LEAD
+
     c = connection(conn)
     for i in range(0, len(ids), CHUNK):
-        yield from c.execute(select(*LEAD_COLUMNS).where(LEAD.c.id.in_(ids[i : i + CHUNK])))
+        yield from c.execute(select(*_columns()).where(LEAD.c.id.in_(ids[i : i + CHUNK])))
 
 
 def enrollable(conn: Conn, campaign: str, channels: Sequence[str]) -> Iterator[Any]:
     """Leads not enrolled in `campaign`, not opted out of any of `channels`, and not erased
     (`leads delete` leaves a lead with neither email nor phone)."""
+    from sqlalchemy import or_, select
+
+    from campaignctl.store.tables import ENROLMENT, LEAD, OPTOUT
+
     enrolled = select(ENROLMENT.c.lead_id).where(ENROLMENT.c.campaign == campaign)
     opted = select(OPTOUT.c.lead_id).where(OPTOUT.c.channel.in_(channels))
     yield from connection(conn).execute(
-        select(*LEAD_COLUMNS).where(
+        select(*_columns()).where(
             LEAD.c.id.not_in(enrolled),
             LEAD.c.id.not_in(opted),
             or_(LEAD.c.email.is_not(None), LEAD.c.phone.is_not(None)),
@@ -47,6 +60,10 @@ def enrollable(conn: Conn, campaign: str, channels: Sequence[str]) -> Iterator[A
 
 def optouts_of(conn: Conn, ids: Sequence[int]) -> dict[int, set[str]]:
     """lead id -> the channels it opted out of (`*`: every channel)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import OPTOUT
+
     out: dict[int, set[str]] = defaultdict(set)
     for o in connection(conn).execute(
         select(OPTOUT.c.lead_id, OPTOUT.c.channel).where(OPTOUT.c.lead_id.in_(ids))
@@ -57,6 +74,10 @@ def optouts_of(conn: Conn, ids: Sequence[int]) -> dict[int, set[str]]:
 
 def all_optouts(conn: Conn) -> Iterator[Any]:
     """(lead_id, channel) of every opt-out, in the order they were recorded."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import OPTOUT
+
     yield from connection(conn).execute(
         select(OPTOUT.c.lead_id, OPTOUT.c.channel).order_by(OPTOUT.c.id)
     )
@@ -64,6 +85,10 @@ def all_optouts(conn: Conn) -> Iterator[Any]:
 
 def enrolment_states(conn: Conn, ids: Sequence[int]) -> dict[tuple[str, int], tuple[str, Any]]:
     """(campaign, lead id) -> (state, reason) of these leads' enrolments."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import ENROLMENT
+
     return {
         (e.campaign, e.lead_id): (e.state, e.reason)
         for e in connection(conn).execute(
@@ -79,6 +104,10 @@ def enrolment_states(conn: Conn, ids: Sequence[int]) -> dict[tuple[str, int], tu
 
 def ended_enrolments(conn: Conn) -> set[tuple[str, int]]:
     """(campaign, lead id) of every enrolment that is no longer active."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import ENROLMENT
+
     return {
         (c, lid)
         for c, lid in connection(conn).execute(
@@ -89,6 +118,10 @@ def ended_enrolments(conn: Conn) -> set[tuple[str, int]]:
 
 def active_count(conn: Conn, campaign: str) -> int:
     """How many enrolments of `campaign` are active."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import ENROLMENT
+
     n: int = (
         connection(conn)
         .execute(
@@ -103,6 +136,10 @@ def active_count(conn: Conn, campaign: str) -> int:
 
 def enrolment_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, state, count) of these campaigns' enrolments."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import ENROLMENT
+
     return list(
         connection(conn).execute(
             select(ENROLMENT.c.campaign, ENROLMENT.c.state, func.count())
@@ -114,6 +151,10 @@ def enrolment_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
 
 def optout_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, channel, count) of enrolled leads opted out of each channel."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import ENROLMENT, OPTOUT
+
     return list(
         connection(conn).execute(
             select(ENROLMENT.c.campaign, OPTOUT.c.channel, func.count())
@@ -128,8 +169,12 @@ def in_import_order(conn: Conn, batch: int = 1000) -> Iterator[Any]:
     """Every lead, as rows of `LEAD_COLUMNS` (`tags` and `attrs` decoded), in import order:
     streamed from the cursor `batch` rows at a time, never all held (`leads list` on a million
     leads); read them inside the transaction."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import LEAD
+
     rows = connection(conn).execute(
-        select(*LEAD_COLUMNS).order_by(LEAD.c.id).execution_options(yield_per=batch)
+        select(*_columns()).order_by(LEAD.c.id).execution_options(yield_per=batch)
     )
     yield from rows
 
@@ -183,12 +228,20 @@ def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
 def by_address(conn: Conn, address: str) -> Any:
     """The whole row of the lead with this normalised address (a lower-case email, matched in
     any case, or an E.164 phone), or None: `events.lead_by_address` without the ORM."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import LEAD
+
     where = func.lower(LEAD.c.email) == address if "@" in address else LEAD.c.phone == address
     return connection(conn).execute(select(LEAD).where(where).limit(1)).first()
 
 
 def enrolments_of(conn: Conn, lead_id: int) -> list[Any]:
     """One lead's enrolments, whole rows."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import ENROLMENT
+
     return list(
         connection(conn).execute(
             select(ENROLMENT).where(ENROLMENT.c.lead_id == lead_id).order_by(ENROLMENT.c.id)

@@ -12,33 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    bindparam,
-    func,
-    insert,
-    literal,
-    select,
-    type_coerce,
-    union_all,
-    update,
-)
-
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.tables import (
-    ENROLMENT,
-    HOOK_DELIVERY,
-    JOURNAL,
-    LEAD,
-    MESSAGE,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
-    TEST_SEND,
-    UNCERTAIN,
-    UTCDateTime,
-)
+from campaignctl.store.states import PENDING, SENDING, SENT, SKIPPED, UNCERTAIN
 
 
 def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
@@ -49,6 +24,10 @@ def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
     commits made before it began, a message recorded `sent` between two separate reads (one of
     the sent, one of those in flight) would be in neither.
     """
+    from sqlalchemy import func, select, type_coerce, union_all
+
+    from campaignctl.store.tables import MESSAGE, TEST_SEND, UTCDateTime
+
     c = connection(conn)
     sent = select(MESSAGE.c.sent_at.label("at")).where(
         MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
@@ -70,6 +49,10 @@ def lead_sends(conn: Conn, lead_ids: Sequence[int], since: datetime) -> dict[int
     """The leads' sends after `since` on every channel, as the frequency cap counts them: `sent`
     ones at sent_at, `sending` and `uncertain` ones at their claim (they may have gone out).
     One query (through the lead_id index) for a batch of candidates; test sends are no lead's."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     out: dict[int, list[datetime]] = defaultdict(list)
     if not lead_ids:
         return out
@@ -96,6 +79,10 @@ def all_lead_sends(
     conn: Conn, channels: Sequence[str], since: datetime
 ) -> dict[int, list[datetime]]:
     """Every lead's sends after `since` (as `lead_sends` counts them), for the planner."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     c = connection(conn)
     out: dict[int, list[datetime]] = defaultdict(list)
     for ch in channels:
@@ -118,6 +105,10 @@ def all_lead_sends(
 
 def first_send(conn: Conn, channel: str) -> datetime | None:
     """The earliest `sent` message on `channel` (a warm-up starts there), or None."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     first: datetime | None = connection(conn).scalar(
         select(func.min(MESSAGE.c.sent_at)).where(
             MESSAGE.c.channel == channel, MESSAGE.c.state == SENT
@@ -128,6 +119,10 @@ def first_send(conn: Conn, channel: str) -> datetime | None:
 
 def add_test_send(conn: Conn, campaign: str, step: str, channel: str, now: datetime) -> int:
     """Record a `send --test-to` message as in flight before its provider is called; its id."""
+    from sqlalchemy import insert
+
+    from campaignctl.store.tables import TEST_SEND
+
     result = connection(conn).execute(
         insert(TEST_SEND).values(
             campaign=campaign, step=step, channel=channel, state=SENDING, claimed_at=now
@@ -141,6 +136,10 @@ def add_test_send(conn: Conn, campaign: str, step: str, channel: str, now: datet
 def finish_test_send(conn: Conn, row_id: int, now: datetime, provider_id: str | None) -> None:
     """A test message the provider accepted: it counts from `now`. With `provider_id` None it
     never left (the provider refused it): the row goes, and the limits no longer count it."""
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import TEST_SEND
+
     c = connection(conn)
     if provider_id is None:
         c.execute(TEST_SEND.delete().where(TEST_SEND.c.id == row_id))
@@ -173,6 +172,10 @@ class Writes:
         self.updates[tuple(sorted(values))].append({"_id": row_id, **values})
 
     def flush(self, conn: Conn) -> None:
+        from sqlalchemy import bindparam, insert, update
+
+        from campaignctl.store.tables import ENROLMENT, HOOK_DELIVERY, JOURNAL, MESSAGE
+
         c = connection(conn)
         for keys, rows in self.updates.items():
             stmt = (
@@ -214,6 +217,10 @@ class Writes:
 
 def enrol(conn: Conn, enrolments: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
     """Insert new enrolments and their first messages (a message already there is kept)."""
+    from sqlalchemy import insert
+
+    from campaignctl.store.tables import ENROLMENT, MESSAGE
+
     c = connection(conn)
     c.execute(insert(ENROLMENT), enrolments)
     c.execute(dialect_of(c).insert_ignore(MESSAGE), messages)
@@ -223,6 +230,10 @@ def skip_pending(
     conn: Conn, campaigns: Sequence[str], reason: str, now: datetime, code: str | None = None
 ) -> None:
     """Pending messages of these campaigns become skipped, with `reason` (and its `code`)."""
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import MESSAGE
+
     connection(conn).execute(
         update(MESSAGE)
         .where(MESSAGE.c.state == PENDING, MESSAGE.c.campaign.in_(campaigns))
@@ -232,6 +243,10 @@ def skip_pending(
 
 def sending(conn: Conn) -> list[Any]:
     """Claimed messages: (id, claimed_by, claimed_at)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(MESSAGE.c.id, MESSAGE.c.claimed_by, MESSAGE.c.claimed_at).where(
@@ -243,6 +258,10 @@ def sending(conn: Conn) -> list[Any]:
 
 def mark_uncertain(conn: Conn, ids: Sequence[int], reason: str, now: datetime) -> None:
     """These still-`sending` messages become uncertain (their process is gone), journalled."""
+    from sqlalchemy import JSON, insert, literal, select, update
+
+    from campaignctl.store.tables import JOURNAL, MESSAGE, UTCDateTime
+
     c = connection(conn)
     c.execute(
         insert(JOURNAL).from_select(
@@ -279,6 +298,10 @@ def mark_uncertain(conn: Conn, ids: Sequence[int], reason: str, now: datetime) -
 
 def uncertain(conn: Conn, channels: Sequence[str]) -> list[Any]:
     """Uncertain messages on these channels, whole rows, oldest first."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(MESSAGE)
@@ -292,6 +315,10 @@ def still_uncertain(conn: Conn, ids: Sequence[int]) -> set[int]:
     """Which of these messages are still `uncertain`, locked for this write transaction: a
     reconcile records only those (another process may have settled one meanwhile, and it may
     even have been claimed again since)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     if not ids:
         return set()
     c = connection(conn)
@@ -312,6 +339,10 @@ def claimable(
     another process is claiming are skipped (FOR UPDATE SKIP LOCKED), so daemons claiming at
     once take disjoint messages without waiting on each other.
     """
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     c = connection(conn)
     dialect = dialect_of(c)
     rows: list[Any] = []
@@ -344,6 +375,10 @@ def claimable(
 
 def sent_thread(conn: Conn, campaign: str, step: str, lead_id: int) -> Any:
     """(message_id, thread_id, subject) of a sent message of (campaign, step, lead), or None."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     return (
         connection(conn)
         .execute(
@@ -362,6 +397,10 @@ def due_counts(
     conn: Conn, now: datetime, campaigns: Sequence[str], channels: Sequence[str]
 ) -> list[Any]:
     """(campaign, step, channel, count) of pending messages due by `now`."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.channel, func.count())
@@ -378,6 +417,10 @@ def due_counts(
 
 def due_count(conn: Conn, channel: str, now: datetime) -> int:
     """How many pending messages of `channel` are due by `now`."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     return int(
         connection(conn)
         .execute(
@@ -395,6 +438,10 @@ def next_due(
     conn: Conn, now: datetime, campaigns: Sequence[str], channels: Sequence[str]
 ) -> datetime | None:
     """The soonest due time of a pending message after `now`."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     value: datetime | None = (
         connection(conn)
         .execute(
@@ -412,6 +459,10 @@ def next_due(
 
 def state_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, step, state, count) of these campaigns' messages."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state, func.count())
@@ -424,6 +475,10 @@ def state_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
 def skip_reason_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, step, reason, count) of these campaigns' skipped messages; `reason` is the
     stored reason code, else (skipped before codes were stored) the reason text, else `other`."""
+    from sqlalchemy import func, literal, select
+
+    from campaignctl.store.tables import MESSAGE
+
     reason = func.coalesce(MESSAGE.c.reason_code, MESSAGE.c.reason, literal("other"))
     return list(
         connection(conn).execute(
@@ -467,6 +522,10 @@ def listing(
     """Messages as tuples of `LISTING_COLUMNS` (the lead by its email, else its phone; times
     aware UTC), oldest first, filtered, streamed `LISTING_BATCH` rows at a time: memory stays
     flat whatever the count. `since`: changed (due, claimed, sent, skipped...) at or after it."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import LEAD, MESSAGE
+
     q = select(
         MESSAGE.c.id,
         func.coalesce(LEAD.c.email, LEAD.c.phone),
@@ -507,6 +566,10 @@ def listing(
 
 def campaign_names(conn: Conn) -> list[str]:
     """The campaigns that have messages (one read of the (campaign, step, lead) index)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     return [
         r[0]
         for r in connection(conn).execute(select(MESSAGE.c.campaign).distinct())
@@ -516,6 +579,10 @@ def campaign_names(conn: Conn) -> list[str]:
 
 def queues(conn: Conn) -> list[Any]:
     """(channel, pending count, soonest due) per channel."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(MESSAGE.c.channel, func.count(), func.min(MESSAGE.c.due_at))
@@ -527,6 +594,10 @@ def queues(conn: Conn) -> list[Any]:
 
 def sent_counts(conn: Conn, since: datetime) -> dict[str, int]:
     """channel -> messages sent since `since`, test sends included (the limits count them)."""
+    from sqlalchemy import func, select
+
+    from campaignctl.store.tables import MESSAGE, TEST_SEND
+
     c = connection(conn)
     counts: dict[str, int] = defaultdict(int)
     for table in (MESSAGE, TEST_SEND):
@@ -550,10 +621,12 @@ def plan_pending(conn: Conn, campaigns: list[str]) -> Iterator[Any]:
 def sent_in(url: str, campaign: str, step: str | None = None) -> int:
     """Messages already sent for a campaign (or one step of it) in the database at `url`: 0 when
     it does not exist yet or no send has used it. Never creates a database."""
+    from sqlalchemy import func, select
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from campaignctl.errors import CampaignctlError
     from campaignctl.store import Store
+    from campaignctl.store.tables import MESSAGE
 
     store = Store.existing(url, migrate_now=False)
     if store is None:
@@ -580,6 +653,10 @@ def sent_in(url: str, campaign: str, step: str | None = None) -> int:
 
 def of_lead(conn: Conn, lead_id: int) -> list[Any]:
     """Every message of one lead, whole rows, in sequence order."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     return list(
         connection(conn).execute(
             select(MESSAGE)

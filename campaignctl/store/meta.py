@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
-
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.tables import META
 
 
 def _get(conn: Conn, key: str) -> str | None:
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import META
+
     row = connection(conn).execute(select(META.c.value).where(META.c.key == key)).first()
     return None if row is None else str(row.value)
 
 
 def _put(conn: Conn, key: str, value: str | None, now: datetime) -> None:
     """Store `value` under `key`, or remove the key when `value` is None."""
+    from campaignctl.store.tables import META
+
     if value is None:
         connection(conn).execute(META.delete().where(META.c.key == key))
     else:
@@ -34,6 +37,8 @@ def _put(conn: Conn, key: str, value: str | None, now: datetime) -> None:
 
 
 def _set(conn: Conn, key: str, value: str, now: datetime) -> None:
+    from campaignctl.store.tables import META
+
     stmt = dialect_of(conn).upsert(META, "key", {"key": key, "value": value, "updated_at": now})
     connection(conn).execute(stmt)
 
@@ -41,6 +46,8 @@ def _set(conn: Conn, key: str, value: str, now: datetime) -> None:
 def _set_once(conn: Conn, key: str, value: str, now: datetime) -> str:
     """Store `value` under `key` unless another process stored one first; the value kept.
     (An insert that a unique key refuses: the first writer wins on every database.)"""
+    from campaignctl.store.tables import META
+
     c = connection(conn)
     c.execute(dialect_of(c).insert_ignore(META), [{"key": key, "value": value, "updated_at": now}])
     kept = _get(conn, key)
@@ -50,6 +57,10 @@ def _set_once(conn: Conn, key: str, value: str, now: datetime) -> str:
 
 def _like(conn: Conn, prefix: str, suffix: str) -> dict[str, str]:
     """{middle: value} for the keys `prefix` + middle + `suffix`."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import META
+
     rows = connection(conn).execute(
         select(META.c.key, META.c.value).where(META.c.key.like(f"{prefix}%{suffix}"))
     )

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
 from campaignctl.errors import CampaignctlError
-from campaignctl.store.tables import utcnow
+from campaignctl.store.states import utcnow
 
 if TYPE_CHECKING:
     from campaignctl.store.dialect import Dialect

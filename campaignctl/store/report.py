@@ -28,7 +28,8 @@ from typing import Any
 from sqlalchemy import String, bindparam, case, cast, func, select, union_all
 
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import ENROLMENT, EVENT, FAILED, MESSAGE, SENT, UTCDateTime
+from campaignctl.store.states import FAILED, SENT
+from campaignctl.store.tables import ENROLMENT, EVENT, MESSAGE, UTCDateTime
 
 #: The outcomes `outcome_counts` counts, in the order a report shows them.
 OUTCOMES = ("delivered", "undelivered", "replied", "opted_out", "bounced", "clicked")

@@ -15,28 +15,30 @@ from sqlalchemy import JSON, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from campaignctl.store.fields import LEAD_BOOKKEEPING, LEAD_FIXED_FIELDS
+from campaignctl.store.states import (
+    FAILED,
+    MESSAGE_STATES,
+    PENDING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    utcnow,
+)
 from campaignctl.store.tables import (
     AB_DECISION,
     AB_TEST,
     ENROLMENT,
     EVENT,
-    FAILED,
     JOURNAL,
     LEAD,
     MESSAGE,
-    MESSAGE_STATES,
     META,
     OPTOUT,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
     SUPPRESSION,
     TEST_SEND,
     TRIGGER_EVENT,
-    UNCERTAIN,
     UTCDateTime,
-    utcnow,
 )
 
 __all__ = [

@@ -8,21 +8,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
-
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.leads import CHUNK
-from campaignctl.store.tables import (
-    ENROLMENT,
-    EVENT,
-    JOURNAL,
-    LEAD,
-    MESSAGE,
-    OPTOUT,
-    PENDING,
-    SKIPPED,
-    SUPPRESSION,
-)
+from campaignctl.store.states import PENDING, SKIPPED
 
 #: Every channel.
 ALL_CHANNELS = "*"
@@ -30,6 +18,10 @@ ALL_CHANNELS = "*"
 
 def channels_of(conn: Conn, hashes: Iterable[str]) -> dict[str, set[str]]:
     """hash -> the channels (`*`: every channel) it is suppressed on, for these hashes."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import SUPPRESSION
+
     wanted = list(dict.fromkeys(hashes))
     out: dict[str, set[str]] = defaultdict(set)
     c = connection(conn)
@@ -44,6 +36,10 @@ def channels_of(conn: Conn, hashes: Iterable[str]) -> dict[str, set[str]]:
 
 def everything(conn: Conn) -> dict[str, set[str]]:
     """hash -> channels of the whole list (the planner's bulk read)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import SUPPRESSION
+
     out: dict[str, set[str]] = defaultdict(set)
     for h, ch in connection(conn).execute(select(SUPPRESSION.c.hash, SUPPRESSION.c.channel)):
         out[h].add(ch)
@@ -52,18 +48,28 @@ def everything(conn: Conn) -> dict[str, set[str]]:
 
 def add(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows (hash, channel, source, note, created_at); an existing (hash, channel) stays."""
+    from campaignctl.store.tables import SUPPRESSION
+
     if rows:
         connection(conn).execute(dialect_of(conn).insert_ignore(SUPPRESSION), list(rows))
 
 
 def listing(conn: Conn) -> list[Any]:
     """Every row, oldest first."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import SUPPRESSION
+
     q = select(SUPPRESSION).order_by(SUPPRESSION.c.created_at, SUPPRESSION.c.id)
     return list(connection(conn).execute(q))
 
 
 def remove(conn: Conn, hash_: str, channel: str | None) -> int:
     """Delete the hash's rows (on one channel, or all of them); returns how many."""
+    from sqlalchemy import delete
+
+    from campaignctl.store.tables import SUPPRESSION
+
     q = delete(SUPPRESSION).where(SUPPRESSION.c.hash == hash_)
     if channel is not None:
         q = q.where(SUPPRESSION.c.channel == channel)
@@ -75,6 +81,10 @@ def remove(conn: Conn, hash_: str, channel: str | None) -> int:
 
 def unlinked_events(conn: Conn) -> list[Any]:
     """(id, detail) of the inbound events matched to no lead: erasure looks for its addresses."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT
+
     q = select(EVENT.c.id, EVENT.c.detail).where(EVENT.c.lead_id.is_(None))
     return list(connection(conn).execute(q))
 
@@ -98,6 +108,10 @@ def erase_lead(
     Pending messages are skipped (`skip_reason`, `skip_code`) and active enrolments stopped
     ("erased"). Returns counts.
     """
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import ENROLMENT, EVENT, JOURNAL, LEAD, MESSAGE, OPTOUT
+
     c = connection(conn)
     c.execute(
         update(LEAD)
@@ -148,6 +162,10 @@ def erase_lead(
 
 def events_of(conn: Conn, lead_id: int) -> list[Any]:
     """(id, detail) of the events about a lead: its own, and those on its messages."""
+    from sqlalchemy import or_, select
+
+    from campaignctl.store.tables import EVENT, MESSAGE
+
     mine = select(MESSAGE.c.id).where(MESSAGE.c.lead_id == lead_id)
     q = select(EVENT.c.id, EVENT.c.detail).where(
         or_(EVENT.c.lead_id == lead_id, EVENT.c.message_id.in_(mine))

@@ -26,10 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-
-def utcnow() -> datetime:
-    """The wall clock, aware and in UTC. Core code takes `now` as a parameter instead."""
-    return datetime.now(UTC)
+from campaignctl.store.states import utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -48,18 +45,6 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
 
-
-# Message states. `sending` is claimed and handed to a provider; `uncertain` is a `sending` whose
-# process died, waiting for the channel to say whether it went out.
-PENDING, SENDING, SENT, FAILED, SKIPPED, UNCERTAIN = (
-    "pending",
-    "sending",
-    "sent",
-    "failed",
-    "skipped",
-    "uncertain",
-)
-MESSAGE_STATES = (PENDING, SENDING, SENT, FAILED, SKIPPED, UNCERTAIN)
 
 metadata = MetaData()
 

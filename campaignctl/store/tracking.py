@@ -11,10 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, false, select, update
-
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import EVENT, MESSAGE
 
 CLICK = "click"
 OPEN = "open"
@@ -23,6 +20,10 @@ OPEN = "open"
 def message_of(conn: Conn, message_id: int) -> Any | None:
     """(lead_id, channel, sent_at, claimed_at) of the message a link names, or None when it
     is gone (erased with its lead)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import MESSAGE
+
     m = MESSAGE.c
     return (
         connection(conn)
@@ -34,6 +35,10 @@ def message_of(conn: Conn, message_id: int) -> Any | None:
 def clicks_since(conn: Conn, message_id: int, since: datetime) -> list[Any]:
     """(id, occurred_at, detail) of the message's clicks at or after `since`, oldest first
     (through `ix_event_message_kind`)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import EVENT
+
     return list(
         connection(conn).execute(
             select(EVENT.c.id, EVENT.c.occurred_at, EVENT.c.detail)
@@ -57,6 +62,8 @@ def add_hit(
     at: datetime,
 ) -> None:
     """Record a click or an open of a message."""
+    from campaignctl.store.tables import EVENT
+
     connection(conn).execute(
         EVENT.insert().values(
             kind=kind,
@@ -72,6 +79,10 @@ def add_hit(
 
 def flag_machine(conn: Conn, rows: Sequence[tuple[int, dict[str, Any]]], why: str) -> None:
     """Mark earlier hits (id, detail) as a machine's: a burst found later shows what they were."""
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import EVENT
+
     c = connection(conn)
     for event_id, detail in rows:
         c.execute(
@@ -84,6 +95,10 @@ def flag_machine(conn: Conn, rows: Sequence[tuple[int, dict[str, Any]]], why: st
 def human(kind: str, until: datetime | None = None) -> Any:
     """An EXISTS over the current message's (`MESSAGE` in the outer query) hits of `kind` that
     were not a machine's, recorded up to `until`: what `click_rate` counts."""
+    from sqlalchemy import and_, exists, false, select
+
+    from campaignctl.store.tables import EVENT, MESSAGE
+
     cond = and_(
         EVENT.c.message_id == MESSAGE.c.id,
         EVENT.c.kind == kind,

@@ -8,16 +8,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-
 from campaignctl.store.conn import Conn, connection, dialect_of
-from campaignctl.store.tables import TRIGGER_EVENT
 
 
 def record(
     conn: Conn, campaign: str, event_id: str, data: dict[str, Any], now: datetime
 ) -> int | None:
     """Record the event; its row id, or None when this campaign already had this event id."""
+    from campaignctl.store.tables import TRIGGER_EVENT
+
     c = connection(conn)
     # RETURNING says whether the row went in on every database (PostgreSQL's rowcount is -1
     # once SQLAlchemy asks for the new key)
@@ -30,6 +29,10 @@ def record(
 
 def recorded(conn: Conn, campaign: str, event_id: str) -> Any | None:
     """The event's row (id, received_at, enrolled), or None when it was never received."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import TRIGGER_EVENT
+
     return (
         connection(conn)
         .execute(
@@ -42,6 +45,10 @@ def recorded(conn: Conn, campaign: str, event_id: str) -> Any | None:
 
 
 def set_enrolled(conn: Conn, row_id: int, count: int) -> None:
+    from sqlalchemy import update
+
+    from campaignctl.store.tables import TRIGGER_EVENT
+
     connection(conn).execute(
         update(TRIGGER_EVENT).where(TRIGGER_EVENT.c.id == row_id).values(enrolled=count)
     )
@@ -49,6 +56,10 @@ def set_enrolled(conn: Conn, row_id: int, count: int) -> None:
 
 def data_of(conn: Conn, row_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """Each event's data (what templates see as `item`), by row id."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import TRIGGER_EVENT
+
     ids = sorted({i for i in row_ids if i})
     if not ids:
         return {}

@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-
 from campaignctl.store.conn import Conn, connection
-from campaignctl.store.tables import WORKER
 
 
 def beat(conn: Conn, worker: str, host: str, pid: int, now: datetime) -> None:
     """Move the worker's heartbeat to `now`; its row is (re-)made when missing (its first beat,
     or another worker took it for dead meanwhile). Only the worker writes its own row."""
+    from sqlalchemy import insert, update
+
+    from campaignctl.store.tables import WORKER
+
     c = connection(conn)
     done = c.execute(update(WORKER).where(WORKER.c.id == worker).values(heartbeat_at=now))
     if done.rowcount == 0:
@@ -32,6 +33,10 @@ def beat(conn: Conn, worker: str, host: str, pid: int, now: datetime) -> None:
 
 def heartbeats(conn: Conn, workers: Sequence[str]) -> dict[str, datetime]:
     """worker -> its last heartbeat, for those of `workers` that have a row."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import WORKER
+
     if not workers:
         return {}
     rows = connection(conn).execute(
@@ -42,18 +47,30 @@ def heartbeats(conn: Conn, workers: Sequence[str]) -> dict[str, datetime]:
 
 def stale(conn: Conn, before: datetime) -> list[str]:
     """The workers whose heartbeat is older than `before`."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import WORKER
+
     rows = connection(conn).execute(select(WORKER.c.id).where(WORKER.c.heartbeat_at < before))
     return [str(r[0]) for r in rows]
 
 
 def remove(conn: Conn, workers: Sequence[str]) -> None:
     """Forget these workers (stopped, or found dead and their claims recovered)."""
+    from sqlalchemy import delete
+
+    from campaignctl.store.tables import WORKER
+
     if workers:
         connection(conn).execute(delete(WORKER).where(WORKER.c.id.in_(list(workers))))
 
 
 def listing(conn: Conn) -> list[Any]:
     """(id, host, pid, started_at, heartbeat_at) of every worker, latest heartbeat first."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import WORKER
+
     return list(
         connection(conn).execute(
             select(
