@@ -109,7 +109,7 @@ def needs_person(store: Store) -> dict[str, dict[str, str | None]]:
     """Channels a running daemon found needing a person: {channel: {"message", "hint"}}."""
     from campaignctl.store import meta
 
-    with store.reading() as s:
+    with store.reads() as s:
         rows = meta.needs_person(s)
     out = {}
     for channel, value in rows.items():
@@ -126,7 +126,7 @@ def daemon_status(store: Store) -> dict[str, Any]:
     pid, started_at, last_pass_at, last_sync_at (ISO UTC, or None)."""
     from campaignctl.store import meta
 
-    with store.reading() as s:
+    with store.reads() as s:
         beat: dict[str, Any] = dict.fromkeys(HEARTBEAT_KEYS)
         beat |= meta.heartbeat(s)
     lock = store.send_lock()

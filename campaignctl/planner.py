@@ -698,7 +698,7 @@ def plan(
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
     sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}
-    with store.reading() as conn:
+    with store.reads() as conn:
         sim.leads = leads = _Leads(
             default_tz,
             zones=any(not sim.hours[st.channel].always for c in active.values() for st in c.steps),
@@ -706,15 +706,7 @@ def plan(
         for lead_id, ch in store_leads.all_optouts(conn):
             leads.optouts.setdefault(lead_id, set()).add(ch)
         blasts_done = meta.blasts_enrolled(conn)
-        # a trigger campaign enrols on `campaignctl trigger` events and an `enrol_on` sequence
-        # on lead events yet to happen: neither enrols anyone new in the forecast
-        need_audience = [
-            n
-            for n, c in active.items()
-            if not (c.kind == "blast" and n in blasts_done)
-            and c.kind != "trigger"
-            and not c.enrol_on
-        ]
+        need_audience = [n for n, c in active.items() if enrols_by_audience(c, n in blasts_done)]
         # plain tuples, streamed (100,000 rows through SQLAlchemy's row machinery cost a
         # second); the suppression list is matched a chunk of leads at a time
         chunk: list[tuple[int, str | None, str | None]] = []
@@ -771,6 +763,17 @@ def plan(
     )
     _finish_dates(out, sim, active, simulated)
     return out
+
+
+def enrols_by_audience(camp: Campaign, blast_enrolled: bool) -> bool:
+    """Whether the next pass may enrol leads in `camp` by its audience: a blast enrols once,
+    a trigger campaign on `campaignctl trigger` events and an `enrol_on` sequence on lead
+    events yet to happen (neither enrols anyone new in a forecast)."""
+    return (
+        not (camp.kind == "blast" and blast_enrolled)
+        and camp.kind != "trigger"
+        and not (camp.enrol_on)
+    )
 
 
 #: The simulation that takes newcomers in one batch (the tests swap `_Simulation` for the

@@ -37,10 +37,25 @@ def reason_label(code: str) -> str:
     return REASON_LABELS.get(code, code)
 
 
-def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None) -> dict[str, Any]:
+#: The most messages `status` forecasts the finish for by itself (pending messages plus leads
+#: a pass may enrol): a forecast simulates each one (`plan`), so past this `status` leaves the
+#: finish to `plan` or `status --forecast` and stays under a second at 1,000,000 leads.
+FORECAST_LIMIT = 200_000
+
+
+def status(
+    cfg: Config,
+    store: Store,
+    now: datetime,
+    campaign: str | None = None,
+    *,
+    forecast_limit: int | None = FORECAST_LIMIT,
+) -> dict[str, Any]:
     """The `status --format json` document: {"campaigns": [{name, status, enrolled, steps...}],
     "channels": [{name, provider, reads_replies, note, last_sync, breaker, needs_person}],
-    "daemon": {running, pid, started_at, last_pass_at, last_sync_at, stopped_at}}; a breaker
+    "daemon": {running, pid, started_at, last_pass_at, last_sync_at, stopped_at},
+    "forecast": {done, messages, limit}}: whether the finishes were forecast (`messages` to
+    simulate, at most `forecast_limit`; None: no limit); a breaker
     is {paused, probing, until, failed, attempts, last_error, deferred}; `needs_person` is
     {message, hint} while a running daemon has stopped that channel for its credentials;
     `warmup` is {day, days, limit, daily_limit, first_send} for a channel with a warm-up.
@@ -49,8 +64,8 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     step's channel), `skipped_by_reason` ({reason code: count}: `REASON_LABELS` says them in
     words) and `delivered`, `undelivered`, `read` (sent messages by their latest delivery
     event, each once: `store.events.DELIVERY_KINDS`); each campaign has `finish` and
-    `finish_day` from `plan`, and `audience_skipped` ({count, reason}): leads its audience
-    could not be evaluated for.
+    `finish_day` from `plan` (None, and `forecast` false, when there was too much to simulate),
+    and `audience_skipped` ({count, reason}): leads its audience could not be evaluated for.
 
     A step with variants has `variants`: [{name, status, sent, replies, delivered, clicked,
     rate}] (clicked: messages a person clicked in; rate: by its A/B `metric`, else replies per
@@ -58,12 +73,12 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
     decide_at, decision}, the decision being None until made, then {winner, rule, reason,
     p_value, z, confidence, decided_at, figures} as stored (`store.schema.AbDecision`).
     """
-    from campaignctl.planner import plan
+    from campaignctl.planner import enrols_by_audience, plan
 
     if campaign is not None:
         cfg.campaign(campaign)  # a NotFoundError naming the typo
     names = [campaign] if campaign is not None else list(cfg.campaigns)
-    with store.reading() as s:
+    with store.reads() as s:
         counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
             lambda: dict.fromkeys(MESSAGE_STATES, 0)
         )
@@ -83,14 +98,29 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         )
         for camp, step, state, n in events.delivery_counts(s, names):
             delivery[(camp, step)][state] = n
-        per_variant: dict[tuple[str, str], dict[str, tuple[int, int, int, int]]] = defaultdict(dict)
-        for camp, step, variant, n, replies, delivered, clicked in abtests.variant_counts(s, names):
-            per_variant[(camp, step)][variant] = (n, replies, delivered, clicked)
         ab_started = abtests.started(s, names)
         ab_decided = abtests.decisions(s, names)
         audience_skipped = {k: json.loads(v) for k, v in meta.audience_skipped(s).items()}
         completed = meta.completed_campaigns(s)
-    forecast = plan(cfg, store, now, campaigns=[n for n in names if _sends(cfg, n)])
+        sending = [n for n in names if _sends(cfg, n)]
+        # what a forecast would simulate: the pending messages, and every lead not yet enrolled
+        # where the next pass may enrol (an upper bound: the audience is not evaluated here)
+        work = sum(
+            counts[(n, st.name)]["pending"] for n in sending for st in cfg.campaigns[n].steps
+        )
+        blasts_done = meta.blasts_enrolled(s)
+        newcomers = [n for n in sending if enrols_by_audience(cfg.campaigns[n], n in blasts_done)]
+        if newcomers:
+            total = leads.count(s)
+            work += sum(max(0, total - sum(enrolled[n].values())) for n in newcomers)
+    per_variant: dict[tuple[str, str], dict[str, tuple[int, int, int, int]]] = defaultdict(dict)
+    if any(st.variants for n in names for st in cfg.campaigns[n].steps):
+        # counted by the A/B test's own SQL (store.abtests), which needs the engine's connection
+        with store.reading() as conn:
+            for camp, step, variant, *figures in abtests.variant_counts(conn, names):
+                per_variant[(camp, step)][variant] = tuple(figures)
+    within = forecast_limit is None or work <= forecast_limit
+    forecast = plan(cfg, store, now, campaigns=sending) if within else None
     tz = ZoneInfo(cfg.settings.timezone)
     out = []
     for name in names:
@@ -110,7 +140,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                     "ab": _ab(st, ab_started.get((name, st.name)), ab_decided.get((name, st.name))),
                 }
             )
-        fc = forecast.campaigns.get(name)
+        fc = forecast.campaigns.get(name) if forecast else None
         out.append(
             {
                 "name": name,
@@ -125,6 +155,7 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
                 "finish_day": fc.finish_day if fc else None,
                 "finish_estimated": fc.estimated if fc else False,
                 "remaining": fc.remaining if fc else 0,
+                "forecast": forecast is not None or name not in sending,
                 "audience_skipped": audience_skipped.get(name, {"count": 0, "reason": None}),
             }
         )
@@ -149,7 +180,13 @@ def status(cfg: Config, store: Store, now: datetime, campaign: str | None = None
         }
         for ch in cfg.channels
     ]
-    return {"campaigns": out, "channels": channels, "daemon": daemon, "hooks": _hooks(cfg, store)}
+    return {
+        "campaigns": out,
+        "channels": channels,
+        "daemon": daemon,
+        "hooks": _hooks(cfg, store),
+        "forecast": {"done": forecast is not None, "messages": work, "limit": forecast_limit},
+    }
 
 
 def _hooks(cfg: Config, store: Store) -> list[dict[str, Any]]:
@@ -158,8 +195,8 @@ def _hooks(cfg: Config, store: Store) -> list[dict[str, Any]]:
         return []
     from campaignctl.store import hooks as store_hooks
 
-    with store.read() as session:
-        backlog = {r[0]: r for r in store_hooks.backlog(session)}
+    with store.reads() as r:
+        backlog = {row[0]: row for row in store_hooks.backlog(r)}
     out = []
     for h in cfg.hooks:
         _, pending, oldest, attempts, error = backlog.get(h.url, (h.url, 0, None, 0, None))
@@ -227,13 +264,13 @@ def _ab(st: Step, started: datetime | None, decided: Any) -> dict[str, Any] | No
 def _breakers(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
     """Each channel's circuit breaker: {paused, until, probing, failed, attempts, last_error,
     deferred}; `deferred`: the messages due now that wait for it (0 when not paused)."""
-    from campaignctl.engine.context import EngineContext
+    from campaignctl.breaker import Breaker
     from campaignctl.store import messages
 
     out: dict[str, Any] = {}
-    with store.reading() as s:
+    with store.reads() as s:
         for ch in cfg.channels:
-            b = EngineContext.breaker(s, ch)
+            b = Breaker.from_json(meta.breaker(s, ch))
             failed, attempts, last = b.failures()
             paused = b.paused(now)
             deferred = 0
@@ -257,7 +294,7 @@ def _warmups(cfg: Config, store: Store, now: datetime, tz: ZoneInfo) -> dict[str
     from campaignctl.pacing import Limits, warmup_day
 
     out: dict[str, Any] = {}
-    with store.reading() as s:
+    with store.reads() as s:
         for ch, ch_cfg in cfg.channels.items():
             lim = Limits.of(ch_cfg)
             ramp = lim.warmup

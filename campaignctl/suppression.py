@@ -42,7 +42,7 @@ from campaignctl.store.events import ALL_CHANNELS
 if TYPE_CHECKING:
     from campaignctl.config import Config
     from campaignctl.store import Enrolment, Lead, Store
-    from campaignctl.store.conn import Conn, Transaction
+    from campaignctl.store.conn import Readable, Transaction
 
 #: Each campaign's `stop_on`: the kinds (reply, optout, bounce) that end its sequences.
 StopOn = Mapping[str, Collection[str]]
@@ -72,7 +72,7 @@ NOT_SUPPRESSED: Mapping[str, set[str]] = {}
 
 
 def suppressed_addresses(
-    conn: Conn,
+    conn: Readable,
     leads: Iterable[tuple[int, str | None, str | None]],
     *,
     everything: bool = False,

@@ -183,5 +183,5 @@ def last_syncs(store: Store) -> dict[str, str]:
     """channel -> ISO time of its last successful sync."""
     from campaignctl.store import meta
 
-    with store.reading() as s:
+    with store.reads() as s:
         return meta.last_syncs(s)

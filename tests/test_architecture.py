@@ -149,6 +149,20 @@ def test_pacing_stays_pure():
     assert offenders == [], "pacing is a pure function of `now`: " + "; ".join(offenders)
 
 
+def test_the_command_modules_keep_their_annotations_evaluated():
+    """typer reads each command's annotations at every start: as strings (PEP 563), each is
+    compiled and evaluated again, a third of `status`'s start-up (see `campaignctl.cli`)."""
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in _sources("cli")
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(a.name == "annotations" for a in node.names)
+    ]
+    assert offenders == []
+
+
 def test_the_leads_import_process_stays_lean():
     code = (
         "import sys, campaignctl.leads\n"

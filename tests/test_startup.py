@@ -39,10 +39,17 @@ else:
     code = 0
 print("EXIT", code, file=sys.stderr)
 print("HEAVY", sorted(m for m in sys.modules if m in {HEAVY!r}), file=sys.stderr)
+print("SQLALCHEMY", "sqlalchemy" in sys.modules, file=sys.stderr)
 """
 
 
 def run(folder: Path, *args: str) -> tuple[int, list[str], str]:
+    code, heavy, stdout, _ = probe(folder, *args)
+    return code, heavy, stdout
+
+
+def probe(folder: Path, *args: str) -> tuple[int, list[str], str, bool]:
+    """(exit code, heavy modules loaded, stdout, whether SQLAlchemy was loaded)."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE, "-C", str(folder), *args],
         capture_output=True,
@@ -53,7 +60,8 @@ def run(folder: Path, *args: str) -> tuple[int, list[str], str]:
     lines = out.stderr.splitlines()
     code = int(next(x for x in lines if x.startswith("EXIT ")).split()[1])
     heavy = eval(next(x for x in lines if x.startswith("HEAVY ")).split(" ", 1)[1])
-    return code, heavy, out.stdout
+    alchemy = next(x for x in lines if x.startswith("SQLALCHEMY ")).split()[1] == "True"
+    return code, heavy, out.stdout, alchemy
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +112,36 @@ def test_the_probe_sees_what_send_loads(sent: Path):
     code, heavy, _ = run(sent, "send")
     assert code == 0
     assert "campaignctl.engine.core" in heavy
+
+
+@pytest.mark.parametrize(
+    "args", [("status",), ("status", "--format", "json"), ("plan",)], ids=" ".join
+)
+def test_status_and_plan_read_without_sqlalchemy(sent: Path, args: tuple[str, ...]):
+    """On an up-to-date SQLite file, `status` and `plan` read through the sqlite3 module alone
+    (`Store.reads()`): SQLAlchemy is a quarter of their start-up."""
+    code, _, stdout, alchemy = probe(sent, *args)
+    assert code == 0
+    assert "welcome" in stdout
+    assert not alchemy
+
+
+def test_a_database_to_migrate_is_read_through_the_engine(sent: Path, tmp_path: Path):
+    """A database missing a migration is migrated first (through SQLAlchemy), then read."""
+    import shutil
+    import sqlite3
+
+    folder = tmp_path / "old"
+    shutil.copytree(sent, folder)
+    with sqlite3.connect(folder / "campaignctl.db") as db:
+        db.execute("DROP INDEX ix_enrolment_campaign_state")
+        db.execute("DELETE FROM schema_migration WHERE name = 'm035_enrolment_state_index'")
+    code, _, stdout, alchemy = probe(folder, "status")
+    assert code == 0
+    assert "welcome" in stdout
+    assert alchemy
+    with sqlite3.connect(folder / "campaignctl.db") as db:
+        names = {n for (n,) in db.execute("SELECT name FROM schema_migration")}
+    assert "m035_enrolment_state_index" in names
+    code, _, _, alchemy = probe(folder, "status")
+    assert (code, alchemy) == (0, False)

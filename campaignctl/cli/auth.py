@@ -5,8 +5,6 @@ command from it, adding `--channel`. The group loads the providers only when `au
 runs, so `campaignctl --help` loads none.
 """
 
-from __future__ import annotations
-
 import inspect
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -20,7 +18,7 @@ if TYPE_CHECKING:
 CHANNEL = "channel"
 
 
-def _parameter(option: AuthOption) -> inspect.Parameter:
+def _parameter(option: "AuthOption") -> inspect.Parameter:
     if option.name in ("ctx", CHANNEL) or not option.name.isidentifier():
         raise ValueError(f"auth option {option.name!r}: use another Python name")
     annotation: Any = option.type
@@ -39,7 +37,7 @@ def _parameter(option: AuthOption) -> inspect.Parameter:
     )
 
 
-def auth_command(provider: str, auth: Auth) -> TyperCommand:
+def auth_command(provider: str, auth: "Auth") -> TyperCommand:
     """`campaignctl auth PROVIDER` from its declaration: the provider's options, then
     `--channel` (resolved with `channels.find_channel`), then `run`, whose `say` is the screen."""
 
@@ -80,7 +78,7 @@ class _ProviderCommands(TyperGroup):
     kept in step with the registry (`registry.register` in tests and embedding code)."""
 
     _commands: dict[str, Any]
-    _built: dict[str, Auth]
+    _built: "dict[str, Auth]"
 
     def _sync(self) -> None:
         from campaignctl.channels.registry import providers

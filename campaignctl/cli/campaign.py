@@ -5,8 +5,6 @@ layout, runs every check of `check` on the result (exit 2, nothing written, on a
 writes atomically.
 """
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +39,7 @@ def _config_path(ctx: typer.Context) -> Path:
     return find_config(state(ctx).config_path)
 
 
-def _report(outcome: Outcome) -> None:
+def _report(outcome: "Outcome") -> None:
     typer.echo(f"{outcome.path}: {outcome.summary}" + ("" if outcome.changed else " (no change)"))
     for w in outcome.warnings:
         typer.echo(f"warning: {w}", err=True)

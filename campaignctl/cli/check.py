@@ -1,7 +1,5 @@
 """`check`: validate the campaign file, its templates and every step for sample leads."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +25,7 @@ def _gh_escape(value: str, prop: bool = False) -> str:
     return value.replace(":", "%3A").replace(",", "%2C") if prop else value
 
 
-def _github(p: Problem) -> str:
+def _github(p: "Problem") -> str:
     level = "error" if p.severity == "error" else "warning"
     props = [f"file={_gh_escape(str(p.file), True)}"] if p.file else []
     if p.line:

@@ -1,7 +1,5 @@
 """What every command shares: the loaded campaign file, the store, output helpers."""
 
-from __future__ import annotations
-
 import json
 import sys
 from dataclasses import dataclass, field
@@ -34,17 +32,17 @@ class State:
     """Global options, and the campaign file and store loaded at most once per command."""
 
     config_path: Path | None = None
-    _config: Config | None = field(default=None, repr=False)
-    _store: Store | None = field(default=None, repr=False)
+    _config: "Config | None" = field(default=None, repr=False)
+    _store: "Store | None" = field(default=None, repr=False)
 
-    def config(self) -> Config:
+    def config(self) -> "Config":
         if self._config is None:
             from campaignctl.config import load
 
             self._config = load(self.config_path)
         return self._config
 
-    def store(self, *, read_only: bool = False) -> Store:
+    def store(self, *, read_only: bool = False) -> "Store":
         """The campaign file's database. A `read_only` command creates no database file: a
         missing one reads as empty (see `Store.for_reading`)."""
         if self._store is None:
@@ -57,7 +55,7 @@ class State:
 
 
 def check_names(
-    cfg: Config, campaigns: list[str] | None = None, channels: list[str] | None = None
+    cfg: "Config", campaigns: list[str] | None = None, channels: list[str] | None = None
 ) -> None:
     """Refuse an unknown --campaign or --channel before a writing command opens (and so
     creates) the database: a failing command leaves no file behind."""
@@ -86,7 +84,7 @@ def state(ctx: typer.Context) -> State:
 PIPE_WIDTH = 160
 
 
-def _console(stderr: bool) -> Console:
+def _console(stderr: bool) -> "Console":
     import os
 
     from rich.console import Console
@@ -97,11 +95,11 @@ def _console(stderr: bool) -> Console:
     return console
 
 
-def stdout() -> Console:
+def stdout() -> "Console":
     return _console(stderr=False)
 
 
-def stderr() -> Console:
+def stderr() -> "Console":
     return _console(stderr=True)
 
 

@@ -1,7 +1,5 @@
 """`daemon`: send on every tick and sync on every sync_interval until SIGTERM."""
 
-from __future__ import annotations
-
 import signal
 import sys
 from enum import StrEnum
@@ -112,10 +110,10 @@ class _LiveView:
         self._drawn = float("-inf")
         self.live = Live(console=stdout(), auto_refresh=False)
 
-    def attach(self, d: Daemon) -> None:
+    def attach(self, d: "Daemon") -> None:
         self.daemon = d
 
-    def __enter__(self) -> _LiveView:
+    def __enter__(self) -> "_LiveView":
         self.live.__enter__()
         self.refresh()
         return self

@@ -6,8 +6,6 @@ arguments that name none of its commands as `draft new ...` (`_DraftGroup`). A c
 like a subcommand (`list`, `new`, `approve`, `reject`) is reached with `draft new NAME ...`.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import typer

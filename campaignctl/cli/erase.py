@@ -1,7 +1,5 @@
 """`leads delete`: erase a person (GDPR), keeping counts and suppressing their addresses."""
 
-from __future__ import annotations
-
 import sys
 
 import typer

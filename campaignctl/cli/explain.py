@@ -1,7 +1,5 @@
 """`explain EMAIL_OR_PHONE`: why one lead got what it got, in time order."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 
 import typer

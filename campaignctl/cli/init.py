@@ -1,7 +1,5 @@
 """`init`: scaffold a project folder."""
 
-from __future__ import annotations
-
 import shlex
 from pathlib import Path
 

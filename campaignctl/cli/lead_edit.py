@@ -1,7 +1,5 @@
 """`leads set` and `leads tag`: change stored leads by hand."""
 
-from __future__ import annotations
-
 import typer
 
 from campaignctl.cli.context import state, stderr

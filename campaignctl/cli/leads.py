@@ -1,7 +1,5 @@
 """`leads import` and `leads list` (and, later, other `leads` subcommands)."""
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Iterable
 from enum import StrEnum
@@ -130,7 +128,7 @@ def import_(
     _render_import(report)
 
 
-def _render_import(report: ImportReport) -> None:
+def _render_import(report: "ImportReport") -> None:
     from rich.table import Table
 
     for warning in report.warnings:

@@ -1,7 +1,5 @@
 """`messages list`: every message, filtered, written as the database hands the rows over."""
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Iterable
 from typing import Any

@@ -1,7 +1,5 @@
 """`leads optout`: opt a lead out by hand, with the same effects as an inbound STOP."""
 
-from __future__ import annotations
-
 import typer
 
 from campaignctl.cli.context import state

@@ -1,7 +1,5 @@
 """`preview`: show one step for one lead exactly as it would be sent."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
 import typer
@@ -79,7 +77,7 @@ def preview(
         echo(f"# {p.sms.describe()}")
 
 
-def _attachments(p: Preview) -> None:
+def _attachments(p: "Preview") -> None:
     """One line per attached file with its size, and the total against the channel's limit."""
     from campaignctl.attachments import (
         DEFAULT_MAX_MESSAGE_SIZE,

@@ -1,7 +1,5 @@
 """`report`: how each campaign did, as a table, csv, json or one self-contained HTML file."""
 
-from __future__ import annotations
-
 import io
 from enum import StrEnum
 from pathlib import Path
@@ -131,7 +129,7 @@ def _csv(data: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _table(data: dict[str, Any], console: Console | None) -> str:
+def _table(data: dict[str, Any], console: "Console | None") -> str:
     """Print the tables on `console`, or (None) return them as text for --out."""
     from rich.console import Console
     from rich.markup import escape

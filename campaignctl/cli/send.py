@@ -1,7 +1,5 @@
 """`send`, `plan` and `status`: run the engine, forecast it, and report what it did."""
 
-from __future__ import annotations
-
 import signal
 import sys
 from datetime import datetime
@@ -264,7 +262,7 @@ class _Progress:
         #: the latest temporary error per channel, with its hint: named if nothing went out
         self.transient: dict[str, tuple[str, str | None]] = {}
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> "_Progress":
         if not self.quiet and self.console.is_terminal:
             from rich.live import Live
 
@@ -277,7 +275,7 @@ class _Progress:
             self.live.update(self._table(), refresh=True)
             self.live.__exit__(*exc)
 
-    def update(self, res: PassResult) -> None:
+    def update(self, res: "PassResult") -> None:
         columns = _counters()
         for key, c in res.counts.items():
             row = self.rows.setdefault(key, dict.fromkeys(columns, 0))
@@ -321,7 +319,7 @@ class _Progress:
         return t
 
 
-def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> str:
+def _summary(res: "PassResult", last: "PassResult", next_due: datetime | None) -> str:
     parts = [
         f"sent {res.total('sent')}",
         f"failed {res.total('failed')}",
@@ -355,7 +353,7 @@ def _summary(res: PassResult, last: PassResult, next_due: datetime | None) -> st
 
 
 def _finish(
-    result: RunResult, quiet: bool, transient: dict[str, tuple[str, str | None]] | None = None
+    result: "RunResult", quiet: bool, transient: dict[str, tuple[str, str | None]] | None = None
 ) -> None:
     """The summary line, then the exit code. Quiet (cron) prints nothing when all went well,
     so cron mails only when there is something to read: the summary then goes to stderr."""
@@ -405,7 +403,7 @@ def _finish(
         raise typer.Exit(int(code))
 
 
-def _exit_code(result: RunResult) -> ExitCode:
+def _exit_code(result: "RunResult") -> ExitCode:
     """78 (a person must act) before 1 (some failed) before 75 (nothing went: try later)."""
     if result.total.auth_errors:
         return max(e.exit_code for e in result.total.auth_errors.values())
@@ -434,7 +432,7 @@ def _shown(show: str | None, dry_run: bool) -> int | None:
     return int(show)
 
 
-def _render_dry(dry: DryRun, quiet: bool, shown: int | None = DRY_SHOWN) -> None:
+def _render_dry(dry: "DryRun", quiet: bool, shown: int | None = DRY_SHOWN) -> None:
     """A sample of what would go (the first `shown`, all for None), then the summary line."""
     res = dry.result
     listed = dry.messages if shown is None else dry.messages[:shown]
@@ -505,7 +503,7 @@ _STARTS = {
 }
 
 
-def not_sending(cfg: Config, only: list[str] | None = None) -> list[dict[str, str]]:
+def not_sending(cfg: "Config", only: list[str] | None = None) -> list[dict[str, str]]:
     """Draft and paused campaigns (of `only`, when given), each with the command that starts it:
     why `plan` shows nothing for them."""
     return [
@@ -515,7 +513,7 @@ def not_sending(cfg: Config, only: list[str] | None = None) -> list[dict[str, st
     ]
 
 
-def plan_json(p: Plan) -> dict[str, Any]:
+def plan_json(p: "Plan") -> dict[str, Any]:
     """The `plan --format json` document; times in settings.timezone. `horizon` is the last
     day simulated and whether messages were still to send then (finishes after it estimated)."""
     from zoneinfo import ZoneInfo
@@ -563,7 +561,7 @@ def plan_json(p: Plan) -> dict[str, Any]:
     }
 
 
-def _render_plan(p: Plan) -> None:
+def _render_plan(p: "Plan") -> None:
     from zoneinfo import ZoneInfo
 
     from rich.table import Table
@@ -657,15 +655,23 @@ def status(
     ctx: typer.Context,
     campaign: str | None = typer.Argument(None, help="Only this campaign."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
+    forecast: bool = typer.Option(
+        False,
+        "--forecast",
+        help="Forecast each campaign's finish however many messages that simulates (by "
+        "default, past 200,000 pending messages and leads to enrol, `plan` does it).",
+    ),
 ) -> None:
     """Per campaign and step: enrolled, pending, sent, failed, skipped (and why), uncertain,
     opted out, and delivered, read, undelivered (from the delivery statuses `sync` recorded);
-    per variant: sent, replies, delivered and rate, with the A/B winner once decided."""
-    from campaignctl.status import reason_label
+    per variant: sent, replies, delivered and rate, with the A/B winner once decided; and
+    each campaign's forecast finish."""
+    from campaignctl.status import FORECAST_LIMIT, reason_label
     from campaignctl.status import status as compute
 
     st = state(ctx)
-    doc = compute(st.config(), st.store(read_only=True), _now(), campaign)
+    limit = None if forecast else FORECAST_LIMIT
+    doc = compute(st.config(), st.store(read_only=True), _now(), campaign, forecast_limit=limit)
     if fmt is TableOrJson.json:
         print_json(doc)
         return
@@ -674,11 +680,15 @@ def status(
     con = stdout()
     for camp in doc["campaigns"]:
         approx = "~" if camp["finish_estimated"] else ""
-        finish = (
-            f"finishes {approx}{camp['finish'][:10]} (day {camp['finish_day']})"
-            if camp["finish"]
-            else ("nothing left to send" if not camp["remaining"] else "finish unknown")
-        )
+        if not camp["forecast"]:
+            finish = (
+                f"finish not forecast ({doc['forecast']['messages']:,} messages to simulate: "
+                "`campaignctl plan` or `status --forecast`)"
+            )
+        elif camp["finish"]:
+            finish = f"finishes {approx}{camp['finish'][:10]} (day {camp['finish_day']})"
+        else:
+            finish = "nothing left to send" if not camp["remaining"] else "finish unknown"
         t = Table(
             title=f"{camp['name']} ({camp['kind']}, {camp['status']}): "
             f"{camp['enrolled']} enrolled, {camp['active']} active; {finish}"

@@ -1,7 +1,5 @@
 """`serve`: the web side (one-click unsubscribe, Twilio's webhooks, tracked links)."""
 
-from __future__ import annotations
-
 import os
 
 import typer

@@ -1,7 +1,5 @@
 """`suppress import`, `suppress list`, `suppress remove`: the do-not-contact list."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

@@ -1,7 +1,5 @@
 """`sync`: replies, opt-outs, bounces and delivery statuses since the last sync."""
 
-from __future__ import annotations
-
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +57,7 @@ def sync(
 MORE = "more to read: the next sync goes on"
 
 
-def summary_line(result: SyncResult) -> str:
+def summary_line(result: "SyncResult") -> str:
     """`sync: sms 2 new (optout 1, reply 1); smtp cannot read replies`."""
     parts = []
     for c in result.channels:
@@ -77,12 +75,12 @@ def summary_line(result: SyncResult) -> str:
     return "sync: " + ("; ".join(parts) or "no channels")
 
 
-def sync_json(result: SyncResult) -> dict[str, Any]:
+def sync_json(result: "SyncResult") -> dict[str, Any]:
     """The `sync --format json` document."""
     return {"channels": [_channel_json(c) for c in result.channels]}
 
 
-def _channel_json(c: ChannelSync) -> dict[str, Any]:
+def _channel_json(c: "ChannelSync") -> dict[str, Any]:
     return {
         "channel": c.channel,
         "provider": c.provider,
@@ -101,7 +99,7 @@ def _channel_json(c: ChannelSync) -> dict[str, Any]:
     }
 
 
-def _render(result: SyncResult) -> None:
+def _render(result: "SyncResult") -> None:
     from rich.table import Table
 
     con = stdout()

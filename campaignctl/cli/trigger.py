@@ -1,7 +1,5 @@
 """`trigger CAMPAIGN --data FILE.json|-`: one event enrols a trigger campaign's matches."""
 
-from __future__ import annotations
-
 import sys
 from enum import StrEnum
 from pathlib import Path

@@ -16,7 +16,7 @@ from campaignctl.config import Campaign, Step
 from campaignctl.engine.context import EngineContext
 from campaignctl.engine.decide import AbState
 from campaignctl.store import abtests, journal
-from campaignctl.store.conn import Conn
+from campaignctl.store.conn import Conn, Readable
 from campaignctl.store.journal import Kind
 
 AbKey = tuple[str, str]  # (campaign, step)
@@ -27,7 +27,7 @@ def ab_steps(active: dict[str, Campaign]) -> dict[AbKey, Step]:
     return {(name, st.name): st for name, camp in active.items() for st in camp.steps if st.ab}
 
 
-def ab_states(conn: Conn, steps: dict[AbKey, Step]) -> dict[AbKey, AbState]:
+def ab_states(conn: Readable, steps: dict[AbKey, Step]) -> dict[AbKey, AbState]:
     """Each A/B step's state as stored: decided, started (decision due), or not started."""
     if not steps:
         return {}

@@ -13,12 +13,18 @@ The import and worker processes load this package: nothing here imports SQL or C
 the top.
 """
 
-from campaignctl.leads.columns import parse_mapping, snake_case
-from campaignctl.leads.csvfile import LeadsInputError, inspect_csv
-from campaignctl.leads.importer import import_leads, sample_leads_from_csv
-from campaignctl.leads.listing import list_leads
-from campaignctl.leads.normalise import json_string_object, json_strings, normalise_email
-from campaignctl.leads.report import ImportReport, Note
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from campaignctl.leads.columns import parse_mapping, snake_case
+    from campaignctl.leads.csvfile import LeadsInputError, inspect_csv
+    from campaignctl.leads.importer import import_leads, sample_leads_from_csv
+    from campaignctl.leads.listing import list_leads
+    from campaignctl.leads.normalise import json_string_object, json_strings, normalise_email
+    from campaignctl.leads.report import ImportReport, Note
 
 __all__ = [
     "ImportReport",
@@ -34,3 +40,29 @@ __all__ = [
     "sample_leads_from_csv",
     "snake_case",
 ]
+
+#: Where each name lives: loaded at its first use, so that a command reaching one module (the
+#: campaign file's check of the sender's address) does not load the import and its workers.
+_HOMES = {
+    "parse_mapping": "columns",
+    "snake_case": "columns",
+    "LeadsInputError": "csvfile",
+    "inspect_csv": "csvfile",
+    "import_leads": "importer",
+    "sample_leads_from_csv": "importer",
+    "list_leads": "listing",
+    "json_string_object": "normalise",
+    "json_strings": "normalise",
+    "normalise_email": "normalise",
+    "ImportReport": "report",
+    "Note": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from campaignctl.locking import Lock
     from campaignctl.store.leads import lead_context as lead_context
     from campaignctl.store.migrations import MIGRATIONS as MIGRATIONS
+    from campaignctl.store.reader import Reader
     from campaignctl.store.schema import Enrolment as Enrolment
     from campaignctl.store.schema import Event as Event
     from campaignctl.store.schema import Lead as Lead
@@ -110,22 +111,36 @@ def __getattr__(name: str) -> Any:
 class Store:
     """One database: lead store, message ledger and shared limits for every process using it."""
 
-    def __init__(self, url: str, *, migrate_now: bool = True) -> None:
+    def __init__(self, url: str, *, migrate_now: bool = True, lazy: bool = False) -> None:
+        """`lazy`: open the engine (and migrate) at its first use, not now: a Store that only
+        `reads()` an up-to-date SQLite file never loads SQLAlchemy."""
         self.url = url
         self.dialect: Dialect = dialect_for(url)
         self.dialect.check(url)
-        self.engine: Engine = self.dialect.create_engine(url)
-        if migrate_now:
+        self._engine: Engine | None = None
+        self._migrate = migrate_now
+        if not lazy:
+            self._open()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, opened (and the database migrated) at the first use."""
+        return self._engine if self._engine is not None else self._open()
+
+    def _open(self) -> Engine:
+        self._engine = engine = self.dialect.create_engine(self.url)
+        if self._migrate:
             from campaignctl.store.migrations import migrate
 
             try:
                 with self._errors_mapped():
-                    migrate(self.engine, self.dialect)
+                    migrate(engine, self.dialect)
             except CampaignctlError:
                 raise
             except Exception as exc:  # a corrupt or foreign file
                 reason = (str(getattr(exc, "orig", exc)).splitlines() or ["unknown error"])[0]
                 raise DatabaseError(f"{self.where}: cannot open the database: {reason}") from None
+        return engine
 
     @classmethod
     def for_config(cls, cfg: Any) -> Store:
@@ -137,7 +152,7 @@ class Store:
         """The store for a command that only reads (`status`, `plan`, `leads list`, a dry run):
         one that never creates the database (for SQLite, an empty one in memory)."""
         url = cfg.database_url()
-        return cls(dialect_for(url).reading_url(url))
+        return cls(dialect_for(url).reading_url(url), lazy=True)
 
     @classmethod
     def existing(cls, url: str, *, migrate_now: bool = True) -> Store | None:
@@ -201,6 +216,21 @@ class Store:
             yield conn
 
     @contextmanager
+    def reads(self) -> Iterator[Reader]:
+        """Plain-SQL reads in one transaction (`store.reader`): on an up-to-date SQLite file,
+        through the sqlite3 module alone, so that `status` and `plan` load no SQLAlchemy;
+        elsewhere (a database to migrate, PostgreSQL), on a connection of the engine."""
+        plain = self.dialect.plain_reads(self.url) if self._engine is None else None
+        if plain is not None:
+            with plain as r:
+                yield r
+            return
+        from campaignctl.store.reader import reader
+
+        with self.reading() as conn:
+            yield reader(conn)
+
+    @contextmanager
     def write(self, *, shared: bool = False) -> Iterator[Session]:
         """A session whose transaction takes the write lock at its start and commits on exit.
 
@@ -225,4 +255,5 @@ class Store:
                     raise
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()

@@ -13,30 +13,46 @@ counts once).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from campaignctl.store import tracking
-from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.conn import Conn, Readable, connection, dialect_of
+from campaignctl.store.reader import marks, reader
 from campaignctl.store.states import SENT
 
 #: The metrics counted in SQL.
 METRICS = ("reply_rate", "delivery_rate", "click_rate")
 
 
-def started(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], datetime]:
+@dataclass(frozen=True)
+class Decision:
+    """A step's A/B decision as stored (the columns of `store.schema.AbDecision`)."""
+
+    campaign: str
+    step: str
+    decided_at: datetime
+    winner: str
+    metric: str
+    rule: str
+    reason: str
+    z: float | None
+    p_value: float | None
+    confidence: float
+    figures: dict[str, Any]
+
+
+def started(conn: Readable, campaigns: Sequence[str]) -> dict[tuple[str, str], datetime]:
     """{(campaign, step): started_at} of the tests these campaigns started."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import AB_TEST
-
-    rows = connection(conn).execute(
-        select(AB_TEST.c.campaign, AB_TEST.c.step, AB_TEST.c.started_at).where(
-            AB_TEST.c.campaign.in_(campaigns)
-        )
+    r = reader(conn)
+    rows = r.rows(
+        f"SELECT campaign, step, started_at FROM ab_test WHERE campaign IN {marks(campaigns)}",
+        *campaigns,
     )
-    return {(c, s): at for c, s, at in rows}
+    return {(c, s): r.time(at) for c, s, at in rows}
 
 
 def start(conn: Conn, campaign: str, step: str, now: datetime) -> datetime:
@@ -56,16 +72,30 @@ def start(conn: Conn, campaign: str, step: str, now: datetime) -> datetime:
     return at  # type: ignore[no-any-return]
 
 
-def decisions(conn: Conn, campaigns: Sequence[str]) -> dict[tuple[str, str], Any]:
-    """{(campaign, step): decision row} of these campaigns (columns as in `AbDecision`)."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import AB_DECISION
-
-    rows = connection(conn).execute(
-        select(AB_DECISION).where(AB_DECISION.c.campaign.in_(campaigns))
+def decisions(conn: Readable, campaigns: Sequence[str]) -> dict[tuple[str, str], Decision]:
+    """{(campaign, step): decision} of these campaigns."""
+    r = reader(conn)
+    rows = r.rows(
+        "SELECT campaign, step, decided_at, winner, metric, rule, reason, z, p_value, "
+        f"confidence, figures FROM ab_decision WHERE campaign IN {marks(campaigns)}",
+        *campaigns,
     )
-    return {(r.campaign, r.step): r for r in rows}
+    out = {}
+    for campaign, step, at, winner, metric, rule, reason, z, p, confidence, figures in rows:
+        out[(campaign, step)] = Decision(
+            campaign,
+            step,
+            r.time(at),
+            winner,
+            metric,
+            rule,
+            reason,
+            z,
+            p,
+            confidence,
+            json.loads(figures) if isinstance(figures, str) else figures,
+        )
+    return out
 
 
 def decide_once(conn: Conn, values: dict[str, Any]) -> bool:

@@ -14,7 +14,11 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlmodel import Session
 
+    from campaignctl.store.reader import Reader
+
 Conn: TypeAlias = "Session | Connection"
+#: What a query that only reads takes: a `Conn`, or the `Reader` of `Store.reads()`.
+Readable: TypeAlias = "Session | Connection | Reader"
 #: The session a `Store.read()` or `Store.write()` yields, for modules outside the store that
 #: pass it on to store functions (they never build SQL with it).
 Transaction: TypeAlias = "Session"

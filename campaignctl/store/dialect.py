@@ -11,6 +11,7 @@ fast path through it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from campaignctl.locking import Lock
     from campaignctl.store.errors import DatabaseError
+    from campaignctl.store.reader import Reader
 
 
 class Dialect(Protocol):
@@ -65,6 +67,22 @@ class Dialect(Protocol):
     def map_error(self, where: str, exc: BaseException) -> DatabaseError | None:
         """Our error for a driver error about the file, disk or lock; None for a bug."""
 
+    # Plain-SQL reads (store.reader): statements in SQLite's words with `?` marks.
+
+    def plain(self, raw: Any, sql: str, params: tuple[Any, ...], *, stream: bool) -> Any:
+        """A cursor over `sql` run on the DB-API connection `raw` (`stream`: fetched a batch
+        at a time, for reads as large as the lead table)."""
+
+    def time_param(self, t: datetime) -> Any:
+        """An aware datetime as a parameter compared with stored times (naive UTC)."""
+
+    def json_text(self, column: str, key: str) -> str:
+        """SQL of the value at `key` (a plain name) of the JSON object in `column`, as text."""
+
+    def plain_reads(self, url: str) -> AbstractContextManager[Reader] | None:
+        """A read transaction on the database at `url` through the DB-API module alone (no
+        SQLAlchemy), when this database allows one and its schema is up to date; else None."""
+
     def ddl(self, sql: str) -> str:
         """A migration's statement (written in SQLite's words: INTEGER PRIMARY KEY, DATETIME,
         `?` marks) in this database's own."""
@@ -101,14 +119,14 @@ class Dialect(Protocol):
     # machinery cost a second): JSON columns as their text, times as naive-UTC ISO text;
     # streamed (a cursor, read inside the caller's transaction), never all held at once.
 
-    def lead_rows(self, conn: Connection) -> Iterator[Any]:
+    def lead_rows(self, r: Reader) -> Iterator[Any]:
         """(id, email, phone, timezone) of every lead."""
 
-    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> Iterator[Any]:
+    def unenrolled_lead_rows(self, r: Reader, campaign: str) -> Iterator[Any]:
         """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the
         leads not enrolled in `campaign`."""
 
-    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> Iterator[Any]:
+    def pending_rows(self, r: Reader, state: str, campaigns: list[str]) -> Iterator[Any]:
         """(campaign, step, lead_id, due_at) of the messages in `state` of these campaigns."""
 
     # Audiences in SQL (store.audience_sql) and set-based enrolment (store.enrolment).

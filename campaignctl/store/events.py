@@ -8,7 +8,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from campaignctl.store.conn import Conn, connection
+from campaignctl.store.conn import Conn, Readable, connection
+from campaignctl.store.reader import marks, reader
 from campaignctl.store.states import FAILED, PENDING, SENT, SKIPPED, UNCERTAIN
 
 if TYPE_CHECKING:
@@ -284,40 +285,26 @@ def of_lead(conn: Conn, lead_id: int) -> list[Any]:
     )
 
 
-def delivery_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+def delivery_counts(conn: Readable, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, step, status, count): these campaigns' messages by their furthest delivery
     event (DELIVERY_RANK: statuses only move forward, whatever order they were recorded in),
     each message once; status is `delivered`, `read` (a delivered event whose provider status
     was read) or `undelivered` (undelivered, failed or bounce)."""
-    from sqlalchemy import case, func, literal, select
-
-    from campaignctl.store.tables import EVENT, MESSAGE
-
-    is_read = (EVENT.c.kind == "delivered") & (EVENT.c.detail["status"].as_string() == "read")
-    status = case(
-        (is_read, literal("read")),
-        (EVENT.c.kind == "delivered", literal("delivered")),
-        else_=literal("undelivered"),
-    )
-    rank = case(
-        (is_read, literal(DELIVERY_RANK["read"])),
-        *((EVENT.c.kind == k, literal(r)) for k, r in DELIVERY_RANK.items() if k != "read"),
-        else_=literal(0),
-    )
-    latest = func.row_number().over(
-        partition_by=EVENT.c.message_id,
-        order_by=(rank.desc(), EVENT.c.occurred_at.desc(), EVENT.c.id.desc()),
-    )
-    ranked = (
-        select(EVENT.c.message_id, status.label("status"), latest.label("rank"))
-        .where(EVENT.c.kind.in_(DELIVERY_KINDS), EVENT.c.message_id.is_not(None))
-        .subquery()
-    )
+    r = reader(conn)
+    is_read = f"(kind = 'delivered' AND {r.dialect.json_text('detail', 'status')} = 'read')"
+    ranks = " ".join(f"WHEN kind = '{k}' THEN {n}" for k, n in DELIVERY_RANK.items() if k != "read")
     return list(
-        connection(conn).execute(
-            select(MESSAGE.c.campaign, MESSAGE.c.step, ranked.c.status, func.count())
-            .join_from(ranked, MESSAGE, MESSAGE.c.id == ranked.c.message_id)
-            .where(ranked.c.rank == 1, MESSAGE.c.campaign.in_(campaigns))
-            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, ranked.c.status)
+        r.rows(
+            "SELECT message.campaign, message.step, ranked.status, count(*) FROM ("
+            f"SELECT message_id, CASE WHEN {is_read} THEN 'read' "
+            "WHEN kind = 'delivered' THEN 'delivered' ELSE 'undelivered' END AS status, "
+            "row_number() OVER (PARTITION BY message_id ORDER BY "
+            f"CASE WHEN {is_read} THEN {DELIVERY_RANK['read']} {ranks} ELSE 0 END DESC, "
+            "occurred_at DESC, id DESC) AS n "
+            f"FROM event WHERE kind IN {marks(DELIVERY_KINDS)} AND message_id IS NOT NULL"
+            ") AS ranked JOIN message ON message.id = ranked.message_id "
+            f"WHERE ranked.n = 1 AND message.campaign IN {marks(campaigns)} "
+            "GROUP BY message.campaign, message.step, ranked.status",
+            *(*DELIVERY_KINDS, *campaigns),
         )
     )

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.conn import Conn, Readable, connection, dialect_of
+from campaignctl.store.reader import reader
 
 
 def queue(conn: Conn, rows: Sequence[dict[str, Any]]) -> None:
@@ -174,34 +175,22 @@ def body_rows(conn: Conn, row: Any) -> tuple[Any, Any | None, Any | None]:
     return lead, message, event
 
 
-def backlog(conn: Conn) -> list[Any]:
-    """Per hook: undelivered rows, the oldest one's time, the latest error."""
-    from sqlalchemy import and_, func, select
-
-    from campaignctl.store.tables import HOOK_DELIVERY as D
-
-    pending = and_(D.c.delivered_at.is_(None))
-    rows = connection(conn).execute(
-        select(
-            D.c.hook,
-            func.count().label("pending"),
-            func.min(D.c.occurred_at).label("oldest"),
-            func.max(D.c.attempts).label("attempts"),
+def backlog(conn: Readable) -> list[Any]:
+    """Per hook: undelivered rows, the oldest one's time, the most attempts, the earliest
+    error still waiting."""
+    r = reader(conn)
+    rows = list(
+        r.rows(
+            "SELECT hook, count(*), min(occurred_at), max(attempts) FROM hook_delivery "
+            "WHERE delivered_at IS NULL GROUP BY hook"
         )
-        .where(pending)
-        .group_by(D.c.hook)
     )
     out = []
-    for r in rows:
-        err = (
-            connection(conn)
-            .execute(
-                select(D.c.last_error)
-                .where(pending, D.c.hook == r.hook, D.c.last_error.is_not(None))
-                .order_by(D.c.id)
-                .limit(1)
-            )
-            .scalar()
+    for hook, pending, oldest, attempts in rows:
+        err = r.value(
+            "SELECT last_error FROM hook_delivery WHERE delivered_at IS NULL AND hook = ? "
+            "AND last_error IS NOT NULL ORDER BY id LIMIT 1",
+            hook,
         )
-        out.append((r.hook, r.pending, r.oldest, r.attempts, err))
+        out.append((hook, pending, r.time_or_none(oldest), attempts, err))
     return out

@@ -10,8 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.conn import Conn, Readable, connection
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
+from campaignctl.store.reader import marks, reader
 
 if TYPE_CHECKING:
     from campaignctl.store.schema import Lead
@@ -72,15 +73,9 @@ def optouts_of(conn: Conn, ids: Sequence[int]) -> dict[int, set[str]]:
     return out
 
 
-def all_optouts(conn: Conn) -> Iterator[Any]:
+def all_optouts(conn: Readable) -> Iterator[Any]:
     """(lead_id, channel) of every opt-out, in the order they were recorded."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import OPTOUT
-
-    yield from connection(conn).execute(
-        select(OPTOUT.c.lead_id, OPTOUT.c.channel).order_by(OPTOUT.c.id)
-    )
+    return reader(conn).stream("SELECT lead_id, channel FROM optout ORDER BY id")
 
 
 def enrolment_states(conn: Conn, ids: Sequence[int]) -> dict[tuple[str, int], tuple[str, Any]]:
@@ -102,18 +97,10 @@ def enrolment_states(conn: Conn, ids: Sequence[int]) -> dict[tuple[str, int], tu
     }
 
 
-def ended_enrolments(conn: Conn) -> set[tuple[str, int]]:
+def ended_enrolments(conn: Readable) -> set[tuple[str, int]]:
     """(campaign, lead id) of every enrolment that is no longer active."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import ENROLMENT
-
-    return {
-        (c, lid)
-        for c, lid in connection(conn).execute(
-            select(ENROLMENT.c.campaign, ENROLMENT.c.lead_id).where(ENROLMENT.c.state != "active")
-        )
-    }
+    rows = reader(conn).stream("SELECT campaign, lead_id FROM enrolment WHERE state != 'active'")
+    return {(c, lid) for c, lid in rows}
 
 
 def active_count(conn: Conn, campaign: str) -> int:
@@ -134,33 +121,33 @@ def active_count(conn: Conn, campaign: str) -> int:
     return n
 
 
-def enrolment_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+def count(conn: Readable) -> int:
+    """How many leads there are (erased ones included)."""
+    return int(reader(conn).value("SELECT count(*) FROM lead"))
+
+
+def enrolment_counts(conn: Readable, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, state, count) of these campaigns' enrolments."""
-    from sqlalchemy import func, select
-
-    from campaignctl.store.tables import ENROLMENT
-
     return list(
-        connection(conn).execute(
-            select(ENROLMENT.c.campaign, ENROLMENT.c.state, func.count())
-            .where(ENROLMENT.c.campaign.in_(campaigns))
-            .group_by(ENROLMENT.c.campaign, ENROLMENT.c.state)
+        reader(conn).rows(
+            "SELECT campaign, state, count(*) FROM enrolment "
+            f"WHERE campaign IN {marks(campaigns)} GROUP BY campaign, state",
+            *campaigns,
         )
     )
 
 
-def optout_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+def optout_counts(conn: Readable, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, channel, count) of enrolled leads opted out of each channel."""
-    from sqlalchemy import func, select
-
-    from campaignctl.store.tables import ENROLMENT, OPTOUT
-
     return list(
-        connection(conn).execute(
-            select(ENROLMENT.c.campaign, OPTOUT.c.channel, func.count())
-            .join(OPTOUT, OPTOUT.c.lead_id == ENROLMENT.c.lead_id)
-            .where(ENROLMENT.c.campaign.in_(campaigns))
-            .group_by(ENROLMENT.c.campaign, OPTOUT.c.channel)
+        reader(conn).rows(
+            # from the opt-outs (fewer than the enrolments) through the enrolments' lead index:
+            # SQLite keeps a CROSS JOIN's order
+            "SELECT enrolment.campaign, optout.channel, count(*) FROM optout "
+            "CROSS JOIN enrolment WHERE enrolment.lead_id = optout.lead_id "
+            f"AND enrolment.campaign IN {marks(campaigns)} "
+            "GROUP BY enrolment.campaign, optout.channel",
+            *campaigns,
         )
     )
 
@@ -196,19 +183,19 @@ def lead_context(lead: Any) -> dict[str, Any]:
     )
 
 
-def plan_leads(conn: Conn) -> Iterator[Any]:
+def plan_leads(conn: Readable) -> Iterator[Any]:
     """(id, email, phone, timezone) of every lead, as plain tuples (the planner's bulk read),
     streamed: read them inside the transaction."""
-    c = connection(conn)
-    return dialect_of(c).lead_rows(c)
+    r = reader(conn)
+    return r.dialect.lead_rows(r)
 
 
-def plan_newcomers(conn: Conn, campaign: str) -> Iterator[Any]:
+def plan_newcomers(conn: Readable, campaign: str) -> Iterator[Any]:
     """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the leads not
     enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text. Streamed: read
     them inside the transaction."""
-    c = connection(conn)
-    return dialect_of(c).unenrolled_lead_rows(c, campaign)
+    r = reader(conn)
+    return r.dialect.unenrolled_lead_rows(r, campaign)
 
 
 def after(conn: Conn, last_id: int, n: int) -> list[Lead]:

@@ -12,37 +12,36 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.conn import Conn, Readable, connection, dialect_of
+from campaignctl.store.reader import Reader, marks, reader
 from campaignctl.store.states import PENDING, SENDING, SENT, SKIPPED, UNCERTAIN
 
 
-def send_history(conn: Conn, channel: str, since: datetime) -> list[datetime]:
+def _times(r: Reader, rows: Iterable[Any]) -> Iterator[datetime]:
+    """The first column of `rows`, stored times, as aware datetimes."""
+    for (at,) in rows:
+        yield r.time(at)
+
+
+def send_history(conn: Readable, channel: str, since: datetime) -> list[datetime]:
     """Send instants after `since` on `channel` that limits count, from every process, sorted.
 
-    `sending` and `uncertain` messages count as sent: they may well have gone out. One
-    statement, so one snapshot: on PostgreSQL, where each statement of a transaction sees the
-    commits made before it began, a message recorded `sent` between two separate reads (one of
-    the sent, one of those in flight) would be in neither.
+    `sending` and `uncertain` messages count as sent: they may well have gone out, and so do
+    `send --test-to` messages (a row in flight by its claim). One statement, so one snapshot:
+    on PostgreSQL, where each statement of a transaction sees the commits made before it
+    began, a message recorded `sent` between two separate reads (one of the sent, one of those
+    in flight) would be in neither.
     """
-    from sqlalchemy import func, select, type_coerce, union_all
-
-    from campaignctl.store.tables import MESSAGE, TEST_SEND, UTCDateTime
-
-    c = connection(conn)
-    sent = select(MESSAGE.c.sent_at.label("at")).where(
-        MESSAGE.c.channel == channel, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
+    r = reader(conn)
+    rows = r.rows(
+        "SELECT sent_at FROM message WHERE channel = ? AND sent_at > ? AND state = ? "
+        "UNION ALL SELECT claimed_at FROM message "
+        "WHERE state IN (?, ?) AND channel = ? AND claimed_at > ? "
+        "UNION ALL SELECT coalesce(sent_at, claimed_at) FROM test_send "
+        "WHERE channel = ? AND claimed_at > ?",
+        *(channel, since, SENT, SENDING, UNCERTAIN, channel, since, channel, since),
     )
-    inflight = select(MESSAGE.c.claimed_at.label("at")).where(
-        MESSAGE.c.state.in_([SENDING, UNCERTAIN]),
-        MESSAGE.c.channel == channel,
-        MESSAGE.c.claimed_at > since,
-    )
-    # `send --test-to` messages count too (a row in flight by its claim, like `sending`)
-    tests = select(func.coalesce(TEST_SEND.c.sent_at, TEST_SEND.c.claimed_at).label("at")).where(
-        TEST_SEND.c.channel == channel, TEST_SEND.c.claimed_at > since
-    )
-    at = union_all(sent, inflight, tests).subquery()
-    return sorted(r[0] for r in c.execute(select(type_coerce(at.c.at, UTCDateTime()))))
+    return sorted(_times(r, rows))
 
 
 def lead_sends(conn: Conn, lead_ids: Sequence[int], since: datetime) -> dict[int, list[datetime]]:
@@ -76,45 +75,30 @@ _IN_FLIGHT = (SENDING, UNCERTAIN)
 
 
 def all_lead_sends(
-    conn: Conn, channels: Sequence[str], since: datetime
+    conn: Readable, channels: Sequence[str], since: datetime
 ) -> dict[int, list[datetime]]:
     """Every lead's sends after `since` (as `lead_sends` counts them), for the planner."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import MESSAGE
-
-    c = connection(conn)
+    r = reader(conn)
     out: dict[int, list[datetime]] = defaultdict(list)
-    for ch in channels:
-        rows = c.execute(
-            select(MESSAGE.c.lead_id, MESSAGE.c.sent_at).where(
-                MESSAGE.c.channel == ch, MESSAGE.c.sent_at > since, MESSAGE.c.state == SENT
-            )
-        )
-        for lead_id, at in rows:
-            out[lead_id].append(at)
-    inflight = c.execute(
-        select(MESSAGE.c.lead_id, MESSAGE.c.claimed_at).where(
-            MESSAGE.c.state.in_([SENDING, UNCERTAIN]), MESSAGE.c.claimed_at > since
-        )
+    rows = r.rows(
+        f"SELECT lead_id, sent_at FROM message WHERE channel IN {marks(channels)} "
+        "AND sent_at > ? AND state = ? "
+        "UNION ALL SELECT lead_id, claimed_at FROM message "
+        "WHERE state IN (?, ?) AND claimed_at > ?",
+        *channels,
+        *(since, SENT, SENDING, UNCERTAIN, since),
     )
-    for lead_id, at in inflight:
-        out[lead_id].append(at)
+    for lead_id, at in rows:
+        out[lead_id].append(r.time(at))
     return out
 
 
-def first_send(conn: Conn, channel: str) -> datetime | None:
+def first_send(conn: Readable, channel: str) -> datetime | None:
     """The earliest `sent` message on `channel` (a warm-up starts there), or None."""
-    from sqlalchemy import func, select
-
-    from campaignctl.store.tables import MESSAGE
-
-    first: datetime | None = connection(conn).scalar(
-        select(func.min(MESSAGE.c.sent_at)).where(
-            MESSAGE.c.channel == channel, MESSAGE.c.state == SENT
-        )
+    r = reader(conn)
+    return r.time_or_none(
+        r.value("SELECT min(sent_at) FROM message WHERE channel = ? AND state = ?", channel, SENT)
     )
-    return first
 
 
 def add_test_send(conn: Conn, campaign: str, step: str, channel: str, now: datetime) -> int:
@@ -415,22 +399,13 @@ def due_counts(
     )
 
 
-def due_count(conn: Conn, channel: str, now: datetime) -> int:
+def due_count(conn: Readable, channel: str, now: datetime) -> int:
     """How many pending messages of `channel` are due by `now`."""
-    from sqlalchemy import func, select
-
-    from campaignctl.store.tables import MESSAGE
-
     return int(
-        connection(conn)
-        .execute(
-            select(func.count()).where(
-                MESSAGE.c.channel == channel,
-                MESSAGE.c.state == PENDING,
-                MESSAGE.c.due_at <= now,
-            )
+        reader(conn).value(
+            "SELECT count(*) FROM message WHERE channel = ? AND state = ? AND due_at <= ?",
+            *(channel, PENDING, now),
         )
-        .scalar_one()
     )
 
 
@@ -457,34 +432,26 @@ def next_due(
     return value
 
 
-def state_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+def state_counts(conn: Readable, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, step, state, count) of these campaigns' messages."""
-    from sqlalchemy import func, select
-
-    from campaignctl.store.tables import MESSAGE
-
     return list(
-        connection(conn).execute(
-            select(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state, func.count())
-            .where(MESSAGE.c.campaign.in_(campaigns))
-            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, MESSAGE.c.state)
+        reader(conn).rows(
+            "SELECT campaign, step, state, count(*) FROM message "
+            f"WHERE campaign IN {marks(campaigns)} GROUP BY campaign, step, state",
+            *campaigns,
         )
     )
 
 
-def skip_reason_counts(conn: Conn, campaigns: Sequence[str]) -> list[Any]:
+def skip_reason_counts(conn: Readable, campaigns: Sequence[str]) -> list[Any]:
     """(campaign, step, reason, count) of these campaigns' skipped messages; `reason` is the
     stored reason code, else (skipped before codes were stored) the reason text, else `other`."""
-    from sqlalchemy import func, literal, select
-
-    from campaignctl.store.tables import MESSAGE
-
-    reason = func.coalesce(MESSAGE.c.reason_code, MESSAGE.c.reason, literal("other"))
     return list(
-        connection(conn).execute(
-            select(MESSAGE.c.campaign, MESSAGE.c.step, reason, func.count())
-            .where(MESSAGE.c.campaign.in_(campaigns), MESSAGE.c.state == SKIPPED)
-            .group_by(MESSAGE.c.campaign, MESSAGE.c.step, reason)
+        reader(conn).rows(
+            "SELECT campaign, step, coalesce(reason_code, reason, 'other'), count(*) "
+            f"FROM message WHERE campaign IN {marks(campaigns)} AND state = ? "
+            "GROUP BY 1, 2, 3",
+            *(*campaigns, SKIPPED),
         )
     )
 
@@ -610,12 +577,12 @@ def sent_counts(conn: Conn, since: datetime) -> dict[str, int]:
     return dict(counts)
 
 
-def plan_pending(conn: Conn, campaigns: list[str]) -> Iterator[Any]:
+def plan_pending(conn: Readable, campaigns: list[str]) -> Iterator[Any]:
     """(campaign, step, lead_id, due_at) of these campaigns' pending messages, as plain tuples:
-    `due_at` as stored, naive-UTC ISO text (`datetime.fromisoformat` reads it, far cheaper than
-    SQLAlchemy's conversion on 100,000 rows). Streamed: read them inside the transaction."""
-    c = connection(conn)
-    return dialect_of(c).pending_rows(c, PENDING, campaigns)
+    `due_at` as stored, naive-UTC ISO text (`datetime.fromisoformat` reads it). Streamed: read
+    them inside the transaction."""
+    r = reader(conn)
+    return r.dialect.pending_rows(r, PENDING, campaigns)
 
 
 def sent_in(url: str, campaign: str, step: str | None = None) -> int:

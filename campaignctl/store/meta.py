@@ -14,16 +14,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.conn import Conn, Readable, connection, dialect_of
+from campaignctl.store.reader import reader
 
 
-def _get(conn: Conn, key: str) -> str | None:
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import META
-
-    row = connection(conn).execute(select(META.c.value).where(META.c.key == key)).first()
-    return None if row is None else str(row.value)
+def _get(conn: Readable, key: str) -> str | None:
+    value = reader(conn).value("SELECT value FROM meta WHERE key = ?", key)
+    return None if value is None else str(value)
 
 
 def _put(conn: Conn, key: str, value: str | None, now: datetime) -> None:
@@ -55,22 +52,16 @@ def _set_once(conn: Conn, key: str, value: str, now: datetime) -> str:
     return kept
 
 
-def _like(conn: Conn, prefix: str, suffix: str) -> dict[str, str]:
+def _like(conn: Readable, prefix: str, suffix: str) -> dict[str, str]:
     """{middle: value} for the keys `prefix` + middle + `suffix`."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import META
-
-    rows = connection(conn).execute(
-        select(META.c.key, META.c.value).where(META.c.key.like(f"{prefix}%{suffix}"))
-    )
+    rows = reader(conn).rows("SELECT key, value FROM meta WHERE key LIKE ?", f"{prefix}%{suffix}")
     return {str(k)[len(prefix) : len(k) - len(suffix)]: str(v) for k, v in rows}
 
 
 # ---------------------------------------------------------------- the daemon's heartbeat
 
 
-def heartbeat(conn: Conn) -> dict[str, str]:
+def heartbeat(conn: Readable) -> dict[str, str]:
     """The daemon's heartbeat fields as written (pid, started_at, last_pass_at, ...)."""
     return _like(conn, "daemon.", "")
 
@@ -83,7 +74,7 @@ def set_heartbeat(conn: Conn, values: dict[str, str], now: datetime) -> None:
 # ---------------------------------------------------------------- sync
 
 
-def cursor(conn: Conn, channel: str) -> str | None:
+def cursor(conn: Readable, channel: str) -> str | None:
     """Where the last sync of `channel` stopped (a Gmail historyId, a date), or None."""
     return _get(conn, f"sync.{channel}.cursor")
 
@@ -92,7 +83,7 @@ def set_cursor(conn: Conn, channel: str, value: str, now: datetime) -> None:
     _set(conn, f"sync.{channel}.cursor", value, now)
 
 
-def last_syncs(conn: Conn) -> dict[str, str]:
+def last_syncs(conn: Readable) -> dict[str, str]:
     """channel -> ISO time of its last successful sync."""
     return _like(conn, "sync.", ".last_at")
 
@@ -104,7 +95,7 @@ def set_last_sync(conn: Conn, channel: str, now: datetime) -> None:
 # ---------------------------------------------------------------- campaigns
 
 
-def blast_enrolled(conn: Conn, campaign: str) -> str | None:
+def blast_enrolled(conn: Readable, campaign: str) -> str | None:
     """When a blast enrolled its audience (ISO), or None: a blast enrols once."""
     return _get(conn, f"blast.{campaign}.enrolled")
 
@@ -113,7 +104,7 @@ def set_blast_enrolled(conn: Conn, campaign: str, now: datetime) -> None:
     _set(conn, f"blast.{campaign}.enrolled", now.isoformat(), now)
 
 
-def enrol_on_cursor(conn: Conn, campaign: str) -> int:
+def enrol_on_cursor(conn: Readable, campaign: str) -> int:
     """The last journal id an `enrol_on` sequence has read (0: none yet)."""
     value = _get(conn, f"enrol_on.{campaign}.cursor")
     return int(value) if value is not None else 0
@@ -123,12 +114,12 @@ def set_enrol_on_cursor(conn: Conn, campaign: str, journal_id: int, now: datetim
     _set(conn, f"enrol_on.{campaign}.cursor", str(journal_id), now)
 
 
-def blasts_enrolled(conn: Conn) -> set[str]:
+def blasts_enrolled(conn: Readable) -> set[str]:
     """The blasts that have enrolled their audience."""
     return set(_like(conn, "blast.", ".enrolled"))
 
 
-def campaign_completed(conn: Conn, campaign: str) -> str | None:
+def campaign_completed(conn: Readable, campaign: str) -> str | None:
     """When a blast completed (ISO), or None."""
     return _get(conn, f"campaign.{campaign}.completed")
 
@@ -137,7 +128,7 @@ def set_campaign_completed(conn: Conn, campaign: str, now: datetime) -> None:
     _set(conn, f"campaign.{campaign}.completed", now.isoformat(), now)
 
 
-def completed_campaigns(conn: Conn) -> set[str]:
+def completed_campaigns(conn: Readable) -> set[str]:
     return set(_like(conn, "campaign.", ".completed"))
 
 
@@ -150,7 +141,7 @@ def set_audience_skipped(conn: Conn, campaign: str, value: str | None, now: date
     return changed
 
 
-def audience_skipped(conn: Conn) -> dict[str, str]:
+def audience_skipped(conn: Readable) -> dict[str, str]:
     """campaign -> the JSON written by `set_audience_skipped`."""
     return _like(conn, "audience.", ".skipped")
 
@@ -158,7 +149,7 @@ def audience_skipped(conn: Conn) -> dict[str, str]:
 # ---------------------------------------------------------------- circuit breakers
 
 
-def breaker(conn: Conn, channel: str) -> str | None:
+def breaker(conn: Readable, channel: str) -> str | None:
     """A channel's circuit breaker as stored (JSON), or None when it never tripped."""
     return _get(conn, f"breaker.{channel}")
 
@@ -170,7 +161,7 @@ def set_breaker(conn: Conn, channel: str, value: str, now: datetime) -> None:
 # ---------------------------------------------------------------- warm-up
 
 
-def warmup_start(conn: Conn, channel: str) -> datetime | None:
+def warmup_start(conn: Readable, channel: str) -> datetime | None:
     """When `channel` first sent, as recorded for its warm-up, or None."""
     value = _get(conn, f"warmup.{channel}.first_send")
     return None if value is None else datetime.fromisoformat(value)
@@ -187,7 +178,7 @@ def set_warmup_start(conn: Conn, channel: str, first: datetime, now: datetime) -
 # ---------------------------------------------------------------- channels that need a person
 
 
-def needs_person(conn: Conn) -> dict[str, str]:
+def needs_person(conn: Readable) -> dict[str, str]:
     """channel -> the JSON written by `set_needs_person`."""
     return _like(conn, "needs_person.", "")
 
@@ -200,7 +191,7 @@ def set_needs_person(conn: Conn, channel: str, value: str | None, now: datetime)
 # ---------------------------------------------------------------- the suppression list's key
 
 
-def suppression_key(conn: Conn) -> bytes | None:
+def suppression_key(conn: Readable) -> bytes | None:
     """The key the suppression list's address hashes are made with, or None before the first
     address was suppressed (nothing is suppressed then)."""
     value = _get(conn, "suppression.key")
@@ -218,7 +209,7 @@ def ensure_suppression_key(conn: Conn, now: datetime) -> bytes:
     return key
 
 
-def hook_since(conn: Conn, url: str) -> datetime | None:
+def hook_since(conn: Readable, url: str) -> datetime | None:
     """When the hook posting to `url` was first seen: it hears of events from then on."""
     value = _get(conn, f"hook.since.{url}")
     return datetime.fromisoformat(value) if value else None

@@ -14,17 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import Connection
-
 from campaignctl.errors import CampaignctlError
 from campaignctl.store.states import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
+
     from campaignctl.store.dialect import Dialect
 
 
-Migration = Callable[[Connection], None]
+Migration = Callable[["Connection"], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
 
@@ -228,6 +228,8 @@ def m007_audience_values(conn: Connection) -> None:
                     }
                 )
         if changed:
+            from sqlalchemy import text
+
             conn.execute(
                 text("UPDATE lead SET tags = :tags, attrs = :attrs WHERE id = :id"), changed
             )
@@ -465,6 +467,13 @@ def m033_hooks(conn: Connection) -> None:
     )
 
 
+@migration
+def m035_enrolment_state_index(conn: Connection) -> None:
+    # `status` counts each campaign's enrolments by state: through this index alone, rather
+    # than one row look-up per enrolment (1.3 s at 1,000,000 leads)
+    conn.exec_driver_sql("CREATE INDEX ix_enrolment_campaign_state ON enrolment (campaign, state)")
+
+
 class _Translated:
     """A connection whose `exec_driver_sql` speaks the database's dialect: what a migration
     receives on a database other than SQLite. Everything else is the connection's own."""
@@ -485,10 +494,12 @@ class _Translated:
 
 def migrate(engine: Engine, dialect: Dialect) -> list[str]:
     """Apply the migrations this database has not seen; returns their names."""
+    from sqlalchemy import text
+
     applied: list[str] = []
     with engine.connect() as raw:
         dialect.for_writing(raw)
-        conn = raw if dialect.name == "sqlite" else cast(Connection, _Translated(raw, dialect))
+        conn = raw if dialect.name == "sqlite" else cast("Connection", _Translated(raw, dialect))
         with raw.begin():
             conn.exec_driver_sql(
                 "CREATE TABLE IF NOT EXISTS schema_migration "

@@ -22,7 +22,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.sql import Select
     from sqlalchemy.sql.dml import Insert
+
+    from campaignctl.store.reader import Reader
 
 #: The one-line fix for a missing driver.
 INSTALL = "pip install 'campaignctl[postgres]'"
@@ -241,6 +243,26 @@ class PostgresDialect(PickReads):
     def ddl(self, sql: str) -> str:
         return ddl(sql)
 
+    def plain(self, raw: Any, sql: str, params: tuple[Any, ...], *, stream: bool) -> Any:
+        if params:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        if not stream:
+            return raw.execute(sql, params or None)
+        cur = raw.cursor(name=f"campaignctl_{os.getpid()}_{next(_cursor_names)}")
+        cur.itersize = STREAM_ROWS
+        cur.execute(sql, params or None)
+        return cur
+
+    def time_param(self, t: datetime) -> Any:
+        return t.astimezone(UTC).replace(tzinfo=None)
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column} ->> '{key}')"
+
+    def plain_reads(self, url: str) -> AbstractContextManager[Reader] | None:
+        # a server's reads go through the Store's engine (its pool, its error mapping)
+        return None
+
     def replace_unique(self, conn: Connection, table: str, old: str, new: str) -> None:
         """Replace `table`'s UNIQUE constraint `old` by `new` (PostgreSQL alters it in place)."""
         from sqlalchemy import text
@@ -330,24 +352,22 @@ class PostgresDialect(PickReads):
 
     # -------------------------------------------------------------- the planner's reads
 
-    def lead_rows(self, conn: Connection) -> Iterator[Any]:
-        return _stream(conn, "SELECT id, email, phone, timezone FROM lead")
+    def lead_rows(self, r: Reader) -> Iterator[Any]:
+        return r.stream("SELECT id, email, phone, timezone FROM lead")
 
-    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> Iterator[Any]:
-        return _stream(
-            conn,
+    def unenrolled_lead_rows(self, r: Reader, campaign: str) -> Iterator[Any]:
+        return r.stream(
             "SELECT id, email, phone, first_name, last_name, timezone, status, "
             "CAST(tags AS text), CAST(attrs AS text) FROM lead WHERE NOT EXISTS "
-            "(SELECT 1 FROM enrolment e WHERE e.lead_id = lead.id AND e.campaign = %s)",
-            (campaign,),
+            "(SELECT 1 FROM enrolment e WHERE e.lead_id = lead.id AND e.campaign = ?)",
+            campaign,
         )
 
-    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> Iterator[Any]:
-        return _stream(
-            conn,
+    def pending_rows(self, r: Reader, state: str, campaigns: list[str]) -> Iterator[Any]:
+        return r.stream(
             f"SELECT campaign, step, lead_id, {_ISO.format('due_at')} FROM message "
-            "WHERE state = %s AND campaign = ANY(%s)",
-            (state, list(campaigns)),
+            "WHERE state = ? AND campaign = ANY(?)",
+            *(state, list(campaigns)),
         )
 
     # -------------------------------------------------------------- audiences and enrolment

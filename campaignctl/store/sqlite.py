@@ -10,7 +10,7 @@ without loading it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from campaignctl.errors import CampaignctlError
 from campaignctl.store.dialect import PickReads
 from campaignctl.store.errors import DatabaseBusyError, DatabaseError
+from campaignctl.store.reader import marks, stamp
 
 if TYPE_CHECKING:
     import sqlite3
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.dml import Insert
 
     from campaignctl.locking import FileLock
+    from campaignctl.store.reader import Reader
 
 #: The connection settings every campaignctl process uses on a database file.
 PRAGMAS = {
@@ -162,6 +164,38 @@ class SQLiteDialect(PickReads):
     def ddl(self, sql: str) -> str:
         return sql
 
+    def plain(self, raw: Any, sql: str, params: tuple[Any, ...], *, stream: bool) -> Any:
+        # sqlite3's cursor fetches as it is iterated: every read streams
+        return raw.execute(sql, params)
+
+    def time_param(self, t: datetime) -> Any:
+        return stamp(t)
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.\"{key}\"')"
+
+    def plain_reads(self, url: str) -> AbstractContextManager[Reader] | None:
+        path = self.path(url)
+        if path is None or not path.is_file():
+            return None
+        import sqlite3
+
+        from campaignctl.store.migrations import MIGRATIONS
+
+        try:
+            raw = sqlite3.connect(str(path), timeout=TIMEOUT, isolation_level=None)
+        except sqlite3.Error:
+            return None
+        try:
+            raw.execute("PRAGMA query_only=ON")
+            done = {name for (name,) in raw.execute("SELECT name FROM schema_migration")}
+        except sqlite3.Error:  # not a campaignctl database (yet): the Store's open says why
+            done = set()
+        if done != {name for name, _ in MIGRATIONS}:  # to migrate, or made by a newer one
+            raw.close()
+            return None
+        return _plain_reads(raw, str(path), self)
+
     def replace_unique(self, conn: Connection, table: str, old: str, new: str) -> None:
         from campaignctl.store.migrations import _rebuild_unique
 
@@ -210,22 +244,21 @@ class SQLiteDialect(PickReads):
 
     # -------------------------------------------------------------- the planner's reads
 
-    def lead_rows(self, conn: Connection) -> Iterator[Any]:
-        return _raw(conn).execute("SELECT id, email, phone, timezone FROM lead")
+    def lead_rows(self, r: Reader) -> Iterator[Any]:
+        return r.stream("SELECT id, email, phone, timezone FROM lead")
 
-    def unenrolled_lead_rows(self, conn: Connection, campaign: str) -> Iterator[Any]:
-        return _raw(conn).execute(
+    def unenrolled_lead_rows(self, r: Reader, campaign: str) -> Iterator[Any]:
+        return r.stream(
             "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
             "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
-            (campaign,),
+            campaign,
         )
 
-    def pending_rows(self, conn: Connection, state: str, campaigns: list[str]) -> Iterator[Any]:
-        marks = ",".join("?" * len(campaigns))
-        return _raw(conn).execute(
-            "SELECT campaign, step, lead_id, due_at FROM message "
-            f"WHERE state = ? AND campaign IN ({marks})",
-            (state, *campaigns),
+    def pending_rows(self, r: Reader, state: str, campaigns: list[str]) -> Iterator[Any]:
+        return r.stream(
+            f"SELECT campaign, step, lead_id, due_at FROM message "
+            f"WHERE state = ? AND campaign IN {marks(campaigns)}",
+            *(state, *campaigns),
         )
 
     # -------------------------------------------------------------- audiences and enrolment
@@ -313,7 +346,7 @@ class SQLiteDialect(PickReads):
         cur = conn.exec_driver_sql(
             "INSERT INTO enrolment (campaign, lead_id, state, enrolled_at, updated_at) "
             "SELECT ?, lead_id, 'active', ?, ? FROM enrol_pick WHERE verdict = 1 ORDER BY lead_id",
-            (campaign, _stamp(now), _stamp(now)),
+            (campaign, stamp(now), stamp(now)),
         )
         count = cur.rowcount
         _insert_picked_messages(conn, message)
@@ -325,7 +358,7 @@ class SQLiteDialect(PickReads):
         conn.exec_driver_sql(
             "INSERT OR IGNORE INTO enrolment (campaign, lead_id, state, enrolled_at, updated_at) "
             "SELECT ?, lead_id, 'active', ?, ? FROM enrol_pick WHERE verdict = 1 ORDER BY lead_id",
-            (campaign, _stamp(now), _stamp(now)),
+            (campaign, stamp(now), stamp(now)),
         )
         count = conn.exec_driver_sql("SELECT count(*) FROM enrol_pick WHERE verdict = 1").scalar()
         _insert_picked_messages(conn, message)
@@ -352,7 +385,7 @@ class SQLiteDialect(PickReads):
         )
         _raw(conn).executemany(
             "INSERT OR REPLACE INTO enrol_due (lead_id, due) VALUES (?, ?)",
-            [(i, _stamp(due)) for i, due in dues],
+            [(i, stamp(due)) for i, due in dues],
         )
 
     def insert_picked_messages_due(
@@ -361,10 +394,10 @@ class SQLiteDialect(PickReads):
         conn.exec_driver_sql(
             "CREATE TEMP TABLE IF NOT EXISTS enrol_due (lead_id INTEGER PRIMARY KEY, due TEXT)"
         )
-        stamps: list[str | None] = [_stamp(d) for d in dues.values()]
+        stamps: list[str | None] = [stamp(d) for d in dues.values()]
         _zone_table(conn, list(dues), stamps)
         cols = list(message)
-        values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
+        values = [stamp(v) if isinstance(v, datetime) else v for v in message.values()]
         conn.exec_driver_sql(
             f"INSERT OR IGNORE INTO message ({', '.join(cols)}, due_at, lead_id) "
             f"SELECT {', '.join('?' * len(cols))}, coalesce(enrol_zone.due, enrol_due.due), "
@@ -393,7 +426,7 @@ def _insert_picked_messages(conn: Connection, message: dict[str, Any] | None) ->
     if not message:
         return
     cols = list(message)
-    values = [_stamp(v) if isinstance(v, datetime) else v for v in message.values()]
+    values = [stamp(v) if isinstance(v, datetime) else v for v in message.values()]
     conn.exec_driver_sql(
         f"INSERT OR IGNORE INTO message ({', '.join(cols)}, lead_id) "
         f"SELECT {', '.join('?' * len(cols))}, lead_id FROM enrol_pick "
@@ -402,9 +435,17 @@ def _insert_picked_messages(conn: Connection, message: dict[str, Any] | None) ->
     )
 
 
-def _stamp(t: datetime) -> str:
-    """An aware datetime as SQLAlchemy's DateTime stores it on SQLite (naive UTC text)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+@contextmanager
+def _plain_reads(raw: sqlite3.Connection, where: str, dialect: SQLiteDialect) -> Iterator[Reader]:
+    """One read transaction (a snapshot of the file) on `raw`, closed at its end."""
+    from campaignctl.store.reader import Reader
+
+    try:
+        with errors_mapped(where):
+            raw.execute("BEGIN")
+            yield Reader(raw, dialect)
+    finally:
+        raw.close()
 
 
 def _raw(conn: Connection) -> sqlite3.Connection:

@@ -8,40 +8,33 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from campaignctl.store.conn import Conn, connection, dialect_of
+from campaignctl.store.conn import Conn, Readable, connection, dialect_of
 from campaignctl.store.leads import CHUNK
+from campaignctl.store.reader import marks, reader
 from campaignctl.store.states import PENDING, SKIPPED
 
 #: Every channel.
 ALL_CHANNELS = "*"
 
 
-def channels_of(conn: Conn, hashes: Iterable[str]) -> dict[str, set[str]]:
+def channels_of(conn: Readable, hashes: Iterable[str]) -> dict[str, set[str]]:
     """hash -> the channels (`*`: every channel) it is suppressed on, for these hashes."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import SUPPRESSION
-
     wanted = list(dict.fromkeys(hashes))
     out: dict[str, set[str]] = defaultdict(set)
-    c = connection(conn)
+    r = reader(conn)
     for i in range(0, len(wanted), CHUNK):
-        q = select(SUPPRESSION.c.hash, SUPPRESSION.c.channel).where(
-            SUPPRESSION.c.hash.in_(wanted[i : i + CHUNK])
-        )
-        for h, ch in c.execute(q):
+        chunk = wanted[i : i + CHUNK]
+        for h, ch in r.rows(
+            f"SELECT hash, channel FROM suppression WHERE hash IN {marks(chunk)}", *chunk
+        ):
             out[h].add(ch)
     return dict(out)
 
 
-def everything(conn: Conn) -> dict[str, set[str]]:
+def everything(conn: Readable) -> dict[str, set[str]]:
     """hash -> channels of the whole list (the planner's bulk read)."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import SUPPRESSION
-
     out: dict[str, set[str]] = defaultdict(set)
-    for h, ch in connection(conn).execute(select(SUPPRESSION.c.hash, SUPPRESSION.c.channel)):
+    for h, ch in reader(conn).stream("SELECT hash, channel FROM suppression"):
         out[h].add(ch)
     return dict(out)
 
