@@ -44,7 +44,9 @@ def _delivery(kind: Kind, message_id: int, lead_id: int, at: int, status: str) -
     )
 
 
-def test_status_shows_skip_reasons_and_delivery(tmp_path: Path, cli: Callable[..., Result]) -> None:
+def test_status_shows_skip_reasons_and_delivery(
+    tmp_path: Path, cli: Callable[..., Result], db_url: str
+) -> None:
     write_project(tmp_path, CHANNELS, CAMPAIGN)
     add_leads(tmp_path, 6)
     add_leads(tmp_path, {"email": "a@ex.com"}, {"email": "b@ex.com"})  # no phone
