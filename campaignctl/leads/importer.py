@@ -442,7 +442,8 @@ def import_leads(
     if dry_run:
         from campaignctl.store import Store
 
-        store = Store.for_reading(cfg)  # the real one counts duplicates; none creates no file
+        # the real one counts duplicates, migrated first; none creates no file
+        store = Store.for_reading(cfg, lazy=False)
         database = _database_of(store)
         store.close()
     else:

@@ -148,11 +148,14 @@ class Store:
         return cls(cfg.database_url())
 
     @classmethod
-    def for_reading(cls, cfg: Any) -> Store:
+    def for_reading(cls, cfg: Any, *, lazy: bool = True) -> Store:
         """The store for a command that only reads (`status`, `plan`, `leads list`, a dry run):
-        one that never creates the database (for SQLite, an empty one in memory)."""
+        one that never creates the database (for SQLite, an empty one in memory). `lazy`: the
+        engine is opened (and the database migrated) at its first use, which `reads()` on an
+        up-to-date SQLite file never makes; a caller that reads the database by other means
+        (the leads import's dry run) wants it migrated now."""
         url = cfg.database_url()
-        return cls(dialect_for(url).reading_url(url), lazy=True)
+        return cls(dialect_for(url).reading_url(url), lazy=lazy)
 
     @classmethod
     def existing(cls, url: str, *, migrate_now: bool = True) -> Store | None:
@@ -182,7 +185,10 @@ class Store:
         return self.dialect.send_lock(self.url)
 
     def private_copy(self, folder: Path) -> Store:
-        """A copy of this database in `folder`, for `send --dry-run`."""
+        """A copy of this database in `folder`, for `send --dry-run` (migrated first, so that
+        a lazy reading store's copy has the current schema)."""
+        if self._engine is None:
+            self._open()
         return Store(self.dialect.private_copy(self.url, folder))
 
     @contextmanager
