@@ -72,9 +72,16 @@ COMMANDS = {
 def database(leads: int) -> Path:
     """The cached project folder for `leads` leads (built on first use)."""
     folder = OUT / "memory_1m" / str(leads)
-    done = folder / "complete"
-    if done.exists():
+    if (folder / "complete").exists():
         return folder
+    generate(leads, folder)
+    return folder
+
+
+def generate(leads: int, folder: Path | str) -> None:
+    """`leads` leads and the campaign file in `folder`, written by the campaignctl on sys.path
+    (status_1m.py runs it under each checkout it compares)."""
+    folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "campaigns.toml").write_text(header("Asia/Manila") + TOML)
@@ -84,9 +91,8 @@ def database(leads: int) -> Path:
     store = Store.for_config(load(folder / "campaigns.toml"))
     secs = import_leads(store, leads, lambda i, rng: ('["buyer"]', f'{{"beds": {i % 5}}}'))
     store.close()
-    done.write_text(f"{leads}\n")
+    (folder / "complete").write_text(f"{leads}\n")
     print(f"{leads:,} leads generated in {secs:.1f} s (cached in {folder})")
-    return folder
 
 
 def measure(

@@ -38,6 +38,7 @@ BENCHMARKS = [
     ("serve_load.py", "60", "5"),
     ("report_bench.py", "1000000", "20000"),
     ("memory_1m.py", "1000000", "20000"),
+    ("status_1m.py", "1000000", "20000"),
     ("dry_run_bench.py", "10000", "1000"),
     ("unsubscribe_bench.py", "60", "5"),
 ]
