@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -24,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 
+from campaignctl.store.bulk import Executable, many
 from campaignctl.store.conn import Conn, connection, dialect_of
 from campaignctl.store.tables import (
     ENROLMENT,
@@ -175,25 +177,13 @@ class Writes:
     def flush(self, conn: Conn) -> None:
         c = connection(conn)
         for keys, rows in self.updates.items():
-            stmt = (
-                update(MESSAGE)
-                .where(MESSAGE.c.id == bindparam("_id"))
-                .values({k: bindparam(k) for k in keys})
-            )
-            c.execute(stmt, rows)
+            many(c, ("message", keys), partial(_message_update, keys), rows)
         if self.messages:
             c.execute(dialect_of(c).insert_ignore(MESSAGE), self.messages)
         for (state, reason), rows in self.enrolments.items():
-            c.execute(
-                update(ENROLMENT)
-                .where(
-                    ENROLMENT.c.campaign == bindparam("_campaign"),
-                    ENROLMENT.c.lead_id == bindparam("_lead"),
-                    ENROLMENT.c.state == "active",
-                )
-                .values(state=state, reason=reason, updated_at=bindparam("_now")),
-                rows,
-            )
+            for row in rows:
+                row["_state"], row["_reason"] = state, reason
+            many(c, ("enrolment",), _enrolment_end, rows)
         if self.journal:
             c.execute(insert(JOURNAL), self.journal)
         if self.hooks:  # outgoing hooks' rows (`campaignctl.hooks.rows_for`)
@@ -210,6 +200,28 @@ class Writes:
         self.enrolments[(state, reason)].append(
             {"_campaign": campaign, "_lead": lead_id, "_now": now}
         )
+
+
+def _message_update(keys: tuple[str, ...]) -> Executable:
+    return (
+        update(MESSAGE)
+        .where(MESSAGE.c.id == bindparam("_id"))
+        .values({k: bindparam(k) for k in keys})
+    )
+
+
+def _enrolment_end() -> Executable:
+    return (
+        update(ENROLMENT)
+        .where(
+            ENROLMENT.c.campaign == bindparam("_campaign"),
+            ENROLMENT.c.lead_id == bindparam("_lead"),
+            ENROLMENT.c.state == "active",
+        )
+        .values(
+            state=bindparam("_state"), reason=bindparam("_reason"), updated_at=bindparam("_now")
+        )
+    )
 
 
 def enrol(conn: Conn, enrolments: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
