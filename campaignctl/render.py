@@ -221,6 +221,23 @@ class _Body:
     key: str  # key path in the campaign file
     file: Path | None = None  # the template file; None when inline
 
+    @cached_property
+    def _globals(self) -> dict[str, Any]:
+        return dict(self.template.globals)
+
+    def render(self, ctx: dict[str, Any]) -> str:
+        """`template.render(ctx)`, without flattening the template's globals (a chain of
+        mappings) into every message's context: they are flattened once. The context, the
+        output and the errors (traceback rewritten to the template's lines) are render's."""
+        t = self.template
+        env = t.environment
+        glob = self._globals
+        context = env.context_class(env, {**glob, **ctx}, t.name, t.blocks, globals=glob)
+        try:
+            return env.concat(t.root_render_func(context))
+        except Exception:
+            env.handle_exception()
+
 
 @dataclass
 class _StepTemplates:
@@ -278,6 +295,11 @@ class Renderer:
             keep_trailing_newline=True,
             autoescape=lambda name: bool(name) and str(name).endswith((".html", ".html.j2")),
         )
+
+    @cached_property
+    def _sender(self) -> dict[str, Any]:
+        """What templates see as `sender` (each message gets its own copy, in `_Named`)."""
+        return self.cfg.sender.model_dump(exclude_none=True)
 
     @cached_property
     def _url_env(self) -> Environment:
@@ -421,7 +443,7 @@ class Renderer:
         """What templates see: `lead`, `sender`, `campaign` and `step`; a trigger campaign's
         messages `item` too (the event given to `campaignctl trigger`)."""
         camp: Campaign = self.cfg.campaigns[campaign]
-        sender = self.cfg.sender.model_dump(exclude_none=True)
+        sender = self._sender
         if item is None and camp.kind == "trigger":
             item = SampleItem()
         extra = (
@@ -445,7 +467,7 @@ class Renderer:
     def _run(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> str:
         try:
             working_on(body.key)
-            return body.template.render(ctx)
+            return body.render(ctx)
         except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
             raise RenderError(exc.detail, path=body.key, file=body.file) from None
         except Exception as exc:  # the template is untrusted input: any failure is its own

@@ -14,7 +14,10 @@ Only for statements whose every value is an explicit `bindparam` present in ever
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 if TYPE_CHECKING:
@@ -48,20 +51,35 @@ def many(
         entry = _compile(build(), dialect)
         _COMPILED[(dialect.name, dialect.driver, key)] = entry
     sql, binds, positional = entry
-    params: list[Any]
-    if positional:
-        params = [tuple(_value(row, b) for b in binds) for row in rows]
-    else:
-        params = [{b[0]: _value(row, b) for b in binds} for row in rows]
+    n = len(rows)
+    columns: list[Iterable[Any]] = []
+    for name, process, fixed in binds:
+        if fixed:  # a value written in the statement (`state == "active"`), processed once
+            columns.append(repeat(process, n))
+        elif process is None:
+            columns.append(list(map(itemgetter(name), rows)))
+        else:
+            columns.append(_processed(process, map(itemgetter(name), rows)))
+    params: list[Any] = list(zip(*columns, strict=True))
+    if not positional:
+        names = [name for name, _, _ in binds]
+        params = [dict(zip(names, values, strict=True)) for values in params]
     c.exec_driver_sql(sql, params)
 
 
-def _value(row: dict[str, Any], bind: _Bind) -> Any:
-    name, process, fixed = bind
-    if fixed:  # a value written in the statement (`state == "active"`), processed once
-        return process
-    value = row[name]
-    return value if process is None else process(value)
+def _processed(process: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+    """Each value through its bind processor; a time (a batch holds few distinct ones: its
+    `now` in every row) only once."""
+    seen: dict[datetime, Any] = {}
+    out = []
+    for value in values:
+        if type(value) is datetime:
+            if value not in seen:
+                seen[value] = process(value)
+            out.append(seen[value])
+        else:
+            out.append(process(value))
+    return out
 
 
 def _compile(stmt: Executable, dialect: Dialect) -> _Compiled:
