@@ -286,6 +286,7 @@ class Renderer:
         self.cfg = cfg
         self.links = links if cfg.server is not None else None
         self._steps: dict[tuple[str, str], _StepTemplates] = {}
+        self._kinds: dict[str, str] = {}  # channel -> kind, as the file says (fixed)
 
     @cached_property
     def env(self) -> Environment:
@@ -510,7 +511,9 @@ class Renderer:
         renders every variant for every sample lead). The unsubscribe link names
         `unsubscribe_lead` when given (a test send's names lead 0: nobody), else the lead's
         id (0 for a sample lead without one)."""
-        kind = self.cfg.channel_kind(step.channel)
+        kind = self._kinds.get(step.channel) or self._kinds.setdefault(
+            step.channel, self.cfg.channel_kind(step.channel)
+        )
         compiled = self._compiled(campaign, index, step)
         variant: Variant | None
         if variant_name is not None:
