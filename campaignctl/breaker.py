@@ -77,6 +77,10 @@ class Breaker:
 
     def record(self, attempts: Iterable[Attempt]) -> Breaker:
         """The breaker after these outcomes (in the order they happened)."""
+        attempts = tuple(attempts)
+        if not self.trips and all(a.ok for a in attempts) and self.quiet():
+            # nothing failed, before or now: nothing can trip, only the memory moves on
+            return replace(self, recent=(*self.recent, *attempts)[-KEEP:])
         b = self
         for a in attempts:
             recent = (*b.recent, a)[-KEEP:]

@@ -221,6 +221,23 @@ class _Body:
     key: str  # key path in the campaign file
     file: Path | None = None  # the template file; None when inline
 
+    @cached_property
+    def _globals(self) -> dict[str, Any]:
+        return dict(self.template.globals)
+
+    def render(self, ctx: dict[str, Any]) -> str:
+        """`template.render(ctx)`, without flattening the template's globals (a chain of
+        mappings) into every message's context: they are flattened once. The context, the
+        output and the errors (traceback rewritten to the template's lines) are render's."""
+        t = self.template
+        env = t.environment
+        glob = self._globals
+        context = env.context_class(env, {**glob, **ctx}, t.name, t.blocks, globals=glob)
+        try:
+            return env.concat(t.root_render_func(context))
+        except Exception:
+            env.handle_exception()
+
 
 @dataclass
 class _StepTemplates:
@@ -269,6 +286,7 @@ class Renderer:
         self.cfg = cfg
         self.links = links if cfg.server is not None else None
         self._steps: dict[tuple[str, str], _StepTemplates] = {}
+        self._kinds: dict[str, str] = {}  # channel -> kind, as the file says (fixed)
 
     @cached_property
     def env(self) -> Environment:
@@ -278,6 +296,11 @@ class Renderer:
             keep_trailing_newline=True,
             autoescape=lambda name: bool(name) and str(name).endswith((".html", ".html.j2")),
         )
+
+    @cached_property
+    def _sender(self) -> dict[str, Any]:
+        """What templates see as `sender` (each message gets its own copy, in `_Named`)."""
+        return self.cfg.sender.model_dump(exclude_none=True)
 
     @cached_property
     def _url_env(self) -> Environment:
@@ -421,7 +444,7 @@ class Renderer:
         """What templates see: `lead`, `sender`, `campaign` and `step`; a trigger campaign's
         messages `item` too (the event given to `campaignctl trigger`)."""
         camp: Campaign = self.cfg.campaigns[campaign]
-        sender = self.cfg.sender.model_dump(exclude_none=True)
+        sender = self._sender
         if item is None and camp.kind == "trigger":
             item = SampleItem()
         extra = (
@@ -445,7 +468,7 @@ class Renderer:
     def _run(self, body: _Body, ctx: dict[str, Any], lead: Mapping[str, Any]) -> str:
         try:
             working_on(body.key)
-            return body.template.render(ctx)
+            return body.render(ctx)
         except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
             raise RenderError(exc.detail, path=body.key, file=body.file) from None
         except Exception as exc:  # the template is untrusted input: any failure is its own
@@ -488,7 +511,9 @@ class Renderer:
         renders every variant for every sample lead). The unsubscribe link names
         `unsubscribe_lead` when given (a test send's names lead 0: nobody), else the lead's
         id (0 for a sample lead without one)."""
-        kind = self.cfg.channel_kind(step.channel)
+        kind = self._kinds.get(step.channel) or self._kinds.setdefault(
+            step.channel, self.cfg.channel_kind(step.channel)
+        )
         compiled = self._compiled(campaign, index, step)
         variant: Variant | None
         if variant_name is not None:

@@ -7,7 +7,8 @@ A lead row here has the columns of `LEAD_COLUMNS`: `id`, the fixed fields of
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.store.conn import Conn, Readable, connection
@@ -166,11 +167,18 @@ def in_import_order(conn: Conn, batch: int = 1000) -> Iterator[Any]:
     yield from rows
 
 
-def lead_context(lead: Any) -> dict[str, Any]:
-    """The lead as templates and audience expressions see it (a Lead, or a row of its columns)."""
+@cache
+def _builder() -> Callable[..., dict[str, Any]]:
+    """audience.lead_context, loaded on first use (as before: importing this module loads no
+    audience code)."""
     from campaignctl.audience import lead_context as build
 
-    return build(
+    return build
+
+
+def lead_context(lead: Any) -> dict[str, Any]:
+    """The lead as templates and audience expressions see it (a Lead, or a row of its columns)."""
+    return _builder()(
         id=lead.id,
         email=lead.email,
         phone=lead.phone,

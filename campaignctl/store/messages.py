@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from campaignctl.store.bulk import Executable, many
 from campaignctl.store.conn import Conn, Readable, connection, dialect_of
 from campaignctl.store.reader import Reader, marks, reader
 from campaignctl.store.states import PENDING, SENDING, SENT, SKIPPED, UNCERTAIN
@@ -156,31 +158,19 @@ class Writes:
         self.updates[tuple(sorted(values))].append({"_id": row_id, **values})
 
     def flush(self, conn: Conn) -> None:
-        from sqlalchemy import bindparam, insert, update
+        from sqlalchemy import insert
 
-        from campaignctl.store.tables import ENROLMENT, HOOK_DELIVERY, JOURNAL, MESSAGE
+        from campaignctl.store.tables import HOOK_DELIVERY, JOURNAL, MESSAGE
 
         c = connection(conn)
         for keys, rows in self.updates.items():
-            stmt = (
-                update(MESSAGE)
-                .where(MESSAGE.c.id == bindparam("_id"))
-                .values({k: bindparam(k) for k in keys})
-            )
-            c.execute(stmt, rows)
+            many(c, ("message", keys), partial(_message_update, keys), rows)
         if self.messages:
             c.execute(dialect_of(c).insert_ignore(MESSAGE), self.messages)
         for (state, reason), rows in self.enrolments.items():
-            c.execute(
-                update(ENROLMENT)
-                .where(
-                    ENROLMENT.c.campaign == bindparam("_campaign"),
-                    ENROLMENT.c.lead_id == bindparam("_lead"),
-                    ENROLMENT.c.state == "active",
-                )
-                .values(state=state, reason=reason, updated_at=bindparam("_now")),
-                rows,
-            )
+            for row in rows:
+                row["_state"], row["_reason"] = state, reason
+            many(c, ("enrolment",), _enrolment_end, rows)
         if self.journal:
             c.execute(insert(JOURNAL), self.journal)
         if self.hooks:  # outgoing hooks' rows (`campaignctl.hooks.rows_for`)
@@ -197,6 +187,36 @@ class Writes:
         self.enrolments[(state, reason)].append(
             {"_campaign": campaign, "_lead": lead_id, "_now": now}
         )
+
+
+def _message_update(keys: tuple[str, ...]) -> Executable:
+    from sqlalchemy import bindparam, update
+
+    from campaignctl.store.tables import MESSAGE
+
+    return (
+        update(MESSAGE)
+        .where(MESSAGE.c.id == bindparam("_id"))
+        .values({k: bindparam(k) for k in keys})
+    )
+
+
+def _enrolment_end() -> Executable:
+    from sqlalchemy import bindparam, update
+
+    from campaignctl.store.tables import ENROLMENT
+
+    return (
+        update(ENROLMENT)
+        .where(
+            ENROLMENT.c.campaign == bindparam("_campaign"),
+            ENROLMENT.c.lead_id == bindparam("_lead"),
+            ENROLMENT.c.state == "active",
+        )
+        .values(
+            state=bindparam("_state"), reason=bindparam("_reason"), updated_at=bindparam("_now")
+        )
+    )
 
 
 def enrol(conn: Conn, enrolments: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
