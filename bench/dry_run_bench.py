@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from benchlib import OUT, REPO, header
+from checkouts import byte_compiled
 
 BIN = Path(sys.executable).parent
 TOML = """
@@ -77,18 +78,6 @@ def setup(leads: int) -> Path:
     )
     (folder / "complete").write_text(f"{leads}\n")
     return folder
-
-
-def byte_compiled(code: Path) -> None:
-    """Compile the checkout's modules ahead, as an installed package's are (pip compiles
-    them): with PYTHONDONTWRITEBYTECODE set, as on these machines, every run would otherwise
-    compile a hundred modules from source (~0.1 s) that mailmerge's installed modules never do.
-    The files go in the checkout's __pycache__ folders (ignored by git)."""
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(code / "campaignctl")],
-        stdout=subprocess.DEVNULL,
-        check=True,
-    )
 
 
 def timed(cmd: list[str], code: Path | None = None) -> tuple[float, float, float]:

@@ -79,7 +79,11 @@ def example(code: Path, label: str) -> Path:
 
 
 def small_commands(runs: int, anchor: Path) -> None:
+    from checkouts import byte_compiled
+
     codes = {"this": REPO, "anchor": anchor}
+    for code in codes.values():
+        byte_compiled(code)
     folders = {label: example(code, label) for label, code in codes.items()}
     envs = {label: {**os.environ, "PYTHONPATH": str(code)} for label, code in codes.items()}
     print(f"load: {os.getloadavg()[0]:.2f}; medians of {runs} runs each, A B A B")
@@ -112,6 +116,9 @@ def main() -> None:
         small_commands(int(args[0]) if args else 11, anchor)
         return
     runs = int(args[0]) if args else 21
+    from checkouts import byte_compiled
+
+    byte_compiled(REPO)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ours = [sys.executable, "-m", "campaignctl", "--help"]
     theirs = [str(BIN / "mailmerge"), "--help"]

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from benchlib import OUT, REPO
+from checkouts import byte_compiled
 from memory_1m import measure
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +53,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs per checkout (default 5)")
     opts = ap.parse_args()
     codes = {"this": REPO, **({"anchor": opts.anchor.resolve()} if opts.anchor else {})}
+    for code in codes.values():
+        byte_compiled(code)
     folders = {label: enrolled(code, label, opts.leads) for label, code in codes.items()}
     print(
         f"{opts.leads:,} leads enrolled; load: {os.getloadavg()[0]:.2f}; goal <= {GOAL_SECONDS} s"
