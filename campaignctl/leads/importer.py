@@ -73,7 +73,7 @@ def _init_worker(normaliser: Normaliser) -> None:
 def _work(chunk: Chunk) -> list[tuple[Any, ...]]:
     assert _worker is not None
     # Plain tuples: they cross the process boundary several times faster than named ones.
-    return [tuple(p) for p in _worker.chunk(chunk)]
+    return _worker.chunk_fields(chunk)
 
 
 def _normalised(

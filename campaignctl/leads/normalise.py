@@ -358,9 +358,17 @@ class Normaliser:
             raise LeadsInputError(f"{self.source}:{line}: unreadable CSV: {exc}") from None
 
     def chunk(self, chunk: Chunk) -> list[Parsed]:
-        return [self.row(line, raw) for line, raw in self.records(chunk)]
+        return [Parsed._make(self.fields(line, raw)) for line, raw in self.records(chunk)]
+
+    def chunk_fields(self, chunk: Chunk) -> list[tuple[Any, ...]]:
+        """`chunk` as plain tuples of Parsed's fields (what workers send back)."""
+        return [self.fields(line, raw) for line, raw in self.records(chunk)]
 
     def row(self, line: int, raw: list[str]) -> Parsed:
+        return Parsed._make(self.fields(line, raw))
+
+    def fields(self, line: int, raw: list[str]) -> tuple[Any, ...]:
+        """`row`'s fields as a plain tuple (a named one costs more to make and to send)."""
         n = len(raw)
         notes: list[str] = []
         if n != self.width:
@@ -388,7 +396,7 @@ class Normaliser:
                 dropped += 1
         if email is None and phone is None:
             reason = "; ".join(problems) if problems else "no email and no phone"
-            return Parsed(line, None, None, None, None, None, "[]", "{}", (), 0, reason, raw)
+            return (line, None, None, None, None, None, "[]", "{}", (), 0, reason, raw, False)
         for problem in problems:
             notes.append(f"{problem}; dropped")
             dropped += 1
@@ -401,16 +409,12 @@ class Normaliser:
         tagged = False
         if self.tags is not None and (tag_text := raw[self.tags].strip()):
             tagged = True
-            found = dict.fromkeys([t.strip().lower() for t in _TAG_SPLIT.split(tag_text)])
-            found.pop("", None)
-            if self.extra_tags:
-                found.update(dict.fromkeys(self.extra_tags))
-            tags = json_strings(found)
+            tags = _tags_json(tag_text, self.extra_tags)
         # json_attr_object({name: value ...}) for the non-empty cells (names are unique)
         attrs = ",".join(
             [k + _json_attr_cached(v) for i, k in self.attr_keys if (v := raw[i].strip())]
         )
-        return Parsed(
+        return (
             line,
             email,
             phone,
@@ -425,6 +429,17 @@ class Normaliser:
             raw if notes else None,
             tagged,
         )
+
+
+@lru_cache(maxsize=4096)
+def _tags_json(text: str, extra: tuple[str, ...]) -> str:
+    """A tags cell as stored (JSON array, lower case, each once, then `extra`); remembered:
+    the same few combinations of tags fill most files."""
+    found = dict.fromkeys([t.strip().lower() for t in _TAG_SPLIT.split(text)])
+    found.pop("", None)
+    if extra:
+        found.update(dict.fromkeys(extra))
+    return json_strings(found)
 
 
 def claim(p: Parsed, emails: set[str], phones: set[str]) -> Parsed | None:
