@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from campaignctl.store import Store
     from campaignctl.store.sqlite import RawConnection
 
-COMMIT_ROWS = 20000  # rows per write transaction
+COMMIT_ROWS = 100000  # rows per write transaction
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 WORKERS_ENV = "CAMPAIGNCTL_IMPORT_WORKERS"

@@ -125,29 +125,34 @@ def region_of(code: int, nsn: str) -> str | object | None:
 
 
 @lru_cache(maxsize=1024)
-def _main_metadata(code: int) -> Any:
+def _possible_lengths(code: int) -> frozenset[int] | None:
+    """The national lengths `is_possible_number` accepts for a country code: its main region's
+    general lengths and local-only lengths (`_test_number_length` for no particular type);
+    None where phonenumbers has nothing to read them from (then it is asked itself)."""
     import phonenumbers
     from phonenumbers.phonemetadata import PhoneMetadata
 
     region = phonenumbers.region_code_for_country_code(code)
-    return PhoneMetadata.metadata_for_region_or_calling_code(code, region)
-
-
-@lru_cache(maxsize=1)
-def _possible_results() -> frozenset[int]:
-    from phonenumbers.phonenumberutil import ValidationResult as V
-
-    return frozenset({V.IS_POSSIBLE, V.IS_POSSIBLE_LOCAL_ONLY})
+    meta = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    general = None if meta is None else meta.general_desc
+    if general is None or not general.possible_length:
+        return None
+    return frozenset((*general.possible_length, *(general.possible_length_local_only or ())))
 
 
 def possible(code: int, nsn: str) -> bool:
     """`phonenumbers.is_possible_number` (the lengths of the code's main region)."""
-    from phonenumbers import phonenumberutil as pnu
+    lengths = _possible_lengths(code)
+    if lengths is None:
+        import phonenumbers
 
-    meta = _main_metadata(code)
-    if meta is None:
-        return False
-    return pnu._test_number_length(nsn, meta) in _possible_results()
+        number = phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn))
+        if nsn[0] == "0":
+            number.italian_leading_zero = True
+            zeros = min(len(nsn) - len(nsn.lstrip("0")), len(nsn) - 1)
+            number.number_of_leading_zeros = zeros if zeros != 1 else None
+        return bool(phonenumbers.is_possible_number(number))
+    return len(nsn) in lengths
 
 
 def valid(code: int, nsn: str, region: str | None) -> bool | None:
