@@ -127,11 +127,12 @@ def run_measured(cmd: list[str], **kw) -> tuple[float, float, float, str]:
     cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(before)
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{err_path.read_text()}")
-    tree.seen.pop(proc.pid, None)
+    own = tree.seen.pop(proc.pid, None)
     rss = usage.ru_maxrss / 1024  # the command's process, or a descendant it reaped
-    print(f"  {Path(cmd[0]).name} {' '.join(cmd[1:4])}...: peak {rss:.1f} MiB")
-    for name, child_rss, _child_cpu in tree.seen.values():
-        print(f"    child {name!r}: peak {child_rss:.1f} MiB")
+    alone = f" (its own VmHWM, last seen: {own[1]:.1f} MiB)" if own else ""
+    print(f"  {Path(cmd[0]).name} {' '.join(cmd[1:4])}...: peak {rss:.1f} MiB{alone}")
+    for name, child_rss, child_cpu in tree.seen.values():
+        print(f"    child {name!r}: peak {child_rss:.1f} MiB, CPU {child_cpu:.1f} s (last seen)")
         rss = max(rss, child_rss)
     print(f"    CPU {cpu:.1f} s (every process); still running at its exit: {len(left.seen)}")
     return wall, rss, cpu, out_path.read_text()

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaignctl.audience import FIXED_FIELDS
 from campaignctl.leads.csvfile import MAP_HINT, LeadsInputError
+from campaignctl.store.fields import LEAD_FIXED_FIELDS as FIXED_FIELDS
 
 #: Lead fields a CSV column can fill; `country` only helps read phone numbers (and is kept).
 MAPPABLE = (*(f for f in FIXED_FIELDS if f != "status"), "country")

@@ -44,12 +44,16 @@ if TYPE_CHECKING:
     from campaignctl.store import Store
     from campaignctl.store.sqlite import RawConnection
 
-COMMIT_ROWS = 20000  # rows per write transaction
+COMMIT_ROWS = 100000  # rows per write transaction
 # Below this size the start-up of worker processes costs more than it saves.
 PARALLEL_BYTES = 4 * 1024 * 1024
 WORKERS_ENV = "CAMPAIGNCTL_IMPORT_WORKERS"
 #: The note on an imported lead whose address is on the suppression list.
 SUPPRESSED_NOTE = "imported; address on the suppression list: it will never be messaged there"
+# Parsed's fields by index, for rows that arrive as plain tuples
+_EMAIL, _PHONE = Parsed._fields.index("email"), Parsed._fields.index("phone")
+_NOTES, _DROPPED = Parsed._fields.index("notes"), Parsed._fields.index("dropped")
+_REJECT = Parsed._fields.index("reject")
 
 
 _worker: Normaliser | None = None
@@ -69,13 +73,14 @@ def _init_worker(normaliser: Normaliser) -> None:
 def _work(chunk: Chunk) -> list[tuple[Any, ...]]:
     assert _worker is not None
     # Plain tuples: they cross the process boundary several times faster than named ones.
-    return [tuple(p) for p in _worker.chunk(chunk)]
+    return _worker.chunk_fields(chunk)
 
 
 def _normalised(
     normaliser: Normaliser, chunks: Iterator[Chunk], workers: int
-) -> Generator[tuple[Chunk, list[Parsed]], None, None]:
-    """Normalise chunks in order, in `workers` processes (0: in this one)."""
+) -> Generator[tuple[Chunk, Sequence[tuple[Any, ...]]], None, None]:
+    """Normalise chunks in order, in `workers` processes (0: in this one): `Parsed` rows, or
+    their fields as plain tuples (from workers: cheaper to unpickle than named ones)."""
     if workers <= 0:
         for chunk in chunks:
             yield chunk, normaliser.chunk(chunk)
@@ -98,10 +103,10 @@ def _normalised(
             pending.append((chunk, pool.submit(_work, chunk)))
             if len(pending) >= 2 * workers:
                 done, result = pending.popleft()
-                yield done, [Parsed._make(t) for t in result.result()]
+                yield done, result.result()
         while pending:
             done, result = pending.popleft()
-            yield done, [Parsed._make(t) for t in result.result()]
+            yield done, result.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -182,7 +187,7 @@ class _Writer:
             raw = next(r for line, r in self.normaliser.records(chunk) if line == p.line)
         self.rejects.write(raw, p.line, reason)
 
-    def write(self, chunk: Chunk, parsed: list[Parsed]) -> None:
+    def write(self, chunk: Chunk, parsed: Sequence[tuple[Any, ...]]) -> None:
         """Insert a chunk's new leads; commits every `COMMIT_ROWS` rows (never in a dry run).
 
         Rows go in one by one, in file order, with `ON CONFLICT DO NOTHING`: the unique email
@@ -206,43 +211,50 @@ class _Writer:
                 lookup = (lambda i, _row: found.get(i)) if find is not None else None
             if lookup is None and find is not None:
                 lookup = lambda _i, row: find(row.email, row.phone)  # noqa: E731
-            for i, row in enumerate(parsed):
-                if row.reject is not None:
+            dropped = 0
+            for i, t in enumerate(parsed):
+                # Rows come as plain tuples from the workers (Parsed's fields, by index):
+                # a Parsed is made only for the rare rows that need more than an insert.
+                if t[_REJECT] is not None:
+                    row, why = Parsed._make(t), t[_REJECT]
                     report.rejected += 1
-                    report.note(Note(row.line, row.reject, rejected=True))
-                    self._reject(chunk, row, row.reject)
+                    report.note(Note(row.line, why, rejected=True))
+                    self._reject(chunk, row, why)
                     continue
-                if lookup is not None and (stored := lookup(i, row)) is not None:
-                    if self._seen(stored[0]):  # earlier in the file: the first row wins
-                        report.duplicates += 1
-                    else:
-                        self._update(chunk, row, stored)
-                    continue
-                p = row
+                if lookup is not None:
+                    row = Parsed._make(t)
+                    if (stored := lookup(i, row)) is not None:
+                        if self._seen(stored[0]):  # earlier in the file: the first row wins
+                            report.duplicates += 1
+                        else:
+                            self._update(chunk, row, stored)
+                        continue
+                p = t
                 if made is not None:
                     lead_id = made[i]
                 else:
-                    cur = insert(p[1:8])  # email ... attrs
+                    cur = insert(t[1:8])  # email ... attrs
                     lead_id = cur.lastrowid if cur.rowcount else None
                 if lead_id is None:
-                    again = self._conflict(row)
+                    again = self._conflict(Parsed._make(t))
                     if again is None:
                         report.duplicates += 1
                         continue
                     p = again
                     lead_id = insert(p[1:8]).lastrowid
-                new.append((lead_id, p.line))
+                new.append((lead_id, p[0]))
                 if self.update:
                     self._seen(lead_id)
                 inserted += 1
-                report.fields_dropped += p.dropped
-                if self.hash is not None and self._suppressed(p):
+                dropped += p[_DROPPED]
+                if self.hash is not None and self._suppressed(Parsed._make(p)):
                     report.suppressed += 1
-                    report.note(Note(p.line, SUPPRESSED_NOTE))
-                if p.notes:
-                    reason = "; ".join(p.notes)
-                    report.note(Note(p.line, reason))
-                    self._reject(chunk, p, "imported; " + reason)
+                    report.note(Note(p[0], SUPPRESSED_NOTE))
+                if p[_NOTES]:
+                    reason = "; ".join(p[_NOTES])
+                    report.note(Note(p[0], reason))
+                    self._reject(chunk, Parsed._make(p), "imported; " + reason)
+            report.fields_dropped += dropped
             self.db.imported(new)
             self.db.flush()
         except BaseException:
@@ -255,7 +267,7 @@ class _Writer:
             self._end(commit=True)
 
     def _insert_batch(
-        self, parsed: list[Parsed], find: Callable[..., Any] | None
+        self, parsed: Sequence[tuple[Any, ...]], find: Callable[..., Any] | None
     ) -> tuple[dict[int, int | None] | None, dict[int, Any]]:
         """PostgreSQL's path: a chunk's new leads inserted together (COPY, then one INSERT in
         file order), before the rows are reported in order. Returns the new lead id of each
@@ -266,9 +278,9 @@ class _Writer:
         found: dict[int, Any] = {}
         new: list[int] = []
         for i, row in enumerate(parsed):
-            if row.reject is not None:
+            if row[_REJECT] is not None:
                 continue
-            if find is not None and (stored := find(row.email, row.phone)) is not None:
+            if find is not None and (stored := find(row[_EMAIL], row[_PHONE])) is not None:
                 found[i] = stored
                 continue
             new.append(i)

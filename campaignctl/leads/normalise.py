@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from campaignctl.leads import phones
 from campaignctl.leads.columns import ColumnMap
 from campaignctl.leads.csvfile import Chunk, LeadsInputError
 from campaignctl.values import attr_value, normal_tags
@@ -73,19 +74,26 @@ def country_region(country: str) -> str | None:
 
 def normalise_phone(value: str, region: str | None) -> tuple[str | None, str | None, str | None]:
     """(E.164, extension dropped, None) or (None, None, why it is not a valid number)."""
-    import phonenumbers
-
     if _PLAIN_PHONE.fullmatch(value):
         # phonenumbers drops these separators itself, but slowly: "(415) 555-0132" costs it
         # half again as much as "4155550132". Only digits and separators qualify, so
         # extensions, letters and second numbers still reach phonenumbers as written.
         value = value.translate(_SEPARATORS)
-    number = parse_plain(value, region)
-    if number is None:
-        try:
-            number = phonenumbers.parse(value, region)
-        except phonenumbers.NumberParseException:
-            return None, None, f"not a phone number{_where(region)}"
+    parts = plain_parts(value, region)
+    if parts is not None:
+        # The plain forms, without a PhoneNumber: validity from the same metadata (`phones`)
+        code, nsn = parts
+        ok = phones.valid(code, nsn, region)
+        if ok is not None:
+            if not ok:
+                return None, None, f"not a valid number{_where(region)}"
+            return "+" + str(code) + nsn, None, None
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None, None, f"not a phone number{_where(region)}"
     # Checking the expected region first is much cheaper than is_valid_number, which tries
     # every region of the country code (25 for +1) before it can say yes.
     valid = (
@@ -155,13 +163,37 @@ def _plan_for_code(code: int, region: str | None) -> _Plan | None:
 def parse_plain(value: str, region: str | None) -> PhoneNumber | None:
     """`phonenumbers.parse(value, region)` for the plain forms most files hold, several
     times faster; None when the value is not one of them (then `parse` itself must run).
+    `tests/test_phone_fast_path.py` holds it equal to `parse`; see `plain_parts`.
+    """
+    parts = plain_parts(value, region)
+    if parts is None:
+        return None
+    from phonenumbers import PhoneNumber
+
+    code, nsn = parts
+    if nsn[0] != "0":
+        return PhoneNumber(country_code=code, national_number=int(nsn))
+    zeros = len(nsn) - len(nsn.lstrip("0"))
+    zeros = min(zeros, len(nsn) - 1)  # an all-zero number keeps its last zero as the number
+    return PhoneNumber(
+        country_code=code,
+        national_number=int(nsn),
+        italian_leading_zero=True,
+        number_of_leading_zeros=zeros if zeros != 1 else None,
+    )
+
+
+def plain_parts(value: str, region: str | None) -> tuple[int, str] | None:
+    """(country code, national significant number) that `phonenumbers.parse(value, region)`
+    finds, for the plain forms most files hold; None when the value is not one of them.
 
     The plain forms are `+` and digits (E.164) and national digits alone. Each step is the
     one `parse` takes on such a value, read from phonenumbers' own metadata (country codes,
     international and national prefixes), and a national prefix is stripped by phonenumbers'
     own step for it; wherever `parse` could do more (an international prefix, a country code
-    written without `+`, a leading zero, anything but digits), the value is left to `parse`.
-    `tests/test_phone_fast_path.py` holds it equal to `parse`.
+    written without `+`, a leading zero after a `+code`, anything but digits), the value is
+    left to `parse`. National digits with a leading zero `parse` keeps (Italy's, or a number
+    of another country read with this region) keep it here too, as the number's own digits.
     """
     if _DIGITS.fullmatch(value) is None:
         return None
@@ -197,11 +229,9 @@ def parse_plain(value: str, region: str | None) -> PhoneNumber | None:
             national = stripped
         if len(national) < 2:
             return None
-    if national[0] == "0":  # a leading zero parse keeps (Italy): left to parse
+    if national[0] == "0" and value[0] == "+":  # a leading zero parse keeps: left to parse
         return None
-    from phonenumbers import PhoneNumber
-
-    return PhoneNumber(country_code=code, national_number=int(national))
+    return code, national
 
 
 def _where(region: str | None) -> str:
@@ -271,6 +301,11 @@ def _json_attr(value: str) -> str:
     return _quote(value) if stored is value else repr(stored)
 
 
+#: `_json_attr`, remembered: attribute values repeat (cities, sizes, yes/no), and a cache hit
+#: costs a tenth of the number test and quoting. Bounded: a few MiB at most per worker.
+_json_attr_cached = lru_cache(maxsize=16384)(_json_attr)
+
+
 def json_attr_object(pairs: Mapping[str, str]) -> str:
     """`_to_json({k: attr_value(v)})` for string keys and values, faster."""
     return "{" + ",".join([_quote(k) + ":" + _json_attr(v) for k, v in pairs.items()]) + "}"
@@ -304,6 +339,8 @@ class Normaliser:
         self.first, self.last = f.get("first_name"), f.get("last_name")
         self.tz, self.tags = f.get("timezone"), f.get("tags")
         self.attrs = columns.attrs
+        # each attribute's JSON key, quoted once: `json_attr_object`'s text, joined in `row`
+        self.attr_keys = tuple((i, _quote(name) + ":") for i, name in columns.attrs)
         self.no_tags = _to_json(list(self.extra_tags))
 
     def records(self, chunk: Chunk) -> Iterator[tuple[int, list[str]]]:
@@ -321,9 +358,17 @@ class Normaliser:
             raise LeadsInputError(f"{self.source}:{line}: unreadable CSV: {exc}") from None
 
     def chunk(self, chunk: Chunk) -> list[Parsed]:
-        return [self.row(line, raw) for line, raw in self.records(chunk)]
+        return [Parsed._make(self.fields(line, raw)) for line, raw in self.records(chunk)]
+
+    def chunk_fields(self, chunk: Chunk) -> list[tuple[Any, ...]]:
+        """`chunk` as plain tuples of Parsed's fields (what workers send back)."""
+        return [self.fields(line, raw) for line, raw in self.records(chunk)]
 
     def row(self, line: int, raw: list[str]) -> Parsed:
+        return Parsed._make(self.fields(line, raw))
+
+    def fields(self, line: int, raw: list[str]) -> tuple[Any, ...]:
+        """`row`'s fields as a plain tuple (a named one costs more to make and to send)."""
         n = len(raw)
         notes: list[str] = []
         if n != self.width:
@@ -351,7 +396,7 @@ class Normaliser:
                 dropped += 1
         if email is None and phone is None:
             reason = "; ".join(problems) if problems else "no email and no phone"
-            return Parsed(line, None, None, None, None, None, "[]", "{}", (), 0, reason, raw)
+            return (line, None, None, None, None, None, "[]", "{}", (), 0, reason, raw, False)
         for problem in problems:
             notes.append(f"{problem}; dropped")
             dropped += 1
@@ -364,13 +409,12 @@ class Normaliser:
         tagged = False
         if self.tags is not None and (tag_text := raw[self.tags].strip()):
             tagged = True
-            found = dict.fromkeys([t.strip().lower() for t in _TAG_SPLIT.split(tag_text)])
-            found.pop("", None)
-            if self.extra_tags:
-                found.update(dict.fromkeys(self.extra_tags))
-            tags = json_strings(found)
-        attrs = {name: value for i, name in self.attrs if (value := raw[i].strip())}
-        return Parsed(
+            tags = _tags_json(tag_text, self.extra_tags)
+        # json_attr_object({name: value ...}) for the non-empty cells (names are unique)
+        attrs = ",".join(
+            [k + _json_attr_cached(v) for i, k in self.attr_keys if (v := raw[i].strip())]
+        )
+        return (
             line,
             email,
             phone,
@@ -378,13 +422,24 @@ class Normaliser:
             raw[self.last].strip() or None if self.last is not None else None,
             tz,
             tags,
-            json_attr_object(attrs),
+            "{" + attrs + "}",
             tuple(notes),
             dropped,
             None,
             raw if notes else None,
             tagged,
         )
+
+
+@lru_cache(maxsize=4096)
+def _tags_json(text: str, extra: tuple[str, ...]) -> str:
+    """A tags cell as stored (JSON array, lower case, each once, then `extra`); remembered:
+    the same few combinations of tags fill most files."""
+    found = dict.fromkeys([t.strip().lower() for t in _TAG_SPLIT.split(text)])
+    found.pop("", None)
+    if extra:
+        found.update(dict.fromkeys(extra))
+    return json_strings(found)
 
 
 def claim(p: Parsed, emails: set[str], phones: set[str]) -> Parsed | None:

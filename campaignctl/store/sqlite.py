@@ -463,7 +463,7 @@ def _raw(conn: Connection) -> sqlite3.Connection:
 # few, and importing the file again completes them without inserting anything twice.
 # Every insert touches a random page of the email and phone indexes: a bigger cache,
 # transactions of many chunks and rarer checkpoints write each page fewer times.
-IMPORT_PRAGMAS = {"cache_size": -8192, "wal_autocheckpoint": 20000, "synchronous": "NORMAL"}
+IMPORT_PRAGMAS = {"cache_size": -16384, "wal_autocheckpoint": 50000, "synchronous": "NORMAL"}
 _INSERT_LEAD = (
     "INSERT INTO lead (email, phone, first_name, last_name, timezone, tags, attrs, "
     "status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'new', :now, :now) "
