@@ -264,6 +264,12 @@ class _Clock:
             return t
         return self.opens[i + 1]
 
+    def open_until(self, t: datetime) -> datetime:
+        """When the open stretch holding `t` closes (`t` itself must be open, and at or after
+        the instant the clock was made from)."""
+        self.next_open(t)  # the stretches are found as far as `t`
+        return self.closes[bisect_right(self.opens, t) - 1]
+
 
 @dataclass(frozen=True, slots=True)
 class _Step:
@@ -359,6 +365,7 @@ class _Simulation:
         self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
         #: (campaign, step) -> a lead's address flags -> what `decide` says to a plain lead
         self.same: dict[tuple[str, int], dict[int, Decision]] = defaultdict(dict)
+        self._slot: datetime | None = None  # `_channel_event`'s last next slot
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -462,15 +469,69 @@ class _Simulation:
 
     def run(self) -> None:
         t = self.now
+        horizon = self.horizon
         while True:
             self._release(t)
             for ch in self.ready:
                 self._send_at(ch, t)
             if self.due and self.due[0][0] <= t:
                 continue  # a zero-delay next step became due at this very instant
-            nxt = self._next_event(t)
-            if nxt is None or nxt >= self.horizon:
-                return
+            while True:
+                nxt, solo = self._next_event(t)
+                if nxt is None or nxt >= horizon:
+                    return
+                if solo is None:
+                    t = nxt
+                    break
+                t, again = self._solo(solo, nxt)
+                if again:
+                    break
+
+    def _solo(self, ch: str, t: datetime) -> tuple[datetime, bool]:
+        """Send on channel `ch` alone, from `t` (its next slot, when nothing else happens: no
+        message falls due, no other channel sends, none of its zones opens or closes) for as
+        long as that holds: the same sends, in the same order, as instant by instant through
+        `run`, without looking at every queue at every instant (a paced channel's sends are
+        each an instant of their own). Returns the last instant handled, and whether `run`
+        must handle it again (a next step fell due at it)."""
+        queues = self.ready[ch]
+        bound = self.horizon
+        for other, oqueues in self.ready.items():
+            if other == ch:
+                continue
+            ev = self._channel_event(other, oqueues, t)
+            if ev is not None and ev < bound:
+                bound = ev
+        open_queues: list[deque[_Run]] = []
+        always = self.always[ch]
+        for (zkey, _prio), q in queues.items():
+            if not q:
+                continue
+            if always:
+                open_queues.append(q)
+                continue
+            clock = self.clocks[ch, zkey]
+            opens = clock.next_open(t)
+            if opens == t:
+                open_queues.append(q)
+                edge = clock.open_until(t)
+            else:
+                edge = opens
+            if edge < bound:
+                bound = edge
+        due = self.due
+        tick = timedelta(microseconds=1)
+        while True:
+            self._send_at(ch, t, open_queues)
+            if due and due[0][0] <= t:
+                return t, True
+            if not open_queues:
+                return t, False
+            nxt = self._free(ch)
+            if nxt <= t:
+                nxt = t + tick
+            if nxt >= bound or (due and due[0][0] <= nxt):
+                return t, False
             t = nxt
 
     def _release(self, t: datetime) -> None:
@@ -494,22 +555,43 @@ class _Simulation:
             return t
         return self.clocks[ch, zkey].next_open(t)
 
-    def _next_event(self, t: datetime) -> datetime | None:
+    def _next_event(self, t: datetime) -> tuple[datetime | None, str | None]:
+        """The next instant anything happens after `t`, and the channel that alone acts then
+        at its next slot (None: a message falls due, a window opens, or several channels act)."""
         nxt = self.due[0][0] if self.due else None
+        solo: str | None = None
         for ch, queues in self.ready.items():
-            waiting_for_limit = False
-            for (zkey, _prio), queue in queues.items():
-                if not queue:
-                    continue
-                opens = self._open(ch, zkey, t)
-                if opens == t:
-                    waiting_for_limit = True
-                else:
-                    nxt = opens if nxt is None else min(nxt, opens)
-            if waiting_for_limit:
-                slot = max(self._free(ch), t + timedelta(microseconds=1))
-                nxt = slot if nxt is None else min(nxt, slot)
-        return nxt
+            ev = self._channel_event(ch, queues, t)
+            if ev is None:
+                continue
+            if nxt is None or ev < nxt:
+                nxt = ev
+                solo = ch if ev == self._slot else None
+            elif ev == nxt:
+                solo = None
+        return nxt, solo
+
+    def _channel_event(
+        self, ch: str, queues: dict[tuple[str, int], deque[_Run]], t: datetime
+    ) -> datetime | None:
+        """The next instant after `t` channel `ch` may send: one of its zones opening, or its
+        next slot while a zone is open (then also in `_slot`, else `_slot` is None)."""
+        ev: datetime | None = None
+        waiting_for_limit = False
+        for (zkey, _prio), queue in queues.items():
+            if not queue:
+                continue
+            opens = self._open(ch, zkey, t)
+            if opens == t:
+                waiting_for_limit = True
+            elif ev is None or opens < ev:
+                ev = opens
+        self._slot = None
+        if waiting_for_limit:
+            slot = max(self._free(ch), t + timedelta(microseconds=1))
+            if ev is None or slot < ev:
+                ev = self._slot = slot
+        return ev
 
     def _free(self, ch: str) -> datetime:
         free = self.free[ch]
@@ -518,15 +600,18 @@ class _Simulation:
             free = self.free[ch] = next_slot(lim, hist, _DAWN, self.jitter[ch])
         return free
 
-    def _send_at(self, ch: str, t: datetime) -> None:
+    def _send_at(self, ch: str, t: datetime, open_queues: list[deque[_Run]] | None = None) -> None:
+        """Send on `ch` at `t` what its limits allow, best message first. `open_queues`: its
+        non-empty queues open at `t`, when the caller knows them (emptied ones are taken out)."""
         if t < self._free(ch):
             return  # a limit or the pacing holds the channel (next_slot > t)
         lim = self.limits[ch]
         hist = self.history[ch]
         kind = self.kinds[ch]
-        open_queues = [
-            q for (z, _p), q in self.ready[ch].items() if q and self._open(ch, z, t) == t
-        ]
+        if open_queues is None:
+            open_queues = [
+                q for (z, _p), q in self.ready[ch].items() if q and self._open(ch, z, t) == t
+            ]
         if not open_queues:
             return
         cap = capacity(lim, hist, t)  # at least 1, since next_slot(t) is t
