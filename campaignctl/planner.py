@@ -57,6 +57,7 @@ from campaignctl.pacing import (
     next_open,
     next_slot,
     priority_key,
+    wall_to_utc,
 )
 from campaignctl.store import Store, meta
 from campaignctl.store import leads as store_leads
@@ -232,6 +233,8 @@ class _Leads:
 
 
 _FAR = datetime.max.replace(tzinfo=UTC)
+_AB_NOT_STARTED = AbState()
+_TICK = timedelta(microseconds=1)
 _DAWN = datetime.min.replace(tzinfo=UTC)
 
 
@@ -366,6 +369,9 @@ class _Simulation:
         #: (campaign, step) -> a lead's address flags -> what `decide` says to a plain lead
         self.same: dict[tuple[str, int], dict[int, Decision]] = defaultdict(dict)
         self._slot: datetime | None = None  # `_channel_event`'s last next slot
+        #: `_day_of`'s last day: its counts, and the instants it spans [from, to)
+        self._day_counts: dict[str, int] = {}
+        self._day_from = self._day_to = _DAWN
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -388,6 +394,33 @@ class _Simulation:
             st.priority, due, campaign, step, array("q", (lead,)), array("q", (self.seq,))
         )
         heapq.heappush(self.due, (due, self.seq, run))
+
+    def push_all(self, due: datetime, campaign: str, step: int, leads: list[int]) -> None:
+        """`push` for each of `leads` in turn (messages of one campaign step due at `due`)."""
+        st = self._steps(campaign)[step]
+        # per zone number, the run its messages join (`push` would find it among the tails)
+        runs: dict[int, _Run] = {}
+        zone_of = self.leads.zone_of
+        tails = self.tails
+        seq = self.seq
+        always = st.always
+        for lead in leads:
+            seq += 1
+            z = 0 if always else zone_of[lead]
+            run = runs.get(z)
+            if run is None:
+                zkey = "" if always else self.clock(st.channel, self.leads.zone_list[z]).tz.key
+                target = (st.channel, zkey, st.priority, due)
+                run = tails.get(target)
+                if run is None or run.campaign != campaign or run.step != step:
+                    run = tails[target] = _Run(
+                        st.priority, due, campaign, step, array("q"), array("q")
+                    )
+                    heapq.heappush(self.due, (due, seq, run))
+                runs[z] = run
+            run.leads.append(lead)
+            run.seqs.append(seq)
+        self.seq = seq
 
     def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
         c = self.clocks.get((ch, tz.key))
@@ -449,23 +482,27 @@ class _Simulation:
                 st.waits["window"] += 1
             self.push(due, campaign, step, leads[0])
             return
-        groups: dict[str, _Run] = {}
+        # grouped by zone number (one per zone), each group's leads and sequence numbers
+        groups: dict[int, tuple[array[int], array[int]]] = {}
+        zone_of = self.leads.zone_of
+        seq = self.seq
         for lead_id in leads:
-            self.seq += 1
-            tz = self.leads.tz(lead_id)
-            group = groups.get(tz.key)
+            seq += 1
+            z = zone_of[lead_id]
+            group = groups.get(z)
             if group is None:
-                due = self.clock(st.channel, tz).next_open(raw)
-                group = groups[tz.key] = _Run(
-                    st.priority, due, campaign, step, array("q"), array("q")
-                )
-            group.leads.append(lead_id)
-            group.seqs.append(self.seq)
-        for zkey, group in groups.items():
-            if group.due > raw:
-                st.waits["window"] += len(group.leads)
-            heapq.heappush(self.due, (group.due, group.seqs[0], group))
-            self.tails[st.channel, zkey, st.priority, group.due] = group
+                group = groups[z] = (array("q"), array("q"))
+            group[0].append(lead_id)
+            group[1].append(seq)
+        self.seq = seq
+        for z, (members, seqs) in groups.items():
+            clock = self.clock(st.channel, self.leads.zone_list[z])
+            due = clock.next_open(raw)
+            if due > raw:
+                st.waits["window"] += len(members)
+            run = _Run(st.priority, due, campaign, step, members, seqs)
+            heapq.heappush(self.due, (due, seqs[0], run))
+            self.tails[st.channel, clock.tz.key, st.priority, due] = run
 
     def run(self) -> None:
         t = self.now
@@ -619,11 +656,15 @@ class _Simulation:
         waited = t - LIMIT_WAIT
         while open_queues and sent < cap:
             # the best head, and how far its run stays ahead of every other queue's head
-            heads = sorted((q[0].head(), i) for i, q in enumerate(open_queues))
-            best = open_queues[heads[0][1]]
-            run = best[0]
-            end = len(run.leads)
-            if len(heads) > 1:
+            if len(open_queues) == 1:
+                best = open_queues[0]
+                run = best[0]
+                end = len(run.leads)
+            else:
+                heads = sorted((q[0].head(), i) for i, q in enumerate(open_queues))
+                best = open_queues[heads[0][1]]
+                run = best[0]
+                end = len(run.leads)
                 other = heads[1][0]
                 if (run.priority, run.due) == other[:2]:
                     end = bisect_left(run.seqs, other[2], run.pos, end)
@@ -675,9 +716,13 @@ class _Simulation:
                     )
                     if plain and lead.optouts is _NO_OPTOUTS and lead.suppressed is _NOT_LISTED:
                         same[flags[lead_id] & _ADDRESSES] = decision
-                if ab == AbState() and (
-                    isinstance(decision, Send)
-                    or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
+                if (
+                    ab is not None
+                    and ab == _AB_NOT_STARTED
+                    and (
+                        isinstance(decision, Send)
+                        or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
+                    )
                 ):  # this message starts the step's A/B test: the rest of the run sees it
                     wait = camp.steps[step].ab.wait  # type: ignore[union-attr]
                     self.ab[(campaign, name)] = AbState(decide_at=t + wait)
@@ -718,7 +763,23 @@ class _Simulation:
             self.schedule_all(campaign, step + 1, follow, t)
         if sent:
             self.free[ch] = None
-            self.per_day[t.astimezone(self.tz).date()][ch] += sent
+            self._day_of(t)[ch] += sent
+
+    def _day_of(self, t: datetime) -> dict[str, int]:
+        """The sends per channel of the day (in settings.timezone) holding `t`."""
+        if not self._day_from <= t < self._day_to:
+            d = t.astimezone(self.tz).date()
+            self._day_counts = self.per_day[d]
+            start = datetime(d.year, d.month, d.day, tzinfo=self.tz)
+            nxt = d + timedelta(days=1)
+            self._day_from = wall_to_utc(start.replace(tzinfo=None), self.tz)
+            self._day_to = wall_to_utc(datetime(nxt.year, nxt.month, nxt.day), self.tz)
+            if not self._day_from <= t < self._day_to or (
+                self._day_from.astimezone(self.tz).utcoffset()
+                != (self._day_to - _TICK).astimezone(self.tz).utcoffset()
+            ):  # a clock change that day: that day's instants are read one by one
+                self._day_from = self._day_to = t
+        return self._day_counts
 
     def _ab_state(self, campaign: str, step: int, t: datetime) -> AbState | None:
         """The A/B test of a step with an `ab` table at `t` (None for another step). A decision
@@ -825,16 +886,24 @@ def plan(
         index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows;
         # rows streamed from the cursor, never all held at once
+        # Rows of one campaign step due at one instant come one after the other (a pass
+        # enrols and schedules them together): pushed as one batch, in the order read.
+        batch: list[int] = []
+        last: tuple[str, str, str] | None = None
+        step_index: int | None = None
+        due = now
         for camp_name, step_name, lead_id, due_text in store_messages.plan_pending(
             conn, list(active)
         ):
-            step_index = index[camp_name].get(step_name)
-            if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
+            if (camp_name, step_name, due_text) != last:
+                _push(sim, batch, last, step_index, due, now)
+                last = (camp_name, step_name, due_text)
+                step_index = index[camp_name].get(step_name)
+                due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
+            if step_index is None or (camp_name, lead_id) in stopped or lead_id not in leads:
                 continue
-            due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
-            if due > now:
-                sim.plans[camp_name].waits["delay"] += 1
-            sim.push(max(due, now), camp_name, step_index, lead_id)
+            batch.append(lead_id)
+        _push(sim, batch, last, step_index, due, now)
         # Enrol as the next pass would. Only leads the next pass could enrol need their fields
         # and an audience check.
         for name in need_audience:
@@ -856,6 +925,30 @@ def plan(
     )
     _finish_dates(out, sim, active, simulated)
     return out
+
+
+def _push(
+    sim: _Simulation,
+    batch: list[int],
+    key: tuple[str, str, str] | None,
+    step: int | None,
+    due: datetime,
+    now: datetime,
+) -> None:
+    """Push the pending messages of `batch` (leads), of one campaign step due at `due`, in
+    order, and empty it."""
+    if not batch or key is None or step is None:
+        batch.clear()
+        return
+    campaign = key[0]
+    if due > now:
+        sim.plans[campaign].waits["delay"] += len(batch)
+    if isinstance(sim, _BATCHED):
+        sim.push_all(max(due, now), campaign, step, batch)
+    else:
+        for lead_id in batch:
+            sim.push(max(due, now), campaign, step, lead_id)
+    batch.clear()
 
 
 #: The simulation that takes newcomers in one batch (the tests swap `_Simulation` for the
@@ -883,13 +976,15 @@ def _enrol(
     known: dict[tuple[Any, ...], bool] = {}
     # the simulation takes them all at once (one run per zone); the reference, lead by lead
     batch: array[int] | None = array("q") if isinstance(sim, _BATCHED) else None
+    stops = {first_channel, "*"}
+    optouts = sim.leads.optouts
     for row in newcomers:
         lead_id, email, phone = row[0], row[1], row[2]
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
             continue
-        if sim.leads.opted_out(lead_id) & {first_channel, "*"}:
+        if lead_id in optouts and optouts[lead_id] & stops:
             continue
-        key = tuple(row[c] for c in columns) if shared else None
+        key = tuple([row[c] for c in columns]) if shared else None
         answer = known.get(key) if key is not None else None
         if answer is None:
             answer = matches(_context(row, needs_tags, needs_attrs))
