@@ -316,6 +316,11 @@ class _Run:
         return priority_key(self.priority, self.due, self.seqs[self.pos])
 
 
+def _head(queue: deque[_Run]) -> tuple[int, datetime, int]:
+    """Where a queue's first message stands in the engine's order."""
+    return queue[0].head()
+
+
 class _Simulation:
     """The engine's decisions replayed in memory, event by event.
 
@@ -656,8 +661,8 @@ class _Simulation:
         waited = t - LIMIT_WAIT
         while open_queues and sent < cap:
             # the best head, and how far its run stays ahead of every other queue's head
-            if len(open_queues) == 1:
-                best = open_queues[0]
+            if len(open_queues) == 1 or cap - sent == 1:  # one queue, or one message to take
+                best = open_queues[0] if len(open_queues) == 1 else min(open_queues, key=_head)
                 run = best[0]
                 end = len(run.leads)
             else:
@@ -760,7 +765,8 @@ class _Simulation:
                 sent += taken
                 plan.sends += taken
                 plan.finish = t
-            self.schedule_all(campaign, step + 1, follow, t)
+            if follow and step + 1 < len(camp.steps):
+                self.schedule_all(campaign, step + 1, follow, t)
         if sent:
             self.free[ch] = None
             self._day_of(t)[ch] += sent
