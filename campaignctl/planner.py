@@ -316,11 +316,6 @@ class _Run:
         return priority_key(self.priority, self.due, self.seqs[self.pos])
 
 
-def _head(queue: deque[_Run]) -> tuple[int, datetime, int]:
-    """Where a queue's first message stands in the engine's order."""
-    return queue[0].head()
-
-
 class _Simulation:
     """The engine's decisions replayed in memory, event by event.
 
@@ -661,8 +656,8 @@ class _Simulation:
         waited = t - LIMIT_WAIT
         while open_queues and sent < cap:
             # the best head, and how far its run stays ahead of every other queue's head
-            if len(open_queues) == 1 or cap - sent == 1:  # one queue, or one message to take
-                best = open_queues[0] if len(open_queues) == 1 else min(open_queues, key=_head)
+            if len(open_queues) == 1:
+                best = open_queues[0]
                 run = best[0]
                 end = len(run.leads)
             else:
