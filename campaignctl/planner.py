@@ -56,6 +56,7 @@ from campaignctl.pacing import (
     next_close,
     next_open,
     next_slot,
+    phone_zone_key,
     priority_key,
     wall_to_utc,
 )
@@ -197,7 +198,12 @@ class _Leads:
             self.zone_of[lead_id] = self._zone(timezone, phone)
 
     def _zone(self, timezone: str | None, phone: str | None) -> int:
-        key = (timezone, None) if timezone else (None, phone)
+        prefix = None
+        if timezone:
+            key: tuple[str | None, str | None] = (timezone, None)
+        else:  # a phone's zone is that of its prefix (`pacing.phone_zone_key`), when it has one
+            prefix = phone_zone_key(phone) if phone else None
+            key = ("+", prefix) if prefix else (None, phone)
         i = self.zone_index.get(key)
         if i is None:
             tz = lead_zone(timezone, phone, self.default_tz)
@@ -206,8 +212,8 @@ class _Leads:
             except ValueError:
                 i = len(self.zone_list)
                 self.zone_list.append(tz)
-            if timezone and tz.key == timezone:  # a valid zone name: the same for every lead
-                self.zone_index[key] = i
+            if (timezone and tz.key == timezone) or prefix:
+                self.zone_index[key] = i  # the same for every lead with this key
         return i
 
     def __contains__(self, lead_id: int) -> bool:
