@@ -25,9 +25,10 @@ import random
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -914,7 +915,7 @@ def plan(
         # Enrol as the next pass would. Only leads the next pass could enrol need their fields
         # and an audience check.
         for name in need_audience:
-            _enrol(sim, name, active[name], now, store_leads.plan_newcomers(conn, name))
+            _enrol(sim, name, active[name], now, partial(store_leads.plan_newcomers, conn, name))
     sim.run()
     out = Plan(
         start=now,
@@ -964,9 +965,15 @@ _BATCHED = _Simulation
 
 
 def _enrol(
-    sim: _Simulation, name: str, camp: Campaign, now: datetime, newcomers: Iterable[Any]
+    sim: _Simulation,
+    name: str,
+    camp: Campaign,
+    now: datetime,
+    newcomers: Callable[[frozenset[str] | None], Iterable[Any]],
 ) -> None:
-    """Enrol the `newcomers` of campaign `name` the audience matches, as the next pass would."""
+    """Enrol the newcomers of campaign `name` the audience matches, as the next pass would.
+    `newcomers(columns)` reads them (`store.leads.plan_newcomers`), those of their columns
+    only (None: all)."""
     start = sim.start_at[name]
     at = now if camp.kind == "sequence" or start is None else max(now, start)
     matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
@@ -980,12 +987,17 @@ def _enrol(
     # is built (the matcher remembers it too, but per context).
     shared = matches.fields is not None and matches.fields <= _SHARED_COLUMNS.keys()
     columns = [_SHARED_COLUMNS[f] for f in sorted(matches.fields or ())] if shared else []
+    # only the columns the expression reads are read (None: it reads the whole lead)
+    read = None
+    if matches.fields is not None:
+        read = frozenset(matches.fields) | ({"tags"} if needs_tags else set())
+        read |= {"attrs"} if needs_attrs else set()
     known: dict[tuple[Any, ...], bool] = {}
     # the simulation takes them all at once (one run per zone); the reference, lead by lead
     batch: array[int] | None = array("q") if isinstance(sim, _BATCHED) else None
     stops = {first_channel, "*"}
     optouts = sim.leads.optouts
-    for row in newcomers:
+    for row in newcomers(read):
         lead_id, email, phone = row[0], row[1], row[2]
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
             continue

@@ -158,12 +158,15 @@ def plan_leads(conn: Conn) -> Iterator[Any]:
     return dialect_of(c).lead_rows(c)
 
 
-def plan_newcomers(conn: Conn, campaign: str) -> Iterator[Any]:
+def plan_newcomers(
+    conn: Conn, campaign: str, columns: frozenset[str] | None = None
+) -> Iterator[Any]:
     """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the leads not
-    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text. Streamed: read
-    them inside the transaction."""
+    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text. Of the last six,
+    only those in `columns` are read (None: all), the others are None. Streamed: read them
+    inside the transaction."""
     c = connection(conn)
-    return dialect_of(c).unenrolled_lead_rows(c, campaign)
+    return dialect_of(c).unenrolled_lead_rows(c, campaign, columns)
 
 
 def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
