@@ -198,6 +198,31 @@ class _Leads:
         if self.zones:
             self.zone_of[lead_id] = self._zone(timezone, phone)
 
+    def load(
+        self,
+        rows: Iterable[tuple[int, str | None, str | None, str | None]],
+        listed: Callable[[list[tuple[int, str | None, str | None]]], None],
+    ) -> None:
+        """`add` each of `rows` (id, email, phone, timezone); `listed` is handed the leads with
+        an address a chunk at a time (and empties it), to match them to the suppression list."""
+        chunk: list[tuple[int, str | None, str | None]] = []
+        flags, zone_of, zones = self.flags, self.zone_of, self.zones
+        by_name = self.zone_index  # a valid zone name's number, under (name, None)
+        for lead_id, email, phone, timezone in rows:
+            if lead_id >= len(flags):
+                grow = max(lead_id + 1 - len(flags), len(flags) // 2, 1024)
+                flags.extend(bytes(grow))
+                zone_of.extend(array("H", bytes(2 * grow)))
+            flags[lead_id] = _KNOWN | (_EMAIL if email else 0) | (_PHONE if phone else 0)
+            if zones:
+                z = by_name.get((timezone, None)) if timezone else None
+                zone_of[lead_id] = self._zone(timezone, phone) if z is None else z
+            if email or phone:
+                chunk.append((lead_id, email, phone))
+                if len(chunk) >= SUPPRESSION_CHUNK:
+                    listed(chunk)
+        listed(chunk)
+
     def _zone(self, timezone: str | None, phone: str | None) -> int:
         prefix = None
         if timezone:
@@ -871,14 +896,7 @@ def plan(
         ]
         # plain tuples, streamed (100,000 rows through SQLAlchemy's row machinery cost a
         # second); the suppression list is matched a chunk of leads at a time
-        chunk: list[tuple[int, str | None, str | None]] = []
-        for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
-            leads.add(lead_id, email, phone, timezone)
-            if email or phone:
-                chunk.append((lead_id, email, phone))
-            if len(chunk) >= SUPPRESSION_CHUNK:
-                _listed(conn, leads, chunk)
-        _listed(conn, leads, chunk)
+        leads.load(store_leads.plan_leads(conn), partial(_listed, conn, leads))
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
         for ch, lim in sim.limits.items():
