@@ -146,6 +146,8 @@ class Plan:
 _KNOWN, _EMAIL, _PHONE = 1, 2, 4
 _ADDRESSES = _EMAIL | _PHONE
 _NO_OPTOUTS: frozenset[str] = frozenset()
+#: Phone prefixes whose zone `_Leads` remembers (as many as `pacing` remembers itself).
+_PREFIXES = 65_536
 _NOT_LISTED: dict[str, set[str]] = {}
 
 
@@ -186,6 +188,7 @@ class _Leads:
         self.zone_of = array("H")
         self.zone_list: list[ZoneInfo] = [lead_zone(None, None, default_tz)]
         self.zone_index: dict[tuple[str | None, str | None], int] = {}
+        self.prefix_index: dict[str, int] = {}  # by `pacing.phone_zone_key`, at most _PREFIXES
         self.optouts: dict[int, set[str]] = {}
         self.listed: dict[int, tuple[str | None, str | None, dict[str, set[str]]]] = {}
 
@@ -226,11 +229,10 @@ class _Leads:
     def _zone(self, timezone: str | None, phone: str | None) -> int:
         prefix = None
         if timezone:
-            key: tuple[str | None, str | None] = (timezone, None)
+            i = self.zone_index.get((timezone, None))
         else:  # a phone's zone is that of its prefix (`pacing.phone_zone_key`), when it has one
             prefix = phone_zone_key(phone) if phone else None
-            key = ("+", prefix) if prefix else (None, phone)
-        i = self.zone_index.get(key)
+            i = self.prefix_index.get(prefix) if prefix else None
         if i is None:
             tz = lead_zone(timezone, phone, self.default_tz)
             try:
@@ -238,8 +240,10 @@ class _Leads:
             except ValueError:
                 i = len(self.zone_list)
                 self.zone_list.append(tz)
-            if (timezone and tz.key == timezone) or prefix:
-                self.zone_index[key] = i  # the same for every lead with this key
+            if timezone and tz.key == timezone:  # a valid zone name: the same for every lead
+                self.zone_index[timezone, None] = i
+            elif prefix and len(self.prefix_index) < _PREFIXES:
+                self.prefix_index[prefix] = i
         return i
 
     def __contains__(self, lead_id: int) -> bool:
