@@ -367,7 +367,8 @@ class _Simulation:
     queue is first in, first out, and the best message is the best of the queues' heads; a
     run is taken up to the next queue's head, or the channel's capacity at that instant. A
     window that closes for a zone parks that zone's queues as a whole. `decide` is still
-    asked about every message, in the engine's order.
+    asked about every message, in the engine's order. While one channel alone has anything to
+    do, its sends follow one another in one stretch (`_solo`), instead of an event each.
     """
 
     def __init__(self, cfg: Config, now: datetime, horizon: datetime, rng: random.Random):
