@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("startup_bench.py", "21", "5"),
     ("engine_overhead.py", "20000", "2000"),
     ("plan_speed.py", "100000", "10000"),
+    ("plan_1m.py", "1000000", "20000"),
     ("pacing_rate.py", "60", "5"),
     ("import_bench.py", "1000000", "20000"),
     ("enrol_bench.py", "1000000", "20000"),

@@ -56,13 +56,27 @@ def phone_zone(phone: str, preferred: str) -> str | None:
 _LONGEST_PREFIX = 9
 
 
+def phone_zone_key(phone: str) -> str | None:
+    """The prefix of `phone` that decides its zone (`phone_zone` answers the same for every
+    number with it), or None when the whole number must be looked at."""
+    return phone[: 1 + _LONGEST_PREFIX] if _prefix_keyed(phone) else None
+
+
+#: phonenumbers.COUNTRY_CODE_TO_REGION_CODE, once imported
+_COUNTRY_CODES: dict[int, object] | None = None
+
+
 def _prefix_keyed(phone: str) -> bool:
+    global _COUNTRY_CODES
     if not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
         return False
-    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+    codes = _COUNTRY_CODES
+    if codes is None:
+        from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
+        codes = _COUNTRY_CODES = dict(COUNTRY_CODE_TO_REGION_CODE)
     for size in (1, 2, 3):
-        if int(phone[1 : 1 + size]) in COUNTRY_CODE_TO_REGION_CODE:
+        if int(phone[1 : 1 + size]) in codes:
             rest = phone[1 + size :]
             return not rest.startswith("00") and rest.strip("0") != ""
     return False

@@ -25,9 +25,10 @@ import random
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -56,7 +57,9 @@ from campaignctl.pacing import (
     next_close,
     next_open,
     next_slot,
+    phone_zone_key,
     priority_key,
+    wall_to_utc,
 )
 from campaignctl.store import Store, meta
 from campaignctl.store import leads as store_leads
@@ -143,6 +146,8 @@ class Plan:
 _KNOWN, _EMAIL, _PHONE = 1, 2, 4
 _ADDRESSES = _EMAIL | _PHONE
 _NO_OPTOUTS: frozenset[str] = frozenset()
+#: Phone prefixes whose zone `_Leads` remembers (as many as `pacing` remembers itself).
+_PREFIXES = 65_536
 _NOT_LISTED: dict[str, set[str]] = {}
 
 
@@ -183,6 +188,7 @@ class _Leads:
         self.zone_of = array("H")
         self.zone_list: list[ZoneInfo] = [lead_zone(None, None, default_tz)]
         self.zone_index: dict[tuple[str | None, str | None], int] = {}
+        self.prefix_index: dict[str, int] = {}  # by `pacing.phone_zone_key`, at most _PREFIXES
         self.optouts: dict[int, set[str]] = {}
         self.listed: dict[int, tuple[str | None, str | None, dict[str, set[str]]]] = {}
 
@@ -195,9 +201,38 @@ class _Leads:
         if self.zones:
             self.zone_of[lead_id] = self._zone(timezone, phone)
 
+    def load(
+        self,
+        rows: Iterable[tuple[int, str | None, str | None, str | None]],
+        listed: Callable[[list[tuple[int, str | None, str | None]]], None],
+    ) -> None:
+        """`add` each of `rows` (id, email, phone, timezone); `listed` is handed the leads with
+        an address a chunk at a time (and empties it), to match them to the suppression list."""
+        chunk: list[tuple[int, str | None, str | None]] = []
+        flags, zone_of, zones = self.flags, self.zone_of, self.zones
+        by_name = self.zone_index  # a valid zone name's number, under (name, None)
+        for lead_id, email, phone, timezone in rows:
+            if lead_id >= len(flags):
+                grow = max(lead_id + 1 - len(flags), len(flags) // 2, 1024)
+                flags.extend(bytes(grow))
+                zone_of.extend(array("H", bytes(2 * grow)))
+            flags[lead_id] = _KNOWN | (_EMAIL if email else 0) | (_PHONE if phone else 0)
+            if zones:
+                z = by_name.get((timezone, None)) if timezone else None
+                zone_of[lead_id] = self._zone(timezone, phone) if z is None else z
+            if email or phone:
+                chunk.append((lead_id, email, phone))
+                if len(chunk) >= SUPPRESSION_CHUNK:
+                    listed(chunk)
+        listed(chunk)
+
     def _zone(self, timezone: str | None, phone: str | None) -> int:
-        key = (timezone, None) if timezone else (None, phone)
-        i = self.zone_index.get(key)
+        prefix = None
+        if timezone:
+            i = self.zone_index.get((timezone, None))
+        else:  # a phone's zone is that of its prefix (`pacing.phone_zone_key`), when it has one
+            prefix = phone_zone_key(phone) if phone else None
+            i = self.prefix_index.get(prefix) if prefix else None
         if i is None:
             tz = lead_zone(timezone, phone, self.default_tz)
             try:
@@ -206,7 +241,9 @@ class _Leads:
                 i = len(self.zone_list)
                 self.zone_list.append(tz)
             if timezone and tz.key == timezone:  # a valid zone name: the same for every lead
-                self.zone_index[key] = i
+                self.zone_index[timezone, None] = i
+            elif prefix and len(self.prefix_index) < _PREFIXES:
+                self.prefix_index[prefix] = i
         return i
 
     def __contains__(self, lead_id: int) -> bool:
@@ -232,6 +269,8 @@ class _Leads:
 
 
 _FAR = datetime.max.replace(tzinfo=UTC)
+_AB_NOT_STARTED = AbState()
+_TICK = timedelta(microseconds=1)
 _DAWN = datetime.min.replace(tzinfo=UTC)
 
 
@@ -263,6 +302,12 @@ class _Clock:
         if i >= 0 and t < self.closes[i]:
             return t
         return self.opens[i + 1]
+
+    def open_until(self, t: datetime) -> datetime:
+        """When the open stretch holding `t` closes (`t` itself must be open, and at or after
+        the instant the clock was made from)."""
+        self.next_open(t)  # the stretches are found as far as `t`
+        return self.closes[bisect_right(self.opens, t) - 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +352,11 @@ class _Run:
         return priority_key(self.priority, self.due, self.seqs[self.pos])
 
 
+def _head(queue: deque[_Run]) -> tuple[int, datetime, int]:
+    """Where a queue's first message stands in the engine's order."""
+    return queue[0].head()
+
+
 class _Simulation:
     """The engine's decisions replayed in memory, event by event.
 
@@ -317,7 +367,8 @@ class _Simulation:
     queue is first in, first out, and the best message is the best of the queues' heads; a
     run is taken up to the next queue's head, or the channel's capacity at that instant. A
     window that closes for a zone parks that zone's queues as a whole. `decide` is still
-    asked about every message, in the engine's order.
+    asked about every message, in the engine's order. While one channel alone has anything to
+    do, its sends follow one another in one stretch (`_solo`), instead of an event each.
     """
 
     def __init__(self, cfg: Config, now: datetime, horizon: datetime, rng: random.Random):
@@ -359,6 +410,10 @@ class _Simulation:
         self.lead_sends: dict[int, list[datetime]] = defaultdict(list)
         #: (campaign, step) -> a lead's address flags -> what `decide` says to a plain lead
         self.same: dict[tuple[str, int], dict[int, Decision]] = defaultdict(dict)
+        self._slot: datetime | None = None  # `_channel_event`'s last next slot
+        #: `_day_of`'s last day: its counts, and the instants it spans [from, to)
+        self._day_counts: dict[str, int] = {}
+        self._day_from = self._day_to = _DAWN
 
     def _zkey(self, ch: str, lead: int) -> str:
         """The zone key of `lead`'s queue on `ch` ("" for a channel without a window)."""
@@ -381,6 +436,33 @@ class _Simulation:
             st.priority, due, campaign, step, array("q", (lead,)), array("q", (self.seq,))
         )
         heapq.heappush(self.due, (due, self.seq, run))
+
+    def push_all(self, due: datetime, campaign: str, step: int, leads: list[int]) -> None:
+        """`push` for each of `leads` in turn (messages of one campaign step due at `due`)."""
+        st = self._steps(campaign)[step]
+        # per zone number, the run its messages join (`push` would find it among the tails)
+        runs: dict[int, _Run] = {}
+        zone_of = self.leads.zone_of
+        tails = self.tails
+        seq = self.seq
+        always = st.always
+        for lead in leads:
+            seq += 1
+            z = 0 if always else zone_of[lead]
+            run = runs.get(z)
+            if run is None:
+                zkey = "" if always else self.clock(st.channel, self.leads.zone_list[z]).tz.key
+                target = (st.channel, zkey, st.priority, due)
+                run = tails.get(target)
+                if run is None or run.campaign != campaign or run.step != step:
+                    run = tails[target] = _Run(
+                        st.priority, due, campaign, step, array("q"), array("q")
+                    )
+                    heapq.heappush(self.due, (due, seq, run))
+                runs[z] = run
+            run.leads.append(lead)
+            run.seqs.append(seq)
+        self.seq = seq
 
     def clock(self, ch: str, tz: ZoneInfo) -> _Clock:
         c = self.clocks.get((ch, tz.key))
@@ -442,36 +524,138 @@ class _Simulation:
                 st.waits["window"] += 1
             self.push(due, campaign, step, leads[0])
             return
-        groups: dict[str, _Run] = {}
+        # grouped by zone number (one per zone), each group's leads and sequence numbers
+        groups: dict[int, tuple[array[int], array[int]]] = {}
+        zone_of = self.leads.zone_of
+        seq = self.seq
         for lead_id in leads:
-            self.seq += 1
-            tz = self.leads.tz(lead_id)
-            group = groups.get(tz.key)
+            seq += 1
+            z = zone_of[lead_id]
+            group = groups.get(z)
             if group is None:
-                due = self.clock(st.channel, tz).next_open(raw)
-                group = groups[tz.key] = _Run(
-                    st.priority, due, campaign, step, array("q"), array("q")
-                )
-            group.leads.append(lead_id)
-            group.seqs.append(self.seq)
-        for zkey, group in groups.items():
-            if group.due > raw:
-                st.waits["window"] += len(group.leads)
-            heapq.heappush(self.due, (group.due, group.seqs[0], group))
-            self.tails[st.channel, zkey, st.priority, group.due] = group
+                group = groups[z] = (array("q"), array("q"))
+            group[0].append(lead_id)
+            group[1].append(seq)
+        self.seq = seq
+        for z, (members, seqs) in groups.items():
+            clock = self.clock(st.channel, self.leads.zone_list[z])
+            due = clock.next_open(raw)
+            if due > raw:
+                st.waits["window"] += len(members)
+            run = _Run(st.priority, due, campaign, step, members, seqs)
+            heapq.heappush(self.due, (due, seqs[0], run))
+            self.tails[st.channel, clock.tz.key, st.priority, due] = run
 
     def run(self) -> None:
         t = self.now
+        horizon = self.horizon
         while True:
             self._release(t)
             for ch in self.ready:
                 self._send_at(ch, t)
             if self.due and self.due[0][0] <= t:
                 continue  # a zero-delay next step became due at this very instant
-            nxt = self._next_event(t)
-            if nxt is None or nxt >= self.horizon:
-                return
+            while True:
+                nxt, solo = self._next_event(t)
+                if nxt is None or nxt >= horizon:
+                    return
+                if solo is None:
+                    t = nxt
+                    break
+                t, again = self._solo(solo, nxt)
+                if again:
+                    break
+
+    def _solo(self, ch: str, t: datetime) -> tuple[datetime, bool]:
+        """Send on channel `ch` alone, from `t` (its next slot, when nothing else happens: no
+        message falls due, no other channel sends, none of its zones opens or closes) for as
+        long as that holds: the same sends, in the same order, as instant by instant through
+        `run`, without looking at every queue at every instant (a paced channel's sends are
+        each an instant of their own). Returns the last instant handled, and whether `run`
+        must handle it again (a next step fell due at it)."""
+        queues = self.ready[ch]
+        bound = self.horizon
+        for other, oqueues in self.ready.items():
+            if other == ch:
+                continue
+            ev = self._channel_event(other, oqueues, t)
+            if ev is not None and ev < bound:
+                bound = ev
+        open_queues: list[deque[_Run]] = []
+        always = self.always[ch]
+        for (zkey, _prio), q in queues.items():
+            if not q:
+                continue
+            if always:
+                open_queues.append(q)
+                continue
+            clock = self.clocks[ch, zkey]
+            opens = clock.next_open(t)
+            if opens == t:
+                open_queues.append(q)
+                edge = clock.open_until(t)
+            else:
+                edge = opens
+            if edge < bound:
+                bound = edge
+        due = self.due
+        tick = timedelta(microseconds=1)
+        one = self.limits[ch].paced and self.cap is None  # at most one message an instant
+        while True:
+            if not (one and self._send_plain(ch, t, open_queues)):
+                self._send_at(ch, t, open_queues)
+            if due and due[0][0] <= t:
+                return t, True
+            if not open_queues:
+                return t, False
+            nxt = self._free(ch)
+            if nxt <= t:
+                nxt = t + tick
+            if nxt >= bound or (due and due[0][0] <= nxt):
+                return t, False
             t = nxt
+
+    def _send_plain(self, ch: str, t: datetime, open_queues: list[deque[_Run]]) -> bool:
+        """`_send_at` on a paced channel (one message an instant) when the best message is a
+        plain one `decide` already said Send to (see `_send_at`): sent here, in fewer steps.
+        False when it is not (then nothing is done)."""
+        lim = self.limits[ch]
+        if not open_queues or (lim.warmup is not None and lim.first_send is None):
+            return False
+        hist = self.history[ch]
+        if capacity(lim, hist, t) < 1:
+            return False
+        best = open_queues[0] if len(open_queues) == 1 else min(open_queues, key=_head)
+        run = best[0]
+        campaign, step = run.campaign, run.step
+        camp = self.camps[campaign]
+        if self._steps(campaign)[step].picks or camp.steps[step].ab is not None:
+            return False
+        lead_id = run.leads[run.pos]
+        leads = self.leads
+        if lead_id in leads.optouts or lead_id in leads.listed:
+            return False
+        decision = self.same[campaign, step].get(leads.flags[lead_id] & _ADDRESSES)
+        if not isinstance(decision, Send):
+            return False
+        run.pos += 1
+        if run.pos == len(run.leads):
+            best.popleft()
+            if not best:
+                open_queues.remove(best)
+        plan = self.plans[campaign]
+        if run.due < t - LIMIT_WAIT:
+            plan.waits["limit"] += 1
+        if lim.jitter:
+            self.jitter[ch] = draw_jitter(lim, self.rng)
+        hist.append(t)
+        plan.sends += 1
+        plan.finish = t
+        if step + 1 < len(camp.steps):
+            self.schedule_all(campaign, step + 1, [lead_id], t)
+        self.free[ch] = None
+        self._day_of(t)[ch] += 1
+        return True
 
     def _release(self, t: datetime) -> None:
         due_heap = self.due
@@ -494,22 +678,43 @@ class _Simulation:
             return t
         return self.clocks[ch, zkey].next_open(t)
 
-    def _next_event(self, t: datetime) -> datetime | None:
+    def _next_event(self, t: datetime) -> tuple[datetime | None, str | None]:
+        """The next instant anything happens after `t`, and the channel that alone acts then
+        at its next slot (None: a message falls due, a window opens, or several channels act)."""
         nxt = self.due[0][0] if self.due else None
+        solo: str | None = None
         for ch, queues in self.ready.items():
-            waiting_for_limit = False
-            for (zkey, _prio), queue in queues.items():
-                if not queue:
-                    continue
-                opens = self._open(ch, zkey, t)
-                if opens == t:
-                    waiting_for_limit = True
-                else:
-                    nxt = opens if nxt is None else min(nxt, opens)
-            if waiting_for_limit:
-                slot = max(self._free(ch), t + timedelta(microseconds=1))
-                nxt = slot if nxt is None else min(nxt, slot)
-        return nxt
+            ev = self._channel_event(ch, queues, t)
+            if ev is None:
+                continue
+            if nxt is None or ev < nxt:
+                nxt = ev
+                solo = ch if ev == self._slot else None
+            elif ev == nxt:
+                solo = None
+        return nxt, solo
+
+    def _channel_event(
+        self, ch: str, queues: dict[tuple[str, int], deque[_Run]], t: datetime
+    ) -> datetime | None:
+        """The next instant after `t` channel `ch` may send: one of its zones opening, or its
+        next slot while a zone is open (then also in `_slot`, else `_slot` is None)."""
+        ev: datetime | None = None
+        waiting_for_limit = False
+        for (zkey, _prio), queue in queues.items():
+            if not queue:
+                continue
+            opens = self._open(ch, zkey, t)
+            if opens == t:
+                waiting_for_limit = True
+            elif ev is None or opens < ev:
+                ev = opens
+        self._slot = None
+        if waiting_for_limit:
+            slot = max(self._free(ch), t + timedelta(microseconds=1))
+            if ev is None or slot < ev:
+                ev = self._slot = slot
+        return ev
 
     def _free(self, ch: str) -> datetime:
         free = self.free[ch]
@@ -518,15 +723,18 @@ class _Simulation:
             free = self.free[ch] = next_slot(lim, hist, _DAWN, self.jitter[ch])
         return free
 
-    def _send_at(self, ch: str, t: datetime) -> None:
+    def _send_at(self, ch: str, t: datetime, open_queues: list[deque[_Run]] | None = None) -> None:
+        """Send on `ch` at `t` what its limits allow, best message first. `open_queues`: its
+        non-empty queues open at `t`, when the caller knows them (emptied ones are taken out)."""
         if t < self._free(ch):
             return  # a limit or the pacing holds the channel (next_slot > t)
         lim = self.limits[ch]
         hist = self.history[ch]
         kind = self.kinds[ch]
-        open_queues = [
-            q for (z, _p), q in self.ready[ch].items() if q and self._open(ch, z, t) == t
-        ]
+        if open_queues is None:
+            open_queues = [
+                q for (z, _p), q in self.ready[ch].items() if q and self._open(ch, z, t) == t
+            ]
         if not open_queues:
             return
         cap = capacity(lim, hist, t)  # at least 1, since next_slot(t) is t
@@ -534,11 +742,15 @@ class _Simulation:
         waited = t - LIMIT_WAIT
         while open_queues and sent < cap:
             # the best head, and how far its run stays ahead of every other queue's head
-            heads = sorted((q[0].head(), i) for i, q in enumerate(open_queues))
-            best = open_queues[heads[0][1]]
-            run = best[0]
-            end = len(run.leads)
-            if len(heads) > 1:
+            if len(open_queues) == 1:
+                best = open_queues[0]
+                run = best[0]
+                end = len(run.leads)
+            else:
+                heads = sorted((q[0].head(), i) for i, q in enumerate(open_queues))
+                best = open_queues[heads[0][1]]
+                run = best[0]
+                end = len(run.leads)
                 other = heads[1][0]
                 if (run.priority, run.due) == other[:2]:
                     end = bisect_left(run.seqs, other[2], run.pos, end)
@@ -590,9 +802,13 @@ class _Simulation:
                     )
                     if plain and lead.optouts is _NO_OPTOUTS and lead.suppressed is _NOT_LISTED:
                         same[flags[lead_id] & _ADDRESSES] = decision
-                if ab == AbState() and (
-                    isinstance(decision, Send)
-                    or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
+                if (
+                    ab is not None
+                    and ab == _AB_NOT_STARTED
+                    and (
+                        isinstance(decision, Send)
+                        or (isinstance(decision, Defer) and decision.why is Why.AB_WAIT)
+                    )
                 ):  # this message starts the step's A/B test: the rest of the run sees it
                     wait = camp.steps[step].ab.wait  # type: ignore[union-attr]
                     self.ab[(campaign, name)] = AbState(decide_at=t + wait)
@@ -630,10 +846,27 @@ class _Simulation:
                 sent += taken
                 plan.sends += taken
                 plan.finish = t
-            self.schedule_all(campaign, step + 1, follow, t)
+            if follow and step + 1 < len(camp.steps):
+                self.schedule_all(campaign, step + 1, follow, t)
         if sent:
             self.free[ch] = None
-            self.per_day[t.astimezone(self.tz).date()][ch] += sent
+            self._day_of(t)[ch] += sent
+
+    def _day_of(self, t: datetime) -> dict[str, int]:
+        """The sends per channel of the day (in settings.timezone) holding `t`."""
+        if not self._day_from <= t < self._day_to:
+            d = t.astimezone(self.tz).date()
+            self._day_counts = self.per_day[d]
+            start = datetime(d.year, d.month, d.day, tzinfo=self.tz)
+            nxt = d + timedelta(days=1)
+            self._day_from = wall_to_utc(start.replace(tzinfo=None), self.tz)
+            self._day_to = wall_to_utc(datetime(nxt.year, nxt.month, nxt.day), self.tz)
+            if not self._day_from <= t < self._day_to or (
+                self._day_from.astimezone(self.tz).utcoffset()
+                != (self._day_to - _TICK).astimezone(self.tz).utcoffset()
+            ):  # a clock change that day: that day's instants are read one by one
+                self._day_from = self._day_to = t
+        return self._day_counts
 
     def _ab_state(self, campaign: str, step: int, t: datetime) -> AbState | None:
         """The A/B test of a step with an `ab` table at `t` (None for another step). A decision
@@ -693,8 +926,6 @@ def plan(
     sim.camps = active
     # channels claim in the engine's order (a lead's frequency-cap slot goes to the first)
     sim.ready = {ch: sim.ready[ch] for ch in by_priority(cfg.channels, active)}
-    # channels claim in the engine's order (a lead's frequency-cap slot goes to the first)
-    sim.ready = {ch: sim.ready[ch] for ch in by_priority(cfg.channels, active)}
     sim.plans = {n: CampaignPlan(n) for n in active}
     default_tz = cfg.settings.timezone
     sim.start_at = {n: campaign_start(c, default_tz) for n, c in active.items()}
@@ -709,14 +940,7 @@ def plan(
         need_audience = [n for n, c in active.items() if enrols_by_audience(c, n in blasts_done)]
         # plain tuples, streamed (100,000 rows through SQLAlchemy's row machinery cost a
         # second); the suppression list is matched a chunk of leads at a time
-        chunk: list[tuple[int, str | None, str | None]] = []
-        for lead_id, email, phone, timezone in store_leads.plan_leads(conn):
-            leads.add(lead_id, email, phone, timezone)
-            if email or phone:
-                chunk.append((lead_id, email, phone))
-            if len(chunk) >= SUPPRESSION_CHUNK:
-                _listed(conn, leads, chunk)
-        _listed(conn, leads, chunk)
+        leads.load(store_leads.plan_leads(conn), partial(_listed, conn, leads))
         since = now - timedelta(days=1, seconds=1)
         sim.history = {ch: store_messages.send_history(conn, ch, since) for ch in cfg.channels}
         for ch, lim in sim.limits.items():
@@ -732,20 +956,28 @@ def plan(
         index = {n: {st.name: i for i, st in enumerate(c.steps)} for n, c in active.items()}
         # due_at as stored (naive UTC text), parsed by fromisoformat: far cheaper on 100k rows;
         # rows streamed from the cursor, never all held at once
+        # Rows of one campaign step due at one instant come one after the other (a pass
+        # enrols and schedules them together): pushed as one batch, in the order read.
+        batch: list[int] = []
+        last: tuple[str, str, str] | None = None
+        step_index: int | None = None
+        due = now
         for camp_name, step_name, lead_id, due_text in store_messages.plan_pending(
             conn, list(active)
         ):
-            step_index = index[camp_name].get(step_name)
-            if step_index is None or (camp_name, lead_id) in stopped or lead_id not in sim.leads:
+            if (camp_name, step_name, due_text) != last:
+                _push(sim, batch, last, step_index, due, now)
+                last = (camp_name, step_name, due_text)
+                step_index = index[camp_name].get(step_name)
+                due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
+            if step_index is None or (camp_name, lead_id) in stopped or lead_id not in leads:
                 continue
-            due = datetime.fromisoformat(due_text).replace(tzinfo=UTC)
-            if due > now:
-                sim.plans[camp_name].waits["delay"] += 1
-            sim.push(max(due, now), camp_name, step_index, lead_id)
+            batch.append(lead_id)
+        _push(sim, batch, last, step_index, due, now)
         # Enrol as the next pass would. Only leads the next pass could enrol need their fields
         # and an audience check.
         for name in need_audience:
-            _enrol(sim, name, active[name], now, store_leads.plan_newcomers(conn, name))
+            _enrol(sim, name, active[name], now, partial(store_leads.plan_newcomers, conn, name))
     sim.run()
     out = Plan(
         start=now,
@@ -776,15 +1008,45 @@ def enrols_by_audience(camp: Campaign, blast_enrolled: bool) -> bool:
     )
 
 
+def _push(
+    sim: _Simulation,
+    batch: list[int],
+    key: tuple[str, str, str] | None,
+    step: int | None,
+    due: datetime,
+    now: datetime,
+) -> None:
+    """Push the pending messages of `batch` (leads), of one campaign step due at `due`, in
+    order, and empty it."""
+    if not batch or key is None or step is None:
+        batch.clear()
+        return
+    campaign = key[0]
+    if due > now:
+        sim.plans[campaign].waits["delay"] += len(batch)
+    if isinstance(sim, _BATCHED):
+        sim.push_all(max(due, now), campaign, step, batch)
+    else:
+        for lead_id in batch:
+            sim.push(max(due, now), campaign, step, lead_id)
+    batch.clear()
+
+
 #: The simulation that takes newcomers in one batch (the tests swap `_Simulation` for the
 #: event-by-event reference, which takes them lead by lead).
 _BATCHED = _Simulation
 
 
 def _enrol(
-    sim: _Simulation, name: str, camp: Campaign, now: datetime, newcomers: Iterable[Any]
+    sim: _Simulation,
+    name: str,
+    camp: Campaign,
+    now: datetime,
+    newcomers: Callable[[frozenset[str] | None], Iterable[Any]],
 ) -> None:
-    """Enrol the `newcomers` of campaign `name` the audience matches, as the next pass would."""
+    """Enrol the newcomers of campaign `name` the audience matches, as the next pass would.
+    `newcomers(columns)` reads them (`store.leads.plan_newcomers`), those of their columns
+    only (None: all)."""
     start = sim.start_at[name]
     at = now if camp.kind == "sequence" or start is None else max(now, start)
     matches = AudienceMatcher(camp.audience, f"campaigns.{name}.audience")
@@ -798,16 +1060,23 @@ def _enrol(
     # is built (the matcher remembers it too, but per context).
     shared = matches.fields is not None and matches.fields <= _SHARED_COLUMNS.keys()
     columns = [_SHARED_COLUMNS[f] for f in sorted(matches.fields or ())] if shared else []
+    # only the columns the expression reads are read (None: it reads the whole lead)
+    read = None
+    if matches.fields is not None:
+        read = frozenset(matches.fields) | ({"tags"} if needs_tags else set())
+        read |= {"attrs"} if needs_attrs else set()
     known: dict[tuple[Any, ...], bool] = {}
     # the simulation takes them all at once (one run per zone); the reference, lead by lead
     batch: array[int] | None = array("q") if isinstance(sim, _BATCHED) else None
-    for row in newcomers:
+    stops = {first_channel, "*"}
+    optouts = sim.leads.optouts
+    for row in newcomers(read):
         lead_id, email, phone = row[0], row[1], row[2]
         if email is None and phone is None:  # erased (`leads delete`): never enrolled
             continue
-        if sim.leads.opted_out(lead_id) & {first_channel, "*"}:
+        if lead_id in optouts and optouts[lead_id] & stops:
             continue
-        key = tuple(row[c] for c in columns) if shared else None
+        key = tuple([row[c] for c in columns]) if shared else None
         answer = known.get(key) if key is not None else None
         if answer is None:
             answer = matches(_context(row, needs_tags, needs_attrs))

@@ -30,6 +30,19 @@ if TYPE_CHECKING:
     from campaignctl.store.reader import Reader
 
 
+#: The columns `Dialect.unenrolled_lead_rows` may leave out, in the order of its rows.
+UNENROLLED_OPTIONAL = ("first_name", "last_name", "timezone", "status", "tags", "attrs")
+
+
+def unenrolled_columns(columns: frozenset[str] | None, read: dict[str, str]) -> str:
+    """The select list of `Dialect.unenrolled_lead_rows`: `read[c]` (how the dialect reads
+    column c) for the columns in `columns` (all when None), NULL for the others."""
+    return ", ".join(
+        ["id", "email", "phone"]
+        + [read[c] if columns is None or c in columns else "NULL" for c in UNENROLLED_OPTIONAL]
+    )
+
+
 class Dialect(Protocol):
     """One database family's SQL and file handling."""
 
@@ -122,9 +135,12 @@ class Dialect(Protocol):
     def lead_rows(self, r: Reader) -> Iterator[Any]:
         """(id, email, phone, timezone) of every lead."""
 
-    def unenrolled_lead_rows(self, r: Reader, campaign: str) -> Iterator[Any]:
+    def unenrolled_lead_rows(
+        self, r: Reader, campaign: str, columns: frozenset[str] | None = None
+    ) -> Iterator[Any]:
         """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the
-        leads not enrolled in `campaign`."""
+        leads not enrolled in `campaign`; of the last six, only those in `columns` (None:
+        all), the others NULL (`unenrolled_columns`)."""
 
     def pending_rows(self, r: Reader, state: str, campaigns: list[str]) -> Iterator[Any]:
         """(campaign, step, lead_id, due_at) of the messages in `state` of these campaigns."""

@@ -198,12 +198,15 @@ def plan_leads(conn: Readable) -> Iterator[Any]:
     return r.dialect.lead_rows(r)
 
 
-def plan_newcomers(conn: Readable, campaign: str) -> Iterator[Any]:
+def plan_newcomers(
+    conn: Readable, campaign: str, columns: frozenset[str] | None = None
+) -> Iterator[Any]:
     """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of the leads not
-    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text. Streamed: read
-    them inside the transaction."""
+    enrolled in `campaign`, as plain tuples: `tags` and `attrs` are JSON text. Of the last six,
+    only those in `columns` are read (None: all), the others are None. Streamed: read them
+    inside the transaction."""
     r = reader(conn)
-    return r.dialect.unenrolled_lead_rows(r, campaign)
+    return r.dialect.unenrolled_lead_rows(r, campaign, columns)
 
 
 def after(conn: Conn, last_id: int, n: int) -> list[Lead]:

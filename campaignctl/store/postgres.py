@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaignctl.errors import CampaignctlError
-from campaignctl.store.dialect import PickReads
+from campaignctl.store.dialect import UNENROLLED_OPTIONAL, PickReads, unenrolled_columns
 from campaignctl.store.errors import DatabaseBusyError, DatabaseError
 
 if TYPE_CHECKING:
@@ -355,10 +355,13 @@ class PostgresDialect(PickReads):
     def lead_rows(self, r: Reader) -> Iterator[Any]:
         return r.stream("SELECT id, email, phone, timezone FROM lead")
 
-    def unenrolled_lead_rows(self, r: Reader, campaign: str) -> Iterator[Any]:
+    def unenrolled_lead_rows(
+        self, r: Reader, campaign: str, columns: frozenset[str] | None = None
+    ) -> Iterator[Any]:
+        read = {c: c for c in UNENROLLED_OPTIONAL}
+        read |= {"tags": "CAST(tags AS text)", "attrs": "CAST(attrs AS text)"}
         return r.stream(
-            "SELECT id, email, phone, first_name, last_name, timezone, status, "
-            "CAST(tags AS text), CAST(attrs AS text) FROM lead WHERE NOT EXISTS "
+            f"SELECT {unenrolled_columns(columns, read)} FROM lead WHERE NOT EXISTS "
             "(SELECT 1 FROM enrolment e WHERE e.lead_id = lead.id AND e.campaign = ?)",
             campaign,
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from campaignctl.errors import CampaignctlError
-from campaignctl.store.dialect import PickReads
+from campaignctl.store.dialect import UNENROLLED_OPTIONAL, PickReads, unenrolled_columns
 from campaignctl.store.errors import DatabaseBusyError, DatabaseError
 from campaignctl.store.reader import marks, stamp
 
@@ -247,9 +247,12 @@ class SQLiteDialect(PickReads):
     def lead_rows(self, r: Reader) -> Iterator[Any]:
         return r.stream("SELECT id, email, phone, timezone FROM lead")
 
-    def unenrolled_lead_rows(self, r: Reader, campaign: str) -> Iterator[Any]:
+    def unenrolled_lead_rows(
+        self, r: Reader, campaign: str, columns: frozenset[str] | None = None
+    ) -> Iterator[Any]:
+        read = {c: c for c in UNENROLLED_OPTIONAL}
         return r.stream(
-            "SELECT id, email, phone, first_name, last_name, timezone, status, tags, attrs "
+            f"SELECT {unenrolled_columns(columns, read)} "
             "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
             campaign,
         )
