@@ -197,8 +197,8 @@ def list_(
     st = state(ctx)
     store = st.store(read_only=True)
     skipped = Skipped()
-    # csv and json stream, one lead at a time (flat memory on a million leads); the table
-    # needs every row for its widths
+    # each format streams (flat memory on a million leads): csv and json one lead at a time,
+    # the table in pieces sized by its first rows
     if fmt is TableCsvJson.json:
         _print_json(iter_leads(store, where=where, limit=limit, skipped=skipped))
     elif fmt is TableCsvJson.csv:
@@ -208,7 +208,7 @@ def list_(
             iter_leads(store, where=where, limit=limit, skipped=skipped),
         )
     else:
-        _print_table(list(iter_leads(store, where=where, limit=limit, skipped=skipped)))
+        _print_table(iter_leads(store, where=where, limit=limit, skipped=skipped))
     if note := skipped.note():
         stderr().print(f"warning: {note}", markup=False, highlight=False)
 
@@ -258,21 +258,74 @@ def _print_json(leads: Iterable[dict[str, Any]]) -> None:
     out.write("[]\n" if first else "\n]\n")
 
 
-def _print_table(leads: list[dict[str, Any]]) -> None:
+#: `leads list` shows up to this many leads as one table sized to them; a longer list streams,
+#: this many rows at a time, in the columns the first rows sized (memory stays flat).
+TABLE_BATCH = 1000
+
+
+def _print_table(leads: Iterable[dict[str, Any]]) -> None:
+    from itertools import islice
+
+    rows = iter(leads)
+    first = list(islice(rows, TABLE_BATCH))
+    following = list(islice(rows, TABLE_BATCH))
+    if not following:
+        stdout().print(_table(first, caption=f"{len(first)} lead(s)"))
+        return
+    # One table drawn in pieces: the first piece has the header and no bottom edge, the
+    # middle ones neither edge, the last one its bottom edge and the count. A cell wider than
+    # its column folds (addresses and phones) or wraps onto more lines, as in a short list.
+    columns = (*LIST_COLUMNS, "optouts")
+    widths = {c: max(len(c), *(len(_cell(lead.get(c))) for lead in first)) for c in columns}
+    shown = len(first)
+    _print_piece(_table(first, widths=widths), top=True, bottom=False)
+    while following:
+        piece, following = following, list(islice(rows, TABLE_BATCH))
+        shown += len(piece)
+        last = not following
+        caption = f"{shown} lead(s)" if last else None
+        table = _table(piece, widths=widths, header=False, caption=caption)
+        _print_piece(table, top=False, bottom=last)
+
+
+def _table(
+    leads: list[dict[str, Any]],
+    caption: str | None = None,
+    widths: dict[str, int] | None = None,
+    header: bool = True,
+) -> Any:
+    """The leads as a Rich table; `widths`: each column's, fixed (a piece of a longer list)."""
     from rich.table import Table
 
-    table = Table(caption=f"{len(leads)} lead(s)")
+    table = Table(caption=caption, show_header=header)
     # Fold rather than cut: a table piped to a file is 80 columns wide, and an address cut
     # with an ellipsis is useless. Addresses and phones keep their full width when they can.
     for column in (*LIST_COLUMNS, "optouts"):
-        widest = max((len(_cell(lead.get(column))) for lead in leads), default=0)
-        if column in ("email", "phone"):
+        fold = column in ("email", "phone")
+        if widths is not None:
+            table.add_column(column, width=widths[column], overflow="fold" if fold else "ellipsis")
+        elif fold:
+            widest = max((len(_cell(lead.get(column))) for lead in leads), default=0)
             table.add_column(column, overflow="fold", min_width=min(widest, 32))
         else:
             table.add_column(column)
     for lead in leads:
         table.add_row(*(_cell(lead.get(c)) for c in (*LIST_COLUMNS, "optouts")))
-    stdout().print(table)
+    return table
+
+
+def _print_piece(table: Any, *, top: bool, bottom: bool) -> None:
+    """Print a piece of a longer table: without its top edge (`top` False), without its
+    bottom edge (`bottom` False; a piece without a caption ends with it)."""
+    console = stdout()
+    with console.capture() as captured:
+        console.print(table)
+    lines = captured.get().splitlines(keepends=True)
+    if not top:
+        lines = lines[1:]
+    if not bottom:
+        lines = lines[:-1]
+    console.file.write("".join(lines))
 
 
 def register(app: typer.Typer) -> None:
