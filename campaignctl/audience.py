@@ -112,14 +112,30 @@ def _parse(expr: str, rewrite_notin: bool = True) -> Any:
     return node
 
 
-def _compile(expr: str) -> Callable[..., Any]:
+def _compile(expr: str) -> Callable[[Mapping[str, Any]], Any]:
+    """The expression as a function of a lead context: Jinja's `TemplateExpression` called as
+    `compiled(**lead, lead=lead)`, without its cost per call (it merges the template's globals,
+    a ChainMap, into each lead's variables twice): the globals are flattened once here."""
     from jinja2 import nodes
-    from jinja2.environment import TemplateExpression
 
     node = _parse(expr)
     body = [nodes.Assign(nodes.Name("result", "store"), node, lineno=1)]
     template = _env().from_string(nodes.Template(body, lineno=1))
-    return TemplateExpression(template, undefined_to_none=False)
+    env, name, blocks = template.environment, template.name, template.blocks
+    render, context_class = template.root_render_func, env.context_class
+    flat = dict(template.globals)
+
+    def evaluate(lead: Mapping[str, Any]) -> Any:
+        if "lead" in lead:  # as `compiled(**lead, lead=lead)` would refuse it
+            raise TypeError("got multiple values for keyword argument 'lead'")
+        parent = dict(flat, **lead)
+        parent["lead"] = lead
+        context = context_class(env, parent, name, blocks, globals=flat)
+        for _ in render(context):
+            pass
+        return context.vars["result"]
+
+    return evaluate
 
 
 def compile_audience(
@@ -161,7 +177,7 @@ def compile_audience(
     def matches(lead: Mapping[str, Any]) -> bool:
         try:
             working_on(where)
-            return bool(compiled(**lead, lead=lead))
+            return bool(compiled(lead))
         except LimitExceeded as exc:  # in an earlier worker (see isolation.py)
             raise AudienceRefused(f"{where}: {exc.detail}") from None
         except MemoryError:
@@ -172,6 +188,46 @@ def compile_audience(
             raise AudienceError(f"{where}: cannot evaluate {_short(expr)}: {exc}") from None
 
     return matches
+
+
+def fields_read(expr: str | None) -> frozenset[str] | None:
+    """The lead's fields `expr` reads: its bare names and each `lead.NAME` or `lead['NAME']`;
+    None when it reads the lead as a whole (`lead.get('x')`, `lead|length`, `lead[key]`). Two
+    leads whose values for these fields are the same get the same answer."""
+    if expr is None or not expr.strip():
+        return frozenset()
+    from jinja2 import nodes
+
+    names: set[str] = set()
+    whole = False
+
+    def walk(n: Any) -> None:
+        nonlocal whole
+        if (
+            isinstance(n, nodes.Getattr | nodes.Getitem)
+            and isinstance(n.node, nodes.Name)
+            and n.node.name == "lead"
+        ):
+            key = n.attr if isinstance(n, nodes.Getattr) else None
+            if isinstance(n, nodes.Getitem) and isinstance(n.arg, nodes.Const):
+                key = n.arg.value if isinstance(n.arg.value, str) else None
+            # `lead.items` is the dict's method, whatever the lead holds
+            if key is None or key.startswith("_") or hasattr(dict, key):
+                whole = True
+            else:
+                names.add(key)
+            return
+        if isinstance(n, nodes.Name):
+            if n.name == "lead":
+                whole = True
+            else:
+                names.add(n.name)
+            return
+        for child in n.iter_child_nodes():
+            walk(child)
+
+    walk(_parse(expr, rewrite_notin=False))
+    return None if whole else frozenset(names)
 
 
 def _short(expr: str, limit: int = 80) -> str:

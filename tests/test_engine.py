@@ -502,7 +502,9 @@ def test_audience_matcher_agrees_with_the_expression_and_remembers() -> None:
     for expr, fields in [
         ("status == 'new' and 'buyer' in tags", frozenset({"status", "tags"})),
         ("city == 'Makati'", frozenset({"city"})),
-        ("lead.budget|int > 12000", None),
+        # issue 15: `lead.NAME` reads one field, as a bare name does; `lead` as a whole, all
+        ("lead.budget|int > 12000", frozenset({"budget"})),
+        ("lead|length > 8", None),
         (None, frozenset()),
     ]:
         m = AudienceMatcher(expr, "audience")

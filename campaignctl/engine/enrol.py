@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from json.scanner import make_scanner
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from campaignctl.audience import AudienceError, compile_audience, condition
+from campaignctl.audience import AudienceError, compile_audience, condition, fields_read
+from campaignctl.audience import lead_context as build_context
 from campaignctl.config import Campaign, Step
 from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
@@ -20,7 +22,6 @@ from campaignctl.store import journal, locks, meta
 from campaignctl.store import leads as store_leads
 from campaignctl.store import triggers as store_triggers
 from campaignctl.store.conn import Conn
-from campaignctl.store.leads import lead_context
 
 if TYPE_CHECKING:
     from campaignctl.trigger import TriggerResult
@@ -31,21 +32,13 @@ if TYPE_CHECKING:
 SETTLE_BATCH = 5000
 
 
-def _frozen(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    hash(value)  # TypeError for anything else unhashable: the caller evaluates instead
-    return value
-
-
 class AudienceMatcher:
     """`compile_audience`, remembered per distinct value of the fields the expression reads.
 
-    `status == 'new' and 'buyer' in tags` reads only `status` and `tags`, so 100,000 leads need
-    a handful of evaluations. An expression that reads `lead` (the whole mapping) is evaluated
-    for every lead; `fields` is then None.
+    `status == 'new' and 'buyer' in tags` reads only `status` and `tags` (and
+    `lead.budget_max|int > 5` only `budget_max`: `audience.fields_read`), so 100,000 leads need
+    a handful of evaluations. An expression that reads `lead` as a whole (`lead|length`) is
+    evaluated for every lead; `fields` is then None.
 
     A lead the expression cannot be evaluated for (`lead.budget|int` on a lead without a
     budget) does not match: it is counted in `failures`, with the first error in `reason`, so
@@ -56,19 +49,16 @@ class AudienceMatcher:
 
     def __init__(self, expr: str | None, where: str) -> None:
         self._matches = compile_audience(expr, where)
-        self.fields: frozenset[str] | None = frozenset()
-        if expr is not None and expr.strip():
-            from jinja2 import meta
-            from jinja2.sandbox import SandboxedEnvironment
-
-            names = meta.find_undeclared_variables(
-                SandboxedEnvironment().parse(f"{{{{ {expr} }}}}")
-            )
-            self.fields = None if "lead" in names else frozenset(names)
+        self.fields: frozenset[str] | None = fields_read(expr)
         self._names = sorted(self.fields or ())
         self._seen: dict[tuple[Any, ...], bool | str] = {}
         self.failures = 0
         self.reason: str | None = None
+        # the rows of `store.enrolment.unsure`: what to read of each for its key (`row_key`)
+        self._row_seen: dict[tuple[Any, ...], bool | str] = {}
+        self._row_fields: list[tuple[int, str]] | None = None
+        if self.fields is not None and "id" not in self.fields:
+            self._row_fields = [(_ROW_COLUMNS.get(n, -1), n) for n in self._names]
 
     def _evaluate(self, lead: Mapping[str, Any]) -> bool | str:
         """True or False, or the error message when the expression fails on this lead."""
@@ -88,17 +78,121 @@ class AudienceMatcher:
             answer = self._evaluate(lead)
         else:
             try:
-                key = tuple(_frozen(lead.get(n, self._MISSING)) for n in self._names)
+                key = tuple(_typed(lead.get(n, self._MISSING)) for n in self._names)
             except TypeError:
                 answer = self._evaluate(lead)
             else:
-                if key not in self._seen:
-                    self._seen[key] = self._evaluate(lead)
-                answer = self._seen[key]
+                if key in self._seen:
+                    answer = self._seen[key]
+                else:
+                    answer = self._evaluate(lead)
+                    if len(self._seen) < ROW_MEMO:
+                        self._seen[key] = answer
         if isinstance(answer, str):
             self.failures += 1
             self.reason = self.reason or answer
         return answer
+
+    def row_verdict(self, row: Any) -> bool | str:
+        """`verdict` of a row of `store.enrolment.unsure` (JSON text decoded only as the
+        expression needs it): remembered per distinct value of the fields it reads, as the
+        row holds them, so a million rows with a few dozen distinct values need a few dozen
+        evaluations (at most `ROW_MEMO` remembered)."""
+        key = self.row_key(row)
+        if key is None:
+            answer = self._evaluate(row_context(row))
+        else:
+            known = self._row_seen.get(key)
+            if known is None:
+                known = self._evaluate(row_context(row))
+                if len(self._row_seen) < ROW_MEMO:
+                    self._row_seen[key] = known
+            answer = known
+        if isinstance(answer, str):
+            self.failures += 1
+            self.reason = self.reason or answer
+        return answer
+
+    def row_key(self, row: Any) -> tuple[Any, ...] | None:
+        """What of the row the expression reads, typed (`1`, `1.0` and `true` differ), or None
+        when it reads the lead as a whole or its id (every lead is its own key)."""
+        if self._row_fields is None:
+            return None
+        missing = self._MISSING
+        attrs: dict[str, Any] | None = None
+        key: list[Any] = []
+        for index, name in self._row_fields:
+            if index == _TAGS_ROW:
+                key.append(row[7] or "[]")  # the JSON text: equal texts, equal tags
+                continue
+            value = row[index] if index >= 0 else None
+            if value is None or value == "":
+                # as `lead_context`: an attribute stands in for an unset fixed field
+                if attrs is None:
+                    attrs = _loads(row[8]) if row[8] else {}
+                value = attrs.get(name)
+                if value is None or value == "":
+                    value = missing
+            key.append(_typed(value))
+        return tuple(key)
+
+
+#: The most distinct keys `AudienceMatcher.row_verdict` remembers (then it evaluates the rest).
+ROW_MEMO = 50_000
+#: Where a row of `store.enrolment.unsure` holds each field (attributes: in `attrs`, index 8).
+_ROW_COLUMNS = {
+    "email": 1,
+    "phone": 2,
+    "first_name": 3,
+    "last_name": 4,
+    "timezone": 5,
+    "status": 6,
+    "tags": 7,
+}
+_TAGS_ROW = 7
+
+
+def _typed(value: Any) -> Any:
+    """A value as a key that tells apart what compares equal but prints differently (`1`,
+    `1.0`, `true`); lists and objects as tuples."""
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_typed(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((k, _typed(v)) for k, v in value.items())))
+    hash(value)  # TypeError for anything else unhashable: the caller evaluates instead
+    return (kind.__name__, value)
+
+
+_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _loads(text: str) -> Any:
+    """`json.loads` of stored JSON (tags, attributes) without its cost per call: the C scanner
+    straight away, and `json.loads` itself for anything but one plain value (its errors)."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
+def row_context(row: Any) -> dict[str, Any]:
+    """A row of `store.enrolment.unsure` as the audience sees the lead (`lead_context`)."""
+    lead_id, email, phone, first, last, timezone, status, tags, attrs = row
+    return build_context(
+        id=lead_id,
+        email=email,
+        phone=phone,
+        first_name=first,
+        last_name=last,
+        timezone=timezone,
+        status=status,
+        tags=_loads(tags) if tags else [],
+        attrs=_loads(attrs) if attrs else {},
+    )
 
 
 class Enrolment(EngineContext):
@@ -399,19 +493,23 @@ class Enrolment(EngineContext):
             store_triggers.set_enrolled(conn, row_id, result.enrolled)
         return result
 
-    def _settle_picks(self, conn: Conn, matches: AudienceMatcher, errors: dict[int, str]) -> None:
+    @staticmethod
+    def _settle_picks(conn: Conn, matches: AudienceMatcher, errors: dict[int, str]) -> None:
         """Python's verdict on the picks SQL left open, a batch at a time (memory stays flat
-        when an audience SQL cannot read leaves every lead to Python)."""
-        unsure = store_enrolment.unsure(conn)
-        for i in range(0, len(unsure), SETTLE_BATCH):
+        when an audience SQL cannot read leaves every lead to Python): the matching ones are
+        written, and the rest do not match in one statement at the end."""
+        after = 0
+        while rows := store_enrolment.unsure(conn, after, SETTLE_BATCH):
+            after = rows[-1][0]
             yes: list[int] = []
-            no: list[int] = []
-            for row in store_leads.by_ids(conn, unsure[i : i + SETTLE_BATCH]):
-                answer = matches.verdict(lead_context(row))
-                (yes if answer is True else no).append(row.id)
-                if isinstance(answer, str):
-                    errors[row.id] = answer
-            store_enrolment.settle(conn, yes, no)
+            for row in rows:
+                answer = matches.row_verdict(row)
+                if answer is True:
+                    yes.append(row[0])
+                elif answer is not False:
+                    errors[row[0]] = answer
+            store_enrolment.settle(conn, yes)
+        store_enrolment.settle_rest(conn)
 
     @staticmethod
     def _journal_errors(conn: Conn, name: str, errors: dict[int, str], now: datetime) -> None:

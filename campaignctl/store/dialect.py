@@ -194,11 +194,16 @@ class Dialect(Protocol):
         only those leads; `stopped_only`: only an enrolment that is not active keeps a lead out
         (a trigger campaign's active enrolment takes each new event)."""
 
-    def unsure_picks(self, conn: Connection) -> list[int]:
-        """The ids of the picked leads whose verdict is NULL."""
+    def unsure_rows(self, conn: Connection, after: int, limit: int) -> list[Any]:
+        """(id, email, phone, first_name, last_name, timezone, status, tags, attrs) of up to
+        `limit` picked leads after lead `after` whose verdict is NULL, by id; `tags` and `attrs`
+        as JSON text."""
 
     def settle_picks(self, conn: Connection, verdicts: list[tuple[int, int]]) -> None:
         """Set (verdict, lead id) for the picks Python decided."""
+
+    def settle_rest(self, conn: Connection) -> None:
+        """The picks whose verdict is still NULL do not match (verdict 0)."""
 
     def picked_rows(self, conn: Connection) -> list[Any]:
         """(id, timezone, phone) of the picked leads that match, by id."""
@@ -264,9 +269,25 @@ class PickReads:
     """The reads of enrolment's scratch table `enrol_pick` (see `Dialect.pick_leads`), in SQL
     both databases speak: each dialect inherits them."""
 
-    def unsure_picks(self, conn: Connection) -> list[int]:
-        rows = conn.exec_driver_sql("SELECT lead_id FROM enrol_pick WHERE verdict IS NULL")
-        return [r[0] for r in rows]
+    def unsure_rows(self, conn: Connection, after: int, limit: int) -> list[Any]:
+        from sqlalchemy import text
+
+        return list(
+            conn.execute(
+                text(
+                    "SELECT lead.id, lead.email, lead.phone, lead.first_name, lead.last_name, "
+                    "lead.timezone, lead.status, CAST(lead.tags AS TEXT), "
+                    "CAST(lead.attrs AS TEXT) FROM enrol_pick "
+                    "JOIN lead ON lead.id = enrol_pick.lead_id "
+                    "WHERE enrol_pick.verdict IS NULL AND enrol_pick.lead_id > :after "
+                    "ORDER BY enrol_pick.lead_id LIMIT :limit"
+                ),
+                {"after": after, "limit": limit},
+            ).fetchall()
+        )
+
+    def settle_rest(self, conn: Connection) -> None:
+        conn.exec_driver_sql("UPDATE enrol_pick SET verdict = 0 WHERE verdict IS NULL")
 
     def picked_rows(self, conn: Connection) -> list[Any]:
         return list(

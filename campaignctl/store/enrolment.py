@@ -46,18 +46,26 @@ def pick(
     )
 
 
-def unsure(conn: Conn) -> list[int]:
-    """The picked leads Python must decide."""
+def unsure(conn: Conn, after: int = 0, limit: int = 5000) -> list[Any]:
+    """Up to `limit` picked leads Python must decide, after lead `after`, by id: rows of (id,
+    email, phone, first_name, last_name, timezone, status, tags, attrs), `tags` and `attrs`
+    as JSON text (decoded by whoever reads them)."""
     c = connection(conn)
-    return dialect_of(c).unsure_picks(c)
+    return dialect_of(c).unsure_rows(c, after, limit)
 
 
-def settle(conn: Conn, matched: Sequence[int], unmatched: Sequence[int]) -> None:
+def settle(conn: Conn, matched: Sequence[int], unmatched: Sequence[int] = ()) -> None:
     """Record Python's answers for the unsure picks."""
     c = connection(conn)
     verdicts = [(1, i) for i in matched] + [(0, i) for i in unmatched]
     if verdicts:
         dialect_of(c).settle_picks(c, verdicts)
+
+
+def settle_rest(conn: Conn) -> None:
+    """The unsure picks Python did not say match do not (one UPDATE for them all)."""
+    c = connection(conn)
+    dialect_of(c).settle_rest(c)
 
 
 def picked(conn: Conn) -> list[Any]:
