@@ -56,9 +56,11 @@ ratelimit = 0
 CITIES = ["Makati", "Taguig", "Austin", "Quezon City"]
 
 
-def setup(leads: int) -> Path:
-    folder = OUT / "dry_run" / str(leads)
-    if (folder / "complete").exists():
+def setup(leads: int, code: Path = REPO, label: str = "this") -> Path:
+    """The project and its LEADS leads, imported by the checkout `code` (each checkout its own
+    folder: an older one cannot open a database a newer one has migrated)."""
+    folder = OUT / "dry_run" / f"{label}-{leads}"
+    if (folder / "complete").exists() and (folder / "complete").read_text() == str(code):
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -72,11 +74,12 @@ def setup(leads: int) -> Path:
     (folder / "server.conf").write_text(SERVER)
     subprocess.run(
         [sys.executable, "-m", "campaignctl", "-C", str(folder), "leads", "import", "leads.csv"],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(code)},
         stdout=subprocess.DEVNULL,
         check=True,
+        cwd=code,
     )
-    (folder / "complete").write_text(f"{leads}\n")
+    (folder / "complete").write_text(str(code))
     return folder
 
 
@@ -109,13 +112,15 @@ def main() -> int:
     for code in (REPO, anchor):
         if code is not None:
             byte_compiled(code)
+    theirs_folder = setup(opts.leads, anchor, "anchor") if anchor is not None else folder
+    anchored = [sys.executable, "-m", "campaignctl", "-C", str(theirs_folder), "send", "--dry-run"]
     print(f"{opts.leads:,} messages; load: {os.getloadavg()[0]:.2f}")
     a, b, c = [], [], []
     for _ in range(opts.runs):
         a.append(timed(ours))
         b.append(timed(theirs))
         if anchor is not None:
-            c.append(timed(ours, anchor))
+            c.append(timed(anchored, anchor))
 
     def line(label: str, runs: list[tuple[float, float, float]], ratio: str = "") -> None:
         wall, cpu = (statistics.median(r[i] for r in runs) for i in (0, 1))

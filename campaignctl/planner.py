@@ -19,7 +19,6 @@ still sending at the horizon gets an estimated finish (and the plan says the hor
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import random
 from array import array
@@ -32,7 +31,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from campaignctl.audience import FIXED_FIELDS, lead_context
+from campaignctl.audience import FIXED_FIELDS, row_context
 from campaignctl.config import Campaign, Config
 from campaignctl.engine.ab import AbKey, ab_states, ab_steps
 from campaignctl.engine.context import by_priority, campaign_start
@@ -1079,7 +1078,7 @@ def _enrol(
         key = tuple([row[c] for c in columns]) if shared else None
         answer = known.get(key) if key is not None else None
         if answer is None:
-            answer = matches(_context(row, needs_tags, needs_attrs))
+            answer = matches(row_context(row, tags=needs_tags, attrs=needs_attrs))
             if key is not None and len(known) < _SHARED_MEMO:
                 known[key] = answer
         if answer and batch is not None:
@@ -1093,22 +1092,6 @@ def _enrol(
 #: The columns of a newcomer's row (`store.leads.plan_newcomers`) whose values many leads share.
 _SHARED_COLUMNS = {"timezone": 5, "status": 6, "tags": 7}
 _SHARED_MEMO = 10_000
-
-
-def _context(row: Any, needs_tags: bool, needs_attrs: bool) -> dict[str, Any]:
-    """A newcomer's row as the audience reads it (JSON decoded only when read)."""
-    lead_id, email, phone, first, last, timezone, status, tags, attrs = row
-    return lead_context(
-        id=lead_id,
-        email=email,
-        phone=phone,
-        first_name=first,
-        last_name=last,
-        timezone=timezone,
-        status=status,
-        tags=json.loads(tags) if tags and needs_tags else [],
-        attrs=json.loads(attrs) if attrs and needs_attrs else {},
-    )
 
 
 def _listed(conn: Any, leads: _Leads, chunk: list[tuple[int, str | None, str | None]]) -> None:

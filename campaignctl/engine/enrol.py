@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from json.scanner import make_scanner
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from campaignctl.audience import AudienceError, compile_audience, condition, fields_read
-from campaignctl.audience import lead_context as build_context
+from campaignctl.audience import (
+    AudienceError,
+    compile_audience,
+    condition,
+    fields_read,
+    loads,
+    row_context,
+)
 from campaignctl.config import Campaign, Step
 from campaignctl.engine.context import EngineContext, LeadInfo
 from campaignctl.engine.result import PassResult
@@ -129,7 +134,7 @@ class AudienceMatcher:
             if value is None or value == "":
                 # as `lead_context`: an attribute stands in for an unset fixed field
                 if attrs is None:
-                    attrs = _loads(row[8]) if row[8] else {}
+                    attrs = loads(row[8]) if row[8] else {}
                 value = attrs.get(name)
                 if value is None or value == "":
                     value = missing
@@ -164,35 +169,6 @@ def _typed(value: Any) -> Any:
         return ("dict", tuple(sorted((k, _typed(v)) for k, v in value.items())))
     hash(value)  # TypeError for anything else unhashable: the caller evaluates instead
     return (kind.__name__, value)
-
-
-_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-
-
-def _loads(text: str) -> Any:
-    """`json.loads` of stored JSON (tags, attributes) without its cost per call: the C scanner
-    straight away, and `json.loads` itself for anything but one plain value (its errors)."""
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
-def row_context(row: Any) -> dict[str, Any]:
-    """A row of `store.enrolment.unsure` as the audience sees the lead (`lead_context`)."""
-    lead_id, email, phone, first, last, timezone, status, tags, attrs = row
-    return build_context(
-        id=lead_id,
-        email=email,
-        phone=phone,
-        first_name=first,
-        last_name=last,
-        timezone=timezone,
-        status=status,
-        tags=_loads(tags) if tags else [],
-        attrs=_loads(attrs) if attrs else {},
-    )
 
 
 class Enrolment(EngineContext):
