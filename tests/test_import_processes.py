@@ -16,9 +16,9 @@ from tests.support import write_project
 ROWS = 40_000
 
 
-def leads_csv(folder: Path) -> Path:
+def leads_csv(folder: Path, n: int = ROWS) -> Path:
     path = folder / "leads.csv"
-    rows = [f"p{i}@x.com,+1415{200 + i // 10000:03d}{i % 10000:04d},Pat" for i in range(ROWS)]
+    rows = [f"p{i}@x.com,+1415{200 + i // 10000:03d}{i % 10000:04d},Pat" for i in range(n)]
     path.write_text("email,phone,first_name\n" + "\n".join(rows) + "\n")
     return path
 
@@ -68,7 +68,8 @@ def test_imports_leave_no_traceback_and_no_process(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_an_import_leaves_no_traceback_and_no_process(tmp_path: Path) -> None:
-    csv_path = leads_csv(tmp_path)
+    # long enough to be still running when interrupted: 40,000 rows took under a second
+    csv_path = leads_csv(tmp_path, 10 * ROWS)
     write_project(tmp_path)
     proc = start_import(tmp_path, csv_path)
     # Wait for the workers: CLI, resource tracker, forkserver, import process, its forkserver
