@@ -2,9 +2,9 @@
 MiB): whole commands, peak RSS and CPU, optionally paired with another checkout.
 
 The leads are bench/memory_1m.py's cached database (generated on first use under
-bench/out/memory_1m/LEADS/); each campaign file (plan_speed.py's: the example limits, then
-office hours on both channels) gets a folder beside it whose database is a link to that one
-(`plan` only reads). With `--anchor DIR` each command runs there too, A B A B.
+bench/out/memory_1m/, each checkout's by itself); each campaign file (plan_speed.py's: the
+example limits, then office hours on both channels) gets a folder beside it whose database is
+a link to that one (`plan` only reads). With `--anchor DIR` each command runs there too, A B A B.
 
     python bench/plan_1m.py [LEADS] [--anchor DIR] [--runs N]
 """
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from benchlib import REPO, header
-from memory_1m import GOAL_MIB, database, measure
+from memory_1m import GOAL_MIB, database_for, measure
 from plan_speed import CHANNELS, STEPS
 
 GOAL_SECONDS = 10.0
@@ -47,16 +47,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1, help="pairs per campaign file (default 1)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per command")
     opts = ap.parse_args()
-    source = database(opts.leads)
     codes = {"this": REPO, **({"anchor": opts.anchor.resolve()} if opts.anchor else {})}
+    # each checkout reads leads it generated (an older one cannot open a newer one's database)
+    sources = {label: database_for(code, label, opts.leads) for label, code in codes.items()}
     print(f"plan, {opts.leads:,} leads; load: {os.getloadavg()[0]:.2f}; x {opts.runs}")
     ok = True
     for name, hours in HOURS.items():
-        folder = project(source, name, hours)
+        folders = {label: project(sources[label], name, hours) for label in codes}
         figures: dict[str, list[tuple[float, float, int, float]]] = {k: [] for k in codes}
         for i in range(opts.runs):
             for label in list(codes) if i % 2 == 0 else list(codes)[::-1]:
-                figures[label].append(measure(codes[label], folder, ["plan"], opts.timeout))
+                figures[label].append(measure(codes[label], folders[label], ["plan"], opts.timeout))
         line = f"{name:<15}"
         for label, runs in figures.items():
             rss = statistics.median(r[0] for r in runs)
@@ -73,7 +74,8 @@ def main() -> int:
             rss_ratio = statistics.median(a[0] / b[0] for a, b in pairs)
             line += f"  this/anchor CPU {cpu_ratio:.2f}, RSS {rss_ratio:.2f}"
         print(line, flush=True)
-        shutil.rmtree(folder)
+        for folder in folders.values():
+            shutil.rmtree(folder)
     print(f"goal <= {GOAL_SECONDS:.0f} s and <= {GOAL_MIB} MiB: {'ok' if ok else 'MISS'}")
     return 0 if ok else 1
 
