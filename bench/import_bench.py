@@ -7,10 +7,10 @@ subprocesses, on the same file, into fresh databases, interleaved (campaignctl, 
 campaignctl, sqlite-utils ...: A B A B), and each figure is the median of the pairs' ratios,
 so that the machine's load, which moves between runs, moves both sides of a pair alike.
 `--anchor DIR` adds a third tool to each pair: campaignctl from another checkout (its own
-.venv), e.g. `git worktree add /tmp/anchor COMMIT` for a before/after. Wall time, CPU seconds
-(every process of the command: wait4 for it, /proc for the forkserver's children) and the
-largest peak RSS of any one process are measured; campaignctl's counts are checked against
-the generator's summary line.
+.venv if it has one, else this one's), e.g. `git worktree add /tmp/anchor COMMIT` for a
+before/after. Wall time, CPU seconds (every process of the command: wait4 for it, /proc for
+the forkserver's children) and the largest peak RSS of any one process are measured;
+campaignctl's counts are checked against the generator's summary line.
 Goals (issues 2 and 15): <= 30 s for 1M rows, <= 0.6x sqlite-utils' wall time, CPU per row
 below sqlite-utils', <= 64 MiB per process.
 """
@@ -158,7 +158,8 @@ def campaignctl_run(python: str, tree: Path, project: Path, csv_path: Path) -> F
         stale.unlink()
     env = {**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "120"}
     cmd = [python, "-m", "campaignctl", "-C", str(project), "leads", "import", str(csv_path)]
-    wall, rss, cpu, out = run_measured(cmd, env=env)
+    # from the checkout itself: `python -m` puts the working directory first on sys.path
+    wall, rss, cpu, out = run_measured(cmd, env=env, cwd=tree)
     return Figures(wall, rss, cpu, parse_report(out), count(project / "bench.db", "lead"))
 
 
@@ -204,7 +205,8 @@ def main() -> None:
         runs["campaignctl"].append(campaignctl_run(sys.executable, REPO, project, csv_path))
         runs["sqlite-utils"].append(sqlite_utils_run(su_db, csv_path))
         if a.anchor is not None:
-            python = str(a.anchor.resolve() / ".venv" / "bin" / "python")
+            venv = a.anchor.resolve() / ".venv" / "bin" / "python"
+            python = str(venv) if venv.exists() else sys.executable
             runs["anchor"].append(campaignctl_run(python, a.anchor, anchor_project, csv_path))
 
     cc = runs["campaignctl"]
