@@ -40,6 +40,13 @@ def in_session(sid: int) -> list[str]:
     return found
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action, as a command started from a terminal has it: a test suite run
+    in the background of a non-interactive shell (`.ci/run &`) ignores SIGINT, and a process
+    started with SIGINT ignored keeps it ignored (Python installs no handler then)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_import(project: Path, csv_path: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "CAMPAIGNCTL_IMPORT_WORKERS": "2", "COLUMNS": "120"}
     return subprocess.Popen(
@@ -49,6 +56,7 @@ def start_import(project: Path, csv_path: Path) -> subprocess.Popen[str]:
         text=True,
         env=env,
         start_new_session=True,  # its own session (and process group), as a terminal gives
+        preexec_fn=_as_from_a_terminal,
     )
 
 
@@ -68,7 +76,7 @@ def test_imports_leave_no_traceback_and_no_process(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_an_import_leaves_no_traceback_and_no_process(tmp_path: Path) -> None:
-    # long enough to be still running when interrupted: 40,000 rows took under a second
+    # long enough to be still running when interrupted, however fast the machine
     csv_path = leads_csv(tmp_path, 10 * ROWS)
     write_project(tmp_path)
     proc = start_import(tmp_path, csv_path)
