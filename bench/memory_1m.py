@@ -28,39 +28,10 @@ from pathlib import Path
 
 from benchlib import OUT, REPO, header, import_leads
 from messages_list import peak_mib
+from plan_speed import CHANNELS, STEPS
 
-TOML = """
-[channels.email]
-provider = "outbox"
-daily_limit = 450
-hourly_limit = 200
-
-[channels.sms]
-provider = "outbox"
-kind = "sms"
-daily_limit = 250
-per_second = 5
-
-[campaigns.welcome]
-status = "active"
-audience = "status == 'new'"
-[[campaigns.welcome.steps]]
-name = "hello"
-channel = "email"
-subject = "Welcome, {{ lead.first_name }}"
-body = "Hello"
-[[campaigns.welcome.steps]]
-name = "follow-up"
-channel = "email"
-delay = "2d"
-thread = true
-body = "Following up"
-[[campaigns.welcome.steps]]
-name = "nudge"
-channel = "sms"
-delay = "3d"
-body = "Hi {{ lead.first_name }}"
-"""
+#: plan_speed.py's campaign file, with the example's limits and no sending hours.
+TOML = CHANNELS.format(email_hours="", sms_hours="") + STEPS
 GOAL_MIB = 150
 COMMANDS = {
     "plan": ["plan"],

@@ -166,10 +166,16 @@ def _stream(conn: Connection, sql: str, params: Any = ()) -> Iterator[Any]:
     """Rows of `sql` through a server-side cursor, in the caller's transaction."""
     raw = conn.connection.driver_connection
     assert raw is not None
+    return iter(_named_cursor(raw, sql, params))
+
+
+def _named_cursor(raw: Any, sql: str, params: Any) -> Any:
+    """A server-side cursor over `sql` (`%s` marks) on the psycopg connection `raw`, fetching
+    STREAM_ROWS rows at a time."""
     cur = raw.cursor(name=f"campaignctl_{os.getpid()}_{next(_cursor_names)}")
     cur.itersize = STREAM_ROWS
     cur.execute(sql, params)
-    return iter(cur)
+    return cur
 
 
 # The planner's rows carry times as naive-UTC ISO text, like SQLite's stored text.
@@ -248,10 +254,7 @@ class PostgresDialect(PickReads):
             sql = sql.replace("%", "%%").replace("?", "%s")
         if not stream:
             return raw.execute(sql, params or None)
-        cur = raw.cursor(name=f"campaignctl_{os.getpid()}_{next(_cursor_names)}")
-        cur.itersize = STREAM_ROWS
-        cur.execute(sql, params or None)
-        return cur
+        return _named_cursor(raw, sql, params or None)
 
     def time_param(self, t: datetime) -> Any:
         return t.astimezone(UTC).replace(tzinfo=None)
