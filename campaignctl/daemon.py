@@ -324,6 +324,7 @@ class Daemon:
                 max_time=self.cfg.daemon.tick,
                 should_stop=lambda: self.stop_requested,
                 on_pass=self._on_pass,
+                on_event=self._on_event,
             )
             result = self._runner.run(options)  # the loop of passes: no scheduler inside ours
             self.next_due = result.next_due
@@ -464,34 +465,34 @@ class Daemon:
             self._scheduler.shutdown(wait=False)  # in the job, on the main thread: no lock held
 
     def _on_pass(self, res: PassResult) -> None:
-        for ev in res.events:
-            kind = ev["event"]
-            if kind == "reconciled":
-                self.log.emit(
-                    "reconcile", f"message={ev['id']} {ev['outcome']}", message_id=ev["id"]
-                )
-                continue
-            where = f"{ev.get('campaign', '')}/{ev.get('step', '')} {ev.get('channel', '')}"
-            text = f"{where} lead={ev.get('lead', '')} message={ev['id']} {kind}"
-            fields: dict[str, Any] = {
-                "campaign": ev.get("campaign"),
-                "step": ev.get("step"),
-                "channel": ev.get("channel"),
-                "lead": ev.get("lead"),
-                "message_id": ev["id"],
-                "outcome": kind,
-            }
-            if kind == "sent":
-                self._channel_works(str(ev.get("channel", "")))
-            if kind in ERROR_EVENTS:
-                error = str(ev.get("error", ""))
-                text += f": {error}"
-                fields["error"] = error
-                self.last_errors[str(ev.get("channel", ""))] = error
-            self.log.emit("send", text, **fields)
         for ch, err in res.auth_errors.items():
             self._channel_needs_a_person(ch, err)
         self.on_change()
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        """Log what happened to one message, as its batch commits."""
+        kind = ev["event"]
+        if kind == "reconciled":
+            self.log.emit("reconcile", f"message={ev['id']} {ev['outcome']}", message_id=ev["id"])
+            return
+        where = f"{ev.get('campaign', '')}/{ev.get('step', '')} {ev.get('channel', '')}"
+        text = f"{where} lead={ev.get('lead', '')} message={ev['id']} {kind}"
+        fields: dict[str, Any] = {
+            "campaign": ev.get("campaign"),
+            "step": ev.get("step"),
+            "channel": ev.get("channel"),
+            "lead": ev.get("lead"),
+            "message_id": ev["id"],
+            "outcome": kind,
+        }
+        if kind == "sent":
+            self._channel_works(str(ev.get("channel", "")))
+        if kind in ERROR_EVENTS:
+            error = str(ev.get("error", ""))
+            text += f": {error}"
+            fields["error"] = error
+            self.last_errors[str(ev.get("channel", ""))] = error
+        self.log.emit("send", text, **fields)
 
     def _log_sync(self, result: SyncResult) -> None:
         for c in result.channels:

@@ -51,6 +51,9 @@ class RunOptions:
     max_time: timedelta | None = None
     should_stop: Callable[[], bool] = lambda: False
     on_pass: Callable[[PassResult], None] = lambda _r: None
+    #: Hears what happened to each message as its batch commits (sent, failed, reconciled...);
+    #: the passes keep none of them, whatever their size.
+    on_event: Callable[[dict[str, Any]], None] = lambda _e: None
 
 
 @dataclass
@@ -183,7 +186,9 @@ def run(
         real = clock()
         now = planned if timedelta(0) <= real - planned <= SLOT_TOLERANCE else real
         left = None if options.limit is None else options.limit - result.total.total("sent")
-        res = engine.run_pass(now, rng, limit=left, should_stop=options.should_stop)
+        res = engine.run_pass(
+            now, rng, limit=left, should_stop=options.should_stop, on_event=options.on_event
+        )
         result.passes += 1
         result.total.merge(res)
         result.last = res
@@ -246,10 +251,12 @@ DRY_RUN_BATCH = 1000
 
 @dataclass
 class DryRun:
-    """What `send --dry-run` found: the messages that would go now, and the pass's counts."""
+    """What `send --dry-run` found: how many messages would go now, the first of them (`keep`),
+    in the order they would go, and the pass's counts."""
 
-    messages: list[Outgoing]
-    result: PassResult
+    count: int = 0
+    messages: list[Outgoing] = field(default_factory=list)
+    result: PassResult = field(default_factory=PassResult)
 
 
 def dry_run(
@@ -262,11 +269,17 @@ def dry_run(
     limit: int | None = None,
     rng: random.Random | None = None,
     environ: Mapping[str, str] | None = None,
+    keep: int | None = None,
+    on_message: Callable[[Outgoing], None] | None = None,
+    on_event: Callable[[dict[str, Any]], None] = lambda _e: None,
 ) -> DryRun:
     """One pass on a private copy of the database through memory channels: nothing is written.
 
     The copy makes the answer exact (same enrolment, limits, windows and order as a real pass)
-    without touching the real database or any provider.
+    without touching the real database or any provider. Each message that would go is counted
+    and handed to `on_message` as the pass reaches it; the result keeps the first `keep` (every
+    one for None), and `on_event` hears what happened to each, so that a dry run of a million
+    messages need hold none of them.
     """
     import tempfile
     from pathlib import Path
@@ -274,10 +287,19 @@ def dry_run(
     from campaignctl.channels.memory import MemoryChannel
     from campaignctl.web.links import Links
 
+    dry = DryRun()
+
+    def would_send(msg: Outgoing) -> None:
+        dry.count += 1
+        if keep is None or len(dry.messages) < keep:
+            dry.messages.append(msg)
+        if on_message is not None:
+            on_message(msg)
+
     links = Links.for_config(cfg, os.environ if environ is None else environ)
     with tempfile.TemporaryDirectory(prefix="campaignctl-dry-") as tmp:
         shadow = store.private_copy(Path(tmp))
-        fakes = {n: MemoryChannel(n, cfg.channel_kind(n)) for n in cfg.channels}
+        fakes = {n: MemoryChannel(n, cfg.channel_kind(n), would_send) for n in cfg.channels}
         engine = Engine(
             cfg,
             shadow,
@@ -289,7 +311,9 @@ def dry_run(
             links=links,
         )
         try:
-            res = engine.run_pass(now, rng or random.Random(), limit=limit)
+            dry.result = engine.run_pass(
+                now, rng or random.Random(), limit=limit, on_event=on_event
+            )
         finally:
             shadow.close()
-    return DryRun([m for f in fakes.values() for m in f.sent], res)
+    return dry

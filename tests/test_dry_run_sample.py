@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import Result
 
+import campaignctl.cli.streamed as streamed
 from campaignctl.cli.send import DRY_SHOWN
+from campaignctl.config import load
+from campaignctl.runner import dry_run
 from campaignctl.store import Store
-from tests.support import add_leads, messages, project
+from tests.support import T0, add_leads, messages, project
 
 Cli = Callable[..., Result]
 
@@ -84,3 +88,63 @@ def test_show_is_a_usage_error_without_dry_run_or_with_a_bad_value(tmp_path: Pat
     res = cli("-C", tmp_path, "send", "--dry-run", "--show", "many")
     assert res.exit_code == 2
     assert "--show 'many': give a number of messages, or all" in res.stderr
+
+
+def test_a_dry_run_holds_only_the_messages_it_keeps(tmp_path: Path) -> None:
+    """Every message that would go is counted and handed on as the pass reaches it; the result
+    keeps the first `keep` (a dry run of a million messages holds none of them)."""
+    store = _setup(tmp_path, 30)
+    cfg = load(tmp_path / "campaigns.toml")
+    heard: list[str] = []
+    dry = dry_run(cfg, store, T0, keep=3, on_message=lambda m: heard.append(m.to))
+    assert dry.count == 30
+    assert len(heard) == 30 == len(set(heard))
+    assert [m.to for m in dry.messages] == heard[:3]
+    assert dry_run(cfg, store, T0).count == 30  # nothing was written by the first
+
+
+def test_a_long_listing_streams_as_one_table(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the first rows (`streamed.BATCH`), the table is written as the pass reaches each
+    message, in the widths the first rows needed: still one table, every message in it."""
+    _setup(tmp_path, 27)
+    whole = cli("-C", tmp_path, "send", "--dry-run", "--show", "all").stdout
+    monkeypatch.setattr(streamed, "BATCH", 4)
+    frames: list[int] = []
+    stream = streamed.StreamedTable._stream
+
+    def spied(table: streamed.StreamedTable) -> None:
+        frames.append(table.count)
+        stream(table)
+
+    monkeypatch.setattr(streamed.StreamedTable, "_stream", spied)
+    res = cli("-C", tmp_path, "send", "--dry-run", "--show", "all")
+    assert res.exit_code == 0, res.stderr
+    assert frames == [5]  # the frame was drawn once, at the fifth message
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "dry run: would send 27, fail 0, skip 0; deferred 0 by limit, 0 by window"
+    table = lines[1:-1]  # under the title
+    assert "would send now (dry run: nothing written)" in lines[0]
+    assert [line[0] for line in table].count("┏") == 1
+    assert sum("┃ campaign" in line for line in table) == 1
+    assert table[-1].startswith("└")
+    assert {len(line) for line in table} == {len(table[0])}
+    assert _listed(res.stdout) == 27
+    recipients = [line.split("│")[4].strip() for line in table if "+1212555" in line]
+    assert recipients == [
+        line.split("│")[4].strip() for line in whole.splitlines() if "+1212555" in line
+    ]
+
+
+def test_a_dry_run_names_each_message_that_would_fail(tmp_path: Path, cli: Cli) -> None:
+    store = Store.for_config(project(tmp_path, UNLIMITED.replace("first_name", "nickname")))
+    add_leads(store, 2)
+    add_leads(store, 1, start=5, attrs={"nickname": "Bee"})
+    res = cli("-C", tmp_path, "send", "--dry-run")
+    assert res.exit_code == 1
+    assert "dry run: would send 1, fail 2," in res.stdout
+    errors = [line for line in res.stderr.splitlines() if line.startswith("campaignctl: error:")]
+    assert len(errors) == 2
+    assert all("welcome/hello via sms to +1212555000" in e and "nickname" in e for e in errors)
+    assert messages(store) == []

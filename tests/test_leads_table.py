@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import campaignctl.cli.leads as leads_cli
+import campaignctl.cli.streamed as streamed
 from tests.support.project import REPO
 
 
@@ -26,7 +26,7 @@ def test_a_long_list_is_one_table_drawn_in_pieces(
 ) -> None:
     phones = _example(cli, tmp_path)
     assert len(phones) > 12
-    monkeypatch.setattr(leads_cli, "TABLE_BATCH", 4)
+    monkeypatch.setattr(streamed, "BATCH", 4)
     r = cli("-C", tmp_path, "leads", "list")
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
@@ -48,8 +48,8 @@ def test_a_short_list_is_sized_to_its_rows(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     phones = _example(cli, tmp_path)
-    monkeypatch.setattr(leads_cli, "TABLE_BATCH", len(phones))
+    monkeypatch.setattr(streamed, "BATCH", len(phones))
     whole = cli("-C", tmp_path, "leads", "list").stdout
-    monkeypatch.setattr(leads_cli, "TABLE_BATCH", 1000)
+    monkeypatch.setattr(streamed, "BATCH", 1000)
     assert cli("-C", tmp_path, "leads", "list").stdout == whole
     assert "…" not in whole  # nothing cut: the columns fit every row

@@ -1,7 +1,6 @@
 """`leads import` and `leads list` (and, later, other `leads` subcommands)."""
 
 import functools
-import re
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -257,112 +256,14 @@ def _print_json(leads: Iterable[dict[str, Any]]) -> None:
     out.write("[]\n" if first else "\n]\n")
 
 
-#: `leads list` shows up to this many leads as one table sized to them; a longer list streams,
-#: this many rows at a time, in the columns the first rows sized (memory stays flat).
-TABLE_BATCH = 1000
-#: Line breaks and other control characters, shown as spaces in a streamed table's cells.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def _print_table(leads: Iterable[dict[str, Any]]) -> None:
-    from itertools import islice
+    from campaignctl.cli.streamed import StreamedTable
 
-    rows = iter(leads)
-    first = list(islice(rows, TABLE_BATCH))
-    following = list(islice(rows, TABLE_BATCH))
-    if not following:
-        stdout().print(_table(first, caption=f"{len(first)} lead(s)"))
-        return
-    # One table, its rows written as they come: Rich lays out the header in column widths the
-    # first rows need (fitted to the terminal), each row is then padded to them (Rich would
-    # take a millisecond a row). A longer address or phone folds onto more lines; another
-    # longer cell is cut with an ellipsis.
     columns = (*LIST_COLUMNS, "optouts")
-    widths = {c: max(len(c), *(len(_cell(lead.get(c))) for lead in first)) for c in columns}
-    console = stdout()
-    head = _rendered(console, _table([], widths=widths))
-    spans = [len(edge) for edge in _plain(head[0]).rstrip()[1:-1].split("┳")]
-    out = console.file
-    out.write("".join(head[:-1]))  # all but the bottom edge
-    fold = [c in ("email", "phone") for c in columns]
-    shown = 0
-    for piece in (first, following):
-        shown += len(piece)
-        out.write("".join(_row(lead, columns, spans, fold) for lead in piece))
-    while piece := list(islice(rows, TABLE_BATCH)):
-        shown += len(piece)
-        out.write("".join(_row(lead, columns, spans, fold) for lead in piece))
-    end = _table([], widths=widths, header=False, caption=f"{shown} lead(s)")
-    out.write("".join(_rendered(console, end)[1:]))  # its bottom edge and the count
-
-
-def _row(lead: dict[str, Any], columns: tuple[str, ...], spans: list[int], fold: list[bool]) -> str:
-    """One lead as the lines of a table row: each cell padded to its column's span (a space
-    either side when it has room, as Rich pads), folded onto more lines (`fold`) or cut with an
-    ellipsis when longer."""
-    from rich.cells import cell_len, chop_cells, set_cell_size
-
-    cells: list[list[str]] = []
-    pads: list[str] = []
-    for column, span, folds in zip(columns, spans, fold, strict=True):
-        pad = " " if span >= 3 else ""
-        width = span - 2 * len(pad)
-        pads.append(pad)
-        text = _CONTROL.sub(" ", _cell(lead.get(column)))
-        if cell_len(text) <= width:
-            cells.append([text])
-        elif folds and width > 0:
-            cells.append(chop_cells(text, width))
-        else:
-            cells.append([set_cell_size(text, width - 1) + "…" if width > 0 else ""])
-    lines = []
-    for i in range(max(len(c) for c in cells)):
-        parts = [
-            pad + set_cell_size(c[i] if i < len(c) else "", span - 2 * len(pad)) + pad
-            for c, span, pad in zip(cells, spans, pads, strict=True)
-        ]
-        lines.append("│" + "│".join(parts) + "│\n")
-    return "".join(lines)
-
-
-def _rendered(console: Any, table: Any) -> list[str]:
-    """The lines Rich prints for `table` on `console` (its styles included)."""
-    with console.capture() as captured:
-        console.print(table)
-    lines: list[str] = captured.get().splitlines(keepends=True)
-    return lines
-
-
-def _plain(line: str) -> str:
-    from rich.text import Text
-
-    return Text.from_ansi(line).plain
-
-
-def _table(
-    leads: list[dict[str, Any]],
-    caption: str | None = None,
-    widths: dict[str, int] | None = None,
-    header: bool = True,
-) -> Any:
-    """The leads as a Rich table; `widths`: each column's, fixed (the frame of a long list)."""
-    from rich.table import Table
-
-    table = Table(caption=caption, show_header=header)
-    # Fold rather than cut: a table piped to a file is 80 columns wide, and an address cut
-    # with an ellipsis is useless. Addresses and phones keep their full width when they can.
-    for column in (*LIST_COLUMNS, "optouts"):
-        fold = column in ("email", "phone")
-        if widths is not None:
-            table.add_column(column, width=widths[column], no_wrap=True)
-        elif fold:
-            widest = max((len(_cell(lead.get(column))) for lead in leads), default=0)
-            table.add_column(column, overflow="fold", min_width=min(widest, 32))
-        else:
-            table.add_column(column)
+    table = StreamedTable(stdout(), columns, fold=("email", "phone"))
     for lead in leads:
-        table.add_row(*(_cell(lead.get(c)) for c in (*LIST_COLUMNS, "optouts")))
-    return table
+        table.add([_cell(lead.get(c)) for c in columns])
+    table.close(caption=f"{table.count} lead(s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,10 +19,12 @@ from campaignctl.cli.context import (
 from campaignctl.errors import ExitCode
 
 if TYPE_CHECKING:
+    from campaignctl.channels.base import Outgoing
     from campaignctl.config import Config
     from campaignctl.engine import PassResult
     from campaignctl.planner import Plan
-    from campaignctl.runner import DryRun, RunResult
+    from campaignctl.runner import RunResult
+    from campaignctl.store import Store
 
 
 #: Messages a dry run lists unless `--show` says otherwise: a screenful.
@@ -125,13 +127,7 @@ def send(
     campaigns = campaign or None
     channels = channel or None
     if dry_run:
-        from campaignctl.runner import dry_run as run_dry
-
-        _render_dry(
-            run_dry(cfg, store, _now(), campaigns=campaigns, channels=channels, limit=limit),
-            quiet,
-            shown,
-        )
+        _dry_run(cfg, store, campaigns, channels, limit, quiet, shown)
         return
     from campaignctl.runner import Runner, RunOptions
 
@@ -143,6 +139,7 @@ def send(
         max_time=budget,
         should_stop=stops,
         on_pass=view.update,
+        on_event=view.event,
     )
     from campaignctl.errors import LockHeldError
 
@@ -286,24 +283,23 @@ class _Progress:
             if key not in res.counts:
                 for k in _WAITING:
                     row[k] = 0
-        for ev in res.events:
-            kind = ev["event"]
-            if kind == "transient":
-                self.transient[ev.get("channel", "")] = (ev.get("error", ""), ev.get("hint"))
-            if kind in ("failed", "permanent", "opted_out", "auth", "uncertain"):
-                report_error(
-                    f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
-                    f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}",
-                    ev.get("hint"),
-                )
-            elif self.live is None and not self.quiet:
-                where = f"{ev.get('campaign', '')}/{ev.get('step', '')}"
-                line = f"{kind} {where} via {ev.get('channel', '')} to {ev.get('to', '')}"
-                if kind == "reconciled":
-                    line = f"reconciled message {ev['id']}: {ev['outcome']}"
-                print(f"{line} (message {ev['id']})", flush=True)
         if self.live is not None:
             self.live.update(self._table(), refresh=True)
+
+    def event(self, ev: dict[str, Any]) -> None:
+        """What happened to one message, as its batch commits: a failure always (stderr), the
+        rest as greppable lines when there is no live table."""
+        kind = ev["event"]
+        if kind == "transient":
+            self.transient[ev.get("channel", "")] = (ev.get("error", ""), ev.get("hint"))
+        if kind in _FAILURES:
+            _report_failure(ev)
+        elif self.live is None and not self.quiet:
+            where = f"{ev.get('campaign', '')}/{ev.get('step', '')}"
+            line = f"{kind} {where} via {ev.get('channel', '')} to {ev.get('to', '')}"
+            if kind == "reconciled":
+                line = f"reconciled message {ev['id']}: {ev['outcome']}"
+            print(f"{line} (message {ev['id']})", flush=True)
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -317,6 +313,19 @@ class _Progress:
         for (camp, step, ch), row in sorted(self.rows.items()):
             t.add_row(camp, step, ch, *(str(row[k]) for k in columns))
         return t
+
+
+#: The events `send` reports on stderr, whatever --quiet says.
+_FAILURES = ("failed", "permanent", "opted_out", "auth", "uncertain")
+
+
+def _report_failure(ev: dict[str, Any]) -> None:
+    kind = ev["event"]
+    report_error(
+        f"{ev.get('campaign', '')}/{ev.get('step', '')} via {ev.get('channel', '')} "
+        f"to {ev.get('to', '')} (message {ev['id']}): {kind}: {ev.get('error', '')}",
+        ev.get("hint"),
+    )
 
 
 def _summary(res: "PassResult", last: "PassResult", next_due: datetime | None) -> str:
@@ -432,26 +441,53 @@ def _shown(show: str | None, dry_run: bool) -> int | None:
     return int(show)
 
 
-def _render_dry(dry: "DryRun", quiet: bool, shown: int | None = DRY_SHOWN) -> None:
-    """A sample of what would go (the first `shown`, all for None), then the summary line."""
-    res = dry.result
-    listed = dry.messages if shown is None else dry.messages[:shown]
-    if not quiet and listed:
-        from rich.table import Table
+def _dry_run(
+    cfg: "Config",
+    store: "Store",
+    campaigns: list[str] | None,
+    channels: list[str] | None,
+    limit: int | None,
+    quiet: bool,
+    shown: int | None,
+) -> None:
+    """The messages that would go, as the pass reaches them (the first `shown`, all for None),
+    each failure on stderr, then the summary line. Nothing is held but the table's first rows."""
+    from campaignctl.cli.streamed import StreamedTable
+    from campaignctl.runner import dry_run
 
-        more = len(dry.messages) - len(listed)
-        t = Table(
-            title="would send now (dry run: nothing written)",
-            caption=f"and {more:,} more: --show all lists them" if more else None,
-        )
-        for h in ("campaign", "step", "channel", "to", "subject / text"):
-            t.add_column(h)
-        for m in listed:
+    table = StreamedTable(
+        stdout(),
+        ("campaign", "step", "channel", "to", "subject / text"),
+        fold=("to",),
+        title="would send now (dry run: nothing written)",
+    )
+
+    def listed(m: "Outgoing") -> None:
+        if not quiet and (shown is None or table.count < shown):
             preview = m.subject or m.text.splitlines()[0] if m.text else (m.subject or "")
-            t.add_row(m.campaign, m.step, m.channel, m.to, preview[:60])
-        stdout().print(t)
+            table.add((m.campaign, m.step, m.channel, m.to, preview[:60]))
+
+    def failed(ev: dict[str, Any]) -> None:
+        if ev["event"] in _FAILURES:
+            _report_failure(ev)
+
+    dry = dry_run(
+        cfg,
+        store,
+        _now(),
+        campaigns=campaigns,
+        channels=channels,
+        limit=limit,
+        keep=0,
+        on_message=listed,
+        on_event=failed,
+    )
+    res = dry.result
+    if table.count:
+        more = dry.count - table.count
+        table.close(caption=f"and {more:,} more: --show all lists them" if more else None)
     print(
-        f"dry run: would send {len(dry.messages)}, fail {res.total('failed')}, "
+        f"dry run: would send {dry.count}, fail {res.total('failed')}, "
         f"skip {res.total('skipped')}; deferred {res.total('deferred_limit')} by limit, "
         f"{res.total('deferred_window')} by window",
         flush=True,

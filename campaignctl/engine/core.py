@@ -13,6 +13,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from campaignctl.channels.base import Sent
 from campaignctl.engine.claim import Claims
@@ -43,17 +44,21 @@ class Engine(Recovery, Enrolment, Claims):
         *,
         limit: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> PassResult:
         """One pass at instant `now`: archive, recover, reconcile, enrol, then send what may go.
 
         Sends at most `limit` messages; checks `should_stop` between sends. Every send in the
         pass is stamped `now`: a pass sends only what may go at that instant (one message on a
-        paced channel), and its result says when the next pass has work.
+        paced channel), and its result says when the next pass has work. `on_event` hears what
+        happened to each message as its batch commits (the result keeps none of them then);
+        without it, the result's `events` lists them.
         """
-        res = PassResult()
+        res = PassResult(on_event=on_event)
         self._skip_archived(now, res)
         self._recover(now)
         self._reconcile(now, res)
+        res.emit()
         self.decide_ab_tests(now)
         if (
             self._last_enrol is None
@@ -72,7 +77,9 @@ class Engine(Recovery, Enrolment, Claims):
                 break
             outcomes = self._send(claimed, res, should_stop)
             self._record(outcomes, now, rng, res)
+            res.emit()
             sent += sum(1 for _, o in outcomes if isinstance(o, Sent))
+        res.emit()  # a last claim whose every message failed to render
         self._complete_blasts(now)
         self._look_ahead(now, rng, res)
         return res

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +45,13 @@ class PassResult:
     #: Channels stopped by refused credentials, with the error.
     auth_errors: dict[str, ChannelError] = field(default_factory=dict)
     transient_errors: int = 0
+    #: What happened to each message (sent, failed, reconciled, ...), one dict each, since the
+    #: last `emit`: with a listener (`on_event`), handed to it as each batch commits and then
+    #: forgotten, so that a pass of a million messages holds none; kept here without one.
     events: list[dict[str, Any]] = field(default_factory=list)
+    on_event: Callable[[dict[str, Any]], None] | None = field(
+        default=None, repr=False, compare=False
+    )
     #: Per campaign: leads its audience could not be evaluated for at the last enrolment, and
     #: the first error (they are not enrolled; the next enrolment tries them again).
     audience_skipped: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -57,6 +64,19 @@ class PassResult:
 
     def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
         self.counts[(campaign, step, channel)][counter] += n
+
+    def event(self, ev: dict[str, Any]) -> None:
+        """Note what happened to a message; it reaches `on_event` at the next `emit`."""
+        self.events.append(ev)
+
+    def emit(self) -> None:
+        """Hand the events noted since the last call to the listener, once their transaction
+        has committed (the engine calls this after each batch)."""
+        if self.on_event is None or not self.events:
+            return
+        events, self.events = self.events, []
+        for ev in events:
+            self.on_event(ev)
 
     def total(self, counter: str) -> int:
         return sum(c[counter] for c in self.counts.values())
