@@ -41,6 +41,7 @@ BENCHMARKS = [
     ("memory_1m.py", "1000000", "20000"),
     ("status_1m.py", "1000000", "20000"),
     ("dry_run_bench.py", "10000", "1000"),
+    ("pass_memory.py", "100000", "5000"),
     ("unsubscribe_bench.py", "60", "5"),
 ]
 

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 SLOT_TOLERANCE = timedelta(milliseconds=250)
 #: How long a daemon sleeps at most before looking again (new leads, edits, other processes).
 IDLE_POLL = timedelta(seconds=60)
+#: A pass ends after the batch that reaches this much time (or the run's `max_time`), and the
+#: next pass takes what is left with a fresh `now`: a pass stamps its sends and its worker's
+#: heartbeat with its `now`, so an unlimited channel's hours-long pass would record every send
+#: at its start and look dead to the other daemons (`WORKER_TIMEOUT`), and the daemon's other
+#: jobs (sync, hooks) would wait for it.
+PASS_TIME = timedelta(seconds=60)
 #: A stop request is seen within this long while the loop sleeps until the next pass.
 STOP_POLL = 0.5
 #: Why a second sender is refused: another `send`, or the daemon, holds the lock.
@@ -186,8 +192,14 @@ def run(
         real = clock()
         now = planned if timedelta(0) <= real - planned <= SLOT_TOLERANCE else real
         left = None if options.limit is None else options.limit - result.total.total("sent")
+        ends = real + PASS_TIME if deadline is None else min(real + PASS_TIME, deadline)
         res = engine.run_pass(
-            now, rng, limit=left, should_stop=options.should_stop, on_event=options.on_event
+            now,
+            rng,
+            limit=left,
+            should_stop=options.should_stop,
+            on_event=options.on_event,
+            ends=lambda: clock() >= ends,
         )
         result.passes += 1
         result.total.merge(res)
@@ -200,6 +212,8 @@ def run(
             return None
         if res.auth_errors and not engine.channel_names():
             return None  # every channel refused us: nothing more to do in this run
+        if deadline is not None and clock() >= deadline:
+            return None  # the pass itself used up `max_time`
         wake = res.pace_until if options.stop_when_idle else res.next_due
         if wake is None:
             if options.stop_when_idle:

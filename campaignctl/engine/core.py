@@ -45,14 +45,17 @@ class Engine(Recovery, Enrolment, Claims):
         limit: int | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        ends: Callable[[], bool] | None = None,
     ) -> PassResult:
         """One pass at instant `now`: archive, recover, reconcile, enrol, then send what may go.
 
         Sends at most `limit` messages; checks `should_stop` between sends. Every send in the
         pass is stamped `now`: a pass sends only what may go at that instant (one message on a
-        paced channel), and its result says when the next pass has work. `on_event` hears what
-        happened to each message as its batch commits (the result keeps none of them then);
-        without it, the result's `events` lists them.
+        paced channel), and its result says when the next pass has work. `ends` is asked after
+        each batch whether the pass's time is up (the runner's `PASS_TIME`): what is left goes
+        in the next pass, stamped with its own `now`. `on_event` hears what happened to each
+        message as its batch commits (the result keeps none of them then); without it, the
+        result's `events` lists them.
         """
         res = PassResult(on_event=on_event)
         self._skip_archived(now, res)
@@ -79,6 +82,8 @@ class Engine(Recovery, Enrolment, Claims):
             self._record(outcomes, now, rng, res)
             res.emit()
             sent += sum(1 for _, o in outcomes if isinstance(o, Sent))
+            if ends is not None and ends():
+                break
         res.emit()  # a last claim whose every message failed to render
         self._complete_blasts(now)
         self._look_ahead(now, rng, res)
