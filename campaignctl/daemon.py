@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 #: How late a tick or sync may start and still run (see `Daemon._add_jobs`).
 MISFIRE_GRACE = timedelta(seconds=30)
-#: Seconds the hooks job may spend posting per run (the jobs share one thread).
-HOOKS_BUDGET = 5.0
 HEARTBEAT_KEYS = ("pid", "started_at", "last_pass_at", "last_sync_at", "stopped_at")
 #: `Meta` key prefix of the channels that need a person ({"message", "hint"} as JSON).
 #: Send events that are errors (logged with their error, shown as a channel's last error).
@@ -384,17 +382,18 @@ class Daemon:
         if self.stop_requested:
             return
         try:
-            hooks.queue_events(self.store, self.cfg, self.clock())
-            if not self.cfg.hooks:
+            # the jobs share one thread: at most a tick's time
+            budget = min(hooks.BUDGET, self.cfg.daemon.tick.total_seconds())
+            posted = hooks.post_due(
+                self.store, self.cfg, self.environ, self.clock, rng=self.rng, budget=budget
+            )
+            if posted is None:
                 return
-            for where, why in hooks.key_problems(self.cfg, self.environ):
+            for where, why in posted.missing_keys:
                 if where not in self._hooks_failing:  # once: its events wait in the queue
                     self._hooks_failing.add(where)
                     self.log.emit("error", f"hooks: {where}: {why}; its events wait")
-            budget = min(HOOKS_BUDGET, self.cfg.daemon.tick.total_seconds())
-            done = hooks.deliver(
-                self.store, self.cfg, self.environ, self.clock, rng=self.rng, budget=budget
-            )
+            done = posted.done
             for error in done.errors or ():
                 url = error.split(": ", 1)[0]
                 if url not in self._hooks_failing:

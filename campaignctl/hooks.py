@@ -64,6 +64,8 @@ TIMEOUT = 10.0
 LEASE = timedelta(seconds=60)
 #: Events looked at per transaction by `queue_events`.
 BATCH = 500
+#: Seconds `send`, `sync` and each daemon tick spend posting at most (a POST in flight ends).
+BUDGET = 5.0
 
 
 def hook_key(cfg: Config, hook: Hook, environ: Mapping[str, str]) -> str | None:
@@ -317,3 +319,30 @@ def deliver(
                 assert result.errors is not None
                 result.errors.append(f"{row.hook}: {row.event} {row.idem_key}: {error}")
     return result
+
+
+@dataclass
+class Posted:
+    """What `post_due` did: the hooks whose key is missing (their events wait), and the POSTs."""
+
+    missing_keys: list[tuple[str, str]]
+    done: Delivered
+
+
+def post_due(
+    store: Store,
+    cfg: Config,
+    environ: Mapping[str, str],
+    now: Callable[[], datetime],
+    *,
+    rng: random.Random,
+    budget: float = BUDGET,
+) -> Posted | None:
+    """Queue the hooks' share of the events recorded since, then POST what is due for at most
+    `budget` seconds: what each daemon tick does, and `send` and `sync` at their end (so that
+    cron alone posts them). None when the campaign file has no hooks (events are only marked)."""
+    queue_events(store, cfg, now())
+    if not cfg.hooks:
+        return None
+    missing = key_problems(cfg, environ)
+    return Posted(missing, deliver(store, cfg, environ, now, rng=rng, budget=budget))

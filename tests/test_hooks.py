@@ -97,9 +97,20 @@ def _rows(folder: Path) -> list[tuple[str, str, int]]:
     return out
 
 
-def test_sent_is_posted_signed_once_per_message(hooked: Path, cli: Cli, receiver: Receiver) -> None:
+def _send_keyless(hooked: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`send` without the hook's key: it queues the rows and cannot post them (they wait)."""
     assert cli("-C", hooked, "leads", "import", "leads.csv").exit_code == 0
-    assert cli("-C", hooked, "send").exit_code == 0
+    with monkeypatch.context() as m:
+        m.delenv("HOOK_KEY")
+        res = cli("-C", hooked, "send")
+    assert res.exit_code == 0, res.output
+    assert "hooks[0].secret_env: environment variable HOOK_KEY is not set" in res.stderr
+
+
+def test_sent_is_posted_signed_once_per_message(
+    hooked: Path, cli: Cli, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _send_keyless(hooked, cli, monkeypatch)
     queued = _rows(hooked)
     assert [(e, a) for e, _, a in queued] == [("sent", 0), ("sent", 0)]
     now = utcnow()
@@ -133,10 +144,9 @@ def test_sent_is_posted_signed_once_per_message(hooked: Path, cli: Cli, receiver
 
 
 def test_a_failing_endpoint_is_retried_with_backoff_and_holds_the_leads_later_events(
-    hooked: Path, cli: Cli, receiver: Receiver
+    hooked: Path, cli: Cli, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert cli("-C", hooked, "leads", "import", "leads.csv").exit_code == 0
-    assert cli("-C", hooked, "send").exit_code == 0
+    _send_keyless(hooked, cli, monkeypatch)
     assert _queue_events(hooked, utcnow()) == 0  # the hook is seen from now on
     assert cli("-C", hooked, "leads", "optout", "ana@example.com").exit_code == 0
     assert _queue_events(hooked, utcnow()) == 1
@@ -162,8 +172,12 @@ def test_a_failing_endpoint_is_retried_with_backoff_and_holds_the_leads_later_ev
     assert [a for _, _, a in _rows(hooked)] == [2, 2, 1]
 
 
-def test_a_refused_connection_is_an_error_not_a_crash(tmp_path: Path, cli: Cli) -> None:
+def test_a_refused_connection_is_an_error_not_a_crash(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.fakes.http import free_port
+
+    monkeypatch.setenv("HOOK_KEY", KEY)
 
     (tmp_path / "campaigns.toml").write_text(
         MINIMAL_TOML
@@ -172,8 +186,12 @@ def test_a_refused_connection_is_an_error_not_a_crash(tmp_path: Path, cli: Cli) 
     )
     (tmp_path / "leads.csv").write_text("email\nana@example.com\n")
     assert cli("-C", tmp_path, "leads", "import", "leads.csv").exit_code == 0
-    assert cli("-C", tmp_path, "send").exit_code == 0
-    done = _deliver(tmp_path, utcnow())
+    res = cli("-C", tmp_path, "send")  # its own POST is refused: a warning, not a failure
+    assert res.exit_code == 0, res.output
+    assert "hooks: posted 0, failed 1" in res.stdout
+    assert "campaignctl: warning: hooks: http://127.0.0.1:" in res.stderr
+    assert "Traceback" not in res.output
+    done = _deliver(tmp_path, utcnow() + timedelta(hours=2))  # past the backoff
     assert (done.delivered, done.failed) == (0, 1)
     assert done.errors is not None
     assert "URLError" in done.errors[0] or "ConnectionRefusedError" in done.errors[0]
@@ -196,9 +214,10 @@ def test_events_before_the_hook_was_first_seen_are_not_announced(
     assert [p.json()["lead"]["email"] for p in receiver.posts] == ["ana@example.com"]
 
 
-def test_a_leased_row_is_not_posted_by_a_second_process(hooked: Path, cli: Cli) -> None:
-    assert cli("-C", hooked, "leads", "import", "leads.csv").exit_code == 0
-    assert cli("-C", hooked, "send").exit_code == 0
+def test_a_leased_row_is_not_posted_by_a_second_process(
+    hooked: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _send_keyless(hooked, cli, monkeypatch)
     cfg = load(hooked / "campaigns.toml")
     store = Store.for_config(cfg)
     now = utcnow()
@@ -233,9 +252,10 @@ def test_status_shows_what_waits_and_the_last_error(
     hooked: Path, cli: Cli, receiver: Receiver
 ) -> None:
     assert cli("-C", hooked, "leads", "import", "leads.csv").exit_code == 0
-    assert cli("-C", hooked, "send").exit_code == 0
-    receiver.statuses = [500, 500]
-    _deliver(hooked, utcnow())
+    receiver.statuses = [500, 500]  # what send posts at its end fails: quietly, for cron
+    res = cli("-C", hooked, "send", "--quiet")
+    assert (res.exit_code, res.stdout, res.stderr) == (0, "", "")
+    assert len(receiver.posts) == 2
     res = cli("-C", hooked, "status", "--format", "json")
     [hook] = json.loads(res.stdout)["hooks"]
     assert hook["url"].endswith("/in")
@@ -300,3 +320,38 @@ def test_the_daemon_posts_hooks_and_serves_with_serve(
     assert "hooks delivered=2 failed=0" in text
     assert "Traceback" not in text
     assert {p.json()["event"] for p in receiver.posts} == {"sent"}
+
+
+def test_send_posts_what_it_recorded_so_cron_needs_no_daemon(
+    hooked: Path, cli: Cli, receiver: Receiver
+) -> None:
+    assert cli("-C", hooked, "leads", "import", "leads.csv").exit_code == 0
+    res = cli("-C", hooked, "send")
+    assert res.exit_code == 0, res.output
+    assert "hooks: posted 2, failed 0" in res.stdout
+    assert sorted(p.json()["lead"]["email"] for p in receiver.posts) == [
+        "ana@example.com",
+        "ben@example.com",
+    ]
+    assert {p.json()["event"] for p in receiver.posts} == {"sent"}
+    assert _deliver(hooked, utcnow() + timedelta(hours=2)).delivered == 0  # nothing left
+    # a second run with nothing to send posts nothing, and says nothing of hooks
+    again = cli("-C", hooked, "send")
+    assert "hooks:" not in again.stdout
+    assert len(receiver.posts) == 2
+
+
+def test_sync_posts_the_events_recorded_since(hooked: Path, cli: Cli, receiver: Receiver) -> None:
+    assert cli("-C", hooked, "leads", "import", "leads.csv").exit_code == 0
+    assert cli("-C", hooked, "send", "--quiet").exit_code == 0  # posts both `sent`
+    assert cli("-C", hooked, "leads", "optout", "ana@example.com").exit_code == 0
+    res = cli("-C", hooked, "sync", "--format", "json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["hooks"] == {
+        "delivered": 1,
+        "failed": 0,
+        "errors": [],
+        "missing_keys": [],
+    }
+    assert [p.json()["event"] for p in receiver.posts][-1] == "optout"
+    assert len(receiver.posts) == 3

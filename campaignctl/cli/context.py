@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from campaignctl.config import Config
+    from campaignctl.hooks import Posted
     from campaignctl.store import Store
 
 
@@ -113,3 +114,26 @@ def report_error(message: str, hint: str | None = None) -> None:
 def print_json(data: Any) -> None:
     """JSON alone on stdout, so scripts and tests can parse it."""
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def post_hooks(cfg: "Config", store: "Store", *, say: bool) -> "Posted | None":
+    """POST the outgoing hooks' due events for a few seconds at most (`hooks.post_due`): `send`
+    and `sync` do it at their end, so that cron alone posts them. With `say`, a line tells what
+    went and each problem is a warning on stderr (a failed POST is retried by a later run with
+    backoff); without it (`--quiet`, json), nothing: `status` shows what waits."""
+    import os
+    import random
+
+    from campaignctl import hooks
+    from campaignctl.clock import wall_clock
+
+    posted = hooks.post_due(store, cfg, os.environ, wall_clock, rng=random.Random())
+    if posted is None or not say:
+        return posted
+    for where, why in posted.missing_keys:
+        print(f"campaignctl: warning: hooks: {where}: {why}; its events wait", file=sys.stderr)
+    for error in posted.done.errors or ():
+        print(f"campaignctl: warning: hooks: {error} (retried later)", file=sys.stderr)
+    if posted.done.delivered or posted.done.failed:
+        print(f"hooks: posted {posted.done.delivered}, failed {posted.done.failed}", flush=True)
+    return posted

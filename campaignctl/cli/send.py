@@ -10,6 +10,7 @@ import typer
 from campaignctl.cli.context import (
     TableOrJson,
     check_names,
+    post_hooks,
     print_json,
     report_error,
     state,
@@ -95,7 +96,9 @@ def send(
         "in the audience, or a built-in sample lead).",
     ),
 ) -> None:
-    """Send what is due now, within every limit and window; exit when nothing more is due."""
+    """Send what is due now, within every limit and window; exit when nothing more is due.
+
+    Then post the outgoing hooks' due events, for at most 5 seconds."""
     from campaignctl.errors import UsageError
     from campaignctl.timespec import parse_duration
 
@@ -154,6 +157,8 @@ def send(
         # cron overlapping a long run is the normal case, not news: exit 75 without a word, so
         # cron mails nothing and a wrapper can still tell (docs/operations.md)
         raise typer.Exit(int(ExitCode.TEMPFAIL)) from None
+    if not stops():  # what this run recorded, posted now: cron needs no daemon for the hooks
+        post_hooks(cfg, store, say=not quiet)
     _finish(result, quiet, view.transient)
 
 

@@ -8,6 +8,7 @@ import typer
 from campaignctl.cli.context import (
     TableOrJson,
     check_names,
+    post_hooks,
     print_json,
     report_error,
     state,
@@ -15,6 +16,7 @@ from campaignctl.cli.context import (
 )
 
 if TYPE_CHECKING:
+    from campaignctl.hooks import Posted
     from campaignctl.sync import ChannelSync, SyncResult
 
 
@@ -32,7 +34,9 @@ def sync(
     ),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
 ) -> None:
-    """Read replies, opt-outs, bounces and delivery statuses since the last sync; record them."""
+    """Read replies, opt-outs, bounces and delivery statuses since the last sync; record them.
+
+    Then post the outgoing hooks' due events, for at most 5 seconds."""
     from campaignctl.clock import wall_clock
     from campaignctl.sync import sync as run_sync
 
@@ -41,12 +45,16 @@ def sync(
     result = run_sync(st.config(), st.store(), wall_clock(), channels=channel or None)
     code = result.exit_code()
     if fmt is TableOrJson.json:
-        print_json(sync_json(result))
-    elif not quiet:
-        _render(result)
-        print(summary_line(result), flush=True)
-    elif code:  # quiet (cron): nothing when all went well, so cron mails only problems
-        print(summary_line(result), file=sys.stderr, flush=True)
+        posted = post_hooks(st.config(), st.store(), say=False)
+        print_json(sync_json(result, posted))
+    else:
+        if not quiet:
+            _render(result)
+        post_hooks(st.config(), st.store(), say=not quiet)
+        if not quiet:
+            print(summary_line(result), flush=True)
+        elif code:  # quiet (cron): nothing when all went well, so cron mails only problems
+            print(summary_line(result), file=sys.stderr, flush=True)
     for c in result.channels:
         if c.error is not None:
             report_error(c.error.message, c.error.hint)
@@ -75,9 +83,18 @@ def summary_line(result: "SyncResult") -> str:
     return "sync: " + ("; ".join(parts) or "no channels")
 
 
-def sync_json(result: "SyncResult") -> dict[str, Any]:
-    """The `sync --format json` document."""
-    return {"channels": [_channel_json(c) for c in result.channels]}
+def sync_json(result: "SyncResult", posted: "Posted | None" = None) -> dict[str, Any]:
+    """The `sync --format json` document; `hooks` is what was posted after it (null without
+    hooks)."""
+    hooks = None
+    if posted is not None:
+        hooks = {
+            "delivered": posted.done.delivered,
+            "failed": posted.done.failed,
+            "errors": list(posted.done.errors or ()),
+            "missing_keys": [f"{where}: {why}" for where, why in posted.missing_keys],
+        }
+    return {"channels": [_channel_json(c) for c in result.channels], "hooks": hooks}
 
 
 def _channel_json(c: "ChannelSync") -> dict[str, Any]:
