@@ -10,7 +10,8 @@ With `--anchor DIR` (a checkout of the commit to compare with, e.g. `git worktre
 /tmp/anchor15 4b975a0`), each command runs there too, A B A B, and the ratio of the medians is
 printed. `send` runs on a copy of the database, and only with `--send`: its first pass enrols
 every lead (the audience `status == 'new'` picks them in SQL), then sends what the example's
-limits let go in one run (an hourly limit of 200 emails).
+limits let go in one run (an hourly limit of 200 emails); `send --dry-run` (with `--send` too)
+does the same on its own private copy. bench/pass_memory.py measures a pass with no limits.
 
     python bench/memory_1m.py [LEADS] [--anchor DIR] [--runs N] [--send] [--only NAME]
 """
@@ -135,6 +136,7 @@ def main() -> int:
     commands = dict(COMMANDS)
     if opts.send:
         commands["send"] = ["send"]
+        commands["send-dry-run"] = ["send", "--dry-run"]  # on the database itself: writes none
     if opts.only:
         commands = {k: v for k, v in commands.items() if k in opts.only}
     codes = {"this": REPO, **({"anchor": opts.anchor.resolve()} if opts.anchor else {})}
