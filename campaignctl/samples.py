@@ -99,22 +99,24 @@ def existing_store(cfg: Config) -> Store | None:
     """The campaign file's database when it already exists; never creates one."""
     from campaignctl.store import Store
 
-    return Store.existing(cfg.database_url())
+    return Store.existing(cfg.database_url(), lazy=True)
 
 
 def _iter_leads(store: Store, batch: int = 500) -> Iterator[dict[str, Any]]:
-    from campaignctl.store import lead_context
+    """The database's leads by id, as templates see them: plain reads (`check` and `preview`
+    load no SQLAlchemy for them on an up-to-date SQLite file)."""
+    from campaignctl.audience import row_context
     from campaignctl.store import leads as store_leads
 
     last = 0
-    with store.read() as session:
+    with store.reads() as r:
         while True:
-            rows = store_leads.after(session, last, batch)
+            rows = store_leads.rows_after(r, last, batch)
             if not rows:
                 return
             for row in rows:
-                yield lead_context(row)
-            last = rows[-1].id or last
+                yield row_context(row)
+            last = rows[-1][0]
 
 
 def database_samples(cfg: Config, limit: int = SAMPLE_LIMIT) -> list[dict[str, Any]] | None:

@@ -115,14 +115,24 @@ def test_the_probe_sees_what_send_loads(sent: Path):
 
 
 @pytest.mark.parametrize(
-    "args", [("status",), ("status", "--format", "json"), ("plan",)], ids=" ".join
+    ("args", "says"),
+    [
+        (("status",), "welcome"),
+        (("status", "--format", "json"), "welcome"),
+        (("plan",), "welcome"),
+        (("check",), "sample lead(s) (first 200 from campaignctl.db)"),
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, tuple) else "",
 )
-def test_status_and_plan_read_without_sqlalchemy(sent: Path, args: tuple[str, ...]):
-    """On an up-to-date SQLite file, `status` and `plan` read through the sqlite3 module alone
-    (`Store.reads()`): SQLAlchemy is a quarter of their start-up."""
+def test_status_plan_and_check_read_without_sqlalchemy(
+    sent: Path, args: tuple[str, ...], says: str
+):
+    """On an up-to-date SQLite file, `status`, `plan` and `check` (its sample leads) read
+    through the sqlite3 module alone (`Store.reads()`): SQLAlchemy is a quarter of their
+    start-up."""
     code, _, stdout, alchemy = probe(sent, *args)
     assert code == 0
-    assert "welcome" in stdout
+    assert says in stdout
     assert not alchemy
 
 

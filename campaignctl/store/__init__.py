@@ -158,11 +158,12 @@ class Store:
         return cls(dialect_for(url).reading_url(url), lazy=lazy)
 
     @classmethod
-    def existing(cls, url: str, *, migrate_now: bool = True) -> Store | None:
-        """The database at `url` when it already exists (None otherwise); never creates one."""
+    def existing(cls, url: str, *, migrate_now: bool = True, lazy: bool = False) -> Store | None:
+        """The database at `url` when it already exists (None otherwise); never creates one.
+        `lazy`: as for `Store`."""
         if not dialect_for(url).exists(url):
             return None
-        return cls(url, migrate_now=migrate_now)
+        return cls(url, migrate_now=migrate_now, lazy=lazy)
 
     @property
     def in_memory(self) -> bool:

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from campaignctl.errors import CampaignctlError
 
@@ -47,6 +47,9 @@ class Dialect(Protocol):
     """One database family's SQL and file handling."""
 
     name: str
+    #: How plain SQL reads each of `UNENROLLED_OPTIONAL` (the JSON columns as their text, which
+    #: `audience.row_context` decodes).
+    lead_read: ClassVar[dict[str, str]]
 
     def check(self, url: str) -> None:
         """Raise a CampaignctlError when `url` cannot be opened (e.g. its folder is missing)."""

@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from campaignctl.store.conn import Conn, Readable, connection
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
 from campaignctl.store.reader import marks, reader
-
-if TYPE_CHECKING:
-    from campaignctl.store.schema import Lead
 
 #: The names of the columns a lead row has, in order.
 LEAD_COLUMNS = ("id", *LEAD_FIXED_FIELDS, "attrs")
@@ -209,17 +206,20 @@ def plan_newcomers(
     return r.dialect.unenrolled_lead_rows(r, campaign, columns)
 
 
-def after(conn: Conn, last_id: int, n: int) -> list[Lead]:
-    """Up to `n` leads with ids above `last_id`, as `Lead` objects, by id."""
-    from sqlmodel import Session, select
+def rows_after(conn: Readable, last_id: int, n: int) -> list[Any]:
+    """Up to `n` leads with ids above `last_id`, by id, as plain rows (id, email, phone,
+    first_name, last_name, timezone, status, tags, attrs; the JSON columns as their text, which
+    `audience.row_context` decodes): without SQLAlchemy on an up-to-date SQLite file."""
+    from campaignctl.store.dialect import unenrolled_columns
 
-    from campaignctl.store.schema import Lead
-
-    assert isinstance(conn, Session)
+    r = reader(conn)
     return list(
-        conn.exec(
-            select(Lead).where(Lead.id > last_id).order_by(Lead.id).limit(n)  # type: ignore[arg-type,operator]
-        ).all()
+        r.rows(
+            f"SELECT {unenrolled_columns(None, r.dialect.lead_read)} FROM lead "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            last_id,
+            n,
+        )
     )
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from campaignctl.errors import CampaignctlError
 from campaignctl.store.dialect import UNENROLLED_OPTIONAL, PickReads, unenrolled_columns
@@ -188,6 +188,10 @@ class PostgresDialect(PickReads):
     """The `Dialect` for `postgresql://` URLs."""
 
     name = "postgresql"
+    lead_read: ClassVar[dict[str, str]] = {c: c for c in UNENROLLED_OPTIONAL} | {
+        "tags": "CAST(tags AS text)",
+        "attrs": "CAST(attrs AS text)",
+    }
 
     def check(self, url: str) -> None:
         require_driver()
@@ -361,10 +365,8 @@ class PostgresDialect(PickReads):
     def unenrolled_lead_rows(
         self, r: Reader, campaign: str, columns: frozenset[str] | None = None
     ) -> Iterator[Any]:
-        read = {c: c for c in UNENROLLED_OPTIONAL}
-        read |= {"tags": "CAST(tags AS text)", "attrs": "CAST(attrs AS text)"}
         return r.stream(
-            f"SELECT {unenrolled_columns(columns, read)} FROM lead WHERE NOT EXISTS "
+            f"SELECT {unenrolled_columns(columns, self.lead_read)} FROM lead WHERE NOT EXISTS "
             "(SELECT 1 FROM enrolment e WHERE e.lead_id = lead.id AND e.campaign = ?)",
             campaign,
         )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from campaignctl.errors import CampaignctlError
 from campaignctl.store.dialect import UNENROLLED_OPTIONAL, PickReads, unenrolled_columns
@@ -95,6 +95,7 @@ class SQLiteDialect(PickReads):
     """The `Dialect` for `sqlite:///FILE` URLs."""
 
     name = "sqlite"
+    lead_read: ClassVar[dict[str, str]] = {c: c for c in UNENROLLED_OPTIONAL}
 
     def check(self, url: str) -> None:
         db = database_of(url)
@@ -250,9 +251,8 @@ class SQLiteDialect(PickReads):
     def unenrolled_lead_rows(
         self, r: Reader, campaign: str, columns: frozenset[str] | None = None
     ) -> Iterator[Any]:
-        read = {c: c for c in UNENROLLED_OPTIONAL}
         return r.stream(
-            f"SELECT {unenrolled_columns(columns, read)} "
+            f"SELECT {unenrolled_columns(columns, self.lead_read)} "
             "FROM lead WHERE id NOT IN (SELECT lead_id FROM enrolment WHERE campaign = ?)",
             campaign,
         )
