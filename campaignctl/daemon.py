@@ -94,8 +94,9 @@ def _meta_write(store: Store, values: dict[str, str], now: datetime) -> None:
         meta.set_heartbeat(s, values, now)
 
 
-def _needs_person_write(store: Store, channel: str, err: CampaignctlError | None) -> None:
-    """Record (or with None, clear) that `channel` needs a person; `status` shows it."""
+def note_needs_person(store: Store, channel: str, err: CampaignctlError | None) -> None:
+    """Record (or with None, clear) that `channel` needs a person, its credentials missing or
+    refused: the daemon, `send` (from cron too) and `auth` keep it; `status` shows it."""
     from campaignctl.store import meta
 
     value = None if err is None else json.dumps({"message": err.message, "hint": err.hint})
@@ -104,7 +105,7 @@ def _needs_person_write(store: Store, channel: str, err: CampaignctlError | None
 
 
 def needs_person(store: Store) -> dict[str, dict[str, str | None]]:
-    """Channels a running daemon found needing a person: {channel: {"message", "hint"}}."""
+    """Channels found needing a person (`note_needs_person`): {channel: {"message", "hint"}}."""
     from campaignctl.store import meta
 
     with store.reads() as s:
@@ -247,7 +248,7 @@ class Daemon:
             pid = runner.lock.holder() if runner.lock is not None else str(os.getpid())
             try:
                 for ch in needs_person(self.store):  # a previous daemon's: tried again now
-                    _needs_person_write(self.store, ch, None)
+                    note_needs_person(self.store, ch, None)
                 started = self.clock()
                 _meta_write(
                     self.store, {"pid": str(pid or ""), "started_at": started.isoformat()}, started
@@ -434,14 +435,14 @@ class Daemon:
                 "error", f"{channel}: needs a person: {err.message}", channel=channel, hint=err.hint
             )
         if channel not in self.needs_person:
-            _needs_person_write(self.store, channel, err)
+            note_needs_person(self.store, channel, err)
         self.needs_person[channel] = err
         if self._work_channels() <= set(self.needs_person):
             self._needs_a_person(err)
 
     def _channel_works(self, channel: str) -> None:
         if self.needs_person.pop(channel, None) is not None:
-            _needs_person_write(self.store, channel, None)
+            note_needs_person(self.store, channel, None)
             self.log.emit("daemon", f"{channel}: works again", channel=channel)
 
     def _needs_a_person(self, err: CampaignctlError) -> None:

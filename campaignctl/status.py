@@ -166,7 +166,7 @@ def status(
     breakers = _breakers(cfg, store, now, tz)
     warmups = _warmups(cfg, store, now, tz)
     daemon = daemon_status(store)
-    stuck = needs_person(store) if daemon["running"] else {}
+    stuck = needs_person(store)  # what the daemon, or the last `send`, found
     channels = [
         {
             "name": ch,

@@ -6,6 +6,7 @@ credentials were revoked would never alert. The lock and an unreachable provider
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -162,3 +163,50 @@ def test_daemon_stops_only_the_channel_whose_credentials_are_missing(tmp_path: P
     assert code == 0, output
     assert output.count("sms: needs a person: twilio channel 'sms'") == 1, output
     assert "stopping with exit 78" not in output
+
+
+def test_status_shows_what_a_send_from_cron_found_until_the_channel_works(
+    tmp_path: Path, cli, fake_twilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a daemon, `status` still says which channel needs a person after a `send` met
+    its missing credentials; a later run that sends on it clears that."""
+    write_project(
+        tmp_path, SMS_CHANNEL.replace("http://127.0.0.1:9", fake_twilio.url), SMS_CAMPAIGN
+    )
+    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 2)
+    creds = {var: os.environ[var] for var in TWILIO_ENV if var in os.environ}
+    for var in TWILIO_ENV:
+        monkeypatch.delenv(var, raising=False)
+    assert cli("-C", tmp_path, "send", "--quiet").exit_code == 78
+    status = cli("-C", tmp_path, "status").stdout
+    assert "sms: needs a person: twilio channel 'sms': environment variable " in status
+    doc = json.loads(cli("-C", tmp_path, "status", "--format", "json").stdout)
+    [sms] = [ch for ch in doc["channels"] if ch["name"] == "sms"]
+    assert "campaignctl auth twilio" in sms["needs_person"]["hint"]
+    assert cli("-C", tmp_path, "send", "--quiet").exit_code == 78  # recorded once, not twice
+    for var, value in creds.items():
+        monkeypatch.setenv(var, value)
+    res = cli("-C", tmp_path, "send")
+    assert res.exit_code == 0, res.stderr
+    assert len(fake_twilio.created) == 2
+    assert "needs a person" not in cli("-C", tmp_path, "status").stdout
+
+
+def test_a_successful_auth_clears_what_status_said(
+    tmp_path: Path, cli, fake_twilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(
+        tmp_path, SMS_CHANNEL.replace("http://127.0.0.1:9", fake_twilio.url), SMS_CAMPAIGN
+    )
+    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 1)
+    creds = {var: os.environ[var] for var in TWILIO_ENV if var in os.environ}
+    for var in TWILIO_ENV:
+        monkeypatch.delenv(var, raising=False)
+    assert cli("-C", tmp_path, "send", "--quiet").exit_code == 78
+    assert "sms: needs a person" in cli("-C", tmp_path, "status").stdout
+    for var, value in creds.items():
+        monkeypatch.setenv(var, value)
+    res = cli("-C", tmp_path, "auth", "twilio")
+    assert res.exit_code == 0, res.stderr
+    assert "needs a person" not in cli("-C", tmp_path, "status").stdout
+    assert fake_twilio.created == []  # auth sent nothing

@@ -13,6 +13,7 @@ from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from campaignctl.channels.registry import Auth, AuthOption
+    from campaignctl.config import Config
 
 #: The option every `auth NAME` has; the provider's `run` gets the channel it chose.
 CHANNEL = "channel"
@@ -47,7 +48,9 @@ def auth_command(provider: str, auth: "Auth") -> TyperCommand:
 
         channel = values.pop(CHANNEL)
         cfg = state(ctx).config()
-        auth.run(cfg, find_channel(cfg, provider, channel), values, typer.echo)
+        name = find_channel(cfg, provider, channel)
+        auth.run(cfg, name, values, typer.echo)
+        _verified(cfg, name)
 
     channel_help = auth.channel_help or (
         f"{provider.capitalize()} channel to use (default: the first {provider} channel)."
@@ -71,6 +74,22 @@ def auth_command(provider: str, auth: "Auth") -> TyperCommand:
     built = typer.main.get_command(one)
     assert isinstance(built, TyperCommand)
     return built
+
+
+def _verified(cfg: "Config", channel: str) -> None:
+    """The channel's credentials work (`auth` raised nothing): what `status` said it needed
+    from a person is done. A database that does not exist yet is not created."""
+    from campaignctl.daemon import needs_person, note_needs_person
+    from campaignctl.store import Store
+
+    store = Store.existing(cfg.database_url(), lazy=True)
+    if store is None:
+        return
+    try:
+        if channel in needs_person(store):
+            note_needs_person(store, channel, None)
+    finally:
+        store.close()
 
 
 class _ProviderCommands(TyperGroup):

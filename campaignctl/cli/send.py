@@ -157,9 +157,26 @@ def send(
         # cron overlapping a long run is the normal case, not news: exit 75 without a word, so
         # cron mails nothing and a wrapper can still tell (docs/operations.md)
         raise typer.Exit(int(ExitCode.TEMPFAIL)) from None
+    _note_credentials(store, result)
     if not stops():  # what this run recorded, posted now: cron needs no daemon for the hooks
         post_hooks(cfg, store, say=not quiet)
     _finish(result, quiet, view.transient)
+
+
+def _note_credentials(store: "Store", result: "RunResult") -> None:
+    """Keep for `status` each channel whose credentials this run found missing or refused (it
+    needs a person: `campaignctl auth ...`), and forget it for each channel this run sent on,
+    as the daemon does: a run from cron is seen in `status` too."""
+    from campaignctl.daemon import needs_person, note_needs_person
+
+    refused = result.total.auth_errors
+    worked = {ch for (_c, _s, ch), c in result.total.counts.items() if c["sent"]} - set(refused)
+    known = needs_person(store)
+    for ch, err in refused.items():
+        if known.get(ch) != {"message": err.message, "hint": err.hint}:
+            note_needs_person(store, ch, err)
+    for ch in worked & set(known):
+        note_needs_person(store, ch, None)
 
 
 def _test_send(
