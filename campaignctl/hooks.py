@@ -340,9 +340,11 @@ def post_due(
 ) -> Posted | None:
     """Queue the hooks' share of the events recorded since, then POST what is due for at most
     `budget` seconds: what each daemon tick does, and `send` and `sync` at their end (so that
-    cron alone posts them). None when the campaign file has no hooks (events are only marked)."""
-    queue_events(store, cfg, now())
+    cron alone posts them). None when the campaign file has no hooks: nothing is read or
+    written then (the events recorded meanwhile are looked at once a hook is added, and only
+    those after it was first seen are queued)."""
     if not cfg.hooks:
         return None
+    queue_events(store, cfg, now())
     missing = key_problems(cfg, environ)
     return Posted(missing, deliver(store, cfg, environ, now, rng=rng, budget=budget))
