@@ -192,14 +192,14 @@ def run(
         real = clock()
         now = planned if timedelta(0) <= real - planned <= SLOT_TOLERANCE else real
         left = None if options.limit is None else options.limit - result.total.total("sent")
-        ends = real + PASS_TIME if deadline is None else min(real + PASS_TIME, deadline)
+        pass_end = real + PASS_TIME if deadline is None else min(real + PASS_TIME, deadline)
         res = engine.run_pass(
             now,
             rng,
             limit=left,
             should_stop=options.should_stop,
             on_event=options.on_event,
-            ends=lambda: clock() >= ends,
+            ends=lambda: clock() >= pass_end,
         )
         result.passes += 1
         result.total.merge(res)
