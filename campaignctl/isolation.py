@@ -103,10 +103,15 @@ def _worker(
     args: tuple[Any, ...],
     exceeded: Mapping[str, str],
     limits: tuple[int, int],
+    environ: Mapping[str, str],
 ) -> None:
     global _report, _exceeded, MEMORY_LIMIT, CPU_LIMIT
     MEMORY_LIMIT, CPU_LIMIT = limits  # as the parent has them (forkserver starts afresh)
     _exceeded = exceeded
+    # the parent's environment as it is now (a forkserver's children have the one it started
+    # with): what `check` says of keys and tokens is about this run's environment
+    os.environ.clear()
+    os.environ.update(environ)
 
     def report(key: str) -> None:
         _cpu_budget()
@@ -163,7 +168,7 @@ def run_limited(fn: Callable[..., T], *args: Any, exceeded: Mapping[str, str] | 
     receiver, sender = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_worker,
-        args=(sender, fn, args, dict(exceeded or {}), (MEMORY_LIMIT, CPU_LIMIT)),
+        args=(sender, fn, args, dict(exceeded or {}), (MEMORY_LIMIT, CPU_LIMIT), dict(os.environ)),
         daemon=True,
     )
     proc.start()

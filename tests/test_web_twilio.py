@@ -357,3 +357,46 @@ def test_webhooks_through_a_real_uvicorn(world):
         assert "<Response/>" in res.text
     store = open_store(folder)
     assert [e.kind for e in _events(store)] == ["delivered", "optout"]
+
+
+def test_check_warns_when_serve_could_not_verify_a_channels_webhooks(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+):
+    """With `[server]`, a Twilio channel's auth token signs its webhooks: without it `serve`
+    refuses them (403), so `check` says so, at the channel's key (sending may still work with
+    an API key). A thread runs meanwhile, so `check`'s worker comes from a forkserver started
+    earlier: it must still see this environment as it is now, not as it was then."""
+    import threading
+
+    done = threading.Event()
+    waiting = threading.Thread(target=done.wait, daemon=True)
+    waiting.start()
+    for var, value in ENV.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("WA_TWILIO_TOKEN", raising=False)
+    channels = f"""\
+[channels.whatsapp]
+provider = "twilio"
+from = "{OUR_WA}"
+auth_token_env = "WA_TWILIO_TOKEN"
+"""
+    write_project(tmp_path, channels + server_section(), CAMPAIGN.replace('"sms"', '"whatsapp"'))
+
+    def token_problems() -> list[dict[str, str]]:
+        res = cli("-C", tmp_path, "check", "--format", "json")
+        problems = json.loads(res.stdout)["problems"]
+        return [p for p in problems if p["path"].endswith("auth_token_env")]
+
+    [problem] = token_problems()
+    assert problem["path"] == "channels.whatsapp.auth_token_env"
+    assert problem["severity"] == "warning"
+    assert "WA_TWILIO_TOKEN is not set" in problem["message"]
+    assert "refuses them" in problem["message"]
+    monkeypatch.setenv("WA_TWILIO_TOKEN", WA_TOKEN)
+    assert token_problems() == []
+    # without [server] there are no webhooks to verify
+    monkeypatch.delenv("WA_TWILIO_TOKEN")
+    write_project(tmp_path, channels, CAMPAIGN.replace('"sms"', '"whatsapp"'))
+    assert token_problems() == []
+    done.set()
+    waiting.join()

@@ -43,6 +43,22 @@ def _problems(ch: TwilioChannel) -> Iterator[Problem]:
         yield "from", "set 'from' (a number) or 'messaging_service_sid'", "error"
 
 
+def _environment_problems(cfg: Config, name: str, ch: TwilioChannel) -> Iterator[Problem]:
+    """With `[server]`, Twilio's webhooks (delivery statuses, STOP and replies) are verified
+    with the channel's auth token: without it `serve` refuses them (403) and they are lost,
+    even when the channel sends with an API key."""
+    import os
+
+    if cfg.server is not None and not os.environ.get(ch.auth_token_env, "").strip():
+        yield (
+            "auth_token_env",
+            f"environment variable {ch.auth_token_env} is not set: `serve` cannot verify "
+            "Twilio's webhooks for this channel (delivery statuses, STOP, replies) and "
+            "refuses them; set it where `serve` runs",
+            "warning",
+        )
+
+
 def _sender(ch: TwilioChannel) -> str:
     return ch.from_ or f"messaging service {ch.messaging_service_sid}"
 
@@ -97,6 +113,7 @@ PROVIDER = Provider(
     kind_of=_kind_of,
     default_kind="sms",
     problems=_problems,
+    environment_problems=_environment_problems,
     sender=_sender,
     auth=AUTH,
 )
