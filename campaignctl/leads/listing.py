@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from campaignctl.store import Store
-    from campaignctl.store.conn import Conn
+    from campaignctl.store.conn import Readable
+    from campaignctl.store.leads import LeadRow
 
 
 @dataclass
@@ -29,12 +30,12 @@ class Skipped:
 
 
 def matching_leads(
-    session: Conn, where: str | None, skipped: Skipped | None = None
-) -> Iterator[Any]:
+    session: Readable, where: str | None, skipped: Skipped | None = None
+) -> Iterator[LeadRow]:
     """The leads an audience expression matches (all for None), in import order: what
     `leads list --where` shows and `leads tag --where` changes. A lead the expression fails on
     is left out and counted in `skipped`; an expression the sandbox refuses is an error.
-    Leads are rows of `store.leads.LEAD_COLUMNS`, streamed: read them inside the transaction."""
+    Leads are `store.leads.LeadRow`s, streamed: read them inside the transaction."""
     from campaignctl.audience import AudienceError, AudienceRefused, compile_audience
     from campaignctl.store import lead_context
     from campaignctl.store import leads as store_leads
@@ -81,7 +82,7 @@ def iter_leads(
 
     compile_audience(where, "--where")  # a bad expression fails before anything is read
     shown = 0
-    with store.reading() as conn:
+    with store.reads() as conn:
         optouts: dict[int, list[str]] = {}
         for lead_id, channel in store_leads.all_optouts(conn):
             optouts.setdefault(lead_id, []).append(channel)

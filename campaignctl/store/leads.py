@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from campaignctl.store.conn import Conn, Readable, connection
 from campaignctl.store.fields import LEAD_FIXED_FIELDS
@@ -150,18 +150,44 @@ def optout_counts(conn: Readable, campaigns: Sequence[str]) -> list[Any]:
     )
 
 
-def in_import_order(conn: Conn, batch: int = 1000) -> Iterator[Any]:
-    """Every lead, as rows of `LEAD_COLUMNS` (`tags` and `attrs` decoded), in import order:
-    streamed from the cursor `batch` rows at a time, never all held (`leads list` on a million
-    leads); read them inside the transaction."""
-    from sqlalchemy import select
+class LeadRow(NamedTuple):
+    """A lead as `leads list` and `leads tag --where` read it: its columns, `tags` and `attrs`
+    decoded."""
 
-    from campaignctl.store.tables import LEAD
+    id: int
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    timezone: str | None
+    status: str
+    tags: list[str]
+    attrs: dict[str, Any]
 
-    rows = connection(conn).execute(
-        select(*_columns()).order_by(LEAD.c.id).execution_options(yield_per=batch)
-    )
-    yield from rows
+
+def in_import_order(conn: Readable) -> Iterator[LeadRow]:
+    """Every lead as a `LeadRow`, in import order, streamed from the cursor a batch at a time,
+    never all held (`leads list` on a million leads): plain SQL, so `leads list` loads no
+    SQLAlchemy on an up-to-date SQLite file. Read them inside the transaction."""
+    from campaignctl.audience import loads
+    from campaignctl.store.dialect import unenrolled_columns
+
+    r = reader(conn)
+    columns = unenrolled_columns(None, r.dialect.lead_read)
+    for lead_id, email, phone, first, last, zone, status, tags, attrs in r.stream(
+        f"SELECT {columns} FROM lead ORDER BY id"
+    ):
+        yield LeadRow(
+            lead_id,
+            email,
+            phone,
+            first,
+            last,
+            zone,
+            status,
+            loads(tags) if tags else [],
+            loads(attrs) if attrs else {},
+        )
 
 
 @cache
