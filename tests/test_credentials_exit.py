@@ -165,19 +165,26 @@ def test_daemon_stops_only_the_channel_whose_credentials_are_missing(tmp_path: P
     assert "stopping with exit 78" not in output
 
 
+def _refused_send(
+    folder: Path, url: str, leads: int, monkeypatch: pytest.MonkeyPatch, cli
+) -> dict[str, str]:
+    """A Twilio channel at the fake, `leads` leads, and a `send` without the Twilio variables
+    (exit 78); the variables taken away, to give back."""
+    write_project(folder, SMS_CHANNEL.replace("http://127.0.0.1:9", url), SMS_CAMPAIGN)
+    add_leads(Store.for_config(load(folder / "campaigns.toml")), leads)
+    creds = {var: os.environ[var] for var in TWILIO_ENV if var in os.environ}
+    for var in TWILIO_ENV:
+        monkeypatch.delenv(var, raising=False)
+    assert cli("-C", folder, "send", "--quiet").exit_code == 78
+    return creds
+
+
 def test_status_shows_what_a_send_from_cron_found_until_the_channel_works(
     tmp_path: Path, cli, fake_twilio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without a daemon, `status` still says which channel needs a person after a `send` met
     its missing credentials; a later run that sends on it clears that."""
-    write_project(
-        tmp_path, SMS_CHANNEL.replace("http://127.0.0.1:9", fake_twilio.url), SMS_CAMPAIGN
-    )
-    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 2)
-    creds = {var: os.environ[var] for var in TWILIO_ENV if var in os.environ}
-    for var in TWILIO_ENV:
-        monkeypatch.delenv(var, raising=False)
-    assert cli("-C", tmp_path, "send", "--quiet").exit_code == 78
+    creds = _refused_send(tmp_path, fake_twilio.url, 2, monkeypatch, cli)
     status = cli("-C", tmp_path, "status").stdout
     assert "sms: needs a person: twilio channel 'sms': environment variable " in status
     doc = json.loads(cli("-C", tmp_path, "status", "--format", "json").stdout)
@@ -195,14 +202,7 @@ def test_status_shows_what_a_send_from_cron_found_until_the_channel_works(
 def test_a_successful_auth_clears_what_status_said(
     tmp_path: Path, cli, fake_twilio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_project(
-        tmp_path, SMS_CHANNEL.replace("http://127.0.0.1:9", fake_twilio.url), SMS_CAMPAIGN
-    )
-    add_leads(Store.for_config(load(tmp_path / "campaigns.toml")), 1)
-    creds = {var: os.environ[var] for var in TWILIO_ENV if var in os.environ}
-    for var in TWILIO_ENV:
-        monkeypatch.delenv(var, raising=False)
-    assert cli("-C", tmp_path, "send", "--quiet").exit_code == 78
+    creds = _refused_send(tmp_path, fake_twilio.url, 1, monkeypatch, cli)
     assert "sms: needs a person" in cli("-C", tmp_path, "status").stdout
     for var, value in creds.items():
         monkeypatch.setenv(var, value)

@@ -13,22 +13,13 @@ import pytest
 from campaignctl.engine import Engine
 from campaignctl.store import Store
 from tests.support import T0, add_leads, messages, project
+from tests.test_dry_run_sample import UNLIMITED
 
 # on SQLite and on PostgreSQL (tests/support/databases.py)
 pytestmark = pytest.mark.usefixtures("db_url")
 
-ONE_STEP = """
-[channels.sms]
-provider = "outbox"
-kind = "sms"
-
-[campaigns.welcome]
-status = "active"
-[[campaigns.welcome.steps]]
-name = "hello"
-channel = "sms"
-body = "Hi {{ lead.nickname }}"
-"""
+#: one SMS step, no limits; a lead without a nickname cannot be rendered
+ONE_STEP = UNLIMITED.replace("first_name", "nickname")
 
 
 def test_each_event_is_heard_once_its_batch_has_committed(tmp_path: Path) -> None:

@@ -19,22 +19,10 @@ from campaignctl.runner import PASS_TIME, RunOptions, run
 from campaignctl.store import Store
 from campaignctl.store.schema import Worker
 from tests.support import T0, add_leads, project, sent_times
+from tests.test_dry_run_sample import UNLIMITED  # one SMS step, no limits
 
 # on SQLite and on PostgreSQL (tests/support/databases.py)
 pytestmark = pytest.mark.usefixtures("db_url")
-
-UNLIMITED = """
-[channels.sms]
-provider = "outbox"
-kind = "sms"
-
-[campaigns.welcome]
-status = "active"
-[[campaigns.welcome.steps]]
-name = "hello"
-channel = "sms"
-body = "hi"
-"""
 
 #: what one send takes on the fake clock: two make a batch of 40 s, so a pass of 60 s holds two
 SEND_TIME = timedelta(seconds=20)
