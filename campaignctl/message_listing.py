@@ -36,9 +36,9 @@ class MessageListing:
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         from campaignctl.store import messages
 
-        with self.store.reading() as session:
+        with self.store.reads() as r:
             for row in messages.listing(
-                session,
+                r,
                 campaign=self.campaign,
                 step=self.step,
                 state=self.status,

@@ -45,3 +45,33 @@ def test_rows_after_are_the_leads_as_templates_see_them(tmp_path: Path) -> None:
     assert got == expected
     assert got[0]["tags"] == ["vip", "é"]
     assert got[2]["nested"] == {"k": [1, None]}
+
+
+def test_the_message_listing_reads_the_same_on_both_databases(tmp_path: Path) -> None:
+    """`store.messages.listing` (plain SQL, `messages list`): the lead by its email, else its
+    phone; times as aware UTC datetimes; every filter, `since` included."""
+    import random
+    from datetime import UTC, timedelta
+
+    from campaignctl.engine import Engine
+    from campaignctl.store import messages as store_messages
+    from tests.support import T0
+    from tests.test_dry_run_sample import UNLIMITED
+
+    store = Store.for_config(cfg := project(tmp_path, UNLIMITED))
+    _first, second = add_leads(
+        store,
+        Lead(phone="+12125550000", first_name="A"),
+        Lead(email="b@x.com", phone="+12125550001", first_name="B"),
+    )
+    Engine(cfg, store).run_pass(T0, random.Random(1))
+    with store.reads() as r:
+        rows = list(store_messages.listing(r))
+        assert [row[1] for row in rows] == ["+12125550000", "b@x.com"]
+        assert [row[6] for row in rows] == ["sent", "sent"]
+        assert all(row[13] == T0 and row[13].tzinfo is UTC for row in rows)
+        assert [row[1] for row in store_messages.listing(r, lead_id=second)] == ["b@x.com"]
+        assert list(store_messages.listing(r, state="pending")) == []
+        assert len(list(store_messages.listing(r, campaign="welcome", step="hello"))) == 2
+        assert len(list(store_messages.listing(r, since=T0 - timedelta(hours=1)))) == 2
+        assert list(store_messages.listing(r, since=T0 + timedelta(days=3650))) == []

@@ -124,15 +124,11 @@ def test_bad_filters_exit_2(tmp_path: Path, cli: Callable[..., Result]) -> None:
 
 
 def test_rows_stream_from_the_database(tmp_path: Path, cli: Callable[..., Result]) -> None:
-    """The listing is a generator over a yield_per cursor: its first row comes before the
-    others are read, which arrive batch by batch (bench/messages_list.py checks the memory)."""
-    from campaignctl.store import messages as store_messages
-
+    """The listing is a generator over the database's cursor: its first row comes before the
+    others are read (bench/messages_list.py checks the memory)."""
     _sent(tmp_path, cli)
     cfg = load(tmp_path / "campaigns.toml")
     store = Store.for_config(cfg)
-    batch = store_messages.LISTING_BATCH
-    store_messages.LISTING_BATCH = 2
     try:
         import inspect
 
@@ -143,6 +139,5 @@ def test_rows_stream_from_the_database(tmp_path: Path, cli: Callable[..., Result
         assert first[0] == 1
         rest = list(it)
     finally:
-        store_messages.LISTING_BATCH = batch
         store.close()
     assert [r[0] for r in rest] == list(range(2, 9))

@@ -123,13 +123,15 @@ def test_the_probe_sees_what_send_loads(sent: Path):
         (("check",), "sample lead(s) (first 200 from campaignctl.db)"),
         (("leads", "list"), "maria.santos@example.com"),
         (("leads", "list", "--format", "csv", "--where", "'buyer' in tags"), "email,phone"),
+        (("messages", "list"), "welcome"),
+        (("messages", "list", "--format", "json", "--status", "sent"), '"status": "sent"'),
     ],
     ids=lambda a: " ".join(a) if isinstance(a, tuple) else "",
 )
 def test_the_reading_commands_read_without_sqlalchemy(sent: Path, args: tuple[str, ...], says: str):
-    """On an up-to-date SQLite file, `status`, `plan`, `check` (its sample leads) and `leads
-    list` read through the sqlite3 module alone (`Store.reads()`): SQLAlchemy is a quarter of
-    their start-up."""
+    """On an up-to-date SQLite file, `status`, `plan`, `check` (its sample leads), `leads list`
+    and `messages list` read through the sqlite3 module alone (`Store.reads()`): SQLAlchemy
+    is a quarter of their start-up."""
     code, _, stdout, alchemy = probe(sent, *args)
     assert code == 0
     assert says in stdout

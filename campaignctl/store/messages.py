@@ -493,12 +493,10 @@ LISTING_COLUMNS = (
     "claimed_at",
     "sent_at",
 )
-#: Rows fetched from the database at a time while `listing` streams.
-LISTING_BATCH = 2000
 
 
 def listing(
-    conn: Conn,
+    conn: Readable,
     *,
     campaign: str | None = None,
     step: str | None = None,
@@ -507,48 +505,34 @@ def listing(
     since: datetime | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Messages as tuples of `LISTING_COLUMNS` (the lead by its email, else its phone; times
-    aware UTC), oldest first, filtered, streamed `LISTING_BATCH` rows at a time: memory stays
-    flat whatever the count. `since`: changed (due, claimed, sent, skipped...) at or after it."""
-    from sqlalchemy import func, select
-
-    from campaignctl.store.tables import LEAD, MESSAGE
-
-    q = select(
-        MESSAGE.c.id,
-        func.coalesce(LEAD.c.email, LEAD.c.phone),
-        MESSAGE.c.campaign,
-        MESSAGE.c.step,
-        MESSAGE.c.channel,
-        MESSAGE.c.variant,
-        MESSAGE.c.state,
-        MESSAGE.c.reason,
-        MESSAGE.c.reason_code,
-        MESSAGE.c.provider_id,
-        MESSAGE.c.attempts,
-        MESSAGE.c.due_at,
-        MESSAGE.c.claimed_at,
-        MESSAGE.c.sent_at,
-    ).join_from(MESSAGE, LEAD, LEAD.c.id == MESSAGE.c.lead_id, isouter=True)
-    if campaign is not None:
-        q = q.where(MESSAGE.c.campaign == campaign)
-    if step is not None:
-        q = q.where(MESSAGE.c.step == step)
-    if state is not None:
-        q = q.where(MESSAGE.c.state == state)
-    if lead_id is not None:
-        q = q.where(MESSAGE.c.lead_id == lead_id)
+    aware UTC), oldest first, filtered, streamed from the cursor: memory stays flat whatever
+    the count. `since`: changed (due, claimed, sent, skipped...) at or after it. Plain SQL:
+    `messages list` loads no SQLAlchemy on an up-to-date SQLite file."""
+    r = reader(conn)
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("m.campaign", campaign),
+        ("m.step", step),
+        ("m.state", state),
+        ("m.lead_id", lead_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
     if since is not None:
-        q = q.where(MESSAGE.c.updated_at >= since)
-    result = (
-        connection(conn)
-        .execution_options(yield_per=LISTING_BATCH)
-        .execute(q.order_by(MESSAGE.c.id))
+        where.append("m.updated_at >= ?")
+        params.append(since)
+    sql = (
+        "SELECT m.id, coalesce(l.email, l.phone), m.campaign, m.step, m.channel, m.variant, "
+        "m.state, m.reason, m.reason_code, m.provider_id, m.attempts, m.due_at, m.claimed_at, "
+        "m.sent_at FROM message m LEFT JOIN lead l ON l.id = m.lead_id"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY m.id"
     )
-    try:
-        for row in result:
-            yield tuple(row)
-    finally:
-        result.close()
+    time = Reader.time_or_none
+    for *fixed, due, claimed, sent in r.stream(sql, *params):
+        yield (*fixed, time(due), time(claimed), time(sent))
 
 
 def campaign_names(conn: Conn) -> list[str]:
