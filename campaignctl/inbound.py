@@ -226,12 +226,15 @@ def keep_early(session: Transaction, channel: str, resource: dict[str, Any], now
 
     callbacks.forget_before(session, now - EARLY_KEPT_FOR)
     status = str(resource.get("status") or "").lower()
+    # without the lead's number: a status is matched by its sid alone, and a row kept for a
+    # message that is not ours holds nobody's personal data for its 7 days
+    kept = {k: v for k, v in resource.items() if k not in ("to", "body")}
     callbacks.keep(
         session,
         channel=channel,
         provider_id=str(resource["sid"]),
         status=status,
-        resource=resource,
+        resource=kept,
         received_at=now,
     )
 

@@ -196,6 +196,10 @@ def test_a_kept_callback_for_a_sid_never_ours_goes_after_7_days(
     foreign = "SM" + "f" * 32  # sent from our number by another tool
     assert callback(rig, foreign, "delivered") == 204
     assert kept(rig.store) == [(foreign, "delivered")]
+    with rig.store.read() as s:  # nobody's phone number is kept
+        (resource,) = s.connection().execute(select(EARLY_CALLBACK.c.resource)).scalars()
+    assert resource["from"] == OUR_SMS
+    assert "to" not in resource
     # sync records what matches and keeps the rest for 7 days
     sync(cfg, rig.store, T0 + timedelta(days=6))
     assert kept(rig.store) == [(foreign, "delivered")]
