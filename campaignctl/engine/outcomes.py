@@ -212,14 +212,11 @@ class Outcomes(EngineContext):
         """Twilio's status callbacks for this batch that came before its sids were recorded
         (kept by the webhook, `inbound.record_status`): recorded now, in the same transaction.
         One look-up by this batch's sids; nothing at all without a Twilio channel."""
-        channels = self.cfg.channels
-        if not any(ch.provider == "twilio" for ch in channels.values()):
+        twilio = {name for name, ch in self.cfg.channels.items() if ch.provider == "twilio"}
+        if not twilio:
             return
-        sids = [
-            o.provider_id
-            for c, o in outcomes
-            if isinstance(o, Sent) and channels[c.out.channel].provider == "twilio"
-        ]
+        sent = [(c, o) for c, o in outcomes if isinstance(o, Sent)]
+        sids = [o.provider_id for c, o in sent if c.out.channel in twilio]
         if sids:
             from campaignctl.inbound import settle_early
 
