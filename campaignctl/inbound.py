@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from campaignctl import suppression
 from campaignctl.classify import (
@@ -28,6 +28,7 @@ from campaignctl.config import STOP_REASONS
 from campaignctl.store import events
 
 if TYPE_CHECKING:
+    from campaignctl.config import Config
     from campaignctl.store import Lead
     from campaignctl.store.conn import Transaction
 
@@ -68,6 +69,7 @@ class Recorded:
     unknown_leads: int = 0  # recorded, but no lead has that address
     stopped: int = 0  # enrolments stopped
     skipped: int = 0  # pending messages skipped
+    kept: int = 0  # status callbacks about no message of ours yet: kept (`keep_early`)
 
     @property
     def total(self) -> int:
@@ -178,6 +180,116 @@ def _mark_message_error(session: Transaction, item: Inbound, now: datetime) -> N
     events.mark_message_error(
         session, item.message_id, item.error_code or item.kind.value, item.error, now
     )
+
+
+# ---------------------------------------------------------------- early status callbacks
+
+#: How long a status callback about no message of ours is kept (`keep_early`): a sid that is
+#: not ours by then never will be (a message another tool sent from the same number).
+EARLY_KEPT_FOR = timedelta(days=7)
+
+
+def record_status(
+    cfg: Config,
+    session: Transaction,
+    channel: str,
+    resource: dict[str, Any],
+    now: datetime,
+    stop_on: Mapping[str, Collection[str]] | None = None,
+) -> Recorded:
+    """One Twilio status callback with a final status (`classify.TWILIO_FINAL`), in the
+    caller's transaction: recorded as `sync` records it (`sync.record_received`) when its sid
+    is one of our messages'; else kept (`keep_early`), since the engine records a batch's sids
+    only after sending the whole batch and Twilio often answers sooner."""
+    from campaignctl.channels.base import Received
+    from campaignctl.store import locks
+    from campaignctl.sync import record_received
+
+    sid = str(resource["sid"])
+    known = known_by_provider_id(session, [sid])
+    if not known.by_provider_id:
+        # the engine may be recording this sid right now: under the lock its record step
+        # takes before looking for kept callbacks, either we see its sid or it sees ours
+        locks.hold(session, [locks.EARLY_CALLBACKS])
+        known = known_by_provider_id(session, [sid])
+    if not known.by_provider_id:
+        keep_early(session, channel, resource, now)
+        return Recorded(kept=1)
+    received = Received(provider_id=sid, resource=resource)
+    return record_received(cfg, session, channel, [received], known, now, stop_on)
+
+
+def keep_early(session: Transaction, channel: str, resource: dict[str, Any], now: datetime) -> None:
+    """Keep a status callback whose sid is not ours yet, once per (sid, status), until
+    `settle_early` records it; those kept longer than `EARLY_KEPT_FOR` go at the same time."""
+    from campaignctl.store import callbacks
+
+    callbacks.forget_before(session, now - EARLY_KEPT_FOR)
+    status = str(resource.get("status") or "").lower()
+    # without the lead's number: a status is matched by its sid alone, and a row kept for a
+    # message that is not ours holds nobody's personal data for its 7 days
+    kept = {k: v for k, v in resource.items() if k not in ("to", "body")}
+    callbacks.keep(
+        session,
+        channel=channel,
+        provider_id=str(resource["sid"]),
+        status=status,
+        resource=kept,
+        received_at=now,
+    )
+
+
+def settle_early(
+    cfg: Config,
+    session: Transaction,
+    now: datetime,
+    *,
+    provider_ids: Collection[str] | None = None,
+    channel: str | None = None,
+    stop_on: Mapping[str, Collection[str]] | None = None,
+) -> Recorded:
+    """Record the kept callbacks whose sid is now one of our handed-over messages', exactly as
+    the webhook would have (`sync.record_received`: a status behind the message's furthest
+    does nothing), and delete them; in the caller's transaction.
+
+    `provider_ids`: only the callbacks kept for these sids (a batch's, just recorded: one
+    look-up through the sid's index, and no write when none was kept); else every kept one
+    that is ours (on `channel` only, if given), and those kept longer than `EARLY_KEPT_FOR`
+    are deleted (`sync`)."""
+    from campaignctl.channels.base import Received
+    from campaignctl.store import callbacks, locks
+    from campaignctl.sync import record_received
+
+    locks.hold(session, [locks.EARLY_CALLBACKS])
+    if provider_ids is None:
+        callbacks.forget_before(session, now - EARLY_KEPT_FOR)
+        rows = callbacks.kept_ours(session, channel)
+    else:
+        rows = callbacks.kept_for(session, provider_ids)
+    out = Recorded()
+    if not rows:
+        return out
+    known = known_by_provider_id(session, {r.provider_id for r in rows})
+    by_channel: dict[str, list[Received]] = {}
+    settled: list[int] = []
+    for r in rows:
+        ref = known.by_provider_id.get(r.provider_id)
+        if ref is None or ref.channel not in cfg.channels:
+            continue  # not ours (yet), or its channel left the campaign file: kept, then expires
+        resource = dict(r.resource)
+        # a webhook carries no date: the time it came stands for it, as when recorded then
+        resource["date_created"] = r.received_at.isoformat()
+        by_channel.setdefault(ref.channel, []).append(Received(r.provider_id, resource=resource))
+        settled.append(r.id)
+    for name, items in by_channel.items():
+        done = record_received(cfg, session, name, items, known, now, stop_on)
+        out.events.update(done.events)
+        out.duplicates += done.duplicates
+        out.unknown_leads += done.unknown_leads
+        out.stopped += done.stopped
+        out.skipped += done.skipped
+    callbacks.forget(session, settled)
+    return out
 
 
 # ---------------------------------------------------------------- sync cursors

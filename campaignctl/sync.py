@@ -118,7 +118,7 @@ def sync(
 
 def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: ChannelSync) -> None:
     """Fetch since the stored cursor, classify, record, and move the cursor: one transaction."""
-    from campaignctl.inbound import get_cursor, load_known, set_cursor
+    from campaignctl.inbound import get_cursor, load_known, set_cursor, settle_early
     from campaignctl.store import locks, meta
 
     name = inbox.name
@@ -133,13 +133,16 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
         if get_cursor(s, name) != cursor:
             return
         done = record_received(cfg, s, name, items, load_known(s, name), now)
+        # status callbacks kept before their sid was ours (the engine settles its batches')
+        early = settle_early(cfg, s, now, channel=name)
         set_cursor(s, name, fetched.cursor, now)
         meta.set_last_sync(s, name, now)
-    res.events.update(done.events)
-    res.duplicates += done.duplicates
-    res.unknown_leads += done.unknown_leads
-    res.stopped += done.stopped
-    res.skipped += done.skipped
+    for d in (done, early):
+        res.events.update(d.events)
+        res.duplicates += d.duplicates
+        res.unknown_leads += d.unknown_leads
+        res.stopped += d.stopped
+        res.skipped += d.skipped
     res.more = fetched.more
 
 

@@ -201,6 +201,26 @@ class Outcomes(EngineContext):
             # a warming-up channel's first send is recorded once, with the send itself
             for ch in {c.out.channel for c, o in outcomes if isinstance(o, Sent)}:
                 self.warm_up(s.connection(), ch, now)
+            self._settle_early(s, outcomes, now)
+
+    def _settle_early(
+        self,
+        s: Transaction,
+        outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]],
+        now: datetime,
+    ) -> None:
+        """Twilio's status callbacks for this batch that came before its sids were recorded
+        (kept by the webhook, `inbound.record_status`): recorded now, in the same transaction.
+        One look-up by this batch's sids; nothing at all without a Twilio channel."""
+        twilio = {name for name, ch in self.cfg.channels.items() if ch.provider == "twilio"}
+        if not twilio:
+            return
+        sent = [(c, o) for c, o in outcomes if isinstance(o, Sent)]
+        sids = [o.provider_id for c, o in sent if c.out.channel in twilio]
+        if sids:
+            from campaignctl.inbound import settle_early
+
+            settle_early(self.cfg, s, now, provider_ids=sids)
 
     def _hook(self, w: store_messages.Writes, event: str, c: Claimed, now: datetime) -> None:
         """Queue the outgoing hooks' rows for `event` of `c`, with the outcome (durable: the

@@ -59,3 +59,7 @@ def sync(channel: str) -> str:
 FREQUENCY_CAP = "frequency-cap"
 #: The lock of marking dead workers' claims uncertain (journalled once).
 RECOVERY = "recover"
+#: The lock of the early Twilio callbacks (`inbound.settle_early`): a callback whose sid is not
+#: ours yet is kept under it, and a record step looks for kept ones under it, so that of two
+#: transactions at once one always sees what the other wrote (its sid, or the kept callback).
+EARLY_CALLBACKS = "early-callbacks"

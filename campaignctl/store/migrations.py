@@ -474,6 +474,26 @@ def m035_enrolment_state_index(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_enrolment_campaign_state ON enrolment (campaign, state)")
 
 
+@migration
+def m036_early_callback(conn: Connection) -> None:
+    # Twilio status callbacks that arrive before their message's sid is recorded, kept until
+    # it is (`inbound.settle_early`); looked up by sid through the unique key
+    _ddl(
+        conn,
+        """
+        CREATE TABLE early_callback (
+            id INTEGER PRIMARY KEY,
+            channel VARCHAR NOT NULL,
+            provider_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            resource JSON NOT NULL,
+            received_at DATETIME NOT NULL,
+            UNIQUE (provider_id, status)
+        )
+        """,
+    )
+
+
 class _Translated:
     """A connection whose `exec_driver_sql` speaks the database's dialect: what a migration
     receives on a database other than SQLite. Everything else is the connection's own."""

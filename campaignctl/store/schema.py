@@ -326,3 +326,19 @@ class HookDelivery(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_error: str | None = None
+
+
+class EarlyCallback(SQLModel, table=True):
+    """A Twilio status callback that came before its message's sid was recorded (the engine
+    records a batch's sids after sending the whole batch): kept, one per (sid, status), until
+    the sid is ours (`inbound.settle_early`) or for 7 days. `resource` is the callback as
+    `classify.twilio_webhook_resource` reads it."""
+
+    __tablename__ = "early_callback"
+    __table_args__ = (UniqueConstraint("provider_id", "status"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    provider_id: str  # the Twilio sid (the unique key's first column: its index)
+    status: str  # delivered, read, undelivered, failed
+    resource: dict[str, Any] = Field(sa_type=JSON)
+    received_at: datetime = Field(sa_type=UTCDateTime)

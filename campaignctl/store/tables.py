@@ -269,3 +269,16 @@ WORKER = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("heartbeat_at", UTCDateTime(), nullable=False, index=True),
 )
+
+
+EARLY_CALLBACK = Table(
+    "early_callback",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("channel", String(), nullable=False),
+    Column("provider_id", String(), nullable=False),
+    Column("status", String(), nullable=False),
+    Column("resource", JSON(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("provider_id", "status"),
+)

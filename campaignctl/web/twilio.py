@@ -8,7 +8,9 @@ channels: any of their tokens). What a webhook says goes through the same classi
 recording as `sync` (`sync.record_received`): the form is read as the Message resource `sync`
 lists, so an event has the same `source_id` whichever of the two sees it first, and is recorded
 once; a STOP opts the lead out through the one suppression rule; a status that does not move
-its message forward is dropped (`inbound.record`).
+its message forward is dropped (`inbound.record`). A status about a sid that is not ours yet
+(the engine records a batch's sids after sending it all) is kept until it is
+(`inbound.record_status`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +31,7 @@ from campaignctl.channels.base import Received
 from campaignctl.channels.providers.twilio import TwilioChannel
 from campaignctl.classify import TWILIO_FINAL, twilio_webhook_resource
 from campaignctl.config import Config
-from campaignctl.inbound import Recorded, known_by_provider_id
+from campaignctl.inbound import Recorded, known_by_provider_id, record_status
 from campaignctl.suppression import stop_on_of
 from campaignctl.sync import record_received
 from campaignctl.web.context import Web, log
@@ -143,12 +145,14 @@ def routes(web: Web, environ: Mapping[str, str] | None = None) -> list[BaseRoute
         signed = side.signed_by(url, form, request.headers.get(SIGNATURE_HEADER, ""))
         return (form, signed) if signed else None
 
-    def record(channel: str, resource: dict[str, object]) -> Recorded:
+    def record(channel: str, resource: dict[str, Any], inbound: bool) -> Recorded:
         sid = str(resource["sid"])
         now = web.clock()
         received = Received(provider_id=sid, resource=resource)
 
         def work(session: Transaction) -> Recorded:
+            if not inbound:  # kept when its sid is not ours yet
+                return record_status(cfg, session, channel, resource, now, stop_on)
             known = known_by_provider_id(session, [sid])
             return record_received(cfg, session, channel, [received], known, now, stop_on)
 
@@ -169,7 +173,7 @@ def routes(web: Web, environ: Mapping[str, str] | None = None) -> list[BaseRoute
             return _forbidden()
         wanted = inbound or str(resource["status"] or "").lower() in TWILIO_FINAL
         if resource["sid"] and wanted:
-            await run_in_threadpool(record, channel, resource)
+            await run_in_threadpool(record, channel, resource, inbound)
         if inbound:
             return Response(EMPTY_TWIML, media_type="text/xml")
         return Response(status_code=204)

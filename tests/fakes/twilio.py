@@ -11,7 +11,8 @@ or API key SID + secret) checked like Twilio (401, code 20003):
 
 Tests steer it: `fail_next(status, code)` queues errors, `opted_out` holds numbers that sent
 STOP, `receive(...)` injects an inbound message, `set_status(...)` moves a message to delivered
-or undelivered, `hold_queue` keeps new messages queued (no date_sent) as a busy queue would.
+or undelivered, `hold_queue` keeps new messages queued (no date_sent) as a busy queue would,
+`on_create` runs before a create's answer (a status callback that beats it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -86,6 +88,9 @@ class FakeTwilio:
         self.enforce_whatsapp_window = True
         self.hold_queue = False
         self.clock = lambda: datetime.now(UTC)
+        #: called with each message it accepts, before its answer leaves (a status callback
+        #: Twilio sends before the sender has even read the sid)
+        self.on_create: Callable[[dict[str, Any]], None] | None = None
         self._failures: list[_Failure] = []
         self._sids = itertools.count(1)
         self.http = LoopbackHTTP(self._handle)
@@ -285,6 +290,8 @@ class FakeTwilio:
         if not self.hold_queue:
             # Twilio hands it to the carrier within seconds: what a later list sees
             msg.update(status="sent", date_sent=self.clock())
+        if self.on_create is not None:
+            self.on_create(msg)
         return Response(201, response)
 
     def _list(self, req: Request) -> Response:
