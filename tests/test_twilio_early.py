@@ -225,6 +225,30 @@ def test_sync_records_a_kept_callback_once_its_sid_is_ours(
     assert kept(store) == []
 
 
+def test_a_callback_kept_while_its_message_was_uncertain_is_recorded_by_the_reconcile(
+    folder: Path, fake_twilio: FakeTwilio, rig: WebRig
+) -> None:
+    """The send's outcome was lost (its process killed): the message is uncertain, without
+    its sid, when Twilio's callback comes, so it is kept; the next pass asks Twilio (one
+    list), finds the sid, and records the kept status in the same transaction."""
+    send(folder, rig.store)
+    store = rig.store
+    first = sorted(sent(store).items(), key=lambda kv: kv[1])[0]
+    sid, message_id = first
+    with store.write() as s:
+        m = s.get(Message, message_id)
+        assert m is not None
+        m.state, m.provider_id, m.sent_at = "uncertain", None, None
+        s.add(m)
+    assert callback(rig, sid, "delivered") == 204
+    assert kept(store) == [(sid, "delivered")]
+    engine = Engine(load(folder / "campaigns.toml"), store)
+    engine.run_pass(T0 + timedelta(minutes=5), random.Random(1))
+    assert sent(store)[sid] == message_id  # reconciled: the provider has it
+    assert events(store) == [("delivered", f"delivered:{sid}", message_id)]
+    assert kept(store) == []
+
+
 @contextmanager
 def statements(store: Store) -> Iterator[list[str]]:
     """Every statement `store` runs inside the block (SQLAlchemy's own event)."""

@@ -201,22 +201,18 @@ class Outcomes(EngineContext):
             # a warming-up channel's first send is recorded once, with the send itself
             for ch in {c.out.channel for c, o in outcomes if isinstance(o, Sent)}:
                 self.warm_up(s.connection(), ch, now)
-            self._settle_early(s, outcomes, now)
+            went = [(c.out.channel, o.provider_id) for c, o in outcomes if isinstance(o, Sent)]
+            self._settle_early(s, went, now)
 
-    def _settle_early(
-        self,
-        s: Transaction,
-        outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]],
-        now: datetime,
-    ) -> None:
-        """Twilio's status callbacks for this batch that came before its sids were recorded
-        (kept by the webhook, `inbound.record_status`): recorded now, in the same transaction.
-        One look-up by this batch's sids; nothing at all without a Twilio channel."""
+    def _settle_early(self, s: Transaction, sent: list[tuple[str, str]], now: datetime) -> None:
+        """Twilio's status callbacks for these (channel, sid) just recorded `sent` (a batch's,
+        or reconciled ones) that came before the sid was ours (kept by the webhook,
+        `inbound.record_status`): recorded now, in the same transaction. One look-up by the
+        sids; nothing at all without a Twilio channel."""
         twilio = {name for name, ch in self.cfg.channels.items() if ch.provider == "twilio"}
         if not twilio:
             return
-        sent = [(c, o) for c, o in outcomes if isinstance(o, Sent)]
-        sids = [o.provider_id for c, o in sent if c.out.channel in twilio]
+        sids = [sid for channel, sid in sent if channel in twilio and sid]
         if sids:
             from campaignctl.inbound import settle_early
 

@@ -136,6 +136,7 @@ class Recovery(Outcomes):
                 # another process may have settled one meanwhile (and it may be claimed again)
                 still = store_messages.still_uncertain(conn, [r.id for r in todo])
                 w = store_messages.Writes()
+                found: list[tuple[str, str]] = []  # (channel, sid) the provider has
                 for r in todo:
                     answer = answers.get(r.id)
                     if r.id not in still:
@@ -146,7 +147,11 @@ class Recovery(Outcomes):
                         res.add(r.campaign, r.step, r.channel, "uncertain")
                     else:
                         self._settle(w, r, leads[r.lead_id], answer, now, res)
+                        if answer.outcome is Reconciled.SENT and answer.provider_id:
+                            found.append((r.channel, answer.provider_id))
                 w.flush(conn)
+                # the callbacks Twilio sent while the message was uncertain (sid not ours yet)
+                self._settle_early(s, found, now)
 
     def _host_local(self, ch: str) -> bool:
         """Whether only this host can tell what `ch` sent (an outbox's folder is on a disk of
