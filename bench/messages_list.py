@@ -3,9 +3,9 @@
 The database is generated here: 100,000 leads, then ten messages each (sent, skipped, pending,
 with reasons, provider ids and times) inserted raw through the store in batches. The command
 runs as a real `campaignctl` process; its peak RSS is its VmHWM, polled (goal: <= 100 MiB, the
-rows streamed from a yield_per cursor, never held).
+rows streamed from the database's cursor, never held).
 
-    /work/venv/bin/python bench/messages_list.py [MESSAGES]
+    python bench/messages_list.py [MESSAGES]
 """
 
 from __future__ import annotations
