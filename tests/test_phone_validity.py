@@ -58,20 +58,27 @@ def test_normalise_phone_equals_phonenumbers_on_real_numbers() -> None:
     assert ok > 1_000
 
 
-def example_numbers() -> Iterator[tuple[str, str | None]]:
-    """Each region's example number of each type, as E.164 and national digits, read with
-    its own region, a neighbour sharing its country code, and none."""
+def _examples() -> Iterator[tuple[str, phonenumbers.PhoneNumber, str]]:
+    """(region, number, national significant number) of each region's example number of
+    each type."""
     for region in REGIONS:
         for kind in TYPES:
             ex = phonenumbers.example_number_for_type(region, kind)
             if ex is None:
                 continue
-            nsn = phonenumbers.national_significant_number(ex)
             assert ex.country_code is not None
-            shared = phonenumbers.region_codes_for_country_code(ex.country_code)
-            for value in (f"+{ex.country_code}{nsn}", nsn, "0" + nsn):
-                for read_as in (region, shared[-1], None):
-                    yield value, read_as
+            yield region, ex, phonenumbers.national_significant_number(ex)
+
+
+def example_numbers() -> Iterator[tuple[str, str | None]]:
+    """Each region's example number of each type, as E.164 and national digits, read with
+    its own region, a neighbour sharing its country code, and none."""
+    for region, ex, nsn in _examples():
+        assert ex.country_code is not None
+        shared = phonenumbers.region_codes_for_country_code(ex.country_code)
+        for value in (f"+{ex.country_code}{nsn}", nsn, "0" + nsn):
+            for read_as in (region, shared[-1], None):
+                yield value, read_as
 
 
 def test_normalise_phone_equals_phonenumbers_on_example_numbers() -> None:
@@ -82,17 +89,12 @@ def test_normalise_phone_equals_phonenumbers_on_example_numbers() -> None:
 
 def test_validity_helpers_equal_phonenumbers() -> None:
     """`phones.valid_in`, `region_of` and `possible` on every example number."""
-    for region in REGIONS:
-        for kind in TYPES:
-            ex = phonenumbers.example_number_for_type(region, kind)
-            if ex is None:
-                continue
-            nsn = phonenumbers.national_significant_number(ex)
-            assert ex.country_code is not None
-            for other in (region, "US", "GB", "PH"):
-                assert phones.valid_in(ex.country_code, nsn, other) == (
-                    phonenumbers.is_valid_number_for_region(ex, other)
-                ), (region, nsn, other)
-            own = phones.region_of(ex.country_code, nsn)
-            assert own == phonenumbers.region_code_for_number(ex), (region, nsn)
-            assert phones.possible(ex.country_code, nsn) == phonenumbers.is_possible_number(ex)
+    for region, ex, nsn in _examples():
+        assert ex.country_code is not None
+        for other in (region, "US", "GB", "PH"):
+            assert phones.valid_in(ex.country_code, nsn, other) == (
+                phonenumbers.is_valid_number_for_region(ex, other)
+            ), (region, nsn, other)
+        own = phones.region_of(ex.country_code, nsn)
+        assert own == phonenumbers.region_code_for_number(ex), (region, nsn)
+        assert phones.possible(ex.country_code, nsn) == phonenumbers.is_possible_number(ex)

@@ -361,7 +361,7 @@ class Claims(Outcomes, AbTests):
         w.set(r.id, now, state=FAILED, error_code="render", error=error)
         w.end_enrolment(r.campaign, lead.id, "stopped", f"step {r.step} failed", now)
         res.add(r.campaign, r.step, ch, "failed")
-        res.event(
+        res.events.append(
             {
                 "event": "failed",
                 "id": r.id,

@@ -183,19 +183,19 @@ class Outcomes(EngineContext):
                         c.trigger_event,
                     )
                     res.add(*key, "sent")
-                    res.event({"event": "sent", **ev})
+                    res.events.append({"event": "sent", **ev})
                     self._hook(w, "sent", c, now)
                 elif isinstance(o, ChannelError):
                     self._record_error(s, w, c, o, now, rng, res)
                     ev |= {"error": o.message, "hint": o.hint}
-                    res.event({"event": o.kind.value, **ev})
+                    res.events.append({"event": o.kind.value, **ev})
                 else:
                     reason = "the channel raised an unexpected error mid-send"
                     error = f"{type(o).__name__}: {o}"
                     w.set(c.row_id, now, state=UNCERTAIN, error=error, reason=reason)
                     w.log(self._about(c, Kind.UNCERTAIN, now, None, reason=reason, error=error))
                     res.add(*key, "uncertain")
-                    res.event({"event": "uncertain", **ev, "error": str(o)})
+                    res.events.append({"event": "uncertain", **ev, "error": str(o)})
             w.flush(s.connection())
             res.tripped |= self._record_breakers(s.connection(), outcomes, now)
             # a warming-up channel's first send is recorded once, with the send itself

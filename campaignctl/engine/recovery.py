@@ -226,7 +226,7 @@ class Recovery(Outcomes):
             sent = Sent(answer.provider_id or "", answer.thread_id or r.thread_id)
             self._mark_sent(w, r.id, r.campaign, r.step, lead, at, now, sent, r.trigger_event)
             w.set(r.id, now, reason="reconciled: the provider has it")
-            res.event({"event": "reconciled", "id": r.id, "outcome": "sent"})
+            res.events.append({"event": "reconciled", "id": r.id, "outcome": "sent"})
             return
         ch_cfg = self.cfg.channels[r.channel]
         first = r.first_attempt_at or r.claimed_at or now
@@ -245,7 +245,7 @@ class Recovery(Outcomes):
                 reason="reconciled: the provider never got it",
             )
             log("pending", "the provider never got it: sent again when due")
-        res.event({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
+        res.events.append({"event": "reconciled", "id": r.id, "outcome": "not_sent"})
 
     def _lost(self, r: Any, lead: LeadInfo, now: datetime) -> Outgoing:
         """The uncertain message as it was handed to its channel, for `reconcile`.

@@ -65,10 +65,6 @@ class PassResult:
     def add(self, campaign: str, step: str, channel: str, counter: str, n: int = 1) -> None:
         self.counts[(campaign, step, channel)][counter] += n
 
-    def event(self, ev: dict[str, Any]) -> None:
-        """Note what happened to a message; it reaches `on_event` at the next `emit`."""
-        self.events.append(ev)
-
     def emit(self) -> None:
         """Hand the events noted since the last call to the listener, once their transaction
         has committed (the engine calls this after each batch)."""

@@ -135,9 +135,6 @@ class Dialect(Protocol):
     # machinery cost a second): JSON columns as their text, times as naive-UTC ISO text;
     # streamed (a cursor, read inside the caller's transaction), never all held at once.
 
-    def lead_rows(self, r: Reader) -> Iterator[Any]:
-        """(id, email, phone, timezone) of every lead."""
-
     def unenrolled_lead_rows(
         self, r: Reader, campaign: str, columns: frozenset[str] | None = None
     ) -> Iterator[Any]:

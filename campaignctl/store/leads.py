@@ -217,8 +217,7 @@ def lead_context(lead: Any) -> dict[str, Any]:
 def plan_leads(conn: Readable) -> Iterator[Any]:
     """(id, email, phone, timezone) of every lead, as plain tuples (the planner's bulk read),
     streamed: read them inside the transaction."""
-    r = reader(conn)
-    return r.dialect.lead_rows(r)
+    return reader(conn).stream("SELECT id, email, phone, timezone FROM lead")
 
 
 def plan_newcomers(

@@ -359,9 +359,6 @@ class PostgresDialect(PickReads):
 
     # -------------------------------------------------------------- the planner's reads
 
-    def lead_rows(self, r: Reader) -> Iterator[Any]:
-        return r.stream("SELECT id, email, phone, timezone FROM lead")
-
     def unenrolled_lead_rows(
         self, r: Reader, campaign: str, columns: frozenset[str] | None = None
     ) -> Iterator[Any]:

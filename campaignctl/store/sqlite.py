@@ -245,9 +245,6 @@ class SQLiteDialect(PickReads):
 
     # -------------------------------------------------------------- the planner's reads
 
-    def lead_rows(self, r: Reader) -> Iterator[Any]:
-        return r.stream("SELECT id, email, phone, timezone FROM lead")
-
     def unenrolled_lead_rows(
         self, r: Reader, campaign: str, columns: frozenset[str] | None = None
     ) -> Iterator[Any]:
