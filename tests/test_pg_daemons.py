@@ -56,7 +56,9 @@ def test_four_daemons_hold_a_daily_limit_together_and_send_each_message_once(
 def test_two_daemons_killed_mid_send_and_restarted_lose_nothing_and_repeat_nothing(
     tmp_path: Path, pg_url: str
 ) -> None:
-    leads = 2000
+    # enough that the two daemons left cannot send them all while the second victim starts
+    # claiming (2,000 were all claimed by then in one CI run beside the suite)
+    leads = 6000
     fleet = Fleet(tmp_path, pg_url, DAEMONS)
     fleet.import_leads(leads)
     killed: dict[str, tuple[int, int]] = {}
