@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 from typer.testing import Result
 
@@ -199,6 +200,7 @@ def _promo(data: Any) -> Any:
     return {c["name"]: c for c in data["campaigns"]}["promo"]
 
 
+@pytest.mark.usefixtures("db_url")
 def test_counts_per_step_and_variant(tmp_path: Path, cli: Callable[..., Result]) -> None:
     _seed(tmp_path)
     promo = _promo(_json(cli, tmp_path))
@@ -297,6 +299,7 @@ def test_csv_rows(tmp_path: Path, cli: Callable[..., Result]) -> None:
     assert lines[2].endswith(",mailbox_full=1")
 
 
+@pytest.mark.usefixtures("db_url")
 def test_since(tmp_path: Path, cli: Callable[..., Result]) -> None:
     _seed(tmp_path)
     promo = _promo(_json(cli, tmp_path, "--since", "2026-03-04"))
@@ -378,6 +381,7 @@ def test_html_is_the_golden_file(tmp_path: Path, cli: Callable[..., Result]) -> 
     )
 
 
+@pytest.mark.usefixtures("db_url")
 def test_report_of_real_sends(tmp_path: Path, cli: Callable[..., Result]) -> None:
     """Messages sent through the outbox channel by `send`, then reported."""
     write_project(tmp_path, CHANNELS, CAMPAIGNS)

@@ -112,36 +112,37 @@ def outcome_counts(conn: Conn, since: datetime | None) -> list[Any]:
     tracked at all); only messages sent since `since` count. The caller keeps the `sent` rows
     of the campaigns it reports.
 
-    The (message, kind) pairs are read from `ix_event_message_kind` alone and summed into one
-    mask of kinds per message; each mask then looks up its message by its key. No condition
-    falls on the message table, so no database starts from a campaign's million messages and
-    probes the events of each. A message with both a delivered and an undelivered kind of event
-    counts as undelivered (not delivered is final, as for `status`). Clicks by people are read
-    apart (their detail says whether a machine made them). A reply or opt-out matched to no
+    The (message, kind) pairs are read from `ix_event_message_kind` alone, in its order, and
+    each message's distinct kinds summed into one mask of them; each mask then looks up its
+    message by its key, as the masks stream. No condition falls on the message table, so no
+    database starts from a campaign's million messages and probes the events of each. A
+    message with both a delivered and an undelivered kind of event counts as undelivered (not
+    delivered is final, as for `status`). Clicks by people are read apart (their detail says
+    whether a machine made them). A reply or opt-out matched to no
     message is `unmatched_counts`'."""
     e = EVENT.c
-    pairs = (
-        select(e.message_id, e.kind).where(e.message_id.is_not(None)).distinct().subquery("pairs")
-    )
-    bit = case(_BITS, value=pairs.c.kind, else_=0)
+    # the bits are distinct powers of two, so the sum of a message's distinct bits is their OR
+    bit = case(_BITS, value=e.kind, else_=0)
     per_message = (
-        select(pairs.c.message_id.label("mid"), func.sum(bit).label("mask"))
-        .group_by(pairs.c.message_id)
+        select(e.message_id.label("mid"), func.sum(bit.distinct()).label("mask"))
+        .where(e.message_id.is_not(None))
+        .group_by(e.message_id)
         .subquery("per_message")
     )
     p = per_message.c
     m = MESSAGE.c
-    # a column, not a constant: a constant in GROUP BY is a column number to some databases
-    counted = case((m.sent_at >= (since or _EPOCH), 1), else_=0)
+    # the outer join lets SQLite stream the masks into the look-ups (an inner join had it
+    # write them all to a temporary table first); a mask without its message counts nowhere
+    counted = func.sum(case((m.sent_at >= (since or _EPOCH), 1), else_=0))
     c = connection(conn)
     rows = c.execute(
-        select(m.campaign, m.state, m.step, m.variant, p.mask, counted, func.count())
-        .join_from(per_message, MESSAGE, m.id == p.mid)
-        .group_by(m.campaign, m.state, m.step, m.variant, p.mask, counted)
+        select(m.campaign, m.state, m.step, m.variant, p.mask, counted)
+        .join_from(per_message, MESSAGE, m.id == p.mid, isouter=True)
+        .group_by(m.campaign, m.state, m.step, m.variant, p.mask)
     )
     out: dict[tuple[str, str, str, str | None], list[int]] = {}
-    for camp, state, step, variant, mask, ok, n in rows:
-        if not ok:
+    for camp, state, step, variant, mask, n in rows:
+        if not n:
             continue
         figures = out.setdefault((camp, state, step, variant), [0] * 7)
         mask = int(mask or 0)
