@@ -78,3 +78,26 @@ def test_optout_of_a_known_lead_still_writes(cli, project):
     r = cli("-C", project, "leads", "optout", "ana@example.com")
     assert r.exit_code == 0, r.output
     assert "ana@example.com opted out of every channel" in r.stdout
+
+
+def _pg_tables(url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+    return sorted(name for (name,) in rows)
+
+
+@pytest.mark.parametrize("args", [*READ_ONLY, ["report"], ["messages", "list"]], ids=" ".join)
+def test_read_only_commands_create_no_tables_on_postgresql(cli, project, pg_url, monkeypatch, args):
+    """On an empty PostgreSQL database a reading command reads an empty one, as on SQLite
+    without its file: it creates no table (`campaignctl send` or `leads import` do)."""
+    monkeypatch.setenv("CAMPAIGNCTL_DATABASE", pg_url)
+    r = cli("-C", project, *args)
+    assert r.exit_code == 0, r.stderr
+    assert _pg_tables(pg_url) == []
+    (project / "leads.csv").write_text("email,first_name\nana@example.com,Ana\n")
+    assert cli("-C", project, "leads", "import", "leads.csv").exit_code == 0
+    assert "schema_migration" in _pg_tables(pg_url)

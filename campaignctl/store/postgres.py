@@ -228,9 +228,9 @@ class PostgresDialect(PickReads):
 
     def exists(self, url: str) -> bool:
         """Whether the database holds campaignctl's tables (the server must be reachable)."""
+        require_driver()
         import psycopg
 
-        require_driver()
         try:
             with psycopg.connect(libpq_url(url), autocommit=True) as conn:
                 row = conn.execute("SELECT to_regclass('schema_migration')").fetchone()
@@ -245,7 +245,9 @@ class PostgresDialect(PickReads):
         return False
 
     def reading_url(self, url: str) -> str:
-        return url
+        # A database without campaignctl's tables yet reads as SQLite's missing file does: an
+        # empty one in memory, so reading never creates the tables; only commands that write do.
+        return url if self.exists(url) else "sqlite:///:memory:"
 
     def map_error(self, where: str, exc: BaseException) -> DatabaseError | None:
         return database_error(where, exc)
