@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 SLOT_TOLERANCE = timedelta(milliseconds=250)
 #: How long a daemon sleeps at most before looking again (new leads, edits, other processes).
 IDLE_POLL = timedelta(seconds=60)
-#: A pass ends after the batch that reaches this much time (or the run's `max_time`), and the
-#: next pass takes what is left with a fresh `now`: a pass stamps its sends and its worker's
-#: heartbeat with its `now`, so an unlimited channel's hours-long pass would record every send
-#: at its start and look dead to the other daemons (`WORKER_TIMEOUT`), and the daemon's other
-#: jobs (sync, hooks) would wait for it.
+#: A pass ends after the send that reaches this much time (or the run's `max_time`; the rest of
+#: its batch is released), and the next pass takes what is left with a fresh `now`: a pass
+#: stamps its sends and its worker's heartbeat with its `now`, so an unlimited channel's
+#: hours-long pass would record every send at its start and look dead to the other daemons
+#: (`WORKER_TIMEOUT`), and the daemon's other jobs (sync, hooks) would wait for it.
 PASS_TIME = timedelta(seconds=60)
 #: A stop request is seen within this long while the loop sleeps until the next pass.
 STOP_POLL = 0.5

@@ -52,8 +52,9 @@ class Engine(Recovery, Enrolment, Claims):
         Sends at most `limit` messages; checks `should_stop` between sends. Every send in the
         pass is stamped `now`: a pass sends only what may go at that instant (one message on a
         paced channel), and its result says when the next pass has work. `ends` is asked after
-        each batch whether the pass's time is up (the runner's `PASS_TIME`): what is left goes
-        in the next pass, stamped with its own `now`. `on_event` hears what happened to each
+        each send whether the pass's time is up (the runner's `PASS_TIME`): the batch's other
+        claims are released, and what is left goes in the next pass, stamped with its own
+        `now`. `on_event` hears what happened to each
         message as its batch commits (the result keeps none of them then); without it, the
         result's `events` lists them.
         """
@@ -78,7 +79,7 @@ class Engine(Recovery, Enrolment, Claims):
             claimed = self._claim(now, rng, want, res)
             if not claimed:
                 break
-            outcomes = self._send(claimed, res, should_stop)
+            outcomes = self._send(claimed, res, should_stop, ends)
             self._record(outcomes, now, rng, res)
             res.emit()
             sent += sum(1 for _, o in outcomes if isinstance(o, Sent))

@@ -109,13 +109,21 @@ class Outcomes(EngineContext):
         claimed: list[Claimed],
         res: PassResult,
         should_stop: Callable[[], bool] | None,
+        ends: Callable[[], bool] | None = None,
     ) -> list[tuple[Claimed, Sent | ChannelError | BaseException | None]]:
-        """Hand each claimed message to its channel. None means: released unsent."""
+        """Hand each claimed message to its channel. None means: released unsent: the rest of
+        the batch once `should_stop`, or once `ends` says the pass's time is up (after one
+        send at least, so that every pass moves on): a batch of slow sends never keeps the
+        worker's heartbeat (beaten as the batch is recorded) older than the pass's time and
+        one send, whatever the batch's size."""
         outcomes: list[tuple[Claimed, Sent | ChannelError | BaseException | None]] = []
         tripped: set[str] = set()
+        cut = False
         for c in claimed:
             ch = c.out.channel
-            if ch in self._stopped or ch in tripped or (should_stop is not None and should_stop()):
+            cut = cut or (should_stop is not None and should_stop())
+            cut = cut or (ends is not None and bool(outcomes) and ends())
+            if cut or ch in self._stopped or ch in tripped:
                 outcomes.append((c, None))
                 continue
             outcome: Sent | ChannelError | BaseException

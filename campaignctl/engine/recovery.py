@@ -25,7 +25,8 @@ from campaignctl.store.journal import Kind
 
 #: A worker whose heartbeat is older than this is dead: another worker recovers its claims.
 #: A worker beats in every claim and record transaction (and the daemon after every tick),
-#: so only a batch that takes longer than this to send could be taken for dead.
+#: and a pass ends after the send that reaches `runner.PASS_TIME` (a minute), so a live
+#: worker's heartbeat is at most a minute and one send (bounded by its channel's time-out) old.
 WORKER_TIMEOUT = timedelta(minutes=5)
 #: A `sending` row claimed on another host by a worker without a row in `worker` (one that
 #: stopped, or a campaignctl before issue 16) is judged abandoned after this long.
