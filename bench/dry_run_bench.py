@@ -7,7 +7,12 @@ of each pair's ratio. With `--anchor DIR` (another checkout, e.g. `git worktree 
 and the CSV are generated under bench/out/dry_run/. Each checkout's modules are compiled ahead
 (`compileall`), as an installed package's are.
 
-    python bench/dry_run_bench.py [LEADS] [--runs N] [--anchor DIR]
+    python bench/dry_run_bench.py [LEADS] [--runs N] [--anchor DIR] [--floor]
+
+`--floor` times two more commands in each round, on the same project, for where the goal's
+floor lies: `campaignctl plan` (deciding what goes, and when, without writing or rendering:
+the cheapest whole command that answers what a pass would send) and `campaignctl check --leads
+leads.csv` (rendering every lead's message, deciding nothing).
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ def main() -> int:
     ap.add_argument("leads", nargs="?", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--anchor", type=Path, help="another checkout, run in each round too")
+    ap.add_argument("--floor", action="store_true", help="also time `plan` and `check --leads`")
     opts = ap.parse_args()
     folder = setup(opts.leads)
     ours = [sys.executable, "-m", "campaignctl", "-C", str(folder), "send", "--dry-run"]
@@ -115,12 +121,19 @@ def main() -> int:
     theirs_folder = setup(opts.leads, anchor, "anchor") if anchor is not None else folder
     anchored = [sys.executable, "-m", "campaignctl", "-C", str(theirs_folder), "send", "--dry-run"]
     print(f"{opts.leads:,} messages; load: {os.getloadavg()[0]:.2f}")
+    base = [sys.executable, "-m", "campaignctl", "-C", str(folder)]
+    floors = {"campaignctl plan": [*base, "plan"]}
+    floors["campaignctl check --leads"] = [*base, "check", "--leads", str(folder / "leads.csv")]
     a, b, c = [], [], []
+    floor_runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in floors}
     for _ in range(opts.runs):
         a.append(timed(ours))
         b.append(timed(theirs))
         if anchor is not None:
             c.append(timed(anchored, anchor))
+        if opts.floor:
+            for label, cmd in floors.items():
+                floor_runs[label].append(timed(cmd))
 
     def line(label: str, runs: list[tuple[float, float, float]], ratio: str = "") -> None:
         wall, cpu = (statistics.median(r[i] for r in runs) for i in (0, 1))
@@ -139,6 +152,10 @@ def main() -> int:
     if anchor is not None:
         wall, cpu = ratios(c)
         line("anchor send --dry-run", c, f"  ratio {wall:.2f} wall {cpu:.2f} CPU")
+    if opts.floor:
+        for label, runs in floor_runs.items():
+            fw, fc = ratios(runs)
+            line(label, runs, f"  ratio {fw:.2f} wall {fc:.2f} CPU")
     wall, cpu = ratios(a)
     line("campaignctl send --dry-run", a, f"  ratio {wall:.2f} wall {cpu:.2f} CPU")
     print(f"load at the end: {os.getloadavg()[0]:.2f}")

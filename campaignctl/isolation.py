@@ -7,15 +7,19 @@ from a pull request, so they do their rendering and audience evaluation in one w
 
 - its address space may grow by `MEMORY_LIMIT` bytes (RLIMIT_AS): a template asking for more
   gets a MemoryError, reported as a problem of that template;
-- each template or audience gets `CPU_LIMIT` seconds of CPU (RLIMIT_CPU, restarted for every
-  one): past it the kernel kills the worker;
-- the parent waits at most `WALL_LIMIT` seconds for the worker's next step (a template
-  including a FIFO blocks without using CPU), then kills it.
+- each template or audience gets `CPU_LIMIT` seconds of CPU at least (RLIMIT_CPU, restarted
+  for every one): past it the kernel kills the worker;
+- the parent waits `WALL_LIMIT` seconds (give or take a tenth) for the worker to begin its
+  next step (a template including a FIFO blocks without using CPU), then kills it.
 
 Before each template or audience the worker tells the parent its key path (`working_on`), so a
 killed worker is blamed on that key. `run_limited` raises `LimitExceeded` naming it; `check`
 then runs a new worker that reports that key as exceeding the limit without rendering it, so
-one bad template never hides the other problems.
+one bad template never hides the other problems. `check --leads` renders the same few
+templates for every lead, so a key goes through the pipe once; each step then only writes the
+key's number and counts itself in memory the two processes share (`_Board`), and the worker
+moves its CPU limit once a tenth of `CPU_LIMIT` has been used (a message and three system
+calls per render were half of `check --leads`'s time).
 
 A single-threaded parent forks the worker (a few milliseconds); one with threads uses the
 'forkserver' start method, which is safe with threads.
@@ -73,11 +77,13 @@ def working_on(key: str) -> None:
         _report(key)
 
 
-def _cpu_budget() -> None:
+def _cpu_budget(ahead: float = 0.0) -> None:
+    """`CPU_LIMIT` more seconds of CPU from now, and `ahead` more: the CPU that may be used
+    before the limit is moved again."""
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    soft = math.ceil(usage.ru_utime + usage.ru_stime) + CPU_LIMIT
+    soft = math.ceil(usage.ru_utime + usage.ru_stime + ahead) + CPU_LIMIT
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
@@ -97,8 +103,19 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a worker killed for CPU dumps no core
 
 
+class _Board:
+    """What the worker is at, in memory it shares with the parent: the number of its current
+    key (the order in which its keys went through the pipe; -1 before the first) and how many
+    steps it has begun (the parent's sign of progress)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.current = ctx.RawValue("q", -1)
+        self.steps = ctx.RawValue("Q", 0)
+
+
 def _worker(
     conn: Connection,
+    board: _Board,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     exceeded: Mapping[str, str],
@@ -106,23 +123,43 @@ def _worker(
     environ: Mapping[str, str],
 ) -> None:
     global _report, _exceeded, MEMORY_LIMIT, CPU_LIMIT
-    MEMORY_LIMIT, CPU_LIMIT = limits  # as the parent has them (forkserver starts afresh)
+    # the limits as the parent has them (a forkserver's child starts afresh)
+    MEMORY_LIMIT, CPU_LIMIT = limits
     _exceeded = exceeded
     # the parent's environment as it is now (a forkserver's children have the one it started
     # with): what `check` says of keys and tokens is about this run's environment
     os.environ.clear()
     os.environ.update(environ)
 
+    import time
+
+    # when the CPU limit was last moved, by the clock on the wall: the worker has one thread,
+    # so less time than that has passed on its CPU (the CPU clock is a system call, the wall's
+    # is not)
+    moved = 0.0
+    cpu_step = CPU_LIMIT / 10
+    numbers: dict[str, int] = {}  # the keys the parent has, by their number
+
     def report(key: str) -> None:
-        _cpu_budget()
-        conn.send(("key", key))
+        nonlocal moved
+        now = time.monotonic()
+        if now - moved >= cpu_step:
+            _cpu_budget(ahead=cpu_step)
+            moved = now
+        n = numbers.get(key)
+        if n is None:
+            n = numbers[key] = len(numbers)
+            conn.send(("key", key))
+        board.current.value = n
+        board.steps.value += 1
 
     _report = report
     try:
         # without /proc (not Linux) the CPU and wall-clock limits still hold
         with contextlib.suppress(OSError, ValueError):
             _limit_memory()
-        _cpu_budget()
+        _cpu_budget(ahead=cpu_step)
+        moved = time.monotonic()
         result = fn(*args)
     except CampaignctlError as exc:
         import pickle
@@ -163,26 +200,50 @@ def run_limited(fn: Callable[..., T], *args: Any, exceeded: Mapping[str, str] | 
     `exceeded` maps keys that exceeded a limit earlier to their message (see `working_on`).
     """
     import signal
+    import time
 
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
+    board = _Board(ctx)
+    limits = (MEMORY_LIMIT, CPU_LIMIT)
     proc = ctx.Process(
         target=_worker,
-        args=(sender, fn, args, dict(exceeded or {}), (MEMORY_LIMIT, CPU_LIMIT), dict(os.environ)),
+        args=(sender, board, fn, args, dict(exceeded or {}), limits, dict(os.environ)),
         daemon=True,
     )
     proc.start()
     sender.close()
-    key = ""
+    keys: list[str] = []
+
+    def blamed() -> str:
+        """The key the worker was at (its number read once it stopped or was killed)."""
+        while receiver.poll(0):  # keys it sent before its last step
+            try:
+                kind, value = receiver.recv()
+            except EOFError:
+                break
+            if kind == "key":
+                keys.append(value)
+        n = board.current.value
+        return keys[n] if 0 <= n < len(keys) else ""
+
+    steps, moved_at = 0, time.monotonic()
     try:
         while True:
-            if not receiver.poll(WALL_LIMIT):
-                proc.kill()
-                raise LimitExceeded(key, f"rendering took longer than {WALL_LIMIT} s")
+            if not receiver.poll(WALL_LIMIT / 10):
+                now = time.monotonic()
+                if board.steps.value != steps:  # a step began since: it has its full time
+                    steps, moved_at = board.steps.value, now
+                elif now - moved_at >= WALL_LIMIT:
+                    proc.kill()
+                    proc.join()
+                    raise LimitExceeded(blamed(), f"rendering took longer than {WALL_LIMIT} s")
+                continue
             try:
                 kind, value = receiver.recv()
             except EOFError:
                 proc.join()
+                key = blamed()
                 if proc.exitcode in (-signal.SIGXCPU, -signal.SIGKILL):
                     raise LimitExceeded(
                         key, f"rendering exceeded the {CPU_LIMIT} s CPU limit"
@@ -191,11 +252,11 @@ def run_limited(fn: Callable[..., T], *args: Any, exceeded: Mapping[str, str] | 
                     key, f"rendering stopped the worker process (exit status {proc.exitcode})"
                 ) from None
             if kind == "key":
-                key = value
+                keys.append(value)
             elif kind == "ok":
                 return value  # type: ignore[no-any-return]
             elif kind == "memory":
-                raise LimitExceeded(key, memory_message())
+                raise LimitExceeded(blamed(), memory_message())
             elif kind == "raise":
                 raise value
             elif kind == "error":

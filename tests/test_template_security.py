@@ -543,6 +543,34 @@ def test_a_template_that_blocks_is_stopped_by_the_wall_clock(
     assert "campaigns.welcome.steps[0].body: rendering took longer than 1 s" in r.stdout
 
 
+def test_a_long_check_of_many_leads_is_not_taken_for_a_blocked_one(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check --leads` renders the same templates for every lead: the worker tells the parent
+    each key once, then only counts its steps in shared memory. Rendering 1,500 leads takes
+    longer than the wall-clock limit in all, never in one step: nothing is cut short, and a
+    step that blocks is still blamed on its key after many steps of other keys."""
+    import os
+
+    from campaignctl import isolation
+
+    monkeypatch.setattr(isolation, "WALL_LIMIT", 1)
+    busy = "{% for i in range(20000) %}{% endfor %}Hi {{ lead.first_name }}"
+    write(project, BODY, f'body = "{busy}"')
+    rows = "".join(f"lead{i}@example.com,Lead{i}\n" for i in range(1500))
+    (project / "leads.csv").write_text("email,first_name\n" + rows)
+    r = cli("-C", project, "check", "--leads", project / "leads.csv")
+    assert r.exit_code == 0, r.output
+    assert "rendered for 1500 sample lead(s)" in r.stdout
+    # the last lead's SMS step blocks: blamed on that step, after 1,500 leads' steps
+    os.mkfifo(project / "pipe.txt")  # reading it blocks without using CPU
+    block = "{% if lead.first_name == 'Lead1499' %}{% include 'pipe.txt' %}{% endif %}"
+    write(project, "reply STOP to opt out.", block + "reply STOP to opt out.")
+    r = cli("-C", project, "check", "--leads", project / "leads.csv")
+    assert r.exit_code == 1, r.output
+    assert "campaigns.welcome.steps[1].body: rendering took longer than 1 s" in r.stdout
+
+
 def test_an_edit_renders_in_the_worker_too(
     cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
