@@ -263,6 +263,16 @@ def send_lock(store: Store) -> Lock | None:
 DRY_RUN_BATCH = 1000
 
 
+def scratch_dir(environ: Mapping[str, str]) -> str | None:
+    """Where a dry run's copy of the database goes: `$TMPDIR` when it is set, else `/var/tmp`
+    (on disk, by the file system hierarchy's convention, where `/tmp` is often memory: a
+    tmpfs would hold a million leads' copy in RAM), else Python's default (None)."""
+    if environ.get("TMPDIR"):
+        return environ["TMPDIR"]
+    var = "/var/tmp"
+    return var if os.path.isdir(var) and os.access(var, os.W_OK | os.X_OK) else None
+
+
 @dataclass
 class DryRun:
     """What `send --dry-run` found: how many messages would go now, the first of them (`keep`),
@@ -290,7 +300,8 @@ def dry_run(
     """One pass on a private copy of the database through memory channels: nothing is written.
 
     The copy makes the answer exact (same enrolment, limits, windows and order as a real pass)
-    without touching the real database or any provider. Each message that would go is counted
+    without touching the real database or any provider; it is made in `scratch_dir`, and
+    removed at the end. Each message that would go is counted
     and handed to `on_message` as the pass reaches it; the result keeps the first `keep` (every
     one for None), and `on_event` hears what happened to each, so that a dry run of a million
     messages need hold none of them.
@@ -310,8 +321,9 @@ def dry_run(
         if on_message is not None:
             on_message(msg)
 
-    links = Links.for_config(cfg, os.environ if environ is None else environ)
-    with tempfile.TemporaryDirectory(prefix="campaignctl-dry-") as tmp:
+    env = os.environ if environ is None else environ
+    links = Links.for_config(cfg, env)
+    with tempfile.TemporaryDirectory(prefix="campaignctl-dry-", dir=scratch_dir(env)) as tmp:
         shadow = store.private_copy(Path(tmp))
         fakes = {n: MemoryChannel(n, cfg.channel_kind(n), would_send) for n in cfg.channels}
         engine = Engine(

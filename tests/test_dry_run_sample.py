@@ -12,7 +12,7 @@ from typer.testing import Result
 import campaignctl.cli.streamed as streamed
 from campaignctl.cli.send import DRY_SHOWN
 from campaignctl.config import load
-from campaignctl.runner import dry_run
+from campaignctl.runner import dry_run, scratch_dir
 from campaignctl.store import Store
 from tests.support import T0, add_leads, messages, project
 
@@ -101,6 +101,27 @@ def test_a_dry_run_holds_only_the_messages_it_keeps(tmp_path: Path) -> None:
     assert len(heard) == 30 == len(set(heard))
     assert [m.to for m in dry.messages] == heard[:3]
     assert dry_run(cfg, store, T0).count == 30  # nothing was written by the first
+
+
+def test_the_copy_goes_to_tmpdir_else_var_tmp_and_is_removed(tmp_path: Path) -> None:
+    """The dry run's copy of the database is made on disk: in `$TMPDIR` when set, else in
+    /var/tmp (where /tmp may be a tmpfs, in memory); it is gone once the dry run ends."""
+    (tmp_path / "project").mkdir()
+    store = _setup(tmp_path / "project", 3)
+    cfg = load(tmp_path / "project" / "campaigns.toml")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    seen: list[Path] = []  # the copies there while the pass runs
+
+    def look(_msg: object) -> None:
+        seen.extend(scratch.glob("campaignctl-dry-*/dry.db"))
+
+    dry = dry_run(cfg, store, T0, environ={"TMPDIR": str(scratch)}, on_message=look)
+    assert dry.count == 3
+    assert len(set(seen)) == 1
+    assert list(scratch.iterdir()) == []
+    assert scratch_dir({}) == "/var/tmp"  # Debian's, always there and writable
+    assert scratch_dir({"TMPDIR": str(scratch)}) == str(scratch)
 
 
 def test_a_long_listing_streams_as_one_table(
