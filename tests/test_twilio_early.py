@@ -152,6 +152,38 @@ def test_a_callback_before_its_sid_is_recorded_with_the_send_once(
     assert len(events(rig.store)) == 3
 
 
+def test_a_failure_settling_the_kept_callbacks_leaves_the_sends_recorded(
+    folder: Path,
+    fake_twilio: FakeTwilio,
+    rig: WebRig,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Settling runs in a savepoint of the batch's record: when it fails (here a fault put in
+    the recording of callbacks), the sends stay recorded as sent, the callbacks stay kept,
+    and `sync` records them once the fault is gone. Before, the whole record rolled back and
+    the sent messages were left `sending`, to be reconciled as uncertain."""
+    import campaignctl.sync as sync_module
+
+    posted = before_its_sid(fake_twilio, rig, "delivered")
+    real = sync_module.record_received
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a fault while recording callbacks")
+
+    monkeypatch.setattr(sync_module, "record_received", broken)
+    send(folder, rig.store)
+    assert sorted(sent(rig.store)) == sorted(posted)  # recorded: the record stood
+    assert sorted(kept(rig.store)) == sorted((sid, "delivered") for sid in posted)
+    assert "stay kept (campaignctl sync records them): RuntimeError" in caplog.text
+    monkeypatch.setattr(sync_module, "record_received", real)
+    sync(load(folder / "campaigns.toml"), rig.store, T0 + timedelta(minutes=1))
+    assert kept(rig.store) == []
+    assert sorted(e for e in events(rig.store) if e[0] == "delivered") == sorted(
+        ("delivered", f"delivered:{sid}", sent(rig.store)[sid]) for sid in posted
+    )
+
+
 def test_a_callback_posted_twice_before_its_sid_is_kept_once(
     folder: Path, fake_twilio: FakeTwilio, rig: WebRig
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from campaignctl.store import FAILED, PENDING, SENT, UNCERTAIN, journal, locks
 from campaignctl.store import messages as store_messages
 from campaignctl.store.conn import Conn, Transaction
 from campaignctl.store.journal import Kind
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -223,8 +226,19 @@ class Outcomes(EngineContext):
         sids = [sid for channel, sid in sent if channel in twilio and sid]
         if sids:
             from campaignctl.inbound import settle_early
+            from campaignctl.store.conn import savepoint
 
-            settle_early(self.cfg, s, now, provider_ids=sids)
+            try:
+                with savepoint(s):
+                    settle_early(self.cfg, s, now, provider_ids=sids)
+            except Exception as exc:  # the sends' record must stand
+                # the kept callbacks are undone alone and stay kept: `sync` records them
+                _log.warning(
+                    "Twilio callbacks that came before their message was recorded stay kept "
+                    "(campaignctl sync records them): %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
 
     def _hook(self, w: store_messages.Writes, event: str, c: Claimed, now: datetime) -> None:
         """Queue the outgoing hooks' rows for `event` of `c`, with the outcome (durable: the
