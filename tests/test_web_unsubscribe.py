@@ -12,6 +12,7 @@ import email
 import json
 import re
 import signal
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,13 +23,20 @@ import pytest
 
 from campaignctl.store import events as store_events
 from campaignctl.web.links import Links
-from campaignctl.web.tokens import Purpose, Signer
+from campaignctl.web.tokens import UNDO_FOR, Purpose, Signer
 from campaignctl.web.unsubscribe import mask_email, mask_phone
 from tests.support.cli import Cli
 from tests.support.clock import days, travel
 from tests.support.leads import add_leads, open_store
 from tests.support.rows import optouts, rows
-from tests.support.web import BASE_URL, SECRET, serve_process, server_section, web_rig
+from tests.support.web import (
+    BASE_URL,
+    SECRET,
+    WebRig,
+    serve_process,
+    server_section,
+    web_rig,
+)
 
 JUAN = {"email": "juan.cruz@example.com", "phone": "+639171234567", "first_name": "Juan"}
 MARIA = {"email": "maria@example.org", "phone": "+639171234568", "first_name": "Maria"}
@@ -155,6 +163,7 @@ def test_post_opts_out_once_and_skips_the_channels_pending_messages(
     assert "<title>Unsubscribed</title>" in first.text
     assert "Unsubscribed: no more text messages from Ana Cruz to +**********67" in first.text
     assert 'action="' + unsub(juan, "sms").removeprefix("/u/") + '/undo"' in first.text
+    assert "/undo" not in second.text  # only the POST that unsubscribed offers the undo
     assert optouts(served) == [(juan, "sms", "unsubscribe")]
     optout_events = [e for e in events_of(served, juan) if e[0] == "optout"]
     assert optout_events == [("optout", "sms", {"by": by})]
@@ -180,13 +189,44 @@ def test_an_email_unsubscribe_stops_the_sequence_that_stops_on_optout(
     assert (nudge.state, nudge.reason) == ("skipped", "sequence stopped: optout")
 
 
+def undo_form(page: str) -> tuple[str, str]:
+    """The (action, undo token) of the page's "Subscribe again" form."""
+    found = re.search(
+        r'<form method="post" action="([^"]+)">\s*'
+        r'<input type="hidden" name="undo" value="([^"]+)">',
+        page,
+    )
+    assert found, page
+    return found.group(1), found.group(2)
+
+
+def undo(rig: WebRig, token: str, undo_token: str | None) -> Any:
+    """POST the page's undo form: to /u/TOKEN/undo, with the undo token."""
+    data = {} if undo_token is None else {"undo": undo_token}
+    return rig.client.post(token + "/undo", data=data)
+
+
+def optout_at(folder: Path, lead_id: int, channel: str) -> datetime:
+    """When the lead's opt-out of `channel` was recorded (what an undo token names)."""
+    store = open_store(folder)
+    try:
+        with store.read() as s:
+            found = store_events.optout_of(s, lead_id, channel)
+    finally:
+        store.close()
+    assert found is not None
+    return found[1]
+
+
 def test_undo_opts_back_in_once(served: Path, juan: int) -> None:
     token = unsub(juan, "email")
     with web_rig(served) as rig:
-        rig.client.post(token)
-        undone = rig.client.post(token + "/undo")
+        unsubscribed = rig.client.post(token)
+        action, undo_token = undo_form(unsubscribed.text)
+        assert action == token.removeprefix("/u/") + "/undo"  # relative: /u/TOKEN/undo
+        undone = undo(rig, token, undo_token)
         assert optouts(served) == []
-        again = rig.client.post(token + "/undo")
+        again = undo(rig, token, undo_token)
         page = rig.client.get(token)
         assert rig.client.get(token + "/undo").status_code == 405  # a scanner undoes nothing
     assert undone.status_code == 200
@@ -194,6 +234,8 @@ def test_undo_opts_back_in_once(served: Path, juan: int) -> None:
     assert "Subscribed again to emails from Ana Cruz to j***@example.com" in undone.text
     # the page offers to unsubscribe again, back at /u/TOKEN
     assert 'action="../' + token.removeprefix("/u/") + '"' in undone.text
+    # the same undo token a second time: nothing to undo
+    assert "<title>Nothing to undo</title>" in again.text
     assert "Nothing changed: you are not unsubscribed" in again.text
     assert "<title>Unsubscribe?</title>" in page.text
     kinds = [(kind, ch, detail) for kind, ch, detail in events_of(served, juan) if ch == "email"]
@@ -208,15 +250,143 @@ def test_undo_never_takes_back_an_opt_out_made_another_way(
 ) -> None:
     assert cli("-C", served, "leads", "optout", JUAN["email"], "--channel", "email").exit_code == 0
     token = unsub(juan, "email")
-    with web_rig(served) as rig:
+    # even a well-signed undo token naming that very opt-out: not an unsubscribe's
+    forged = LINKS.undo_token(juan, "email", optout_at(served, juan, "email"), T)
+    with web_rig(served, clock=lambda: T) as rig:
         page = rig.client.get(token)
         post = rig.client.post(token)
-        undo = rig.client.post(token + "/undo")
+        undone = undo(rig, token, forged)
     assert "Already unsubscribed" in page.text
     assert "/undo" not in page.text
     assert "Nothing changed: you were already unsubscribed" in post.text
-    assert "stopped another way" in undo.text
+    assert "/undo" not in post.text
+    assert "stopped another way" in undone.text
     assert optouts(served) == [(juan, "email", "manual")]
+
+
+#: The web app's clock in the tests below (`Web.clock`), months away from the wall clock.
+T = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+
+def test_the_unsubscribe_token_no_longer_re_subscribes(served: Path, juan: int) -> None:
+    """The link in every email the lead got cannot take their "stop" back: only the undo token
+    the unsubscribing POST handed out can, and no other page hands one out."""
+    token = unsub(juan, "email")
+    with web_rig(served) as rig:
+        assert rig.client.post(token).status_code == 200
+        before = (optouts(served), events_of(served, juan))
+        bare = rig.client.post(token + "/undo")
+        with_itself = undo(rig, token, token.removeprefix("/u/"))
+        one_click = rig.client.post(token + "/undo", content=b"List-Unsubscribe=One-Click")
+        # and neither the page nor a second POST offers an undo to whoever holds the link
+        page = rig.client.get(token)
+        again = rig.client.post(token)
+    for res in (bare, with_itself, one_click):
+        assert res.status_code == 404
+        assert "<title>Nothing to undo</title>" in res.text
+        assert "Nothing changed: this button no longer works" in res.text
+    assert "<title>Already unsubscribed</title>" in page.text
+    assert "Already unsubscribed" in again.text
+    assert 'name="undo"' not in page.text + again.text
+    assert "/undo" not in page.text + again.text
+    assert (optouts(served), events_of(served, juan)) == before
+    assert optouts(served) == [(juan, "email", "unsubscribe")]
+
+
+def test_undo_works_for_undo_for_on_the_apps_clock_and_not_after(served: Path, juan: int) -> None:
+    token = unsub(juan, "email")
+    now = [T]
+    with web_rig(served, clock=lambda: now[0]) as rig:
+        _, undo_token = undo_form(rig.client.post(token).text)
+        now[0] = T + UNDO_FOR + timedelta(minutes=1)
+        late = undo(rig, token, undo_token)
+        assert optouts(served) == [(juan, "email", "unsubscribe")]
+        now[0] = T + UNDO_FOR - timedelta(minutes=1)  # the clock is the app's, not the wall's
+        in_time = undo(rig, token, undo_token)
+    assert timedelta(hours=24) == UNDO_FOR
+    assert late.status_code == 404
+    assert "Nothing changed: this button no longer works" in late.text
+    assert "within 24 hours" in late.text
+    assert in_time.status_code == 200
+    assert "<title>Subscribed again</title>" in in_time.text
+    assert optouts(served) == []
+
+
+def test_an_earlier_unsubscribes_undo_cannot_lift_a_later_one(served: Path, juan: int) -> None:
+    token = unsub(juan, "sms")
+    now = [T]
+    with web_rig(served, clock=lambda: now[0]) as rig:
+        _, first = undo_form(rig.client.post(token).text)
+        now[0] += timedelta(minutes=5)
+        assert undo(rig, token, first).status_code == 200
+        assert optouts(served) == []
+        now[0] += timedelta(minutes=5)
+        _, second = undo_form(rig.client.post(token).text)
+        assert second != first
+        now[0] += timedelta(minutes=5)
+        stale = undo(rig, token, first)
+        assert optouts(served) == [(juan, "sms", "unsubscribe")]
+        fresh = undo(rig, token, second)
+    assert stale.status_code == 404
+    assert "Nothing changed: this button no longer works" in stale.text
+    assert fresh.status_code == 200
+    assert "<title>Subscribed again</title>" in fresh.text
+    assert optouts(served) == []
+    optins = [e for e in events_of(served, juan) if e[0] == "optin"]
+    assert len(optins) == 2
+
+
+def test_a_tampered_or_other_undo_token_is_refused(served: Path, juan: int) -> None:
+    (maria,) = add_leads(served, MARIA)
+    token = unsub(juan, "email")
+    signer = Signer([SECRET])
+    with web_rig(served, clock=lambda: T) as rig:
+        _, good = undo_form(rig.client.post(token).text)
+        made = optout_at(served, juan, "email")
+        _, marias = undo_form(rig.client.post(unsub(maria, "email")).text)
+        before = (optouts(served), events_of(served, juan))
+        bad = {
+            "tampered": _tampered(good),
+            "another lead's undo": marias,
+            "another channel's": LINKS.undo_token(juan, "sms", made, T),
+            "another opt-out time": LINKS.undo_token(juan, "email", made + timedelta(seconds=1), T),
+            "a click token": signer.dumps(Purpose.CLICK, [juan, "email"]),
+            "an open token": signer.dumps(Purpose.OPEN, [juan]),
+            "another key": Signer(["some-other-key-0123456789"]).dumps_at(
+                Purpose.UNDO, [juan, "email", made.isoformat()], T
+            ),
+            "a wrong payload": signer.dumps_at(Purpose.UNDO, [juan, "email"], T),
+            "a naive time": signer.dumps_at(
+                Purpose.UNDO, [juan, "email", made.replace(tzinfo=None).isoformat()], T
+            ),
+            "garbage": "not-a-token",
+        }
+        for why, undo_token in bad.items():
+            res = undo(rig, token, undo_token)
+            assert res.status_code == 404, why
+            assert "Nothing changed: this button no longer works" in res.text, why
+        # Maria's own undo token, on Maria's page, works
+        assert undo(rig, unsub(maria, "email"), marias).status_code == 200
+    assert (optouts(served), events_of(served, juan)) == (
+        [o for o in before[0] if o[0] != maria],
+        before[1],
+    )
+    assert optouts(served) == [(juan, "email", "unsubscribe")]
+
+
+def test_undo_tokens_are_timed_and_the_others_never_expire() -> None:
+    signer = Signer([SECRET])
+    with pytest.raises(ValueError, match="timed"):
+        signer.dumps(Purpose.UNDO, [1, "email", T.isoformat()])
+    with pytest.raises(ValueError, match="never expire"):
+        signer.dumps_at(Purpose.UNSUBSCRIBE, [1, "email"], T)
+    undo_token = LINKS.undo_token(1, "email", T, T)
+    assert signer.loads_timed(Purpose.UNDO, undo_token) == ([1, "email", T.isoformat()], T)
+    assert LINKS.read_undo(undo_token, T + UNDO_FOR) == (1, "email", T)
+    assert LINKS.read_undo(undo_token, T + UNDO_FOR + timedelta(seconds=1)) is None
+    assert LINKS.read_unsubscribe(undo_token) is None
+    # an unsubscribe link from years ago still works
+    assert LINKS.read_unsubscribe(unsub(1, "email").removeprefix("/u/")) == (1, "email")
 
 
 # ---------------------------------------------------------------- bad tokens, gone leads

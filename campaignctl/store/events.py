@@ -211,6 +211,22 @@ def optout_sources(session: Session, lead_id: int, channels: Sequence[str]) -> d
     return {str(ch): str(src) for ch, src in rows}
 
 
+def optout_of(session: Session, lead_id: int, channel: str) -> tuple[str, datetime] | None:
+    """(source, created_at) of the lead's opt-out of `channel` (that channel only, not `*`),
+    or None: the created_at names the row (the unsubscribe page's undo token carries it)."""
+    from sqlalchemy import select
+
+    from campaignctl.store.tables import OPTOUT
+
+    o = OPTOUT.c
+    row = (
+        session.connection()
+        .execute(select(o.source, o.created_at).where(o.lead_id == lead_id, o.channel == channel))
+        .first()
+    )
+    return None if row is None else (str(row[0]), row[1])
+
+
 def skip_pending(
     session: Session,
     lead_id: int,

@@ -4,10 +4,11 @@ clicks and opens, Twilio's status callback. Pure: no web framework, no database.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from campaignctl.config import Config
 from campaignctl.web.keys import signing_keys
-from campaignctl.web.tokens import Purpose, Signer
+from campaignctl.web.tokens import UNDO_FOR, Purpose, Signer
 
 UNSUBSCRIBE_PATH = "/u/"
 CLICK_PATH = "/c/"
@@ -48,6 +49,13 @@ class Links:
         token = self.signer.dumps(Purpose.OPEN, [message_id])
         return f"{self.base_url}{OPEN_PATH}{token}.gif"
 
+    def undo_token(self, lead_id: int, channel: str, optout_at: datetime, now: datetime) -> str:
+        """The token of the unsubscribe page's undo: it names the opt-out it takes back (the
+        lead, the channel, the opt-out's `created_at`), and expires `UNDO_FOR` after `now`.
+        A form field, never a link: it is handed out only in the page that unsubscribed."""
+        payload = [lead_id, channel, optout_at.isoformat()]
+        return self.signer.dumps_at(Purpose.UNDO, payload, now)
+
     def twilio_status(self) -> str:
         return f"{self.base_url}{TWILIO_STATUS_PATH}"
 
@@ -62,6 +70,31 @@ class Links:
         if isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and isinstance(p[1], str):
             return p[0], p[1]
         return None
+
+    def read_undo(self, token: str, now: datetime) -> tuple[int, str, datetime] | None:
+        """(lead id, channel, the opt-out's created_at) of a valid undo token signed no longer
+        than `UNDO_FOR` before `now` (the caller's clock), else None."""
+        found = self.signer.loads_timed(Purpose.UNDO, token)
+        if found is None:
+            return None
+        p, signed_at = found
+        if now - signed_at > UNDO_FOR:
+            return None
+        if not (
+            isinstance(p, list)
+            and len(p) == 3
+            and isinstance(p[0], int)
+            and isinstance(p[1], str)
+            and isinstance(p[2], str)
+        ):
+            return None
+        try:
+            optout_at = datetime.fromisoformat(p[2])
+        except ValueError:
+            return None
+        if optout_at.tzinfo is None:
+            return None
+        return p[0], p[1], optout_at
 
     def read_click(self, token: str) -> tuple[int, str] | None:
         """(message id, URL) of a valid click token, else None."""

@@ -9,21 +9,27 @@ The token names a lead and a channel (`Links.unsubscribe`). What each request do
   (`suppression.opt_out_in`, source "unsubscribe"), with an `optout` event: the button's form,
   a mailbox's RFC 8058 `List-Unsubscribe=One-Click`, or an empty body all do the same. A lead
   already opted out of the channel (or of every channel) is left as it is and the page says
-  so. The page offers an undo.
-- POST to `/u/TOKEN/undo` opts the lead back in (`suppression.opt_in_in`, an `optin` event),
-  only when the opt-out is one an unsubscribe made: a STOP reply or `leads optout` is not for
-  a link to take back.
+  so. Only the page of the POST that opted the lead out offers an undo.
+- POST to `/u/TOKEN/undo` with that page's undo token (form field `undo`) opts the lead back
+  in (`suppression.opt_in_in`, an `optin` event). The unsubscribe token is in every email the
+  lead ever got and never expires, so it cannot be what takes a "stop" back: the undo token
+  (`Links.undo_token`, its own purpose) names the opt-out that POST recorded (its
+  `created_at`), and works for `UNDO_FOR` after it (against `Web.clock`), while that opt-out
+  is still the lead's on the channel: once, and never on a later unsubscribe, a STOP reply or
+  `leads optout`. No other page hands one out, so holding a lead's emails is not enough to
+  re-subscribe them.
 
 A token that does not verify, or whose lead is gone (erased by `leads delete`, or never there:
-a test send's link names no lead), gets a 404 page and changes nothing. Every write goes
-through `Web.write` (group commit).
+a test send's link names no lead), gets a 404 page and changes nothing; so does an undo token
+that is missing, tampered with, expired, another lead's or of an earlier opt-out. Every write
+goes through `Web.write` (group commit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +41,7 @@ from campaignctl import suppression
 from campaignctl.store import events, leads
 from campaignctl.store.events import ALL_CHANNELS
 from campaignctl.web.pages import page
+from campaignctl.web.tokens import UNDO_FOR
 
 if TYPE_CHECKING:
     from campaignctl.config import Config
@@ -116,6 +123,8 @@ class Outcome:
     changed: bool
     skipped: int = 0  # pending messages skipped
     stopped: int = 0  # sequences stopped
+    optout_at: datetime | None = None  # the opt-out this POST recorded (its undo names it)
+    refused: bool = False  # an undo whose token names no opt-out it may take back
 
 
 def unsubscribe_in(
@@ -130,18 +139,36 @@ def unsubscribe_in(
     done = suppression.asked_opt_out_in(
         session, cfg, lead_id, channel, source=SOURCE, by=by, now=now
     )
+    session.flush()
+    made = events.optout_of(session, lead_id, channel)
     after = replace(sub, opted_out=True, undoable=True)
-    return Outcome(after, True, done.skipped, done.stopped)
+    return Outcome(after, True, done.skipped, done.stopped, None if made is None else made[1])
 
 
 def undo_in(
-    session: Transaction, cfg: Config, lead_id: int, channel: str, now: datetime
+    session: Transaction,
+    cfg: Config,
+    lead_id: int,
+    channel: str,
+    optout_at: datetime | None,
+    now: datetime,
 ) -> Outcome:
-    """Take back an unsubscribe's opt-out of `channel` (an `optin` event); nothing when the
-    lead is not opted out there, or was opted out another way (a STOP reply, by hand)."""
+    """Take back the unsubscribe opt-out of `channel` created at `optout_at` (what a verified
+    undo token names; None when the request had none), an `optin` event, when it is still the
+    lead's opt-out there and younger than `UNDO_FOR`. Nothing otherwise: `refused` when the
+    token names no opt-out the lead has now (none given, an earlier one, too old); not
+    refused when the lead is not opted out there, or was opted out another way (a STOP reply,
+    by hand), which the page says."""
     sub = look(session, cfg, lead_id, channel)
-    if sub is None or not sub.undoable:
+    if sub is None:
         return Outcome(sub, False)
+    if optout_at is None:
+        return Outcome(sub, False, refused=True)
+    if not sub.undoable:
+        return Outcome(sub, False)
+    current = events.optout_of(session, lead_id, channel)
+    if current is None or current[1] != optout_at or now - optout_at > UNDO_FOR:
+        return Outcome(sub, False, refused=True)
     suppression.asked_opt_in_in(
         session, lead_id, channel, key=f"{SOURCE}-undo", by="unsubscribe page (undo)", now=now
     )
@@ -168,6 +195,10 @@ def _parse_form(body: bytes) -> dict[str, str]:
         return dict(parse_qsl(body.decode("ascii", "replace"), keep_blank_values=True))
     except ValueError:
         return {}
+
+
+def _hours(span: timedelta) -> int:
+    return int(span.total_seconds() // 3600)
 
 
 def _sender(cfg: Config) -> str:
@@ -202,6 +233,7 @@ class _Door:
         *,
         unsubscribe: str | None = None,
         undo: str | None = None,
+        undo_token: str | None = None,
         note: str | None = None,
     ) -> Response:
         html = page(
@@ -210,6 +242,7 @@ class _Door:
             message=message,
             unsubscribe_action=unsubscribe,
             undo_action=undo,
+            undo_token=undo_token,
             note=note,
         )
         return HTMLResponse(html, status)
@@ -244,7 +277,6 @@ class _Door:
                 200,
                 "Already unsubscribed",
                 f"Already unsubscribed from {_about(cfg, sub)}.",
-                undo=f"{token}/undo" if sub.undoable else None,
             )
         return self._show(
             200,
@@ -263,29 +295,47 @@ class _Door:
         sub = done.subscription
         if sub is None:
             return self._nothing()
-        undo = f"{token}/undo" if sub.undoable else None
         if not done.changed:
+            # no undo here: anyone holding one of the lead's emails can POST this link
             return self._show(
                 200,
                 "Already unsubscribed",
                 f"Nothing changed: you were already unsubscribed from {_about(cfg, sub)}.",
-                undo=undo,
             )
+        undo = None
+        if done.optout_at is not None:
+            undo = self.web.links.undo_token(sub.lead_id, sub.channel, done.optout_at, now)
         return self._show(
-            200, "Unsubscribed", f"Unsubscribed: no more {_about(cfg, sub)}.", undo=undo
+            200,
+            "Unsubscribed",
+            f"Unsubscribed: no more {_about(cfg, sub)}.",
+            undo=f"{token}/undo" if undo else None,  # relative: /u/TOKEN/undo
+            undo_token=undo,
         )
 
     async def undo(self, request: Request) -> Response:
         token, named = self._subject(request)
         if named is None:
             return self._not_found()
+        body = await request.body()
         cfg, now = self.web.cfg, self.web.clock()
+        names = self.web.links.read_undo(_parse_form(body).get("undo", ""), now)
+        # the undo token must name the lead and channel of the page it came from
+        optout_at = names[2] if names is not None and names[:2] == named else None
         done = await run_in_threadpool(
-            self.web.write, lambda session: undo_in(session, cfg, *named, now)
+            self.web.write, lambda session: undo_in(session, cfg, *named, optout_at, now)
         )
         sub = done.subscription
         if sub is None:
             return self._nothing()
+        if done.refused:
+            return self._show(
+                404,
+                "Nothing to undo",
+                "Nothing changed: this button no longer works. It takes back one unsubscribe, "
+                f"once, within {_hours(UNDO_FOR)} hours; to receive messages again, contact "
+                f"{_sender(cfg)}.",
+            )
         again = f"../{token}"  # from /u/TOKEN/undo back to /u/TOKEN
         if done.changed:
             note = (
@@ -317,7 +367,8 @@ class _Door:
 
 
 def routes(web: Web) -> list[BaseRoute]:
-    """`/u/TOKEN` (GET shows, POST unsubscribes) and `/u/TOKEN/undo` (POST)."""
+    """`/u/TOKEN` (GET shows, POST unsubscribes) and `/u/TOKEN/undo` (POST, with the undo
+    token in the form)."""
     door = _Door(web)
     return [
         Route("/u/{token}", door.page, methods=["GET", "HEAD", "POST"]),
