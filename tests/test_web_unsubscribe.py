@@ -38,6 +38,9 @@ from tests.support.web import (
     web_rig,
 )
 
+# every test on SQLite and on PostgreSQL (tests/support/databases.py)
+pytestmark = pytest.mark.usefixtures("db_url")
+
 JUAN = {"email": "juan.cruz@example.com", "phone": "+639171234567", "first_name": "Juan"}
 MARIA = {"email": "maria@example.org", "phone": "+639171234568", "first_name": "Maria"}
 LINKS = Links(BASE_URL, Signer([SECRET]))
