@@ -301,10 +301,10 @@ def dry_run(
 
     The copy makes the answer exact (same enrolment, limits, windows and order as a real pass)
     without touching the real database or any provider; it is made in `scratch_dir`, and
-    removed at the end. Each message that would go is counted
-    and handed to `on_message` as the pass reaches it; the result keeps the first `keep` (every
-    one for None), and `on_event` hears what happened to each, so that a dry run of a million
-    messages need hold none of them.
+    removed at the end. Each message that would go is counted and handed to `on_message` as
+    the pass reaches it; the result keeps the first `keep` (every one for None), and
+    `on_event` hears what happened to each, so that a dry run of a million messages need hold
+    none of them.
     """
     import tempfile
     from pathlib import Path

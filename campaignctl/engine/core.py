@@ -54,9 +54,8 @@ class Engine(Recovery, Enrolment, Claims):
         paced channel), and its result says when the next pass has work. `ends` is asked after
         each send whether the pass's time is up (the runner's `PASS_TIME`): the batch's other
         claims are released, and what is left goes in the next pass, stamped with its own
-        `now`. `on_event` hears what happened to each
-        message as its batch commits (the result keeps none of them then); without it, the
-        result's `events` lists them.
+        `now`. `on_event` hears what happened to each message as its batch commits (the result
+        keeps none of them then); without it, the result's `events` lists them.
         """
         res = PassResult(on_event=on_event)
         self._skip_archived(now, res)
