@@ -104,12 +104,12 @@ def parse_since(text: str, timezone: str) -> datetime:
 
 def _check(cfg: Config, store: Store, campaign: str | None, lead: str | None) -> int | None:
     from campaignctl.config import did_you_mean
-    from campaignctl.leads.lookup import find_lead
+    from campaignctl.leads.lookup import find_lead_id
     from campaignctl.store import messages
 
-    with store.read() as session:
+    with store.reads() as r:
         if campaign is not None and campaign not in cfg.campaigns:
-            known = set(messages.campaign_names(session))
+            known = set(messages.campaign_names(r))
             if campaign not in known:
                 raise NotFoundError(
                     f"no campaign named {campaign!r} in {cfg.path} or the database"
@@ -118,6 +118,4 @@ def _check(cfg: Config, store: Store, campaign: str | None, lead: str | None) ->
                 )
         if lead is None:
             return None
-        found = find_lead(session, lead, cfg.settings.default_region)
-        assert found.id is not None
-        return found.id
+        return find_lead_id(r, lead, cfg.settings.default_region)

@@ -125,6 +125,8 @@ def test_the_probe_sees_what_send_loads(sent: Path):
         (("leads", "list", "--format", "csv", "--where", "'buyer' in tags"), "email,phone"),
         (("messages", "list"), "welcome"),
         (("messages", "list", "--format", "json", "--status", "sent"), '"status": "sent"'),
+        (("messages", "list", "--lead", "Maria.Santos@example.com", "--format", "csv"), ",maria."),
+        (("messages", "list", "--campaign", "welcome", "--format", "csv"), "welcome,hello"),
     ],
     ids=lambda a: " ".join(a) if isinstance(a, tuple) else "",
 )

@@ -9,7 +9,7 @@ from campaignctl.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from campaignctl.store import Lead
-    from campaignctl.store.conn import Conn, Transaction
+    from campaignctl.store.conn import Conn, Readable, Transaction
 
 
 def find_lead(session: Transaction, address: str, default_region: str | None) -> Lead:
@@ -35,6 +35,17 @@ def find_lead_row(conn: Conn, address: str, default_region: str | None) -> Any:
     if row is None:
         raise _not_found(address, norm)
     return row
+
+
+def find_lead_id(conn: Readable, address: str, default_region: str | None) -> int:
+    """`find_lead`'s lead id, in plain SQL (`store.leads.id_by_address`)."""
+    from campaignctl.store import leads
+
+    norm = _normalised(address, default_region)
+    found = leads.id_by_address(conn, norm)
+    if found is None:
+        raise _not_found(address, norm)
+    return found
 
 
 def _normalised(address: str, default_region: str | None) -> str:

@@ -259,6 +259,15 @@ def by_address(conn: Conn, address: str) -> Any:
     return connection(conn).execute(select(LEAD).where(where).limit(1)).first()
 
 
+def id_by_address(conn: Readable, address: str) -> int | None:
+    """The id of the lead with this normalised address (a lower-case email, matched in any
+    case through `ix_lead_email_lower`, or an E.164 phone), or None. Plain SQL: `messages list
+    --lead` loads no SQLAlchemy on an up-to-date SQLite file."""
+    where = "lower(email) = ?" if "@" in address else "phone = ?"
+    found = reader(conn).value(f"SELECT id FROM lead WHERE {where} LIMIT 1", address)
+    return None if found is None else int(found)
+
+
 def enrolments_of(conn: Conn, lead_id: int) -> list[Any]:
     """One lead's enrolments, whole rows."""
     from sqlalchemy import select

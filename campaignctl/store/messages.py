@@ -535,17 +535,11 @@ def listing(
         yield (*fixed, time(due), time(claimed), time(sent))
 
 
-def campaign_names(conn: Conn) -> list[str]:
-    """The campaigns that have messages (one read of the (campaign, step, lead) index)."""
-    from sqlalchemy import select
-
-    from campaignctl.store.tables import MESSAGE
-
-    return [
-        r[0]
-        for r in connection(conn).execute(select(MESSAGE.c.campaign).distinct())
-        if r[0] is not None
-    ]
+def campaign_names(conn: Readable) -> list[str]:
+    """The campaigns that have messages (one read of the (campaign, step, lead) index). Plain
+    SQL: `messages list --campaign` loads no SQLAlchemy on an up-to-date SQLite file."""
+    rows = reader(conn).rows("SELECT DISTINCT campaign FROM message")
+    return [r[0] for r in rows if r[0] is not None]
 
 
 def queues(conn: Conn) -> list[Any]:
