@@ -75,3 +75,8 @@ def test_the_message_listing_reads_the_same_on_both_databases(tmp_path: Path) ->
         assert len(list(store_messages.listing(r, campaign="welcome", step="hello"))) == 2
         assert len(list(store_messages.listing(r, since=T0 - timedelta(hours=1)))) == 2
         assert list(store_messages.listing(r, since=T0 + timedelta(days=3650))) == []
+        # the filters' look-ups: a lead by its email or its phone, the campaigns with messages
+        assert store_leads.id_by_address(r, "b@x.com") == second
+        assert store_leads.id_by_address(r, "+12125550001") == second
+        assert store_leads.id_by_address(r, "nobody@x.com") is None
+        assert store_messages.campaign_names(r) == ["welcome"]
