@@ -158,3 +158,36 @@ def test_reconcile_cannot_tell(tmp_path, fake_smtp):
     msg = outgoing()
     ch.send(msg)
     assert ch.reconcile(msg).outcome is Reconciled.UNKNOWN
+
+
+def test_a_message_bigger_than_the_relay_takes_fails_alone(tmp_path, fake_smtp):
+    """A relay that advertises `SIZE 20000` refuses a bigger message at MAIL FROM (smtplib
+    declares the size) with 552: that message fails for good, with the sizes in words, and the
+    channel goes on with the next. Before, the 552 on MAIL FROM read as the relay refusing
+    our sender: an AUTH error that stopped the whole channel."""
+    fake = fake_smtp(size_limit=20_000)
+    ch = _project(tmp_path, fake, security="none", login=False)
+    big = outgoing(text="x" * 30_000, html=None)
+    with pytest.raises(ChannelError) as err:
+        ch.send(big)
+    assert err.value.kind is ErrorKind.PERMANENT
+    assert err.value.code == "unsendable"
+    assert "over the 19.5 KB the relay takes (SIZE 20000)" in err.value.message
+    assert fake.received == []
+    ch.send(outgoing(id=2, to="maria@example.com"))
+    ch.close()
+    assert [r.rcpt_tos for r in fake.received] == [["maria@example.com"]]
+
+
+def test_a_552_at_mail_from_is_the_message_not_the_sender(tmp_path, fake_smtp):
+    """A relay that refuses the size at MAIL FROM without having said its limit (552 5.3.4):
+    the message fails, the channel is not stopped."""
+    fake = fake_smtp()
+    ch = _project(tmp_path, fake, security="none", login=False)
+    fake.fail_next("MAIL", "552 5.3.4 Message size exceeds fixed maximum message size")
+    with pytest.raises(ChannelError) as err:
+        ch.send(outgoing())
+    assert err.value.kind is ErrorKind.PERMANENT
+    assert err.value.code == "552"
+    ch.send(outgoing(id=2, to="maria@example.com"))
+    assert len(fake.received) == 1

@@ -18,6 +18,7 @@ import smtplib
 import ssl
 
 from campaignctl.channels.base import (
+    UNSENDABLE,
     ChannelError,
     CredentialsError,
     ErrorKind,
@@ -145,6 +146,7 @@ class SmtpRelayChannel:
                     "or give the lead an ASCII address",
                 )
             options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
+        self._check_relay_size(conn, data)
         try:
             conn.sendmail(envelope_from, [msg.to], data, mail_options=options)
         except (smtplib.SMTPException, OSError) as exc:
@@ -152,6 +154,24 @@ class SmtpRelayChannel:
                 self._drop()  # smtplib leaves the session in an unknown state
             raise self._classify(exc, connecting=False) from None
         return Sent(provider_id=str(em["Message-ID"]))
+
+    def _check_relay_size(self, conn: smtplib.SMTP, data: bytes) -> None:
+        """Refuse a message bigger than the relay says it takes (`SIZE n` in its EHLO reply,
+        RFC 1870; 0 or no number: no limit given) before sending it: this message's permanent
+        failure, not a transfer the relay would refuse at its end."""
+        declared = conn.esmtp_features.get("size", "").strip()
+        limit = int(declared) if declared.isdigit() else 0
+        if limit and len(data) > limit:
+            from campaignctl.attachments import human_size
+
+            raise ChannelError(
+                ErrorKind.PERMANENT,
+                f"{self._where()}: the message is {human_size(len(data))}, over the "
+                f"{human_size(limit)} the relay takes (SIZE {limit})",
+                code=UNSENDABLE,
+                hint=f"attach smaller files (or link to them); max_message_size = {limit} in "
+                f"channels.{self.name} refuses such messages before they are built",
+            )
 
     def _starttls_hint(self) -> str:
         return f'set channels.{self.name}.security = "starttls" in the campaign file'
@@ -179,6 +199,15 @@ class SmtpRelayChannel:
             )
         if isinstance(exc, smtplib.SMTPSenderRefused):
             text = f"{where}: sender {exc.sender} refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            if exc.smtp_code == 552:
+                # "exceeded storage allocation": at MAIL FROM, the size smtplib declared (RFC
+                # 1870) is over the relay's limit; the message, not our sender
+                return ChannelError(
+                    ErrorKind.PERMANENT,
+                    f"{where}: message refused: {exc.smtp_code} {_text(exc.smtp_error)}",
+                    code=str(exc.smtp_code),
+                    hint="attach smaller files (or link to them)",
+                )
             if 500 <= exc.smtp_code < 600:
                 # every message would fail the same way: stop the channel, not each message
                 return ChannelError(

@@ -92,6 +92,7 @@ class FakeSmtp:
         security: str = "none",
         users: dict[str, str] | None = None,
         smtputf8: bool = True,
+        size_limit: int | None = None,
     ) -> None:
         self.security = security
         self.users = users or {}
@@ -112,6 +113,8 @@ class FakeSmtp:
         if self.users:
             # aiosmtpd only counts STARTTLS as TLS; on implicit TLS the socket already is
             kwargs.update(authenticator=self._authenticate, auth_require_tls=security == "starttls")
+        if size_limit is not None:  # advertised as `SIZE n`; a bigger MAIL FROM SIZE= gets 552
+            kwargs["data_size_limit"] = size_limit
         self.port = free_port()
         self.controller = Controller(
             self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8, **kwargs

@@ -68,15 +68,22 @@ def fake_twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
 @pytest.fixture
 def fake_smtp(tmp_path: Path) -> Iterator[Callable[..., FakeSmtp]]:
     """Start an aiosmtpd fake: fake_smtp(security="starttls", users={"ana": "pw"});
-    `smtputf8=False` for a relay without SMTPUTF8."""
+    `smtputf8=False` for a relay without SMTPUTF8; `size_limit=N` for one that takes messages
+    of at most N bytes (and says so: `SIZE N`)."""
     started: list[FakeSmtp] = []
 
     def start(
-        *, security: str = "none", users: dict[str, str] | None = None, smtputf8: bool = True
+        *,
+        security: str = "none",
+        users: dict[str, str] | None = None,
+        smtputf8: bool = True,
+        size_limit: int | None = None,
     ) -> FakeSmtp:
         folder = tmp_path / f"smtp{len(started)}"
         folder.mkdir()
-        fake = FakeSmtp(folder, security=security, users=users, smtputf8=smtputf8).start()
+        fake = FakeSmtp(
+            folder, security=security, users=users, smtputf8=smtputf8, size_limit=size_limit
+        ).start()
         started.append(fake)
         return fake
 
