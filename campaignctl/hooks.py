@@ -269,7 +269,7 @@ def deliver(
     *,
     rng: random.Random,
     post: Post = http_post,
-    budget: float = 5.0,
+    budget: float = BUDGET,
     limit: int = 200,
 ) -> Delivered:
     """POST what is due, for at most `budget` seconds (the daemon's other jobs share its

@@ -75,6 +75,15 @@ class Recorded:
     def total(self) -> int:
         return sum(self.events.values())
 
+    def add(self, other: Recorded) -> None:
+        """Count what `other` did in this one."""
+        self.events.update(other.events)
+        self.duplicates += other.duplicates
+        self.unknown_leads += other.unknown_leads
+        self.stopped += other.stopped
+        self.skipped += other.skipped
+        self.kept += other.kept
+
 
 def find_lead(session: Transaction, address: str, default_region: str | None = None) -> Lead | None:
     """The lead with this email (any case) or phone (any format `phonenumbers` can read)."""
@@ -282,12 +291,7 @@ def settle_early(
         by_channel.setdefault(ref.channel, []).append(Received(r.provider_id, resource=resource))
         settled.append(r.id)
     for name, items in by_channel.items():
-        done = record_received(cfg, session, name, items, known, now, stop_on)
-        out.events.update(done.events)
-        out.duplicates += done.duplicates
-        out.unknown_leads += done.unknown_leads
-        out.stopped += done.stopped
-        out.skipped += done.skipped
+        out.add(record_received(cfg, session, name, items, known, now, stop_on))
     callbacks.forget(session, settled)
     return out
 

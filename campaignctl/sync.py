@@ -134,15 +134,14 @@ def sync_channel(cfg: Config, store: Store, inbox: Inbox, now: datetime, res: Ch
             return
         done = record_received(cfg, s, name, items, load_known(s, name), now)
         # status callbacks kept before their sid was ours (the engine settles its batches')
-        early = settle_early(cfg, s, now, channel=name)
+        done.add(settle_early(cfg, s, now, channel=name))
         set_cursor(s, name, fetched.cursor, now)
         meta.set_last_sync(s, name, now)
-    for d in (done, early):
-        res.events.update(d.events)
-        res.duplicates += d.duplicates
-        res.unknown_leads += d.unknown_leads
-        res.stopped += d.stopped
-        res.skipped += d.skipped
+    res.events.update(done.events)
+    res.duplicates += done.duplicates
+    res.unknown_leads += done.unknown_leads
+    res.stopped += done.stopped
+    res.skipped += done.skipped
     res.more = fetched.more
 
 
